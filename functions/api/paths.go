@@ -1,0 +1,37 @@
+package api
+
+// Paths of the VK -> interLink hop and of the interLink -> sidecar hop.
+const (
+	// PathCreate submits one pod.
+	PathCreate = "/create"
+	// PathDelete deletes one pod.
+	PathDelete = "/delete"
+	// PathStatus returns the status of a batch of pods.
+	PathStatus = "/status"
+	// PathLogs streams one container's logs.
+	PathLogs = "/getLogs"
+	// PathPing is the VK's health check of interLink and its sidecars.
+	PathPing = "/pinglink"
+	// PathUpdateCache is kept for the original VK; interLink holds no cache.
+	PathUpdateCache = "/updateCache"
+)
+
+// Headers.
+const (
+	// HeaderAPIVersion is sent by our peers on every request and reply. Its
+	// presence tells the other side it may use the extensions of this package.
+	HeaderAPIVersion = "Interlink-Api-Version"
+	// HeaderSession correlates log lines across hops (original name).
+	HeaderSession = "InterLink-Http-Session"
+)
+
+// APIVersion is the version of the extensions this package defines.
+const APIVersion = "1"
+
+// Annotations.
+const (
+	// AnnotationSidecar names the sidecar that runs a pod.
+	AnnotationSidecar = "interlink.io/sidecar"
+	// AnnotationJobID is where the original VK stores the job ID of a pod.
+	AnnotationJobID = "JobID"
+)

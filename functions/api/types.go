@@ -1,0 +1,130 @@
+package api
+
+import (
+	"encoding/json"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// PodCreateRequests is the body of a VK -> interLink create.
+type PodCreateRequests struct {
+	Pod        corev1.Pod         `json:"pod"`
+	ConfigMaps []corev1.ConfigMap `json:"configmaps"`
+	Secrets    []corev1.Secret    `json:"secrets"`
+	// ProjectedVolumeMaps holds one ConfigMap per projected or downwardAPI
+	// volume, keyed by file path.
+	ProjectedVolumeMaps []corev1.ConfigMap `json:"projectedvolumesmaps"`
+	JobScriptURL        string             `json:"jobscriptURL"`
+}
+
+// RetrievedContainer is the data one container needs, as sent to a sidecar.
+type RetrievedContainer struct {
+	Name                string             `json:"name"`
+	ConfigMaps          []corev1.ConfigMap `json:"configMaps"`
+	ProjectedVolumeMaps []corev1.ConfigMap `json:"projectedvolumemaps"`
+	Secrets             []corev1.Secret    `json:"secrets"`
+	// EmptyDirs is deprecated and always empty.
+	EmptyDirs []string `json:"emptyDirs"`
+}
+
+// RetrievedPodData is the body of an interLink -> sidecar create.
+type RetrievedPodData struct {
+	Pod corev1.Pod `json:"pod"`
+	// Containers lists init containers first, then containers.
+	Containers []RetrievedContainer `json:"container"`
+	// JobConfig is passed through unchanged.
+	JobConfig json.RawMessage `json:"jobConfig,omitempty"`
+	JobScript string          `json:"jobScript,omitempty"`
+}
+
+// CreateStruct is the reply to a create.
+type CreateStruct struct {
+	PodUID string `json:"PodUID"`
+	PodJID string `json:"PodJID"`
+}
+
+// PodStatus is the status of one pod as a sidecar reports it.
+type PodStatus struct {
+	PodName        string                   `json:"name"`
+	PodUID         string                   `json:"UID"`
+	PodNamespace   string                   `json:"namespace"`
+	JobID          string                   `json:"JID"`
+	Containers     []corev1.ContainerStatus `json:"containers"`
+	InitContainers []corev1.ContainerStatus `json:"initContainers"`
+
+	// PodIP is an extension: the pod's address on the remote side, if any.
+	PodIP string `json:"podIP,omitempty"`
+	// Error is an extension, sent only to peers that declared HeaderAPIVersion:
+	// the status of this pod could not be read (its sidecar failed). The
+	// receiver keeps the pod's last known status.
+	Error *Status `json:"error,omitempty"`
+}
+
+// ContainerLogOpts are the options of a log request.
+type ContainerLogOpts struct {
+	Tail         int       `json:"Tail"`
+	LimitBytes   int       `json:"Bytes"`
+	Timestamps   bool      `json:"Timestamps"`
+	Follow       bool      `json:"Follow"`
+	Previous     bool      `json:"Previous"`
+	SinceSeconds int       `json:"SinceSeconds"`
+	SinceTime    time.Time `json:"SinceTime"`
+}
+
+// LogStruct is the body of a log request.
+type LogStruct struct {
+	Namespace     string           `json:"Namespace"`
+	PodUID        string           `json:"PodUID"`
+	PodName       string           `json:"PodName"`
+	ContainerName string           `json:"ContainerName"`
+	Opts          ContainerLogOpts `json:"Opts"`
+}
+
+// Accelerator is a count of one accelerator resource.
+type Accelerator struct {
+	ResourceType string `json:"resourceType"`
+	Available    int    `json:"available"`
+}
+
+// Resources are the capacity a sidecar offers, as Kubernetes quantities.
+type Resources struct {
+	CPU          string        `json:"cpu,omitempty"`
+	Memory       string        `json:"memory,omitempty"`
+	Pods         string        `json:"pods,omitempty"`
+	Accelerators []Accelerator `json:"accelerators,omitempty"`
+}
+
+// Taint is a node taint requested by a sidecar.
+type Taint struct {
+	Key    string `json:"key"`
+	Value  string `json:"value"`
+	Effect string `json:"effect"`
+}
+
+// PingResponse is a sidecar's reply to a ping (an empty /status) and
+// interLink's reply to /pinglink.
+type PingResponse struct {
+	Status    string     `json:"status,omitempty"`
+	Resources *Resources `json:"resources,omitempty"`
+	// Taints, when present (even empty), replace the node's non-system taints.
+	Taints *[]Taint `json:"taints,omitempty"`
+
+	// Sidecars is an extension of interLink's /pinglink reply: the health of
+	// each sidecar behind it.
+	Sidecars []SidecarHealth `json:"sidecars,omitempty"`
+}
+
+// SidecarHealth is the health of one sidecar in an aggregated ping.
+type SidecarHealth struct {
+	Name  string `json:"name"`
+	Up    bool   `json:"up"`
+	Error string `json:"error,omitempty"`
+}
+
+// Ping status values.
+const (
+	PingOK       = "ok"
+	PingDegraded = "degraded"
+	PingDown     = "down"
+)
