@@ -1,0 +1,175 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// maxErrorBody caps how much of an error reply is read.
+const maxErrorBody = 64 << 10
+
+// Endpoint is a peer's address: http://, https:// or unix:///path/to.sock.
+type Endpoint struct {
+	// Base is the URL requests are made against (http://unix for a socket).
+	Base *url.URL
+	// Socket is the unix socket path, if any.
+	Socket string
+}
+
+// ParseEndpoint parses an http, https or unix URL. A bare path is a unix
+// socket, as the original interLink accepts.
+func ParseEndpoint(raw string) (Endpoint, error) {
+	if strings.HasPrefix(raw, "/") {
+		raw = "unix://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return Endpoint{}, fmt.Errorf("parse URL %q: %w", raw, err)
+	}
+	switch u.Scheme {
+	case "http", "https":
+		if u.Host == "" {
+			return Endpoint{}, fmt.Errorf("URL %q has no host", raw)
+		}
+		u.Path = strings.TrimSuffix(u.Path, "/")
+		return Endpoint{Base: u}, nil
+	case "unix":
+		p := u.Path
+		if p == "" {
+			p = u.Opaque
+		}
+		if p == "" {
+			return Endpoint{}, fmt.Errorf("unix URL %q has no socket path", raw)
+		}
+		return Endpoint{Base: &url.URL{Scheme: "http", Host: "unix"}, Socket: p}, nil
+	default:
+		return Endpoint{}, fmt.Errorf("URL %q: scheme must be http, https or unix", raw)
+	}
+}
+
+// NewTransport returns a connection-reusing transport for e. Build one per
+// peer and keep it; never one per request.
+func NewTransport(e Endpoint, tlsConfig *tls.Config) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 64
+	t.TLSClientConfig = tlsConfig
+	if e.Socket != "" {
+		d := net.Dialer{Timeout: 5 * time.Second}
+		sock := e.Socket
+		t.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, "unix", sock)
+		}
+	}
+	return t
+}
+
+// Request describes one wire call.
+type Request struct {
+	Method string
+	Path   string
+	// In is encoded as the JSON body when not nil.
+	In any
+	// Header is added to the request.
+	Header http.Header
+}
+
+// Do performs one call and returns the reply with a 2xx status; any other
+// status is returned as a typed error (see ErrorFromReply). A transport
+// failure is Unavailable. The caller closes the body.
+func Do(ctx context.Context, hc *http.Client, e Endpoint, r Request) (*http.Response, error) {
+	var body io.Reader
+	if r.In != nil {
+		buf := new(bytes.Buffer)
+		if err := json.NewEncoder(buf).Encode(r.In); err != nil {
+			return nil, fmt.Errorf("encode %s body: %w", r.Path, err)
+		}
+		body = buf
+	}
+	u := *e.Base
+	u.Path += r.Path
+	req, err := http.NewRequestWithContext(ctx, r.Method, u.String(), body)
+	if err != nil {
+		return nil, fmt.Errorf("build %s request: %w", r.Path, err)
+	}
+	for k, v := range r.Header {
+		req.Header[k] = v
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set(HeaderAPIVersion, APIVersion)
+	req.Header.Set("Accept", "application/json, text/plain")
+	resp, err := hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%s %s: %w", r.Method, r.Path, ctx.Err())
+		}
+		return nil, Unavailable("%s %s: %w", r.Method, r.Path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		defer func() { _ = resp.Body.Close() }()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		return nil, fmt.Errorf("%s %s: %w", r.Method, r.Path, ErrorFromReply(resp.StatusCode, b))
+	}
+	return resp, nil
+}
+
+// DoJSON performs a call and decodes its JSON reply into out (if not nil).
+func DoJSON(ctx context.Context, hc *http.Client, e Endpoint, r Request, out any) error {
+	resp, err := Do(ctx, hc, e, r)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if out == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return Unavailable("%s %s: decode reply: %w", r.Method, r.Path, err)
+	}
+	return nil
+}
+
+// Retryable tells whether a call that failed with err may be repeated: the
+// peer was unreachable, failing or slow. Only idempotent calls are retried.
+func Retryable(err error) bool {
+	switch ReasonOf(err) {
+	case ReasonUnavailable, ReasonTimeout:
+		return !errors.Is(err, context.Canceled)
+	default:
+		return false
+	}
+}
+
+// Retry calls fn up to attempts times while it fails with a retryable error,
+// waiting backoff, then twice as long, between tries.
+func Retry(ctx context.Context, attempts int, backoff time.Duration, fn func(context.Context) error) error {
+	var err error
+	for i := 0; i < max(attempts, 1); i++ {
+		if err = fn(ctx); err == nil || !Retryable(err) {
+			return err
+		}
+		if i == attempts-1 {
+			break
+		}
+		t := time.NewTimer(backoff << i)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+	return err
+}

@@ -1,0 +1,138 @@
+// Package server runs an http.Handler the way every interLink binary does:
+// on TCP, TLS (optionally requiring client certificates) or a unix socket,
+// with timeouts set, until its context ends, then shutting down gracefully.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+// Timeouts of every server.
+const (
+	// ReadHeaderTimeout bounds reading a request's headers.
+	ReadHeaderTimeout = 10 * time.Second
+	// ReadTimeout bounds reading a whole request (large status batches included).
+	ReadTimeout = 2 * time.Minute
+	// IdleTimeout closes idle keep-alive connections.
+	IdleTimeout = 2 * time.Minute
+	// ShutdownTimeout is the grace given to in-flight requests at stop.
+	ShutdownTimeout = 10 * time.Second
+)
+
+// Config says where and how to serve.
+type Config struct {
+	// Listen is host:port, or a unix socket path (absolute, or unix://path).
+	Listen string
+	// CertFile and KeyFile enable TLS.
+	CertFile, KeyFile string
+	// ClientCAFile, with TLS, requires client certificates signed by it.
+	ClientCAFile string
+}
+
+// Listen opens the listener of cfg. A unix socket is created mode 0660,
+// replacing a stale socket file.
+func Listen(cfg Config) (net.Listener, error) {
+	if path, ok := socketPath(cfg.Listen); ok {
+		if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			_ = os.Remove(path)
+		}
+		l, err := net.Listen("unix", path)
+		if err != nil {
+			return nil, fmt.Errorf("listen on socket %s: %w", path, err)
+		}
+		if err := os.Chmod(path, 0o660); err != nil {
+			_ = l.Close()
+			return nil, fmt.Errorf("chmod socket %s: %w", path, err)
+		}
+		return l, nil
+	}
+	l, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	return l, nil
+}
+
+func socketPath(listen string) (string, bool) {
+	if p, ok := strings.CutPrefix(listen, "unix://"); ok {
+		return p, true
+	}
+	return listen, strings.HasPrefix(listen, "/")
+}
+
+// Serve serves h on l until ctx ends, then shuts down gracefully.
+func Serve(ctx context.Context, l net.Listener, cfg Config, h http.Handler, log *slog.Logger) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		IdleTimeout:       IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	if cfg.CertFile != "" {
+		tc, err := tlsConfig(cfg)
+		if err != nil {
+			_ = l.Close()
+			return err
+		}
+		srv.TLSConfig = tc
+		l = tls.NewListener(l, tc)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	log.Info("serving", "address", l.Addr().String(), "tls", cfg.CertFile != "", "mtls", cfg.ClientCAFile != "")
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
+
+// Run listens and serves until ctx ends.
+func Run(ctx context.Context, cfg Config, h http.Handler, log *slog.Logger) error {
+	l, err := Listen(cfg)
+	if err != nil {
+		return err
+	}
+	return Serve(ctx, l, cfg, h, log)
+}
+
+func tlsConfig(cfg Config) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load TLS key pair: %w", err)
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if cfg.ClientCAFile != "" {
+		pem, err := os.ReadFile(cfg.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("client CA %s holds no PEM certificate", cfg.ClientCAFile)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}

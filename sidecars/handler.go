@@ -1,0 +1,198 @@
+package sidecars
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/seed-3f807049/interlink/functions/api"
+)
+
+// DefaultMaxBodyBytes caps request bodies (a /status batch of 10,000 full pods
+// is about 40 MiB).
+const DefaultMaxBodyBytes = 128 << 20
+
+// HandlerConfig configures NewHandler. The zero value is usable.
+type HandlerConfig struct {
+	// MaxBodyBytes caps request bodies; past it the reply is 413.
+	MaxBodyBytes int64
+	// Logger receives one line per failed request; nil means slog.Default.
+	Logger *slog.Logger
+}
+
+type handler struct {
+	p    Plugin
+	cfg  HandlerConfig
+	log  *slog.Logger
+	mux  *http.ServeMux
+	ping Pinger
+}
+
+// NewHandler serves p over the interLink -> sidecar protocol: /create,
+// /delete, /status (an empty list is a ping) and /getLogs, accepting the
+// methods the original interLink sends (GET with a body) and POST.
+func NewHandler(p Plugin, cfg HandlerConfig) http.Handler {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	h := &handler{p: p, cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	h.ping, _ = p.(Pinger)
+	h.mux.HandleFunc(api.PathCreate, h.methods(h.create, http.MethodPost, http.MethodPut))
+	h.mux.HandleFunc(api.PathDelete, h.methods(h.delete, http.MethodPost, http.MethodDelete))
+	h.mux.HandleFunc(api.PathStatus, h.methods(h.status, http.MethodGet, http.MethodPost))
+	h.mux.HandleFunc(api.PathLogs, h.methods(h.logs, http.MethodGet, http.MethodPost))
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		api.WriteError(w, r, api.NotFound("no such path %q", r.URL.Path))
+	})
+	return h
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set(api.HeaderAPIVersion, api.APIVersion)
+	h.mux.ServeHTTP(w, r)
+}
+
+// methods allows only the given methods on fn.
+func (h *handler) methods(fn func(http.ResponseWriter, *http.Request) error, allowed ...string) http.HandlerFunc {
+	allow := fmt.Sprint(allowed)
+	return func(w http.ResponseWriter, r *http.Request) {
+		ok := false
+		for _, m := range allowed {
+			ok = ok || r.Method == m
+		}
+		if !ok {
+			w.Header().Set("Allow", allow[1:len(allow)-1])
+			api.WriteError(w, r, api.NewError(api.ReasonMethodNotAllowed, "method %s not allowed on %s", r.Method, r.URL.Path))
+			return
+		}
+		if err := fn(w, r); err != nil {
+			h.log.LogAttrs(r.Context(), slog.LevelWarn, "request failed",
+				slog.String("path", r.URL.Path), slog.String("reason", string(api.ReasonOf(err))), slog.Any("err", err))
+			api.WriteError(w, r, err)
+		}
+	}
+}
+
+func (h *handler) create(w http.ResponseWriter, r *http.Request) error {
+	var data api.RetrievedPodData
+	if err := api.ReadJSON(w, r, h.cfg.MaxBodyBytes, &data); err != nil {
+		return err
+	}
+	if err := api.ValidatePod(&data.Pod); err != nil {
+		return err
+	}
+	res, err := h.p.Create(r.Context(), &data)
+	if err != nil {
+		return fmt.Errorf("create pod %s/%s: %w", data.Pod.Namespace, data.Pod.Name, err)
+	}
+	return writeJSON(w, res)
+}
+
+func (h *handler) delete(w http.ResponseWriter, r *http.Request) error {
+	var pod corev1.Pod
+	if err := api.ReadJSON(w, r, h.cfg.MaxBodyBytes, &pod); err != nil {
+		return err
+	}
+	if err := api.ValidatePod(&pod); err != nil {
+		return err
+	}
+	if err := h.p.Delete(r.Context(), &pod); err != nil {
+		return fmt.Errorf("delete pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, err := fmt.Fprintf(w, "pod %s/%s deleted\n", pod.Namespace, pod.Name)
+	return err
+}
+
+func (h *handler) status(w http.ResponseWriter, r *http.Request) error {
+	var pods []corev1.Pod
+	if err := api.ReadJSON(w, r, h.cfg.MaxBodyBytes, &pods); err != nil {
+		return err
+	}
+	if len(pods) == 0 {
+		resp := api.PingResponse{Status: api.PingOK}
+		if h.ping != nil {
+			var err error
+			if resp, err = h.ping.Ping(r.Context()); err != nil {
+				return api.Unavailable("ping: %w", err)
+			}
+		}
+		return writeJSON(w, resp)
+	}
+	var errs []error
+	for i := range pods {
+		if pods[i].UID == "" {
+			errs = append(errs, fmt.Errorf("pod %d (%s/%s) has no metadata.uid", i, pods[i].Namespace, pods[i].Name))
+		}
+	}
+	if len(errs) > 0 {
+		return api.Invalid("invalid status request: %w", errors.Join(errs...))
+	}
+	st, err := h.p.Status(r.Context(), pods)
+	if err != nil {
+		return fmt.Errorf("status of %d pods: %w", len(pods), err)
+	}
+	if st == nil {
+		st = []api.PodStatus{}
+	}
+	return writeJSON(w, st)
+}
+
+func (h *handler) logs(w http.ResponseWriter, r *http.Request) error {
+	var req api.LogStruct
+	if err := api.ReadJSON(w, r, h.cfg.MaxBodyBytes, &req); err != nil {
+		return err
+	}
+	if err := api.ValidateLogRequest(&req); err != nil {
+		return err
+	}
+	rc, err := h.p.Logs(r.Context(), &req)
+	if err != nil {
+		return fmt.Errorf("logs of %s/%s/%s: %w", req.Namespace, req.PodName, req.ContainerName, err)
+	}
+	defer func() { _ = rc.Close() }()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	// Once streaming, errors can no longer change the status: log them.
+	if err := StreamLogs(w, rc); err != nil && r.Context().Err() == nil {
+		h.log.WarnContext(r.Context(), "log stream ended with an error", "pod", req.PodName, "namespace", req.Namespace, "err", err)
+	}
+	return nil
+}
+
+// StreamLogs copies rc to w, flushing after every write so that followed
+// logs reach the client as they are produced.
+func StreamLogs(w http.ResponseWriter, rc io.Reader) error {
+	rcl := http.NewResponseController(w)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := rc.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			if ferr := rcl.Flush(); ferr != nil && !errors.Is(ferr, http.ErrNotSupported) {
+				return ferr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func writeJSON(w http.ResponseWriter, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(v)
+}

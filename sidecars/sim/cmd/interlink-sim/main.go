@@ -1,0 +1,56 @@
+// Command interlink-sim is the simulated sidecar: no containers, pods go
+// through their phases on configurable delays. For scale tests only.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/seed-3f807049/interlink/observability/config"
+	"github.com/seed-3f807049/interlink/observability/logging"
+	"github.com/seed-3f807049/interlink/observability/server"
+	"github.com/seed-3f807049/interlink/sidecars"
+	"github.com/seed-3f807049/interlink/sidecars/sim"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "interlink-sim:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	flags, err := config.ParseFlags("interlink-sim", os.Args[1:], os.Getenv("INTERLINK_SIM_CONFIG"))
+	if err != nil {
+		return err
+	}
+	cfg := sim.DefaultConfig()
+	unknown, err := config.Load(&cfg, flags.Path)
+	if err != nil {
+		return err
+	}
+	log, err := logging.New(os.Stderr, cfg.LogFormat, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	if len(unknown) > 0 {
+		log.Warn("unknown config keys ignored", "keys", unknown)
+	}
+	if flags.Test {
+		fmt.Println("config OK")
+		return nil
+	}
+	s, err := sim.New(cfg)
+	if err != nil {
+		return err
+	}
+	log.Warn("this is the simulated sidecar: it runs no containers")
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	h := sidecars.NewHandler(s, sidecars.HandlerConfig{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log})
+	return server.Run(ctx, server.Config{Listen: cfg.Listen}, h, log)
+}

@@ -1,0 +1,349 @@
+package sim
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/seed-3f807049/interlink/functions/api"
+	"github.com/seed-3f807049/interlink/sidecars"
+)
+
+// AnnotationOutcome chooses a simulated pod's fate.
+const AnnotationOutcome = "interlink.io/sim-outcome"
+
+// Outcomes.
+const (
+	OutcomeSucceeded   = "succeeded"
+	OutcomeFailed      = "failed"
+	OutcomeRunning     = "running"
+	OutcomeCreateError = "create-error"
+)
+
+// pod is the little the sim keeps per pod (about 200 bytes plus names).
+type pod struct {
+	name, namespace string
+	jid             string
+	created         time.Time
+	outcome         uint8
+	containers      []string
+	initContainers  []string
+}
+
+const (
+	succeed uint8 = iota
+	fail
+	runForever
+)
+
+// Sim is the simulated sidecar.
+type Sim struct {
+	cfg  Config
+	now  func() time.Time
+	seq  atomic.Uint64
+	mu   sync.RWMutex
+	pods map[types.UID]*pod
+}
+
+var (
+	_ sidecars.Plugin = (*Sim)(nil)
+	_ sidecars.Pinger = (*Sim)(nil)
+)
+
+// New returns a simulated sidecar.
+func New(cfg Config) (*Sim, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("sim config: %w", err)
+	}
+	return &Sim{cfg: cfg, now: time.Now, pods: make(map[types.UID]*pod)}, nil
+}
+
+// Len returns the number of pods held.
+func (s *Sim) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.pods)
+}
+
+// Create implements sidecars.Plugin; it is idempotent by pod UID.
+func (s *Sim) Create(_ context.Context, data *api.RetrievedPodData) (api.CreateStruct, error) {
+	p := &data.Pod
+	var outcome uint8
+	switch o := p.Annotations[AnnotationOutcome]; o {
+	case "", OutcomeSucceeded:
+		outcome = succeed
+	case OutcomeFailed:
+		outcome = fail
+	case OutcomeRunning:
+		outcome = runForever
+	case OutcomeCreateError:
+		return api.CreateStruct{}, api.Unavailable("simulated create error for pod %s/%s", p.Namespace, p.Name)
+	default:
+		return api.CreateStruct{}, api.Invalid("annotation %s=%q: want %s, %s, %s or %s",
+			AnnotationOutcome, o, OutcomeSucceeded, OutcomeFailed, OutcomeRunning, OutcomeCreateError)
+	}
+	if len(p.Spec.Containers) == 0 {
+		return api.CreateStruct{}, api.Invalid("pod %s/%s has no containers", p.Namespace, p.Name)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.pods[p.UID]; ok {
+		return api.CreateStruct{PodUID: string(p.UID), PodJID: old.jid}, nil
+	}
+	np := &pod{
+		name: p.Name, namespace: p.Namespace, created: s.now(), outcome: outcome,
+		jid:            fmt.Sprintf("sim-%d", s.seq.Add(1)),
+		containers:     names(p.Spec.Containers),
+		initContainers: names(p.Spec.InitContainers),
+	}
+	s.pods[p.UID] = np
+	return api.CreateStruct{PodUID: string(p.UID), PodJID: np.jid}, nil
+}
+
+func names(cs []corev1.Container) []string {
+	if len(cs) == 0 {
+		return nil
+	}
+	out := make([]string, len(cs))
+	for i := range cs {
+		out[i] = cs[i].Name
+	}
+	return out
+}
+
+// Delete implements sidecars.Plugin.
+func (s *Sim) Delete(_ context.Context, p *corev1.Pod) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.pods[p.UID]; !ok {
+		return api.NotFound("pod %s/%s (uid %s) not found", p.Namespace, p.Name, p.UID)
+	}
+	delete(s.pods, p.UID)
+	return nil
+}
+
+// Status implements sidecars.Plugin.
+func (s *Sim) Status(_ context.Context, pods []corev1.Pod) ([]api.PodStatus, error) {
+	now := s.now()
+	out := make([]api.PodStatus, 0, len(pods))
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for i := range pods {
+		sp, ok := s.pods[pods[i].UID]
+		if !ok {
+			continue
+		}
+		out = append(out, s.status(pods[i].UID, sp, now))
+	}
+	return out, nil
+}
+
+// phase times of a pod.
+func (s *Sim) times(p *pod) (start, end time.Time) {
+	start = p.created.Add(s.cfg.PendingDelay.Duration)
+	end = start.Add(s.cfg.RunDuration.Duration)
+	return start, end
+}
+
+func (s *Sim) exitCode(p *pod) int32 {
+	if p.outcome == fail {
+		return 1
+	}
+	return 0
+}
+
+func (s *Sim) status(uid types.UID, p *pod, now time.Time) api.PodStatus {
+	start, end := s.times(p)
+	st := api.PodStatus{PodName: p.name, PodUID: string(uid), PodNamespace: p.namespace, JobID: p.jid}
+	for _, n := range p.initContainers {
+		cs := corev1.ContainerStatus{Name: n, Image: "sim"}
+		if now.Before(start) {
+			cs.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(p.created)}
+		} else {
+			cs.State.Terminated = &corev1.ContainerStateTerminated{Reason: "Completed",
+				StartedAt: metav1.NewTime(p.created), FinishedAt: metav1.NewTime(start)}
+		}
+		st.InitContainers = append(st.InitContainers, cs)
+	}
+	for _, n := range p.containers {
+		cs := corev1.ContainerStatus{Name: n, Image: "sim"}
+		switch {
+		case now.Before(start):
+			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}
+		case p.outcome == runForever || now.Before(end):
+			t := true
+			cs.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(start)}
+			cs.Ready, cs.Started = true, &t
+		default:
+			code := s.exitCode(p)
+			reason := "Completed"
+			if code != 0 {
+				reason = "Error"
+			}
+			cs.State.Terminated = &corev1.ContainerStateTerminated{ExitCode: code, Reason: reason,
+				StartedAt: metav1.NewTime(start), FinishedAt: metav1.NewTime(end)}
+		}
+		st.Containers = append(st.Containers, cs)
+	}
+	return st
+}
+
+// Ping implements sidecars.Pinger.
+func (s *Sim) Ping(context.Context) (api.PingResponse, error) {
+	return api.PingResponse{Status: api.PingOK, Resources: &api.Resources{CPU: s.cfg.CPU, Memory: s.cfg.Memory, Pods: s.cfg.Pods}}, nil
+}
+
+// Logs implements sidecars.Plugin with synthetic lines: one at start, one
+// every LogInterval while running, one at exit.
+func (s *Sim) Logs(ctx context.Context, req *api.LogStruct) (io.ReadCloser, error) {
+	s.mu.RLock()
+	p, ok := s.pods[types.UID(req.PodUID)]
+	s.mu.RUnlock()
+	if !ok {
+		return nil, api.NotFound("pod %s/%s (uid %s) not found", req.Namespace, req.PodName, req.PodUID)
+	}
+	isInit := contains(p.initContainers, req.ContainerName)
+	if !isInit && !contains(p.containers, req.ContainerName) {
+		return nil, api.NotFound("pod %s/%s has no container %q", req.Namespace, req.PodName, req.ContainerName)
+	}
+	start, end := s.times(p)
+	if isInit {
+		start, end = p.created, start
+	}
+	if p.outcome == runForever && !isInit {
+		end = time.Time{}
+	}
+	g := &logGen{sim: s, req: req, start: start, end: end, code: s.exitCode(p)}
+	if isInit {
+		g.code = 0
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(g.write(ctx, pw)) }()
+	return pr, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// logGen writes a container's synthetic log, honouring the log options.
+type logGen struct {
+	sim        *Sim
+	req        *api.LogStruct
+	start, end time.Time // end is zero for a container that never ends
+	code       int32
+}
+
+// line i of the log: its time and text; ok is false past the last line.
+func (g *logGen) line(i int) (t time.Time, text string, ok bool) {
+	t = g.start.Add(time.Duration(i) * g.sim.cfg.LogInterval.Duration)
+	switch {
+	case i == 0:
+		return g.start, fmt.Sprintf("sim: container %s of pod %s/%s started", g.req.ContainerName, g.req.Namespace, g.req.PodName), true
+	case g.end.IsZero() || t.Before(g.end):
+		return t, fmt.Sprintf("sim: tick %d", i), true
+	case t.Add(-g.sim.cfg.LogInterval.Duration).Before(g.end):
+		return g.end, fmt.Sprintf("sim: container %s exited with code %d", g.req.ContainerName, g.code), true
+	default:
+		return time.Time{}, "", false
+	}
+}
+
+func (g *logGen) write(ctx context.Context, w io.Writer) error {
+	o := g.req.Opts
+	since := o.SinceTime
+	if o.SinceSeconds > 0 {
+		since = g.sim.now().Add(-time.Duration(o.SinceSeconds) * time.Second)
+	}
+	// The lines already written, for Tail.
+	var lines []string
+	emit := func(t time.Time, text string) string {
+		if o.Timestamps {
+			return t.UTC().Format(time.RFC3339Nano) + " " + text + "\n"
+		}
+		return text + "\n"
+	}
+	i := 0
+	now := g.sim.now()
+	for ; ; i++ {
+		t, text, ok := g.line(i)
+		if !ok || t.After(now) {
+			break
+		}
+		if !since.IsZero() && t.Before(since) {
+			continue
+		}
+		lines = append(lines, emit(t, text))
+	}
+	if o.Tail > 0 && len(lines) > o.Tail {
+		lines = lines[len(lines)-o.Tail:]
+	}
+	budget := o.LimitBytes
+	out := func(s string) error {
+		if o.LimitBytes > 0 {
+			if budget <= 0 {
+				return io.EOF
+			}
+			if len(s) > budget {
+				s = s[:budget]
+			}
+			budget -= len(s)
+		}
+		_, err := io.WriteString(w, s)
+		return err
+	}
+	if err := out(strings.Join(lines, "")); err != nil {
+		return ignoreEOF(err)
+	}
+	if !o.Follow {
+		return nil
+	}
+	for ; ; i++ {
+		t, text, ok := g.line(i)
+		if !ok {
+			return nil
+		}
+		if d := t.Sub(g.sim.now()); d > 0 {
+			timer := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return ctx.Err()
+			case <-timer.C:
+			}
+		}
+		if !g.sim.has(types.UID(g.req.PodUID)) {
+			return nil // deleted while followed
+		}
+		if err := out(emit(t, text)); err != nil {
+			return ignoreEOF(err)
+		}
+	}
+}
+
+func (s *Sim) has(uid types.UID) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.pods[uid]
+	return ok
+}
+
+func ignoreEOF(err error) error {
+	if err == io.EOF {
+		return nil
+	}
+	return err
+}
