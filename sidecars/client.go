@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -41,9 +42,10 @@ type ClientConfig struct {
 // Client calls a sidecar over the wire protocol. It implements Plugin and
 // Pinger, so interLink and the conformance suite use any sidecar through it.
 type Client struct {
-	ep  api.Endpoint
-	hc  *http.Client
-	cfg ClientConfig
+	ep   api.Endpoint
+	hc   *http.Client
+	cfg  ClientConfig
+	ours atomic.Bool
 }
 
 var (
@@ -66,11 +68,35 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Backoff <= 0 {
 		cfg.Backoff = DefaultBackoff
 	}
-	hc := cfg.HTTPClient
-	if hc == nil {
-		hc = &http.Client{Transport: api.NewTransport(ep, nil)}
+	var base http.Client
+	if cfg.HTTPClient != nil {
+		base = *cfg.HTTPClient
 	}
-	return &Client{ep: ep, hc: hc, cfg: cfg}, nil
+	if base.Transport == nil {
+		base.Transport = api.NewTransport(ep, nil)
+	}
+	c := &Client{ep: ep, cfg: cfg}
+	base.Transport = &versionSniffer{next: base.Transport, ours: &c.ours}
+	c.hc = &base
+	return c, nil
+}
+
+// IdempotentCreate tells whether the peer has shown (by HeaderAPIVersion on
+// a reply) that it is one of ours, whose create is idempotent by pod UID.
+func (c *Client) IdempotentCreate() bool { return c.ours.Load() }
+
+// versionSniffer notes whether the peer sends HeaderAPIVersion.
+type versionSniffer struct {
+	next http.RoundTripper
+	ours *atomic.Bool
+}
+
+func (v *versionSniffer) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := v.next.RoundTrip(r)
+	if err == nil {
+		v.ours.Store(resp.Header.Get(api.HeaderAPIVersion) != "")
+	}
+	return resp, err
 }
 
 // call runs one JSON call with a timeout, retried when idempotent.

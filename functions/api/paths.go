@@ -23,6 +23,9 @@ const (
 	HeaderAPIVersion = "Interlink-Api-Version"
 	// HeaderSession correlates log lines across hops (original name).
 	HeaderSession = "InterLink-Http-Session"
+	// HeaderSidecar names the sidecar of a log request (a LogStruct carries
+	// no annotations). Without it interLink asks its sidecars in turn.
+	HeaderSidecar = "Interlink-Sidecar"
 )
 
 // APIVersion is the version of the extensions this package defines.

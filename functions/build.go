@@ -1,0 +1,69 @@
+package functions
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+
+	"github.com/seed-3f807049/interlink/functions/api"
+	"github.com/seed-3f807049/interlink/observability/server"
+	"github.com/seed-3f807049/interlink/sidecars"
+)
+
+// FromConfig builds the handler and the server settings of a validated
+// Config: one reusing client per sidecar.
+func FromConfig(cfg Config, log *slog.Logger) (*Handler, server.Config, error) {
+	listen, err := cfg.Listen()
+	if err != nil {
+		return nil, server.Config{}, err
+	}
+	srv := server.Config{Listen: listen}
+	if cfg.TLS.Enabled {
+		srv.CertFile, srv.KeyFile, srv.ClientCAFile = cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.CACertFile
+	}
+	var tlsCfg *tls.Config
+	if cfg.SidecarCAFile != "" {
+		pem, err := os.ReadFile(cfg.SidecarCAFile)
+		if err != nil {
+			return nil, srv, fmt.Errorf("read SidecarCAFile: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, srv, fmt.Errorf("SidecarCAFile %s holds no PEM certificate", cfg.SidecarCAFile)
+		}
+		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+	}
+	urls, err := cfg.SidecarURLs()
+	if err != nil {
+		return nil, srv, err
+	}
+	scs := make(map[string]Sidecar, len(urls))
+	for name, u := range urls {
+		ep, err := api.ParseEndpoint(u)
+		if err != nil {
+			return nil, srv, fmt.Errorf("sidecar %s: %w", name, err)
+		}
+		c, err := sidecars.NewClient(sidecars.ClientConfig{
+			URL:         u,
+			HTTPClient:  &http.Client{Transport: api.NewTransport(ep, tlsCfg)},
+			CallTimeout: cfg.CallTimeout.Duration,
+			Retries:     cfg.Retries,
+		})
+		if err != nil {
+			return nil, srv, fmt.Errorf("sidecar %s: %w", name, err)
+		}
+		scs[name] = c
+		log.Info("sidecar configured", "sidecar", name, "url", u, "default", name == cfg.Default())
+	}
+	h, err := New(HandlerConfig{
+		Sidecars:        scs,
+		Default:         cfg.Default(),
+		MaxBodyBytes:    cfg.MaxBodyBytes,
+		StatusBatchSize: cfg.StatusBatchSize,
+		Logger:          log,
+	})
+	return h, srv, err
+}

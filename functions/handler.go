@@ -1,0 +1,457 @@
+package functions
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/seed-3f807049/interlink/functions/api"
+	"github.com/seed-3f807049/interlink/sidecars"
+)
+
+// Sidecar is what the handlers need of a sidecar; sidecars.Client is one.
+type Sidecar interface {
+	sidecars.Plugin
+	sidecars.Pinger
+}
+
+// idempotent is implemented by sidecars that know whether their peer's create
+// is idempotent by pod UID.
+type idempotent interface {
+	IdempotentCreate() bool
+}
+
+// HandlerConfig configures New.
+type HandlerConfig struct {
+	// Sidecars by name; at least one.
+	Sidecars map[string]Sidecar
+	// Default is the sidecar of pods without the interlink.io/sidecar annotation.
+	Default string
+	// MaxBodyBytes caps request bodies (413 past it).
+	MaxBodyBytes int64
+	// StatusBatchSize splits a sidecar's share of a status call into batches
+	// of at most this many pods; 0 sends it whole.
+	StatusBatchSize int
+	// Logger; nil means slog.Default.
+	Logger *slog.Logger
+}
+
+// Handler serves the interLink API.
+type Handler struct {
+	cfg   HandlerConfig
+	names []string // sorted sidecar names
+	log   *slog.Logger
+	mux   *http.ServeMux
+}
+
+// New returns the interLink API handler.
+func New(cfg HandlerConfig) (*Handler, error) {
+	var errs []error
+	if len(cfg.Sidecars) == 0 {
+		errs = append(errs, errors.New("no sidecar configured"))
+	}
+	if _, ok := cfg.Sidecars[cfg.Default]; !ok && len(cfg.Sidecars) > 0 {
+		errs = append(errs, fmt.Errorf("default sidecar %q is not one of the configured sidecars", cfg.Default))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = sidecars.DefaultMaxBodyBytes
+	}
+	h := &Handler{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	for n := range cfg.Sidecars {
+		h.names = append(h.names, n)
+	}
+	slices.Sort(h.names)
+	h.route(api.PathCreate, h.create, http.MethodPost, http.MethodPut)
+	h.route(api.PathDelete, h.delete, http.MethodDelete, http.MethodPost)
+	h.route(api.PathStatus, h.status, http.MethodGet, http.MethodPost)
+	h.route(api.PathLogs, h.logs, http.MethodGet, http.MethodPost)
+	h.route(api.PathPing, h.ping, http.MethodPost, http.MethodGet)
+	h.route(api.PathUpdateCache, h.updateCache, http.MethodPost, http.MethodPut)
+	h.mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		api.WriteError(w, r, api.NotFound("no such path %q", r.URL.Path))
+	})
+	return h, nil
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set(api.HeaderAPIVersion, api.APIVersion)
+	h.mux.ServeHTTP(w, r)
+}
+
+func (h *Handler) route(path string, fn func(http.ResponseWriter, *http.Request) error, methods ...string) {
+	allow := strings.Join(methods, ", ")
+	h.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		if !slices.Contains(methods, r.Method) {
+			w.Header().Set("Allow", allow)
+			api.WriteError(w, r, api.NewError(api.ReasonMethodNotAllowed, "method %s not allowed on %s", r.Method, path))
+			return
+		}
+		if err := fn(w, r); err != nil {
+			lvl := slog.LevelWarn
+			if api.ReasonOf(err) == api.ReasonInternal {
+				lvl = slog.LevelError
+			}
+			h.log.LogAttrs(r.Context(), lvl, "request failed", slog.String("path", path),
+				slog.String("reason", string(api.ReasonOf(err))), slog.String("session", r.Header.Get(api.HeaderSession)), slog.Any("err", err))
+			api.WriteError(w, r, err)
+		}
+	})
+}
+
+// sidecarOf returns the name of the sidecar that runs pod.
+func (h *Handler) sidecarOf(pod *corev1.Pod) (string, error) {
+	name := pod.Annotations[api.AnnotationSidecar]
+	if name == "" {
+		return h.cfg.Default, nil
+	}
+	if _, ok := h.cfg.Sidecars[name]; !ok {
+		return "", api.Invalid("pod %s/%s: annotation %s=%q names no configured sidecar (configured: %s)",
+			pod.Namespace, pod.Name, api.AnnotationSidecar, name, strings.Join(h.names, ", "))
+	}
+	return name, nil
+}
+
+func (h *Handler) create(w http.ResponseWriter, r *http.Request) error {
+	var req api.PodCreateRequests
+	if err := api.ReadJSON(w, r, h.cfg.MaxBodyBytes, &req); err != nil {
+		return err
+	}
+	pod := &req.Pod
+	if err := api.ValidatePod(pod); err != nil {
+		return err
+	}
+	if len(pod.Spec.Containers) == 0 {
+		return api.Invalid("pod %s/%s has no containers", pod.Namespace, pod.Name)
+	}
+	name, err := h.sidecarOf(pod)
+	if err != nil {
+		return err
+	}
+	sc := h.cfg.Sidecars[name]
+	// An original plugin may create twice: ask first whether it has the pod.
+	if i, ok := sc.(idempotent); !ok || !i.IdempotentCreate() {
+		st, err := sc.Status(r.Context(), []corev1.Pod{*pod})
+		if err == nil {
+			for _, s := range st {
+				if s.PodUID == string(pod.UID) && s.Error == nil {
+					return writeJSON(w, api.CreateStruct{PodUID: s.PodUID, PodJID: s.JobID})
+				}
+			}
+		}
+	}
+	res, err := sc.Create(r.Context(), RetrievePodData(&req))
+	if err != nil {
+		return fmt.Errorf("create pod %s/%s on sidecar %s: %w", pod.Namespace, pod.Name, name, err)
+	}
+	h.log.InfoContext(r.Context(), "pod created", "pod", pod.Name, "namespace", pod.Namespace, "uid", pod.UID, "sidecar", name, "job_id", res.PodJID)
+	return writeJSON(w, res)
+}
+
+func (h *Handler) delete(w http.ResponseWriter, r *http.Request) error {
+	var pod corev1.Pod
+	if err := api.ReadJSON(w, r, h.cfg.MaxBodyBytes, &pod); err != nil {
+		return err
+	}
+	if err := api.ValidatePod(&pod); err != nil {
+		return err
+	}
+	name, err := h.sidecarOf(&pod)
+	if err != nil {
+		return err
+	}
+	if err := h.cfg.Sidecars[name].Delete(r.Context(), &pod); err != nil {
+		return fmt.Errorf("delete pod %s/%s on sidecar %s: %w", pod.Namespace, pod.Name, name, err)
+	}
+	h.log.InfoContext(r.Context(), "pod deleted", "pod", pod.Name, "namespace", pod.Namespace, "uid", pod.UID, "sidecar", name)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, err = fmt.Fprintf(w, "pod %s/%s deleted\n", pod.Namespace, pod.Name)
+	return err
+}
+
+func (h *Handler) updateCache(w http.ResponseWriter, r *http.Request) error {
+	var pod corev1.Pod
+	if err := api.ReadJSON(w, r, h.cfg.MaxBodyBytes, &pod); err != nil {
+		return err
+	}
+	if err := api.ValidatePod(&pod); err != nil {
+		return err
+	}
+	// interLink keeps no cache: nothing to update.
+	_, err := io.WriteString(w, "ok\n")
+	return err
+}
+
+func (h *Handler) status(w http.ResponseWriter, r *http.Request) error {
+	var pods []corev1.Pod
+	if err := api.ReadJSON(w, r, h.cfg.MaxBodyBytes, &pods); err != nil {
+		return err
+	}
+	var errs []error
+	for i := range pods {
+		if pods[i].UID == "" {
+			errs = append(errs, fmt.Errorf("pod %d (%s/%s) has no metadata.uid", i, pods[i].Namespace, pods[i].Name))
+		}
+	}
+	if len(errs) > 0 {
+		return api.Invalid("invalid status request: %w", errors.Join(errs...))
+	}
+	res := h.Status(r.Context(), pods)
+	out := res.Statuses
+	// Only peers that declared our API version get per-pod errors; an
+	// original VK simply does not see the pods whose sidecar failed.
+	if r.Header.Get(api.HeaderAPIVersion) != "" {
+		out = append(out, res.Failed...)
+	}
+	if out == nil {
+		out = []api.PodStatus{}
+	}
+	return writeJSON(w, out)
+}
+
+// StatusResult is the merged reply of a fanned-out status call.
+type StatusResult struct {
+	// Statuses of the pods the sidecars know.
+	Statuses []api.PodStatus
+	// Failed holds one entry with Error set for each pod whose status could
+	// not be read (unknown sidecar, or the sidecar failed).
+	Failed []api.PodStatus
+}
+
+// Status groups pods by sidecar, asks each sidecar concurrently (in batches
+// of StatusBatchSize when set) and merges the replies.
+func (h *Handler) Status(ctx context.Context, pods []corev1.Pod) StatusResult {
+	groups := map[string][]corev1.Pod{}
+	var res StatusResult
+	for i := range pods {
+		name, err := h.sidecarOf(&pods[i])
+		if err != nil {
+			res.Failed = append(res.Failed, failed(&pods[i], err))
+			continue
+		}
+		groups[name] = append(groups[name], pods[i])
+	}
+	type part struct {
+		st  []api.PodStatus
+		bad []api.PodStatus
+	}
+	var calls []func() part
+	for name, group := range groups {
+		size := h.cfg.StatusBatchSize
+		if size <= 0 {
+			size = len(group)
+		}
+		for batch := range slices.Chunk(group, size) {
+			calls = append(calls, func() part {
+				st, err := h.cfg.Sidecars[name].Status(ctx, batch)
+				if err == nil {
+					return part{st: st}
+				}
+				err = fmt.Errorf("status of %d pods on sidecar %s: %w", len(batch), name, err)
+				h.log.WarnContext(ctx, "sidecar status failed; its pods keep their last status", "sidecar", name, "err", err)
+				p := part{bad: make([]api.PodStatus, len(batch))}
+				for i := range batch {
+					p.bad[i] = failed(&batch[i], err)
+				}
+				return p
+			})
+		}
+	}
+	parts := make([]part, len(calls))
+	var wg sync.WaitGroup
+	for i, call := range calls {
+		wg.Go(func() { parts[i] = call() })
+	}
+	wg.Wait()
+	for _, p := range parts {
+		res.Statuses = append(res.Statuses, p.st...)
+		res.Failed = append(res.Failed, p.bad...)
+	}
+	return res
+}
+
+func failed(pod *corev1.Pod, err error) api.PodStatus {
+	st := api.StatusOf(err)
+	return api.PodStatus{PodName: pod.Name, PodUID: string(pod.UID), PodNamespace: pod.Namespace, Error: &st}
+}
+
+func (h *Handler) logs(w http.ResponseWriter, r *http.Request) error {
+	var req api.LogStruct
+	if err := api.ReadJSON(w, r, h.cfg.MaxBodyBytes, &req); err != nil {
+		return err
+	}
+	if err := api.ValidateLogRequest(&req); err != nil {
+		return err
+	}
+	order := []string{h.cfg.Default}
+	if name := r.Header.Get(api.HeaderSidecar); name != "" {
+		if _, ok := h.cfg.Sidecars[name]; !ok {
+			return api.Invalid("header %s=%q names no configured sidecar (configured: %s)", api.HeaderSidecar, name, strings.Join(h.names, ", "))
+		}
+		order = []string{name}
+	} else {
+		for _, n := range h.names {
+			if n != h.cfg.Default {
+				order = append(order, n)
+			}
+		}
+	}
+	// The sidecar call is bound to the request: it is cancelled when the
+	// client goes away.
+	var rc io.ReadCloser
+	var err error
+	for _, name := range order {
+		rc, err = h.cfg.Sidecars[name].Logs(r.Context(), &req)
+		if err == nil || !api.IsNotFound(err) {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("logs of %s/%s container %s: %w", req.Namespace, req.PodName, req.ContainerName, err)
+	}
+	defer func() { _ = rc.Close() }()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	if err := sidecars.StreamLogs(w, rc); err != nil && r.Context().Err() == nil {
+		h.log.WarnContext(r.Context(), "log stream ended with an error", "pod", req.PodName, "namespace", req.Namespace, "err", err)
+	}
+	return nil
+}
+
+// ping asks every sidecar concurrently and aggregates: resources summed,
+// taints merged, each sidecar's health listed. It fails (503) only when no
+// sidecar answers.
+func (h *Handler) ping(w http.ResponseWriter, r *http.Request) error {
+	type reply struct {
+		res api.PingResponse
+		err error
+	}
+	replies := make([]reply, len(h.names))
+	var wg sync.WaitGroup
+	for i, name := range h.names {
+		wg.Go(func() {
+			res, err := h.cfg.Sidecars[name].Ping(r.Context())
+			replies[i] = reply{res, err}
+		})
+	}
+	wg.Wait()
+	var sum resources
+	agg := api.PingResponse{}
+	up := 0
+	for i, name := range h.names {
+		rp := replies[i]
+		health := api.SidecarHealth{Name: name, Up: rp.err == nil}
+		if rp.err != nil {
+			health.Error = rp.err.Error()
+			h.log.WarnContext(r.Context(), "sidecar ping failed", "sidecar", name, "err", rp.err)
+		} else {
+			up++
+			if err := sum.add(rp.res.Resources); err != nil {
+				h.log.WarnContext(r.Context(), "sidecar reported bad resources; ignored", "sidecar", name, "err", err)
+			}
+			if rp.res.Taints != nil {
+				if agg.Taints == nil {
+					agg.Taints = &[]api.Taint{}
+				}
+				*agg.Taints = append(*agg.Taints, *rp.res.Taints...)
+			}
+		}
+		agg.Sidecars = append(agg.Sidecars, health)
+	}
+	agg.Resources = sum.result()
+	switch up {
+	case len(h.names):
+		agg.Status = api.PingOK
+	case 0:
+		agg.Status = api.PingDown
+	default:
+		agg.Status = api.PingDegraded
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if up == 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	return json.NewEncoder(w).Encode(agg)
+}
+
+// resources sums sidecars' capacities.
+type resources struct {
+	cpu, mem, pods resource.Quantity
+	any            bool
+	acc            map[string]int
+	accOrder       []string
+}
+
+func (s *resources) add(r *api.Resources) error {
+	if r == nil {
+		return nil
+	}
+	var errs []error
+	for _, f := range []struct {
+		v   string
+		dst *resource.Quantity
+	}{{r.CPU, &s.cpu}, {r.Memory, &s.mem}, {r.Pods, &s.pods}} {
+		if f.v == "" {
+			continue
+		}
+		q, err := resource.ParseQuantity(f.v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("quantity %q: %w", f.v, err))
+			continue
+		}
+		f.dst.Add(q)
+		s.any = true
+	}
+	for _, a := range r.Accelerators {
+		if s.acc == nil {
+			s.acc = map[string]int{}
+		}
+		if _, ok := s.acc[a.ResourceType]; !ok {
+			s.accOrder = append(s.accOrder, a.ResourceType)
+		}
+		s.acc[a.ResourceType] += a.Available
+		s.any = true
+	}
+	return errors.Join(errs...)
+}
+
+func (s *resources) result() *api.Resources {
+	if !s.any {
+		return nil
+	}
+	out := &api.Resources{}
+	if !s.cpu.IsZero() {
+		out.CPU = s.cpu.String()
+	}
+	if !s.mem.IsZero() {
+		out.Memory = s.mem.String()
+	}
+	if !s.pods.IsZero() {
+		out.Pods = s.pods.String()
+	}
+	for _, t := range s.accOrder {
+		out.Accelerators = append(out.Accelerators, api.Accelerator{ResourceType: t, Available: s.acc[t]})
+	}
+	return out
+}
+
+func writeJSON(w http.ResponseWriter, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(v)
+}
