@@ -312,7 +312,7 @@ func (h *Handler) logs(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 	}
-	// The sidecar call is bound to the request: it is cancelled when the
+	// The sidecar call is bound to the request: it is canceled when the
 	// client goes away.
 	var rc io.ReadCloser
 	var err error

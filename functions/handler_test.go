@@ -64,7 +64,7 @@ func newSim(t testing.TB) *sim.Sim {
 func sidecarServer(t testing.TB, p sidecars.Plugin, original bool) (*sidecars.Client, *httptest.Server) {
 	t.Helper()
 	h := sidecars.NewHandler(p, sidecars.HandlerConfig{})
-	var hh http.Handler = h
+	hh := http.Handler(h)
 	if original {
 		hh = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			h.ServeHTTP(stripVersion{w}, r)
@@ -370,7 +370,7 @@ func TestLogsAcrossSidecarsAndDelete(t *testing.T) {
 // blockingLogs streams forever and records when its context ends.
 type blockingLogs struct {
 	sidecars.Plugin
-	cancelled chan struct{}
+	canceled chan struct{}
 }
 
 func (b *blockingLogs) Logs(ctx context.Context, _ *api.LogStruct) (io.ReadCloser, error) {
@@ -378,14 +378,14 @@ func (b *blockingLogs) Logs(ctx context.Context, _ *api.LogStruct) (io.ReadClose
 	go func() {
 		_, _ = pw.Write([]byte("first line\n"))
 		<-ctx.Done()
-		close(b.cancelled)
+		close(b.canceled)
 		_ = pw.CloseWithError(ctx.Err())
 	}()
 	return pr, nil
 }
 
 func TestLogsCancelSidecarWhenClientLeaves(t *testing.T) {
-	plugin := &blockingLogs{Plugin: newSim(t), cancelled: make(chan struct{})}
+	plugin := &blockingLogs{Plugin: newSim(t), canceled: make(chan struct{})}
 	c, _ := sidecarServer(t, plugin, false)
 	h, err := New(HandlerConfig{Sidecars: map[string]Sidecar{"s": c}, Default: "s"})
 	if err != nil {
@@ -407,9 +407,9 @@ func TestLogsCancelSidecarWhenClientLeaves(t *testing.T) {
 	cancel()
 	_ = resp.Body.Close()
 	select {
-	case <-plugin.cancelled:
+	case <-plugin.canceled:
 	case <-time.After(5 * time.Second):
-		t.Fatal("the sidecar's log stream was not cancelled when the client went away")
+		t.Fatal("the sidecar's log stream was not canceled when the client went away")
 	}
 }
 

@@ -146,7 +146,7 @@ func (c *Client) Ping(ctx context.Context) (api.PingResponse, error) {
 func (c *Client) Logs(ctx context.Context, req *api.LogStruct) (io.ReadCloser, error) {
 	r := api.Request{Method: http.MethodGet, Path: api.PathLogs, In: req}
 	if req.Opts.Follow {
-		resp, err := api.Do(ctx, c.hc, c.ep, r)
+		resp, err := api.Do(ctx, c.hc, c.ep, r) //nolint:bodyclose // the caller closes the returned stream
 		if err != nil {
 			return nil, err
 		}
@@ -154,7 +154,7 @@ func (c *Client) Logs(ctx context.Context, req *api.LogStruct) (io.ReadCloser, e
 	}
 	var body io.ReadCloser
 	err := api.Retry(ctx, c.cfg.Retries, c.cfg.Backoff, func(ctx context.Context) error {
-		resp, err := api.Do(ctx, c.hc, c.ep, r)
+		resp, err := api.Do(ctx, c.hc, c.ep, r) //nolint:bodyclose // the caller closes the returned stream
 		if err == nil {
 			body = resp.Body
 		}

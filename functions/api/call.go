@@ -60,12 +60,21 @@ func ParseEndpoint(raw string) (Endpoint, error) {
 // NewTransport returns a connection-reusing transport for e. Build one per
 // peer and keep it; never one per request.
 func NewTransport(e Endpoint, tlsConfig *tls.Config) *http.Transport {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConnsPerHost = 64
-	t.TLSClientConfig = tlsConfig
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	t := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           d.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		TLSClientConfig:       tlsConfig,
+	}
 	if e.Socket != "" {
-		d := net.Dialer{Timeout: 5 * time.Second}
 		sock := e.Socket
+		t.Proxy = nil
 		t.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return d.DialContext(ctx, "unix", sock)
 		}

@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -43,7 +44,7 @@ func Load(cfg any, path string) (unknown []string, err error) {
 		unknown = unknownKeys(raw, cfg)
 	}
 	if err := env.Parse(cfg); err != nil {
-		return unknown, fmt.Errorf("environment: %w", err)
+		return unknown, envError(cfg, err)
 	}
 	if v, ok := cfg.(Validator); ok {
 		if err := v.Validate(); err != nil {
@@ -126,4 +127,38 @@ func ParseFlags(name string, args []string, defaultPath string) (Flags, error) {
 	fs.BoolVar(&f.Test, "config-test", false, "validate the config and exit")
 	err := fs.Parse(args)
 	return f, err
+}
+
+// envError names the environment variable of each field caarlos0/env could
+// not parse (its own message names only the Go field).
+func envError(cfg any, err error) error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return fmt.Errorf("environment: %w", err)
+	}
+	byField := map[string]string{}
+	collectEnv(reflect.Indirect(reflect.ValueOf(cfg)).Type(), "", byField)
+	var out []error
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) && byField[pe.Name] != "" {
+			out = append(out, fmt.Errorf("environment variable %s: %w", byField[pe.Name], pe.Err))
+			continue
+		}
+		out = append(out, fmt.Errorf("environment: %w", e))
+	}
+	return errors.Join(out...)
+}
+
+func collectEnv(t reflect.Type, prefix string, into map[string]string) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if f.Type.Kind() == reflect.Struct && f.Tag.Get("env") == "" {
+			collectEnv(f.Type, prefix+f.Tag.Get("envPrefix"), into)
+			continue
+		}
+		if name := strings.Split(f.Tag.Get("env"), ",")[0]; name != "" {
+			into[f.Name] = prefix + name
+		}
+	}
 }

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -239,7 +240,7 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// logGen writes a container's synthetic log, honouring the log options.
+// logGen writes a container's synthetic log, honoring the log options.
 type logGen struct {
 	sim        *Sim
 	req        *api.LogStruct
@@ -342,7 +343,7 @@ func (s *Sim) has(uid types.UID) bool {
 }
 
 func ignoreEOF(err error) error {
-	if err == io.EOF {
+	if errors.Is(err, io.EOF) {
 		return nil
 	}
 	return err

@@ -1,0 +1,57 @@
+package docs
+
+import (
+	"flag"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/seed-3f807049/interlink/functions"
+	"github.com/seed-3f807049/interlink/observability/config"
+	"github.com/seed-3f807049/interlink/sidecars/sim"
+)
+
+var update = flag.Bool("update", false, "rewrite generated documents (make generate)")
+
+// renderConfig renders docs/config.md from the binaries' Config structs.
+func renderConfig() string {
+	var b strings.Builder
+	b.WriteString(`# Configuration reference
+
+<!-- Generated from the Config structs by "make generate"; do not edit. -->
+
+Every binary reads its defaults, then a YAML file (` + "`--config PATH`" + `), then its environment
+variables, and validates the result, reporting every problem at once. ` + "`--config-test`" + ` validates and
+exits. Durations are written like ` + "`30s`" + ` or ` + "`2m`" + `. Keys the binary does not know are logged
+and ignored, so one file can be shared with a plugin, as the original interLink does.
+
+`)
+	icfg := functions.DefaultConfig()
+	b.WriteString(config.Markdown("interlink", "The interLink API server (`functions/cmd/interlink`). "+
+		"Config file: `--config` or `INTERLINKCONFIGPATH`. The original interLink's keys and variables keep working.", &icfg))
+	b.WriteString("\n")
+	scfg := sim.DefaultConfig()
+	b.WriteString(config.Markdown("interlink-sim", "The simulated sidecar (`sidecars/sim/cmd/interlink-sim`), for scale tests only. "+
+		"Config file: `--config` or `INTERLINK_SIM_CONFIG`.", &scfg))
+	return b.String()
+}
+
+// TestConfigDocIsFresh fails when docs/config.md differs from what the
+// Config structs generate. Run "make generate" to rewrite it.
+func TestConfigDocIsFresh(t *testing.T) {
+	want := renderConfig()
+	if *update {
+		if err := os.WriteFile("config.md", []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile("config.md")
+	if err != nil {
+		t.Fatalf("docs/config.md: %v (run make generate)", err)
+	}
+	if diff := cmp.Diff(want, string(got)); diff != "" {
+		t.Errorf("docs/config.md is stale; run make generate (-generated +file):\n%s", diff)
+	}
+}
