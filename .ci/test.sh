@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs every check of `make test`, one tier after another, printing each
+# tier's time, and a closing line "tiers: N passed, N failed".
+# TIERS="lint unit" limits the run to some tiers.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. .ci/lib.sh
+
+TIERS=${TIERS:-"lint verify unit e2e-api"}
+passed=0 failed=0 summary=()
+
+tier_lint() { "$(golangci_lint)" run ./...; }
+tier_verify() {
+	# Generated files and go.mod must be up to date; code must be gofmt'ed.
+	local out
+	out=$(gofmt -l $(git ls-files '*.go')) || return 1
+	[ -z "$out" ] || { echo "not gofmt'ed: $out"; return 1; }
+	go mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; return 1; }
+	go test -count=1 ./docs/ -run 'TestConfigDocIsFresh|TestLinks' -v
+}
+tier_unit() { go test -race -count=1 ./...; }
+# The API tier: interlink and interlink-sim as real processes, driven over HTTP.
+tier_e2e-api() { go test -count=1 -tags e2e -run 'TestE2E' -v ./functions/; }
+
+for tier in $TIERS; do
+	log "tier $tier"
+	start=$(date +%s)
+	if "tier_$tier"; then
+		status=passed; passed=$((passed + 1))
+	else
+		status=FAILED; failed=$((failed + 1))
+	fi
+	secs=$(( $(date +%s) - start ))
+	summary+=("$(printf '%-10s %-7s %4ds' "$tier" "$status" "$secs")")
+	log "tier $tier $status in ${secs}s"
+done
+
+echo
+echo "tier       result   time"
+printf '%s\n' "${summary[@]}"
+echo "tiers: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
