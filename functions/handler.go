@@ -210,7 +210,7 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if len(errs) > 0 {
-		return api.Invalid("invalid status request: %w", errors.Join(errs...))
+		return api.Invalid("invalid status request: %w", api.JoinErrors(errs))
 	}
 	res := h.Status(r.Context(), pods)
 	out := res.Statuses

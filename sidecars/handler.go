@@ -134,7 +134,7 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if len(errs) > 0 {
-		return api.Invalid("invalid status request: %w", errors.Join(errs...))
+		return api.Invalid("invalid status request: %w", api.JoinErrors(errs))
 	}
 	st, err := h.p.Status(r.Context(), pods)
 	if err != nil {

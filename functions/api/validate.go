@@ -28,7 +28,7 @@ func ValidatePod(pod *corev1.Pod) error {
 		errs = append(errs, fmt.Errorf("metadata.namespace %q: %s", pod.Namespace, strings.Join(msgs, "; ")))
 	}
 	if len(errs) > 0 {
-		return Invalid("invalid pod %s/%s: %w", pod.Namespace, pod.Name, errors.Join(errs...))
+		return Invalid("invalid pod %s/%s: %w", pod.Namespace, pod.Name, JoinErrors(errs))
 	}
 	return nil
 }
@@ -58,7 +58,7 @@ func ValidateLogRequest(l *LogStruct) error {
 		errs = append(errs, errors.New("SinceSeconds and SinceTime are mutually exclusive"))
 	}
 	if len(errs) > 0 {
-		return Invalid("invalid log request: %w", errors.Join(errs...))
+		return Invalid("invalid log request: %w", JoinErrors(errs))
 	}
 	return nil
 }
@@ -71,3 +71,24 @@ func isUUID(s string) bool {
 	_, err := uuid.Parse(s)
 	return err == nil
 }
+
+// JoinErrors joins errs on one line ("a; b"), as an HTTP error message reads
+// best. It returns nil for no errors.
+func JoinErrors(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return &joined{errs: errs, msg: strings.Join(msgs, "; ")}
+}
+
+type joined struct {
+	errs []error
+	msg  string
+}
+
+func (j *joined) Error() string   { return j.msg }
+func (j *joined) Unwrap() []error { return j.errs }

@@ -1,0 +1,72 @@
+# interLink. `make help` lists the targets.
+SHELL := /usr/bin/env bash
+.DEFAULT_GOAL := help
+
+BINARIES := functions/cmd/interlink sidecars/sim/cmd/interlink-sim
+BIN := bin
+
+## help: list the targets
+.PHONY: help
+help:
+	@grep -hE '^## [a-z0-9-]+:' $(MAKEFILE_LIST) | sed -e 's/^## //' | awk -F': ' '{printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}'
+
+## build: build every binary into bin/ (static, CGO_ENABLED=0)
+.PHONY: build
+build:
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 go build -trimpath -o $(BIN)/ $(addprefix ./,$(BINARIES))
+
+## test: every check CI runs (lint, verify, go test -race, e2e tiers), timed per tier
+.PHONY: test
+test:
+	@.ci/test.sh
+
+## lint: golangci-lint (built once into the cache)
+.PHONY: lint
+lint:
+	@TIERS=lint .ci/test.sh
+
+## verify: gofmt, go mod tidy, generated docs and links are up to date
+.PHONY: verify
+verify:
+	@TIERS=verify .ci/test.sh
+
+## unit: go test -race ./...
+.PHONY: unit
+unit:
+	@TIERS=unit .ci/test.sh
+
+## e2e: the end-to-end tiers (real processes)
+.PHONY: e2e
+e2e:
+	@TIERS=e2e-api .ci/test.sh
+
+## generate: rewrite generated files (docs/config.md)
+.PHONY: generate
+generate:
+	go test ./docs/ -run TestConfigDocIsFresh -update
+
+## bench: Go benchmarks (status of 10,000 pods, sim memory for 100,000 pods)
+.PHONY: bench
+bench:
+	go test -run '^$$' -bench . -benchmem -benchtime 10x ./functions/ ./sidecars/...
+
+## demo: start interLink with the simulated sidecar and run pods through it
+.PHONY: demo
+demo: build
+	@examples/demo/run.sh
+
+## demo-down: stop what make demo started
+.PHONY: demo-down
+demo-down:
+	@examples/demo/down.sh
+
+## images: container images of every binary (FROM scratch; needs a Docker daemon)
+.PHONY: images
+images: build
+	@for b in $(BINARIES); do n=$$(basename $$b); echo "docker build $$n"; docker build -q -t interlink/$$n:dev -f $$b/Dockerfile $(BIN)/ || exit 1; done
+
+## clean: remove build output
+.PHONY: clean
+clean:
+	rm -rf $(BIN)
