@@ -1,6 +1,7 @@
 package functions
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -117,15 +118,19 @@ func (h *Handler) route(path string, fn func(http.ResponseWriter, *http.Request)
 
 // sidecarOf returns the name of the sidecar that runs pod.
 func (h *Handler) sidecarOf(pod *corev1.Pod) (string, error) {
-	name := pod.Annotations[api.AnnotationSidecar]
-	if name == "" {
+	return h.sidecarFor(pod.Namespace, pod.Name, pod.Annotations)
+}
+
+func (h *Handler) sidecarFor(namespace, name string, annotations map[string]string) (string, error) {
+	sc := annotations[api.AnnotationSidecar]
+	if sc == "" {
 		return h.cfg.Default, nil
 	}
-	if _, ok := h.cfg.Sidecars[name]; !ok {
+	if _, ok := h.cfg.Sidecars[sc]; !ok {
 		return "", api.Invalid("pod %s/%s: annotation %s=%q names no configured sidecar (configured: %s)",
-			pod.Namespace, pod.Name, api.AnnotationSidecar, name, strings.Join(h.names, ", "))
+			namespace, name, api.AnnotationSidecar, sc, strings.Join(h.names, ", "))
 	}
-	return name, nil
+	return sc, nil
 }
 
 func (h *Handler) create(w http.ResponseWriter, r *http.Request) error {
@@ -199,75 +204,126 @@ func (h *Handler) updateCache(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handler) status(w http.ResponseWriter, r *http.Request) error {
-	var pods []corev1.Pod
+	var pods []json.RawMessage
 	if err := api.ReadJSON(w, r, h.cfg.MaxBodyBytes, &pods); err != nil {
 		return err
 	}
-	var errs []error
-	for i := range pods {
-		if pods[i].UID == "" {
-			errs = append(errs, fmt.Errorf("pod %d (%s/%s) has no metadata.uid", i, pods[i].Namespace, pods[i].Name))
-		}
+	res, err := h.Status(r.Context(), pods)
+	if err != nil {
+		return err
 	}
-	if len(errs) > 0 {
-		return api.Invalid("invalid status request: %w", api.JoinErrors(errs))
-	}
-	res := h.Status(r.Context(), pods)
-	out := res.Statuses
 	// Only peers that declared our API version get per-pod errors; an
 	// original VK simply does not see the pods whose sidecar failed.
 	if r.Header.Get(api.HeaderAPIVersion) != "" {
-		out = append(out, res.Failed...)
+		for i := range res.Failed {
+			raw, err := json.Marshal(&res.Failed[i])
+			if err != nil {
+				return fmt.Errorf("encode status error: %w", err)
+			}
+			res.Statuses = append(res.Statuses, raw)
+		}
 	}
-	if out == nil {
-		out = []api.PodStatus{}
+	w.Header().Set("Content-Type", "application/json")
+	bw := bufio.NewWriterSize(w, 64<<10)
+	_ = bw.WriteByte('[')
+	for i, st := range res.Statuses {
+		if i > 0 {
+			_ = bw.WriteByte(',')
+		}
+		_, _ = bw.Write(st)
 	}
-	return writeJSON(w, out)
+	_, _ = bw.WriteString("]\n")
+	return bw.Flush()
+}
+
+// podRef is one pod of a status batch: the little metadata interLink reads to
+// route it. The pod's JSON itself is forwarded to its sidecar unchanged.
+type podRef struct {
+	Metadata struct {
+		Name        string            `json:"name"`
+		Namespace   string            `json:"namespace"`
+		UID         string            `json:"uid"`
+		Annotations map[string]string `json:"annotations"`
+	} `json:"metadata"`
 }
 
 // StatusResult is the merged reply of a fanned-out status call.
 type StatusResult struct {
-	// Statuses of the pods the sidecars know.
-	Statuses []api.PodStatus
+	// Statuses of the pods the sidecars know, each a PodStatus as the
+	// sidecar encoded it.
+	Statuses []json.RawMessage
 	// Failed holds one entry with Error set for each pod whose status could
 	// not be read (unknown sidecar, or the sidecar failed).
 	Failed []api.PodStatus
 }
 
-// Status groups pods by sidecar, asks each sidecar concurrently (in batches
-// of StatusBatchSize when set) and merges the replies.
-func (h *Handler) Status(ctx context.Context, pods []corev1.Pod) StatusResult {
-	groups := map[string][]corev1.Pod{}
+// rawStatuser is implemented by sidecars (sidecars.Client) that take and
+// return pods and statuses as JSON, so interLink need not decode and
+// re-encode them.
+type rawStatuser interface {
+	StatusRaw(ctx context.Context, pods []json.RawMessage) ([]json.RawMessage, error)
+}
+
+// Status groups pods (each a v1.Pod in JSON) by sidecar, asks each sidecar
+// concurrently (in batches of StatusBatchSize when set) and merges the
+// replies. Pods are forwarded as they came: only their metadata is decoded.
+// A pod without metadata.uid is an Invalid error for the whole batch.
+func (h *Handler) Status(ctx context.Context, pods []json.RawMessage) (StatusResult, error) {
+	refs := make([]podRef, len(pods))
+	var errs []error
+	for i, raw := range pods {
+		if err := json.Unmarshal(raw, &refs[i]); err != nil {
+			errs = append(errs, fmt.Errorf("pod %d: %w", i, err))
+		} else if refs[i].Metadata.UID == "" {
+			errs = append(errs, fmt.Errorf("pod %d (%s/%s) has no metadata.uid", i, refs[i].Metadata.Namespace, refs[i].Metadata.Name))
+		}
+	}
+	if len(errs) > 0 {
+		return StatusResult{}, api.Invalid("invalid status request: %w", api.JoinErrors(errs))
+	}
+	type group struct {
+		raw  []json.RawMessage
+		refs []*podRef
+	}
+	groups := map[string]*group{}
 	var res StatusResult
-	for i := range pods {
-		name, err := h.sidecarOf(&pods[i])
+	for i := range refs {
+		m := &refs[i].Metadata
+		name, err := h.sidecarFor(m.Namespace, m.Name, m.Annotations)
 		if err != nil {
-			res.Failed = append(res.Failed, failed(&pods[i], err))
+			res.Failed = append(res.Failed, failedRef(&refs[i], err))
 			continue
 		}
-		groups[name] = append(groups[name], pods[i])
+		g := groups[name]
+		if g == nil {
+			g = &group{}
+			groups[name] = g
+		}
+		g.raw = append(g.raw, pods[i])
+		g.refs = append(g.refs, &refs[i])
 	}
 	type part struct {
-		st  []api.PodStatus
+		st  []json.RawMessage
 		bad []api.PodStatus
 	}
 	var calls []func() part
-	for name, group := range groups {
+	for name, g := range groups {
 		size := h.cfg.StatusBatchSize
 		if size <= 0 {
-			size = len(group)
+			size = len(g.raw)
 		}
-		for batch := range slices.Chunk(group, size) {
+		for lo := 0; lo < len(g.raw); lo += size {
+			hi := min(lo+size, len(g.raw))
 			calls = append(calls, func() part {
-				st, err := h.cfg.Sidecars[name].Status(ctx, batch)
+				st, err := h.statusOf(ctx, h.cfg.Sidecars[name], g.raw[lo:hi])
 				if err == nil {
 					return part{st: st}
 				}
-				err = fmt.Errorf("status of %d pods on sidecar %s: %w", len(batch), name, err)
+				err = fmt.Errorf("status of %d pods on sidecar %s: %w", hi-lo, name, err)
 				h.log.WarnContext(ctx, "sidecar status failed; its pods keep their last status", "sidecar", name, "err", err)
-				p := part{bad: make([]api.PodStatus, len(batch))}
-				for i := range batch {
-					p.bad[i] = failed(&batch[i], err)
+				p := part{bad: make([]api.PodStatus, 0, hi-lo)}
+				for _, ref := range g.refs[lo:hi] {
+					p.bad = append(p.bad, failedRef(ref, err))
 				}
 				return p
 			})
@@ -283,12 +339,37 @@ func (h *Handler) Status(ctx context.Context, pods []corev1.Pod) StatusResult {
 		res.Statuses = append(res.Statuses, p.st...)
 		res.Failed = append(res.Failed, p.bad...)
 	}
-	return res
+	return res, nil
 }
 
-func failed(pod *corev1.Pod, err error) api.PodStatus {
+// statusOf asks one sidecar, as JSON when it can, else through Plugin.Status.
+func (h *Handler) statusOf(ctx context.Context, sc Sidecar, pods []json.RawMessage) ([]json.RawMessage, error) {
+	if raw, ok := sc.(rawStatuser); ok {
+		return raw.StatusRaw(ctx, pods)
+	}
+	typed := make([]corev1.Pod, len(pods))
+	for i, p := range pods {
+		if err := json.Unmarshal(p, &typed[i]); err != nil {
+			return nil, api.Invalid("pod %d: %w", i, err)
+		}
+	}
+	st, err := sc.Status(ctx, typed)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]json.RawMessage, len(st))
+	for i := range st {
+		if out[i], err = json.Marshal(&st[i]); err != nil {
+			return nil, fmt.Errorf("encode status: %w", err)
+		}
+	}
+	return out, nil
+}
+
+func failedRef(ref *podRef, err error) api.PodStatus {
 	st := api.StatusOf(err)
-	return api.PodStatus{PodName: pod.Name, PodUID: string(pod.UID), PodNamespace: pod.Namespace, Error: &st}
+	m := &ref.Metadata
+	return api.PodStatus{PodName: m.Name, PodUID: m.UID, PodNamespace: m.Namespace, Error: &st}
 }
 
 func (h *Handler) logs(w http.ResponseWriter, r *http.Request) error {

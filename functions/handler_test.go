@@ -433,7 +433,11 @@ func TestStatusRetriedOnUnavailable(t *testing.T) {
 	if _, err := s.Create(context.Background(), &api.RetrievedPodData{Pod: pod}); err != nil {
 		t.Fatal(err)
 	}
-	res := h.Status(context.Background(), []corev1.Pod{pod})
+	raw, _ := json.Marshal(pod)
+	res, err := h.Status(context.Background(), []json.RawMessage{raw})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(res.Statuses) != 1 || len(res.Failed) != 0 {
 		t.Errorf("status after one 503: %+v", res)
 	}

@@ -2,6 +2,7 @@ package sidecars
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -132,6 +133,28 @@ func (c *Client) Status(ctx context.Context, pods []corev1.Pod) ([]api.PodStatus
 	}
 	var out []api.PodStatus
 	err := c.call(ctx, true, api.Request{Method: http.MethodGet, Path: api.PathStatus, In: pods}, &out)
+	return out, err
+}
+
+// StatusRaw is Status for pods already encoded as JSON; it returns each
+// status as the sidecar encoded it. interLink uses it to forward batches
+// without decoding them.
+func (c *Client) StatusRaw(ctx context.Context, pods []json.RawMessage) ([]json.RawMessage, error) {
+	n := 2
+	for _, p := range pods {
+		n += len(p) + 1
+	}
+	body := make([]byte, 0, n)
+	body = append(body, '[')
+	for i, p := range pods {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, p...)
+	}
+	body = append(body, ']')
+	var out []json.RawMessage
+	err := c.call(ctx, true, api.Request{Method: http.MethodGet, Path: api.PathStatus, Body: body}, &out)
 	return out, err
 }
 

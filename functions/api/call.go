@@ -88,6 +88,8 @@ type Request struct {
 	Path   string
 	// In is encoded as the JSON body when not nil.
 	In any
+	// Body is a JSON body already encoded; it is used when In is nil.
+	Body []byte
 	// Header is added to the request.
 	Header http.Header
 }
@@ -103,6 +105,8 @@ func Do(ctx context.Context, hc *http.Client, e Endpoint, r Request) (*http.Resp
 			return nil, fmt.Errorf("encode %s body: %w", r.Path, err)
 		}
 		body = buf
+	} else if r.Body != nil {
+		body = bytes.NewReader(r.Body)
 	}
 	u := *e.Base
 	u.Path += r.Path

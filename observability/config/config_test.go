@@ -1,0 +1,63 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+type sample struct {
+	Name    string   `json:"Name" env:"SAMPLE_NAME" doc:"A name."`
+	Wait    Duration `json:"Wait" env:"SAMPLE_WAIT" doc:"A wait."`
+	Count   int      `json:"Count" env:"SAMPLE_COUNT"`
+	Nested  nested   `json:"Nested" envPrefix:"SAMPLE_NESTED_"`
+	ignored string
+}
+
+type nested struct {
+	Enabled bool `json:"Enabled" env:"ENABLED" doc:"Pipe | inside."`
+}
+
+func TestLoadOrderAndUnknownKeys(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte("Name: file\nWait: 90\nCount: 2\nExtra: 1\nNested: {Enabled: true}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SAMPLE_NAME", "env")
+	cfg := sample{Name: "default", Wait: D(time.Second)}
+	unknown, err := Load(&cfg, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Name != "env" || cfg.Wait.Duration != 90*time.Second || cfg.Count != 2 || !cfg.Nested.Enabled {
+		t.Errorf("loaded %+v", cfg)
+	}
+	if len(unknown) != 1 || unknown[0] != "Extra" {
+		t.Errorf("unknown keys %v", unknown)
+	}
+	_ = cfg.ignored
+}
+
+func TestDurationForms(t *testing.T) {
+	t.Setenv("SAMPLE_WAIT", "1m30s")
+	var cfg sample
+	if _, err := Load(&cfg, ""); err != nil || cfg.Wait.Duration != 90*time.Second {
+		t.Errorf("env duration: %v %v", cfg.Wait, err)
+	}
+	t.Setenv("SAMPLE_WAIT", "soon")
+	if _, err := Load(&cfg, ""); err == nil || !strings.Contains(err.Error(), "SAMPLE_WAIT") {
+		t.Errorf("bad env duration: %v", err)
+	}
+}
+
+func TestMarkdown(t *testing.T) {
+	md := Markdown("sample", "Intro.", &sample{Name: "x", Wait: D(time.Minute)})
+	for _, want := range []string{"## sample", "| `Name` | `SAMPLE_NAME` | string | `x` | A name. |",
+		"| `Wait` | `SAMPLE_WAIT` | duration | `1m0s` | A wait. |", "| `Nested.Enabled` | `SAMPLE_NESTED_ENABLED` | bool |  | Pipe \\| inside. |"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}
