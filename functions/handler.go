@@ -287,11 +287,11 @@ func (h *Handler) Status(ctx context.Context, pods []json.RawMessage) (StatusRes
 	}
 	groups := map[string]*group{}
 	var res StatusResult
-	for i := range refs {
-		m := &refs[i].Metadata
-		name, err := h.sidecarFor(m.Namespace, m.Name, m.Annotations)
+	for i, raw := range pods {
+		ref := &refs[i]
+		name, err := h.sidecarFor(ref.Metadata.Namespace, ref.Metadata.Name, ref.Metadata.Annotations)
 		if err != nil {
-			res.Failed = append(res.Failed, failedRef(&refs[i], err))
+			res.Failed = append(res.Failed, failedRef(ref, err))
 			continue
 		}
 		g := groups[name]
@@ -299,8 +299,8 @@ func (h *Handler) Status(ctx context.Context, pods []json.RawMessage) (StatusRes
 			g = &group{}
 			groups[name] = g
 		}
-		g.raw = append(g.raw, pods[i])
-		g.refs = append(g.refs, &refs[i])
+		g.raw = append(g.raw, raw)
+		g.refs = append(g.refs, ref)
 	}
 	type part struct {
 		st  []json.RawMessage
