@@ -1,6 +1,7 @@
-// Package docs holds interLink's documentation. Its only Go code is this test:
-// it keeps the links in the top-level markdown files (README.md first) and in
-// docs/**/*.md from breaking.
+// Package docs holds interLink's documentation. Its Go code is tests only:
+// TestLinks keeps the links in the top-level markdown files (README.md first)
+// and in docs/**/*.md from breaking, and TestConfigDocIsFresh keeps
+// docs/config.md equal to what the Config structs generate.
 //
 // Links are read with goldmark, never by hand. A relative link must name a file
 // or folder inside the repository, and its #fragment must name a heading of the
