@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,9 @@ type pod struct {
 	outcome         uint8
 	containers      []string
 	initContainers  []string
+	// data summarizes, per container, the names and keys (never the values)
+	// of the ConfigMaps, Secrets and projected volumes it received.
+	data map[string]string
 }
 
 const (
@@ -104,9 +108,59 @@ func (s *Sim) Create(_ context.Context, data *api.RetrievedPodData) (api.CreateS
 		jid:            fmt.Sprintf("sim-%d", s.seq.Add(1)),
 		containers:     names(p.Spec.Containers),
 		initContainers: names(p.Spec.InitContainers),
+		data:           summarize(data.Containers),
 	}
 	s.pods[p.UID] = np
 	return api.CreateStruct{PodUID: string(p.UID), PodJID: np.jid}, nil
+}
+
+// summarize lists what each container received, as
+// "configmap/NAME[k1,k2] secret/NAME[k] projected/NAME[k]".
+func summarize(cs []api.RetrievedContainer) map[string]string {
+	var out map[string]string
+	for _, c := range cs {
+		var parts []string
+		for _, cm := range c.ConfigMaps {
+			parts = append(parts, "configmap/"+cm.Name+keys(cm.Data, cm.BinaryData))
+		}
+		for _, sec := range c.Secrets {
+			parts = append(parts, "secret/"+sec.Name+keys(sec.StringData, sec.Data))
+		}
+		for _, pm := range c.ProjectedVolumeMaps {
+			parts = append(parts, "projected/"+pm.Name+keys(pm.Data, pm.BinaryData))
+		}
+		if len(parts) > 0 {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[c.Name] = strings.Join(parts, " ")
+		}
+	}
+	return out
+}
+
+func keys(a map[string]string, b map[string][]byte) string {
+	ks := make([]string, 0, len(a)+len(b))
+	for k := range a {
+		ks = append(ks, k)
+	}
+	for k := range b {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return "[" + strings.Join(ks, ",") + "]"
+}
+
+// Stats counts the jobs the sim created since it started and the pods it
+// holds now (for fault tests: one job per pod).
+type Stats struct {
+	JobsCreated uint64 `json:"jobsCreated"`
+	PodsHeld    int    `json:"podsHeld"`
+}
+
+// Stats returns the current counts.
+func (s *Sim) Stats() Stats {
+	return Stats{JobsCreated: s.seq.Load(), PodsHeld: s.Len()}
 }
 
 func names(cs []corev1.Container) []string {
@@ -222,7 +276,7 @@ func (s *Sim) Logs(ctx context.Context, req *api.LogStruct) (io.ReadCloser, erro
 	if p.outcome == runForever && !isInit {
 		end = time.Time{}
 	}
-	g := &logGen{sim: s, req: req, start: start, end: end, code: s.exitCode(p)}
+	g := &logGen{sim: s, req: req, start: start, end: end, code: s.exitCode(p), data: p.data[req.ContainerName]}
 	if isInit {
 		g.code = 0
 	}
@@ -246,6 +300,7 @@ type logGen struct {
 	req        *api.LogStruct
 	start, end time.Time // end is zero for a container that never ends
 	code       int32
+	data       string // what the container received, if anything
 }
 
 // line i of the log: its time and text; ok is false past the last line.
@@ -253,7 +308,11 @@ func (g *logGen) line(i int) (t time.Time, text string, ok bool) {
 	t = g.start.Add(time.Duration(i) * g.sim.cfg.LogInterval.Duration)
 	switch {
 	case i == 0:
-		return g.start, fmt.Sprintf("sim: container %s of pod %s/%s started", g.req.ContainerName, g.req.Namespace, g.req.PodName), true
+		msg := fmt.Sprintf("sim: container %s of pod %s/%s started", g.req.ContainerName, g.req.Namespace, g.req.PodName)
+		if g.data != "" {
+			msg += "; data " + g.data
+		}
+		return g.start, msg, true
 	case g.end.IsZero() || t.Before(g.end):
 		return t, fmt.Sprintf("sim: tick %d", i), true
 	case t.Add(-g.sim.cfg.LogInterval.Duration).Before(g.end):

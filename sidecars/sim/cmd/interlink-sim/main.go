@@ -51,6 +51,6 @@ func run() error {
 	log.Warn("this is the simulated sidecar: it runs no containers")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	h := sidecars.NewHandler(s, sidecars.HandlerConfig{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log})
+	h := s.Handler(sidecars.NewHandler(s, sidecars.HandlerConfig{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log}))
 	return server.Run(ctx, server.Config{Listen: cfg.Listen}, h, log)
 }

@@ -1,0 +1,198 @@
+// Package client is the typed client of the interLink API that the virtual
+// kubelet uses: create, delete, batched status, logs and ping, with the
+// bearer token read from a file (picked up again when the file changes).
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/seed-3f807049/interlink/functions/api"
+)
+
+// Defaults of Config.
+const (
+	// DefaultTimeout bounds one call (followed logs excepted).
+	DefaultTimeout = 30 * time.Second
+	// DefaultRetries is the number of tries of an idempotent call.
+	DefaultRetries = 3
+)
+
+// Config configures a Client.
+type Config struct {
+	// URL of interLink: http(s)://host:port or unix:///path.sock.
+	URL string
+	// TokenFile holds the bearer token; empty sends none.
+	TokenFile string
+	// CAFile is a PEM CA trusted for an https URL (default: system roots).
+	CAFile string
+	// CertFile and KeyFile are a client certificate for mTLS.
+	CertFile, KeyFile string
+	// Timeout bounds each call except followed logs.
+	Timeout time.Duration
+	// Retries is the number of tries of status, delete, logs and ping.
+	Retries int
+}
+
+// Client calls interLink.
+type Client struct {
+	ep    api.Endpoint
+	hc    *http.Client
+	cfg   Config
+	token tokenFile
+}
+
+// New returns a client.
+func New(cfg Config) (*Client, error) {
+	ep, err := api.ParseEndpoint(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("interLink URL: %w", err)
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Retries <= 0 {
+		cfg.Retries = DefaultRetries
+	}
+	var tc *tls.Config
+	if cfg.CAFile != "" || cfg.CertFile != "" {
+		tc = &tls.Config{MinVersion: tls.VersionTLS12}
+		if cfg.CAFile != "" {
+			pem, err := os.ReadFile(cfg.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("read interLink CA: %w", err)
+			}
+			tc.RootCAs = x509.NewCertPool()
+			if !tc.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("interLink CA %s holds no PEM certificate", cfg.CAFile)
+			}
+		}
+		if cfg.CertFile != "" {
+			cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("load client certificate: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
+	}
+	c := &Client{ep: ep, cfg: cfg, hc: &http.Client{Transport: api.NewTransport(ep, tc)}, token: tokenFile{path: cfg.TokenFile}}
+	return c, nil
+}
+
+func (c *Client) header(sidecar string) (http.Header, error) {
+	h := http.Header{}
+	if c.cfg.TokenFile != "" {
+		tok, err := c.token.get()
+		if err != nil {
+			return nil, api.Unavailable("read token file: %w", err)
+		}
+		h.Set("Authorization", "Bearer "+tok)
+	}
+	if sidecar != "" {
+		h.Set(api.HeaderSidecar, sidecar)
+	}
+	return h, nil
+}
+
+func (c *Client) call(ctx context.Context, idempotent bool, r api.Request, out any) error {
+	attempts := 1
+	if idempotent {
+		attempts = c.cfg.Retries
+	}
+	return api.Retry(ctx, attempts, 200*time.Millisecond, func(ctx context.Context) error {
+		h, err := c.header("")
+		if err != nil {
+			return err
+		}
+		r.Header = h
+		ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+		defer cancel()
+		return api.DoJSON(ctx, c.hc, c.ep, r, out)
+	})
+}
+
+// Create submits a pod. It is not retried here: the caller retries, and
+// interLink's create is idempotent by pod UID.
+func (c *Client) Create(ctx context.Context, req *api.PodCreateRequests) (api.CreateStruct, error) {
+	var out api.CreateStruct
+	err := c.call(ctx, false, api.Request{Method: http.MethodPost, Path: api.PathCreate, In: req}, &out)
+	return out, err
+}
+
+// Delete deletes a pod; an unknown pod is api.NotFound.
+func (c *Client) Delete(ctx context.Context, pod *corev1.Pod) error {
+	return c.call(ctx, true, api.Request{Method: http.MethodDelete, Path: api.PathDelete, In: pod}, nil)
+}
+
+// Status returns the status of many pods in one call. Entries with Error set
+// are pods whose sidecar failed: their last known status stands.
+func (c *Client) Status(ctx context.Context, pods []*corev1.Pod) ([]api.PodStatus, error) {
+	var out []api.PodStatus
+	err := c.call(ctx, true, api.Request{Method: http.MethodPost, Path: api.PathStatus, In: pods}, &out)
+	return out, err
+}
+
+// Ping asks interLink for its health and its sidecars' capacity. A reply
+// saying every sidecar is down is an Unavailable error carrying the reply.
+func (c *Client) Ping(ctx context.Context) (api.PingResponse, error) {
+	var out api.PingResponse
+	err := c.call(ctx, true, api.Request{Method: http.MethodPost, Path: api.PathPing}, &out)
+	return out, err
+}
+
+// Logs streams a container's logs from the named sidecar ("" lets interLink
+// find it). The caller closes the stream.
+func (c *Client) Logs(ctx context.Context, sidecar string, req *api.LogStruct) (io.ReadCloser, error) {
+	h, err := c.header(sidecar)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := api.Do(ctx, c.hc, c.ep, api.Request{Method: http.MethodPost, Path: api.PathLogs, In: req, Header: h}) //nolint:bodyclose // returned to the caller
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// tokenFile reads a token file again whenever its modification time or size
+// changes. The token is never logged.
+type tokenFile struct {
+	path  string
+	mu    sync.Mutex
+	mod   time.Time
+	size  int64
+	token string
+}
+
+func (t *tokenFile) get() (string, error) {
+	fi, err := os.Stat(t.path)
+	if err != nil {
+		return "", err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.token != "" && fi.ModTime().Equal(t.mod) && fi.Size() == t.size {
+		return t.token, nil
+	}
+	b, err := os.ReadFile(t.path)
+	if err != nil {
+		return "", err
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", errors.New("token file is empty")
+	}
+	t.token, t.mod, t.size = tok, fi.ModTime(), fi.Size()
+	return tok, nil
+}

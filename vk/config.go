@@ -1,0 +1,194 @@
+package vk
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/seed-3f807049/interlink/observability/config"
+)
+
+// Defaults of Config.
+const (
+	// DefaultNodeName is the node's name (original default).
+	DefaultNodeName = "virtual-kubelet"
+	// DefaultInterlinkURL and DefaultInterlinkPort locate interLink.
+	DefaultInterlinkURL  = "http://127.0.0.1"
+	DefaultInterlinkPort = "3000"
+	// DefaultKubeletPort is the port of the kubelet API (logs, exec, stats).
+	DefaultKubeletPort = "10250"
+	// DefaultTaint keeps ordinary pods off the virtual node unless they
+	// tolerate it.
+	DefaultTaint = "virtual-node.interlink/no-schedule=true:NoSchedule"
+	// DefaultStatusInterval is how often all pods' status is read in one call.
+	DefaultStatusInterval = 2 * time.Second
+	// DefaultPingInterval is how often interLink's health is checked.
+	DefaultPingInterval = 5 * time.Second
+	// DefaultKubeAPIQPS and DefaultKubeAPIBurst size the API client for
+	// thousands of pods (client-go's default of 5 QPS caps a node at about
+	// 5 pods/s).
+	DefaultKubeAPIQPS   = 200
+	DefaultKubeAPIBurst = 400
+	// DefaultWorkers is the number of pod sync workers.
+	DefaultWorkers = 20
+	// DefaultDataWait bounds how long a pod waits for a missing ConfigMap or
+	// Secret before it fails.
+	DefaultDataWait = 30 * time.Second
+)
+
+// Resources is the capacity the node advertises until interLink's ping
+// reports its own.
+type Resources struct {
+	CPU          string            `json:"CPU" env:"INTERLINK_NODE_CPU" doc:"CPU capacity (a quantity)."`
+	Memory       string            `json:"Memory" env:"INTERLINK_NODE_MEMORY" doc:"Memory capacity (a quantity)."`
+	Pods         string            `json:"Pods" env:"INTERLINK_NODE_PODS" doc:"Pod capacity."`
+	Accelerators map[string]string `json:"Accelerators" env:"INTERLINK_NODE_ACCELERATORS" envSeparator:"," envKeyValSeparator:"=" doc:"Extended resources such as nvidia.com/gpu=4 (env: name=count,...)."`
+}
+
+// Config is the virtual kubelet's configuration. The original's keys and
+// environment variables keep working.
+type Config struct {
+	NodeName          string            `json:"NodeName" env:"NODENAME" doc:"Name of the virtual node (original env NODENAME)."`
+	InterlinkURL      string            `json:"InterlinkURL" env:"INTERLINKURL" doc:"URL of interLink: http(s)://host or unix:///path.sock (original key)."`
+	InterlinkPort     string            `json:"InterlinkPort" env:"INTERLINKPORT" doc:"Port of interLink, unused for a unix socket (original key)."`
+	VKTokenFile       string            `json:"VKTokenFile" env:"VKTOKENFILE" doc:"File holding the bearer token sent to interLink; re-read when it changes (original key)."`
+	InterlinkCAFile   string            `json:"InterlinkCAFile" env:"INTERLINK_CA_FILE" doc:"PEM CA trusted for an https interLink."`
+	Kubeconfig        string            `json:"Kubeconfig" env:"KUBECONFIG" doc:"Kubeconfig of the cluster; empty means in-cluster config."`
+	KubeletPort       string            `json:"KubeletPort" env:"KUBELET_PORT" doc:"Port of the kubelet API (original env KUBELET_PORT)."`
+	NodeAddress       string            `json:"NodeAddress" env:"POD_IP" doc:"Address of the node (InternalIP) where the API server reaches the kubelet API (original env POD_IP)."`
+	KubeletCertFile   string            `json:"KubeletCertFile" env:"INTERLINK_KUBELET_CERT_FILE" doc:"PEM serving certificate of the kubelet API; empty generates a self-signed one."`
+	KubeletKeyFile    string            `json:"KubeletKeyFile" env:"INTERLINK_KUBELET_KEY_FILE" doc:"PEM private key of that certificate."`
+	ClientCAFile      string            `json:"ClientCAFile" env:"INTERLINK_KUBELET_CLIENT_CA_FILE" doc:"PEM CA of the client certificates the kubelet API accepts (the API server's); bearer tokens are checked with TokenReview."`
+	Resources         Resources         `json:"Resources" doc:"Node capacity."`
+	NodeLabels        map[string]string `json:"NodeLabels" env:"INTERLINK_NODE_LABELS" envSeparator:"," envKeyValSeparator:"=" doc:"Extra node labels (env: key=value,...)."`
+	NodeTaints        []string          `json:"NodeTaints" env:"INTERLINK_NODE_TAINTS" envSeparator:"," doc:"Node taints as key=value:Effect; an empty list removes the default taint."`
+	StatusInterval    config.Duration   `json:"StatusInterval" env:"INTERLINK_STATUS_INTERVAL" doc:"How often the status of all pods is read, in one batched call."`
+	PingInterval      config.Duration   `json:"PingInterval" env:"INTERLINK_PING_INTERVAL" doc:"How often interLink's health and capacity are read."`
+	DataWait          config.Duration   `json:"DataWait" env:"INTERLINK_DATA_WAIT" doc:"How long a pod waits for a missing ConfigMap or Secret before it fails."`
+	KubeAPIQPS        float32           `json:"KubeAPIQPS" env:"INTERLINK_KUBE_API_QPS" doc:"Queries per second to the API server."`
+	KubeAPIBurst      int               `json:"KubeAPIBurst" env:"INTERLINK_KUBE_API_BURST" doc:"Burst of queries to the API server."`
+	Workers           int               `json:"Workers" env:"INTERLINK_WORKERS" doc:"Pod sync workers."`
+	VerboseLogging    bool              `json:"VerboseLogging" env:"VERBOSELOGGING" doc:"Log at debug level (original key)."`
+	ErrorsOnlyLogging bool              `json:"ErrorsOnlyLogging" env:"ERRORSONLYLOGGING" doc:"Log errors only (original key)."`
+	LogFormat         string            `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		NodeName:       DefaultNodeName,
+		InterlinkURL:   DefaultInterlinkURL,
+		InterlinkPort:  DefaultInterlinkPort,
+		KubeletPort:    DefaultKubeletPort,
+		NodeAddress:    "127.0.0.1",
+		Resources:      Resources{CPU: "100", Memory: "256Gi", Pods: "1000"},
+		NodeTaints:     []string{DefaultTaint},
+		StatusInterval: config.D(DefaultStatusInterval),
+		PingInterval:   config.D(DefaultPingInterval),
+		DataWait:       config.D(DefaultDataWait),
+		KubeAPIQPS:     DefaultKubeAPIQPS,
+		KubeAPIBurst:   DefaultKubeAPIBurst,
+		Workers:        DefaultWorkers,
+		LogFormat:      "json",
+	}
+}
+
+// InterlinkEndpoint joins InterlinkURL and InterlinkPort.
+func (c *Config) InterlinkEndpoint() string {
+	if strings.HasPrefix(c.InterlinkURL, "unix://") || c.InterlinkPort == "" {
+		return c.InterlinkURL
+	}
+	return strings.TrimSuffix(c.InterlinkURL, "/") + ":" + c.InterlinkPort
+}
+
+// LogLevel maps the original's logging switches to a slog level name.
+func (c *Config) LogLevel() string {
+	switch {
+	case c.VerboseLogging:
+		return "debug"
+	case c.ErrorsOnlyLogging:
+		return "error"
+	default:
+		return "info"
+	}
+}
+
+// Taints parses NodeTaints.
+func (c *Config) Taints() ([]corev1.Taint, error) {
+	var out []corev1.Taint
+	var errs []error
+	for _, s := range c.NodeTaints {
+		kv, effect, ok := strings.Cut(s, ":")
+		key, value, _ := strings.Cut(kv, "=")
+		e := corev1.TaintEffect(effect)
+		if !ok || key == "" || (e != corev1.TaintEffectNoSchedule && e != corev1.TaintEffectPreferNoSchedule && e != corev1.TaintEffectNoExecute) {
+			errs = append(errs, fmt.Errorf("NodeTaints %q: want key=value:NoSchedule|PreferNoSchedule|NoExecute", s))
+			continue
+		}
+		out = append(out, corev1.Taint{Key: key, Value: value, Effect: e})
+	}
+	return out, errors.Join(errs...)
+}
+
+// Capacity returns the configured capacity as a resource list.
+func (c *Config) Capacity() (corev1.ResourceList, error) {
+	out := corev1.ResourceList{}
+	var errs []error
+	add := func(name, v string) {
+		if v == "" {
+			return
+		}
+		q, err := resource.ParseQuantity(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("resource %s %q: %w", name, v, err))
+			return
+		}
+		out[corev1.ResourceName(name)] = q
+	}
+	add("cpu", c.Resources.CPU)
+	add("memory", c.Resources.Memory)
+	add("pods", c.Resources.Pods)
+	for k, v := range c.Resources.Accelerators {
+		add(k, v)
+	}
+	return out, errors.Join(errs...)
+}
+
+// Validate reports every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if msgs := validation.IsDNS1123Subdomain(c.NodeName); len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("NodeName %q: %s", c.NodeName, strings.Join(msgs, "; ")))
+	}
+	if c.InterlinkURL == "" {
+		errs = append(errs, errors.New("InterlinkURL is empty"))
+	}
+	if net.ParseIP(c.NodeAddress) == nil {
+		errs = append(errs, fmt.Errorf("NodeAddress %q is not an IP address", c.NodeAddress))
+	}
+	if (c.KubeletCertFile == "") != (c.KubeletKeyFile == "") {
+		errs = append(errs, errors.New("KubeletCertFile and KubeletKeyFile go together"))
+	}
+	if _, err := c.Taints(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := c.Capacity(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.StatusInterval.Duration < 100*time.Millisecond || c.PingInterval.Duration < 100*time.Millisecond {
+		errs = append(errs, errors.New("StatusInterval and PingInterval must be at least 100ms"))
+	}
+	if c.KubeAPIQPS <= 0 || c.KubeAPIBurst <= 0 || c.Workers <= 0 {
+		errs = append(errs, errors.New("KubeAPIQPS, KubeAPIBurst and Workers must be positive"))
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		errs = append(errs, fmt.Errorf("LogFormat %q: want json or text", c.LogFormat))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,374 @@
+package vk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
+	vkapi "github.com/virtual-kubelet/virtual-kubelet/node/api"
+	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
+
+	"github.com/seed-3f807049/interlink/functions/api"
+)
+
+// Interlink is what the provider needs of interLink; functions/client is one.
+type Interlink interface {
+	Create(ctx context.Context, req *api.PodCreateRequests) (api.CreateStruct, error)
+	Delete(ctx context.Context, pod *corev1.Pod) error
+	Status(ctx context.Context, pods []*corev1.Pod) ([]api.PodStatus, error)
+	Logs(ctx context.Context, sidecar string, req *api.LogStruct) (io.ReadCloser, error)
+	Ping(ctx context.Context) (api.PingResponse, error)
+}
+
+// missingPolls is how many status polls in a row may miss a pod before it is
+// declared lost (its sidecar no longer knows its job).
+const missingPolls = 5
+
+// tracked is what the provider knows of one pod.
+type tracked struct {
+	pod     *corev1.Pod // as last given to us, with the status we computed
+	jobID   string
+	missing int
+}
+
+// Provider implements virtual-kubelet's nodeutil.Provider and
+// node.PodNotifier on top of interLink.
+type Provider struct {
+	il       Interlink
+	client   kubernetes.Interface
+	data     *dataSource
+	nodeName string
+	hostIP   string
+	interval time.Duration
+	log      *slog.Logger
+	started  time.Time
+
+	mu     sync.Mutex
+	pods   map[types.UID]*tracked
+	byName map[string]types.UID
+	notify func(*corev1.Pod)
+}
+
+var _ nodeutil.Provider = (*Provider)(nil)
+
+func key(ns, name string) string { return ns + "/" + name }
+
+// CreatePod submits a pod. A pod that already has a job ID (a VK restart)
+// is tracked again without a new submission; interLink's create is
+// idempotent by pod UID anyway.
+func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
+	log := p.log.With("pod", pod.Name, "namespace", pod.Namespace, "uid", pod.UID)
+	if jid := pod.Annotations[api.AnnotationJobID]; jid != "" {
+		p.track(pod.DeepCopy(), jid)
+		log.Info("pod recovered from its job ID annotation", "job_id", jid)
+		return nil
+	}
+	req, err := p.data.request(ctx, pod)
+	var missing *errMissingData
+	if errors.As(err, &missing) {
+		p.fail(pod, "CreateContainerConfigError", err.Error())
+		log.Warn("pod failed: its data is missing", "err", err)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("gather data of pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	start := time.Now()
+	res, err := p.il.Create(ctx, req)
+	if err != nil {
+		if api.ReasonOf(err) == api.ReasonInvalid {
+			p.fail(pod, "ProviderFailed", err.Error())
+			log.Warn("pod refused by interLink", "err", err)
+			return nil
+		}
+		// Unavailable, timeouts: the pod controller retries with backoff.
+		return fmt.Errorf("create pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	log.Info("pod submitted", "job_id", res.PodJID, "duration_seconds", time.Since(start).Seconds())
+	cp := pod.DeepCopy()
+	if cp.Annotations == nil {
+		cp.Annotations = map[string]string{}
+	}
+	cp.Annotations[api.AnnotationJobID] = res.PodJID
+	p.track(cp, res.PodJID)
+	patch := fmt.Appendf(nil, `{"metadata":{"annotations":{%q:%q}}}`, api.AnnotationJobID, res.PodJID)
+	if _, err := p.client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		// Not fatal: create is idempotent, so a restart without the
+		// annotation finds the same job.
+		log.Warn("could not record the job ID on the pod", "job_id", res.PodJID, "err", err)
+	}
+	return nil
+}
+
+func (p *Provider) track(pod *corev1.Pod, jobID string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pods[pod.UID] = &tracked{pod: pod, jobID: jobID}
+	p.byName[key(pod.Namespace, pod.Name)] = pod.UID
+}
+
+// fail records a pod that cannot run, with a reason shown in its status.
+func (p *Provider) fail(pod *corev1.Pod, reason, msg string) {
+	cp := pod.DeepCopy()
+	now := metav1.Now()
+	cp.Status.Phase, cp.Status.Reason, cp.Status.Message = corev1.PodFailed, reason, msg
+	if cp.Status.StartTime == nil {
+		cp.Status.StartTime = &now
+	}
+	cp.Status.HostIP = p.hostIP
+	cp.Status.ContainerStatuses = nil
+	for _, c := range cp.Spec.Containers {
+		cp.Status.ContainerStatuses = append(cp.Status.ContainerStatuses, corev1.ContainerStatus{Name: c.Name, Image: c.Image,
+			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: msg}}})
+	}
+	p.track(cp, "")
+	p.push(cp)
+}
+
+func (p *Provider) push(pod *corev1.Pod) {
+	p.mu.Lock()
+	cb := p.notify
+	p.mu.Unlock()
+	if cb != nil {
+		cb(pod.DeepCopy())
+	}
+}
+
+// UpdatePod accepts the changes Kubernetes allows on a running pod; none of
+// them reach the remote side.
+func (p *Provider) UpdatePod(_ context.Context, pod *corev1.Pod) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t, ok := p.pods[pod.UID]; ok {
+		st := t.pod.Status
+		t.pod = pod.DeepCopy()
+		t.pod.Status = st
+		if t.jobID != "" {
+			if t.pod.Annotations == nil {
+				t.pod.Annotations = map[string]string{}
+			}
+			t.pod.Annotations[api.AnnotationJobID] = t.jobID
+		}
+	}
+	return nil
+}
+
+// DeletePod deletes the pod's job; an error makes the pod controller retry,
+// so no job is left running without its pod. A job the sidecar does not know
+// is already gone.
+func (p *Provider) DeletePod(ctx context.Context, pod *corev1.Pod) error {
+	p.mu.Lock()
+	t, known := p.pods[pod.UID]
+	p.mu.Unlock()
+	failedBeforeSubmit := known && t.jobID == "" && t.pod.Status.Phase == corev1.PodFailed
+	if !failedBeforeSubmit {
+		if err := p.il.Delete(ctx, pod); err != nil && !api.IsNotFound(err) {
+			return fmt.Errorf("delete pod %s/%s: %w", pod.Namespace, pod.Name, err)
+		}
+	}
+	p.log.Info("pod deleted", "pod", pod.Name, "namespace", pod.Namespace, "uid", pod.UID)
+	final := pod.DeepCopy()
+	if known {
+		final.Status = t.pod.Status
+	}
+	final.Status = terminate(final.Status, "Deleted", metav1.Now())
+	p.mu.Lock()
+	delete(p.pods, pod.UID)
+	if p.byName[key(pod.Namespace, pod.Name)] == pod.UID {
+		delete(p.byName, key(pod.Namespace, pod.Name))
+	}
+	p.mu.Unlock()
+	p.push(final)
+	return nil
+}
+
+// GetPod returns the pod as the provider knows it.
+func (p *Provider) GetPod(_ context.Context, namespace, name string) (*corev1.Pod, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t, ok := p.pods[p.byName[key(namespace, name)]]
+	if !ok {
+		return nil, errdefs.NotFoundf("pod %s/%s is not known to this node", namespace, name)
+	}
+	return t.pod.DeepCopy(), nil
+}
+
+// GetPodStatus returns the pod's last computed status.
+func (p *Provider) GetPodStatus(ctx context.Context, namespace, name string) (*corev1.PodStatus, error) {
+	pod, err := p.GetPod(ctx, namespace, name)
+	if err != nil {
+		return nil, err
+	}
+	return &pod.Status, nil
+}
+
+// GetPods returns every pod the provider knows.
+func (p *Provider) GetPods(context.Context) ([]*corev1.Pod, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]*corev1.Pod, 0, len(p.pods))
+	for _, t := range p.pods {
+		out = append(out, t.pod.DeepCopy())
+	}
+	return out, nil
+}
+
+// NotifyPods implements node.PodNotifier: status changes are pushed.
+func (p *Provider) NotifyPods(_ context.Context, cb func(*corev1.Pod)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.notify = cb
+}
+
+// RunStatus reads the status of every running pod in one call each
+// interval, until ctx ends.
+func (p *Provider) RunStatus(ctx context.Context) error {
+	t := time.NewTicker(p.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			p.syncStatus(ctx)
+		}
+	}
+}
+
+// syncStatus polls once. A failed call leaves every pod's last status.
+func (p *Provider) syncStatus(ctx context.Context) {
+	p.mu.Lock()
+	pods := make([]*corev1.Pod, 0, len(p.pods))
+	for _, t := range p.pods {
+		ph := t.pod.Status.Phase
+		if t.jobID != "" && ph != corev1.PodSucceeded && ph != corev1.PodFailed {
+			pods = append(pods, t.pod)
+		}
+	}
+	p.mu.Unlock()
+	if len(pods) == 0 {
+		return
+	}
+	sts, err := p.il.Status(ctx, pods)
+	if err != nil {
+		p.log.Warn("status poll failed; pods keep their last status", "pods", len(pods), "err", err)
+		return
+	}
+	byUID := make(map[string]*api.PodStatus, len(sts))
+	for i := range sts {
+		byUID[sts[i].PodUID] = &sts[i]
+	}
+	now := metav1.Now()
+	var changed []*corev1.Pod
+	p.mu.Lock()
+	for _, pod := range pods {
+		t, ok := p.pods[pod.UID]
+		if !ok {
+			continue // deleted meanwhile
+		}
+		st, ok := byUID[string(pod.UID)]
+		switch {
+		case !ok:
+			t.missing++
+			if t.missing < missingPolls {
+				continue
+			}
+			cp := t.pod.DeepCopy()
+			cp.Status = terminate(cp.Status, "JobLost", now)
+			cp.Status.Reason, cp.Status.Message = "JobLost", fmt.Sprintf("the sidecar has no job %s for this pod", t.jobID)
+			t.pod = cp
+			changed = append(changed, cp.DeepCopy())
+			p.log.Warn("pod's job lost by its sidecar", "pod", pod.Name, "namespace", pod.Namespace, "job_id", t.jobID)
+			continue
+		case st.Error != nil:
+			continue // its sidecar failed: keep the last status
+		}
+		t.missing = 0
+		next := podStatus(t.pod, st, p.hostIP, now)
+		if equality.Semantic.DeepEqual(next, t.pod.Status) {
+			continue
+		}
+		cp := t.pod.DeepCopy()
+		cp.Status = next
+		t.pod = cp
+		changed = append(changed, cp.DeepCopy())
+	}
+	cb := p.notify
+	p.mu.Unlock()
+	if cb == nil {
+		return
+	}
+	for _, pod := range changed {
+		cb(pod)
+	}
+}
+
+// GetContainerLogs streams logs from the pod's sidecar through interLink.
+func (p *Provider) GetContainerLogs(ctx context.Context, namespace, podName, containerName string, opts vkapi.ContainerLogOpts) (io.ReadCloser, error) {
+	pod, err := p.GetPod(ctx, namespace, podName)
+	if err != nil {
+		return nil, err
+	}
+	req := &api.LogStruct{Namespace: namespace, PodName: podName, PodUID: string(pod.UID), ContainerName: containerName,
+		Opts: api.ContainerLogOpts{Tail: opts.Tail, LimitBytes: opts.LimitBytes, Timestamps: opts.Timestamps, Follow: opts.Follow,
+			Previous: opts.Previous, SinceSeconds: opts.SinceSeconds, SinceTime: opts.SinceTime}}
+	rc, err := p.il.Logs(ctx, pod.Annotations[api.AnnotationSidecar], req)
+	if api.IsNotFound(err) {
+		return nil, errdefs.AsNotFound(err)
+	}
+	if api.ReasonOf(err) == api.ReasonInvalid {
+		return nil, errdefs.AsInvalidInput(err)
+	}
+	return rc, err
+}
+
+var errNoExec = errdefs.InvalidInput("this virtual node's sidecars do not offer exec, attach or port-forward")
+
+// RunInContainer is not offered by the sidecars yet.
+func (p *Provider) RunInContainer(context.Context, string, string, string, []string, vkapi.AttachIO) error {
+	return errNoExec
+}
+
+// AttachToContainer is not offered by the sidecars yet.
+func (p *Provider) AttachToContainer(context.Context, string, string, string, vkapi.AttachIO) error {
+	return errNoExec
+}
+
+// PortForward is not offered by the sidecars yet.
+func (p *Provider) PortForward(context.Context, string, string, int32, io.ReadWriteCloser) error {
+	return errNoExec
+}
+
+// GetStatsSummary lists the node and its pods. Sidecars report no usage
+// figures yet, and none are invented: the usage fields stay empty.
+func (p *Provider) GetStatsSummary(context.Context) (*statsv1alpha1.Summary, error) {
+	s := &statsv1alpha1.Summary{Node: statsv1alpha1.NodeStats{NodeName: p.nodeName, StartTime: metav1.NewTime(p.started)}}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, t := range p.pods {
+		ps := statsv1alpha1.PodStats{PodRef: statsv1alpha1.PodReference{Name: t.pod.Name, Namespace: t.pod.Namespace, UID: string(t.pod.UID)}}
+		if t.pod.Status.StartTime != nil {
+			ps.StartTime = *t.pod.Status.StartTime
+		}
+		s.Pods = append(s.Pods, ps)
+	}
+	return s, nil
+}
+
+// GetMetricsResource reports no resource metrics: sidecars report no usage
+// figures yet.
+func (p *Provider) GetMetricsResource(context.Context) ([]*dto.MetricFamily, error) {
+	return nil, nil
+}

@@ -1,0 +1,177 @@
+package vk
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/virtual-kubelet/virtual-kubelet/node"
+	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apiserver/pkg/server/dynamiccertificates"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/seed-3f807049/interlink/functions/client"
+)
+
+// Run registers the virtual node and serves it until ctx ends.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	rc, err := restConfig(cfg.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	rc.QPS, rc.Burst = cfg.KubeAPIQPS, cfg.KubeAPIBurst
+	rc.UserAgent = "interlink-vk/" + cfg.NodeName
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	il, err := client.New(client.Config{URL: cfg.InterlinkEndpoint(), TokenFile: cfg.VKTokenFile, CAFile: cfg.InterlinkCAFile})
+	if err != nil {
+		return err
+	}
+	tlsCfg, err := servingTLS(&cfg)
+	if err != nil {
+		return err
+	}
+	auth, err := kubeletAuth(cs, &cfg)
+	if err != nil {
+		return err
+	}
+	taints, err := cfg.Taints()
+	if err != nil {
+		return err
+	}
+	var prov *Provider
+	np := &nodeProvider{il: il, client: cs, interval: cfg.PingInterval.Duration, log: log.With("component", "node"), baseTaints: taints}
+	mux := http.NewServeMux()
+	n, err := nodeutil.NewNode(cfg.NodeName,
+		func(pc nodeutil.ProviderConfig) (nodeutil.Provider, node.NodeProvider, error) {
+			if err := nodeSpec(&cfg, pc.Node); err != nil {
+				return nil, nil, err
+			}
+			np.node = pc.Node.DeepCopy()
+			prov = &Provider{
+				il: il, client: cs, nodeName: cfg.NodeName, hostIP: cfg.NodeAddress, interval: cfg.StatusInterval.Duration,
+				log: log.With("component", "pods"), started: time.Now(),
+				data:  &dataSource{client: cs, configMaps: pc.ConfigMaps, secrets: pc.Secrets, wait: cfg.DataWait.Duration},
+				pods:  map[types.UID]*tracked{}, byName: map[string]types.UID{},
+			}
+			return prov, np, nil
+		},
+		nodeutil.WithClient(cs),
+		nodeutil.AttachProviderRoutes(mux),
+		func(nc *nodeutil.NodeConfig) error {
+			nc.HTTPListenAddr = net.JoinHostPort("", cfg.KubeletPort)
+			nc.TLSConfig = tlsCfg
+			nc.Handler = nodeutil.WithAuth(auth, mux)
+			nc.NumWorkers = cfg.Workers
+			nc.InformerResyncPeriod = 10 * time.Minute
+			return nil
+		},
+	)
+	if err != nil {
+		return fmt.Errorf("virtual node: %w", err)
+	}
+	log.Info("starting virtual node", "node", cfg.NodeName, "interlink", cfg.InterlinkEndpoint(), "kubelet_port", cfg.KubeletPort)
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return np.Run(ctx) })
+	g.Go(func() error { return prov.RunStatus(ctx) })
+	g.Go(func() error {
+		if err := n.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			return fmt.Errorf("virtual node: %w", err)
+		}
+		return nil
+	})
+	return g.Wait()
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		rc, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("no Kubeconfig set and not in a cluster: %w", err)
+		}
+		return rc, nil
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
+	}
+	return rc, nil
+}
+
+// servingTLS loads the kubelet API's certificate, or makes a self-signed one
+// (which an API server checking kubelet certificates will refuse). Client
+// certificates are requested and checked by the authenticator.
+func servingTLS(cfg *Config) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ClientAuth: tls.RequestClientCert}
+	if cfg.KubeletCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.KubeletCertFile, cfg.KubeletKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("kubelet serving certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+		return tc, nil
+	}
+	cert, err := selfSigned(cfg.NodeName, cfg.NodeAddress)
+	if err != nil {
+		return nil, err
+	}
+	tc.Certificates = []tls.Certificate{cert}
+	return tc, nil
+}
+
+func selfSigned(name, ip string) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("self-signed certificate: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().AddDate(1, 0, 0),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames: []string{name}, IPAddresses: []net.IP{net.ParseIP(ip)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("self-signed certificate: %w", err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+// kubeletAuth authenticates every kubelet API request (client certificates
+// signed by ClientCAFile, or bearer tokens through TokenReview) and
+// authorizes it with SubjectAccessReview, as a real kubelet does.
+func kubeletAuth(cs kubernetes.Interface, cfg *Config) (nodeutil.Auth, error) {
+	var opts []nodeutil.WebhookAuthOption
+	if cfg.ClientCAFile != "" {
+		ca, err := dynamiccertificates.NewDynamicCAContentFromFile("client-ca", cfg.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("kubelet client CA: %w", err)
+		}
+		opts = append(opts, func(c *nodeutil.WebhookAuthConfig) error {
+			c.AuthnConfig.ClientCertificateCAContentProvider = ca
+			return nil
+		})
+	}
+	auth, err := nodeutil.WebhookAuth(cs, cfg.NodeName, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kubelet API auth: %w", err)
+	}
+	return auth, nil
+}

@@ -1,0 +1,156 @@
+package vk
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/seed-3f807049/interlink/functions/api"
+)
+
+// podStatus computes a pod's Kubernetes status from its sidecar's report,
+// keeping transition times of conditions that did not change.
+func podStatus(pod *corev1.Pod, st *api.PodStatus, hostIP string, now metav1.Time) corev1.PodStatus {
+	old := pod.Status
+	out := corev1.PodStatus{
+		HostIP:    hostIP,
+		HostIPs:   []corev1.HostIP{{IP: hostIP}},
+		StartTime: old.StartTime,
+		QOSClass:  old.QOSClass,
+		PodIP:     old.PodIP,
+		PodIPs:    old.PodIPs,
+	}
+	if out.StartTime == nil {
+		out.StartTime = &now
+	}
+	if st.PodIP != "" {
+		out.PodIP, out.PodIPs = st.PodIP, []corev1.PodIP{{IP: st.PodIP}}
+	}
+	out.InitContainerStatuses = containerStatuses(pod.Spec.InitContainers, st.InitContainers, st.JobID)
+	out.ContainerStatuses = containerStatuses(pod.Spec.Containers, st.Containers, st.JobID)
+
+	initDone, initFailed := true, false
+	for _, cs := range out.InitContainerStatuses {
+		t := cs.State.Terminated
+		switch {
+		case t == nil:
+			initDone = false
+		case t.ExitCode != 0:
+			initDone, initFailed = false, true
+		}
+	}
+	running, terminated, failed, ready := 0, 0, 0, 0
+	for _, cs := range out.ContainerStatuses {
+		switch {
+		case cs.State.Running != nil:
+			running++
+		case cs.State.Terminated != nil:
+			terminated++
+			if cs.State.Terminated.ExitCode != 0 {
+				failed++
+			}
+		}
+		if cs.Ready {
+			ready++
+		}
+	}
+	n := len(out.ContainerStatuses)
+	never := pod.Spec.RestartPolicy == corev1.RestartPolicyNever
+	switch {
+	case initFailed && never:
+		out.Phase, out.Reason, out.Message = corev1.PodFailed, "InitContainerFailed", "an init container exited with a non-zero code"
+	case !initDone:
+		out.Phase = corev1.PodPending
+	case n > 0 && terminated == n && failed == 0 && pod.Spec.RestartPolicy != corev1.RestartPolicyAlways:
+		out.Phase = corev1.PodSucceeded
+	case n > 0 && terminated == n && failed > 0 && never:
+		out.Phase = corev1.PodFailed
+	case running > 0 || terminated > 0:
+		out.Phase = corev1.PodRunning
+	default:
+		out.Phase = corev1.PodPending
+	}
+	allReady := n > 0 && ready == n
+	out.Conditions = []corev1.PodCondition{
+		condition(old, corev1.PodScheduled, true, now),
+		condition(old, corev1.PodInitialized, initDone, now),
+		condition(old, corev1.ContainersReady, allReady, now),
+		condition(old, corev1.PodReady, allReady, now),
+	}
+	return out
+}
+
+func condition(old corev1.PodStatus, t corev1.PodConditionType, ok bool, now metav1.Time) corev1.PodCondition {
+	s := corev1.ConditionFalse
+	if ok {
+		s = corev1.ConditionTrue
+	}
+	c := corev1.PodCondition{Type: t, Status: s, LastTransitionTime: now}
+	for _, o := range old.Conditions {
+		if o.Type == t && o.Status == s {
+			c.LastTransitionTime = o.LastTransitionTime
+		}
+	}
+	return c
+}
+
+// containerStatuses lists a status for each container of the spec, in spec
+// order: the sidecar's, or waiting when the sidecar has none yet.
+func containerStatuses(spec []corev1.Container, reported []corev1.ContainerStatus, jobID string) []corev1.ContainerStatus {
+	if len(spec) == 0 {
+		return nil
+	}
+	byName := make(map[string]*corev1.ContainerStatus, len(reported))
+	for i := range reported {
+		byName[reported[i].Name] = &reported[i]
+	}
+	out := make([]corev1.ContainerStatus, len(spec))
+	for i, c := range spec {
+		cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: c.Image,
+			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}}
+		if r, ok := byName[c.Name]; ok {
+			cs.State, cs.LastTerminationState, cs.RestartCount = r.State, r.LastTerminationState, r.RestartCount
+			cs.Ready = r.Ready || (r.State.Running != nil && c.ReadinessProbe == nil)
+			started := r.State.Running != nil
+			cs.Started = &started
+			if jobID != "" {
+				cs.ContainerID = "interlink://" + jobID + "/" + c.Name
+			}
+		}
+		if cs.State.Running == nil {
+			cs.Ready = false
+		}
+		out[i] = cs
+	}
+	return out
+}
+
+// terminate marks every container of s that has not ended as terminated with
+// reason, for a pod deleted on the remote side.
+func terminate(s corev1.PodStatus, reason string, now metav1.Time) corev1.PodStatus {
+	out := *s.DeepCopy()
+	end := func(cs []corev1.ContainerStatus) {
+		for i := range cs {
+			if cs[i].State.Terminated != nil {
+				continue
+			}
+			started := now
+			if cs[i].State.Running != nil {
+				started = cs[i].State.Running.StartedAt
+			}
+			cs[i].State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+				ExitCode: 137, Reason: reason, StartedAt: started, FinishedAt: now}}
+			cs[i].Ready = false
+		}
+	}
+	end(out.InitContainerStatuses)
+	end(out.ContainerStatuses)
+	if out.Phase != corev1.PodSucceeded {
+		out.Phase = corev1.PodFailed
+	}
+	for i := range out.Conditions {
+		if out.Conditions[i].Type == corev1.PodReady || out.Conditions[i].Type == corev1.ContainersReady {
+			out.Conditions[i].Status = corev1.ConditionFalse
+		}
+	}
+	return out
+}
