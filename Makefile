@@ -39,7 +39,7 @@ unit:
 ## e2e: the end-to-end tiers (real processes)
 .PHONY: e2e
 e2e:
-	@TIERS=e2e-api .ci/test.sh
+	@TIERS="e2e-api e2e-vk" .ci/test.sh
 
 ## generate: rewrite generated files (docs/config.md)
 .PHONY: generate
@@ -65,6 +65,16 @@ demo-down:
 .PHONY: images
 images: build
 	@for b in $(BINARIES); do n=$$(basename $$b); echo "docker build $$n"; docker build -q -t interlink/$$n:dev -f $$b/Dockerfile $(BIN)/ || exit 1; done
+
+## cluster-up: start a local control plane in $$CLUSTER_DIR (default /tmp/interlink-cluster)
+.PHONY: cluster-up
+cluster-up:
+	@examples/cluster/cluster.sh up $${CLUSTER_DIR:-/tmp/interlink-cluster}
+
+## cluster-down: stop it
+.PHONY: cluster-down
+cluster-down:
+	@examples/cluster/cluster.sh down $${CLUSTER_DIR:-/tmp/interlink-cluster}
 
 ## clean: remove build output
 .PHONY: clean

@@ -11,6 +11,7 @@ import (
 	"github.com/seed-3f807049/interlink/functions"
 	"github.com/seed-3f807049/interlink/observability/config"
 	"github.com/seed-3f807049/interlink/sidecars/sim"
+	"github.com/seed-3f807049/interlink/vk"
 )
 
 var update = flag.Bool("update", false, "rewrite generated documents (make generate)")
@@ -31,6 +32,10 @@ and ignored, so one file can be shared with a plugin, as the original interLink 
 	icfg := functions.DefaultConfig()
 	b.WriteString(config.Markdown("interlink", "The interLink API server (`functions/cmd/interlink`). "+
 		"Config file: `--config` or `INTERLINKCONFIGPATH`. The original interLink's keys and variables keep working.", &icfg))
+	b.WriteString("\n")
+	vcfg := vk.DefaultConfig()
+	b.WriteString(config.Markdown("interlink-vk", "The virtual kubelet (`vk/cmd/interlink-vk`). "+
+		"Config file: `--config` or `VK_CONFIG_PATH`. The original's keys and variables keep working.", &vcfg))
 	b.WriteString("\n")
 	scfg := sim.DefaultConfig()
 	b.WriteString(config.Markdown("interlink-sim", "The simulated sidecar (`sidecars/sim/cmd/interlink-sim`), for scale tests only. "+

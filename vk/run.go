@@ -18,12 +18,12 @@ import (
 
 	"github.com/virtual-kubelet/virtual-kubelet/node"
 	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
+	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apiserver/pkg/server/dynamiccertificates"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/seed-3f807049/interlink/functions/client"
 )
@@ -68,8 +68,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			prov = &Provider{
 				il: il, client: cs, nodeName: cfg.NodeName, hostIP: cfg.NodeAddress, interval: cfg.StatusInterval.Duration,
 				log: log.With("component", "pods"), started: time.Now(),
-				data:  &dataSource{client: cs, configMaps: pc.ConfigMaps, secrets: pc.Secrets, wait: cfg.DataWait.Duration},
-				pods:  map[types.UID]*tracked{}, byName: map[string]types.UID{},
+				data: &dataSource{client: cs, configMaps: pc.ConfigMaps, secrets: pc.Secrets, wait: cfg.DataWait.Duration},
+				pods: map[types.UID]*tracked{}, byName: map[string]types.UID{},
 			}
 			return prov, np, nil
 		},

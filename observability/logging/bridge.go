@@ -28,14 +28,22 @@ func (a vkAdapter) log(level slog.Level, msg string) {
 	a.l.Log(context.Background(), level, msg)
 }
 
-func (a vkAdapter) Debug(args ...any)                 { a.log(slog.LevelDebug, fmt.Sprint(args...)) }
-func (a vkAdapter) Debugf(format string, args ...any) { a.log(slog.LevelDebug, fmt.Sprintf(format, args...)) }
-func (a vkAdapter) Info(args ...any)                  { a.log(slog.LevelInfo, fmt.Sprint(args...)) }
-func (a vkAdapter) Infof(format string, args ...any)  { a.log(slog.LevelInfo, fmt.Sprintf(format, args...)) }
-func (a vkAdapter) Warn(args ...any)                  { a.log(slog.LevelWarn, fmt.Sprint(args...)) }
-func (a vkAdapter) Warnf(format string, args ...any)  { a.log(slog.LevelWarn, fmt.Sprintf(format, args...)) }
-func (a vkAdapter) Error(args ...any)                 { a.log(slog.LevelError, fmt.Sprint(args...)) }
-func (a vkAdapter) Errorf(format string, args ...any) { a.log(slog.LevelError, fmt.Sprintf(format, args...)) }
+func (a vkAdapter) Debug(args ...any) { a.log(slog.LevelDebug, fmt.Sprint(args...)) }
+func (a vkAdapter) Debugf(format string, args ...any) {
+	a.log(slog.LevelDebug, fmt.Sprintf(format, args...))
+}
+func (a vkAdapter) Info(args ...any) { a.log(slog.LevelInfo, fmt.Sprint(args...)) }
+func (a vkAdapter) Infof(format string, args ...any) {
+	a.log(slog.LevelInfo, fmt.Sprintf(format, args...))
+}
+func (a vkAdapter) Warn(args ...any) { a.log(slog.LevelWarn, fmt.Sprint(args...)) }
+func (a vkAdapter) Warnf(format string, args ...any) {
+	a.log(slog.LevelWarn, fmt.Sprintf(format, args...))
+}
+func (a vkAdapter) Error(args ...any) { a.log(slog.LevelError, fmt.Sprint(args...)) }
+func (a vkAdapter) Errorf(format string, args ...any) {
+	a.log(slog.LevelError, fmt.Sprintf(format, args...))
+}
 
 // Fatal logs at error level and exits, as the library expects.
 func (a vkAdapter) Fatal(args ...any) {

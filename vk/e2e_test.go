@@ -1,0 +1,563 @@
+//go:build e2e
+
+package vk_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
+
+	"github.com/seed-3f807049/interlink/functions/api"
+	"github.com/seed-3f807049/interlink/sidecars/sim"
+)
+
+var (
+	binDir  string // our binaries
+	k8sBin  string // kubectl and the control plane
+	repoDir string
+)
+
+func TestMain(m *testing.M) {
+	code, err := setup(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e setup:", err)
+		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+func setup(m *testing.M) (int, error) {
+	wd, _ := os.Getwd()
+	repoDir = filepath.Dir(wd)
+	dir, err := os.MkdirTemp("", "interlink-vk-e2e-bin-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	binDir = dir
+	build := exec.Command("go", "build", "-o", dir+"/", "../functions/cmd/interlink", "../sidecars/sim/cmd/interlink-sim", "./cmd/interlink-vk")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return 0, fmt.Errorf("build binaries: %w", err)
+	}
+	out, err := exec.Command(filepath.Join(repoDir, "examples/cluster/build.sh")).Output()
+	if err != nil {
+		return 0, fmt.Errorf("control-plane binaries: %w", err)
+	}
+	k8sBin = strings.TrimSpace(string(out))
+	return m.Run(), nil
+}
+
+// proc is a daemon started by the test and stopped by PID.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	env  []string
+	args []string
+}
+
+func (s *stack) start(t *testing.T, name string, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: name, log: filepath.Join(s.dir, name+".log"), env: env, args: args}
+	s.run(t, p)
+	t.Cleanup(func() { p.stop(syscall.SIGTERM) })
+	return p
+}
+
+func (s *stack) run(t *testing.T, p *proc) {
+	t.Helper()
+	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd = exec.Command(filepath.Join(binDir, p.name), p.args...)
+	p.cmd.Env = append(os.Environ(), p.env...)
+	p.cmd.Stdout, p.cmd.Stderr = f, f
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = p.cmd.Wait(); _ = f.Close() }()
+}
+
+func (p *proc) stop(sig syscall.Signal) {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(sig)
+	for i := 0; i < 100; i++ {
+		if p.cmd.Process.Signal(syscall.Signal(0)) != nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_ = p.cmd.Process.Kill()
+}
+
+type stack struct {
+	dir     string
+	cluster string
+	cs      kubernetes.Interface
+	node    string
+	simSock string
+	il, vk  *proc
+	kubelet string
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
+}
+
+// startStack starts a control plane, the sim, interlink and the VK.
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "interlink-vk-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &stack{dir: dir, cluster: filepath.Join(dir, "cluster"), node: "vk-e2e"}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range []string{"interlink-vk", "interlink", "interlink-sim"} {
+				b, _ := os.ReadFile(filepath.Join(dir, n+".log"))
+				lines := strings.Split(string(b), "\n")
+				t.Logf("--- last lines of %s.log ---\n%s", n, strings.Join(lines[max(0, len(lines)-40):], "\n"))
+			}
+		}
+		_ = exec.Command(filepath.Join(repoDir, "examples/cluster/cluster.sh"), "down", s.cluster).Run()
+		_ = os.RemoveAll(dir)
+	})
+	up := exec.Command(filepath.Join(repoDir, "examples/cluster/cluster.sh"), "up", s.cluster)
+	up.Stdout, up.Stderr = os.Stderr, os.Stderr
+	if err := up.Run(); err != nil {
+		t.Fatalf("control plane: %v", err)
+	}
+	kubeconfig := filepath.Join(s.cluster, "kubeconfig")
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.QPS, rc.Burst = 200, 400
+	s.cs = kubernetes.NewForConfigOrDie(rc)
+	certs, err := exec.Command(filepath.Join(repoDir, "examples/cluster/cluster.sh"), "kubelet-cert", s.cluster, s.node).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	crt, key, _ := strings.Cut(strings.TrimSpace(string(certs)), " ")
+
+	s.simSock = filepath.Join(dir, "sim.sock")
+	s.start(t, "interlink-sim", []string{"INTERLINK_SIM_LISTEN=unix://" + s.simSock, "INTERLINK_SIM_PENDING_DELAY=500ms",
+		"INTERLINK_SIM_RUN_DURATION=3s", "INTERLINK_SIM_LOG_INTERVAL=500ms"})
+	ilPort := freePort(t)
+	s.il = s.start(t, "interlink", []string{"SIDECARSERVICE=sim", "SIDECARURL=unix://" + s.simSock, "INTERLINKPORT=" + ilPort})
+	s.kubelet = freePort(t)
+	s.vk = s.start(t, "interlink-vk", []string{
+		"NODENAME=" + s.node, "KUBECONFIG=" + kubeconfig, "INTERLINKPORT=" + ilPort, "KUBELET_PORT=" + s.kubelet,
+		"INTERLINK_KUBELET_CERT_FILE=" + crt, "INTERLINK_KUBELET_KEY_FILE=" + key,
+		"INTERLINK_KUBELET_CLIENT_CA_FILE=" + filepath.Join(s.cluster, "pki/ca.crt"),
+		"INTERLINK_STATUS_INTERVAL=1s", "INTERLINK_PING_INTERVAL=1s", "INTERLINK_DATA_WAIT=3s",
+	})
+	return s
+}
+
+func (s *stack) kubectl(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(k8sBin, "kubectl"), append([]string{"--kubeconfig", filepath.Join(s.cluster, "kubeconfig")}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (s *stack) simStats(t *testing.T) sim.Stats {
+	t.Helper()
+	c := http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", s.simSock)
+	}}}
+	resp, err := c.Get("http://sim" + sim.PathStats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st sim.Stats
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func eventually(t *testing.T, what string, timeout time.Duration, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = fn(); err == nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("%s within %s: %v", what, timeout, err)
+}
+
+func (s *stack) pod(name, outcome string) *corev1.Pod {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Labels: map[string]string{"e2e": "vk"}, Annotations: map[string]string{}},
+		Spec: corev1.PodSpec{
+			RestartPolicy: corev1.RestartPolicyNever,
+			NodeSelector:  map[string]string{"kubernetes.io/hostname": s.node},
+			Tolerations:   []corev1.Toleration{{Key: "virtual-node.interlink/no-schedule", Operator: corev1.TolerationOpExists}},
+			Containers:    []corev1.Container{{Name: "main", Image: "busybox", Command: []string{"sh", "-c", "echo hi"}}},
+		},
+	}
+	if outcome != "" {
+		p.Annotations[sim.AnnotationOutcome] = outcome
+	}
+	return p
+}
+
+func (s *stack) phase(t *testing.T, name string) (corev1.PodPhase, *corev1.Pod) {
+	t.Helper()
+	p, err := s.cs.CoreV1().Pods("default").Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		return "", nil
+	}
+	return p.Status.Phase, p
+}
+
+func (s *stack) waitPhase(t *testing.T, name string, want corev1.PodPhase, timeout time.Duration) *corev1.Pod {
+	t.Helper()
+	var pod *corev1.Pod
+	eventually(t, fmt.Sprintf("pod %s %s", name, want), timeout, func() error {
+		var ph corev1.PodPhase
+		ph, pod = s.phase(t, name)
+		if ph != want {
+			return fmt.Errorf("phase %q", ph)
+		}
+		return nil
+	})
+	return pod
+}
+
+// TestE2EVirtualNode runs pods through the whole chain: kubectl -> control
+// plane -> interlink-vk -> interlink -> interlink-sim, all real processes.
+func TestE2EVirtualNode(t *testing.T) {
+	s := startStack(t)
+	ctx := context.Background()
+	pods := s.cs.CoreV1().Pods("default")
+
+	t.Run("NodeReady", func(t *testing.T) {
+		eventually(t, "node Ready", 30*time.Second, func() error {
+			n, err := s.cs.CoreV1().Nodes().Get(ctx, s.node, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			for _, c := range n.Status.Conditions {
+				if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+					if n.Status.Allocatable.Pods().Value() != 100000 {
+						return fmt.Errorf("pods capacity %v, want the sim's 100k", n.Status.Allocatable.Pods())
+					}
+					return nil
+				}
+			}
+			return fmt.Errorf("conditions %+v", n.Status.Conditions)
+		})
+		// Every default service account exists before pods are made.
+		eventually(t, "default service account", 30*time.Second, func() error {
+			_, err := s.cs.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
+			return err
+		})
+	})
+
+	t.Run("PodLifecycleWithData", func(t *testing.T) {
+		out, err := s.kubectl(t, "apply", "-f", filepath.Join(repoDir, "examples/pods/hello.yaml"))
+		if err != nil {
+			t.Fatalf("kubectl apply: %v %s", err, out)
+		}
+		start := time.Now()
+		seen := map[corev1.PodPhase]bool{}
+		eventually(t, "pod hello Succeeded", 60*time.Second, func() error {
+			ph, _ := s.phase(t, "hello")
+			seen[ph] = true
+			if ph == corev1.PodRunning && !seen["timed"] {
+				seen["timed"] = true
+				t.Logf("kubectl apply -> Running: %s", time.Since(start).Round(time.Millisecond))
+			}
+			if ph != corev1.PodSucceeded {
+				return fmt.Errorf("phase %q", ph)
+			}
+			return nil
+		})
+		if !seen[corev1.PodRunning] {
+			t.Errorf("pod never seen Running; phases seen %v", seen)
+		}
+		_, pod := s.phase(t, "hello")
+		if pod.Annotations[api.AnnotationJobID] == "" {
+			t.Errorf("no %s annotation on the pod", api.AnnotationJobID)
+		}
+		cs := pod.Status.ContainerStatuses[0]
+		if cs.State.Terminated == nil || cs.State.Terminated.ExitCode != 0 || cs.State.Terminated.FinishedAt.IsZero() {
+			t.Errorf("container status %+v", cs.State)
+		}
+		logs, err := s.kubectl(t, "logs", "hello")
+		if err != nil {
+			t.Fatalf("kubectl logs: %v %s", err, logs)
+		}
+		for _, want := range []string{"configmap/hello-config[greeting]", "secret/hello-secret[password]", "projected/kube-api-access-", "[ca.crt,namespace,token]", "exited with code 0"} {
+			if !strings.Contains(logs, want) {
+				t.Errorf("logs lack %q:\n%s", want, logs)
+			}
+		}
+		if strings.Contains(logs, "not-a-real-password") {
+			t.Error("a secret value reached the logs")
+		}
+	})
+
+	t.Run("FailingPod", func(t *testing.T) {
+		if _, err := pods.Create(ctx, s.pod("failing", sim.OutcomeFailed), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		pod := s.waitPhase(t, "failing", corev1.PodFailed, 60*time.Second)
+		if tr := pod.Status.ContainerStatuses[0].State.Terminated; tr == nil || tr.ExitCode != 1 {
+			t.Errorf("failed container: %+v", pod.Status.ContainerStatuses[0].State)
+		}
+	})
+
+	t.Run("MissingConfigMapFailsWithReason", func(t *testing.T) {
+		p := s.pod("missing-data", "")
+		p.Spec.Volumes = []corev1.Volume{{Name: "cfg", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: "does-not-exist"}}}}}
+		p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "cfg", MountPath: "/cfg"}}
+		if _, err := pods.Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		pod := s.waitPhase(t, "missing-data", corev1.PodFailed, 60*time.Second)
+		if pod.Status.Reason != "CreateContainerConfigError" || !strings.Contains(pod.Status.Message, "configmap does-not-exist") {
+			t.Errorf("reason %q message %q", pod.Status.Reason, pod.Status.Message)
+		}
+	})
+
+	t.Run("LogsFollow", func(t *testing.T) {
+		if _, err := pods.Create(ctx, s.pod("follow", ""), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		s.waitPhase(t, "follow", corev1.PodRunning, 60*time.Second)
+		cmd := exec.Command(filepath.Join(k8sBin, "kubectl"), "--kubeconfig", filepath.Join(s.cluster, "kubeconfig"), "logs", "-f", "follow")
+		stdout, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan string, 1)
+		go func() {
+			var lines []string
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				lines = append(lines, sc.Text())
+			}
+			done <- strings.Join(lines, "\n")
+		}()
+		select {
+		case out := <-done:
+			_ = cmd.Wait()
+			if !strings.Contains(out, "tick") || !strings.Contains(out, "exited with code 0") {
+				t.Errorf("kubectl logs -f: %q", out)
+			}
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Fatal("kubectl logs -f did not end when the container ended")
+		}
+	})
+
+	t.Run("KubeletAPIRefusesUnauthenticated", func(t *testing.T) {
+		c := http.Client{Transport: &http.Transport{TLSClientConfig: insecure()}}
+		resp, err := c.Get("https://127.0.0.1:" + s.kubelet + "/containerLogs/default/hello/main")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			b, _ := io.ReadAll(resp.Body)
+			t.Errorf("unauthenticated logs request: %d %s", resp.StatusCode, b)
+		}
+	})
+
+	t.Run("DeleteRunningPod", func(t *testing.T) {
+		before := s.simStats(t).PodsHeld
+		if _, err := pods.Create(ctx, s.pod("forever", sim.OutcomeRunning), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		s.waitPhase(t, "forever", corev1.PodRunning, 60*time.Second)
+		if err := pods.Delete(ctx, "forever", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](1)}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "pod gone from the API", 60*time.Second, func() error {
+			_, err := pods.Get(ctx, "forever", metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return nil
+			}
+			return fmt.Errorf("still there: %w", err)
+		})
+		if held := s.simStats(t).PodsHeld; held != before {
+			t.Errorf("sim holds %d pods after delete, had %d before: a job was left behind", held, before)
+		}
+	})
+
+	t.Run("JobAndDeployment", func(t *testing.T) {
+		tmpl := s.pod("", "")
+		tmpl.Spec.RestartPolicy = corev1.RestartPolicyNever
+		job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "batch", Namespace: "default"},
+			Spec: batchv1.JobSpec{Completions: ptr.To[int32](3), Parallelism: ptr.To[int32](3),
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "batch"}}, Spec: tmpl.Spec}}}
+		if _, err := s.cs.BatchV1().Jobs("default").Create(ctx, job, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		dtmpl := s.pod("", sim.OutcomeRunning)
+		dtmpl.Spec.RestartPolicy = corev1.RestartPolicyAlways
+		dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
+			Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](3), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}, Annotations: dtmpl.Annotations}, Spec: dtmpl.Spec}}}
+		if _, err := s.cs.AppsV1().Deployments("default").Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "job complete", 90*time.Second, func() error {
+			j, err := s.cs.BatchV1().Jobs("default").Get(ctx, "batch", metav1.GetOptions{})
+			if err != nil || j.Status.Succeeded != 3 {
+				return fmt.Errorf("job status %+v: %w", j.Status, err)
+			}
+			return nil
+		})
+		eventually(t, "deployment available", 90*time.Second, func() error {
+			d, err := s.cs.AppsV1().Deployments("default").Get(ctx, "web", metav1.GetOptions{})
+			if err != nil || d.Status.AvailableReplicas != 3 {
+				return fmt.Errorf("deployment status %+v: %w", d.Status, err)
+			}
+			return nil
+		})
+	})
+
+	t.Run("Burst100", func(t *testing.T) {
+		start := time.Now()
+		for i := range 100 {
+			if _, err := pods.Create(ctx, s.pod(fmt.Sprintf("burst-%d", i), sim.OutcomeRunning), metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		eventually(t, "100 pods Running", 120*time.Second, func() error {
+			l, err := pods.List(ctx, metav1.ListOptions{LabelSelector: "e2e=vk"})
+			if err != nil {
+				return err
+			}
+			n := 0
+			for _, p := range l.Items {
+				if strings.HasPrefix(p.Name, "burst-") && p.Status.Phase == corev1.PodRunning {
+					n++
+				}
+			}
+			if n != 100 {
+				return fmt.Errorf("%d Running", n)
+			}
+			return nil
+		})
+		t.Logf("100 pods: create -> all Running in %s", time.Since(start).Round(time.Millisecond))
+	})
+
+	t.Run("VKKilledMidBurstSubmitsEachPodOnce", func(t *testing.T) {
+		before := s.simStats(t).JobsCreated
+		for i := range 20 {
+			if _, err := pods.Create(ctx, s.pod(fmt.Sprintf("restart-%d", i), sim.OutcomeRunning), metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if i == 10 {
+				s.vk.stop(syscall.SIGKILL)
+			}
+		}
+		s.run(t, s.vk)
+		eventually(t, "20 pods Running after the VK restart", 120*time.Second, func() error {
+			n := 0
+			for i := range 20 {
+				if ph, _ := s.phase(t, fmt.Sprintf("restart-%d", i)); ph == corev1.PodRunning {
+					n++
+				}
+			}
+			if n != 20 {
+				return fmt.Errorf("%d Running", n)
+			}
+			return nil
+		})
+		if jobs := s.simStats(t).JobsCreated - before; jobs != 20 {
+			t.Errorf("%d jobs created for 20 pods", jobs)
+		}
+	})
+
+	t.Run("InterlinkOutage", func(t *testing.T) {
+		jobsBefore := s.simStats(t).JobsCreated
+		s.il.stop(syscall.SIGTERM)
+		eventually(t, "node NotReady", 30*time.Second, func() error {
+			n, err := s.cs.CoreV1().Nodes().Get(ctx, s.node, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			for _, c := range n.Status.Conditions {
+				if c.Type == corev1.NodeReady && c.Status == corev1.ConditionFalse && c.Reason == "InterlinkUnreachable" {
+					return nil
+				}
+			}
+			return fmt.Errorf("conditions %+v", n.Status.Conditions)
+		})
+		time.Sleep(30 * time.Second)
+		// No pod lost its status while interLink was away.
+		for i := range 20 {
+			if ph, _ := s.phase(t, fmt.Sprintf("restart-%d", i)); ph != corev1.PodRunning {
+				t.Errorf("pod restart-%d is %q during the outage", i, ph)
+			}
+		}
+		s.run(t, s.il)
+		eventually(t, "node Ready again", 30*time.Second, func() error {
+			n, err := s.cs.CoreV1().Nodes().Get(ctx, s.node, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			for _, c := range n.Status.Conditions {
+				if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+					return nil
+				}
+			}
+			return fmt.Errorf("not ready")
+		})
+		if err := pods.Delete(ctx, "restart-0", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "pod deleted after the outage", 60*time.Second, func() error {
+			if _, err := pods.Get(ctx, "restart-0", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("still there: %w", err)
+			}
+			return nil
+		})
+		if jobs := s.simStats(t).JobsCreated; jobs != jobsBefore {
+			t.Errorf("%d jobs created during the outage", jobs-jobsBefore)
+		}
+	})
+}
