@@ -1,0 +1,294 @@
+package vk
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/utils/ptr"
+
+	"github.com/seed-3f807049/interlink/functions/api"
+)
+
+var now = metav1.NewTime(time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC))
+
+func running() corev1.ContainerState {
+	return corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}
+}
+
+func exited(code int32) corev1.ContainerState {
+	return corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code, StartedAt: now, FinishedAt: now}}
+}
+
+func TestPodStatusPhases(t *testing.T) {
+	pod := func(policy corev1.RestartPolicy) *corev1.Pod {
+		return &corev1.Pod{Spec: corev1.PodSpec{RestartPolicy: policy,
+			InitContainers: []corev1.Container{{Name: "init", Image: "i"}},
+			Containers:     []corev1.Container{{Name: "a", Image: "a"}, {Name: "b", Image: "b"}}}}
+	}
+	cs := func(name string, s corev1.ContainerState) corev1.ContainerStatus {
+		return corev1.ContainerStatus{Name: name, State: s}
+	}
+	tests := []struct {
+		name   string
+		policy corev1.RestartPolicy
+		init   []corev1.ContainerStatus
+		main   []corev1.ContainerStatus
+		phase  corev1.PodPhase
+		ready  corev1.ConditionStatus
+	}{
+		{"nothing reported", corev1.RestartPolicyNever, nil, nil, corev1.PodPending, corev1.ConditionFalse},
+		{"init running", corev1.RestartPolicyNever, []corev1.ContainerStatus{cs("init", running())}, nil, corev1.PodPending, corev1.ConditionFalse},
+		{"init failed", corev1.RestartPolicyNever, []corev1.ContainerStatus{cs("init", exited(2))}, nil, corev1.PodFailed, corev1.ConditionFalse},
+		{"one running", corev1.RestartPolicyNever, []corev1.ContainerStatus{cs("init", exited(0))}, []corev1.ContainerStatus{cs("a", running())}, corev1.PodRunning, corev1.ConditionFalse},
+		{"all running", corev1.RestartPolicyNever, []corev1.ContainerStatus{cs("init", exited(0))}, []corev1.ContainerStatus{cs("a", running()), cs("b", running())}, corev1.PodRunning, corev1.ConditionTrue},
+		{"all succeeded", corev1.RestartPolicyNever, []corev1.ContainerStatus{cs("init", exited(0))}, []corev1.ContainerStatus{cs("a", exited(0)), cs("b", exited(0))}, corev1.PodSucceeded, corev1.ConditionFalse},
+		{"one failed, Never", corev1.RestartPolicyNever, []corev1.ContainerStatus{cs("init", exited(0))}, []corev1.ContainerStatus{cs("a", exited(0)), cs("b", exited(3))}, corev1.PodFailed, corev1.ConditionFalse},
+		{"one failed, OnFailure restarts", corev1.RestartPolicyOnFailure, []corev1.ContainerStatus{cs("init", exited(0))}, []corev1.ContainerStatus{cs("a", exited(0)), cs("b", exited(3))}, corev1.PodRunning, corev1.ConditionFalse},
+		{"all ended, Always restarts", corev1.RestartPolicyAlways, []corev1.ContainerStatus{cs("init", exited(0))}, []corev1.ContainerStatus{cs("a", exited(0)), cs("b", exited(0))}, corev1.PodRunning, corev1.ConditionFalse},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := podStatus(pod(tt.policy), &api.PodStatus{JobID: "42", InitContainers: tt.init, Containers: tt.main}, "10.0.0.9", now)
+			if st.Phase != tt.phase {
+				t.Errorf("phase %s, want %s", st.Phase, tt.phase)
+			}
+			if st.Conditions[3].Type != corev1.PodReady || st.Conditions[3].Status != tt.ready {
+				t.Errorf("ready %+v, want %s", st.Conditions[3], tt.ready)
+			}
+			if len(st.ContainerStatuses) != 2 || st.ContainerStatuses[0].Image != "a" || st.HostIP != "10.0.0.9" || st.StartTime == nil {
+				t.Errorf("status %+v", st)
+			}
+			for _, c := range st.ContainerStatuses {
+				if c.State.Running == nil && c.State.Terminated == nil && (c.State.Waiting == nil || c.State.Waiting.Reason != "ContainerCreating") {
+					t.Errorf("unreported container %s: %+v", c.Name, c.State)
+				}
+			}
+		})
+	}
+}
+
+func TestPodStatusKeepsTransitionTimes(t *testing.T) {
+	pod := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "a"}}}}
+	first := podStatus(pod, &api.PodStatus{Containers: []corev1.ContainerStatus{{Name: "a", State: running()}}}, "", now)
+	pod.Status = first
+	later := metav1.NewTime(now.Add(time.Minute))
+	second := podStatus(pod, &api.PodStatus{Containers: []corev1.ContainerStatus{{Name: "a", State: running()}}, PodIP: "10.1.1.1"}, "", later)
+	if !second.Conditions[3].LastTransitionTime.Equal(&now) || second.PodIP != "10.1.1.1" {
+		t.Errorf("second status %+v", second)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	cfg := DefaultConfig()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("defaults invalid: %v", err)
+	}
+	cfg.NodeName = "Bad_Name"
+	cfg.NodeAddress = "nowhere"
+	cfg.NodeTaints = []string{"k=v:Sometimes"}
+	cfg.Resources.CPU = "lots"
+	cfg.KubeletCertFile = "/x.pem"
+	err := cfg.Validate()
+	for _, want := range []string{"NodeName", "NodeAddress", "NodeTaints", "resource cpu", "KubeletCertFile"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s: %v", want, err)
+		}
+	}
+	cfg = DefaultConfig()
+	cfg.InterlinkURL, cfg.InterlinkPort = "https://il.example.org", "443"
+	if got := cfg.InterlinkEndpoint(); got != "https://il.example.org:443" {
+		t.Errorf("endpoint %q", got)
+	}
+}
+
+func newData(t *testing.T, objs ...any) *dataSource {
+	t.Helper()
+	cs := fake.NewClientset()
+	f := informers.NewSharedInformerFactory(cs, 0)
+	for _, o := range objs {
+		switch o := o.(type) {
+		case *corev1.ConfigMap:
+			_ = f.Core().V1().ConfigMaps().Informer().GetStore().Add(o)
+		case *corev1.Secret:
+			_ = f.Core().V1().Secrets().Informer().GetStore().Add(o)
+		}
+	}
+	return &dataSource{client: cs, configMaps: f.Core().V1().ConfigMaps().Lister(), secrets: f.Core().V1().Secrets().Lister(), wait: 300 * time.Millisecond}
+}
+
+func TestDataRequest(t *testing.T) {
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cfg", Namespace: "ns"}, Data: map[string]string{"a": "1", "b": "2"}}
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "sec", Namespace: "ns"}, Data: map[string][]byte{"p": []byte("s3cret")}}
+	d := newData(t, cm, sec)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", UID: "u1", Labels: map[string]string{"app": "x"}},
+		Spec: corev1.PodSpec{
+			NodeName:   "vk",
+			Containers: []corev1.Container{{Name: "c", Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1500m")}}}},
+			Volumes: []corev1.Volume{
+				{Name: "v-cfg", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"}}}},
+				{Name: "v-opt", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "absent", Optional: ptr.To(true)}}},
+				{Name: "v-proj", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
+					{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"}, Items: []corev1.KeyToPath{{Key: "b", Path: "dir/b.txt"}}}},
+					{Secret: &corev1.SecretProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "sec"}}},
+					{DownwardAPI: &corev1.DownwardAPIProjection{Items: []corev1.DownwardAPIVolumeFile{
+						{Path: "name", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}},
+						{Path: "labels", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels"}},
+						{Path: "cpu", ResourceFieldRef: &corev1.ResourceFieldSelector{ContainerName: "c", Resource: "limits.cpu"}},
+					}}},
+				}}}},
+			},
+		},
+	}
+	req, err := d.request(context.Background(), pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(req.ConfigMaps) != 1 || len(req.Secrets) != 1 || len(req.ProjectedVolumeMaps) != 1 {
+		t.Fatalf("request %+v", req)
+	}
+	want := map[string]string{"dir/b.txt": "2", "p": "s3cret", "name": "p", "labels": "app=\"x\"\n", "cpu": "2"}
+	if diff := cmp.Diff(want, req.ProjectedVolumeMaps[0].Data); diff != "" {
+		t.Errorf("projected files (-want +got):\n%s", diff)
+	}
+
+	pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: "v-missing", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "nope"}}})
+	_, err = d.request(context.Background(), pod)
+	var missing *errMissingData
+	if !errors.As(err, &missing) || !strings.Contains(err.Error(), "secret nope") {
+		t.Errorf("missing secret: %v", err)
+	}
+}
+
+// fakeIL is an in-memory interLink for unit tests of the provider.
+type fakeIL struct {
+	created  []string
+	statuses map[string]api.PodStatus
+	statusErr error
+	ping     api.PingResponse
+	pingErr  error
+}
+
+func (f *fakeIL) Create(_ context.Context, r *api.PodCreateRequests) (api.CreateStruct, error) {
+	f.created = append(f.created, string(r.Pod.UID))
+	return api.CreateStruct{PodUID: string(r.Pod.UID), PodJID: "job-" + string(r.Pod.UID)}, nil
+}
+func (f *fakeIL) Delete(context.Context, *corev1.Pod) error { return nil }
+func (f *fakeIL) Status(_ context.Context, pods []*corev1.Pod) ([]api.PodStatus, error) {
+	if f.statusErr != nil {
+		return nil, f.statusErr
+	}
+	var out []api.PodStatus
+	for _, p := range pods {
+		if st, ok := f.statuses[string(p.UID)]; ok {
+			out = append(out, st)
+		}
+	}
+	return out, nil
+}
+func (f *fakeIL) Logs(context.Context, string, *api.LogStruct) (io.ReadCloser, error) {
+	return io.NopCloser(strings.NewReader("")), nil
+}
+func (f *fakeIL) Ping(context.Context) (api.PingResponse, error) { return f.ping, f.pingErr }
+
+func newProvider(t *testing.T, il *fakeIL) (*Provider, *[]*corev1.Pod) {
+	t.Helper()
+	cs := fake.NewClientset()
+	p := &Provider{il: il, client: cs, data: newData(t), nodeName: "vk", interval: time.Second, log: slog.New(slog.DiscardHandler),
+		pods: map[types.UID]*tracked{}, byName: map[string]types.UID{}}
+	var pushed []*corev1.Pod
+	p.NotifyPods(context.Background(), func(pod *corev1.Pod) { pushed = append(pushed, pod) })
+	return p, &pushed
+}
+
+func TestProviderStatusAndRecovery(t *testing.T) {
+	il := &fakeIL{statuses: map[string]api.PodStatus{}}
+	p, pushed := newProvider(t, il)
+	ctx := context.Background()
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "a", Namespace: "ns", UID: "u1"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c"}}}}
+	if _, err := p.client.CoreV1().Pods("ns").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.CreatePod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := p.client.CoreV1().Pods("ns").Get(ctx, "a", metav1.GetOptions{})
+	if got.Annotations[api.AnnotationJobID] != "job-u1" {
+		t.Errorf("job ID annotation %v", got.Annotations)
+	}
+	il.statuses["u1"] = api.PodStatus{PodUID: "u1", JobID: "job-u1", Containers: []corev1.ContainerStatus{{Name: "c", State: running()}}}
+	p.syncStatus(ctx)
+	if len(*pushed) != 1 || (*pushed)[0].Status.Phase != corev1.PodRunning {
+		t.Fatalf("pushed %+v", *pushed)
+	}
+	p.syncStatus(ctx)
+	if len(*pushed) != 1 {
+		t.Errorf("an unchanged status was pushed again")
+	}
+	// interLink fails: nothing changes.
+	il.statusErr = api.Unavailable("down")
+	p.syncStatus(ctx)
+	if len(*pushed) != 1 {
+		t.Errorf("a failed poll changed a pod")
+	}
+	// A VK restart: the pod comes back with its annotation; no new create.
+	il.statusErr = nil
+	p2, _ := newProvider(t, il)
+	if err := p2.CreatePod(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	if len(il.created) != 1 {
+		t.Errorf("restart created the pod again: %v", il.created)
+	}
+	// The sidecar loses the job: after several polls the pod fails with a reason.
+	delete(il.statuses, "u1")
+	for range missingPolls {
+		p.syncStatus(ctx)
+	}
+	last := (*pushed)[len(*pushed)-1]
+	if last.Status.Phase != corev1.PodFailed || last.Status.Reason != "JobLost" {
+		t.Errorf("lost job: %s %s", last.Status.Phase, last.Status.Reason)
+	}
+}
+
+func TestPingKeepsLastGoodCapacity(t *testing.T) {
+	il := &fakeIL{}
+	n := &nodeProvider{il: il, client: fake.NewClientset(), interval: time.Second, log: slog.New(slog.DiscardHandler)}
+	cfg := DefaultConfig()
+	n.node = &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "vk"}}
+	if err := nodeSpec(&cfg, n.node); err != nil {
+		t.Fatal(err)
+	}
+	var got *corev1.Node
+	n.NotifyNodeStatus(context.Background(), func(node *corev1.Node) { got = node })
+	il.ping = api.PingResponse{Status: api.PingOK, Resources: &api.Resources{CPU: "64", Memory: "128Gi", Pods: "500"}}
+	n.ping(context.Background())
+	if got.Status.Capacity.Cpu().String() != "64" || got.Status.Conditions[0].Status != corev1.ConditionTrue {
+		t.Fatalf("after ping: %v %+v", got.Status.Capacity, got.Status.Conditions[0])
+	}
+	il.ping = api.PingResponse{Status: api.PingOK, Resources: &api.Resources{CPU: "0"}, Taints: &[]api.Taint{{Key: "site", Value: "hpc", Effect: "NoSchedule"}}}
+	n.ping(context.Background())
+	if got.Status.Capacity.Cpu().String() != "64" {
+		t.Errorf("a ping of 0 CPU emptied the node: %v", got.Status.Capacity.Cpu())
+	}
+	if len(got.Spec.Taints) != 1 || got.Spec.Taints[0].Key != "site" {
+		t.Errorf("taints %+v", got.Spec.Taints)
+	}
+	il.pingErr = api.Unavailable("connection refused")
+	n.ping(context.Background())
+	if c := got.Status.Conditions[0]; c.Status != corev1.ConditionFalse || c.Reason != ReasonInterlinkUnreachable {
+		t.Errorf("unreachable: %+v", c)
+	}
+}
