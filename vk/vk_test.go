@@ -174,11 +174,11 @@ func TestDataRequest(t *testing.T) {
 
 // fakeIL is an in-memory interLink for unit tests of the provider.
 type fakeIL struct {
-	created  []string
-	statuses map[string]api.PodStatus
+	created   []string
+	statuses  map[string]api.PodStatus
 	statusErr error
-	ping     api.PingResponse
-	pingErr  error
+	ping      api.PingResponse
+	pingErr   error
 }
 
 func (f *fakeIL) Create(_ context.Context, r *api.PodCreateRequests) (api.CreateStruct, error) {
