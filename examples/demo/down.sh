@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# make demo-down: stop what make demo started, by PID.
+# make demo-down: stop what make demo started, by PID, then its control plane.
 set -euo pipefail
+cd "$(dirname "$0")/../.."
 DEMO_DIR=${INTERLINK_DEMO_DIR:-${TMPDIR:-/tmp}/interlink-demo}
 stopped=0
-for name in interlink sim; do
+for name in interlink-vk interlink sim; do
 	pidfile="$DEMO_DIR/$name.pid"
 	[ -f "$pidfile" ] || continue
 	pid=$(cat "$pidfile")
@@ -15,4 +16,5 @@ for name in interlink sim; do
 	fi
 	rm -f "$pidfile"
 done
-echo "demo stopped ($stopped processes)"
+[ -d "$DEMO_DIR/cluster" ] && examples/cluster/cluster.sh down "$DEMO_DIR/cluster"
+echo "demo stopped ($stopped processes and the control plane)"

@@ -1,102 +1,95 @@
 #!/usr/bin/env bash
-# make demo: start interLink in front of the simulated sidecar on loopback and
-# take pods through it over the wire protocol, as the virtual kubelet does.
-# The stack keeps running; `make demo-down` stops it.
+# make demo: a local Kubernetes control plane, the interLink virtual node,
+# interLink and the simulated sidecar, all on loopback; then pods applied with
+# kubectl as a user would. The stack keeps running; `make demo-down` stops it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . .ci/lib.sh
 
 DEMO_DIR=${INTERLINK_DEMO_DIR:-${TMPDIR:-/tmp}/interlink-demo}
 BIN=${BIN:-bin}
-for tool in curl jq python3; do command -v "$tool" >/dev/null || die "$tool is needed by the demo"; done
-[ -x "$BIN/interlink" ] && [ -x "$BIN/interlink-sim" ] || die "run make build first (make demo does)"
+NODE=interlink-demo
+for tool in curl openssl python3; do command -v "$tool" >/dev/null || die "$tool is needed by the demo"; done
+for b in interlink interlink-sim interlink-vk; do [ -x "$BIN/$b" ] || die "run make build first (make demo does)"; done
+
+step() { STEP_START=$(date +%s%N); log "$*"; }
+done_step() { printf '    done in %d ms\n' $(( ($(date +%s%N) - STEP_START) / 1000000 )); }
 
 examples/demo/down.sh >/dev/null 2>&1 || true
+rm -rf "$DEMO_DIR"
 mkdir -p "$DEMO_DIR"
 chmod 700 "$DEMO_DIR"
 
-PORT=$(free_port)
-SOCK="$DEMO_DIR/sim.sock"
-URL="http://127.0.0.1:$PORT"
+step "control-plane binaries (built once from the Kubernetes Go modules; about 8 minutes the first time)"
+examples/cluster/build.sh >/dev/null
+done_step
 
-log "starting the simulated sidecar on $SOCK"
-INTERLINK_SIM_LISTEN="unix://$SOCK" INTERLINK_SIM_RUN_DURATION=4s INTERLINK_SIM_LOG_INTERVAL=1s \
+step "starting a local control plane (etcd, kube-apiserver, kube-scheduler, kube-controller-manager)"
+examples/cluster/cluster.sh up "$DEMO_DIR/cluster" 2>/dev/null
+. "$DEMO_DIR/cluster/env"
+kubectl() { "$K8S_BIN/kubectl" "$@"; }
+read -r CRT KEY < <(examples/cluster/cluster.sh kubelet-cert "$DEMO_DIR/cluster" "$NODE")
+done_step
+
+step "starting the simulated sidecar, interlink and the virtual node $NODE"
+SOCK="$DEMO_DIR/sim.sock"
+IL_PORT=$(free_port)
+KUBELET_PORT=$(free_port)
+INTERLINK_SIM_LISTEN="unix://$SOCK" INTERLINK_SIM_RUN_DURATION=6s INTERLINK_SIM_LOG_INTERVAL=1s \
 	"$BIN/interlink-sim" >"$DEMO_DIR/sim.log" 2>&1 &
 echo $! >"$DEMO_DIR/sim.pid"
-
-log "starting interlink on $URL (sidecar \"sim\")"
-SIDECARSERVICE=sim SIDECARURL="unix://$SOCK" INTERLINKPORT="$PORT" INTERLINK_LOG_FORMAT=text \
+SIDECARSERVICE=sim SIDECARURL="unix://$SOCK" INTERLINKPORT="$IL_PORT" \
 	"$BIN/interlink" >"$DEMO_DIR/interlink.log" 2>&1 &
 echo $! >"$DEMO_DIR/interlink.pid"
-echo "$URL" >"$DEMO_DIR/url"
-
-for _ in $(seq 100); do
-	curl -fsS -X POST "$URL/pinglink" >/dev/null 2>&1 && break
+NODENAME=$NODE INTERLINKPORT="$IL_PORT" KUBELET_PORT="$KUBELET_PORT" \
+	INTERLINK_KUBELET_CERT_FILE="$CRT" INTERLINK_KUBELET_KEY_FILE="$KEY" INTERLINK_KUBELET_CLIENT_CA_FILE="$CLUSTER_CA" \
+	INTERLINK_STATUS_INTERVAL=1s INTERLINK_PING_INTERVAL=2s \
+	"$BIN/interlink-vk" >"$DEMO_DIR/interlink-vk.log" 2>&1 &
+echo $! >"$DEMO_DIR/interlink-vk.pid"
+for _ in $(seq 300); do
+	[ "$(kubectl get node "$NODE" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ] && break
 	sleep 0.1
 done
-log "ping: POST $URL/pinglink"
-curl -fsS -X POST "$URL/pinglink" | jq .
+done_step
 
-# post FILE: create the pod of FILE with a fresh UID; prints the UID.
-post() {
-	local uid body
-	uid=$(python3 -c 'import uuid; print(uuid.uuid4())')
-	body=$(jq --arg uid "$uid" '.pod.metadata.uid = $uid' "$1")
-	curl -fsS -X POST -H 'Content-Type: application/json' -d "$body" "$URL/create" >&2
-	echo "$uid"
-}
+log "kubectl get nodes"
+kubectl get nodes -o wide
 
-# status FILE UID: the pod's status, as GET with a JSON body (original VK style).
-status() {
-	jq --arg uid "$2" '[.pod | .metadata.uid = $uid]' "$1" |
-		curl -fsS -X GET -H 'Content-Type: application/json' --data-binary @- "$URL/status"
-}
-
-phase() {
-	jq -r 'if length == 0 then "Unknown"
-		elif (.[0].containers[0].state.waiting) then "Pending (\(.[0].containers[0].state.waiting.reason))"
-		elif (.[0].containers[0].state.running) then "Running"
-		elif (.[0].containers[0].state.terminated.exitCode == 0) then "Succeeded"
-		else "Failed (exit code \(.[0].containers[0].state.terminated.exitCode), \(.[0].containers[0].state.terminated.reason))" end'
-}
-
-log "create: POST $URL/create examples/api/hello-pod.json"
-HELLO=$(post examples/api/hello-pod.json)
-echo
+log "kubectl apply -f examples/pods/hello.yaml"
+kubectl apply -f examples/pods/hello.yaml
 last=""
-for _ in $(seq 100); do
-	p=$(status examples/api/hello-pod.json "$HELLO" | phase)
-	[ "$p" != "$last" ] && echo "pod default/hello: $p" && last=$p
-	case $p in Succeeded|Failed*) break ;; esac
+for _ in $(seq 300); do
+	p=$(kubectl get pod hello -o jsonpath='{.status.phase}' 2>/dev/null || true)
+	[ "$p" != "$last" ] && kubectl get pod hello -o wide --no-headers && last=$p
+	case $p in Succeeded|Failed) break ;; esac
 	sleep 0.2
 done
 [ "$last" = Succeeded ] || die "pod hello ended as $last"
 
-log "logs: GET $URL/getLogs"
-jq -n --arg uid "$HELLO" '{Namespace: "default", PodUID: $uid, PodName: "hello", ContainerName: "main", Opts: {Timestamps: true}}' |
-	curl -fsS -X GET -H 'Content-Type: application/json' --data-binary @- "$URL/getLogs"
+log "kubectl logs hello (through the virtual node's authenticated kubelet API)"
+kubectl logs hello
 
-log "a failing pod"
-FAIL=$(post examples/api/failing-pod.json)
-echo
-for _ in $(seq 100); do
-	p=$(status examples/api/failing-pod.json "$FAIL" | phase)
-	case $p in Failed*) echo "pod default/failing: $p"; break ;; esac
+log "kubectl apply -f examples/pods/failing.yaml"
+kubectl apply -f examples/pods/failing.yaml
+for _ in $(seq 300); do
+	p=$(kubectl get pod failing -o jsonpath='{.status.phase}' 2>/dev/null || true)
+	[ "$p" = Failed ] && break
 	sleep 0.2
 done
-case $p in Failed*) ;; *) die "pod failing ended as $p" ;; esac
+kubectl get pod failing -o jsonpath='pod failing: {.status.phase}, exit code {.status.containerStatuses[0].state.terminated.exitCode}{"\n"}'
+[ "$p" = Failed ] || die "pod failing ended as $p"
 
-log "delete: DELETE $URL/delete"
-for f in hello-pod:"$HELLO" failing-pod:"$FAIL"; do
-	jq --arg uid "${f#*:}" '.pod | .metadata.uid = $uid' "examples/api/${f%%:*}.json" |
-		curl -fsS -X DELETE -H 'Content-Type: application/json' --data-binary @- "$URL/delete"
-done
-
-log "a bad request gets a clear error"
-curl -sS -X POST -H 'Content-Type: application/json' -d '{"pod": {"metadata": {"name": "x"}}}' -w ' (HTTP %{http_code})\n' "$URL/create" || true
+log "kubectl delete pod hello failing"
+kubectl delete pod hello failing --wait=true --timeout=60s
 
 cat <<MSG
 
-interLink is running at $URL in front of the simulated sidecar (logs in $DEMO_DIR).
-The simulated sidecar runs no containers. Stop everything with: make demo-down
+The virtual node $NODE is running on a local control plane, in front of interLink and
+the simulated sidecar (which runs no containers). Try it:
+
+  export KUBECONFIG=$KUBECONFIG
+  $K8S_BIN/kubectl get nodes
+  $K8S_BIN/kubectl apply -f examples/pods/hello.yaml
+
+Logs are in $DEMO_DIR. Stop everything with: make demo-down
 MSG
