@@ -84,6 +84,7 @@ func New(cfg HandlerConfig) (*Handler, error) {
 	h.route(api.PathLogs, h.logs, http.MethodGet, http.MethodPost)
 	h.route(api.PathPing, h.ping, http.MethodPost, http.MethodGet)
 	h.route(api.PathUpdateCache, h.updateCache, http.MethodPost, http.MethodPut)
+	h.route(api.PathExec, h.exec, http.MethodPost)
 	h.mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, r, api.NotFound("no such path %q", r.URL.Path))
@@ -413,6 +414,36 @@ func (h *Handler) logs(w http.ResponseWriter, r *http.Request) error {
 		h.log.WarnContext(r.Context(), "log stream ended with an error", "pod", req.PodName, "namespace", req.Namespace, "err", err)
 	}
 	return nil
+}
+
+// exec runs a command through the pod's sidecar (named by HeaderSidecar, or
+// the default) and streams its output and exit code back.
+func (h *Handler) exec(w http.ResponseWriter, r *http.Request) error {
+	var req api.ExecRequest
+	if err := api.ReadJSON(w, r, h.cfg.MaxBodyBytes, &req); err != nil {
+		return err
+	}
+	if err := api.ValidateExecRequest(&req); err != nil {
+		return err
+	}
+	name := h.cfg.Default
+	if n := r.Header.Get(api.HeaderSidecar); n != "" {
+		if _, ok := h.cfg.Sidecars[n]; !ok {
+			return api.Invalid("header %s=%q names no configured sidecar (configured: %s)", api.HeaderSidecar, n, strings.Join(h.names, ", "))
+		}
+		name = n
+	}
+	ex, ok := h.cfg.Sidecars[name].(sidecars.Execer)
+	if !ok {
+		return api.NewError(api.ReasonNotImplemented, "sidecar %s does not offer exec", name)
+	}
+	return api.WriteExec(w, func(out io.Writer) (int, error) {
+		code, err := ex.Exec(r.Context(), &req, out)
+		if err != nil {
+			return 0, fmt.Errorf("exec in %s/%s on sidecar %s: %w", req.Namespace, req.PodName, name, err)
+		}
+		return code, nil
+	})
 }
 
 // ping asks every sidecar concurrently and aggregates: resources summed,

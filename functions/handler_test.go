@@ -46,6 +46,10 @@ func (c *counting) Ping(ctx context.Context) (api.PingResponse, error) {
 	return c.Plugin.(sidecars.Pinger).Ping(ctx)
 }
 
+func (c *counting) Exec(ctx context.Context, req *api.ExecRequest, out io.Writer) (int, error) {
+	return c.Plugin.(sidecars.Execer).Exec(ctx, req, out)
+}
+
 func newSim(t testing.TB) *sim.Sim {
 	cfg := sim.DefaultConfig()
 	cfg.PendingDelay = config.D(10 * time.Millisecond)
@@ -364,6 +368,37 @@ func TestLogsAcrossSidecarsAndDelete(t *testing.T) {
 	code, body = do(t, http.MethodPost, e.url+api.PathUpdateCache, pod, false)
 	if code != 200 {
 		t.Errorf("updateCache: %d %s", code, body)
+	}
+}
+
+func TestExecThroughInterlink(t *testing.T) {
+	e := newEnv(t)
+	pod := testPod("exec", "")
+	if code, body := do(t, http.MethodPost, e.url+api.PathCreate, api.PodCreateRequests{Pod: pod}, false); code != 200 {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	time.Sleep(50 * time.Millisecond)
+	for _, tt := range []struct {
+		cmd  []string
+		code int
+	}{{[]string{"echo", "hi"}, 0}, {[]string{"false"}, 1}} {
+		raw, _ := json.Marshal(api.ExecRequest{Namespace: pod.Namespace, PodUID: string(pod.UID), PodName: pod.Name, ContainerName: "main", Command: tt.cmd})
+		resp, err := http.Post(e.url+api.PathExec, "application/json", bytes.NewReader(raw)) //nolint:bodyclose // ExecReply closes it
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 200 {
+			t.Fatalf("exec %v: status %d", tt.cmd, resp.StatusCode)
+		}
+		var out bytes.Buffer
+		code, err := api.ExecReply(resp, &out)
+		if err != nil || code != tt.code || !strings.Contains(out.String(), "sim: exec") {
+			t.Errorf("exec %v: code %d (want %d), output %q, %v", tt.cmd, code, tt.code, out.String(), err)
+		}
+	}
+	code, body := do(t, http.MethodPost, e.url+api.PathExec, api.ExecRequest{Namespace: "default", PodUID: uuid.NewString(), PodName: "x", ContainerName: "main"}, false)
+	if code != 400 || !strings.Contains(string(body), "command is empty") {
+		t.Errorf("exec without a command: %d %s", code, body)
 	}
 }
 

@@ -52,6 +52,7 @@ type Client struct {
 var (
 	_ Plugin = (*Client)(nil)
 	_ Pinger = (*Client)(nil)
+	_ Execer = (*Client)(nil)
 )
 
 // NewClient returns a client for the sidecar at cfg.URL.
@@ -163,6 +164,16 @@ func (c *Client) Ping(ctx context.Context) (api.PingResponse, error) {
 	var out api.PingResponse
 	err := c.call(ctx, true, api.Request{Method: http.MethodGet, Path: api.PathStatus, In: []corev1.Pod{}}, &out)
 	return out, err
+}
+
+// Exec implements Execer: it streams the command's output to out and returns
+// its exit code. It is never retried (a command may not be idempotent).
+func (c *Client) Exec(ctx context.Context, req *api.ExecRequest, out io.Writer) (int, error) {
+	resp, err := api.Do(ctx, c.hc, c.ep, api.Request{Method: http.MethodPost, Path: api.PathExec, In: req}) //nolint:bodyclose // ExecReply closes it
+	if err != nil {
+		return 0, err
+	}
+	return api.ExecReply(resp, out)
 }
 
 // Logs implements Plugin. A followed stream has no timeout but ctx's.

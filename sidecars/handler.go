@@ -49,6 +49,7 @@ func NewHandler(p Plugin, cfg HandlerConfig) http.Handler {
 	h.mux.HandleFunc(api.PathDelete, h.methods(h.delete, http.MethodPost, http.MethodDelete))
 	h.mux.HandleFunc(api.PathStatus, h.methods(h.status, http.MethodGet, http.MethodPost))
 	h.mux.HandleFunc(api.PathLogs, h.methods(h.logs, http.MethodGet, http.MethodPost))
+	h.mux.HandleFunc(api.PathExec, h.methods(h.exec, http.MethodPost))
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, r, api.NotFound("no such path %q", r.URL.Path))
 	})
@@ -166,6 +167,27 @@ func (h *handler) logs(w http.ResponseWriter, r *http.Request) error {
 		h.log.WarnContext(r.Context(), "log stream ended with an error", "pod", req.PodName, "namespace", req.Namespace, "err", err)
 	}
 	return nil
+}
+
+func (h *handler) exec(w http.ResponseWriter, r *http.Request) error {
+	var req api.ExecRequest
+	if err := api.ReadJSON(w, r, h.cfg.MaxBodyBytes, &req); err != nil {
+		return err
+	}
+	if err := api.ValidateExecRequest(&req); err != nil {
+		return err
+	}
+	ex, ok := h.p.(Execer)
+	if !ok {
+		return api.NewError(api.ReasonNotImplemented, "this sidecar does not offer exec")
+	}
+	return api.WriteExec(w, func(out io.Writer) (int, error) {
+		code, err := ex.Exec(r.Context(), &req, out)
+		if err != nil {
+			return 0, fmt.Errorf("exec in %s/%s container %s: %w", req.Namespace, req.PodName, req.ContainerName, err)
+		}
+		return code, nil
+	})
 }
 
 // StreamLogs copies rc to w, flushing after every write so that followed

@@ -29,6 +29,13 @@ type Plugin interface {
 	Logs(ctx context.Context, req *api.LogStruct) (io.ReadCloser, error)
 }
 
+// Execer is implemented by plugins that run commands in a pod's containers
+// (kubectl exec). Exec writes the command's output (stdout and stderr) to out
+// as it comes and returns its exit code.
+type Execer interface {
+	Exec(ctx context.Context, req *api.ExecRequest, out io.Writer) (exitCode int, err error)
+}
+
 // Pinger is implemented by plugins that report their health and capacity.
 // A plugin without it answers a ping with status "ok".
 type Pinger interface {

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -388,6 +389,22 @@ func TestE2EVirtualNode(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			_ = cmd.Process.Kill()
 			t.Fatal("kubectl logs -f did not end when the container ended")
+		}
+	})
+
+	t.Run("Exec", func(t *testing.T) {
+		if _, err := pods.Create(ctx, s.pod("exec", sim.OutcomeRunning), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		s.waitPhase(t, "exec", corev1.PodRunning, 60*time.Second)
+		out, err := s.kubectl(t, "exec", "exec", "--", "echo", "hello")
+		if err != nil || !strings.Contains(out, `sim: exec in container main of pod default/exec: ["echo" "hello"]`) {
+			t.Errorf("kubectl exec: %v %q", err, out)
+		}
+		out, err = s.kubectl(t, "exec", "exec", "--", "false")
+		var exitErr *exec.ExitError
+		if !errors.As(err, &exitErr) || exitErr.ExitCode() != 1 {
+			t.Errorf("kubectl exec of a failing command: %v %q, want exit code 1", err, out)
 		}
 	})
 

@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
+	utilexec "k8s.io/utils/exec"
 
 	"github.com/seed-3f807049/interlink/functions/api"
 )
@@ -30,6 +31,7 @@ type Interlink interface {
 	Status(ctx context.Context, pods []*corev1.Pod) ([]api.PodStatus, error)
 	Logs(ctx context.Context, sidecar string, req *api.LogStruct) (io.ReadCloser, error)
 	Ping(ctx context.Context) (api.PingResponse, error)
+	Exec(ctx context.Context, sidecar string, req *api.ExecRequest, out io.Writer) (int, error)
 }
 
 // missingPolls is how many status polls in a row may miss a pod before it is
@@ -334,11 +336,38 @@ func (p *Provider) GetContainerLogs(ctx context.Context, namespace, podName, con
 	return rc, err
 }
 
-var errNoExec = errdefs.InvalidInput("this virtual node's sidecars do not offer exec, attach or port-forward")
+var errNoExec = errdefs.InvalidInput("this virtual node's sidecars do not offer attach or port-forward")
 
-// RunInContainer is not offered by the sidecars yet.
-func (p *Provider) RunInContainer(context.Context, string, string, string, []string, vkapi.AttachIO) error {
-	return errNoExec
+// RunInContainer runs a command through the pod's sidecar (kubectl exec).
+// Standard input and terminals are not supported yet; a non-zero exit code
+// reaches kubectl as the command's exit code.
+func (p *Provider) RunInContainer(ctx context.Context, namespace, podName, containerName string, cmd []string, attach vkapi.AttachIO) error {
+	if attach.Stdin() != nil {
+		return errdefs.InvalidInput("exec with standard input (-i) is not supported by this virtual node yet; run the command without -i/-t")
+	}
+	pod, err := p.GetPod(ctx, namespace, podName)
+	if err != nil {
+		return err
+	}
+	out := io.Writer(io.Discard)
+	if w := attach.Stdout(); w != nil {
+		out = w
+	} else if w := attach.Stderr(); w != nil {
+		out = w
+	}
+	req := &api.ExecRequest{Namespace: namespace, PodName: podName, PodUID: string(pod.UID), ContainerName: containerName, Command: cmd}
+	code, err := p.il.Exec(ctx, pod.Annotations[api.AnnotationSidecar], req, out)
+	switch {
+	case api.IsNotFound(err):
+		return errdefs.AsNotFound(err)
+	case api.ReasonOf(err) == api.ReasonInvalid || api.ReasonOf(err) == api.ReasonNotImplemented:
+		return errdefs.AsInvalidInput(err)
+	case err != nil:
+		return err
+	case code != 0:
+		return utilexec.CodeExitError{Err: fmt.Errorf("command terminated with exit code %d", code), Code: code}
+	}
+	return nil
 }
 
 // AttachToContainer is not offered by the sidecars yet.

@@ -202,6 +202,9 @@ func (f *fakeIL) Logs(context.Context, string, *api.LogStruct) (io.ReadCloser, e
 	return io.NopCloser(strings.NewReader("")), nil
 }
 func (f *fakeIL) Ping(context.Context) (api.PingResponse, error) { return f.ping, f.pingErr }
+func (f *fakeIL) Exec(context.Context, string, *api.ExecRequest, io.Writer) (int, error) {
+	return 0, nil
+}
 
 func newProvider(t *testing.T, il *fakeIL) (*Provider, *[]*corev1.Pod) {
 	t.Helper()

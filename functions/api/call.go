@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -186,3 +187,73 @@ func Retry(ctx context.Context, attempts int, backoff time.Duration, fn func(con
 	}
 	return err
 }
+
+// ExecReply copies the body of an /exec reply to out and returns the exit
+// code from its trailer. A stream that ends without the trailer is an
+// Unavailable error: the command's outcome is unknown.
+func ExecReply(resp *http.Response, out io.Writer) (int, error) {
+	defer func() { _ = resp.Body.Close() }()
+	if _, err := io.Copy(out, resp.Body); err != nil {
+		return 0, Unavailable("exec output: %w", err)
+	}
+	code := resp.Trailer.Get(TrailerExitCode)
+	if code == "" {
+		return 0, Unavailable("exec reply ended without its exit code")
+	}
+	n, err := strconv.Atoi(code)
+	if err != nil {
+		return 0, Unavailable("exec exit code %q: %w", code, err)
+	}
+	return n, nil
+}
+
+// FlushWriter flushes w after every write, so streamed output reaches the
+// client as it is produced.
+type FlushWriter struct {
+	W  io.Writer
+	RC *http.ResponseController
+}
+
+func (f FlushWriter) Write(b []byte) (int, error) {
+	n, err := f.W.Write(b)
+	if err == nil && f.RC != nil {
+		if ferr := f.RC.Flush(); ferr != nil && !errors.Is(ferr, http.ErrNotSupported) {
+			return n, ferr
+		}
+	}
+	return n, err
+}
+
+// WriteExec runs fn, streaming what it writes as the reply body, and sends
+// its exit code in the TrailerExitCode trailer. An error before any output
+// is returned for the caller to write as an error reply.
+func WriteExec(w http.ResponseWriter, fn func(out io.Writer) (int, error)) error {
+	w.Header().Set("Trailer", TrailerExitCode)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	started := false
+	out := FlushWriter{W: writerFunc(func(b []byte) (int, error) {
+		if !started {
+			started = true
+			w.WriteHeader(http.StatusOK)
+		}
+		return w.Write(b)
+	}), RC: http.NewResponseController(w)}
+	code, err := fn(out)
+	if err != nil {
+		if !started {
+			w.Header().Del("Trailer")
+			return err
+		}
+		// Output was sent: the missing trailer tells the client it failed.
+		return nil
+	}
+	if !started {
+		w.WriteHeader(http.StatusOK)
+	}
+	w.Header().Set(TrailerExitCode, strconv.Itoa(code))
+	return nil
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }

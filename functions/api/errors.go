@@ -22,6 +22,7 @@ const (
 	ReasonMethodNotAllowed Reason = "MethodNotAllowed"
 	ReasonUnauthorized     Reason = "Unauthorized"
 	ReasonForbidden        Reason = "Forbidden"
+	ReasonNotImplemented   Reason = "NotImplemented"
 	ReasonInternal         Reason = "Internal"
 )
 
@@ -99,6 +100,8 @@ func HTTPStatus(r Reason) int {
 		return http.StatusUnauthorized
 	case ReasonForbidden:
 		return http.StatusForbidden
+	case ReasonNotImplemented:
+		return http.StatusNotImplemented
 	default:
 		return http.StatusInternalServerError
 	}
@@ -123,6 +126,8 @@ func reasonFromStatus(code int) Reason {
 		return ReasonUnauthorized
 	case http.StatusForbidden:
 		return ReasonForbidden
+	case http.StatusNotImplemented:
+		return ReasonNotImplemented
 	default:
 		return ReasonInternal
 	}

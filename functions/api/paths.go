@@ -14,6 +14,9 @@ const (
 	PathPing = "/pinglink"
 	// PathUpdateCache is kept for the original VK; interLink holds no cache.
 	PathUpdateCache = "/updateCache"
+	// PathExec runs a command in a container (an extension: the original
+	// has no exec).
+	PathExec = "/exec"
 )
 
 // Headers.
@@ -26,6 +29,9 @@ const (
 	// HeaderSidecar names the sidecar of a log request (a LogStruct carries
 	// no annotations). Without it interLink asks its sidecars in turn.
 	HeaderSidecar = "Interlink-Sidecar"
+	// TrailerExitCode is the HTTP trailer of an /exec reply that carries the
+	// command's exit code.
+	TrailerExitCode = "Interlink-Exit-Code"
 )
 
 // APIVersion is the version of the extensions this package defines.

@@ -81,6 +81,18 @@ type LogStruct struct {
 	Opts          ContainerLogOpts `json:"Opts"`
 }
 
+// ExecRequest is the body of an /exec call: run Command in a container and
+// stream its output (stdout and stderr together) back, with the exit code in
+// the TrailerExitCode trailer. Standard input and terminals are not part of
+// this version.
+type ExecRequest struct {
+	Namespace     string   `json:"namespace"`
+	PodUID        string   `json:"podUID"`
+	PodName       string   `json:"podName"`
+	ContainerName string   `json:"containerName"`
+	Command       []string `json:"command"`
+}
+
 // Accelerator is a count of one accelerator resource.
 type Accelerator struct {
 	ResourceType string `json:"resourceType"`

@@ -63,6 +63,28 @@ func ValidateLogRequest(l *LogStruct) error {
 	return nil
 }
 
+// ValidateExecRequest checks an exec request like a log request, and that it
+// has a command.
+func ValidateExecRequest(e *ExecRequest) error {
+	var errs []error
+	if msgs := validation.IsDNS1123Label(e.Namespace); len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("namespace %q: %s", e.Namespace, strings.Join(msgs, "; ")))
+	}
+	if msgs := validation.IsDNS1123Label(e.ContainerName); len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("containerName %q: %s", e.ContainerName, strings.Join(msgs, "; ")))
+	}
+	if !isUUID(e.PodUID) {
+		errs = append(errs, fmt.Errorf("podUID %q is not a UUID", e.PodUID))
+	}
+	if len(e.Command) == 0 {
+		errs = append(errs, errors.New("command is empty"))
+	}
+	if len(errs) > 0 {
+		return Invalid("invalid exec request: %w", JoinErrors(errs))
+	}
+	return nil
+}
+
 // isUUID accepts only the canonical 36-character form Kubernetes uses.
 func isUUID(s string) bool {
 	if len(s) != 36 {

@@ -165,6 +165,20 @@ func (c *Client) Logs(ctx context.Context, sidecar string, req *api.LogStruct) (
 	return resp.Body, nil
 }
 
+// Exec runs a command in a container through the named sidecar ("" for the
+// default), streaming its output to out, and returns its exit code.
+func (c *Client) Exec(ctx context.Context, sidecar string, req *api.ExecRequest, out io.Writer) (int, error) {
+	h, err := c.header(sidecar)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := api.Do(ctx, c.hc, c.ep, api.Request{Method: http.MethodPost, Path: api.PathExec, In: req, Header: h}) //nolint:bodyclose // ExecReply closes it
+	if err != nil {
+		return 0, err
+	}
+	return api.ExecReply(resp, out)
+}
+
 // tokenFile reads a token file again whenever its modification time or size
 // changes. The token is never logged.
 type tokenFile struct {

@@ -85,6 +85,9 @@ func Run(t *testing.T, p sidecars.Plugin, cfg Config) {
 	t.Run("FollowLogsEnds", s.followLogs)
 	t.Run("Concurrent", s.concurrent)
 	t.Run("Ping", s.ping)
+	if _, ok := p.(sidecars.Execer); ok {
+		t.Run("Exec", s.exec)
+	}
 }
 
 type suite struct {
@@ -348,6 +351,37 @@ func (s *suite) ping(t *testing.T) {
 	}
 	if res.Status != "" && res.Status != api.PingOK {
 		t.Errorf("ping status %q", res.Status)
+	}
+}
+
+// exec runs a command in a running container, then in an unknown pod.
+func (s *suite) exec(t *testing.T) {
+	ctx := s.ctx(t)
+	pod := Pod(s.cfg, "exec", 0)
+	s.create(ctx, t, pod)
+	deadline := time.Now().Add(s.cfg.Timeout)
+	for {
+		st, err := s.c.Status(ctx, []corev1.Pod{*pod})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(st) == 1 && len(st[0].Containers) == 1 && st[0].Containers[0].State.Running != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pod never ran: %+v", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var out bytes.Buffer
+	req := &api.ExecRequest{Namespace: pod.Namespace, PodUID: string(pod.UID), PodName: pod.Name, ContainerName: "main", Command: []string{"echo", "exec-hello"}}
+	code, err := s.c.Exec(ctx, req, &out)
+	if err != nil || code != 0 || out.Len() == 0 {
+		t.Errorf("exec: code %d, output %q, %v", code, out.String(), err)
+	}
+	req.PodUID = uuid.NewString()
+	if _, err := s.c.Exec(ctx, req, &out); !api.IsNotFound(err) {
+		t.Errorf("exec in an unknown pod: %v, want NotFound", err)
 	}
 }
 

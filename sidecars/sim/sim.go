@@ -61,6 +61,7 @@ type Sim struct {
 var (
 	_ sidecars.Plugin = (*Sim)(nil)
 	_ sidecars.Pinger = (*Sim)(nil)
+	_ sidecars.Execer = (*Sim)(nil)
 )
 
 // New returns a simulated sidecar.
@@ -249,6 +250,27 @@ func (s *Sim) status(uid types.UID, p *pod, now time.Time) api.PodStatus {
 		st.Containers = append(st.Containers, cs)
 	}
 	return st
+}
+
+// Exec implements sidecars.Execer: it runs nothing, and writes one line
+// naming the command. The command "false" exits with 1, any other with 0.
+func (s *Sim) Exec(_ context.Context, req *api.ExecRequest, out io.Writer) (int, error) {
+	s.mu.RLock()
+	p, ok := s.pods[types.UID(req.PodUID)]
+	s.mu.RUnlock()
+	if !ok {
+		return 0, api.NotFound("pod %s/%s (uid %s) not found", req.Namespace, req.PodName, req.PodUID)
+	}
+	if !contains(p.containers, req.ContainerName) {
+		return 0, api.NotFound("pod %s/%s has no container %q", req.Namespace, req.PodName, req.ContainerName)
+	}
+	if _, err := fmt.Fprintf(out, "sim: exec in container %s of pod %s/%s: %q\n", req.ContainerName, req.Namespace, req.PodName, req.Command); err != nil {
+		return 0, err
+	}
+	if req.Command[0] == "false" {
+		return 1, nil
+	}
+	return 0, nil
 }
 
 // Ping implements sidecars.Pinger.
