@@ -62,7 +62,9 @@ type Config struct {
 	Kubeconfig        string            `json:"Kubeconfig" env:"KUBECONFIG" doc:"Kubeconfig of the cluster; empty means in-cluster config."`
 	KubeletPort       string            `json:"KubeletPort" env:"KUBELET_PORT" doc:"Port of the kubelet API (original env KUBELET_PORT)."`
 	NodeAddress       string            `json:"NodeAddress" env:"POD_IP" doc:"Address of the node (InternalIP) where the API server reaches the kubelet API (original env POD_IP)."`
-	KubeletCertFile   string            `json:"KubeletCertFile" env:"INTERLINK_KUBELET_CERT_FILE" doc:"PEM serving certificate of the kubelet API; empty generates a self-signed one."`
+	KubeletCertMode   string            `json:"KubeletCertMode" env:"INTERLINK_KUBELET_CERT_MODE" doc:"Where the kubelet API's serving certificate comes from: files (KubeletCertFile/KubeletKeyFile), csr (the CSR API's kubelet-serving signer, renewed before expiry, kept in KubeletCertDir), self-signed, or auto (files when set, else self-signed)."`
+	KubeletCertDir    string            `json:"KubeletCertDir" env:"INTERLINK_KUBELET_CERT_DIR" doc:"Directory where csr mode keeps its key and certificates."`
+	KubeletCertFile   string            `json:"KubeletCertFile" env:"INTERLINK_KUBELET_CERT_FILE" doc:"PEM serving certificate of the kubelet API."`
 	KubeletKeyFile    string            `json:"KubeletKeyFile" env:"INTERLINK_KUBELET_KEY_FILE" doc:"PEM private key of that certificate."`
 	ClientCAFile      string            `json:"ClientCAFile" env:"INTERLINK_KUBELET_CLIENT_CA_FILE" doc:"PEM CA of the client certificates the kubelet API accepts (the API server's); bearer tokens are checked with TokenReview."`
 	Resources         Resources         `json:"Resources" doc:"Node capacity."`
@@ -79,23 +81,32 @@ type Config struct {
 	LogFormat         string            `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
 }
 
+// Kubelet serving certificate modes.
+const (
+	CertModeAuto       = "auto"
+	CertModeFiles      = "files"
+	CertModeCSR        = "csr"
+	CertModeSelfSigned = "self-signed"
+)
+
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		NodeName:       DefaultNodeName,
-		InterlinkURL:   DefaultInterlinkURL,
-		InterlinkPort:  DefaultInterlinkPort,
-		KubeletPort:    DefaultKubeletPort,
-		NodeAddress:    "127.0.0.1",
-		Resources:      Resources{CPU: "100", Memory: "256Gi", Pods: "1000"},
-		NodeTaints:     []string{DefaultTaint},
-		StatusInterval: config.D(DefaultStatusInterval),
-		PingInterval:   config.D(DefaultPingInterval),
-		DataWait:       config.D(DefaultDataWait),
-		KubeAPIQPS:     DefaultKubeAPIQPS,
-		KubeAPIBurst:   DefaultKubeAPIBurst,
-		Workers:        DefaultWorkers,
-		LogFormat:      "json",
+		NodeName:        DefaultNodeName,
+		InterlinkURL:    DefaultInterlinkURL,
+		InterlinkPort:   DefaultInterlinkPort,
+		KubeletPort:     DefaultKubeletPort,
+		KubeletCertMode: CertModeAuto,
+		NodeAddress:     "127.0.0.1",
+		Resources:       Resources{CPU: "100", Memory: "256Gi", Pods: "1000"},
+		NodeTaints:      []string{DefaultTaint},
+		StatusInterval:  config.D(DefaultStatusInterval),
+		PingInterval:    config.D(DefaultPingInterval),
+		DataWait:        config.D(DefaultDataWait),
+		KubeAPIQPS:      DefaultKubeAPIQPS,
+		KubeAPIBurst:    DefaultKubeAPIBurst,
+		Workers:         DefaultWorkers,
+		LogFormat:       "json",
 	}
 }
 
@@ -174,6 +185,19 @@ func (c *Config) Validate() error {
 	}
 	if (c.KubeletCertFile == "") != (c.KubeletKeyFile == "") {
 		errs = append(errs, errors.New("KubeletCertFile and KubeletKeyFile go together"))
+	}
+	switch c.KubeletCertMode {
+	case CertModeAuto, CertModeSelfSigned:
+	case CertModeFiles:
+		if c.KubeletCertFile == "" {
+			errs = append(errs, errors.New("KubeletCertMode files needs KubeletCertFile and KubeletKeyFile"))
+		}
+	case CertModeCSR:
+		if c.KubeletCertDir == "" {
+			errs = append(errs, errors.New("KubeletCertMode csr needs KubeletCertDir"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("KubeletCertMode %q: want auto, files, csr or self-signed", c.KubeletCertMode))
 	}
 	if _, err := c.Taints(); err != nil {
 		errs = append(errs, err)

@@ -5,6 +5,8 @@ package vk_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +23,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
+	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -166,11 +169,11 @@ func startStack(t *testing.T) *stack {
 	}
 	rc.QPS, rc.Burst = 200, 400
 	s.cs = kubernetes.NewForConfigOrDie(rc)
-	certs, err := exec.Command(filepath.Join(repoDir, "examples/cluster/cluster.sh"), "kubelet-cert", s.cluster, s.node).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	crt, key, _ := strings.Cut(strings.TrimSpace(string(certs)), " ")
+	// The VK asks for its serving certificate through the CSR API; approve
+	// it as a cluster admin (or an approver) would.
+	approveCtx, stopApprover := context.WithCancel(context.Background())
+	t.Cleanup(stopApprover)
+	go approveCSRs(approveCtx, s.cs, s.node)
 
 	s.simSock = filepath.Join(dir, "sim.sock")
 	s.start(t, "interlink-sim", []string{"INTERLINK_SIM_LISTEN=unix://" + s.simSock, "INTERLINK_SIM_PENDING_DELAY=500ms",
@@ -180,11 +183,30 @@ func startStack(t *testing.T) *stack {
 	s.kubelet = freePort(t)
 	s.vk = s.start(t, "interlink-vk", []string{
 		"NODENAME=" + s.node, "KUBECONFIG=" + kubeconfig, "INTERLINKPORT=" + ilPort, "KUBELET_PORT=" + s.kubelet,
-		"INTERLINK_KUBELET_CERT_FILE=" + crt, "INTERLINK_KUBELET_KEY_FILE=" + key,
+		"INTERLINK_KUBELET_CERT_MODE=csr", "INTERLINK_KUBELET_CERT_DIR=" + filepath.Join(dir, "vk-pki"),
 		"INTERLINK_KUBELET_CLIENT_CA_FILE=" + filepath.Join(s.cluster, "pki/ca.crt"),
 		"INTERLINK_STATUS_INTERVAL=1s", "INTERLINK_PING_INTERVAL=1s", "INTERLINK_DATA_WAIT=3s",
 	})
 	return s
+}
+
+// approveCSRs approves the node's kubelet-serving CSRs until ctx ends.
+func approveCSRs(ctx context.Context, cs kubernetes.Interface, node string) {
+	for ctx.Err() == nil {
+		l, err := cs.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
+		if err == nil {
+			for i := range l.Items {
+				csr := &l.Items[i]
+				if csr.Spec.SignerName != certificatesv1.KubeletServingSignerName || len(csr.Status.Conditions) > 0 {
+					continue
+				}
+				csr.Status.Conditions = append(csr.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
+					Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: "E2ETest", Message: "approved by the e2e test for " + node})
+				_, _ = cs.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, csr.Name, csr, metav1.UpdateOptions{})
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func (s *stack) kubectl(t *testing.T, args ...string) (string, error) {
@@ -290,6 +312,26 @@ func TestE2EVirtualNode(t *testing.T) {
 		eventually(t, "default service account", 30*time.Second, func() error {
 			_, err := s.cs.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
 			return err
+		})
+	})
+
+	t.Run("ServingCertificateFromCSR", func(t *testing.T) {
+		ca, err := os.ReadFile(filepath.Join(s.cluster, "pki/ca.crt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(ca)
+		eventually(t, "kubelet API serving a certificate signed by the cluster CA", 30*time.Second, func() error {
+			conn, err := tls.Dial("tcp", "127.0.0.1:"+s.kubelet, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			if cn := conn.ConnectionState().PeerCertificates[0].Subject.CommonName; cn != "system:node:"+s.node {
+				return fmt.Errorf("certificate for %q", cn)
+			}
+			return nil
 		})
 	})
 

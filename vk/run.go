@@ -14,16 +14,19 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/virtual-kubelet/virtual-kubelet/node"
 	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
 	"golang.org/x/sync/errgroup"
+	certificatesv1 "k8s.io/api/certificates/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apiserver/pkg/server/dynamiccertificates"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/certificate"
 
 	"github.com/seed-3f807049/interlink/functions/client"
 )
@@ -44,7 +47,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	tlsCfg, err := servingTLS(&cfg)
+	tlsCfg, err := servingTLS(ctx, cs, &cfg, log)
 	if err != nil {
 		return err
 	}
@@ -115,25 +118,79 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 	return rc, nil
 }
 
-// servingTLS loads the kubelet API's certificate, or makes a self-signed one
-// (which an API server checking kubelet certificates will refuse). Client
-// certificates are requested and checked by the authenticator.
-func servingTLS(cfg *Config) (*tls.Config, error) {
+// servingTLS returns the kubelet API's TLS config: a certificate from files,
+// from the CSR API (renewed before expiry by client-go's certificate
+// manager), or self-signed (which an API server checking kubelet
+// certificates refuses). Client certificates are requested and checked by
+// the authenticator.
+func servingTLS(ctx context.Context, cs kubernetes.Interface, cfg *Config, log *slog.Logger) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, ClientAuth: tls.RequestClientCert}
-	if cfg.KubeletCertFile != "" {
+	mode := cfg.KubeletCertMode
+	if mode == CertModeAuto {
+		mode = CertModeSelfSigned
+		if cfg.KubeletCertFile != "" {
+			mode = CertModeFiles
+		}
+	}
+	switch mode {
+	case CertModeFiles:
 		cert, err := tls.LoadX509KeyPair(cfg.KubeletCertFile, cfg.KubeletKeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("kubelet serving certificate: %w", err)
 		}
 		tc.Certificates = []tls.Certificate{cert}
-		return tc, nil
+	case CertModeCSR:
+		mgr, err := csrManager(ctx, cs, cfg)
+		if err != nil {
+			return nil, err
+		}
+		mgr.Start()
+		log.Info("kubelet serving certificate requested through the CSR API; it must be approved", "signer", certificatesv1.KubeletServingSignerName)
+		tc.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if c := mgr.Current(); c != nil {
+				return c, nil
+			}
+			return nil, errors.New("kubelet serving certificate not issued yet: approve the node's kubelet-serving CSR")
+		}
+	default:
+		cert, err := selfSigned(cfg.NodeName, cfg.NodeAddress)
+		if err != nil {
+			return nil, err
+		}
+		tc.Certificates = []tls.Certificate{cert}
 	}
-	cert, err := selfSigned(cfg.NodeName, cfg.NodeAddress)
-	if err != nil {
-		return nil, err
-	}
-	tc.Certificates = []tls.Certificate{cert}
 	return tc, nil
+}
+
+// csrManager asks the kubelet-serving signer for the node's certificate and
+// renews it before it expires, keeping key and certificates in KubeletCertDir.
+func csrManager(ctx context.Context, cs kubernetes.Interface, cfg *Config) (certificate.Manager, error) {
+	if err := os.MkdirAll(cfg.KubeletCertDir, 0o700); err != nil {
+		return nil, fmt.Errorf("KubeletCertDir: %w", err)
+	}
+	store, err := certificate.NewFileStore("kubelet-server", cfg.KubeletCertDir, cfg.KubeletCertDir, "", "")
+	if err != nil {
+		return nil, fmt.Errorf("certificate store: %w", err)
+	}
+	mgr, err := certificate.NewManager(&certificate.Config{
+		ClientsetFn: func(*tls.Certificate) (kubernetes.Interface, error) { return cs, nil },
+		GetTemplate: func() *x509.CertificateRequest {
+			return &x509.CertificateRequest{
+				Subject:     pkix.Name{CommonName: "system:node:" + cfg.NodeName, Organization: []string{"system:nodes"}},
+				DNSNames:    []string{cfg.NodeName},
+				IPAddresses: []net.IP{net.ParseIP(cfg.NodeAddress)},
+			}
+		},
+		SignerName:       certificatesv1.KubeletServingSignerName,
+		Usages:           []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageServerAuth},
+		CertificateStore: store,
+		Name:             "kubelet-serving",
+		Ctx:              &ctx,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("certificate manager: %w", err)
+	}
+	return mgr, nil
 }
 
 func selfSigned(name, ip string) (tls.Certificate, error) {
