@@ -33,6 +33,7 @@ type dataSource struct {
 	configMaps corev1listers.ConfigMapLister
 	secrets    corev1listers.SecretLister
 	wait       time.Duration
+	kubeconfig *kubeconfigSource
 }
 
 // ref is one ConfigMap or Secret a pod uses.
@@ -105,7 +106,7 @@ func dedupe(rs []ref) []ref {
 // map per projected or downwardAPI volume.
 func (d *dataSource) request(ctx context.Context, pod *corev1.Pod) (*api.PodCreateRequests, error) {
 	cmRefs, secRefs := refs(pod)
-	req := &api.PodCreateRequests{Pod: *pod}
+	req := &api.PodCreateRequests{Pod: *pod.DeepCopy()}
 	deadline := time.Now().Add(d.wait)
 	for {
 		req.ConfigMaps, req.Secrets = nil, nil
@@ -156,6 +157,13 @@ func (d *dataSource) request(ctx context.Context, pod *corev1.Pod) (*api.PodCrea
 		}
 		req.ProjectedVolumeMaps = append(req.ProjectedVolumeMaps, corev1.ConfigMap{
 			ObjectMeta: metav1.ObjectMeta{Name: v.Name, Namespace: pod.Namespace}, Data: files})
+	}
+	if d.kubeconfig.enabled() {
+		kc, err := d.kubeconfig.build(ctx)
+		if err != nil {
+			return nil, err
+		}
+		addKubeconfig(&req.Pod, kc, &req.ProjectedVolumeMaps)
 	}
 	return req, nil
 }

@@ -171,6 +171,11 @@ func startStack(t *testing.T) *stack {
 	s.cs = kubernetes.NewForConfigOrDie(rc)
 	// The VK asks for its serving certificate through the CSR API; approve
 	// it as a cluster admin (or an approver) would.
+	// Pods get a kubeconfig for this service account.
+	if _, err := s.cs.CoreV1().ServiceAccounts("default").Create(context.Background(),
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "interlink-pods"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	approveCtx, stopApprover := context.WithCancel(context.Background())
 	t.Cleanup(stopApprover)
 	go approveCSRs(approveCtx, s.cs, s.node)
@@ -183,6 +188,7 @@ func startStack(t *testing.T) *stack {
 	s.kubelet = freePort(t)
 	s.vk = s.start(t, "interlink-vk", []string{
 		"NODENAME=" + s.node, "KUBECONFIG=" + kubeconfig, "INTERLINKPORT=" + ilPort, "KUBELET_PORT=" + s.kubelet,
+		"SERVICEACCOUNT=interlink-pods", "NAMESPACE=default",
 		"INTERLINK_KUBELET_CERT_MODE=csr", "INTERLINK_KUBELET_CERT_DIR=" + filepath.Join(dir, "vk-pki"),
 		"INTERLINK_KUBELET_CLIENT_CA_FILE=" + filepath.Join(s.cluster, "pki/ca.crt"),
 		"INTERLINK_STATUS_INTERVAL=1s", "INTERLINK_PING_INTERVAL=1s", "INTERLINK_DATA_WAIT=3s",
@@ -369,7 +375,7 @@ func TestE2EVirtualNode(t *testing.T) {
 		if err != nil {
 			t.Fatalf("kubectl logs: %v %s", err, logs)
 		}
-		for _, want := range []string{"configmap/hello-config[greeting]", "secret/hello-secret[password]", "projected/kube-api-access-", "[ca.crt,namespace,token]", "exited with code 0"} {
+		for _, want := range []string{"configmap/hello-config[greeting]", "secret/hello-secret[password]", "projected/kube-api-access-", "[ca.crt,namespace,token]", "projected/interlink-kubeconfig[kubeconfig]", "exited with code 0"} {
 			if !strings.Contains(logs, want) {
 				t.Errorf("logs lack %q:\n%s", want, logs)
 			}
@@ -586,7 +592,16 @@ func TestE2EVirtualNode(t *testing.T) {
 			}
 			return fmt.Errorf("conditions %+v", n.Status.Conditions)
 		})
+		// A pod created during the outage waits, Pending, and is submitted
+		// once interLink is back (restartPolicy Never: a failed create would
+		// otherwise fail it for good).
+		if _, err := pods.Create(ctx, s.pod("during-outage", sim.OutcomeRunning), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 		time.Sleep(30 * time.Second)
+		if ph, pod := s.phase(t, "during-outage"); ph != corev1.PodPending {
+			t.Errorf("pod created during the outage is %q (%s), want Pending", ph, pod.Status.Message)
+		}
 		// No pod lost its status while interLink was away.
 		for i := range 20 {
 			if ph, _ := s.phase(t, fmt.Sprintf("restart-%d", i)); ph != corev1.PodRunning {
@@ -606,6 +621,8 @@ func TestE2EVirtualNode(t *testing.T) {
 			}
 			return fmt.Errorf("not ready")
 		})
+		s.waitPhase(t, "during-outage", corev1.PodRunning, 60*time.Second)
+		jobsBefore++ // during-outage's job, created once interLink came back
 		if err := pods.Delete(ctx, "restart-0", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
 			t.Fatal(err)
 		}

@@ -43,6 +43,10 @@ type tracked struct {
 	pod     *corev1.Pod // as last given to us, with the status we computed
 	jobID   string
 	missing int
+	// Submission state of a pod not yet created in interLink.
+	submitting bool
+	tries      int
+	nextTry    time.Time
 }
 
 // Provider implements virtual-kubelet's nodeutil.Provider and
@@ -69,54 +73,124 @@ func key(ns, name string) string { return ns + "/" + name }
 
 // CreatePod submits a pod. A pod that already has a job ID (a VK restart)
 // is tracked again without a new submission; interLink's create is
-// idempotent by pod UID anyway.
+// idempotent by pod UID anyway. CreatePod never returns an error for a
+// transient failure (the pod controller would fail a pod with restartPolicy
+// Never): the pod stays Pending and its submission is retried with backoff.
 func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
-	log := p.log.With("pod", pod.Name, "namespace", pod.Namespace, "uid", pod.UID)
 	if jid := pod.Annotations[api.AnnotationJobID]; jid != "" {
 		p.track(pod.DeepCopy(), jid)
-		log.Info("pod recovered from its job ID annotation", "job_id", jid)
+		p.log.Info("pod recovered from its job ID annotation", "pod", pod.Name, "namespace", pod.Namespace, "uid", pod.UID, "job_id", jid)
 		return nil
 	}
+	p.track(pod.DeepCopy(), "")
+	p.submit(ctx, pod.UID)
+	return nil
+}
+
+// submitBackoff bounds the wait between submission attempts of one pod.
+const (
+	submitBackoffMin = time.Second
+	submitBackoffMax = 30 * time.Second
+)
+
+// submit gathers a tracked pod's data and creates it in interLink. A
+// permanent failure fails the pod with a reason; a transient one schedules
+// another attempt.
+func (p *Provider) submit(ctx context.Context, uid types.UID) {
+	p.mu.Lock()
+	t, ok := p.pods[uid]
+	if !ok || t.jobID != "" || t.submitting {
+		p.mu.Unlock()
+		return
+	}
+	t.submitting = true
+	pod := t.pod.DeepCopy()
+	p.mu.Unlock()
+	log := p.log.With("pod", pod.Name, "namespace", pod.Namespace, "uid", pod.UID)
+	defer func() {
+		p.mu.Lock()
+		t.submitting = false
+		p.mu.Unlock()
+	}()
+
 	req, err := p.data.request(ctx, pod)
 	var missing *errMissingData
 	if errors.As(err, &missing) {
-		p.fail(pod, "CreateContainerConfigError", err.Error())
 		log.Warn("pod failed: its data is missing", "err", err)
-		return nil
+		p.fail(pod, "CreateContainerConfigError", err.Error())
+		return
 	}
-	if err != nil {
-		return fmt.Errorf("gather data of pod %s/%s: %w", pod.Namespace, pod.Name, err)
-	}
-	start := time.Now()
-	res, err := p.il.Create(ctx, req)
-	if err != nil {
-		if api.ReasonOf(err) == api.ReasonInvalid {
-			p.fail(pod, "ProviderFailed", err.Error())
+	var res api.CreateStruct
+	if err == nil {
+		start := time.Now()
+		res, err = p.il.Create(ctx, req)
+		if err == nil {
+			log.Info("pod submitted", "job_id", res.PodJID, "duration_seconds", time.Since(start).Seconds())
+		} else if api.ReasonOf(err) == api.ReasonInvalid {
 			log.Warn("pod refused by interLink", "err", err)
-			return nil
+			p.fail(pod, "ProviderFailed", err.Error())
+			return
 		}
-		// Unavailable, timeouts: the pod controller retries with backoff.
-		return fmt.Errorf("create pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
-	log.Info("pod submitted", "job_id", res.PodJID, "duration_seconds", time.Since(start).Seconds())
-	cp := pod.DeepCopy()
+	if err != nil {
+		p.retryLater(t, pod, err)
+		log.Warn("pod submission failed; retrying", "err", err, "retry_in_seconds", time.Until(t.nextTry).Seconds())
+		return
+	}
+	p.mu.Lock()
+	t.jobID = res.PodJID
+	cp := t.pod.DeepCopy()
 	if cp.Annotations == nil {
 		cp.Annotations = map[string]string{}
 	}
 	cp.Annotations[api.AnnotationJobID] = res.PodJID
-	p.track(cp, res.PodJID)
+	t.pod = cp
+	p.mu.Unlock()
 	patch := fmt.Appendf(nil, `{"metadata":{"annotations":{%q:%q}}}`, api.AnnotationJobID, res.PodJID)
 	if _, err := p.client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		// Not fatal: create is idempotent, so a restart without the
 		// annotation finds the same job.
 		log.Warn("could not record the job ID on the pod", "job_id", res.PodJID, "err", err)
 	}
-	return nil
+}
+
+// retryLater schedules another submission and shows why the pod waits.
+func (p *Provider) retryLater(t *tracked, pod *corev1.Pod, err error) {
+	p.mu.Lock()
+	t.tries++
+	wait := min(submitBackoffMin<<min(t.tries-1, 5), submitBackoffMax)
+	t.nextTry = time.Now().Add(wait)
+	cp := t.pod.DeepCopy()
+	cp.Status.Phase = corev1.PodPending
+	cp.Status.Reason, cp.Status.Message = "SubmissionRetry", "waiting for interLink: "+err.Error()
+	t.pod = cp
+	p.mu.Unlock()
+	p.push(cp)
+}
+
+// retrySubmits starts the submissions that are due.
+func (p *Provider) retrySubmits(ctx context.Context) {
+	now := time.Now()
+	var due []types.UID
+	p.mu.Lock()
+	for uid, t := range p.pods {
+		if t.jobID == "" && !t.submitting && t.tries > 0 && now.After(t.nextTry) && t.pod.Status.Phase == corev1.PodPending {
+			due = append(due, uid)
+		}
+	}
+	p.mu.Unlock()
+	for _, uid := range due {
+		go p.submit(ctx, uid)
+	}
 }
 
 func (p *Provider) track(pod *corev1.Pod, jobID string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if t, ok := p.pods[pod.UID]; ok && jobID == "" {
+		t.pod = pod // known already: keep its submission state
+		return
+	}
 	p.pods[pod.UID] = &tracked{pod: pod, jobID: jobID}
 	p.byName[key(pod.Namespace, pod.Name)] = pod.UID
 }
@@ -244,6 +318,7 @@ func (p *Provider) RunStatus(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+			p.retrySubmits(ctx)
 			p.syncStatus(ctx)
 		}
 	}

@@ -71,7 +71,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			prov = &Provider{
 				il: il, client: cs, nodeName: cfg.NodeName, hostIP: cfg.NodeAddress, interval: cfg.StatusInterval.Duration,
 				log: log.With("component", "pods"), started: time.Now(),
-				data: &dataSource{client: cs, configMaps: pc.ConfigMaps, secrets: pc.Secrets, wait: cfg.DataWait.Duration},
+				data: &dataSource{client: cs, configMaps: pc.ConfigMaps, secrets: pc.Secrets, wait: cfg.DataWait.Duration,
+					kubeconfig: &kubeconfigSource{client: cs, rest: rc, serviceAccount: cfg.ServiceAccount, namespace: cfg.Namespace,
+						customPath: cfg.CustomKubeconfig, ttlSeconds: int64(cfg.KubeconfigTokenTTL.Seconds())}},
 				pods: map[types.UID]*tracked{}, byName: map[string]types.UID{},
 			}
 			return prov, np, nil

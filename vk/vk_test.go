@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -174,6 +175,7 @@ func TestDataRequest(t *testing.T) {
 
 // fakeIL is an in-memory interLink for unit tests of the provider.
 type fakeIL struct {
+	createErr error
 	created   []string
 	statuses  map[string]api.PodStatus
 	statusErr error
@@ -182,6 +184,9 @@ type fakeIL struct {
 }
 
 func (f *fakeIL) Create(_ context.Context, r *api.PodCreateRequests) (api.CreateStruct, error) {
+	if f.createErr != nil {
+		return api.CreateStruct{}, f.createErr
+	}
 	f.created = append(f.created, string(r.Pod.UID))
 	return api.CreateStruct{PodUID: string(r.Pod.UID), PodJID: "job-" + string(r.Pod.UID)}, nil
 }
@@ -293,5 +298,70 @@ func TestPingKeepsLastGoodCapacity(t *testing.T) {
 	n.ping(context.Background())
 	if c := got.Status.Conditions[0]; c.Status != corev1.ConditionFalse || c.Reason != ReasonInterlinkUnreachable {
 		t.Errorf("unreachable: %+v", c)
+	}
+}
+
+func TestDeliveredKubeconfig(t *testing.T) {
+	path := t.TempDir() + "/kc"
+	if err := os.WriteFile(path, []byte("apiVersion: v1\nkind: Config\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := newData(t)
+	d.kubeconfig = &kubeconfigSource{customPath: path}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", UID: "u"},
+		Spec: corev1.PodSpec{InitContainers: []corev1.Container{{Name: "i"}}, Containers: []corev1.Container{{Name: "c"}}}}
+	req, err := d.request(context.Background(), pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(req.ProjectedVolumeMaps) != 1 || req.ProjectedVolumeMaps[0].Name != kubeconfigVolume || req.ProjectedVolumeMaps[0].Data[kubeconfigKey] == "" {
+		t.Fatalf("maps %+v", req.ProjectedVolumeMaps)
+	}
+	for _, c := range append(req.Pod.Spec.InitContainers, req.Pod.Spec.Containers...) {
+		if len(c.VolumeMounts) != 1 || c.VolumeMounts[0].MountPath != kubeconfigDir || c.Env[0].Value != kubeconfigDir+"/kubeconfig" {
+			t.Errorf("container %s: mounts %+v env %+v", c.Name, c.VolumeMounts, c.Env)
+		}
+	}
+	if len(pod.Spec.Volumes) != 0 || len(pod.Spec.Containers[0].Env) != 0 {
+		t.Error("the pod in Kubernetes was changed")
+	}
+}
+
+func TestSubmissionRetriedWhileInterlinkIsDown(t *testing.T) {
+	il := &fakeIL{statuses: map[string]api.PodStatus{}, createErr: api.Unavailable("connection refused")}
+	p, pushed := newProvider(t, il)
+	ctx := context.Background()
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "a", Namespace: "ns", UID: "u1"},
+		Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "c"}}}}
+	if _, err := p.client.CoreV1().Pods("ns").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.CreatePod(ctx, pod); err != nil {
+		t.Fatalf("a transient failure must not fail CreatePod (it would fail the pod): %v", err)
+	}
+	last := (*pushed)[len(*pushed)-1]
+	if last.Status.Phase != corev1.PodPending || last.Status.Reason != "SubmissionRetry" || !strings.Contains(last.Status.Message, "connection refused") {
+		t.Errorf("while interLink is down: %s %s %q", last.Status.Phase, last.Status.Reason, last.Status.Message)
+	}
+	il.createErr = nil
+	p.mu.Lock()
+	p.pods["u1"].nextTry = time.Now().Add(-time.Second)
+	p.mu.Unlock()
+	p.retrySubmits(ctx)
+	eventually := time.Now().Add(5 * time.Second)
+	for {
+		p.mu.Lock()
+		jid := p.pods["u1"].jobID
+		p.mu.Unlock()
+		if jid == "job-u1" {
+			break
+		}
+		if time.Now().After(eventually) {
+			t.Fatal("the pod was not submitted once interLink came back")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(il.created) != 1 {
+		t.Errorf("created %v", il.created)
 	}
 }
