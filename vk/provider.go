@@ -89,8 +89,8 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 
 // submitBackoff bounds the wait between submission attempts of one pod.
 const (
-	submitBackoffMin = time.Second
-	submitBackoffMax = 30 * time.Second
+	submitBackoffFirst = time.Second
+	submitBackoffLongest = 30 * time.Second
 )
 
 // submit gathers a tracked pod's data and creates it in interLink. A
@@ -158,7 +158,7 @@ func (p *Provider) submit(ctx context.Context, uid types.UID) {
 func (p *Provider) retryLater(t *tracked, pod *corev1.Pod, err error) {
 	p.mu.Lock()
 	t.tries++
-	wait := min(submitBackoffMin<<min(t.tries-1, 5), submitBackoffMax)
+	wait := min(submitBackoffFirst<<min(t.tries-1, 5), submitBackoffLongest)
 	t.nextTry = time.Now().Add(wait)
 	cp := t.pod.DeepCopy()
 	cp.Status.Phase = corev1.PodPending
