@@ -89,7 +89,7 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 
 // submitBackoff bounds the wait between submission attempts of one pod.
 const (
-	submitBackoffFirst = time.Second
+	submitBackoffFirst   = time.Second
 	submitBackoffLongest = 30 * time.Second
 )
 
