@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 
 	"github.com/seed-3f807049/interlink/functions/api"
@@ -56,7 +57,11 @@ func FromConfig(cfg Config, log *slog.Logger) (*Handler, server.Config, error) {
 			return nil, srv, fmt.Errorf("sidecar %s: %w", name, err)
 		}
 		scs[name] = c
-		log.Info("sidecar configured", "sidecar", name, "url", u, "default", name == cfg.Default())
+		shown := u
+		if pu, err := url.Parse(u); err == nil {
+			shown = pu.Redacted()
+		}
+		log.Info("sidecar configured", "sidecar", name, "url", shown, "default", name == cfg.Default())
 	}
 	h, err := New(HandlerConfig{
 		Sidecars:        scs,

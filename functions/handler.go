@@ -440,6 +440,7 @@ func (h *Handler) exec(w http.ResponseWriter, r *http.Request) error {
 	return api.WriteExec(w, func(out io.Writer) (int, error) {
 		code, err := ex.Exec(r.Context(), &req, out)
 		if err != nil {
+			h.log.WarnContext(r.Context(), "exec failed", "pod", req.PodName, "namespace", req.Namespace, "err", err)
 			return 0, fmt.Errorf("exec in %s/%s on sidecar %s: %w", req.Namespace, req.PodName, name, err)
 		}
 		return code, nil

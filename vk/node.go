@@ -88,6 +88,9 @@ type nodeProvider struct {
 	// baseTaints are the configured taints; a ping reply's taints replace
 	// the non-system ones.
 	baseTaints []corev1.Taint
+	// appliedTaints are the taints last written to the node (nil: the
+	// registered ones).
+	appliedTaints []corev1.Taint
 }
 
 // Ping tells the node controller that the VK itself is alive (the lease).
@@ -147,7 +150,6 @@ func (n *nodeProvider) ping(ctx context.Context) {
 		}
 		c.Status, c.Reason, c.Message = status, reason, msg
 	}
-	oldTaints := node.Spec.Taints
 	if err == nil {
 		n.applyPing(node, &res)
 	}
@@ -157,12 +159,23 @@ func (n *nodeProvider) ping(ctx context.Context) {
 	if cb != nil {
 		cb(node.DeepCopy())
 	}
-	if !equality.Semantic.DeepEqual(oldTaints, node.Spec.Taints) {
-		// The node controller writes status only: taints are spec.
+	n.mu.Lock()
+	applied := n.appliedTaints
+	if applied == nil {
+		applied = n.baseTaints
+	}
+	n.mu.Unlock()
+	if !equality.Semantic.DeepEqual(applied, node.Spec.Taints) {
+		// The node controller writes status only: taints are spec. A failed
+		// patch is tried again at the next ping.
 		patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"taints": node.Spec.Taints}})
 		if _, err := n.client.CoreV1().Nodes().Patch(ctx, node.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-			n.log.Warn("could not apply the taints interLink asked for", "err", err)
+			n.log.Warn("could not apply the taints interLink asked for; retrying at the next ping", "err", err)
+			return
 		}
+		n.mu.Lock()
+		n.appliedTaints = node.Spec.Taints
+		n.mu.Unlock()
 	}
 }
 

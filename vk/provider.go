@@ -61,6 +61,7 @@ type Provider struct {
 	log      *slog.Logger
 	started  time.Time
 
+	pushMu sync.Mutex // serializes pushes to the pod controller
 	mu     sync.Mutex
 	pods   map[types.UID]*tracked
 	byName map[string]types.UID
@@ -137,7 +138,19 @@ func (p *Provider) submit(ctx context.Context, uid types.UID) {
 		log.Warn("pod submission failed; retrying", "err", err, "retry_in_seconds", time.Until(t.nextTry).Seconds())
 		return
 	}
+	if res.PodJID == "" {
+		// A plugin that gives no job ID: the pod UID stands for it.
+		res.PodJID = string(pod.UID)
+	}
 	p.mu.Lock()
+	if p.pods[pod.UID] != t {
+		// Deleted while the create was in flight: end the job just made.
+		p.mu.Unlock()
+		if err := p.il.Delete(ctx, pod); err != nil && !api.IsNotFound(err) {
+			log.Warn("pod deleted during its submission; deleting its job failed", "job_id", res.PodJID, "err", err)
+		}
+		return
+	}
 	t.jobID = res.PodJID
 	cp := t.pod.DeepCopy()
 	if cp.Annotations == nil {
@@ -157,6 +170,10 @@ func (p *Provider) submit(ctx context.Context, uid types.UID) {
 // retryLater schedules another submission and shows why the pod waits.
 func (p *Provider) retryLater(t *tracked, pod *corev1.Pod, err error) {
 	p.mu.Lock()
+	if p.pods[pod.UID] != t {
+		p.mu.Unlock()
+		return // deleted meanwhile
+	}
 	t.tries++
 	wait := min(submitBackoffFirst<<min(t.tries-1, 5), submitBackoffLongest)
 	t.nextTry = time.Now().Add(wait)
@@ -165,7 +182,7 @@ func (p *Provider) retryLater(t *tracked, pod *corev1.Pod, err error) {
 	cp.Status.Reason, cp.Status.Message = "SubmissionRetry", "waiting for interLink: "+err.Error()
 	t.pod = cp
 	p.mu.Unlock()
-	p.push(cp)
+	p.pushIfTracked(cp)
 }
 
 // retrySubmits starts the submissions that are due.
@@ -209,11 +226,22 @@ func (p *Provider) fail(pod *corev1.Pod, reason, msg string) {
 		cp.Status.ContainerStatuses = append(cp.Status.ContainerStatuses, corev1.ContainerStatus{Name: c.Name, Image: c.Image,
 			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: msg}}})
 	}
-	p.track(cp, "")
-	p.push(cp)
+	p.mu.Lock()
+	t, ok := p.pods[pod.UID]
+	if ok {
+		t.pod = cp
+	}
+	p.mu.Unlock()
+	if ok { // a pod deleted meanwhile stays deleted
+		p.pushIfTracked(cp)
+	}
 }
 
+// push hands a status to the pod controller. Pushes are serialized, so a
+// status read before a pod was deleted never lands after its final one.
 func (p *Provider) push(pod *corev1.Pod) {
+	p.pushMu.Lock()
+	defer p.pushMu.Unlock()
 	p.mu.Lock()
 	cb := p.notify
 	p.mu.Unlock()
@@ -222,9 +250,38 @@ func (p *Provider) push(pod *corev1.Pod) {
 	}
 }
 
+// pushIfTracked pushes pod's status unless the pod was deleted meanwhile.
+func (p *Provider) pushIfTracked(pod *corev1.Pod) {
+	p.pushMu.Lock()
+	defer p.pushMu.Unlock()
+	p.mu.Lock()
+	_, ok := p.pods[pod.UID]
+	cb := p.notify
+	p.mu.Unlock()
+	if ok && cb != nil {
+		cb(pod.DeepCopy())
+	}
+}
+
 // UpdatePod accepts the changes Kubernetes allows on a running pod; none of
 // them reach the remote side.
-func (p *Provider) UpdatePod(_ context.Context, pod *corev1.Pod) error {
+func (p *Provider) UpdatePod(ctx context.Context, pod *corev1.Pod) error {
+	p.mu.Lock()
+	_, known := p.pods[pod.UID]
+	oldUID, named := p.byName[key(pod.Namespace, pod.Name)]
+	var old *corev1.Pod
+	if !known && named {
+		old = p.pods[oldUID].pod.DeepCopy()
+	}
+	p.mu.Unlock()
+	if old != nil {
+		// A new pod under a known name (force-deleted and recreated before
+		// the delete reached us): end the old pod's job, then create the new.
+		if err := p.DeletePod(ctx, old); err != nil {
+			return err
+		}
+		return p.CreatePod(ctx, pod)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if t, ok := p.pods[pod.UID]; ok {
@@ -247,8 +304,13 @@ func (p *Provider) UpdatePod(_ context.Context, pod *corev1.Pod) error {
 func (p *Provider) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 	p.mu.Lock()
 	t, known := p.pods[pod.UID]
+	var last corev1.PodStatus
+	failedBeforeSubmit := false
+	if known {
+		last = *t.pod.Status.DeepCopy()
+		failedBeforeSubmit = t.jobID == "" && !t.submitting && last.Phase == corev1.PodFailed
+	}
 	p.mu.Unlock()
-	failedBeforeSubmit := known && t.jobID == "" && t.pod.Status.Phase == corev1.PodFailed
 	if !failedBeforeSubmit {
 		if err := p.il.Delete(ctx, pod); err != nil && !api.IsNotFound(err) {
 			return fmt.Errorf("delete pod %s/%s: %w", pod.Namespace, pod.Name, err)
@@ -257,7 +319,7 @@ func (p *Provider) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 	p.log.Info("pod deleted", "pod", pod.Name, "namespace", pod.Namespace, "uid", pod.UID)
 	final := pod.DeepCopy()
 	if known {
-		final.Status = t.pod.Status
+		final.Status = last
 	}
 	final.Status = terminate(final.Status, "Deleted", metav1.Now())
 	p.mu.Lock()
@@ -382,13 +444,9 @@ func (p *Provider) syncStatus(ctx context.Context) {
 		t.pod = cp
 		changed = append(changed, cp.DeepCopy())
 	}
-	cb := p.notify
 	p.mu.Unlock()
-	if cb == nil {
-		return
-	}
 	for _, pod := range changed {
-		cb(pod)
+		p.pushIfTracked(pod)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -176,21 +177,30 @@ func TestDataRequest(t *testing.T) {
 // fakeIL is an in-memory interLink for unit tests of the provider.
 type fakeIL struct {
 	createErr error
-	created   []string
-	statuses  map[string]api.PodStatus
-	statusErr error
-	ping      api.PingResponse
-	pingErr   error
+	// createGate, if set, blocks Create until it is closed.
+	createGate chan struct{}
+	deleted    []string
+	created    []string
+	statuses   map[string]api.PodStatus
+	statusErr  error
+	ping       api.PingResponse
+	pingErr    error
 }
 
 func (f *fakeIL) Create(_ context.Context, r *api.PodCreateRequests) (api.CreateStruct, error) {
+	if f.createGate != nil {
+		<-f.createGate
+	}
 	if f.createErr != nil {
 		return api.CreateStruct{}, f.createErr
 	}
 	f.created = append(f.created, string(r.Pod.UID))
 	return api.CreateStruct{PodUID: string(r.Pod.UID), PodJID: "job-" + string(r.Pod.UID)}, nil
 }
-func (f *fakeIL) Delete(context.Context, *corev1.Pod) error { return nil }
+func (f *fakeIL) Delete(_ context.Context, pod *corev1.Pod) error {
+	f.deleted = append(f.deleted, string(pod.UID))
+	return nil
+}
 func (f *fakeIL) Status(_ context.Context, pods []*corev1.Pod) ([]api.PodStatus, error) {
 	if f.statusErr != nil {
 		return nil, f.statusErr
@@ -363,5 +373,57 @@ func TestSubmissionRetriedWhileInterlinkIsDown(t *testing.T) {
 	}
 	if len(il.created) != 1 {
 		t.Errorf("created %v", il.created)
+	}
+}
+
+func TestDeleteDuringSubmissionDeletesTheNewJob(t *testing.T) {
+	il := &fakeIL{statuses: map[string]api.PodStatus{}, createGate: make(chan struct{})}
+	p, _ := newProvider(t, il)
+	ctx := context.Background()
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "a", Namespace: "ns", UID: "u1"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c"}}}}
+	done := make(chan struct{})
+	go func() { _ = p.CreatePod(ctx, pod); close(done) }()
+	for {
+		p.mu.Lock()
+		t2, ok := p.pods["u1"]
+		inFlight := ok && t2.submitting
+		p.mu.Unlock()
+		if inFlight {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := p.DeletePod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	close(il.createGate)
+	<-done
+	if len(il.created) != 1 || len(il.deleted) != 2 {
+		t.Errorf("created %v, deleted %v: the job made after the delete must be deleted too", il.created, il.deleted)
+	}
+	if pods, _ := p.GetPods(ctx); len(pods) != 0 {
+		t.Errorf("a deleted pod came back: %v", pods)
+	}
+}
+
+func TestNewPodUnderAKnownName(t *testing.T) {
+	il := &fakeIL{statuses: map[string]api.PodStatus{}}
+	p, _ := newProvider(t, il)
+	ctx := context.Background()
+	old := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-0", Namespace: "ns", UID: "old"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c"}}}}
+	if err := p.CreatePod(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	fresh := old.DeepCopy()
+	fresh.UID = "new"
+	if err := p.UpdatePod(ctx, fresh); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(il.created, []string{"old", "new"}) || !slices.Equal(il.deleted, []string{"old"}) {
+		t.Errorf("created %v, deleted %v", il.created, il.deleted)
+	}
+	got, err := p.GetPod(ctx, "ns", "web-0")
+	if err != nil || got.UID != "new" {
+		t.Errorf("GetPod: %v %v", got, err)
 	}
 }

@@ -100,7 +100,10 @@ func Serve(ctx context.Context, l net.Listener, cfg Config, h http.Handler, log 
 	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+		// Long streams (followed logs) outlived the grace period: close
+		// them; that is a normal stop.
+		log.Warn("closing the requests still open after the shutdown grace period", "err", err)
+		_ = srv.Close()
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
