@@ -24,6 +24,9 @@ func FromConfig(cfg Config, log *slog.Logger) (*Handler, server.Config, error) {
 	srv := server.Config{Listen: listen}
 	if cfg.TLS.Enabled {
 		srv.CertFile, srv.KeyFile, srv.ClientCAFile = cfg.TLS.CertFile, cfg.TLS.KeyFile, cfg.TLS.CACertFile
+		// With other credentials accepted too, a certificate is optional at
+		// the TLS layer; the proxy decides.
+		srv.ClientCertOptional = cfg.Auth.ClientCerts && (len(cfg.Auth.Issuers) > 0 || cfg.Auth.StaticTokensFile != "")
 	}
 	var tlsCfg *tls.Config
 	if cfg.SidecarCAFile != "" {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/seed-3f807049/interlink/observability/config"
+	"github.com/seed-3f807049/interlink/proxy"
 	"github.com/seed-3f807049/interlink/sidecars"
 )
 
@@ -49,6 +50,7 @@ type Config struct {
 	Sidecars          map[string]string `json:"Sidecars" env:"INTERLINK_SIDECARS" envSeparator:"," envKeyValSeparator:"=" doc:"Several sidecars by name: name -> URL (env: name=url,name=url). Replaces SidecarURL/SidecarPort when set."`
 	DefaultSidecar    string            `json:"DefaultSidecar" env:"INTERLINK_DEFAULT_SIDECAR" doc:"Sidecar of pods without the interlink.io/sidecar annotation (default: SidecarService, or the only sidecar)."`
 	TLS               TLSConfig         `json:"TLS" doc:"Serving TLS (original key)."`
+	Auth              proxy.Config      `json:"Auth" doc:"Who may call interLink: OIDC bearer JWTs, static tokens, client certificates."`
 	SidecarCAFile     string            `json:"SidecarCAFile" env:"INTERLINK_SIDECAR_CA_FILE" doc:"PEM CA trusted for https sidecars (default: the system roots)."`
 	CallTimeout       config.Duration   `json:"CallTimeout" env:"INTERLINK_CALL_TIMEOUT" doc:"Timeout of one call to a sidecar (followed logs excepted)."`
 	Retries           int               `json:"Retries" env:"INTERLINK_RETRIES" doc:"Tries of an idempotent sidecar call (status, delete, logs, ping); create is never retried."`
@@ -70,6 +72,7 @@ func DefaultConfig() Config {
 		Retries:          sidecars.DefaultRetries,
 		MaxBodyBytes:     DefaultMaxBodyBytes,
 		LogFormat:        "json",
+		Auth:             proxy.DefaultConfig(),
 	}
 }
 
@@ -100,6 +103,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 1024 {
 		errs = append(errs, errors.New("MaxBodyBytes must be at least 1024"))
+	}
+	if err := c.Auth.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Auth.ClientCerts && (!c.TLS.Enabled || c.TLS.CACertFile == "") {
+		errs = append(errs, errors.New("Auth.ClientCerts needs TLS.Enabled and TLS.CACertFile"))
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		errs = append(errs, fmt.Errorf("LogFormat %q: want json or text", c.LogFormat))

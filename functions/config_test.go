@@ -41,6 +41,9 @@ SbatchPath: "/usr/bin/sbatch"
 VerboseLogging: true
 TLS:
   Enabled: false
+Auth:
+  StaticTokensFile: /dev/null
+  Insecure: false
 `, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -62,6 +65,7 @@ func TestEnvOverridesFile(t *testing.T) {
 		"INTERLINK_SIDECARS":        "hpc=unix:///tmp/slurm.sock,cloud=http://10.0.0.5:4000",
 		"INTERLINK_DEFAULT_SIDECAR": "hpc",
 		"INTERLINK_CALL_TIMEOUT":    "5s",
+		"INTERLINK_AUTH_INSECURE":   "true",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +91,7 @@ LogFormat: xml
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}
-	for _, want := range []string{"InterlinkAddress", `sidecar "a"`, "TLS.Enabled", "Retries", "MaxBodyBytes", "LogFormat"} {
+	for _, want := range []string{"InterlinkAddress", `sidecar "a"`, "TLS.Enabled", "Retries", "MaxBodyBytes", "LogFormat", "no authentication configured"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s: %v", want, err)
 		}

@@ -29,6 +29,9 @@ import (
 // binDir holds the binaries built once for the e2e tests.
 var binDir string
 
+// e2eToken is the static bearer token interlink accepts in these tests.
+const e2eToken = "e2e-static-token-0123456789abcdef" //nolint:gosec // a test token for a loopback server
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "interlink-e2e-bin-")
 	if err != nil {
@@ -138,8 +141,12 @@ func startStack(t *testing.T) *stack {
 	cloudPort := freePort(t)
 	cloud := start(t, "interlink-sim", append(simEnv, "INTERLINK_SIM_LISTEN=127.0.0.1:"+cloudPort))
 	port := freePort(t)
+	tokens := filepath.Join(dir, "tokens.csv")
+	if err := os.WriteFile(tokens, []byte(e2eToken+",vk-e2e\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cfg := filepath.Join(dir, "InterLinkConfig.yaml")
-	if err := os.WriteFile(cfg, []byte("InterlinkAddress: http://127.0.0.1\nCallTimeout: 10s\nRetries: 2\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte("InterlinkAddress: http://127.0.0.1\nCallTimeout: 10s\nRetries: 2\nAuth:\n  StaticTokensFile: "+tokens+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	start(t, "interlink", []string{
@@ -180,7 +187,7 @@ func call(t *testing.T, method, url string, body any, versioned bool) (int, []by
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer not-checked-without-proxy")
+	req.Header.Set("Authorization", "Bearer "+e2eToken)
 	req.Header.Set(api.HeaderSession, "Test#"+uuid.NewString()[:8])
 	if versioned {
 		req.Header.Set(api.HeaderAPIVersion, api.APIVersion)
@@ -331,6 +338,16 @@ func TestE2EBatchAcrossSidecars(t *testing.T) {
 
 func TestE2EBadInput(t *testing.T) {
 	s := startStack(t)
+	// Without the token, nothing gets through.
+	req, _ := http.NewRequest(http.MethodPost, s.url+api.PathCreate, strings.NewReader(`{}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") == "" {
+		t.Errorf("request without a token: %d", resp.StatusCode)
+	}
 	noUID := pod("no-uid", "")
 	noUID.UID = ""
 	tests := []struct {
@@ -368,7 +385,7 @@ func TestE2EConfigTest(t *testing.T) {
 		t.Errorf("bad config: %v %s", err, out)
 	}
 	good := filepath.Join(dir, "good.yaml")
-	_ = os.WriteFile(good, []byte("SidecarURL: unix:///tmp/x.sock\n"), 0o600)
+	_ = os.WriteFile(good, []byte("SidecarURL: unix:///tmp/x.sock\nAuth: {Insecure: true}\n"), 0o600)
 	if out, err := exec.Command(filepath.Join(binDir, "interlink"), "--config", good, "--config-test").CombinedOutput(); err != nil || !strings.Contains(string(out), "config OK") {
 		t.Errorf("good config: %v %s", err, out)
 	}

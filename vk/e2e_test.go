@@ -184,10 +184,19 @@ func startStack(t *testing.T) *stack {
 	s.start(t, "interlink-sim", []string{"INTERLINK_SIM_LISTEN=unix://" + s.simSock, "INTERLINK_SIM_PENDING_DELAY=500ms",
 		"INTERLINK_SIM_RUN_DURATION=3s", "INTERLINK_SIM_LOG_INTERVAL=500ms"})
 	ilPort := freePort(t)
-	s.il = s.start(t, "interlink", []string{"SIDECARSERVICE=sim", "SIDECARURL=unix://" + s.simSock, "INTERLINKPORT=" + ilPort})
+	tokens, tokenFile := filepath.Join(dir, "tokens.csv"), filepath.Join(dir, "vk-token")
+	if err := os.WriteFile(tokens, []byte("vk-e2e-token-0123456789,"+s.node+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tokenFile, []byte("vk-e2e-token-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.il = s.start(t, "interlink", []string{"SIDECARSERVICE=sim", "SIDECARURL=unix://" + s.simSock, "INTERLINKPORT=" + ilPort,
+		"INTERLINK_AUTH_STATIC_TOKENS_FILE=" + tokens})
 	s.kubelet = freePort(t)
 	s.vk = s.start(t, "interlink-vk", []string{
 		"NODENAME=" + s.node, "KUBECONFIG=" + kubeconfig, "INTERLINKPORT=" + ilPort, "KUBELET_PORT=" + s.kubelet,
+		"VKTOKENFILE=" + tokenFile,
 		"SERVICEACCOUNT=interlink-pods", "NAMESPACE=default",
 		"INTERLINK_KUBELET_CERT_MODE=csr", "INTERLINK_KUBELET_CERT_DIR=" + filepath.Join(dir, "vk-pki"),
 		"INTERLINK_KUBELET_CLIENT_CA_FILE=" + filepath.Join(s.cluster, "pki/ca.crt"),

@@ -38,10 +38,13 @@ KUBELET_PORT=$(free_port)
 INTERLINK_SIM_LISTEN="unix://$SOCK" INTERLINK_SIM_RUN_DURATION=6s INTERLINK_SIM_LOG_INTERVAL=1s \
 	"$BIN/interlink-sim" >"$DEMO_DIR/sim.log" 2>&1 &
 echo $! >"$DEMO_DIR/sim.pid"
-SIDECARSERVICE=sim SIDECARURL="unix://$SOCK" INTERLINKPORT="$IL_PORT" \
+# interLink admits only bearer tokens it knows; the VK reads its token from a file.
+TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+(umask 077; printf '%s,%s\n' "$TOKEN" "$NODE" >"$DEMO_DIR/tokens.csv"; printf '%s\n' "$TOKEN" >"$DEMO_DIR/vk-token")
+SIDECARSERVICE=sim SIDECARURL="unix://$SOCK" INTERLINKPORT="$IL_PORT" INTERLINK_AUTH_STATIC_TOKENS_FILE="$DEMO_DIR/tokens.csv" \
 	"$BIN/interlink" >"$DEMO_DIR/interlink.log" 2>&1 &
 echo $! >"$DEMO_DIR/interlink.pid"
-NODENAME=$NODE INTERLINKPORT="$IL_PORT" KUBELET_PORT="$KUBELET_PORT" \
+NODENAME=$NODE INTERLINKPORT="$IL_PORT" KUBELET_PORT="$KUBELET_PORT" VKTOKENFILE="$DEMO_DIR/vk-token" \
 	INTERLINK_KUBELET_CERT_FILE="$CRT" INTERLINK_KUBELET_KEY_FILE="$KEY" INTERLINK_KUBELET_CLIENT_CA_FILE="$CLUSTER_CA" \
 	INTERLINK_STATUS_INTERVAL=1s INTERLINK_PING_INTERVAL=2s \
 	"$BIN/interlink-vk" >"$DEMO_DIR/interlink-vk.log" 2>&1 &

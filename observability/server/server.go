@@ -37,6 +37,9 @@ type Config struct {
 	CertFile, KeyFile string
 	// ClientCAFile, with TLS, requires client certificates signed by it.
 	ClientCAFile string
+	// ClientCertOptional verifies a client certificate when one is sent but
+	// lets requests without one through (to another authentication layer).
+	ClientCertOptional bool
 }
 
 // Listen opens the listener of cfg. A unix socket is created mode 0660,
@@ -137,6 +140,9 @@ func tlsConfig(cfg Config) (*tls.Config, error) {
 		}
 		tc.ClientCAs = pool
 		tc.ClientAuth = tls.RequireAndVerifyClientCert
+		if cfg.ClientCertOptional {
+			tc.ClientAuth = tls.VerifyClientCertIfGiven
+		}
 	}
 	return tc, nil
 }

@@ -1,5 +1,6 @@
 // Command interlink is the interLink API server: it takes pods from the
-// virtual kubelet and routes them to sidecars.
+// virtual kubelet, behind its embedded authenticating proxy, and routes them
+// to sidecars.
 package main
 
 import (
@@ -9,10 +10,13 @@ import (
 	"os/signal"
 	"syscall"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/seed-3f807049/interlink/functions"
 	"github.com/seed-3f807049/interlink/observability/config"
 	"github.com/seed-3f807049/interlink/observability/logging"
 	"github.com/seed-3f807049/interlink/observability/server"
+	"github.com/seed-3f807049/interlink/proxy"
 )
 
 func main() {
@@ -39,14 +43,21 @@ func run() error {
 	if len(unknown) > 0 {
 		log.Warn("unknown config keys ignored", "keys", unknown)
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	h, srv, err := functions.FromConfig(cfg, log)
+	if err != nil {
+		return err
+	}
+	auth, err := proxy.New(ctx, cfg.Auth, h, log.With("component", "proxy"))
 	if err != nil || flags.Test {
 		if err == nil {
 			fmt.Println("config OK")
 		}
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return server.Run(ctx, srv, h, log)
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return auth.Run(ctx) })
+	g.Go(func() error { return server.Run(ctx, srv, auth, log) })
+	return g.Wait()
 }
