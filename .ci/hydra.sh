@@ -46,7 +46,7 @@ ENV
 	export DSN="sqlite://$dir/db.sqlite?_fk=true" URLS_SELF_ISSUER="http://127.0.0.1:$public" \
 		SECRETS_SYSTEM="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
 		SERVE_PUBLIC_HOST=127.0.0.1 SERVE_PUBLIC_PORT="$public" SERVE_ADMIN_HOST=127.0.0.1 SERVE_ADMIN_PORT="$admin" \
-		STRATEGIES_ACCESS_TOKEN=jwt LOG_LEVEL=warn
+		STRATEGIES_ACCESS_TOKEN=jwt LOG_LEVEL=warn TTL_ACCESS_TOKEN="${HYDRA_TTL_ACCESS_TOKEN:-1h}"
 	"$hydra" migrate sql up -e --yes >"$dir/migrate.log" 2>&1 || die "hydra migrate failed: $(tail -5 "$dir/migrate.log")"
 	"$hydra" serve all --dev --sqa-opt-out >"$dir/hydra.log" 2>&1 &
 	echo $! >"$dir/hydra.pid"

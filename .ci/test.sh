@@ -6,7 +6,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . .ci/lib.sh
 
-TIERS=${TIERS:-"lint verify unit e2e-api e2e-vk"}
+TIERS=${TIERS:-"lint verify unit e2e-api e2e-auth e2e-vk"}
 passed=0 failed=0 summary=()
 
 tier_lint() { "$(golangci_lint)" run ./...; }
@@ -21,6 +21,12 @@ tier_verify() {
 tier_unit() { go test -race -count=1 ./...; }
 # The API tier: interlink and interlink-sim as real processes, driven over HTTP.
 tier_e2e-api() { go test -count=1 -tags e2e -run 'TestE2E' -v ./functions/; }
+# The auth tier: interlink's embedded proxy against real access tokens from
+# Ory Hydra (built once from its Go modules into the cache, about 4 minutes cold).
+tier_e2e-auth() {
+	.ci/hydra.sh build >/dev/null || return 1
+	go test -count=1 -timeout 10m -tags e2e -run 'TestE2E' -v ./proxy/
+}
 # The virtual-node tier: a real control plane (built once from the Kubernetes
 # Go modules into the cache, about 8 minutes cold), interlink-vk, interlink and
 # interlink-sim as real processes, driven with kubectl and client-go.

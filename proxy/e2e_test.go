@@ -1,0 +1,284 @@
+//go:build e2e
+
+package proxy_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"golang.org/x/oauth2/clientcredentials"
+)
+
+var binDir, repoDir string
+
+func TestMain(m *testing.M) {
+	wd, _ := os.Getwd()
+	repoDir = filepath.Dir(wd)
+	dir, err := os.MkdirTemp("", "interlink-proxy-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	build := exec.Command("go", "build", "-o", dir+"/", "../functions/cmd/interlink", "../sidecars/sim/cmd/interlink-sim")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
+}
+
+func start(t *testing.T, name string, env []string) {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), name+".log")
+	f, _ := os.Create(logPath)
+	cmd := exec.Command(filepath.Join(binDir, name))
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_, _ = cmd.Process.Wait()
+		_ = f.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("%s log:\n%s", name, b)
+		}
+	})
+}
+
+type hydra struct{ public, admin string }
+
+// startHydra starts Ory Hydra (built from its Go modules by .ci/hydra.sh).
+func startHydra(t *testing.T, ttl string) hydra {
+	t.Helper()
+	dir := t.TempDir()
+	up := exec.Command(filepath.Join(repoDir, ".ci/hydra.sh"), "up", dir)
+	up.Env = append(os.Environ(), "HYDRA_TTL_ACCESS_TOKEN="+ttl)
+	up.Stdout, up.Stderr = os.Stderr, os.Stderr
+	if err := up.Run(); err != nil {
+		t.Fatalf("hydra: %v", err)
+	}
+	t.Cleanup(func() { _ = exec.Command(filepath.Join(repoDir, ".ci/hydra.sh"), "down", dir).Run() })
+	env, _ := os.ReadFile(filepath.Join(dir, "env"))
+	h := hydra{}
+	for _, line := range strings.Split(string(env), "\n") {
+		if v, ok := strings.CutPrefix(line, "export HYDRA_PUBLIC="); ok {
+			h.public = v
+		}
+		if v, ok := strings.CutPrefix(line, "export HYDRA_ADMIN="); ok {
+			h.admin = v
+		}
+	}
+	return h
+}
+
+// client registers a client_credentials client for audience and returns
+// its token source config.
+func (h hydra) client(t *testing.T, audience string) *clientcredentials.Config {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"grant_types": []string{"client_credentials"}, "audience": []string{audience},
+		"scope": "read", "token_endpoint_auth_method": "client_secret_basic"})
+	resp, err := http.Post(h.admin+"/admin/clients", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var c struct {
+		ID     string `json:"client_id"`
+		Secret string `json:"client_secret"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&c); err != nil || c.ID == "" {
+		t.Fatalf("create client: %d %v", resp.StatusCode, err)
+	}
+	return &clientcredentials.Config{ClientID: c.ID, ClientSecret: c.Secret, TokenURL: h.public + "/oauth2/token",
+		Scopes: []string{"read"}, EndpointParams: map[string][]string{"audience": {audience}}}
+}
+
+func token(t *testing.T, c *clientcredentials.Config) string {
+	t.Helper()
+	tok, err := c.Token(context.Background())
+	if err != nil {
+		t.Fatalf("token: %v", err)
+	}
+	return tok.AccessToken
+}
+
+// hs256WithHydraKey forges a token HMAC-signed with Hydra's public key.
+func hs256WithHydraKey(t *testing.T, h hydra, valid string) string {
+	t.Helper()
+	resp, err := http.Get(h.public + "/.well-known/jwks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var set jose.JSONWebKeySet
+	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil || len(set.Keys) == 0 {
+		t.Fatalf("jwks: %v", err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(set.Keys[0].Key)
+	pub := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	head := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT","kid":"` + set.Keys[0].KeyID + `"}`))
+	body := strings.Split(valid, ".")[1]
+	mac := hmac.New(sha256.New, pub)
+	mac.Write([]byte(head + "." + body))
+	return head + "." + body + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// foreign signs a token with a key and issuer interlink does not trust.
+func foreign(t *testing.T) string {
+	t.Helper()
+	k, _ := rsa.GenerateKey(rand.Reader, 2048)
+	sig, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: k}, nil)
+	now := time.Now()
+	tok, err := jwt.Signed(sig).Claims(jwt.Claims{Issuer: "https://other-issuer.example", Subject: "x", Audience: jwt.Audience{"interlink"},
+		Expiry: jwt.NewNumericDate(now.Add(time.Hour)), IssuedAt: jwt.NewNumericDate(now)}).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// kid reads the key ID of a JWT's header.
+func kid(t *testing.T, tok string) string {
+	t.Helper()
+	parsed, err := jwt.ParseSigned(tok, []jose.SignatureAlgorithm{jose.RS256})
+	if err != nil || len(parsed.Headers) == 0 {
+		t.Fatalf("parse token: %v", err)
+	}
+	return parsed.Headers[0].KeyID
+}
+
+func status(t *testing.T, url, authz string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url+"/status", strings.NewReader("[]"))
+	req.Header.Set("Content-Type", "application/json")
+	if authz != "" {
+		req.Header.Set("Authorization", authz)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestE2EHydra runs the rejection table against interlink's embedded proxy
+// with real access tokens from Ory Hydra.
+func TestE2EHydra(t *testing.T) {
+	const ttl = 12 * time.Second
+	h := startHydra(t, ttl.String())
+	good, wrongAud := h.client(t, "interlink"), h.client(t, "another-service")
+	sock := filepath.Join(t.TempDir(), "sim.sock")
+	start(t, "interlink-sim", []string{"INTERLINK_SIM_LISTEN=unix://" + sock})
+	port := freePort(t)
+	url := "http://127.0.0.1:" + port
+	start(t, "interlink", []string{"SIDECARURL=unix://" + sock, "INTERLINKPORT=" + port,
+		"INTERLINK_AUTH_ISSUERS=" + h.public, "INTERLINK_AUTH_AUDIENCES=interlink", "INTERLINK_AUTH_CLOCK_SKEW=1s"})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if resp, err := http.Get(url + "/healthz"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("interlink did not start")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	valid := token(t, good)
+	expiring := token(t, good)
+	parts := strings.Split(valid, ".")
+	sigBytes, _ := base64.RawURLEncoding.DecodeString(parts[2])
+	sigBytes[0] ^= 0xff
+	tampered := parts[0] + "." + parts[1] + "." + base64.RawURLEncoding.EncodeToString(sigBytes)
+	none := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + parts[1] + "."
+	tests := []struct {
+		name, authz string
+		code        int
+	}{
+		{"valid", "Bearer " + valid, 200},
+		{"wrong audience", "Bearer " + token(t, wrongAud), 401},
+		{"tampered signature", "Bearer " + tampered, 401},
+		{"alg none", "Bearer " + none, 401},
+		{"HS256 signed with the public key", "Bearer " + hs256WithHydraKey(t, h, valid), 401},
+		{"second unrelated issuer", "Bearer " + foreign(t), 401},
+		{"no token", "", 401},
+		{"malformed header", "Token " + valid, 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if code, body := status(t, url, tt.authz); code != tt.code {
+				t.Errorf("got %d %s, want %d", code, body, tt.code)
+			}
+		})
+	}
+	t.Run("key rotation", func(t *testing.T) {
+		before := kid(t, token(t, good))
+		body := strings.NewReader(`{"alg":"RS256","use":"sig","kid":"rotated-e2e"}`)
+		resp, err := http.Post(h.admin+"/admin/keys/hydra.jwt.access-token", "application/json", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			t.Fatalf("rotate key in Hydra: %d", resp.StatusCode)
+		}
+		fresh := token(t, good)
+		if after := kid(t, fresh); after == before {
+			t.Fatalf("Hydra still signs with key %q after the rotation", after)
+		}
+		if code, body := status(t, url, "Bearer "+fresh); code != 200 {
+			t.Errorf("token signed by the rotated key: %d %s", code, body)
+		}
+	})
+	t.Run("expired", func(t *testing.T) {
+		time.Sleep(ttl + 2*time.Second)
+		if code, body := status(t, url, "Bearer "+expiring); code != 401 || !strings.Contains(body, "expired") {
+			t.Errorf("expired token: %d %s", code, body)
+		}
+		// A fresh token from the same client works.
+		if code, body := status(t, url, "Bearer "+token(t, good)); code != 200 {
+			t.Errorf("fresh token: %d %s", code, body)
+		}
+	})
+}
