@@ -12,6 +12,7 @@ import (
 	"github.com/seed-3f807049/interlink/observability/config"
 	"github.com/seed-3f807049/interlink/sidecars/sim"
 	"github.com/seed-3f807049/interlink/vk"
+	"github.com/seed-3f807049/interlink/vk/token"
 )
 
 var update = flag.Bool("update", false, "rewrite generated documents (make generate)")
@@ -36,6 +37,10 @@ and ignored, so one file can be shared with a plugin, as the original interLink 
 	vcfg := vk.DefaultConfig()
 	b.WriteString(config.Markdown("interlink-vk", "The virtual kubelet (`vk/cmd/interlink-vk`). "+
 		"Config file: `--config` or `VK_CONFIG_PATH`. The original's keys and variables keep working.", &vcfg))
+	b.WriteString("\n")
+	tcfg := token.DefaultConfig()
+	b.WriteString(config.Markdown("interlink-token-refresher", "Keeps the VK's token file fresh (`vk/cmd/interlink-token-refresher`). "+
+		"Config file: `--config` or `INTERLINK_TOKEN_CONFIG`.", &tcfg))
 	b.WriteString("\n")
 	scfg := sim.DefaultConfig()
 	b.WriteString(config.Markdown("interlink-sim", "The simulated sidecar (`sidecars/sim/cmd/interlink-sim`), for scale tests only. "+

@@ -28,6 +28,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/seed-3f807049/interlink/functions/client"
 )
 
 var binDir, repoDir string
@@ -41,7 +43,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	build := exec.Command("go", "build", "-o", dir+"/", "../functions/cmd/interlink", "../sidecars/sim/cmd/interlink-sim")
+	build := exec.Command("go", "build", "-o", dir+"/", "../functions/cmd/interlink", "../sidecars/sim/cmd/interlink-sim", "../vk/cmd/interlink-token-refresher")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build:", err)
@@ -270,6 +272,48 @@ func TestE2EHydra(t *testing.T) {
 		if code, body := status(t, url, "Bearer "+fresh); code != 200 {
 			t.Errorf("token signed by the rotated key: %d %s", code, body)
 		}
+	})
+	t.Run("VK keeps working across token refreshes", func(t *testing.T) {
+		dir := t.TempDir()
+		secret, tokenFile := filepath.Join(dir, "secret"), filepath.Join(dir, "token")
+		if err := os.WriteFile(secret, []byte(good.ClientSecret), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		start(t, "interlink-token-refresher", []string{"INTERLINK_TOKEN_URL=" + good.TokenURL, "INTERLINK_TOKEN_CLIENT_ID=" + good.ClientID,
+			"INTERLINK_TOKEN_CLIENT_SECRET_FILE=" + secret, "INTERLINK_TOKEN_AUDIENCE=interlink", "INTERLINK_TOKEN_SCOPES=read",
+			"VKTOKENFILE=" + tokenFile})
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if _, err := os.Stat(tokenFile); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the refresher wrote no token")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		c, err := client.New(client.Config{URL: url, TokenFile: tokenFile, Retries: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Three token lifetimes (12 s each, renewed at 9 s), one call every 100 ms.
+		first, _ := os.ReadFile(tokenFile)
+		calls, failures := 0, 0
+		for end := time.Now().Add(3 * ttl); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+			calls++
+			if _, err := c.Ping(context.Background()); err != nil {
+				failures++
+				t.Logf("call %d failed: %v", calls, err)
+			}
+		}
+		last, _ := os.ReadFile(tokenFile)
+		if bytes.Equal(first, last) {
+			t.Error("the token was never refreshed")
+		}
+		if failures > 0 {
+			t.Errorf("%d of %d calls failed across token refreshes", failures, calls)
+		}
+		t.Logf("%d calls across token refreshes, %d failed", calls, failures)
 	})
 	t.Run("expired", func(t *testing.T) {
 		time.Sleep(ttl + 2*time.Second)
