@@ -50,6 +50,14 @@ generate:
 .PHONY: bench
 bench:
 	go test -run '^$$' -bench . -benchmem -benchtime 10x ./functions/ ./sidecars/...
+	go test -run '^$$' -bench . -benchmem ./proxy/
+	@$(MAKE) --no-print-directory bench-auth
+
+## bench-auth: interlink with no auth, its embedded proxy, and oauth2-proxy, side by side (real Hydra)
+.PHONY: bench-auth
+bench-auth:
+	.ci/hydra.sh build >/dev/null && .ci/oauth2-proxy.sh build >/dev/null
+	go test -tags e2e -run '^$$' -bench AuthFronts -benchtime 3000x ./proxy/
 
 ## demo: start interLink with the simulated sidecar and run pods through it
 .PHONY: demo

@@ -22,9 +22,11 @@ tier_unit() { go test -race -count=1 ./...; }
 # The API tier: interlink and interlink-sim as real processes, driven over HTTP.
 tier_e2e-api() { go test -count=1 -tags e2e -run 'TestE2E' -v ./functions/; }
 # The auth tier: interlink's embedded proxy against real access tokens from
-# Ory Hydra (built once from its Go modules into the cache, about 4 minutes cold).
+# Ory Hydra, side by side with a standalone oauth2-proxy v7.15.4 (both built
+# once from their Go modules into the cache, about 6 minutes cold).
 tier_e2e-auth() {
 	.ci/hydra.sh build >/dev/null || return 1
+	.ci/oauth2-proxy.sh build >/dev/null || return 1
 	go test -count=1 -timeout 10m -tags e2e -run 'TestE2E' -v ./proxy/
 }
 # The virtual-node tier: a real control plane (built once from the Kubernetes

@@ -54,7 +54,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -64,11 +64,11 @@ func freePort(t *testing.T) string {
 	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
 }
 
-func start(t *testing.T, name string, env []string) {
+func start(t testing.TB, name string, env []string, args ...string) {
 	t.Helper()
 	logPath := filepath.Join(t.TempDir(), name+".log")
 	f, _ := os.Create(logPath)
-	cmd := exec.Command(filepath.Join(binDir, name))
+	cmd := exec.Command(filepath.Join(binDir, name), args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
@@ -88,7 +88,7 @@ func start(t *testing.T, name string, env []string) {
 type hydra struct{ public, admin string }
 
 // startHydra starts Ory Hydra (built from its Go modules by .ci/hydra.sh).
-func startHydra(t *testing.T, ttl string) hydra {
+func startHydra(t testing.TB, ttl string) hydra {
 	t.Helper()
 	dir := t.TempDir()
 	up := exec.Command(filepath.Join(repoDir, ".ci/hydra.sh"), "up", dir)
@@ -113,7 +113,7 @@ func startHydra(t *testing.T, ttl string) hydra {
 
 // client registers a client_credentials client for audience and returns
 // its token source config.
-func (h hydra) client(t *testing.T, audience string) *clientcredentials.Config {
+func (h hydra) client(t testing.TB, audience string) *clientcredentials.Config {
 	t.Helper()
 	body, _ := json.Marshal(map[string]any{"grant_types": []string{"client_credentials"}, "audience": []string{audience},
 		"scope": "read", "token_endpoint_auth_method": "client_secret_basic"})
@@ -133,7 +133,7 @@ func (h hydra) client(t *testing.T, audience string) *clientcredentials.Config {
 		Scopes: []string{"read"}, EndpointParams: map[string][]string{"audience": {audience}}}
 }
 
-func token(t *testing.T, c *clientcredentials.Config) string {
+func token(t testing.TB, c *clientcredentials.Config) string {
 	t.Helper()
 	tok, err := c.Token(context.Background())
 	if err != nil {
@@ -143,7 +143,7 @@ func token(t *testing.T, c *clientcredentials.Config) string {
 }
 
 // hs256WithHydraKey forges a token HMAC-signed with Hydra's public key.
-func hs256WithHydraKey(t *testing.T, h hydra, valid string) string {
+func hs256WithHydraKey(t testing.TB, h hydra, valid string) string {
 	t.Helper()
 	resp, err := http.Get(h.public + "/.well-known/jwks.json")
 	if err != nil {
@@ -164,7 +164,7 @@ func hs256WithHydraKey(t *testing.T, h hydra, valid string) string {
 }
 
 // foreign signs a token with a key and issuer interlink does not trust.
-func foreign(t *testing.T) string {
+func foreign(t testing.TB) string {
 	t.Helper()
 	k, _ := rsa.GenerateKey(rand.Reader, 2048)
 	sig, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: k}, nil)
@@ -187,7 +187,7 @@ func kid(t *testing.T, tok string) string {
 	return parsed.Headers[0].KeyID
 }
 
-func status(t *testing.T, url, authz string) (int, string) {
+func status(t testing.TB, url, authz string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, url+"/status", strings.NewReader("[]"))
 	req.Header.Set("Content-Type", "application/json")
@@ -203,6 +203,32 @@ func status(t *testing.T, url, authz string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// startInterlink starts interlink in front of the sim at sock with the
+// given auth settings and returns its URL.
+func startInterlink(t testing.TB, sock string, auth ...string) string {
+	t.Helper()
+	port := freePort(t)
+	url := "http://127.0.0.1:" + port
+	start(t, "interlink", append([]string{"SIDECARURL=unix://" + sock, "INTERLINKPORT=" + port, "ERRORSONLYLOGGING=true"}, auth...))
+	waitUp(t, url+"/healthz")
+	return url
+}
+
+func waitUp(t testing.TB, url string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not come up", url)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // TestE2EHydra runs the rejection table against interlink's embedded proxy
 // with real access tokens from Ory Hydra.
 func TestE2EHydra(t *testing.T) {
@@ -211,21 +237,7 @@ func TestE2EHydra(t *testing.T) {
 	good, wrongAud := h.client(t, "interlink"), h.client(t, "another-service")
 	sock := filepath.Join(t.TempDir(), "sim.sock")
 	start(t, "interlink-sim", []string{"INTERLINK_SIM_LISTEN=unix://" + sock})
-	port := freePort(t)
-	url := "http://127.0.0.1:" + port
-	start(t, "interlink", []string{"SIDECARURL=unix://" + sock, "INTERLINKPORT=" + port,
-		"INTERLINK_AUTH_ISSUERS=" + h.public, "INTERLINK_AUTH_AUDIENCES=interlink", "INTERLINK_AUTH_CLOCK_SKEW=1s"})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if resp, err := http.Get(url + "/healthz"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("interlink did not start")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	url := startInterlink(t, sock, "INTERLINK_AUTH_ISSUERS="+h.public, "INTERLINK_AUTH_AUDIENCES=interlink", "INTERLINK_AUTH_CLOCK_SKEW=1s")
 
 	valid := token(t, good)
 	expiring := token(t, good)
@@ -326,3 +338,5 @@ func TestE2EHydra(t *testing.T) {
 		}
 	})
 }
+
+func encodeB64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
