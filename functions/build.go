@@ -1,6 +1,7 @@
 package functions
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -10,7 +11,9 @@ import (
 	"os"
 
 	"github.com/seed-3f807049/interlink/functions/api"
+	"github.com/seed-3f807049/interlink/observability/metrics"
 	"github.com/seed-3f807049/interlink/observability/server"
+	"github.com/seed-3f807049/interlink/proxy"
 	"github.com/seed-3f807049/interlink/sidecars"
 )
 
@@ -74,4 +77,31 @@ func FromConfig(cfg Config, log *slog.Logger) (*Handler, server.Config, error) {
 		Logger:          log,
 	})
 	return h, srv, err
+}
+
+// App is interlink assembled: the API handlers with /metrics, behind the
+// authenticating proxy.
+type App struct {
+	Handler http.Handler
+	Server  server.Config
+	// Run runs the proxy's background work (static tokens reload).
+	Run func(ctx context.Context) error
+}
+
+// NewApp builds interlink from a validated Config.
+func NewApp(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
+	h, srv, err := FromConfig(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	reg := metrics.New("interlink")
+	mux := http.NewServeMux()
+	mux.Handle("/", h)
+	mux.Handle("/metrics", metrics.Handler(reg)) // behind the same authentication as the API
+	auth, err := proxy.New(ctx, cfg.Auth, mux, log.With("component", "proxy"))
+	if err != nil {
+		return nil, err
+	}
+	auth.Observe = proxy.NewMetrics(reg).Observe
+	return &App{Handler: auth, Server: srv, Run: auth.Run}, nil
 }

@@ -374,6 +374,29 @@ func TestE2EBadInput(t *testing.T) {
 	}
 }
 
+// TestE2EMetrics reads interlink's /metrics, which needs the same token as
+// the API.
+func TestE2EMetrics(t *testing.T) {
+	s := startStack(t)
+	call(t, http.MethodPost, s.url+api.PathCreate, []byte(`{`), false) // one refused body
+	req, _ := http.NewRequest(http.MethodGet, s.url+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("/metrics without a token: %d", resp.StatusCode)
+	}
+	code, body := call(t, http.MethodGet, s.url+"/metrics", nil, false)
+	for _, want := range []string{`interlink_build_info{binary="interlink"`, `interlink_proxy_auth_requests_total{outcome="ok"}`,
+		`interlink_proxy_auth_requests_total{outcome="missing"} 1`, "interlink_proxy_auth_duration_seconds_bucket"} {
+		if code != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("/metrics (%d) lacks %s", code, want)
+		}
+	}
+}
+
 // TestE2EConfigTest checks --config-test: a good config passes, a bad one
 // fails naming every problem.
 func TestE2EConfigTest(t *testing.T) {

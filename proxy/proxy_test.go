@@ -24,6 +24,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // issuer is an in-process OIDC issuer: discovery, a JWKS, and signing.
@@ -333,5 +335,23 @@ func BenchmarkCachedToken(b *testing.B) {
 		req := httptest.NewRequest(http.MethodPost, "/status", nil)
 		req.Header.Set("Authorization", tok)
 		p.ServeHTTP(httptest.NewRecorder(), req)
+	}
+}
+
+func TestMetricsCountOutcomes(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	p := newProxy(t, func(c *Config) { c.StaticTokensFile = writeTokens(t) })
+	p.Observe = m.Observe
+	call(p, "Bearer tok", nil)
+	call(p, "Bearer wrong", nil)
+	call(p, "", nil)
+	for outcome, want := range map[string]float64{OutcomeOK: 1, OutcomeInvalid: 1, OutcomeMissing: 1, OutcomeForbidden: 0} {
+		if got := testutil.ToFloat64(m.outcomes.WithLabelValues(outcome)); got != want {
+			t.Errorf("outcome %s counted %v times, want %v", outcome, got, want)
+		}
+	}
+	if n := testutil.CollectAndCount(m.latency); n != 1 {
+		t.Errorf("latency histogram: %d series", n)
 	}
 }

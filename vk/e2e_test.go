@@ -465,6 +465,16 @@ func TestE2EVirtualNode(t *testing.T) {
 		}
 	})
 
+	t.Run("MetricsThroughTheAPIServer", func(t *testing.T) {
+		out, err := s.kubectl(t, "get", "--raw", "/api/v1/nodes/"+s.node+"/proxy/metrics")
+		for _, want := range []string{`interlink_build_info{binary="interlink-vk"`, `interlink_vk_pods_by_phase{phase="Running"}`,
+			"interlink_vk_node_ready 1", "interlink_vk_status_poll_duration_seconds_count", "interlink_vk_token_expiry_seconds NaN"} {
+			if err != nil || !strings.Contains(out, want) {
+				t.Errorf("VK metrics lack %q (%v)", want, err)
+			}
+		}
+	})
+
 	t.Run("KubeletAPIRefusesUnauthenticated", func(t *testing.T) {
 		c := http.Client{Transport: &http.Transport{TLSClientConfig: insecure()}}
 		resp, err := c.Get("https://127.0.0.1:" + s.kubelet + "/containerLogs/default/hello/main")

@@ -81,6 +81,7 @@ type nodeProvider struct {
 	client   kubernetes.Interface
 	interval time.Duration
 	log      *slog.Logger
+	ready    func(bool) // told of each ping's outcome, if set
 
 	mu     sync.Mutex
 	node   *corev1.Node
@@ -136,6 +137,9 @@ func (n *nodeProvider) ping(ctx context.Context) {
 			}
 		}
 		reason, msg = ReasonSidecarsDegraded, "sidecars down: "+strings.Join(down, ", ")
+	}
+	if n.ready != nil {
+		n.ready(status == corev1.ConditionTrue)
 	}
 	now := metav1.Now()
 	for i := range node.Status.Conditions {

@@ -60,6 +60,7 @@ type Provider struct {
 	interval time.Duration
 	log      *slog.Logger
 	started  time.Time
+	metrics  *vkMetrics // nil in unit tests
 
 	pushMu sync.Mutex // serializes pushes to the pod controller
 	mu     sync.Mutex
@@ -400,7 +401,14 @@ func (p *Provider) syncStatus(ctx context.Context) {
 	if len(pods) == 0 {
 		return
 	}
+	pollStart := time.Now()
 	sts, err := p.il.Status(ctx, pods)
+	if p.metrics != nil {
+		p.metrics.pollDuration.Observe(time.Since(pollStart).Seconds())
+		if err != nil {
+			p.metrics.pollErrors.Inc()
+		}
+	}
 	if err != nil {
 		p.log.Warn("status poll failed; pods keep their last status", "pods", len(pods), "err", err)
 		return

@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/util/certificate"
 
 	"github.com/seed-3f807049/interlink/functions/client"
+	"github.com/seed-3f807049/interlink/observability/metrics"
 )
 
 // Run registers the virtual node and serves it until ctx ends.
@@ -92,6 +93,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("virtual node: %w", err)
 	}
+	reg := metrics.New("interlink-vk")
+	m := newVKMetrics(reg, prov, cfg.VKTokenFile)
+	prov.metrics = m
+	np.ready = func(ok bool) {
+		if ok {
+			m.nodeReady.Set(1)
+		} else {
+			m.nodeReady.Set(0)
+		}
+	}
+	// The VK's own metrics, on the kubelet API: authenticated and authorized
+	// (nodes/metrics) like a kubelet's.
+	mux.Handle("/metrics", metrics.Handler(reg))
 	log.Info("starting virtual node", "node", cfg.NodeName, "interlink", cfg.InterlinkEndpoint(), "kubelet_port", cfg.KubeletPort)
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return np.Run(ctx) })

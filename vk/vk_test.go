@@ -2,10 +2,13 @@ package vk
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -425,5 +428,23 @@ func TestNewPodUnderAKnownName(t *testing.T) {
 	got, err := p.GetPod(ctx, "ns", "web-0")
 	if err != nil || got.UID != "new" {
 		t.Errorf("GetPod: %v %v", got, err)
+	}
+}
+
+func TestTokenExpiry(t *testing.T) {
+	dir := t.TempDir()
+	// An unsigned-looking but well-formed RS256 JWT whose exp is 2026-11-25T11:00:00Z.
+	head := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"RS256","typ":"JWT"}`))
+	body := base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"vk","exp":1795604400}`))
+	jwtFile := filepath.Join(dir, "jwt")
+	_ = os.WriteFile(jwtFile, []byte(head+"."+body+".c2ln\n"), 0o600)
+	now := time.Unix(1795604400, 0).Add(-90 * time.Second)
+	if got := tokenExpiry(jwtFile, now); got != 90 {
+		t.Errorf("expiry in %v s, want 90", got)
+	}
+	opaque := filepath.Join(dir, "opaque")
+	_ = os.WriteFile(opaque, []byte("static-token"), 0o600)
+	if got := tokenExpiry(opaque, now); !math.IsNaN(got) {
+		t.Errorf("opaque token: %v, want NaN", got)
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/seed-3f807049/interlink/observability/config"
 	"github.com/seed-3f807049/interlink/observability/logging"
 	"github.com/seed-3f807049/interlink/observability/server"
-	"github.com/seed-3f807049/interlink/proxy"
 )
 
 func main() {
@@ -45,11 +44,7 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	h, srv, err := functions.FromConfig(cfg, log)
-	if err != nil {
-		return err
-	}
-	auth, err := proxy.New(ctx, cfg.Auth, h, log.With("component", "proxy"))
+	app, err := functions.NewApp(ctx, cfg, log)
 	if err != nil || flags.Test {
 		if err == nil {
 			fmt.Println("config OK")
@@ -57,7 +52,7 @@ func run() error {
 		return err
 	}
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return auth.Run(ctx) })
-	g.Go(func() error { return server.Run(ctx, srv, auth, log) })
+	g.Go(func() error { return app.Run(ctx) })
+	g.Go(func() error { return server.Run(ctx, app.Server, app.Handler, log) })
 	return g.Wait()
 }

@@ -1,0 +1,83 @@
+package vk
+
+import (
+	"context"
+	"math"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// vkMetrics are the virtual kubelet's own metrics, served on the kubelet
+// API's /metrics (authenticated and authorized like the rest of it).
+type vkMetrics struct {
+	pollDuration prometheus.Histogram
+	pollErrors   prometheus.Counter
+	nodeReady    prometheus.Gauge
+}
+
+func newVKMetrics(reg prometheus.Registerer, p *Provider, tokenFile string) *vkMetrics {
+	m := &vkMetrics{
+		pollDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "interlink_vk_status_poll_duration_seconds",
+			Help: "Duration of one batched status call for all of the node's pods.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		pollErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "interlink_vk_status_poll_errors_total",
+			Help: "Batched status calls that failed (pods kept their last status)."}),
+		nodeReady: prometheus.NewGauge(prometheus.GaugeOpts{Name: "interlink_vk_node_ready",
+			Help: "1 when interLink answers the node's pings, else 0."}),
+	}
+	pods := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "interlink_vk_pods", Help: "Pods the virtual node runs (all phases)."},
+		func() float64 { l, _ := p.GetPods(context.Background()); return float64(len(l)) })
+	phases := []corev1.PodPhase{corev1.PodPending, corev1.PodRunning, corev1.PodSucceeded, corev1.PodFailed}
+	byPhase := make([]prometheus.Collector, 0, len(phases))
+	for _, ph := range phases {
+		byPhase = append(byPhase, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "interlink_vk_pods_by_phase",
+			Help: "Pods of the virtual node by phase.", ConstLabels: prometheus.Labels{"phase": string(ph)}},
+			func() float64 { return float64(p.countPhase(ph)) }))
+	}
+	reg.MustRegister(m.pollDuration, m.pollErrors, m.nodeReady, pods)
+	reg.MustRegister(byPhase...)
+	if tokenFile != "" {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "interlink_vk_token_expiry_seconds",
+			Help: "Seconds until the VK's bearer token (a JWT) expires; negative once expired, NaN when it is not a JWT."},
+			func() float64 { return tokenExpiry(tokenFile, time.Now()) }))
+	}
+	return m
+}
+
+func (p *Provider) countPhase(ph corev1.PodPhase) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, t := range p.pods {
+		if t.pod.Status.Phase == ph {
+			n++
+		}
+	}
+	return n
+}
+
+// tokenExpiry reads the exp claim of the JWT in file (unverified: it is our
+// own token, read only to warn before it expires).
+func tokenExpiry(file string, now time.Time) float64 {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nan()
+	}
+	algs := []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.ES256, jose.ES384, jose.ES512, jose.PS256, jose.PS384, jose.PS512, jose.EdDSA}
+	tok, err := jwt.ParseSigned(strings.TrimSpace(string(b)), algs)
+	if err != nil {
+		return nan()
+	}
+	var c jwt.Claims
+	if err := tok.UnsafeClaimsWithoutVerification(&c); err != nil || c.Expiry == nil {
+		return nan()
+	}
+	return c.Expiry.Time().Sub(now).Seconds()
+}
+
+func nan() float64 { return math.NaN() }
