@@ -465,12 +465,29 @@ func TestE2EVirtualNode(t *testing.T) {
 		}
 	})
 
-	t.Run("MetricsThroughTheAPIServer", func(t *testing.T) {
-		out, err := s.kubectl(t, "get", "--raw", "/api/v1/nodes/"+s.node+"/proxy/metrics")
+	t.Run("MetricsOnTheKubeletAPI", func(t *testing.T) {
+		// As the API server (or a Prometheus with a client certificate)
+		// reads them: an authenticated, authorized client.
+		pki := filepath.Join(s.cluster, "pki")
+		cert, err := tls.LoadX509KeyPair(filepath.Join(pki, "apiserver-kubelet-client.crt"), filepath.Join(pki, "apiserver-kubelet-client.key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ca, _ := os.ReadFile(filepath.Join(pki, "ca.crt"))
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(ca)
+		c := http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}}}}
+		resp, err := c.Get("https://127.0.0.1:" + s.kubelet + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		out := string(b)
 		for _, want := range []string{`interlink_build_info{binary="interlink-vk"`, `interlink_vk_pods_by_phase{phase="Running"}`,
 			"interlink_vk_node_ready 1", "interlink_vk_status_poll_duration_seconds_count", "interlink_vk_token_expiry_seconds NaN"} {
-			if err != nil || !strings.Contains(out, want) {
-				t.Errorf("VK metrics lack %q (%v)", want, err)
+			if resp.StatusCode != 200 || !strings.Contains(out, want) {
+				t.Errorf("VK metrics (%d) lack %q: %.300s", resp.StatusCode, want, out)
 			}
 		}
 	})
