@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/seed-3f807049/interlink/observability/config"
+	"github.com/seed-3f807049/interlink/observability/logging"
 	"github.com/seed-3f807049/interlink/proxy"
 	"github.com/seed-3f807049/interlink/sidecars"
 )
@@ -135,16 +136,9 @@ func (c *Config) Listen() (string, error) {
 	return net.JoinHostPort(u.Hostname(), c.InterlinkPort), nil
 }
 
-// LogLevel maps the original's logging switches to a slog level name.
-func (c *Config) LogLevel() string {
-	switch {
-	case c.VerboseLogging:
-		return "debug"
-	case c.ErrorsOnlyLogging:
-		return "error"
-	default:
-		return "info"
-	}
+// LogSettings implements cli.Config: the original's logging switches.
+func (c *Config) LogSettings() (format, level string) {
+	return c.LogFormat, logging.Level(c.VerboseLogging, c.ErrorsOnlyLogging)
 }
 
 // SidecarURLs returns the sidecars by name.

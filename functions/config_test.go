@@ -53,8 +53,9 @@ Auth:
 	}
 	listen, _ := cfg.Listen()
 	urls, _ := cfg.SidecarURLs()
-	if listen != "0.0.0.0:3000" || urls["slurm"] != "http://127.0.0.1:4001" || cfg.Default() != "slurm" || cfg.LogLevel() != "debug" {
-		t.Errorf("listen %q, sidecars %v, default %q, level %q", listen, urls, cfg.Default(), cfg.LogLevel())
+	_, level := cfg.LogSettings()
+	if listen != "0.0.0.0:3000" || urls["slurm"] != "http://127.0.0.1:4001" || cfg.Default() != "slurm" || level != "debug" {
+		t.Errorf("listen %q, sidecars %v, default %q, level %q", listen, urls, cfg.Default(), level)
 	}
 }
 

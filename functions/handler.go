@@ -374,32 +374,24 @@ func failedRef(ref *podRef, err error) api.PodStatus {
 }
 
 func (h *Handler) logs(w http.ResponseWriter, r *http.Request) error {
-	var req api.LogStruct
-	if err := api.ReadJSON(w, r, h.cfg.MaxBodyBytes, &req); err != nil {
+	req, err := sidecars.ReadLogRequest(w, r, h.cfg.MaxBodyBytes)
+	if err != nil {
 		return err
 	}
-	if err := api.ValidateLogRequest(&req); err != nil {
+	named, err := h.sidecarFromHeader(r)
+	if err != nil {
 		return err
 	}
-	order := []string{h.cfg.Default}
-	if name := r.Header.Get(api.HeaderSidecar); name != "" {
-		if _, ok := h.cfg.Sidecars[name]; !ok {
-			return api.Invalid("header %s=%q names no configured sidecar (configured: %s)", api.HeaderSidecar, name, strings.Join(h.names, ", "))
-		}
-		order = []string{name}
-	} else {
-		for _, n := range h.names {
-			if n != h.cfg.Default {
-				order = append(order, n)
-			}
-		}
+	order := []string{named}
+	if named == "" {
+		order = append([]string{h.cfg.Default}, slices.DeleteFunc(slices.Clone(h.names), func(n string) bool { return n == h.cfg.Default })...)
 	}
-	// The sidecar call is bound to the request: it is canceled when the
-	// client goes away.
+	// Without a sidecar named, ask the default, then the others while they
+	// do not know the pod. The sidecar call is bound to the request: it is
+	// canceled when the client goes away.
 	var rc io.ReadCloser
-	var err error
 	for _, name := range order {
-		rc, err = h.cfg.Sidecars[name].Logs(r.Context(), &req)
+		rc, err = h.cfg.Sidecars[name].Logs(r.Context(), req)
 		if err == nil || !api.IsNotFound(err) {
 			break
 		}
@@ -407,44 +399,39 @@ func (h *Handler) logs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("logs of %s/%s container %s: %w", req.Namespace, req.PodName, req.ContainerName, err)
 	}
-	defer func() { _ = rc.Close() }()
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.WriteHeader(http.StatusOK)
-	if err := sidecars.StreamLogs(w, rc); err != nil && r.Context().Err() == nil {
-		h.log.WarnContext(r.Context(), "log stream ended with an error", "pod", req.PodName, "namespace", req.Namespace, "err", err)
-	}
+	sidecars.ServeLogs(w, r, rc, req, h.log)
 	return nil
 }
 
 // exec runs a command through the pod's sidecar (named by HeaderSidecar, or
 // the default) and streams its output and exit code back.
 func (h *Handler) exec(w http.ResponseWriter, r *http.Request) error {
-	var req api.ExecRequest
-	if err := api.ReadJSON(w, r, h.cfg.MaxBodyBytes, &req); err != nil {
+	req, err := sidecars.ReadExecRequest(w, r, h.cfg.MaxBodyBytes)
+	if err != nil {
 		return err
 	}
-	if err := api.ValidateExecRequest(&req); err != nil {
+	name, err := h.sidecarFromHeader(r)
+	if err != nil {
 		return err
 	}
-	name := h.cfg.Default
-	if n := r.Header.Get(api.HeaderSidecar); n != "" {
-		if _, ok := h.cfg.Sidecars[n]; !ok {
-			return api.Invalid("header %s=%q names no configured sidecar (configured: %s)", api.HeaderSidecar, n, strings.Join(h.names, ", "))
-		}
-		name = n
+	if name == "" {
+		name = h.cfg.Default
 	}
 	ex, ok := h.cfg.Sidecars[name].(sidecars.Execer)
 	if !ok {
 		return api.NewError(api.ReasonNotImplemented, "sidecar %s does not offer exec", name)
 	}
-	return api.WriteExec(w, func(out io.Writer) (int, error) {
-		code, err := ex.Exec(r.Context(), &req, out)
-		if err != nil {
-			h.log.WarnContext(r.Context(), "exec failed", "pod", req.PodName, "namespace", req.Namespace, "err", err)
-			return 0, fmt.Errorf("exec in %s/%s on sidecar %s: %w", req.Namespace, req.PodName, name, err)
-		}
-		return code, nil
-	})
+	return sidecars.ServeExec(w, r, ex, req, h.log.With("sidecar", name))
+}
+
+// sidecarFromHeader returns the sidecar named by HeaderSidecar ("" when
+// none is named); an unknown name is Invalid.
+func (h *Handler) sidecarFromHeader(r *http.Request) (string, error) {
+	name := r.Header.Get(api.HeaderSidecar)
+	if _, ok := h.cfg.Sidecars[name]; name != "" && !ok {
+		return "", api.Invalid("header %s=%q names no configured sidecar (configured: %s)", api.HeaderSidecar, name, strings.Join(h.names, ", "))
+	}
+	return name, nil
 }
 
 // ping asks every sidecar concurrently and aggregates: resources summed,

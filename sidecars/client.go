@@ -43,10 +43,8 @@ type ClientConfig struct {
 // Client calls a sidecar over the wire protocol. It implements Plugin and
 // Pinger, so interLink and the conformance suite use any sidecar through it.
 type Client struct {
-	ep   api.Endpoint
-	hc   *http.Client
-	cfg  ClientConfig
-	ours atomic.Bool
+	caller api.Caller
+	ours   atomic.Bool
 }
 
 var (
@@ -77,9 +75,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if base.Transport == nil {
 		base.Transport = api.NewTransport(ep, nil)
 	}
-	c := &Client{ep: ep, cfg: cfg}
+	c := &Client{}
 	base.Transport = &versionSniffer{next: base.Transport, ours: &c.ours}
-	c.hc = &base
+	c.caller = api.Caller{HTTP: &base, Endpoint: ep, Timeout: cfg.CallTimeout, Retries: cfg.Retries, Backoff: cfg.Backoff}
 	return c, nil
 }
 
@@ -101,30 +99,17 @@ func (v *versionSniffer) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// call runs one JSON call with a timeout, retried when idempotent.
-func (c *Client) call(ctx context.Context, idempotent bool, r api.Request, out any) error {
-	attempts := 1
-	if idempotent {
-		attempts = c.cfg.Retries
-	}
-	return api.Retry(ctx, attempts, c.cfg.Backoff, func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
-		defer cancel()
-		return api.DoJSON(ctx, c.hc, c.ep, r, out)
-	})
-}
-
 // Create implements Plugin. It is not retried: a retry could create twice on
 // a plugin that is not idempotent.
 func (c *Client) Create(ctx context.Context, data *api.RetrievedPodData) (api.CreateStruct, error) {
 	var out api.CreateStruct
-	err := c.call(ctx, false, api.Request{Method: http.MethodPost, Path: api.PathCreate, In: data}, &out)
+	err := c.caller.Call(ctx, false, api.Request{Method: http.MethodPost, Path: api.PathCreate, In: data}, &out)
 	return out, err
 }
 
 // Delete implements Plugin.
 func (c *Client) Delete(ctx context.Context, pod *corev1.Pod) error {
-	return c.call(ctx, true, api.Request{Method: http.MethodPost, Path: api.PathDelete, In: pod}, nil)
+	return c.caller.Call(ctx, true, api.Request{Method: http.MethodPost, Path: api.PathDelete, In: pod}, nil)
 }
 
 // Status implements Plugin. The original plugins take GET with a body.
@@ -133,7 +118,7 @@ func (c *Client) Status(ctx context.Context, pods []corev1.Pod) ([]api.PodStatus
 		pods = []corev1.Pod{}
 	}
 	var out []api.PodStatus
-	err := c.call(ctx, true, api.Request{Method: http.MethodGet, Path: api.PathStatus, In: pods}, &out)
+	err := c.caller.Call(ctx, true, api.Request{Method: http.MethodGet, Path: api.PathStatus, In: pods}, &out)
 	return out, err
 }
 
@@ -155,44 +140,29 @@ func (c *Client) StatusRaw(ctx context.Context, pods []json.RawMessage) ([]json.
 	}
 	body = append(body, ']')
 	var out []json.RawMessage
-	err := c.call(ctx, true, api.Request{Method: http.MethodGet, Path: api.PathStatus, Body: body}, &out)
+	err := c.caller.Call(ctx, true, api.Request{Method: http.MethodGet, Path: api.PathStatus, Body: body}, &out)
 	return out, err
 }
 
 // Ping implements Pinger: an empty /status.
 func (c *Client) Ping(ctx context.Context) (api.PingResponse, error) {
 	var out api.PingResponse
-	err := c.call(ctx, true, api.Request{Method: http.MethodGet, Path: api.PathStatus, In: []corev1.Pod{}}, &out)
+	err := c.caller.Call(ctx, true, api.Request{Method: http.MethodGet, Path: api.PathStatus, In: []corev1.Pod{}}, &out)
 	return out, err
 }
 
 // Exec implements Execer: it streams the command's output to out and returns
 // its exit code. It is never retried (a command may not be idempotent).
 func (c *Client) Exec(ctx context.Context, req *api.ExecRequest, out io.Writer) (int, error) {
-	resp, err := api.Do(ctx, c.hc, c.ep, api.Request{Method: http.MethodPost, Path: api.PathExec, In: req}) //nolint:bodyclose // ExecReply closes it
-	if err != nil {
-		return 0, err
-	}
-	return api.ExecReply(resp, out)
+	return c.caller.Exec(ctx, api.Request{Method: http.MethodPost, Path: api.PathExec, In: req}, out)
 }
 
 // Logs implements Plugin. A followed stream has no timeout but ctx's.
 func (c *Client) Logs(ctx context.Context, req *api.LogStruct) (io.ReadCloser, error) {
-	r := api.Request{Method: http.MethodGet, Path: api.PathLogs, In: req}
-	if req.Opts.Follow {
-		resp, err := api.Do(ctx, c.hc, c.ep, r) //nolint:bodyclose // the caller closes the returned stream
-		if err != nil {
-			return nil, err
-		}
-		return resp.Body, nil
+	// A followed stream is not retried: part of it may have been read.
+	resp, err := c.caller.Stream(ctx, !req.Opts.Follow, api.Request{Method: http.MethodGet, Path: api.PathLogs, In: req}) //nolint:bodyclose // the caller closes it
+	if err != nil {
+		return nil, err
 	}
-	var body io.ReadCloser
-	err := api.Retry(ctx, c.cfg.Retries, c.cfg.Backoff, func(ctx context.Context) error {
-		resp, err := api.Do(ctx, c.hc, c.ep, r) //nolint:bodyclose // the caller closes the returned stream
-		if err == nil {
-			body = resp.Body
-		}
-		return err
-	})
-	return body, err
+	return resp.Body, nil
 }

@@ -148,43 +148,67 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) logs(w http.ResponseWriter, r *http.Request) error {
-	var req api.LogStruct
-	if err := api.ReadJSON(w, r, h.cfg.MaxBodyBytes, &req); err != nil {
+	req, err := ReadLogRequest(w, r, h.cfg.MaxBodyBytes)
+	if err != nil {
 		return err
 	}
-	if err := api.ValidateLogRequest(&req); err != nil {
-		return err
-	}
-	rc, err := h.p.Logs(r.Context(), &req)
+	rc, err := h.p.Logs(r.Context(), req)
 	if err != nil {
 		return fmt.Errorf("logs of %s/%s/%s: %w", req.Namespace, req.PodName, req.ContainerName, err)
 	}
-	defer func() { _ = rc.Close() }()
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.WriteHeader(http.StatusOK)
-	// Once streaming, errors can no longer change the status: log them.
-	if err := StreamLogs(w, rc); err != nil && r.Context().Err() == nil {
-		h.log.WarnContext(r.Context(), "log stream ended with an error", "pod", req.PodName, "namespace", req.Namespace, "err", err)
-	}
+	ServeLogs(w, r, rc, req, h.log)
 	return nil
 }
 
 func (h *handler) exec(w http.ResponseWriter, r *http.Request) error {
-	var req api.ExecRequest
-	if err := api.ReadJSON(w, r, h.cfg.MaxBodyBytes, &req); err != nil {
-		return err
-	}
-	if err := api.ValidateExecRequest(&req); err != nil {
+	req, err := ReadExecRequest(w, r, h.cfg.MaxBodyBytes)
+	if err != nil {
 		return err
 	}
 	ex, ok := h.p.(Execer)
 	if !ok {
 		return api.NewError(api.ReasonNotImplemented, "this sidecar does not offer exec")
 	}
+	return ServeExec(w, r, ex, req, h.log)
+}
+
+// ReadLogRequest decodes and validates a /getLogs body.
+func ReadLogRequest(w http.ResponseWriter, r *http.Request, limit int64) (*api.LogStruct, error) {
+	var req api.LogStruct
+	if err := api.ReadJSON(w, r, limit, &req); err != nil {
+		return nil, err
+	}
+	return &req, api.ValidateLogRequest(&req)
+}
+
+// ReadExecRequest decodes and validates an /exec body.
+func ReadExecRequest(w http.ResponseWriter, r *http.Request, limit int64) (*api.ExecRequest, error) {
+	var req api.ExecRequest
+	if err := api.ReadJSON(w, r, limit, &req); err != nil {
+		return nil, err
+	}
+	return &req, api.ValidateExecRequest(&req)
+}
+
+// ServeLogs streams rc (then closes it) as the text/plain reply, flushed as
+// it comes. Once streaming, an error can no longer change the status: it is
+// logged.
+func ServeLogs(w http.ResponseWriter, r *http.Request, rc io.ReadCloser, req *api.LogStruct, log *slog.Logger) {
+	defer func() { _ = rc.Close() }()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	if err := StreamLogs(w, rc); err != nil && r.Context().Err() == nil {
+		log.WarnContext(r.Context(), "log stream ended with an error", "pod", req.PodName, "namespace", req.Namespace, "err", err)
+	}
+}
+
+// ServeExec runs req with ex, streaming its output and exit code as the
+// reply (api.WriteExec). A failure is logged, even once output was sent.
+func ServeExec(w http.ResponseWriter, r *http.Request, ex Execer, req *api.ExecRequest, log *slog.Logger) error {
 	return api.WriteExec(w, func(out io.Writer) (int, error) {
-		code, err := ex.Exec(r.Context(), &req, out)
+		code, err := ex.Exec(r.Context(), req, out)
 		if err != nil {
-			h.log.WarnContext(r.Context(), "exec failed", "pod", req.PodName, "namespace", req.Namespace, "err", err)
+			log.WarnContext(r.Context(), "exec failed", "pod", req.PodName, "namespace", req.Namespace, "err", err)
 			return 0, fmt.Errorf("exec in %s/%s container %s: %w", req.Namespace, req.PodName, req.ContainerName, err)
 		}
 		return code, nil

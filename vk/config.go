@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/seed-3f807049/interlink/observability/config"
+	"github.com/seed-3f807049/interlink/observability/logging"
 )
 
 // Defaults of Config.
@@ -124,16 +125,9 @@ func (c *Config) InterlinkEndpoint() string {
 	return strings.TrimSuffix(c.InterlinkURL, "/") + ":" + c.InterlinkPort
 }
 
-// LogLevel maps the original's logging switches to a slog level name.
-func (c *Config) LogLevel() string {
-	switch {
-	case c.VerboseLogging:
-		return "debug"
-	case c.ErrorsOnlyLogging:
-		return "error"
-	default:
-		return "info"
-	}
+// LogSettings implements cli.Config: the original's logging switches.
+func (c *Config) LogSettings() (format, level string) {
+	return c.LogFormat, logging.Level(c.VerboseLogging, c.ErrorsOnlyLogging)
 }
 
 // Taints parses NodeTaints.

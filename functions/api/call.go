@@ -257,3 +257,80 @@ func WriteExec(w http.ResponseWriter, fn func(out io.Writer) (int, error)) error
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
+
+// Caller makes the wire calls of one client to one peer: JSON calls bounded
+// by Timeout and, when idempotent, retried with backoff; and streams (logs,
+// exec) bounded by their context only.
+type Caller struct {
+	HTTP     *http.Client
+	Endpoint Endpoint
+	Timeout  time.Duration
+	Retries  int
+	Backoff  time.Duration
+	// Header, if set, gives headers added to every request (a bearer
+	// token read again from its file, say).
+	Header func() (http.Header, error)
+}
+
+func (c *Caller) prepare(r Request) (Request, error) {
+	r.Header = r.Header.Clone()
+	if c.Header == nil {
+		return r, nil
+	}
+	h, err := c.Header()
+	if err != nil {
+		return r, err
+	}
+	if r.Header == nil {
+		r.Header = http.Header{}
+	}
+	for k, v := range h {
+		r.Header[k] = v
+	}
+	return r, nil
+}
+
+func (c *Caller) attempts(idempotent bool) int {
+	if idempotent {
+		return c.Retries
+	}
+	return 1
+}
+
+// Call makes a JSON call and decodes its reply into out (if not nil).
+func (c *Caller) Call(ctx context.Context, idempotent bool, r Request, out any) error {
+	return Retry(ctx, c.attempts(idempotent), c.Backoff, func(ctx context.Context) error {
+		r, err := c.prepare(r)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+		defer cancel()
+		return DoJSON(ctx, c.HTTP, c.Endpoint, r, out)
+	})
+}
+
+// Stream makes a call whose reply the caller reads and closes; only ctx
+// bounds it. An idempotent one is retried until a reply arrives.
+func (c *Caller) Stream(ctx context.Context, idempotent bool, r Request) (*http.Response, error) {
+	var resp *http.Response
+	err := Retry(ctx, c.attempts(idempotent), c.Backoff, func(ctx context.Context) error {
+		r, err := c.prepare(r)
+		if err != nil {
+			return err
+		}
+		resp, err = Do(ctx, c.HTTP, c.Endpoint, r) //nolint:bodyclose // returned to the caller
+		return err
+	})
+	return resp, err
+}
+
+// Exec makes an /exec call (never retried), copies the output to out and
+// returns the exit code.
+func (c *Caller) Exec(ctx context.Context, r Request, out io.Writer) (int, error) {
+	resp, err := c.Stream(ctx, false, r) //nolint:bodyclose // ExecReply closes it
+	if err != nil {
+		return 0, err
+	}
+	return ExecReply(resp, out)
+}

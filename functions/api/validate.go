@@ -37,16 +37,7 @@ func ValidatePod(pod *corev1.Pod) error {
 // DNS-label namespace and container name, a UUID pod UID, and no
 // contradictory options.
 func ValidateLogRequest(l *LogStruct) error {
-	var errs []error
-	if msgs := validation.IsDNS1123Label(l.Namespace); len(msgs) > 0 {
-		errs = append(errs, fmt.Errorf("Namespace %q: %s", l.Namespace, strings.Join(msgs, "; ")))
-	}
-	if msgs := validation.IsDNS1123Label(l.ContainerName); len(msgs) > 0 {
-		errs = append(errs, fmt.Errorf("ContainerName %q: %s", l.ContainerName, strings.Join(msgs, "; ")))
-	}
-	if !isUUID(l.PodUID) {
-		errs = append(errs, fmt.Errorf("PodUID %q is not a UUID", l.PodUID))
-	}
+	errs := validateContainerRef(l.Namespace, l.ContainerName, l.PodUID, "Namespace", "ContainerName", "PodUID")
 	o := l.Opts
 	if o.Tail < 0 || o.LimitBytes < 0 || o.SinceSeconds < 0 {
 		errs = append(errs, errors.New("Tail, Bytes and SinceSeconds must not be negative"))
@@ -66,16 +57,7 @@ func ValidateLogRequest(l *LogStruct) error {
 // ValidateExecRequest checks an exec request like a log request, and that it
 // has a command.
 func ValidateExecRequest(e *ExecRequest) error {
-	var errs []error
-	if msgs := validation.IsDNS1123Label(e.Namespace); len(msgs) > 0 {
-		errs = append(errs, fmt.Errorf("namespace %q: %s", e.Namespace, strings.Join(msgs, "; ")))
-	}
-	if msgs := validation.IsDNS1123Label(e.ContainerName); len(msgs) > 0 {
-		errs = append(errs, fmt.Errorf("containerName %q: %s", e.ContainerName, strings.Join(msgs, "; ")))
-	}
-	if !isUUID(e.PodUID) {
-		errs = append(errs, fmt.Errorf("podUID %q is not a UUID", e.PodUID))
-	}
+	errs := validateContainerRef(e.Namespace, e.ContainerName, e.PodUID, "namespace", "containerName", "podUID")
 	if len(e.Command) == 0 {
 		errs = append(errs, errors.New("command is empty"))
 	}
@@ -83,6 +65,22 @@ func ValidateExecRequest(e *ExecRequest) error {
 		return Invalid("invalid exec request: %w", JoinErrors(errs))
 	}
 	return nil
+}
+
+// validateContainerRef checks the namespace, container name and pod UID that
+// name a container, reporting each under its field name.
+func validateContainerRef(ns, container, uid, nsField, containerField, uidField string) []error {
+	var errs []error
+	if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("%s %q: %s", nsField, ns, strings.Join(msgs, "; ")))
+	}
+	if msgs := validation.IsDNS1123Label(container); len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("%s %q: %s", containerField, container, strings.Join(msgs, "; ")))
+	}
+	if !isUUID(uid) {
+		errs = append(errs, fmt.Errorf("%s %q is not a UUID", uidField, uid))
+	}
+	return errs
 }
 
 // isUUID accepts only the canonical 36-character form Kubernetes uses.

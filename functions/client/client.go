@@ -47,10 +47,9 @@ type Config struct {
 
 // Client calls interLink.
 type Client struct {
-	ep    api.Endpoint
-	hc    *http.Client
-	cfg   Config
-	token tokenFile
+	caller api.Caller
+	cfg    Config
+	token  tokenFile
 }
 
 // New returns a client.
@@ -86,60 +85,49 @@ func New(cfg Config) (*Client, error) {
 			tc.Certificates = []tls.Certificate{cert}
 		}
 	}
-	c := &Client{ep: ep, cfg: cfg, hc: &http.Client{Transport: api.NewTransport(ep, tc)}, token: tokenFile{path: cfg.TokenFile}}
+	c := &Client{cfg: cfg, token: tokenFile{path: cfg.TokenFile}}
+	c.caller = api.Caller{HTTP: &http.Client{Transport: api.NewTransport(ep, tc)}, Endpoint: ep, Timeout: cfg.Timeout,
+		Retries: cfg.Retries, Backoff: 200 * time.Millisecond, Header: c.authHeader}
 	return c, nil
 }
 
-func (c *Client) header(sidecar string) (http.Header, error) {
-	h := http.Header{}
-	if c.cfg.TokenFile != "" {
-		tok, err := c.token.get()
-		if err != nil {
-			return nil, api.Unavailable("read token file: %w", err)
-		}
-		h.Set("Authorization", "Bearer "+tok)
+// authHeader carries the bearer token, read from its file when it changed.
+func (c *Client) authHeader() (http.Header, error) {
+	if c.cfg.TokenFile == "" {
+		return nil, nil
 	}
-	if sidecar != "" {
-		h.Set(api.HeaderSidecar, sidecar)
+	tok, err := c.token.get()
+	if err != nil {
+		return nil, api.Unavailable("read token file: %w", err)
 	}
-	return h, nil
+	return http.Header{"Authorization": {"Bearer " + tok}}, nil
 }
 
-func (c *Client) call(ctx context.Context, idempotent bool, r api.Request, out any) error {
-	attempts := 1
-	if idempotent {
-		attempts = c.cfg.Retries
+func sidecarHeader(sidecar string) http.Header {
+	if sidecar == "" {
+		return nil
 	}
-	return api.Retry(ctx, attempts, 200*time.Millisecond, func(ctx context.Context) error {
-		h, err := c.header("")
-		if err != nil {
-			return err
-		}
-		r.Header = h
-		ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
-		defer cancel()
-		return api.DoJSON(ctx, c.hc, c.ep, r, out)
-	})
+	return http.Header{api.HeaderSidecar: {sidecar}}
 }
 
 // Create submits a pod. It is not retried here: the caller retries, and
 // interLink's create is idempotent by pod UID.
 func (c *Client) Create(ctx context.Context, req *api.PodCreateRequests) (api.CreateStruct, error) {
 	var out api.CreateStruct
-	err := c.call(ctx, false, api.Request{Method: http.MethodPost, Path: api.PathCreate, In: req}, &out)
+	err := c.caller.Call(ctx, false, api.Request{Method: http.MethodPost, Path: api.PathCreate, In: req}, &out)
 	return out, err
 }
 
 // Delete deletes a pod; an unknown pod is api.NotFound.
 func (c *Client) Delete(ctx context.Context, pod *corev1.Pod) error {
-	return c.call(ctx, true, api.Request{Method: http.MethodDelete, Path: api.PathDelete, In: pod}, nil)
+	return c.caller.Call(ctx, true, api.Request{Method: http.MethodDelete, Path: api.PathDelete, In: pod}, nil)
 }
 
 // Status returns the status of many pods in one call. Entries with Error set
 // are pods whose sidecar failed: their last known status stands.
 func (c *Client) Status(ctx context.Context, pods []*corev1.Pod) ([]api.PodStatus, error) {
 	var out []api.PodStatus
-	err := c.call(ctx, true, api.Request{Method: http.MethodPost, Path: api.PathStatus, In: pods}, &out)
+	err := c.caller.Call(ctx, true, api.Request{Method: http.MethodPost, Path: api.PathStatus, In: pods}, &out)
 	return out, err
 }
 
@@ -147,18 +135,14 @@ func (c *Client) Status(ctx context.Context, pods []*corev1.Pod) ([]api.PodStatu
 // saying every sidecar is down is an Unavailable error carrying the reply.
 func (c *Client) Ping(ctx context.Context) (api.PingResponse, error) {
 	var out api.PingResponse
-	err := c.call(ctx, true, api.Request{Method: http.MethodPost, Path: api.PathPing}, &out)
+	err := c.caller.Call(ctx, true, api.Request{Method: http.MethodPost, Path: api.PathPing}, &out)
 	return out, err
 }
 
 // Logs streams a container's logs from the named sidecar ("" lets interLink
 // find it). The caller closes the stream.
 func (c *Client) Logs(ctx context.Context, sidecar string, req *api.LogStruct) (io.ReadCloser, error) {
-	h, err := c.header(sidecar)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := api.Do(ctx, c.hc, c.ep, api.Request{Method: http.MethodPost, Path: api.PathLogs, In: req, Header: h}) //nolint:bodyclose // returned to the caller
+	resp, err := c.caller.Stream(ctx, false, api.Request{Method: http.MethodPost, Path: api.PathLogs, In: req, Header: sidecarHeader(sidecar)}) //nolint:bodyclose // returned to the caller
 	if err != nil {
 		return nil, err
 	}
@@ -168,15 +152,7 @@ func (c *Client) Logs(ctx context.Context, sidecar string, req *api.LogStruct) (
 // Exec runs a command in a container through the named sidecar ("" for the
 // default), streaming its output to out, and returns its exit code.
 func (c *Client) Exec(ctx context.Context, sidecar string, req *api.ExecRequest, out io.Writer) (int, error) {
-	h, err := c.header(sidecar)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := api.Do(ctx, c.hc, c.ep, api.Request{Method: http.MethodPost, Path: api.PathExec, In: req, Header: h}) //nolint:bodyclose // ExecReply closes it
-	if err != nil {
-		return 0, err
-	}
-	return api.ExecReply(resp, out)
+	return c.caller.Exec(ctx, api.Request{Method: http.MethodPost, Path: api.PathExec, In: req, Header: sidecarHeader(sidecar)}, out)
 }
 
 // tokenFile reads a token file again whenever its modification time or size

@@ -26,3 +26,15 @@ func New(w io.Writer, format, level string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("log format %q: want json or text", format)
 	}
 }
+
+// Level maps the original interLink's logging switches to a level name.
+func Level(verbose, errorsOnly bool) string {
+	switch {
+	case verbose:
+		return "debug"
+	case errorsOnly:
+		return "error"
+	default:
+		return "info"
+	}
+}

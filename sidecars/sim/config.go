@@ -41,6 +41,9 @@ type Config struct {
 	LogLevel     string          `json:"LogLevel" env:"INTERLINK_LOG_LEVEL" doc:"Log level: debug, info, warn or error."`
 }
 
+// LogSettings implements cli.Config.
+func (c *Config) LogSettings() (format, level string) { return c.LogFormat, c.LogLevel }
+
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{

@@ -13,8 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/seed-3f807049/interlink/functions"
-	"github.com/seed-3f807049/interlink/observability/config"
-	"github.com/seed-3f807049/interlink/observability/logging"
+	"github.com/seed-3f807049/interlink/observability/cli"
 	"github.com/seed-3f807049/interlink/observability/server"
 )
 
@@ -26,21 +25,10 @@ func main() {
 }
 
 func run() error {
-	flags, err := config.ParseFlags("interlink", os.Args[1:], os.Getenv("INTERLINKCONFIGPATH"))
-	if err != nil {
-		return err
-	}
 	cfg := functions.DefaultConfig()
-	unknown, err := config.Load(&cfg, flags.Path)
+	log, flags, err := cli.Start("interlink", "INTERLINKCONFIGPATH", &cfg)
 	if err != nil {
 		return err
-	}
-	log, err := logging.New(os.Stderr, cfg.LogFormat, cfg.LogLevel())
-	if err != nil {
-		return err
-	}
-	if len(unknown) > 0 {
-		log.Warn("unknown config keys ignored", "keys", unknown)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -11,8 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/seed-3f807049/interlink/observability/config"
-	"github.com/seed-3f807049/interlink/observability/logging"
+	"github.com/seed-3f807049/interlink/observability/cli"
 	"github.com/seed-3f807049/interlink/vk/token"
 )
 
@@ -24,15 +23,8 @@ func main() {
 }
 
 func run() error {
-	flags, err := config.ParseFlags("interlink-token-refresher", os.Args[1:], os.Getenv("INTERLINK_TOKEN_CONFIG"))
-	if err != nil {
-		return err
-	}
 	cfg := token.DefaultConfig()
-	if _, err := config.Load(&cfg, flags.Path); err != nil {
-		return err
-	}
-	log, err := logging.New(os.Stderr, cfg.LogFormat, cfg.LogLevel)
+	log, flags, err := cli.Start("interlink-token-refresher", "INTERLINK_TOKEN_CONFIG", &cfg)
 	if err != nil {
 		return err
 	}

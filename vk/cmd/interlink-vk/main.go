@@ -9,8 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/seed-3f807049/interlink/observability/config"
-	"github.com/seed-3f807049/interlink/observability/logging"
+	"github.com/seed-3f807049/interlink/observability/cli"
 	"github.com/seed-3f807049/interlink/vk"
 )
 
@@ -22,26 +21,13 @@ func main() {
 }
 
 func run() error {
-	flags, err := config.ParseFlags("interlink-vk", os.Args[1:], os.Getenv("VK_CONFIG_PATH"))
-	if err != nil {
-		return err
-	}
 	cfg := vk.DefaultConfig()
-	unknown, err := config.Load(&cfg, flags.Path)
-	if err != nil {
+	log, flags, err := cli.Start("interlink-vk", "VK_CONFIG_PATH", &cfg)
+	if err != nil || flags.Test {
+		if err == nil {
+			fmt.Println("config OK")
+		}
 		return err
-	}
-	log, err := logging.New(os.Stderr, cfg.LogFormat, cfg.LogLevel())
-	if err != nil {
-		return err
-	}
-	logging.Bridge(log)
-	if len(unknown) > 0 {
-		log.Warn("unknown config keys ignored", "keys", unknown)
-	}
-	if flags.Test {
-		fmt.Println("config OK")
-		return nil
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -9,8 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/seed-3f807049/interlink/observability/config"
-	"github.com/seed-3f807049/interlink/observability/logging"
+	"github.com/seed-3f807049/interlink/observability/cli"
 	"github.com/seed-3f807049/interlink/observability/server"
 	"github.com/seed-3f807049/interlink/sidecars"
 	"github.com/seed-3f807049/interlink/sidecars/sim"
@@ -24,25 +23,13 @@ func main() {
 }
 
 func run() error {
-	flags, err := config.ParseFlags("interlink-sim", os.Args[1:], os.Getenv("INTERLINK_SIM_CONFIG"))
-	if err != nil {
-		return err
-	}
 	cfg := sim.DefaultConfig()
-	unknown, err := config.Load(&cfg, flags.Path)
-	if err != nil {
+	log, flags, err := cli.Start("interlink-sim", "INTERLINK_SIM_CONFIG", &cfg)
+	if err != nil || flags.Test {
+		if err == nil {
+			fmt.Println("config OK")
+		}
 		return err
-	}
-	log, err := logging.New(os.Stderr, cfg.LogFormat, cfg.LogLevel)
-	if err != nil {
-		return err
-	}
-	if len(unknown) > 0 {
-		log.Warn("unknown config keys ignored", "keys", unknown)
-	}
-	if flags.Test {
-		fmt.Println("config OK")
-		return nil
 	}
 	s, err := sim.New(cfg)
 	if err != nil {
