@@ -10,6 +10,7 @@ import (
 
 	"github.com/seed-3f807049/interlink/functions"
 	"github.com/seed-3f807049/interlink/observability/config"
+	"github.com/seed-3f807049/interlink/proxy"
 	"github.com/seed-3f807049/interlink/sidecars/sim"
 	"github.com/seed-3f807049/interlink/vk"
 	"github.com/seed-3f807049/interlink/vk/token"
@@ -37,6 +38,10 @@ and ignored, so one file can be shared with a plugin, as the original interLink 
 	vcfg := vk.DefaultConfig()
 	b.WriteString(config.Markdown("interlink-vk", "The virtual kubelet (`vk/cmd/interlink-vk`). "+
 		"Config file: `--config` or `VK_CONFIG_PATH`. The original's keys and variables keep working.", &vcfg))
+	b.WriteString("\n")
+	pcfg := proxy.DefaultStandaloneConfig()
+	b.WriteString(config.Markdown("interlink-proxy", "The authenticating proxy on its own, in front of any upstream (`proxy/cmd/interlink-proxy`). "+
+		"Config file: `--config` or `INTERLINK_PROXY_CONFIG`. Its `Auth` keys are those of interlink.", &pcfg))
 	b.WriteString("\n")
 	tcfg := token.DefaultConfig()
 	b.WriteString(config.Markdown("interlink-token-refresher", "Keeps the VK's token file fresh (`vk/cmd/interlink-token-refresher`). "+

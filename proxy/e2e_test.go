@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	build := exec.Command("go", "build", "-o", dir+"/", "../functions/cmd/interlink", "../sidecars/sim/cmd/interlink-sim", "../vk/cmd/interlink-token-refresher")
+	build := exec.Command("go", "build", "-o", dir+"/", "../functions/cmd/interlink", "../sidecars/sim/cmd/interlink-sim", "../vk/cmd/interlink-token-refresher", "./cmd/interlink-proxy")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build:", err)
@@ -266,6 +266,22 @@ func TestE2EHydra(t *testing.T) {
 			}
 		})
 	}
+	t.Run("standalone proxy in front of an upstream", func(t *testing.T) {
+		upstream := startInterlink(t, sock, "INTERLINK_AUTH_INSECURE=true")
+		port := freePort(t)
+		front := "http://127.0.0.1:" + port
+		start(t, "interlink-proxy", []string{"INTERLINK_PROXY_LISTEN=127.0.0.1:" + port, "INTERLINK_PROXY_UPSTREAM=" + upstream,
+			"INTERLINK_AUTH_ISSUERS=" + h.public, "INTERLINK_AUTH_AUDIENCES=interlink"})
+		waitUp(t, front+"/healthz")
+		for _, tc := range []struct {
+			authz string
+			code  int
+		}{{"Bearer " + token(t, good), 200}, {"Bearer " + token(t, wrongAud), 401}, {"", 401}} {
+			if code, body := status(t, front, tc.authz); code != tc.code {
+				t.Errorf("through interlink-proxy: %d %s, want %d", code, body, tc.code)
+			}
+		}
+	})
 	t.Run("key rotation", func(t *testing.T) {
 		before := kid(t, token(t, good))
 		body := strings.NewReader(`{"alg":"RS256","use":"sig","kid":"rotated-e2e"}`)

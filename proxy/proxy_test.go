@@ -6,7 +6,9 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
@@ -353,5 +355,25 @@ func TestMetricsCountOutcomes(t *testing.T) {
 	}
 	if n := testutil.CollectAndCount(m.latency); n != 1 {
 		t.Errorf("latency histogram: %d series", n)
+	}
+}
+
+func TestClientCertificateIdentity(t *testing.T) {
+	p := newProxy(t, func(c *Config) { c.ClientCerts = true })
+	leaf := &x509.Certificate{Subject: pkix.Name{CommonName: "cluster-c", Organization: []string{"hpc-users"}}}
+	req := httptest.NewRequest(http.MethodPost, "/status", nil)
+	req.TLS = &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{leaf}}}
+	rec := httptest.NewRecorder()
+	p.ServeHTTP(rec, req)
+	if rec.Code != 200 || rec.Body.String() != "cluster-c||hpc-users" {
+		t.Errorf("verified client certificate: %d %q", rec.Code, rec.Body)
+	}
+	// A TLS connection without a verified certificate has no credential.
+	req = httptest.NewRequest(http.MethodPost, "/status", nil)
+	req.TLS = &tls.ConnectionState{}
+	rec = httptest.NewRecorder()
+	p.ServeHTTP(rec, req)
+	if rec.Code != 401 {
+		t.Errorf("no certificate: %d", rec.Code)
 	}
 }

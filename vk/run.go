@@ -30,6 +30,7 @@ import (
 
 	"github.com/seed-3f807049/interlink/functions/client"
 	"github.com/seed-3f807049/interlink/observability/metrics"
+	"github.com/seed-3f807049/interlink/observability/server"
 )
 
 // Run registers the virtual node and serves it until ctx ends.
@@ -150,11 +151,12 @@ func servingTLS(ctx context.Context, cs kubernetes.Interface, cfg *Config, log *
 	}
 	switch mode {
 	case CertModeFiles:
-		cert, err := tls.LoadX509KeyPair(cfg.KubeletCertFile, cfg.KubeletKeyFile)
+		// Reloaded when the files change (a renewed certificate).
+		reloader, err := server.NewCertReloader(cfg.KubeletCertFile, cfg.KubeletKeyFile, log)
 		if err != nil {
 			return nil, fmt.Errorf("kubelet serving certificate: %w", err)
 		}
-		tc.Certificates = []tls.Certificate{cert}
+		tc.GetCertificate = reloader.GetCertificate
 	case CertModeCSR:
 		mgr, err := csrManager(ctx, cs, cfg)
 		if err != nil {

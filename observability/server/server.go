@@ -84,7 +84,7 @@ func Serve(ctx context.Context, l net.Listener, cfg Config, h http.Handler, log 
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	if cfg.CertFile != "" {
-		tc, err := tlsConfig(cfg)
+		tc, err := tlsConfig(cfg, log)
 		if err != nil {
 			_ = l.Close()
 			return err
@@ -123,12 +123,13 @@ func Run(ctx context.Context, cfg Config, h http.Handler, log *slog.Logger) erro
 	return Serve(ctx, l, cfg, h, log)
 }
 
-func tlsConfig(cfg Config) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+// tlsConfig serves the key pair of cfg, reloaded when its files change.
+func tlsConfig(cfg Config, log *slog.Logger) (*tls.Config, error) {
+	reloader, err := NewCertReloader(cfg.CertFile, cfg.KeyFile, log)
 	if err != nil {
-		return nil, fmt.Errorf("load TLS key pair: %w", err)
+		return nil, err
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: reloader.GetCertificate}
 	if cfg.ClientCAFile != "" {
 		pem, err := os.ReadFile(cfg.ClientCAFile)
 		if err != nil {

@@ -139,7 +139,45 @@ func TestBadTLSConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = Serve(context.Background(), l, Config{CertFile: "/nonexistent.pem", KeyFile: "/nonexistent.key"}, http.NotFoundHandler(), slog.New(slog.DiscardHandler))
-	if err == nil || !strings.Contains(err.Error(), "load TLS key pair") {
+	if err == nil || !strings.Contains(err.Error(), "TLS key pair") {
 		t.Errorf("missing certificate: %v", err)
+	}
+}
+
+func TestCertificateReloaded(t *testing.T) {
+	dir := t.TempDir()
+	_, _ = pki(t, dir)
+	newDir := t.TempDir()
+	_, _ = pki(t, newDir)
+	pool := x509.NewCertPool()
+	for _, d := range []string{dir, newDir} {
+		b, _ := os.ReadFile(filepath.Join(d, "ca.pem"))
+		pool.AppendCertsFromPEM(b)
+	}
+	addr := serve(t, Config{Listen: "127.0.0.1:0", CertFile: filepath.Join(dir, "server.pem"), KeyFile: filepath.Join(dir, "server-key.pem")})
+	serial := func() string {
+		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = conn.Close() }()
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	first := serial()
+	// A new pair replaces the files, as a Secret update does.
+	for _, f := range []string{"server.pem", "server-key.pem"} {
+		b, _ := os.ReadFile(filepath.Join(newDir, f))
+		tmp := filepath.Join(dir, f+".new")
+		_ = os.WriteFile(tmp, b, 0o600) //nolint:gosec // a test temp dir
+		if err := os.Rename(tmp, filepath.Join(dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for serial() == first {
+		if time.Now().After(deadline) {
+			t.Fatal("the replaced certificate was not served")
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
