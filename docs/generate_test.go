@@ -31,25 +31,29 @@ exits. Durations are written like ` + "`30s`" + ` or ` + "`2m`" + `. Keys the bi
 and ignored, so one file can be shared with a plugin, as the original interLink does.
 
 `)
-	icfg := functions.DefaultConfig()
-	b.WriteString(config.Markdown("interlink", "The interLink API server (`functions/cmd/interlink`). "+
-		"Config file: `--config` or `INTERLINKCONFIGPATH`. The original interLink's keys and variables keep working.", &icfg))
-	b.WriteString("\n")
-	vcfg := vk.DefaultConfig()
-	b.WriteString(config.Markdown("interlink-vk", "The virtual kubelet (`vk/cmd/interlink-vk`). "+
-		"Config file: `--config` or `VK_CONFIG_PATH`. The original's keys and variables keep working.", &vcfg))
-	b.WriteString("\n")
-	pcfg := proxy.DefaultStandaloneConfig()
-	b.WriteString(config.Markdown("interlink-proxy", "The authenticating proxy on its own, in front of any upstream (`proxy/cmd/interlink-proxy`). "+
-		"Config file: `--config` or `INTERLINK_PROXY_CONFIG`. Its `Auth` keys are those of interlink.", &pcfg))
-	b.WriteString("\n")
-	tcfg := token.DefaultConfig()
-	b.WriteString(config.Markdown("interlink-token-refresher", "Keeps the VK's token file fresh (`vk/cmd/interlink-token-refresher`). "+
-		"Config file: `--config` or `INTERLINK_TOKEN_CONFIG`.", &tcfg))
-	b.WriteString("\n")
-	scfg := sim.DefaultConfig()
-	b.WriteString(config.Markdown("interlink-sim", "The simulated sidecar (`sidecars/sim/cmd/interlink-sim`), for scale tests only. "+
-		"Config file: `--config` or `INTERLINK_SIM_CONFIG`.", &scfg))
+	icfg, vcfg, pcfg := functions.DefaultConfig(), vk.DefaultConfig(), proxy.DefaultStandaloneConfig()
+	tcfg, scfg := token.DefaultConfig(), sim.DefaultConfig()
+	sections := []struct {
+		binary, intro string
+		cfg           any
+	}{
+		{"interlink", "The interLink API server (`functions/cmd/interlink`). " +
+			"Config file: `--config` or `INTERLINKCONFIGPATH`. The original interLink's keys and variables keep working.", &icfg},
+		{"interlink-vk", "The virtual kubelet (`vk/cmd/interlink-vk`). " +
+			"Config file: `--config` or `VK_CONFIG_PATH`. The original's keys and variables keep working.", &vcfg},
+		{"interlink-proxy", "The authenticating proxy on its own, in front of any upstream (`proxy/cmd/interlink-proxy`). " +
+			"Config file: `--config` or `INTERLINK_PROXY_CONFIG`. Its `Auth` keys are those of interlink.", &pcfg},
+		{"interlink-token-refresher", "Keeps the VK's token file fresh (`vk/cmd/interlink-token-refresher`). " +
+			"Config file: `--config` or `INTERLINK_TOKEN_CONFIG`.", &tcfg},
+		{"interlink-sim", "The simulated sidecar (`sidecars/sim/cmd/interlink-sim`), for scale tests only. " +
+			"Config file: `--config` or `INTERLINK_SIM_CONFIG`.", &scfg},
+	}
+	for i, sec := range sections {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		b.WriteString(config.Markdown(sec.binary, sec.intro, sec.cfg))
+	}
 	return b.String()
 }
 
