@@ -2,7 +2,7 @@
 SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := help
 
-BINARIES := functions/cmd/interlink sidecars/sim/cmd/interlink-sim vk/cmd/interlink-vk vk/cmd/interlink-token-refresher proxy/cmd/interlink-proxy
+BINARIES := functions/cmd/interlink sidecars/sim/cmd/interlink-sim sidecars/slurm/cmd/interlink-slurm vk/cmd/interlink-vk vk/cmd/interlink-token-refresher proxy/cmd/interlink-proxy
 BIN := bin
 
 ## help: list the targets

@@ -12,6 +12,7 @@ import (
 	"github.com/seed-3f807049/interlink/observability/config"
 	"github.com/seed-3f807049/interlink/proxy"
 	"github.com/seed-3f807049/interlink/sidecars/sim"
+	"github.com/seed-3f807049/interlink/sidecars/slurm"
 	"github.com/seed-3f807049/interlink/vk"
 	"github.com/seed-3f807049/interlink/vk/token"
 )
@@ -32,7 +33,7 @@ and ignored, so one file can be shared with a plugin, as the original interLink 
 
 `)
 	icfg, vcfg, pcfg := functions.DefaultConfig(), vk.DefaultConfig(), proxy.DefaultStandaloneConfig()
-	tcfg, scfg := token.DefaultConfig(), sim.DefaultConfig()
+	tcfg, scfg, slcfg := token.DefaultConfig(), sim.DefaultConfig(), slurm.DefaultConfig()
 	sections := []struct {
 		binary, intro string
 		cfg           any
@@ -47,6 +48,8 @@ and ignored, so one file can be shared with a plugin, as the original interLink 
 			"Config file: `--config` or `INTERLINK_TOKEN_CONFIG`.", &tcfg},
 		{"interlink-sim", "The simulated sidecar (`sidecars/sim/cmd/interlink-sim`), for scale tests only. " +
 			"Config file: `--config` or `INTERLINK_SIM_CONFIG`.", &scfg},
+		{"interlink-slurm", "The SLURM sidecar (`sidecars/slurm/cmd/interlink-slurm`). " +
+			"Config file: `--config` or `SLURMCONFIGPATH`. The original SLURM plugin's keys and variables keep working; see docs/slurm.md.", &slcfg},
 	}
 	for i, sec := range sections {
 		if i > 0 {

@@ -1,0 +1,43 @@
+// Command interlink-slurm is the SLURM sidecar: it runs each pod as a batch
+// job on the Slurm cluster it can submit to.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/seed-3f807049/interlink/observability/cli"
+	"github.com/seed-3f807049/interlink/observability/server"
+	"github.com/seed-3f807049/interlink/sidecars"
+	"github.com/seed-3f807049/interlink/sidecars/slurm"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "interlink-slurm:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	cfg := slurm.DefaultConfig()
+	log, flags, err := cli.Start("interlink-slurm", "SLURMCONFIGPATH", &cfg)
+	if err != nil || flags.Test {
+		if err == nil {
+			fmt.Println("config OK")
+		}
+		return err
+	}
+	s, err := slurm.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = s.Close() }()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	h := sidecars.NewHandler(s, sidecars.HandlerConfig{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log})
+	return server.Run(ctx, server.Config{Listen: cfg.ListenAddr()}, h, log)
+}

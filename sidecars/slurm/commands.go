@@ -1,0 +1,88 @@
+package slurm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/seed-3f807049/interlink/functions/api"
+)
+
+// commands runs Slurm's commands with a bounded time and a clean
+// environment: the sidecar's own variables (tokens, say) never reach a job.
+type commands struct {
+	timeout time.Duration
+	env     []string
+	// observe, if set, is told each command's name, duration and error.
+	observe func(name string, d time.Duration, err error)
+}
+
+// passedEnv are the sidecar's variables that sbatch and friends get.
+var passedEnv = []string{"PATH", "HOME", "USER", "LOGNAME", "LANG", "TMPDIR", "SLURM_CONF"}
+
+func newCommands(cfg *Config) *commands {
+	var env []string
+	for _, k := range passedEnv {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	keys := make([]string, 0, len(cfg.JobEnv))
+	for k := range cfg.JobEnv {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		env = append(env, k+"="+cfg.JobEnv[k])
+	}
+	return &commands{timeout: cfg.CommandTimeout.Duration, env: env}
+}
+
+// run runs argv and returns its standard output. A failure is Unavailable
+// (Slurm could not be asked) and carries the command's standard error.
+func (c *commands) run(ctx context.Context, argv ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = c.env
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	if err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if len(msg) > 2048 {
+			msg = msg[:2048] + "..."
+		}
+		var ee *exec.ExitError
+		switch {
+		case ctx.Err() != nil:
+			err = api.Unavailable("%s: no answer within %s", argv[0], c.timeout)
+		case errors.As(err, &ee):
+			err = api.NewError(api.ReasonUnavailable, "%w", &cmdError{name: argv[0], code: ee.ExitCode(), stderr: msg})
+		default:
+			err = api.Unavailable("%s: %w", argv[0], err)
+		}
+	}
+	if c.observe != nil {
+		c.observe(argv[0], time.Since(start), err)
+	}
+	return stdout.Bytes(), err
+}
+
+// cmdError is a Slurm command that ran and failed.
+type cmdError struct {
+	name   string
+	code   int
+	stderr string
+}
+
+func (e *cmdError) Error() string {
+	return fmt.Sprintf("%s exited with code %d: %s", e.name, e.code, e.stderr)
+}

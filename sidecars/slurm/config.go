@@ -1,0 +1,250 @@
+package slurm
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/seed-3f807049/interlink/observability/config"
+	"github.com/seed-3f807049/interlink/observability/logging"
+)
+
+// Defaults of Config.
+const (
+	// DefaultListen is the sidecar's listen address (the original SLURM
+	// plugin's port is 4001).
+	DefaultListen = "127.0.0.1:4001"
+	// DefaultDataRootFolder holds one directory per pod (the original's
+	// default, under the sidecar user's home).
+	DefaultDataRootFolder = "~/.local/interlink/jobs"
+	// DefaultStatePath is the bbolt file mapping pod UIDs to jobs.
+	DefaultStatePath = "~/.local/interlink/slurm-state.db"
+	// DefaultRuntime runs containers with Singularity, as the original.
+	DefaultRuntime = RuntimeSingularity
+	// DefaultCommandTimeout bounds each sbatch, squeue, scancel, sacct or
+	// sinfo call.
+	DefaultCommandTimeout = 30 * time.Second
+	// DefaultLogPollInterval is how often a followed log file is read.
+	DefaultLogPollInterval = 250 * time.Millisecond
+	// DefaultImagePrefix turns an image reference into a URI Singularity,
+	// Apptainer and Enroot pull from.
+	DefaultImagePrefix = "docker://"
+)
+
+// Container runtimes.
+const (
+	RuntimeSingularity  = "singularity"
+	RuntimeApptainer    = "apptainer"
+	RuntimeEnroot       = "enroot"
+	RuntimeCharliecloud = "charliecloud"
+	RuntimePodman       = "podman"
+)
+
+var runtimes = []string{RuntimeSingularity, RuntimeApptainer, RuntimeEnroot, RuntimeCharliecloud, RuntimePodman}
+
+// Flavor is a named preset of job resources and flags, chosen by the
+// interlink.io/flavor annotation, or for pods requesting GPUs the first
+// flavor with GPU set, or else DefaultFlavor.
+type Flavor struct {
+	Name string `json:"Name" doc:"Name used by the interlink.io/flavor annotation."`
+	// CPU and Memory are used when the pod requests none.
+	CPU       string   `json:"CPU" doc:"CPUs of a job whose pod requests none (a Kubernetes quantity)."`
+	Memory    string   `json:"Memory" doc:"Memory of a job whose pod requests none (a Kubernetes quantity)."`
+	GPU       bool     `json:"GPU" doc:"Chosen for pods that request GPUs when no flavor is named."`
+	Partition string   `json:"Partition" doc:"Partition of the flavor's jobs."`
+	Flags     []string `json:"Flags" doc:"Extra sbatch flags, one per item (e.g. --constraint=a100)."`
+}
+
+// Config configures the SLURM sidecar. Keys in the original's spelling keep
+// working; new ones use the INTERLINK_SLURM_ prefix.
+type Config struct {
+	Listen                    string            `json:"Listen" env:"INTERLINK_SLURM_LISTEN" doc:"TCP address (host:port) or unix socket path (starting with / or unix://) to serve on."`
+	SidecarPort               string            `json:"SidecarPort" env:"SIDECARPORT" doc:"Port to serve on, replacing Listen's port (original key)."`
+	SbatchPath                string            `json:"SbatchPath" env:"SBATCHPATH" doc:"sbatch command (original key)."`
+	ScancelPath               string            `json:"ScancelPath" env:"SCANCELPATH" doc:"scancel command (original key)."`
+	SqueuePath                string            `json:"SqueuePath" env:"SQUEUEPATH" doc:"squeue command (original key)."`
+	SinfoPath                 string            `json:"SinfoPath" env:"INTERLINK_SLURM_SINFO_PATH" doc:"sinfo command, for the free resources a ping reports."`
+	SacctPath                 string            `json:"SacctPath" env:"INTERLINK_SLURM_SACCT_PATH" doc:"sacct command, asked when Accounting is on."`
+	Accounting                bool              `json:"Accounting" env:"INTERLINK_SLURM_ACCOUNTING" doc:"Ask sacct (one call per poll) for jobs squeue no longer lists."`
+	SacctArgs                 []string          `json:"SacctArgs" env:"INTERLINK_SLURM_SACCT_ARGS" doc:"Extra sacct arguments (e.g. -c to read a jobcomp file)."`
+	CommandTimeout            config.Duration   `json:"CommandTimeout" env:"INTERLINK_SLURM_COMMAND_TIMEOUT" doc:"Time limit of each Slurm command."`
+	CommandPrefix             string            `json:"CommandPrefix" env:"COMMANDPREFIX" doc:"Shell run at the start of every job script, before the containers (original key; trusted: it comes from the operator)."`
+	ExportPodData             bool              `json:"ExportPodData" env:"EXPORTPODDATA" doc:"Deliver ConfigMaps, Secrets, projected volumes and emptyDirs to the containers (original key)."`
+	DataRootFolder            string            `json:"DataRootFolder" env:"DATAROOTFOLDER" doc:"Directory of the per-pod directories (scripts, logs, pod data); must be visible from the compute nodes unless SharedFS is off (original key)."`
+	SharedFS                  bool              `json:"SharedFS" env:"SHARED_FS" doc:"Compute nodes share DataRootFolder. Off: pod data is embedded in the job script and written to node-local storage."`
+	StatePath                 string            `json:"StatePath" env:"INTERLINK_SLURM_STATE_PATH" doc:"bbolt file mapping pod UIDs to jobs, so a restart recovers every job."`
+	Runtime                   string            `json:"Runtime" env:"INTERLINK_SLURM_RUNTIME" doc:"Default container runtime: singularity, apptainer, enroot, charliecloud or podman (a pod chooses with interlink.io/runtime)."`
+	SingularityPath           string            `json:"SingularityPath" env:"INTERLINK_SLURM_SINGULARITY_PATH" doc:"singularity command."`
+	ApptainerPath             string            `json:"ApptainerPath" env:"INTERLINK_SLURM_APPTAINER_PATH" doc:"apptainer command."`
+	EnrootPath                string            `json:"EnrootPath" env:"INTERLINK_SLURM_ENROOT_PATH" doc:"enroot command."`
+	ChRunPath                 string            `json:"ChRunPath" env:"INTERLINK_SLURM_CH_RUN_PATH" doc:"Charliecloud's ch-run command."`
+	PodmanPath                string            `json:"PodmanPath" env:"INTERLINK_SLURM_PODMAN_PATH" doc:"podman command."`
+	MpiexecPath               string            `json:"MpiexecPath" env:"INTERLINK_SLURM_MPIEXEC_PATH" doc:"mpiexec command, for pods with the slurm-job.vk.io/mpi-flags annotation."`
+	SingularityDefaultOptions []string          `json:"SingularityDefaultOptions" env:"INTERLINK_SLURM_SINGULARITY_OPTIONS" doc:"Options of every singularity/apptainer exec (original key)."`
+	ImagePrefix               string            `json:"ImagePrefix" env:"INTERLINK_SLURM_IMAGE_PREFIX" doc:"Prefix turning an image reference into a URI for Singularity, Apptainer and Enroot (original key)."`
+	ImageRoot                 string            `json:"ImageRoot" env:"INTERLINK_SLURM_IMAGE_ROOT" doc:"Directory of local images (SIF files, image directories): a reference without a scheme is looked up there first, and Charliecloud images always are."`
+	Partition                 string            `json:"Partition" env:"INTERLINK_SLURM_PARTITION" doc:"Default partition (a pod chooses with interlink.io/partition)."`
+	Account                   string            `json:"Account" env:"INTERLINK_SLURM_ACCOUNT" doc:"Default account (a pod chooses with interlink.io/account)."`
+	QOS                       string            `json:"QOS" env:"INTERLINK_SLURM_QOS" doc:"Default QOS (a pod chooses with interlink.io/qos)."`
+	GPUFlag                   string            `json:"GPUFlag" env:"INTERLINK_SLURM_GPU_FLAG" doc:"How GPUs are asked of Slurm: gres (--gres=gpu:N) or gpus (--gpus=N)."`
+	Flavors                   []Flavor          `json:"Flavors" doc:"Named presets of job resources and flags (YAML only)."`
+	DefaultFlavor             string            `json:"DefaultFlavor" env:"INTERLINK_SLURM_DEFAULT_FLAVOR" doc:"Flavor of pods that name none and request no GPU."`
+	AllowPreExec              bool              `json:"AllowPreExec" env:"INTERLINK_SLURM_ALLOW_PRE_EXEC" doc:"Run the shell of the slurm-job.vk.io/pre-exec annotation in the job. Off by default: whoever can create a pod on the node would run shell on the cluster outside any container."`
+	AllowedHostPaths          []string          `json:"AllowedHostPaths" env:"INTERLINK_SLURM_ALLOWED_HOST_PATHS" doc:"Directories that hostPath volumes may bind (none by default)."`
+	JobEnv                    map[string]string `json:"JobEnv" env:"INTERLINK_SLURM_JOB_ENV" doc:"Environment given to sbatch beside PATH, HOME, USER, LANG, TMPDIR and SLURM_CONF; the sidecar's own environment is never passed to jobs."`
+	Tsocks                    bool              `json:"Tsocks" env:"TSOCKS" doc:"Route the containers' TCP connections through an SSH SOCKS tunnel to TsocksLoginNode (original key)."`
+	TsocksPath                string            `json:"TsocksPath" env:"TSOCKSPATH" doc:"Path of libtsocks.so on the compute nodes (original key)."`
+	TsocksLoginNode           string            `json:"TsocksLoginNode" env:"TSOCKSLOGINNODE" doc:"SSH destination of the tunnel: a host or user@host reachable from the compute nodes without a password (original key)."`
+	SSHPath                   string            `json:"SSHPath" env:"INTERLINK_SLURM_SSH_PATH" doc:"ssh command of the tunnel."`
+	LogPollInterval           config.Duration   `json:"LogPollInterval" env:"INTERLINK_SLURM_LOG_POLL_INTERVAL" doc:"How often a followed log is read."`
+	MaxBodyBytes              int64             `json:"MaxBodyBytes" env:"INTERLINK_SLURM_MAX_BODY_BYTES" doc:"Request bodies larger than this are refused with 413."`
+	LogFormat                 string            `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
+	LogLevel                  string            `json:"LogLevel" env:"INTERLINK_LOG_LEVEL" doc:"Log level: debug, info, warn or error."`
+	VerboseLogging            bool              `json:"VerboseLogging" env:"VERBOSELOGGING" doc:"Log at debug level (original key)."`
+	ErrorsOnlyLogging         bool              `json:"ErrorsOnlyLogging" env:"ERRORSONLYLOGGING" doc:"Log errors only (original key)."`
+}
+
+// LogSettings implements cli.Config.
+func (c *Config) LogSettings() (format, level string) {
+	if c.VerboseLogging || c.ErrorsOnlyLogging {
+		return c.LogFormat, logging.Level(c.VerboseLogging, c.ErrorsOnlyLogging)
+	}
+	return c.LogFormat, c.LogLevel
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		Listen:                    DefaultListen,
+		SbatchPath:                "sbatch",
+		ScancelPath:               "scancel",
+		SqueuePath:                "squeue",
+		SinfoPath:                 "sinfo",
+		SacctPath:                 "sacct",
+		CommandTimeout:            config.D(DefaultCommandTimeout),
+		ExportPodData:             true,
+		DataRootFolder:            DefaultDataRootFolder,
+		SharedFS:                  true,
+		StatePath:                 DefaultStatePath,
+		Runtime:                   DefaultRuntime,
+		SingularityPath:           "singularity",
+		ApptainerPath:             "apptainer",
+		EnrootPath:                "enroot",
+		ChRunPath:                 "ch-run",
+		PodmanPath:                "podman",
+		MpiexecPath:               "mpiexec",
+		SingularityDefaultOptions: []string{"--containall", "--no-home"},
+		ImagePrefix:               DefaultImagePrefix,
+		GPUFlag:                   "gres",
+		SSHPath:                   "ssh",
+		LogPollInterval:           config.D(DefaultLogPollInterval),
+		MaxBodyBytes:              64 << 20,
+		LogFormat:                 "json",
+		LogLevel:                  "info",
+	}
+}
+
+// ListenAddr returns the address to serve on: Listen, with its port
+// replaced by SidecarPort when that is set.
+func (c *Config) ListenAddr() string {
+	if c.SidecarPort == "" || strings.HasPrefix(c.Listen, "/") || strings.HasPrefix(c.Listen, "unix://") {
+		return c.Listen
+	}
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		host = c.Listen
+	}
+	return net.JoinHostPort(host, c.SidecarPort)
+}
+
+// Validate reports every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Listen == "" {
+		errs = append(errs, errors.New("Listen is empty"))
+	}
+	for name, p := range map[string]string{"SbatchPath": c.SbatchPath, "ScancelPath": c.ScancelPath, "SqueuePath": c.SqueuePath} {
+		if p == "" {
+			errs = append(errs, fmt.Errorf("%s is empty", name))
+		}
+	}
+	for name, p := range map[string]string{"DataRootFolder": c.DataRootFolder, "StatePath": c.StatePath} {
+		switch abs, err := expandHome(p); {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		case !filepath.IsAbs(abs):
+			errs = append(errs, fmt.Errorf("%s %q must be an absolute path (or start with ~/)", name, p))
+		case strings.ContainsAny(abs, ":,\n"):
+			errs = append(errs, fmt.Errorf("%s %q must not contain ':', ',' or a newline (they separate bind mounts)", name, p))
+		}
+	}
+	if !slices.Contains(runtimes, c.Runtime) {
+		errs = append(errs, fmt.Errorf("Runtime %q: want one of %s", c.Runtime, strings.Join(runtimes, ", ")))
+	}
+	if c.ImageRoot != "" && !filepath.IsAbs(c.ImageRoot) {
+		errs = append(errs, fmt.Errorf("ImageRoot %q must be an absolute path", c.ImageRoot))
+	}
+	if c.GPUFlag != "gres" && c.GPUFlag != "gpus" {
+		errs = append(errs, fmt.Errorf("GPUFlag %q: want gres or gpus", c.GPUFlag))
+	}
+	for name, v := range map[string]string{"Partition": c.Partition, "Account": c.Account, "QOS": c.QOS} {
+		if err := checkSlurmName(v); v != "" && err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	names := map[string]bool{}
+	for i, f := range c.Flavors {
+		if f.Name == "" || names[f.Name] {
+			errs = append(errs, fmt.Errorf("Flavors[%d]: the name %q is empty or used twice", i, f.Name))
+		}
+		names[f.Name] = true
+		for field, q := range map[string]string{"CPU": f.CPU, "Memory": f.Memory} {
+			if _, err := resource.ParseQuantity(q); q != "" && err != nil {
+				errs = append(errs, fmt.Errorf("Flavors[%d].%s %q is not a quantity: %w", i, field, q, err))
+			}
+		}
+		if err := checkSlurmName(f.Partition); f.Partition != "" && err != nil {
+			errs = append(errs, fmt.Errorf("Flavors[%d].Partition: %w", i, err))
+		}
+		if err := checkFlags(f.Flags); err != nil {
+			errs = append(errs, fmt.Errorf("Flavors[%d].Flags: %w", i, err))
+		}
+	}
+	if c.DefaultFlavor != "" && !names[c.DefaultFlavor] {
+		errs = append(errs, fmt.Errorf("DefaultFlavor %q is not one of Flavors", c.DefaultFlavor))
+	}
+	for _, p := range c.AllowedHostPaths {
+		if !filepath.IsAbs(p) {
+			errs = append(errs, fmt.Errorf("AllowedHostPaths: %q is not an absolute path", p))
+		}
+	}
+	if c.Tsocks && (c.TsocksPath == "" || c.TsocksLoginNode == "") {
+		errs = append(errs, errors.New("Tsocks needs TsocksPath and TsocksLoginNode"))
+	}
+	if c.CommandTimeout.Duration <= 0 || c.LogPollInterval.Duration <= 0 {
+		errs = append(errs, errors.New("CommandTimeout and LogPollInterval must be positive"))
+	}
+	if c.MaxBodyBytes <= 0 {
+		errs = append(errs, errors.New("MaxBodyBytes must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// expandHome turns a leading ~/ into the user's home directory.
+func expandHome(p string) (string, error) {
+	if !strings.HasPrefix(p, "~/") {
+		return filepath.Clean(p), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("expand %q: %w", p, err)
+	}
+	return filepath.Join(home, p[2:]), nil
+}

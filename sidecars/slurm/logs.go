@@ -1,0 +1,199 @@
+package slurm
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/seed-3f807049/interlink/functions/api"
+)
+
+// Logs streams one container's log: each line of containers/NAME.log is
+// "TIME TEXT", as the job script wrote it, so every option of kubectl logs
+// (tail, limit bytes, since, timestamps, follow) is honoured here.
+func (s *Slurm) Logs(ctx context.Context, req *api.LogStruct) (io.ReadCloser, error) {
+	rec, ok := s.store.get(req.PodUID)
+	if !ok {
+		return nil, api.NotFound("pod %s/%s (uid %s) not found", req.Namespace, req.PodName, req.PodUID)
+	}
+	if !slices.Contains(rec.Containers, req.ContainerName) && !slices.Contains(rec.InitContainers, req.ContainerName) {
+		return nil, api.NotFound("pod %s/%s has no container %q", req.Namespace, req.PodName, req.ContainerName)
+	}
+	if req.Opts.Previous {
+		return nil, api.NotFound("container %q of pod %s/%s has no previous instance: the SLURM sidecar does not restart containers", req.ContainerName, req.Namespace, req.PodName)
+	}
+	name := path.Join(rec.Dir, containersDir, req.ContainerName+".log")
+	f, err := s.root.Open(name)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		f = nil // not started yet
+	case err != nil:
+		return nil, err
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		lw := &logWriter{s: s, rec: rec, req: req, name: name, w: pw}
+		pw.CloseWithError(lw.run(ctx, f))
+	}()
+	return pr, nil
+}
+
+type logWriter struct {
+	s      *Slurm
+	rec    record
+	req    *api.LogStruct
+	name   string
+	w      io.Writer
+	budget int
+}
+
+func (l *logWriter) run(ctx context.Context, f *os.File) error {
+	o := l.req.Opts
+	l.budget = o.LimitBytes
+	since := o.SinceTime
+	if o.SinceSeconds > 0 {
+		since = time.Now().Add(-time.Duration(o.SinceSeconds) * time.Second)
+	}
+	var r *bufio.Reader
+	if f != nil {
+		defer func() { _ = f.Close() }()
+		r = bufio.NewReaderSize(f, 64<<10)
+	}
+	// What is there now: filtered, and the last Tail lines kept.
+	var tail []string
+	if r != nil {
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				// A partial last line is read again when followed.
+				if len(line) > 0 {
+					if o.Follow {
+						r = bufio.NewReaderSize(io.MultiReader(strings.NewReader(line), f), 64<<10)
+					} else if out, ok := l.format(line+"\n", since); ok {
+						tail = append(tail, out)
+					}
+				}
+				break
+			}
+			out, ok := l.format(line, since)
+			if !ok {
+				continue
+			}
+			if o.Tail <= 0 {
+				if err := l.emit(out); err != nil {
+					return ignoreEOF(err)
+				}
+				continue
+			}
+			tail = append(tail, out)
+			if len(tail) > o.Tail {
+				tail = tail[1:]
+			}
+		}
+	}
+	for _, out := range tail {
+		if err := l.emit(out); err != nil {
+			return ignoreEOF(err)
+		}
+	}
+	if !o.Follow {
+		return nil
+	}
+	var partial string
+	tick := time.NewTicker(l.s.cfg.LogPollInterval.Duration)
+	defer tick.Stop()
+	for {
+		ended := l.ended()
+		if r == nil {
+			if nf, err := l.s.root.Open(l.name); err == nil {
+				f = nf
+				defer func() { _ = f.Close() }()
+				r = bufio.NewReaderSize(f, 64<<10)
+			}
+		}
+		for r != nil {
+			line, err := r.ReadString('\n')
+			partial += line
+			if err != nil {
+				break
+			}
+			if out, ok := l.format(partial, since); ok {
+				if err := l.emit(out); err != nil {
+					return ignoreEOF(err)
+				}
+			}
+			partial = ""
+		}
+		if ended {
+			if partial != "" {
+				if out, ok := l.format(partial+"\n", since); ok {
+					return ignoreEOF(l.emit(out))
+				}
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// ended tells whether the container will write no more: it recorded its
+// exit code, its job ended, or its pod is gone.
+func (l *logWriter) ended() bool {
+	rec, ok := l.s.store.get(l.rec.UID)
+	if !ok || rec.Final != nil {
+		return true
+	}
+	_, err := l.s.root.Stat(path.Join(l.rec.Dir, containersDir, l.req.ContainerName+".exit"))
+	return err == nil
+}
+
+// format turns a stored line into the line to send, or false when it is
+// before since.
+func (l *logWriter) format(line string, since time.Time) (string, bool) {
+	ts, text, ok := strings.Cut(line, " ")
+	if !ok {
+		return line, true
+	}
+	t, err := time.Parse(time.RFC3339Nano, ts)
+	if err != nil {
+		return line, true // not written by the job script's logger
+	}
+	if !since.IsZero() && t.Before(since) {
+		return "", false
+	}
+	if l.req.Opts.Timestamps {
+		return line, true
+	}
+	return text, true
+}
+
+func (l *logWriter) emit(s string) error {
+	if l.req.Opts.LimitBytes > 0 {
+		if l.budget <= 0 {
+			return io.EOF
+		}
+		if len(s) > l.budget {
+			s = s[:l.budget]
+		}
+		l.budget -= len(s)
+	}
+	_, err := io.WriteString(l.w, s)
+	return err
+}
+
+func ignoreEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,670 @@
+package slurm
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"path"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"mvdan.cc/sh/v3/expand"
+	"mvdan.cc/sh/v3/syntax"
+
+	"github.com/seed-3f807049/interlink/functions/api"
+)
+
+// Annotations a pod may carry: the original SLURM plugin's, and ours.
+const (
+	AnnotationFlags              = "slurm-job.vk.io/flags"
+	AnnotationPreExec            = "slurm-job.vk.io/pre-exec"
+	AnnotationSingularityMounts  = "slurm-job.vk.io/singularity-mounts"
+	AnnotationSingularityOptions = "slurm-job.vk.io/singularity-options"
+	AnnotationImageRoot          = "slurm-job.vk.io/image-root"
+	AnnotationMPIFlags           = "slurm-job.vk.io/mpi-flags"
+	AnnotationRuntime            = "interlink.io/runtime"
+	AnnotationFlavor             = "interlink.io/flavor"
+	AnnotationPartition          = "interlink.io/partition"
+	AnnotationAccount            = "interlink.io/account"
+	AnnotationQOS                = "interlink.io/qos"
+)
+
+// Extended resources that become GPUs of the job.
+const (
+	resourceNvidiaGPU corev1.ResourceName = "nvidia.com/gpu"
+	resourceAMDGPU    corev1.ResourceName = "amd.com/gpu"
+)
+
+// Files of a pod directory.
+const (
+	scriptName = "job.sh"
+	outputName = "job.out"
+	// containersDir holds, per container, NAME.log (timestamped lines),
+	// NAME.started and NAME.exit ("CODE TIME").
+	containersDir = "containers"
+	// dataDirName is the data directory (volumes, env files) when the
+	// compute nodes share DataRootFolder.
+	dataDirName = "data"
+)
+
+// dataMarker stands for the data directory ($IL_DATA) inside a word of the
+// script: the data directory is known only when the job runs on a node
+// without the shared filesystem. Pod data never holds NUL (quoting refuses
+// it), so the marker cannot be forged.
+const dataMarker = "\x00IL_DATA\x00"
+
+// dataRef is the word for rel inside the data directory.
+func dataRef(rel string) string { return dataMarker + "/" + rel }
+
+// job is what Create submits.
+type job struct {
+	args   []string // sbatch arguments, before the script's path
+	script string
+	files  []file // pod data written into the data directory (shared mode)
+}
+
+// buildJob turns a pod into sbatch arguments, a job script and the files of
+// its data. dir is the pod's directory. Every problem with the pod is an
+// api.Invalid error naming it.
+func buildJob(cfg *Config, data *api.RetrievedPodData, dir string) (*job, error) {
+	pod := &data.Pod
+	b := &builder{cfg: cfg, pod: pod, dir: dir}
+	args, err := b.sbatchArgs()
+	if err != nil {
+		return nil, api.Invalid("pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	vols, files, err := podVolumes(cfg, data)
+	if err != nil {
+		return nil, err
+	}
+	rtName := cfg.Runtime
+	if r, ok := pod.Annotations[AnnotationRuntime]; ok {
+		if !slices.Contains(runtimes, r) {
+			return nil, api.Invalid("pod %s/%s: annotation %s=%q: want one of %s", pod.Namespace, pod.Name, AnnotationRuntime, r, strings.Join(runtimes, ", "))
+		}
+		rtName = r
+	}
+	imageRoot := cfg.ImageRoot
+	if r, ok := pod.Annotations[AnnotationImageRoot]; ok {
+		imageRoot = r
+	}
+	rt := newRuntime(rtName, cfg, imageRoot)
+	var errs []error
+	var inits, mains []*container
+	if rt.usesEnvFile() {
+		files = append(files, file{path: "env", dir: true})
+	}
+	for i := range pod.Spec.InitContainers {
+		c, fs, err := b.container(&pod.Spec.InitContainers[i], vols, rt)
+		errs = append(errs, err)
+		inits = append(inits, c)
+		files = append(files, fs...)
+	}
+	for i := range pod.Spec.Containers {
+		c, fs, err := b.container(&pod.Spec.Containers[i], vols, rt)
+		errs = append(errs, err)
+		mains = append(mains, c)
+		files = append(files, fs...)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, api.Invalid("pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	script, err := b.script(rt, inits, mains, files)
+	if err != nil {
+		return nil, api.Invalid("pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	if !cfg.SharedFS {
+		files = nil // embedded in the script
+	}
+	return &job{args: args, script: script, files: files}, nil
+}
+
+type builder struct {
+	cfg *Config
+	pod *corev1.Pod
+	dir string
+}
+
+// sbatchArgs are the job's options: name, output, resources, partition,
+// account, QOS, the flavor's flags and the pod's own.
+func (b *builder) sbatchArgs() ([]string, error) {
+	p := b.pod
+	a := p.Annotations
+	flavor, err := b.flavor()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{
+		"--parsable",
+		"--job-name=" + p.Namespace + "-" + p.Name,
+		"--comment=" + jobComment(p.UID),
+		"--output=" + path.Join(b.dir, outputName),
+		"--chdir=" + b.dir,
+	}
+	cpu, mem, gpus := podResources(p)
+	if cpu.IsZero() && flavor != nil && flavor.CPU != "" {
+		cpu = resource.MustParse(flavor.CPU)
+	}
+	if mem.IsZero() && flavor != nil && flavor.Memory != "" {
+		mem = resource.MustParse(flavor.Memory)
+	}
+	if !cpu.IsZero() {
+		args = append(args, "--cpus-per-task="+strconv.FormatInt((cpu.MilliValue()+999)/1000, 10))
+	}
+	if !mem.IsZero() {
+		args = append(args, "--mem="+strconv.FormatInt((mem.Value()+(1<<20)-1)>>20, 10)+"M")
+	}
+	if gpus > 0 {
+		if b.cfg.GPUFlag == "gpus" {
+			args = append(args, "--gpus="+strconv.FormatInt(gpus, 10))
+		} else {
+			args = append(args, "--gres=gpu:"+strconv.FormatInt(gpus, 10))
+		}
+	}
+	if d := p.Spec.ActiveDeadlineSeconds; d != nil {
+		if *d <= 0 {
+			return nil, fmt.Errorf("activeDeadlineSeconds %d is not positive", *d)
+		}
+		args = append(args, fmt.Sprintf("--time=%d:%02d", *d/60, *d%60))
+	}
+	partition := b.cfg.Partition
+	if flavor != nil && flavor.Partition != "" {
+		partition = flavor.Partition
+	}
+	for _, o := range []struct{ flag, def, annotation string }{
+		{"--partition=", partition, AnnotationPartition},
+		{"--account=", b.cfg.Account, AnnotationAccount},
+		{"--qos=", b.cfg.QOS, AnnotationQOS},
+	} {
+		v := o.def
+		if av, ok := a[o.annotation]; ok {
+			if err := checkSlurmName(av); err != nil {
+				return nil, fmt.Errorf("annotation %s: %w", o.annotation, err)
+			}
+			v = av
+		}
+		if v != "" {
+			args = append(args, o.flag+v)
+		}
+	}
+	if flavor != nil {
+		args = append(args, flavor.Flags...)
+	}
+	if f, ok := a[AnnotationFlags]; ok {
+		flags, err := words(f)
+		if err == nil {
+			err = checkFlags(flags)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("annotation %s: %w", AnnotationFlags, err)
+		}
+		args = append(args, flags...)
+	}
+	return args, nil
+}
+
+// jobComment marks a job as the pod's, so that a job submitted just before
+// a crash is found again.
+func jobComment(uid types.UID) string { return "interlink-pod=" + string(uid) }
+
+func (b *builder) flavor() (*Flavor, error) {
+	name, named := b.pod.Annotations[AnnotationFlavor]
+	if !named {
+		if _, _, gpus := podResources(b.pod); gpus > 0 {
+			for i := range b.cfg.Flavors {
+				if b.cfg.Flavors[i].GPU {
+					return &b.cfg.Flavors[i], nil
+				}
+			}
+		}
+		name = b.cfg.DefaultFlavor
+	}
+	if name == "" {
+		return nil, nil
+	}
+	for i := range b.cfg.Flavors {
+		if b.cfg.Flavors[i].Name == name {
+			return &b.cfg.Flavors[i], nil
+		}
+	}
+	return nil, fmt.Errorf("annotation %s: no flavor %q", AnnotationFlavor, name)
+}
+
+// podResources is what the pod asks for, as the scheduler counts it: the
+// sum over containers (limits, or else requests), or the largest init
+// container if that is more.
+func podResources(p *corev1.Pod) (cpu, mem resource.Quantity, gpus int64) {
+	get := func(c *corev1.Container, n corev1.ResourceName) resource.Quantity {
+		if q, ok := c.Resources.Limits[n]; ok {
+			return q
+		}
+		return c.Resources.Requests[n]
+	}
+	for i := range p.Spec.Containers {
+		c := &p.Spec.Containers[i]
+		cpu.Add(get(c, corev1.ResourceCPU))
+		mem.Add(get(c, corev1.ResourceMemory))
+		g1, g2 := get(c, resourceNvidiaGPU), get(c, resourceAMDGPU)
+		gpus += g1.Value() + g2.Value()
+	}
+	for i := range p.Spec.InitContainers {
+		c := &p.Spec.InitContainers[i]
+		if q := get(c, corev1.ResourceCPU); q.Cmp(cpu) > 0 {
+			cpu = q
+		}
+		if q := get(c, corev1.ResourceMemory); q.Cmp(mem) > 0 {
+			mem = q
+		}
+	}
+	return cpu, mem, gpus
+}
+
+var slurmName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.+-]*$`)
+
+// checkSlurmName checks a partition, account or QOS name.
+func checkSlurmName(s string) error {
+	if !slurmName.MatchString(s) {
+		return fmt.Errorf("%q is not a valid Slurm name", s)
+	}
+	return nil
+}
+
+// Options a pod must not set: the sidecar needs them as they are.
+var reservedFlags = map[string]bool{
+	"--wrap": true, "--output": true, "-o": true, "--error": true, "-e": true, "--input": true, "-i": true,
+	"--chdir": true, "-D": true, "--export": true, "--export-file": true, "--parsable": true,
+	"--uid": true, "--gid": true, "--array": true, "-a": true, "--comment": true,
+}
+
+// checkFlags checks extra sbatch flags: each one an option, none reserved.
+func checkFlags(flags []string) error {
+	for _, f := range flags {
+		name, _, _ := strings.Cut(f, "=")
+		if len(name) > 2 && name[1] != '-' {
+			name = name[:2] // -oFILE
+		}
+		switch {
+		case !strings.HasPrefix(f, "-"):
+			return fmt.Errorf("%q is not an option (want --name=value)", f)
+		case strings.ContainsAny(f, "\n\x00"):
+			return fmt.Errorf("%q holds a newline", f)
+		case reservedFlags[name]:
+			return fmt.Errorf("option %s is set by the sidecar and cannot be changed", name)
+		}
+	}
+	return nil
+}
+
+// words splits s into words as a shell would, without expanding anything:
+// a variable, a command substitution or any other expansion is an error.
+func words(s string) ([]string, error) {
+	var out []string
+	for w, err := range syntax.NewParser().WordsSeq(strings.NewReader(s)) {
+		if err != nil {
+			return nil, fmt.Errorf("%q: %w", s, err)
+		}
+		if !literal(w) {
+			return nil, fmt.Errorf("%q: %q would be expanded by a shell; only plain and quoted words are accepted", s, s[w.Pos().Offset():w.End().Offset()])
+		}
+		v, err := expand.Literal(nil, w)
+		if err != nil {
+			return nil, fmt.Errorf("%q: %w", s, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// literal tells whether w is made only of plain text and quotes.
+func literal(w *syntax.Word) bool {
+	for _, p := range w.Parts {
+		switch p := p.(type) {
+		case *syntax.Lit:
+			if strings.ContainsAny(p.Value, "~*?[") {
+				return false // tilde and glob expansions
+			}
+		case *syntax.SglQuoted:
+			if p.Dollar {
+				return false
+			}
+		case *syntax.DblQuoted:
+			for _, q := range p.Parts {
+				if _, ok := q.(*syntax.Lit); !ok {
+					return false
+				}
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// container describes one container of the pod; fs are its env file, if
+// its runtime uses one.
+func (b *builder) container(c *corev1.Container, vols map[string]volume, rt runtime) (*container, []file, error) {
+	if msgs := validation.IsDNS1123Label(c.Name); len(msgs) > 0 {
+		return nil, nil, fmt.Errorf("container name %q: %s", c.Name, strings.Join(msgs, "; "))
+	}
+	ct := &container{
+		name: c.Name, id: "il-" + string(b.pod.UID) + "-" + c.Name, image: c.Image,
+		command: c.Command, args: c.Args, workDir: c.WorkingDir,
+	}
+	var errs []error
+	var files []file
+	img, err := rt.image(c.Image)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("container %s: %w", c.Name, err))
+	}
+	if c.Image == "" {
+		errs = append(errs, fmt.Errorf("container %s has no image", c.Name))
+	}
+	ct.image = img
+	for _, e := range c.Env {
+		if msgs := validation.IsEnvVarName(e.Name); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("container %s: env name %q: %s", c.Name, e.Name, strings.Join(msgs, "; ")))
+			continue
+		}
+		ct.env = append(ct.env, [2]string{e.Name, e.Value})
+	}
+	for _, m := range c.VolumeMounts {
+		v, ok := vols[m.Name]
+		if !ok {
+			if b.cfg.ExportPodData {
+				errs = append(errs, fmt.Errorf("container %s: volume mount %q names no volume", c.Name, m.Name))
+			}
+			continue
+		}
+		if err := checkMountPath(m.MountPath); err != nil {
+			errs = append(errs, fmt.Errorf("container %s: %w", c.Name, err))
+			continue
+		}
+		host := v.host
+		if m.SubPath != "" {
+			if !isLocalSlash(m.SubPath) || strings.ContainsAny(m.SubPath, ":,\n") {
+				errs = append(errs, fmt.Errorf("container %s: subPath %q leaves its volume", c.Name, m.SubPath))
+				continue
+			}
+			host = path.Join(host, m.SubPath)
+			if v.emptyDir != "" {
+				// Kubernetes creates a subPath of an emptyDir.
+				sub := path.Join(v.emptyDir, m.SubPath)
+				host = dataRef(sub)
+				files = append(files, file{path: sub, dir: true})
+			} else if strings.HasPrefix(v.host, dataMarker) {
+				host = v.host + "/" + path.Clean(m.SubPath)
+			}
+		}
+		ct.mounts = append(ct.mounts, mount{host: host, ctr: path.Clean(m.MountPath), ro: v.readOnly || m.ReadOnly})
+	}
+	if b.cfg.Tsocks {
+		ct.mounts = append(ct.mounts,
+			mount{host: b.cfg.TsocksPath, ctr: b.cfg.TsocksPath, ro: true},
+			mount{host: dataRef("tsocks.conf"), ctr: tsocksConfInContainer, ro: true})
+		ct.env = append(ct.env, [2]string{"LD_PRELOAD", b.cfg.TsocksPath}, [2]string{"TSOCKS_CONF_FILE", tsocksConfInContainer})
+	}
+	if q := c.Resources.Limits[resourceNvidiaGPU]; !q.IsZero() {
+		ct.gpu = "nvidia"
+	} else if q := c.Resources.Limits[resourceAMDGPU]; !q.IsZero() {
+		ct.gpu = "amd"
+	}
+	for _, ann := range []string{AnnotationSingularityOptions, AnnotationSingularityMounts} {
+		if s, ok := b.pod.Annotations[ann]; ok {
+			w, err := words(s)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("annotation %s: %w", ann, err))
+			}
+			ct.options = append(ct.options, w...)
+		}
+	}
+	if rt.usesEnvFile() {
+		ct.envFile = path.Join("env", c.Name+".env")
+		var sb strings.Builder
+		for _, kv := range ct.env {
+			q, err := quote(kv[1])
+			if err != nil {
+				errs = append(errs, fmt.Errorf("container %s: env %s: %w", c.Name, kv[0], err))
+				continue
+			}
+			sb.WriteString(kv[0] + "=" + q + "\n")
+		}
+		files = append(files, file{path: ct.envFile, data: []byte(sb.String()), mode: modeSecret})
+	}
+	return ct, files, errors.Join(errs...)
+}
+
+// tsocksConfInContainer is where containers find the tunnel's tsocks.conf.
+const tsocksConfInContainer = "/etc/interlink-tsocks.conf"
+
+func isLocalSlash(p string) bool {
+	c := path.Clean(p)
+	return !path.IsAbs(c) && c != ".." && !strings.HasPrefix(c, "../")
+}
+
+// quote makes s one literal word of a bash script.
+func quote(s string) (string, error) {
+	q, err := syntax.Quote(s, syntax.LangBash)
+	if err != nil {
+		return "", fmt.Errorf("cannot quote %q: %w", s, err)
+	}
+	return q, nil
+}
+
+// word renders w as one bash word; data paths become "$IL_DATA"/...
+func word(w string) (string, error) {
+	parts := strings.Split(w, dataMarker)
+	var sb strings.Builder
+	for i, p := range parts {
+		if i > 0 {
+			sb.WriteString(`"$IL_DATA"`)
+		}
+		if p == "" {
+			continue
+		}
+		q, err := quote(p)
+		if err != nil {
+			return "", err
+		}
+		sb.WriteString(q)
+	}
+	if sb.Len() == 0 {
+		return "''", nil
+	}
+	return sb.String(), nil
+}
+
+// line renders argv as one command line.
+func line(argv []string) (string, error) {
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		w, err := word(a)
+		if err != nil {
+			return "", err
+		}
+		out[i] = w
+	}
+	return strings.Join(out, " "), nil
+}
+
+// script writes the job script.
+func (b *builder) script(rt runtime, inits, mains []*container, files []file) (string, error) {
+	var s strings.Builder
+	var errs []error
+	w := func(format string, args ...any) { fmt.Fprintf(&s, format, args...) }
+	q := func(v string) string {
+		r, err := quote(v)
+		errs = append(errs, err)
+		return r
+	}
+	cmd := func(argv []string) string {
+		r, err := line(argv)
+		errs = append(errs, err)
+		return r
+	}
+	p := b.pod
+	w("#!/bin/bash\n")
+	w("# Job of pod %s, written by interlink-slurm. The containers' output goes to\n", q(p.Namespace+"/"+p.Name))
+	w("# containers/NAME.log, their exit codes to containers/NAME.exit.\n")
+		w("umask 077\n")
+	w("IL_DIR=%s\n", q(b.dir))
+	if b.cfg.SharedFS {
+		w("IL_DATA=\"$IL_DIR\"/%s\n", dataDirName)
+	} else {
+		w("# Compute nodes do not share the pod directory's data: it is embedded below\n")
+		w("# and written to node-local storage for the job's lifetime.\n")
+		w("IL_DATA=$(mktemp -d \"${TMPDIR:-/tmp}/interlink-XXXXXXXX\") || exit 1\n")
+	}
+	w("mkdir -p \"$IL_DIR\"/%s\n", containersDir)
+	w(`il_cleanup() {
+	[[ -n ${IL_SSH_PID-} ]] && kill "$IL_SSH_PID" 2>/dev/null
+`)
+	if !b.cfg.SharedFS {
+		w("\trm -rf -- \"$IL_DATA\"\n")
+	}
+	w("\treturn 0\n}\ntrap il_cleanup EXIT\n")
+	w(`il_now() {
+	if [[ -n ${EPOCHREALTIME-} ]]; then
+		local t=${EPOCHREALTIME/,/.} s
+		TZ=UTC printf -v s '%%(%%Y-%%m-%%dT%%H:%%M:%%S)T' "${t%%.*}"
+		IL_NOW="$s.${t#*.}Z"
+	else
+		IL_NOW=$(date -u +%%Y-%%m-%%dT%%H:%%M:%%S.%%NZ)
+	fi
+}
+# il_log prefixes each line with the time it was read.
+il_log() {
+	local line
+	while IFS= read -r line || [[ -n $line ]]; do
+		il_now
+		printf '%%s %%s\n' "$IL_NOW" "$line"
+	done
+}
+# il_run NAME FUNCTION runs a container, recording its start, output and exit code.
+il_run() {
+	local name=$1 code
+	il_now
+	printf '%%s\n' "$IL_NOW" >"$IL_DIR/containers/$name.started"
+	"$2" 2>&1 | il_log >>"$IL_DIR/containers/$name.log"
+	code=${PIPESTATUS[0]}
+	il_now
+	printf '%%s %%s\n' "$code" "$IL_NOW" >"$IL_DIR/containers/$name.exit.tmp"
+	mv -f "$IL_DIR/containers/$name.exit.tmp" "$IL_DIR/containers/$name.exit"
+	return "$code"
+}
+`)
+	if !b.cfg.SharedFS && len(files) > 0 {
+		w("il_file() { mkdir -p -- \"$(dirname -- \"$IL_DATA/$2\")\" && base64 -d >\"$IL_DATA/$2\" && chmod \"$1\" \"$IL_DATA/$2\"; }\n")
+		for _, f := range files {
+			if f.dir {
+				w("mkdir -p -- \"$IL_DATA\"/%s\n", q(f.path))
+				continue
+			}
+			w("il_file %04o %s <<'IL_EOF'\n%s\nIL_EOF\n", f.mode, q(f.path), wrap(base64.StdEncoding.EncodeToString(f.data), 76))
+		}
+	}
+	if b.cfg.CommandPrefix != "" {
+		w("# CommandPrefix (from the sidecar's config)\n%s\n", b.cfg.CommandPrefix)
+	}
+	if b.cfg.Tsocks {
+		b.tsocks(&s, q)
+	}
+	if pre, ok := p.Annotations[AnnotationPreExec]; ok {
+		if !b.cfg.AllowPreExec {
+			return "", fmt.Errorf("annotation %s is refused: AllowPreExec is off in the sidecar's config", AnnotationPreExec)
+		}
+		w("# %s (allowed by AllowPreExec)\n%s\n", AnnotationPreExec, pre)
+	}
+	var mpi []string
+	if f, ok := p.Annotations[AnnotationMPIFlags]; ok {
+		flags, err := words(f)
+		if err != nil {
+			return "", fmt.Errorf("annotation %s: %w", AnnotationMPIFlags, err)
+		}
+		mpi = append([]string{b.cfg.MpiexecPath}, flags...)
+	}
+	all := append(append([]*container{}, inits...), mains...)
+	for i, c := range all {
+		w("\n# container %s, image %s\n", c.name, q(c.image))
+		w("il_c%d() {\n", i)
+		steps := rt.commands(c, c.image)
+		for j, step := range steps {
+			if j == len(steps)-1 {
+				step = append(slices.Clone(mpi), step...)
+				w("\t%s\n", cmd(step))
+				break
+			}
+			w("\t%s || return\n", cmd(step))
+		}
+		w("}\n")
+		if cl := rt.cleanup(c); len(cl) > 0 {
+			w("il_c%d_cleanup() {\n", i)
+			for _, step := range cl {
+				w("\t%s >/dev/null 2>&1\n", cmd(step))
+			}
+			w("\treturn 0\n}\n")
+		}
+	}
+	w("\n# Init containers run in order; the first that fails ends the job.\n")
+	for i, c := range inits {
+		w("il_run %s il_c%d", q(c.name), i)
+		if rt.cleanup(c) != nil {
+			w("; il_code=$?; il_c%d_cleanup; (exit $il_code)", i)
+		}
+		w(" || exit $?\n")
+	}
+	w("# Containers run side by side; the job's exit code is the first non-zero one.\n")
+	w("il_pids=()\n")
+	for j, c := range mains {
+		i := len(inits) + j
+		w("{ il_run %s il_c%d", q(c.name), i)
+		if rt.cleanup(c) != nil {
+			w("; il_code=$?; il_c%d_cleanup; exit $il_code", i)
+		}
+		w("; } &\nil_pids+=($!)\n")
+	}
+	w(`il_exit=0
+for pid in "${il_pids[@]}"; do
+	wait "$pid" || { code=$?; [[ $il_exit -eq 0 ]] && il_exit=$code; }
+done
+exit "$il_exit"
+`)
+	return s.String(), errors.Join(errs...)
+}
+
+// tsocks starts the SSH SOCKS tunnel to the login node and writes the
+// tsocks configuration the containers read.
+func (b *builder) tsocks(s *strings.Builder, q func(string) string) {
+	fmt.Fprintf(s, `# Tsocks: the containers' TCP goes through an SSH SOCKS tunnel to the login node.
+for _ in 1 2 3 4 5; do
+	IL_SOCKS_PORT=$((20000 + RANDOM %% 30000))
+	%s -N -o BatchMode=yes -o ExitOnForwardFailure=yes -D 127.0.0.1:"$IL_SOCKS_PORT" %s &
+	IL_SSH_PID=$!
+	for _ in $(seq 50); do
+		(exec 3<>/dev/tcp/127.0.0.1/"$IL_SOCKS_PORT") 2>/dev/null && break 2
+		kill -0 "$IL_SSH_PID" 2>/dev/null || break
+		sleep 0.2
+	done
+	kill "$IL_SSH_PID" 2>/dev/null; unset IL_SSH_PID
+done
+[[ -n ${IL_SSH_PID-} ]] || { printf 'interlink: the SSH tunnel to %%s did not start\n' %s >&2; exit 1; }
+printf 'server = 127.0.0.1\nserver_port = %%s\nserver_type = 5\n' "$IL_SOCKS_PORT" >"$IL_DATA/tsocks.conf"
+chmod 0644 "$IL_DATA/tsocks.conf"
+`, q(b.cfg.SSHPath), q(b.cfg.TsocksLoginNode), q(b.cfg.TsocksLoginNode))
+}
+
+// wrap breaks s into lines of n characters.
+func wrap(s string, n int) string {
+	var sb strings.Builder
+	for len(s) > n {
+		sb.WriteString(s[:n] + "\n")
+		s = s[n:]
+	}
+	sb.WriteString(s)
+	return sb.String()
+}

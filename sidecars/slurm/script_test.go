@@ -1,0 +1,318 @@
+package slurm
+
+import (
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/seed-3f807049/interlink/functions/api"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden job scripts in testdata/")
+
+const testUID = "0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a"
+
+// testPod is a pod with an init container, two containers, a ConfigMap, a
+// Secret, a projected volume, an emptyDir, env and resources.
+func testPod() *api.RetrievedPodData {
+	mode := int32(0o640)
+	p := corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "team-a", UID: testUID, Annotations: map[string]string{}},
+		Spec: corev1.PodSpec{
+			RestartPolicy: corev1.RestartPolicyNever,
+			InitContainers: []corev1.Container{{
+				Name: "setup", Image: "busybox:1.36", Command: []string{"/bin/sh", "-c", "echo init > /work/ready"},
+				VolumeMounts: []corev1.VolumeMount{{Name: "work", MountPath: "/work"}},
+			}},
+			Containers: []corev1.Container{{
+				Name: "main", Image: "ghcr.io/acme/app:v1", Command: []string{"/app"}, Args: []string{"--serve", "it's ok"},
+				WorkingDir: "/srv",
+				Env:        []corev1.EnvVar{{Name: "GREETING", Value: "hello world"}, {Name: "EMPTY"}},
+				Resources: corev1.ResourceRequirements{
+					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1500m"), corev1.ResourceMemory: resource.MustParse("1Gi")},
+					Limits:   corev1.ResourceList{resourceNvidiaGPU: resource.MustParse("1")},
+				},
+				VolumeMounts: []corev1.VolumeMount{
+					{Name: "config", MountPath: "/etc/app"},
+					{Name: "creds", MountPath: "/etc/creds", ReadOnly: true},
+					{Name: "token", MountPath: "/var/run/secrets/tokens"},
+					{Name: "work", MountPath: "/work"},
+				},
+			}, {
+				Name: "sidecar", Image: "/images/tools.sif", Args: []string{"watch"},
+				Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("250m")}},
+				VolumeMounts: []corev1.VolumeMount{{Name: "work", MountPath: "/work", SubPath: "logs"}},
+			}},
+			Volumes: []corev1.Volume{
+				{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+					LocalObjectReference: corev1.LocalObjectReference{Name: "app-config"}}}},
+				{Name: "creds", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+					SecretName: "app-creds", DefaultMode: &mode}}},
+				{Name: "token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{}}},
+				{Name: "work", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+			},
+		},
+	}
+	data := []corev1.ConfigMap{{ObjectMeta: metav1.ObjectMeta{Name: "app-config"}, Data: map[string]string{"app.yaml": "port: 8080\n", "nested/dir.conf": "x=1"}}}
+	return &api.RetrievedPodData{Pod: p, Containers: []api.RetrievedContainer{
+		{Name: "setup"},
+		{Name: "main", ConfigMaps: data,
+			Secrets:             []corev1.Secret{{ObjectMeta: metav1.ObjectMeta{Name: "app-creds"}, Data: map[string][]byte{"password": []byte("s3cr3t")}}},
+			ProjectedVolumeMaps: []corev1.ConfigMap{{ObjectMeta: metav1.ObjectMeta{Name: "token"}, Data: map[string]string{"token": "eyJ.token"}}}},
+		{Name: "sidecar"},
+	}}
+}
+
+func testConfig(t *testing.T) Config {
+	cfg := DefaultConfig()
+	cfg.DataRootFolder = "/data/interlink/jobs"
+	cfg.StatePath = filepath.Join(t.TempDir(), "state.db")
+	return cfg
+}
+
+// render is what a golden file holds: sbatch's arguments, the script and
+// the files written beside it.
+func render(t *testing.T, cfg Config, data *api.RetrievedPodData) string {
+	t.Helper()
+	j, err := buildJob(&cfg, data, "/data/interlink/jobs/team-a-"+testUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	b.WriteString("# sbatch " + strings.Join(j.args, " ") + "\n")
+	for _, f := range j.files {
+		if f.dir {
+			b.WriteString("# dir  " + f.path + "\n")
+		} else {
+			b.WriteString("# file " + f.path + " " + f.mode.String() + " " + strings.ReplaceAll(string(f.data), "\n", `\n`) + "\n")
+		}
+	}
+	b.WriteString(j.script)
+	return b.String()
+}
+
+func TestGoldenScripts(t *testing.T) {
+	tests := []struct {
+		name   string
+		config func(*Config)
+		pod    func(*api.RetrievedPodData)
+	}{
+		{"singularity", nil, nil},
+		{"apptainer", func(c *Config) { c.Runtime = RuntimeApptainer }, func(d *api.RetrievedPodData) {
+			d.Pod.Annotations[AnnotationSingularityOptions] = "--writable-tmpfs --cleanenv"
+			d.Pod.Annotations[AnnotationSingularityMounts] = "--bind /cvmfs:/cvmfs:ro"
+			d.Pod.Annotations[AnnotationMPIFlags] = "-np 4 --bind-to core"
+		}},
+		{"enroot", func(c *Config) { c.Runtime = RuntimeEnroot }, nil},
+		{"charliecloud", func(c *Config) { c.Runtime = RuntimeCharliecloud; c.ImageRoot = "/images" }, nil},
+		{"podman", func(c *Config) { c.Runtime = RuntimePodman }, nil},
+		{"tsocks", func(c *Config) {
+			c.Tsocks, c.TsocksPath, c.TsocksLoginNode = true, "/usr/lib/x86_64-linux-gnu/libtsocks.so", "user@login01"
+		}, nil},
+		{"embedded-data", func(c *Config) { c.SharedFS = false; c.CommandPrefix = "module load apptainer" }, nil},
+		{"flavor-and-annotations", func(c *Config) {
+			c.Partition, c.Account = "batch", "hpc-team"
+			c.Flavors = []Flavor{{Name: "small", CPU: "1", Memory: "2Gi"}, {Name: "gpu", GPU: true, Partition: "gpu", Flags: []string{"--constraint=a100"}}}
+			c.DefaultFlavor = "small"
+			c.GPUFlag = "gpus"
+			c.AllowPreExec = true
+		}, func(d *api.RetrievedPodData) {
+			d.Pod.Annotations[AnnotationPartition] = "long"
+			d.Pod.Annotations[AnnotationQOS] = "high"
+			d.Pod.Annotations[AnnotationFlags] = "--nodes=1 --exclusive --mail-type='END,FAIL'"
+			d.Pod.Annotations[AnnotationPreExec] = "export OMP_NUM_THREADS=4"
+			d.Pod.Spec.ActiveDeadlineSeconds = ptr(int64(5430))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			if tt.config != nil {
+				tt.config(&cfg)
+			}
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			data := testPod()
+			if tt.pod != nil {
+				tt.pod(data)
+			}
+			got := render(t, cfg, data)
+			golden := filepath.Join("testdata", "golden", tt.name+".sh")
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./sidecars/slurm -run TestGoldenScripts -update)", err)
+			}
+			if diff := cmp.Diff(string(want), got); diff != "" {
+				t.Errorf("job differs from %s (-want +got):\n%s", golden, diff)
+			}
+			bashSyntax(t, got)
+		})
+	}
+}
+
+// bashSyntax checks a script with bash -n, when bash is here.
+func bashSyntax(t *testing.T, script string) {
+	t.Helper()
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		return
+	}
+	cmd := exec.Command(bash, "-n")
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("bash -n: %v\n%s", err, out)
+	}
+}
+
+func TestResources(t *testing.T) {
+	tests := []struct {
+		name string
+		pod  func(*corev1.Pod)
+		want []string
+		not  []string
+	}{
+		{"none", func(p *corev1.Pod) {
+			p.Spec.InitContainers = nil
+			for i := range p.Spec.Containers {
+				p.Spec.Containers[i].Resources = corev1.ResourceRequirements{}
+			}
+		}, nil, []string{"--cpus-per-task", "--mem", "--gres"}},
+		{"sum and round up", nil, []string{"--cpus-per-task=2", "--mem=1024M", "--gres=gpu:1"}, nil},
+		{"init container larger", func(p *corev1.Pod) {
+			p.Spec.InitContainers[0].Resources.Limits = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("4"), corev1.ResourceMemory: resource.MustParse("100M")}
+		}, []string{"--cpus-per-task=4", "--mem=1024M"}, nil},
+		{"amd gpus", func(p *corev1.Pod) {
+			p.Spec.Containers[1].Resources.Limits = corev1.ResourceList{resourceAMDGPU: resource.MustParse("2")}
+		}, []string{"--gres=gpu:3"}, nil},
+		{"deadline", func(p *corev1.Pod) { p.Spec.ActiveDeadlineSeconds = ptr(int64(61)) }, []string{"--time=1:01"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			data := testPod()
+			if tt.pod != nil {
+				tt.pod(&data.Pod)
+			}
+			j, err := buildJob(&cfg, data, "/d")
+			if err != nil {
+				t.Fatal(err)
+			}
+			args := strings.Join(j.args, " ")
+			for _, w := range tt.want {
+				if !strings.Contains(args, w) {
+					t.Errorf("sbatch %s: want %s", args, w)
+				}
+			}
+			for _, w := range tt.not {
+				if strings.Contains(args, w) {
+					t.Errorf("sbatch %s: want no %s", args, w)
+				}
+			}
+		})
+	}
+}
+
+// TestRefusedPods: every bad pod is refused with an Invalid error naming
+// the problem, before anything is written.
+func TestRefusedPods(t *testing.T) {
+	tests := []struct {
+		name   string
+		config func(*Config)
+		pod    func(*api.RetrievedPodData)
+		want   string
+	}{
+		{"configmap key escapes", nil, func(d *api.RetrievedPodData) {
+			d.Containers[1].ConfigMaps[0].Data["../../x"] = "evil"
+		}, `leaves the volume`},
+		{"absolute item path", nil, func(d *api.RetrievedPodData) {
+			d.Pod.Spec.Volumes[0].ConfigMap.Items = []corev1.KeyToPath{{Key: "app.yaml", Path: "/etc/passwd"}}
+		}, `leaves the volume`},
+		{"secret key escapes", nil, func(d *api.RetrievedPodData) {
+			d.Containers[1].Secrets[0].Data["../../../.ssh/authorized_keys"] = []byte("k")
+		}, `leaves the volume`},
+		{"projected path escapes", nil, func(d *api.RetrievedPodData) {
+			d.Containers[1].ProjectedVolumeMaps[0].Data["../token"] = "t"
+		}, `leaves the volume`},
+		{"subPath escapes", nil, func(d *api.RetrievedPodData) {
+			d.Pod.Spec.Containers[1].VolumeMounts[0].SubPath = "../../.."
+		}, `subPath "../../.." leaves its volume`},
+		{"relative mount path", nil, func(d *api.RetrievedPodData) {
+			d.Pod.Spec.Containers[0].VolumeMounts[0].MountPath = "etc"
+		}, `is not absolute`},
+		{"mount path with a colon", nil, func(d *api.RetrievedPodData) {
+			d.Pod.Spec.Containers[0].VolumeMounts[0].MountPath = "/a:/b"
+		}, `must not contain`},
+		{"missing configmap", nil, func(d *api.RetrievedPodData) { d.Containers[1].ConfigMaps = nil }, `configmap "app-config" was not sent`},
+		{"host path not allowed", nil, func(d *api.RetrievedPodData) {
+			d.Pod.Spec.Volumes = append(d.Pod.Spec.Volumes, corev1.Volume{Name: "host", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/etc"}}})
+		}, `hostPath "/etc" is not under AllowedHostPaths`},
+		{"pre-exec off", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationPreExec] = "rm -rf ~" }, `AllowPreExec is off`},
+		{"flags with a substitution", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationFlags] = "--nodes=$(id)" }, AnnotationFlags},
+		{"flags with a variable", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationFlags] = "--nodes=$HOME" }, `would be expanded`},
+		{"flag not an option", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationFlags] = "rm -rf /" }, `is not an option`},
+		{"reserved flag", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationFlags] = "--output=/etc/x" }, `--output is set by the sidecar`},
+		{"reserved short flag", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationFlags] = "-o/etc/x" }, `-o is set by the sidecar`},
+		{"bad partition", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationPartition] = "x; rm -rf /" }, `not a valid Slurm name`},
+		{"unknown runtime", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationRuntime] = "docker" }, `want one of`},
+		{"unknown flavor", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationFlavor] = "huge" }, `no flavor "huge"`},
+		{"image escapes the image root", func(c *Config) { c.Runtime, c.ImageRoot = RuntimeCharliecloud, "/images" },
+			func(d *api.RetrievedPodData) { d.Pod.Spec.Containers[0].Image = "../../etc" }, `escapes the image root`},
+		{"NUL in an argument", nil, func(d *api.RetrievedPodData) { d.Pod.Spec.Containers[0].Args = []string{"a\x00b"} }, `cannot quote`},
+		{"bad env name", nil, func(d *api.RetrievedPodData) {
+			d.Pod.Spec.Containers[0].Env = append(d.Pod.Spec.Containers[0].Env, corev1.EnvVar{Name: "A=B; id", Value: "x"})
+		}, `env name`},
+		{"negative deadline", nil, func(d *api.RetrievedPodData) { d.Pod.Spec.ActiveDeadlineSeconds = ptr(int64(-1)) }, `not positive`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			if tt.config != nil {
+				tt.config(&cfg)
+			}
+			data := testPod()
+			tt.pod(data)
+			_, err := buildJob(&cfg, data, "/d")
+			if api.ReasonOf(err) != api.ReasonInvalid || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an Invalid error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestSecretModes(t *testing.T) {
+	cfg := testConfig(t)
+	data := testPod()
+	world := int32(0o777)
+	data.Pod.Spec.Volumes[1].Secret.DefaultMode = &world
+	j, err := buildJob(&cfg, data, "/d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range j.files {
+		switch {
+		case strings.HasPrefix(f.path, "volumes/creds/"), strings.HasPrefix(f.path, "volumes/token/"), strings.HasPrefix(f.path, "env/"):
+			if !f.dir && f.mode&0o077 != 0 {
+				t.Errorf("%s has mode %v: secrets must not be readable by others", f.path, f.mode)
+			}
+		case f.path == "volumes/config/app.yaml" && f.mode != 0o644:
+			t.Errorf("configmap file mode %v, want 0644", f.mode)
+		}
+	}
+}

@@ -1,0 +1,363 @@
+package slurm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/seed-3f807049/interlink/functions/api"
+	"github.com/seed-3f807049/interlink/sidecars"
+)
+
+// Slurm is the SLURM sidecar.
+type Slurm struct {
+	cfg   Config
+	log   *slog.Logger
+	cmd   *commands
+	store *store
+	root  *os.Root // DataRootFolder: every pod path is opened through it
+	// rootDir is DataRootFolder, absolute.
+	rootDir string
+	locks   keyedMutex
+}
+
+var (
+	_ sidecars.Plugin = (*Slurm)(nil)
+	_ sidecars.Pinger = (*Slurm)(nil)
+)
+
+// New opens the state store and the data root.
+func New(cfg Config, log *slog.Logger) (*Slurm, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("slurm config: %w", err)
+	}
+	rootDir, _ := expandHome(cfg.DataRootFolder)
+	statePath, _ := expandHome(cfg.StatePath)
+	if err := os.MkdirAll(rootDir, 0o755); err != nil {
+		return nil, fmt.Errorf("DataRootFolder: %w", err)
+	}
+	root, err := os.OpenRoot(rootDir)
+	if err != nil {
+		return nil, fmt.Errorf("DataRootFolder: %w", err)
+	}
+	st, err := openStore(statePath)
+	if err != nil {
+		_ = root.Close()
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Slurm{cfg: cfg, log: log, cmd: newCommands(&cfg), store: st, root: root, rootDir: rootDir}
+	log.Info("slurm sidecar state loaded", "pods", st.len(), "state", statePath, "data", rootDir)
+	return s, nil
+}
+
+// Close releases the store and the data root.
+func (s *Slurm) Close() error {
+	return errors.Join(s.store.close(), s.root.Close())
+}
+
+var uidPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,63}$`)
+
+// podDir is the pod's directory, relative to DataRootFolder.
+func podDir(p *corev1.Pod) (string, error) {
+	if !uidPattern.MatchString(string(p.UID)) {
+		return "", api.Invalid("pod %s/%s: uid %q is not a UUID", p.Namespace, p.Name, p.UID)
+	}
+	return p.Namespace + "-" + string(p.UID), nil
+}
+
+// Create submits the pod's job; a second create of the same UID returns
+// the job of the first.
+func (s *Slurm) Create(ctx context.Context, data *api.RetrievedPodData) (api.CreateStruct, error) {
+	p := &data.Pod
+	uid := string(p.UID)
+	dir, err := podDir(p)
+	if err != nil {
+		return api.CreateStruct{}, err
+	}
+	if len(p.Spec.Containers) == 0 {
+		return api.CreateStruct{}, api.Invalid("pod %s/%s has no containers", p.Namespace, p.Name)
+	}
+	unlock := s.locks.lock(uid)
+	defer unlock()
+	if rec, ok := s.store.get(uid); ok {
+		if rec.JobID != "" {
+			return api.CreateStruct{PodUID: uid, PodJID: rec.JobID}, nil
+		}
+		// A crash between sbatch and saving its job ID: find the job.
+		if id, err := s.findJob(ctx, p); err != nil {
+			return api.CreateStruct{}, err
+		} else if id != "" {
+			rec.JobID = id
+			if err := s.store.put(rec); err != nil {
+				return api.CreateStruct{}, err
+			}
+			s.log.Info("job recovered after an interrupted submission", "pod", p.Name, "namespace", p.Namespace, "job_id", id)
+			return api.CreateStruct{PodUID: uid, PodJID: id}, nil
+		}
+	}
+	j, err := buildJob(&s.cfg, data, filepath.Join(s.rootDir, dir))
+	if err != nil {
+		return api.CreateStruct{}, err
+	}
+	rec := record{UID: uid, Namespace: p.Namespace, Name: p.Name, Dir: dir, Created: time.Now().UTC(),
+		InitContainers: names(p.Spec.InitContainers), Containers: names(p.Spec.Containers)}
+	if err := s.store.put(rec); err != nil {
+		return api.CreateStruct{}, err
+	}
+	fail := func(err error) (api.CreateStruct, error) {
+		_ = s.root.RemoveAll(dir)
+		_ = s.store.remove(uid)
+		return api.CreateStruct{}, err
+	}
+	if err := s.writePodDir(dir, j); err != nil {
+		return fail(fmt.Errorf("pod %s/%s: write its directory: %w", p.Namespace, p.Name, err))
+	}
+	start := time.Now()
+	args := append([]string{s.cfg.SbatchPath}, j.args...)
+	out, err := s.cmd.run(ctx, append(args, filepath.Join(s.rootDir, dir, scriptName))...)
+	if err != nil {
+		var ce *cmdError
+		if errors.As(err, &ce) && strings.Contains(ce.stderr, "submission failed") && !strings.Contains(ce.stderr, "Unable to contact") {
+			// Slurm refused this job (an impossible request): the pod's fault.
+			return fail(api.Invalid("pod %s/%s: Slurm refused the job: %s", p.Namespace, p.Name, ce.stderr))
+		}
+		return fail(fmt.Errorf("pod %s/%s: sbatch: %w", p.Namespace, p.Name, err))
+	}
+	id, _, _ := strings.Cut(strings.TrimSpace(string(out)), ";")
+	if id == "" {
+		return fail(api.Unavailable("pod %s/%s: sbatch printed no job ID", p.Namespace, p.Name))
+	}
+	rec.JobID = id
+	if err := s.store.put(rec); err != nil {
+		// The job runs; cancel it rather than leave it without a pod.
+		_, _ = s.cmd.run(context.WithoutCancel(ctx), s.cfg.ScancelPath, id)
+		return fail(err)
+	}
+	s.log.Info("job submitted", "pod", p.Name, "namespace", p.Namespace, "uid", uid, "job_id", id,
+		"duration_seconds", time.Since(start).Seconds())
+	return api.CreateStruct{PodUID: uid, PodJID: id}, nil
+}
+
+// findJob looks for a job of the pod submitted before a crash.
+func (s *Slurm) findJob(ctx context.Context, p *corev1.Pod) (string, error) {
+	out, err := s.cmd.run(ctx, s.cfg.SqueuePath, "--noheader", "--states=all", "--name="+p.Namespace+"-"+p.Name, "--format=%i|%k")
+	if err != nil {
+		return "", fmt.Errorf("look for the job of pod %s/%s: %w", p.Namespace, p.Name, err)
+	}
+	for l := range strings.SplitSeq(string(out), "\n") {
+		if id, comment, ok := strings.Cut(strings.TrimSpace(l), "|"); ok && comment == jobComment(p.UID) {
+			return id, nil
+		}
+	}
+	return "", nil
+}
+
+func names(cs []corev1.Container) []string {
+	out := make([]string, len(cs))
+	for i := range cs {
+		out[i] = cs[i].Name
+	}
+	return out
+}
+
+// writePodDir writes the job script and the pod's data under dir, through
+// the data root so that nothing lands outside it.
+func (s *Slurm) writePodDir(dir string, j *job) error {
+	for _, d := range []string{dir, path.Join(dir, containersDir), path.Join(dir, dataDirName)} {
+		if err := s.root.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+	}
+	if err := s.writeFile(path.Join(dir, scriptName), []byte(j.script), 0o700); err != nil {
+		return err
+	}
+	for _, f := range j.files {
+		p := path.Join(dir, dataDirName, f.path)
+		if f.dir {
+			if err := s.root.MkdirAll(p, 0o755); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := s.root.MkdirAll(path.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := s.writeFile(p, f.data, f.mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Slurm) writeFile(name string, data []byte, mode fs.FileMode) error {
+	f, err := s.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = s.root.Chmod(name, mode) // whatever the umask
+	}
+	return err
+}
+
+// Delete cancels the pod's job and removes its directory and record.
+func (s *Slurm) Delete(ctx context.Context, p *corev1.Pod) error {
+	uid := string(p.UID)
+	unlock := s.locks.lock(uid)
+	defer unlock()
+	rec, ok := s.store.get(uid)
+	if !ok {
+		return api.NotFound("pod %s/%s (uid %s) not found", p.Namespace, p.Name, uid)
+	}
+	if rec.JobID != "" && rec.Final == nil {
+		_, err := s.cmd.run(ctx, s.cfg.ScancelPath, rec.JobID)
+		var ce *cmdError
+		if err != nil && !(errors.As(err, &ce) && (strings.Contains(ce.stderr, "Invalid job id") || strings.Contains(ce.stderr, "already completing"))) {
+			return fmt.Errorf("scancel job %s: %w", rec.JobID, err)
+		}
+	}
+	if err := s.root.RemoveAll(rec.Dir); err != nil {
+		return fmt.Errorf("remove the directory of pod %s/%s: %w", p.Namespace, p.Name, err)
+	}
+	if err := s.store.remove(uid); err != nil {
+		return err
+	}
+	s.log.Info("job deleted", "pod", p.Name, "namespace", p.Namespace, "uid", uid, "job_id", rec.JobID)
+	return nil
+}
+
+// Status answers for the known pods of the batch with one squeue call (and
+// one sacct call when Accounting is on), whatever their number.
+func (s *Slurm) Status(ctx context.Context, pods []corev1.Pod) ([]api.PodStatus, error) {
+	recs := make([]record, 0, len(pods))
+	var ids []string
+	for i := range pods {
+		rec, ok := s.store.get(string(pods[i].UID))
+		if !ok {
+			continue
+		}
+		recs = append(recs, rec)
+		if rec.JobID != "" && rec.Final == nil {
+			ids = append(ids, rec.JobID)
+		}
+	}
+	states, err := s.queryJobs(ctx, ids)
+	if err != nil {
+		return nil, api.Unavailable("status of %d jobs: %w", len(ids), err)
+	}
+	out := make([]api.PodStatus, 0, len(recs))
+	for _, rec := range recs {
+		out = append(out, s.podStatus(&rec, states))
+	}
+	return out, nil
+}
+
+func (s *Slurm) podStatus(rec *record, states map[string]jobState) api.PodStatus {
+	dir := filepath.Join(s.rootDir, rec.Dir)
+	st := api.PodStatus{PodName: rec.Name, PodUID: rec.UID, PodNamespace: rec.Namespace, JobID: rec.JobID}
+	files := map[string]ctrFiles{}
+	for _, n := range append(append([]string{}, rec.InitContainers...), rec.Containers...) {
+		files[n] = readCtrFiles(dir, n)
+	}
+	var js jobState
+	switch {
+	case rec.JobID == "":
+		js = jobState{State: "PENDING", Reason: "Submitting"}
+	case rec.Final != nil:
+		js = *rec.Final
+	default:
+		var ok bool
+		if js, ok = states[rec.JobID]; !ok {
+			js = jobState{State: stateLost, At: time.Now().UTC()}
+			if allExited(files) {
+				js.State = "COMPLETED"
+			}
+		}
+		if js.terminal() {
+			rec.Final = &js
+			if err := s.store.put(*rec); err != nil {
+				s.log.Warn("could not save a job's end", "job_id", rec.JobID, "err", err)
+			}
+		}
+	}
+	var tail *string
+	output := func() string {
+		if tail == nil {
+			t := outputTail(dir, 512)
+			tail = &t
+		}
+		return *tail
+	}
+	initDone := true
+	for _, n := range rec.InitContainers {
+		f := files[n]
+		st.InitContainers = append(st.InitContainers, containerStatus(n, rec.JobID, js, f, output, true))
+		initDone = initDone && f.exited && f.code == 0
+	}
+	for _, n := range rec.Containers {
+		st.Containers = append(st.Containers, containerStatus(n, rec.JobID, js, files[n], output, initDone))
+	}
+	return st
+}
+
+func allExited(files map[string]ctrFiles) bool {
+	for _, f := range files {
+		if !f.exited {
+			return false
+		}
+	}
+	return true
+}
+
+// keyedMutex serializes work on one key (a pod UID) without serializing
+// different keys.
+type keyedMutex struct {
+	mu sync.Mutex
+	m  map[string]*keyedEntry
+}
+
+type keyedEntry struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*keyedEntry{}
+	}
+	e := k.m[key]
+	if e == nil {
+		e = &keyedEntry{}
+		k.m[key] = e
+	}
+	e.refs++
+	k.mu.Unlock()
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		k.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
+}

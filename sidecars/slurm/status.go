@@ -1,0 +1,234 @@
+package slurm
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// jobState is a job's state as Slurm reports it.
+type jobState struct {
+	State    string    `json:"state"`            // PENDING, RUNNING, COMPLETED, ...
+	Reason   string    `json:"reason,omitempty"` // why it waits (squeue's %r)
+	ExitCode int       `json:"exitCode,omitempty"`
+	At       time.Time `json:"at"` // when the sidecar first saw this state
+}
+
+// stateLost is the state of a job Slurm no longer knows, whose containers
+// did not all record an exit code.
+const stateLost = "LOST"
+
+func (j jobState) pending() bool {
+	switch j.State {
+	case "PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD":
+		return true
+	}
+	return false
+}
+
+func (j jobState) terminal() bool {
+	switch j.State {
+	case "COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "BOOT_FAIL",
+		"DEADLINE", "OUT_OF_MEMORY", "REVOKED", "SPECIAL_EXIT", stateLost:
+		return true
+	}
+	return false
+}
+
+// squeueFormat is asked of squeue: job ID, state, reason. None of them holds
+// a '|'.
+const squeueFormat = "%i|%T|%r"
+
+// queryJobs asks Slurm the state of jobs: one squeue call, and one sacct
+// call (when Accounting is on) for the jobs squeue no longer lists. Jobs
+// neither knows are left out of the result.
+func (s *Slurm) queryJobs(ctx context.Context, ids []string) (map[string]jobState, error) {
+	out := make(map[string]jobState, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	now := time.Now()
+	stdout, err := s.cmd.run(ctx, s.cfg.SqueuePath, "--noheader", "--states=all", "--jobs="+strings.Join(ids, ","), "--format="+squeueFormat)
+	var ce *cmdError
+	switch {
+	case errors.As(err, &ce) && strings.Contains(ce.stderr, "Invalid job id"):
+		// Every job asked is gone from squeue.
+	case err != nil:
+		return nil, fmt.Errorf("squeue: %w", err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(stdout))
+	for sc.Scan() {
+		f := strings.SplitN(sc.Text(), "|", 3)
+		if len(f) != 3 {
+			continue
+		}
+		js := jobState{State: f[1], At: now}
+		if js.pending() && f[2] != "None" {
+			js.Reason = f[2]
+		}
+		out[f[0]] = js
+	}
+	if !s.cfg.Accounting {
+		return out, nil
+	}
+	var missing []string
+	for _, id := range ids {
+		if _, ok := out[id]; !ok {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	args := append([]string{s.cfg.SacctPath}, s.cfg.SacctArgs...)
+	args = append(args, "--noheader", "--parsable2", "--allocations", "--jobs="+strings.Join(missing, ","), "--format=JobIDRaw,State,ExitCode")
+	stdout, err = s.cmd.run(ctx, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sacct: %w", err)
+	}
+	sc = bufio.NewScanner(bytes.NewReader(stdout))
+	for sc.Scan() {
+		f := strings.Split(sc.Text(), "|")
+		if len(f) != 3 {
+			continue
+		}
+		state, _, _ := strings.Cut(f[1], " ") // "CANCELLED by 0"
+		code, _, _ := strings.Cut(f[2], ":")
+		n, _ := strconv.Atoi(code)
+		out[f[0]] = jobState{State: state, ExitCode: n, At: now}
+	}
+	return out, nil
+}
+
+// ctrFiles is what a container's files in the pod directory say.
+type ctrFiles struct {
+	started  time.Time
+	exited   bool
+	code     int32
+	finished time.Time
+}
+
+func readCtrFiles(dir, name string) ctrFiles {
+	var f ctrFiles
+	if b, err := os.ReadFile(filepath.Join(dir, containersDir, name+".started")); err == nil {
+		f.started, _ = time.Parse(time.RFC3339Nano, strings.TrimSpace(string(b)))
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, containersDir, name+".exit")); err == nil {
+		code, at, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
+		if n, err := strconv.Atoi(code); err == nil {
+			f.exited, f.code = true, int32(n)
+			f.finished, _ = time.Parse(time.RFC3339Nano, at)
+		}
+	}
+	return f
+}
+
+// oomMarkers are what slurmstepd and the kernel write when a job is killed
+// for its memory (without cgroups Slurm does not report OUT_OF_MEMORY).
+var oomMarkers = []string{"Exceeded job memory limit", "oom-kill", "Out Of Memory"}
+
+// outputTail returns the end of the job's output, for messages.
+func outputTail(dir string, n int64) string {
+	f, err := os.Open(filepath.Join(dir, outputName))
+	if err != nil {
+		return ""
+	}
+	defer func() { _ = f.Close() }()
+	if st, err := f.Stat(); err == nil && st.Size() > n {
+		_, _ = f.Seek(st.Size()-n, io.SeekStart)
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, n))
+	return strings.TrimSpace(string(b))
+}
+
+// ending is how a job's end is told to a container that recorded no exit
+// code of its own: reason and exit code.
+func ending(js jobState, output string) (reason string, code int32) {
+	for _, m := range oomMarkers {
+		if strings.Contains(output, m) {
+			return "OOMKilled", 137
+		}
+	}
+	switch js.State {
+	case "OUT_OF_MEMORY":
+		return "OOMKilled", 137
+	case "TIMEOUT", "DEADLINE":
+		return "DeadlineExceeded", 137
+	case "CANCELLED":
+		return "Cancelled", 143
+	case "PREEMPTED":
+		return "Preempted", 143
+	case "NODE_FAIL":
+		return "NodeFail", 137
+	case "BOOT_FAIL":
+		return "BootFail", 1
+	case "COMPLETED":
+		return "Completed", 0
+	case stateLost:
+		return "JobLost", 1
+	}
+	if js.ExitCode != 0 {
+		return "Error", int32(js.ExitCode)
+	}
+	return "Error", 1
+}
+
+// containerStatus is one container's status from its job's state and its
+// own files.
+func containerStatus(name, jobID string, js jobState, f ctrFiles, output func() string, initDone bool) corev1.ContainerStatus {
+	cs := corev1.ContainerStatus{Name: name, ContainerID: "slurm://" + jobID + "/" + name}
+	switch {
+	case f.exited:
+		reason := "Completed"
+		if f.code != 0 {
+			reason = "Error"
+		}
+		cs.State.Terminated = &corev1.ContainerStateTerminated{ExitCode: f.code, Reason: reason,
+			StartedAt: metav1.NewTime(f.started), FinishedAt: metav1.NewTime(f.finished)}
+	case js.terminal():
+		out := output()
+		reason, code := ending(js, out)
+		msg := fmt.Sprintf("Slurm job %s ended %s", jobID, js.State)
+		if js.State == stateLost {
+			msg = fmt.Sprintf("Slurm job %s is no longer known to Slurm", jobID)
+		}
+		if code != 0 && out != "" {
+			msg += "; job output: " + out
+		}
+		started := f.started
+		if started.IsZero() {
+			started = js.At
+		}
+		cs.State.Terminated = &corev1.ContainerStateTerminated{ExitCode: code, Reason: reason, Message: msg,
+			StartedAt: metav1.NewTime(started), FinishedAt: metav1.NewTime(js.At)}
+	case js.pending():
+		reason := js.Reason
+		if reason == "" {
+			reason = "Pending"
+		}
+		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: reason,
+			Message: fmt.Sprintf("Slurm job %s is %s (%s)", jobID, js.State, reason)}
+	case !f.started.IsZero():
+		cs.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(f.started)}
+		cs.Ready, cs.Started = true, ptr(true)
+	case !initDone:
+		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "PodInitializing"}
+	default:
+		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "ContainerCreating",
+			Message: fmt.Sprintf("Slurm job %s is %s", jobID, js.State)}
+	}
+	return cs
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,104 @@
+# sbatch --parsable --job-name=team-a-web --comment=interlink-pod=0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a --output=/data/interlink/jobs/team-a-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a/job.out --chdir=/data/interlink/jobs/team-a-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a --cpus-per-task=2 --mem=1024M --gres=gpu:1
+#!/bin/bash
+# Job of pod team-a/web, written by interlink-slurm. The containers' output goes to
+# containers/NAME.log, their exit codes to containers/NAME.exit.
+umask 077
+IL_DIR=/data/interlink/jobs/team-a-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a
+# Compute nodes do not share the pod directory's data: it is embedded below
+# and written to node-local storage for the job's lifetime.
+IL_DATA=$(mktemp -d "${TMPDIR:-/tmp}/interlink-XXXXXXXX") || exit 1
+mkdir -p "$IL_DIR"/containers
+il_cleanup() {
+	[[ -n ${IL_SSH_PID-} ]] && kill "$IL_SSH_PID" 2>/dev/null
+	rm -rf -- "$IL_DATA"
+	return 0
+}
+trap il_cleanup EXIT
+il_now() {
+	if [[ -n ${EPOCHREALTIME-} ]]; then
+		local t=${EPOCHREALTIME/,/.} s
+		TZ=UTC printf -v s '%(%Y-%m-%dT%H:%M:%S)T' "${t%.*}"
+		IL_NOW="$s.${t#*.}Z"
+	else
+		IL_NOW=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
+	fi
+}
+# il_log prefixes each line with the time it was read.
+il_log() {
+	local line
+	while IFS= read -r line || [[ -n $line ]]; do
+		il_now
+		printf '%s %s\n' "$IL_NOW" "$line"
+	done
+}
+# il_run NAME FUNCTION runs a container, recording its start, output and exit code.
+il_run() {
+	local name=$1 code
+	il_now
+	printf '%s\n' "$IL_NOW" >"$IL_DIR/containers/$name.started"
+	"$2" 2>&1 | il_log >>"$IL_DIR/containers/$name.log"
+	code=${PIPESTATUS[0]}
+	il_now
+	printf '%s %s\n' "$code" "$IL_NOW" >"$IL_DIR/containers/$name.exit.tmp"
+	mv -f "$IL_DIR/containers/$name.exit.tmp" "$IL_DIR/containers/$name.exit"
+	return "$code"
+}
+il_file() { mkdir -p -- "$(dirname -- "$IL_DATA/$2")" && base64 -d >"$IL_DATA/$2" && chmod "$1" "$IL_DATA/$2"; }
+mkdir -p -- "$IL_DATA"/volumes/config
+il_file 0644 volumes/config/app.yaml <<'IL_EOF'
+cG9ydDogODA4MAo=
+IL_EOF
+il_file 0644 volumes/config/nested/dir.conf <<'IL_EOF'
+eD0x
+IL_EOF
+mkdir -p -- "$IL_DATA"/volumes/creds
+il_file 0600 volumes/creds/password <<'IL_EOF'
+czNjcjN0
+IL_EOF
+mkdir -p -- "$IL_DATA"/volumes/token
+il_file 0600 volumes/token/token <<'IL_EOF'
+ZXlKLnRva2Vu
+IL_EOF
+mkdir -p -- "$IL_DATA"/volumes/work
+mkdir -p -- "$IL_DATA"/env
+il_file 0600 env/setup.env <<'IL_EOF'
+
+IL_EOF
+il_file 0600 env/main.env <<'IL_EOF'
+R1JFRVRJTkc9J2hlbGxvIHdvcmxkJwpFTVBUWT0nJwo=
+IL_EOF
+mkdir -p -- "$IL_DATA"/volumes/work/logs
+il_file 0600 env/sidecar.env <<'IL_EOF'
+
+IL_EOF
+# CommandPrefix (from the sidecar's config)
+module load apptainer
+
+# container setup, image docker://busybox:1.36
+il_c0() {
+	singularity exec --containall --no-home --env-file "$IL_DATA"/env/setup.env --bind "$IL_DATA"/volumes/work:/work docker://busybox:1.36 /bin/sh -c 'echo init > /work/ready'
+}
+
+# container main, image docker://ghcr.io/acme/app:v1
+il_c1() {
+	singularity exec --containall --no-home --nv --env-file "$IL_DATA"/env/main.env --bind "$IL_DATA"/volumes/config:/etc/app:ro --bind "$IL_DATA"/volumes/creds:/etc/creds:ro --bind "$IL_DATA"/volumes/token:/var/run/secrets/tokens:ro --bind "$IL_DATA"/volumes/work:/work --pwd /srv docker://ghcr.io/acme/app:v1 /app --serve "it's ok"
+}
+
+# container sidecar, image /images/tools.sif
+il_c2() {
+	singularity run --containall --no-home --env-file "$IL_DATA"/env/sidecar.env --bind "$IL_DATA"/volumes/work/logs:/work /images/tools.sif watch
+}
+
+# Init containers run in order; the first that fails ends the job.
+il_run setup il_c0 || exit $?
+# Containers run side by side; the job's exit code is the first non-zero one.
+il_pids=()
+{ il_run main il_c1; } &
+il_pids+=($!)
+{ il_run sidecar il_c2; } &
+il_pids+=($!)
+il_exit=0
+for pid in "${il_pids[@]}"; do
+	wait "$pid" || { code=$?; [[ $il_exit -eq 0 ]] && il_exit=$code; }
+done
+exit "$il_exit"
