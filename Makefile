@@ -39,12 +39,13 @@ unit:
 ## e2e: the end-to-end tiers (real processes)
 .PHONY: e2e
 e2e:
-	@TIERS="e2e-api e2e-auth e2e-vk" .ci/test.sh
+	@TIERS="e2e-api e2e-auth e2e-vk e2e-slurm" .ci/test.sh
 
-## generate: rewrite generated files (docs/config.md)
+## generate: rewrite generated files (docs/config.md, golden job scripts)
 .PHONY: generate
 generate:
 	go test ./docs/ -run TestConfigDocIsFresh -update
+	go test ./sidecars/slurm/ -run TestGoldenScripts -update
 
 ## bench: Go benchmarks (status of 10,000 pods, sim memory for 100,000 pods)
 .PHONY: bench

@@ -6,7 +6,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . .ci/lib.sh
 
-TIERS=${TIERS:-"lint verify unit e2e-api e2e-auth e2e-vk"}
+TIERS=${TIERS:-"lint verify unit e2e-api e2e-auth e2e-vk e2e-slurm"}
 passed=0 failed=0 summary=()
 
 tier_lint() { "$(golangci_lint)" run ./...; }
@@ -35,6 +35,13 @@ tier_e2e-auth() {
 tier_e2e-vk() {
 	examples/cluster/build.sh >/dev/null || return 1
 	go test -count=1 -timeout 20m -tags e2e -run 'TestE2E' -v ./vk/
+}
+
+# The SLURM tier: a private slurm-wlm (installed with apt when missing, as
+# root) on free loopback ports, jobs running busybox with Charliecloud.
+tier_e2e-slurm() {
+	.ci/slurm.sh install || return 1
+	go test -count=1 -timeout 15m -tags e2e -run 'TestE2E' -v ./sidecars/slurm/
 }
 
 for tier in $TIERS; do

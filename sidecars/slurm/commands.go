@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"sort"
 	"strings"
 	"time"
@@ -31,6 +32,13 @@ func newCommands(cfg *Config) *commands {
 	for _, k := range passedEnv {
 		if v, ok := os.LookupEnv(k); ok {
 			env = append(env, k+"="+v)
+		}
+	}
+	if _, ok := os.LookupEnv("USER"); !ok {
+		// Under systemd or in a container USER may be unset; ch-run and
+		// others refuse to start without it.
+		if u, err := user.Current(); err == nil {
+			env = append(env, "USER="+u.Username)
 		}
 	}
 	keys := make([]string, 0, len(cfg.JobEnv))

@@ -200,7 +200,21 @@ func (c charliecloud) image(ref string) (string, error) {
 }
 
 func (c charliecloud) commands(ct *container, image string) [][]string {
-	argv := []string{c.cfg.ChRunPath, "--unset-env=*"}
+	var steps [][]string
+	if len(ct.mounts) > 0 || ct.workDir != "" {
+		// ch-run binds only onto directories that exist in the image, and
+		// starts only in one that exists.
+		mk := []string{"mkdir", "-p", "--"}
+		for _, m := range ct.mounts {
+			mk = append(mk, image+m.ctr)
+		}
+		if ct.workDir != "" {
+			mk = append(mk, image+path.Clean("/"+ct.workDir))
+		}
+		steps = append(steps, mk)
+	}
+	// --env-no-expand: values are literal, ch-run expands no $VAR in them.
+	argv := []string{c.cfg.ChRunPath, "--env-no-expand", "--unset-env=*"}
 	hasPath := false
 	for _, kv := range ct.env {
 		argv = append(argv, "--set-env="+kv[0]+"="+kv[1])
@@ -217,7 +231,7 @@ func (c charliecloud) commands(ct *container, image string) [][]string {
 	}
 	argv = append(argv, image, "--")
 	argv = append(argv, ct.command...)
-	return [][]string{append(argv, ct.args...)}
+	return append(steps, append(argv, ct.args...))
 }
 
 func (charliecloud) cleanup(*container) [][]string { return nil }

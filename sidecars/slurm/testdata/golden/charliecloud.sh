@@ -52,17 +52,20 @@ il_run() {
 
 # container setup, image /images/busybox:1.36
 il_c0() {
-	ch-run '--unset-env=*' '--set-env=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' '--bind='"$IL_DATA"/volumes/work:/work /images/busybox:1.36 -- /bin/sh -c 'echo init > /work/ready'
+	mkdir -p -- /images/busybox:1.36/work || return
+	ch-run --env-no-expand '--unset-env=*' '--set-env=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' '--bind='"$IL_DATA"/volumes/work:/work /images/busybox:1.36 -- /bin/sh -c 'echo init > /work/ready'
 }
 
 # container main, image /images/ghcr.io/acme/app:v1
 il_c1() {
-	ch-run '--unset-env=*' '--set-env=GREETING=hello world' '--set-env=EMPTY=' '--set-env=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' '--bind='"$IL_DATA"/volumes/config:/etc/app '--bind='"$IL_DATA"/volumes/creds:/etc/creds '--bind='"$IL_DATA"/volumes/token:/var/run/secrets/tokens '--bind='"$IL_DATA"/volumes/work:/work '--cd=/srv' /images/ghcr.io/acme/app:v1 -- /app --serve "it's ok"
+	mkdir -p -- /images/ghcr.io/acme/app:v1/etc/app /images/ghcr.io/acme/app:v1/etc/creds /images/ghcr.io/acme/app:v1/var/run/secrets/tokens /images/ghcr.io/acme/app:v1/work /images/ghcr.io/acme/app:v1/srv || return
+	ch-run --env-no-expand '--unset-env=*' '--set-env=GREETING=hello world' '--set-env=EMPTY=' '--set-env=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' '--bind='"$IL_DATA"/volumes/config:/etc/app '--bind='"$IL_DATA"/volumes/creds:/etc/creds '--bind='"$IL_DATA"/volumes/token:/var/run/secrets/tokens '--bind='"$IL_DATA"/volumes/work:/work '--cd=/srv' /images/ghcr.io/acme/app:v1 -- /app --serve "it's ok"
 }
 
 # container sidecar, image /images/tools.sif
 il_c2() {
-	ch-run '--unset-env=*' '--set-env=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' '--bind='"$IL_DATA"/volumes/work/logs:/work /images/tools.sif -- watch
+	mkdir -p -- /images/tools.sif/work || return
+	ch-run --env-no-expand '--unset-env=*' '--set-env=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' '--bind='"$IL_DATA"/volumes/work/logs:/work /images/tools.sif -- watch
 }
 
 # Init containers run in order; the first that fails ends the job.

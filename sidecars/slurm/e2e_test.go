@@ -1,0 +1,433 @@
+//go:build e2e
+
+package slurm
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/seed-3f807049/interlink/functions/api"
+	"github.com/seed-3f807049/interlink/observability/config"
+	"github.com/seed-3f807049/interlink/sidecars/sidecarstest"
+)
+
+// The e2e tier runs a private SLURM (slurm-wlm, started by .ci/slurm.sh on
+// free loopback ports) and real containers with Charliecloud.
+
+var (
+	slurmDir string // the private SLURM's directory
+	imageDir string // holds the busybox image directory
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	script, _ := filepath.Abs("../../.ci/slurm.sh")
+	for _, c := range []string{"slurmctld", "munged", "ch-run", "sbatch"} {
+		if _, err := exec.LookPath(c); err != nil {
+			if _, err := os.Stat("/usr/sbin/" + c); err == nil {
+				continue
+			}
+			if os.Getenv("CI") == "true" {
+				fmt.Fprintf(os.Stderr, "FAIL: %s is missing: run .ci/slurm.sh install\n", c)
+				return 1
+			}
+			fmt.Fprintf(os.Stderr, "SKIP: %s is missing (run .ci/slurm.sh install)\n", c)
+			return 0
+		}
+	}
+	base, err := os.MkdirTemp("", "interlink-slurm-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	_ = os.Chmod(base, 0o755)
+	defer func() { _ = os.RemoveAll(base) }()
+	slurmDir, imageDir = filepath.Join(base, "slurm"), filepath.Join(base, "images")
+	for _, args := range [][]string{{"image", imageDir}, {"up", slurmDir}} {
+		cmd := exec.Command(script, args...)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "slurm.sh %s: %v\n", args[0], err)
+			_ = exec.Command(script, "down", slurmDir).Run()
+			return 1
+		}
+	}
+	defer func() {
+		cmd := exec.Command(script, "down", slurmDir)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		_ = cmd.Run()
+	}()
+	os.Setenv("SLURM_CONF", filepath.Join(slurmDir, "slurm.conf"))
+	return m.Run()
+}
+
+// newSidecar returns a SLURM sidecar running containers with Charliecloud,
+// its data and state under a fresh directory (or stateDir, to restart one).
+func newSidecar(t testing.TB, stateDir string) *Slurm {
+	t.Helper()
+	if stateDir == "" {
+		stateDir = t.TempDir()
+		_ = os.Chmod(stateDir, 0o755)
+	}
+	cfg := DefaultConfig()
+	cfg.DataRootFolder = filepath.Join(stateDir, "jobs")
+	cfg.StatePath = filepath.Join(stateDir, "state.db")
+	cfg.Runtime = RuntimeCharliecloud
+	cfg.ImageRoot = imageDir
+	cfg.Accounting = true
+	cfg.SacctArgs = []string{"-c"} // the jobcomp file: no slurmdbd here
+	cfg.LogPollInterval = config.D(100 * time.Millisecond)
+	s, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestE2EConformance(t *testing.T) {
+	s := newSidecar(t, "")
+	sidecarstest.Run(t, s, sidecarstest.Config{Timeout: 60 * time.Second, WantLog: "conformance-hello", Concurrency: 6})
+}
+
+// e2ePod is a pod of busybox containers running the given shell commands.
+func e2ePod(name string, cmds ...string) *api.RetrievedPodData {
+	p := corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "e2e", UID: types.UID(uuid.NewString()), Annotations: map[string]string{}},
+		Spec:       corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever},
+	}
+	data := &api.RetrievedPodData{Pod: p}
+	for i, c := range cmds {
+		data.Pod.Spec.Containers = append(data.Pod.Spec.Containers, corev1.Container{
+			Name: fmt.Sprintf("c%d", i), Image: "busybox", Command: []string{"/bin/sh", "-c", c}})
+		data.Containers = append(data.Containers, api.RetrievedContainer{Name: fmt.Sprintf("c%d", i)})
+	}
+	return data
+}
+
+func create(t *testing.T, s *Slurm, d *api.RetrievedPodData) string {
+	t.Helper()
+	res, err := s.Create(context.Background(), d)
+	if err != nil {
+		t.Fatalf("create %s: %v", d.Pod.Name, err)
+	}
+	t.Cleanup(func() { _ = s.Delete(context.Background(), &d.Pod) })
+	return res.PodJID
+}
+
+// waitFor polls the pod's status until ok says so.
+func waitFor(t *testing.T, s *Slurm, p *corev1.Pod, timeout time.Duration, what string, ok func(api.PodStatus) bool) api.PodStatus {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last api.PodStatus
+	for time.Now().Before(deadline) {
+		st, err := s.Status(context.Background(), []corev1.Pod{*p})
+		if err == nil && len(st) == 1 {
+			last = st[0]
+			if ok(last) {
+				return last
+			}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("pod %s: not %s within %s; last status %+v", p.Name, what, timeout, last)
+	return last
+}
+
+func terminated(st api.PodStatus) bool {
+	for _, c := range append(append([]corev1.ContainerStatus{}, st.InitContainers...), st.Containers...) {
+		if c.State.Terminated == nil && (c.State.Waiting == nil || c.State.Waiting.Reason != "PodInitializing") {
+			return false
+		}
+	}
+	return len(st.Containers) > 0
+}
+
+func logs(t *testing.T, s *Slurm, p *corev1.Pod, container string, opts api.ContainerLogOpts) string {
+	t.Helper()
+	rc, err := s.Logs(context.Background(), &api.LogStruct{Namespace: p.Namespace, PodUID: string(p.UID), PodName: p.Name, ContainerName: container, Opts: opts})
+	if err != nil {
+		t.Fatalf("logs %s/%s: %v", p.Name, container, err)
+	}
+	defer func() { _ = rc.Close() }()
+	b, _ := io.ReadAll(rc)
+	return string(b)
+}
+
+func slurmCmd(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func TestE2EJobs(t *testing.T) {
+	s := newSidecar(t, "")
+	t.Run("ExitCode3", func(t *testing.T) {
+		t.Parallel()
+		d := e2ePod("exit3", "echo failing; exit 3")
+		create(t, s, d)
+		st := waitFor(t, s, &d.Pod, time.Minute, "terminated", terminated)
+		if c := st.Containers[0].State.Terminated; c.ExitCode != 3 || c.Reason != "Error" {
+			t.Errorf("terminated %+v, want exit code 3, reason Error", c)
+		}
+	})
+	t.Run("Timeout", func(t *testing.T) {
+		t.Parallel()
+		d := e2ePod("timeout", "echo start; sleep 600")
+		d.Pod.Spec.ActiveDeadlineSeconds = ptr(int64(30)) // Slurm rounds up to a minute
+		create(t, s, d)
+		st := waitFor(t, s, &d.Pod, 3*time.Minute, "terminated", terminated)
+		if c := st.Containers[0].State.Terminated; c.Reason != "DeadlineExceeded" || c.ExitCode == 0 {
+			t.Errorf("terminated %+v, want DeadlineExceeded", c)
+		}
+	})
+	t.Run("OutOfMemory", func(t *testing.T) {
+		t.Parallel()
+		d := e2ePod("oom", "echo eating; x=$(head -c 400000000 /dev/zero | tr '\\0' a); sleep 30")
+		d.Pod.Spec.Containers[0].Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("50Mi")}
+		create(t, s, d)
+		st := waitFor(t, s, &d.Pod, 2*time.Minute, "terminated", terminated)
+		if c := st.Containers[0].State.Terminated; c.Reason != "OOMKilled" || c.ExitCode != 137 {
+			t.Errorf("terminated %+v, want OOMKilled with 137", c)
+		}
+	})
+	t.Run("Cancelled", func(t *testing.T) {
+		t.Parallel()
+		d := e2ePod("cancelled", "echo start; sleep 600")
+		jid := create(t, s, d)
+		waitFor(t, s, &d.Pod, time.Minute, "running", func(st api.PodStatus) bool { return st.Containers[0].State.Running != nil })
+		slurmCmd(t, "scancel", jid)
+		st := waitFor(t, s, &d.Pod, time.Minute, "terminated", terminated)
+		if c := st.Containers[0].State.Terminated; c.Reason != "Cancelled" || c.ExitCode != 143 {
+			t.Errorf("terminated %+v, want Cancelled with 143", c)
+		}
+	})
+	t.Run("PendingWithReason", func(t *testing.T) {
+		t.Parallel()
+		d := e2ePod("held", "echo never")
+		d.Pod.Annotations[AnnotationFlags] = "--hold"
+		create(t, s, d)
+		st := waitFor(t, s, &d.Pod, time.Minute, "waiting", func(st api.PodStatus) bool { return st.Containers[0].State.Waiting != nil })
+		if w := st.Containers[0].State.Waiting; w.Reason != "JobHeldUser" || !strings.Contains(w.Message, "PENDING") {
+			t.Errorf("waiting %+v, want the Slurm reason JobHeldUser", w)
+		}
+	})
+	t.Run("InitOrderAndSharedEmptyDir", func(t *testing.T) {
+		t.Parallel()
+		d := e2ePod("init", "cat /shared/order; while [ ! -f /shared/from-c2 ]; do sleep 0.2; done; cat /shared/from-c2",
+			"echo hello-from-c2 > /shared/from-c2")
+		for i, c := range []string{"echo first >> /shared/order", "sleep 1; echo second >> /shared/order"} {
+			d.Pod.Spec.InitContainers = append(d.Pod.Spec.InitContainers, corev1.Container{
+				Name: fmt.Sprintf("init%d", i), Image: "busybox", Command: []string{"/bin/sh", "-c", c}})
+		}
+		d.Pod.Spec.Volumes = []corev1.Volume{{Name: "shared", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+		for _, cs := range [][]corev1.Container{d.Pod.Spec.InitContainers, d.Pod.Spec.Containers} {
+			for i := range cs {
+				cs[i].VolumeMounts = []corev1.VolumeMount{{Name: "shared", MountPath: "/shared"}}
+			}
+		}
+		create(t, s, d)
+		st := waitFor(t, s, &d.Pod, time.Minute, "terminated", terminated)
+		for _, c := range append(st.InitContainers, st.Containers...) {
+			if c.State.Terminated == nil || c.State.Terminated.ExitCode != 0 {
+				t.Errorf("container %s: %+v, want exit 0", c.Name, c.State)
+			}
+		}
+		if got := logs(t, s, &d.Pod, "c0", api.ContainerLogOpts{}); got != "first\nsecond\nhello-from-c2\n" {
+			t.Errorf("c0 logs %q: want the init containers in order, then c2's file", got)
+		}
+	})
+	t.Run("FailedInitStopsThePod", func(t *testing.T) {
+		t.Parallel()
+		d := e2ePod("init-fails", "echo must-not-run")
+		d.Pod.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "busybox", Command: []string{"/bin/sh", "-c", "exit 4"}}}
+		create(t, s, d)
+		st := waitFor(t, s, &d.Pod, time.Minute, "terminated", func(st api.PodStatus) bool {
+			return len(st.InitContainers) == 1 && st.InitContainers[0].State.Terminated != nil && st.Containers[0].State.Terminated != nil
+		})
+		if code := st.InitContainers[0].State.Terminated.ExitCode; code != 4 {
+			t.Errorf("init exit code %d, want 4", code)
+		}
+		if got := logs(t, s, &d.Pod, "c0", api.ContainerLogOpts{}); strings.Contains(got, "must-not-run") {
+			t.Errorf("the container ran after its init container failed: %q", got)
+		}
+	})
+	t.Run("ConfigMapSecretAndLiteralEnv", func(t *testing.T) {
+		t.Parallel()
+		d := e2ePod("data", `cat /etc/cfg/greeting; echo; stat -c '%a' /etc/sec/password; cat /etc/sec/password; echo; printf '%s|' "$EVIL"; echo; ls /tmp/pwned 2>&1`)
+		d.Pod.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "EVIL", Value: "$(touch /tmp/pwned) `id` 'q' \"d\"\nline2 ; rm -rf ~"}}
+		d.Pod.Spec.Volumes = []corev1.Volume{
+			{Name: "cfg", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "cm"}}}},
+			{Name: "sec", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "sec"}}},
+		}
+		d.Pod.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "cfg", MountPath: "/etc/cfg"}, {Name: "sec", MountPath: "/etc/sec"}}
+		d.Containers[0].ConfigMaps = []corev1.ConfigMap{{ObjectMeta: metav1.ObjectMeta{Name: "cm"}, Data: map[string]string{"greeting": "hello $(id)"}}}
+		d.Containers[0].Secrets = []corev1.Secret{{ObjectMeta: metav1.ObjectMeta{Name: "sec"}, Data: map[string][]byte{"password": []byte("p4ss")}}}
+		create(t, s, d)
+		st := waitFor(t, s, &d.Pod, time.Minute, "terminated", terminated)
+		got := logs(t, s, &d.Pod, "c0", api.ContainerLogOpts{})
+		want := "hello $(id)\n600\np4ss\n$(touch /tmp/pwned) `id` 'q' \"d\"\nline2 ; rm -rf ~|\nls: /tmp/pwned: No such file or directory\n"
+		if got != want {
+			t.Errorf("logs:\n%q\nwant\n%q (status %+v)", got, want, st.Containers[0].State)
+		}
+		if _, err := os.Stat("/tmp/pwned"); err == nil {
+			t.Error("an env value was executed on the host")
+		}
+	})
+	t.Run("GPUGres", func(t *testing.T) {
+		t.Parallel()
+		d := e2ePod("gpu", "echo gpu")
+		d.Pod.Spec.Containers[0].Resources.Limits = corev1.ResourceList{resourceNvidiaGPU: resource.MustParse("1")}
+		jid := create(t, s, d)
+		out := slurmCmd(t, "scontrol", "show", "job", jid)
+		if !strings.Contains(out, "gres/gpu=1") && !strings.Contains(out, "gres:gpu:1") {
+			t.Errorf("job %s does not hold a GPU:\n%s", jid, out)
+		}
+		waitFor(t, s, &d.Pod, time.Minute, "terminated", terminated)
+	})
+	t.Run("LogsFollowAndOptions", func(t *testing.T) {
+		t.Parallel()
+		d := e2ePod("logs", "for i in 1 2 3 4 5; do echo line$i; sleep 0.3; done")
+		create(t, s, d)
+		waitFor(t, s, &d.Pod, time.Minute, "running", func(st api.PodStatus) bool { return st.Containers[0].State.Running != nil })
+		followed := logs(t, s, &d.Pod, "c0", api.ContainerLogOpts{Follow: true})
+		if followed != "line1\nline2\nline3\nline4\nline5\n" {
+			t.Errorf("followed logs %q", followed)
+		}
+		if got := logs(t, s, &d.Pod, "c0", api.ContainerLogOpts{Tail: 2}); got != "line4\nline5\n" {
+			t.Errorf("tail 2: %q", got)
+		}
+		if got := logs(t, s, &d.Pod, "c0", api.ContainerLogOpts{LimitBytes: 8}); got != "line1\nli" {
+			t.Errorf("limit 8 bytes: %q", got)
+		}
+		ts := logs(t, s, &d.Pod, "c0", api.ContainerLogOpts{Timestamps: true, Tail: 1})
+		stamp, text, _ := strings.Cut(ts, " ")
+		at, err := time.Parse(time.RFC3339Nano, stamp)
+		if err != nil || text != "line5\n" || time.Since(at) > time.Minute {
+			t.Errorf("timestamped line %q: %v", ts, err)
+		}
+		if got := logs(t, s, &d.Pod, "c0", api.ContainerLogOpts{SinceTime: at}); got != "line5\n" {
+			t.Errorf("since the last line's time: %q", got)
+		}
+	})
+	t.Run("ConcurrentCreatesOneJob", func(t *testing.T) {
+		t.Parallel()
+		d := e2ePod("once", "sleep 2")
+		var wg sync.WaitGroup
+		ids := make([]string, 5)
+		for i := range ids {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := s.Create(context.Background(), d)
+				if err != nil {
+					t.Error(err)
+				}
+				ids[i] = res.PodJID
+			}()
+		}
+		wg.Wait()
+		t.Cleanup(func() { _ = s.Delete(context.Background(), &d.Pod) })
+		for _, id := range ids {
+			if id != ids[0] {
+				t.Fatalf("job IDs %v: want one job", ids)
+			}
+		}
+		out := slurmCmd(t, "squeue", "--noheader", "--states=all", "--name=e2e-once", "--format=%i")
+		if n := len(strings.Fields(out)); n != 1 {
+			t.Errorf("squeue lists %d jobs named e2e-once, want 1:\n%s", n, out)
+		}
+	})
+}
+
+// TestE2ERestarts: the sidecar restarted mid-job recovers it from its
+// store; slurmctld restarted mid-job loses nothing.
+func TestE2ERestarts(t *testing.T) {
+	dir := t.TempDir()
+	_ = os.Chmod(dir, 0o755)
+	s := newSidecar(t, dir)
+	d := e2ePod("restart", "echo before; sleep 6; echo after")
+	jid := create(t, s, d)
+	waitFor(t, s, &d.Pod, time.Minute, "running", func(st api.PodStatus) bool { return st.Containers[0].State.Running != nil })
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = newSidecar(t, dir)
+	if res, err := s.Create(context.Background(), d); err != nil || res.PodJID != jid {
+		t.Fatalf("create after restart: %+v %v, want the same job %s", res, err, jid)
+	}
+	script, _ := filepath.Abs("../../.ci/slurm.sh")
+	if out, err := exec.Command(script, "restart-ctld", slurmDir).CombinedOutput(); err != nil {
+		t.Fatalf("restart slurmctld: %v\n%s", err, out)
+	}
+	st := waitFor(t, s, &d.Pod, time.Minute, "terminated", terminated)
+	if c := st.Containers[0].State.Terminated; c.ExitCode != 0 {
+		t.Errorf("after the restarts: %+v, want exit 0", c)
+	}
+	if got := logs(t, s, &d.Pod, "c0", api.ContainerLogOpts{}); got != "before\nafter\n" {
+		t.Errorf("logs %q", got)
+	}
+	if err := s.Delete(context.Background(), &d.Pod); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(context.Background(), &d.Pod); !api.IsNotFound(err) {
+		t.Errorf("second delete: %v, want NotFound", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "jobs", "e2e-"+string(d.Pod.UID))); !os.IsNotExist(err) {
+		t.Errorf("the pod directory is left after delete: %v", err)
+	}
+}
+
+// TestE2EDeleteCancels: deleting a running pod leaves no job in squeue.
+func TestE2EDeleteCancels(t *testing.T) {
+	s := newSidecar(t, "")
+	d := e2ePod("delete", "sleep 600")
+	jid := create(t, s, d)
+	waitFor(t, s, &d.Pod, time.Minute, "running", func(st api.PodStatus) bool { return st.Containers[0].State.Running != nil })
+	if err := s.Delete(context.Background(), &d.Pod); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out := slurmCmd(t, "squeue", "--noheader", "--states=all", "--jobs="+jid, "--format=%T")
+		if st := strings.TrimSpace(out); st == "CANCELLED" || st == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s still %s after delete", jid, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func TestE2EPing(t *testing.T) {
+	s := newSidecar(t, "")
+	res, err := s.Ping(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Resources == nil || res.Resources.CPU == "" || res.Resources.Memory == "" || len(res.Resources.Accelerators) != 1 {
+		t.Fatalf("ping %+v: want free CPU, memory and the two fake GPUs", res.Resources)
+	}
+	t.Logf("ping: cpu %s memory %s gpus %d", res.Resources.CPU, res.Resources.Memory, res.Resources.Accelerators[0].Available)
+}
