@@ -53,6 +53,13 @@ bench:
 	go test -run '^$$' -bench . -benchmem -benchtime 10x ./functions/ ./sidecars/...
 	go test -run '^$$' -bench . -benchmem ./proxy/
 	@$(MAKE) --no-print-directory bench-auth
+	@$(MAKE) --no-print-directory bench-slurm
+
+## bench-slurm: 500 pods through the SLURM sidecar vs plain sbatch; a status poll of 1,000 jobs (real SLURM)
+.PHONY: bench-slurm
+bench-slurm:
+	.ci/slurm.sh install
+	go test -tags e2e -run '^$$' -bench 'Submit500|Status1000' -benchtime 1x -timeout 20m ./sidecars/slurm/
 
 ## bench-auth: interlink with no auth, its embedded proxy, and oauth2-proxy, side by side (real Hydra)
 .PHONY: bench-auth

@@ -18,7 +18,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 # package:command pairs; a package counts as present when its command is.
 PACKAGES=(slurm-wlm:slurmctld munge:munged charliecloud-runtime:ch-run busybox-static:
-	tsocks:tsocks openssh-server:sshd openssh-client:ssh)
+	tsocks:tsocks openssh-server:sshd openssh-client:ssh wget:wget)
 
 install() {
 	local missing=() p pkg cmd

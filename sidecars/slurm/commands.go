@@ -55,10 +55,20 @@ func newCommands(cfg *Config) *commands {
 // run runs argv and returns its standard output. A failure is Unavailable
 // (Slurm could not be asked) and carries the command's standard error.
 func (c *commands) run(ctx context.Context, argv ...string) ([]byte, error) {
+	return c.runInput(ctx, nil, argv...)
+}
+
+// runInput is run with stdin as the command's standard input.
+func (c *commands) runInput(ctx context.Context, stdin []byte, argv ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	// argv is run directly, never through a shell; the commands' paths come
+	// from the operator's config.
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...) //nolint:gosec // see above
 	cmd.Env = c.env
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()

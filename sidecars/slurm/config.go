@@ -103,6 +103,7 @@ type Config struct {
 	TsocksPath                string            `json:"TsocksPath" env:"TSOCKSPATH" doc:"Path of libtsocks.so on the compute nodes (original key)."`
 	TsocksLoginNode           string            `json:"TsocksLoginNode" env:"TSOCKSLOGINNODE" doc:"SSH destination of the tunnel: a host or user@host reachable from the compute nodes without a password (original key)."`
 	SSHPath                   string            `json:"SSHPath" env:"INTERLINK_SLURM_SSH_PATH" doc:"ssh command of the tunnel."`
+	SSHArgs                   []string          `json:"SSHArgs" env:"INTERLINK_SLURM_SSH_ARGS" doc:"Extra ssh arguments of the tunnel (e.g. -F /path/ssh_config or -i KEY)."`
 	LogPollInterval           config.Duration   `json:"LogPollInterval" env:"INTERLINK_SLURM_LOG_POLL_INTERVAL" doc:"How often a followed log is read."`
 	MaxBodyBytes              int64             `json:"MaxBodyBytes" env:"INTERLINK_SLURM_MAX_BODY_BYTES" doc:"Request bodies larger than this are refused with 413."`
 	LogFormat                 string            `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
@@ -225,8 +226,8 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("AllowedHostPaths: %q is not an absolute path", p))
 		}
 	}
-	if c.Tsocks && (c.TsocksPath == "" || c.TsocksLoginNode == "") {
-		errs = append(errs, errors.New("Tsocks needs TsocksPath and TsocksLoginNode"))
+	if c.Tsocks && (!filepath.IsAbs(c.TsocksPath) || c.TsocksLoginNode == "" || strings.HasPrefix(c.TsocksLoginNode, "-")) {
+		errs = append(errs, errors.New("Tsocks needs TsocksPath (absolute) and TsocksLoginNode (a host, not an option)"))
 	}
 	if c.CommandTimeout.Duration <= 0 || c.LogPollInterval.Duration <= 0 {
 		errs = append(errs, errors.New("CommandTimeout and LogPollInterval must be positive"))

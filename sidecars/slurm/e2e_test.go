@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -430,4 +432,142 @@ func TestE2EPing(t *testing.T) {
 		t.Fatalf("ping %+v: want free CPU, memory and the two fake GPUs", res.Resources)
 	}
 	t.Logf("ping: cpu %s memory %s gpus %d", res.Resources.CPU, res.Resources.Memory, res.Resources.Accelerators[0].Available)
+}
+
+// TestE2ETsocks runs a container whose TCP goes through tsocks and an SSH
+// SOCKS tunnel (a real sshd on loopback standing for the login node) to an
+// HTTP server on this machine's own non-loopback address (tsocks never
+// tunnels 127.0.0.0/8). The container is a dynamically linked GNU wget:
+// LD_PRELOAD does nothing to a static busybox.
+func TestE2ETsocks(t *testing.T) {
+	script, _ := filepath.Abs("../../.ci/slurm.sh")
+	sshDir := filepath.Join(t.TempDir(), "ssh")
+	if out, err := exec.Command(script, "sshd-up", sshDir).CombinedOutput(); err != nil {
+		t.Fatalf("sshd-up: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command(script, "sshd-down", sshDir).Run() })
+	env := readEnvFile(t, filepath.Join(sshDir, "ssh.env"))
+	if env["HOST_IP"] == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("this machine has no non-loopback address to tunnel to")
+		}
+		t.Skip("this machine has no non-loopback address to tunnel to")
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(env["HOST_IP"], "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "through-the-tunnel\n")
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+
+	images := t.TempDir()
+	_ = os.Chmod(images, 0o755)
+	dynamicImage(t, filepath.Join(imageDir, "busybox"), filepath.Join(images, "wget"), "/usr/bin/wget")
+
+	dir := t.TempDir()
+	_ = os.Chmod(dir, 0o755)
+	cfg := DefaultConfig()
+	cfg.DataRootFolder, cfg.StatePath = filepath.Join(dir, "jobs"), filepath.Join(dir, "state.db")
+	cfg.Runtime, cfg.ImageRoot = RuntimeCharliecloud, images
+	cfg.Tsocks, cfg.TsocksPath, cfg.TsocksLoginNode = true, env["TSOCKS_LIB"], "login"
+	cfg.SSHArgs = []string{"-F", env["SSH_CONFIG"]}
+	s, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	d := e2ePod("tsocks", "")
+	d.Pod.Spec.Containers[0].Image = "wget"
+	// The full path: busybox sh would run its own wget applet for "wget".
+	d.Pod.Spec.Containers[0].Command = []string{"/usr/bin/wget", "-q", "-O-", "http://" + ln.Addr().String() + "/"}
+	create(t, s, d)
+	st := waitFor(t, s, &d.Pod, time.Minute, "terminated", terminated)
+	got := logs(t, s, &d.Pod, "c0", api.ContainerLogOpts{})
+	if c := st.Containers[0].State.Terminated; c.ExitCode != 0 || got != "through-the-tunnel\n" {
+		t.Fatalf("exit %d, logs %q", c.ExitCode, got)
+	}
+	sshdLog, _ := os.ReadFile(filepath.Join(sshDir, "sshd.log"))
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	if want := "connected to " + env["HOST_IP"] + " port " + port; !strings.Contains(string(sshdLog), want) {
+		t.Errorf("sshd did not forward the connection (%q not in its log): it went around the tunnel", want)
+	}
+}
+
+func readEnvFile(t *testing.T, name string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for l := range strings.SplitSeq(string(b), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimPrefix(l, "export "), "="); ok {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// dynamicImage copies the busybox image to dst and adds bin with the
+// shared libraries ldd lists for it.
+func dynamicImage(t *testing.T, busybox, dst, bin string) {
+	t.Helper()
+	if out, err := exec.Command("cp", "-a", busybox, dst).CombinedOutput(); err != nil {
+		t.Fatalf("copy image: %v %s", err, out)
+	}
+	out, err := exec.Command("ldd", bin).Output()
+	if err != nil {
+		t.Fatalf("ldd %s: %v", bin, err)
+	}
+	files := []string{bin}
+	for _, f := range strings.Fields(string(out)) {
+		if strings.HasPrefix(f, "/") {
+			files = append(files, f)
+		}
+	}
+	for _, f := range files {
+		target := filepath.Join(dst, f)
+		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		_ = os.Remove(target) // busybox's applet link
+		if out, err := exec.Command("cp", "-L", f, target).CombinedOutput(); err != nil {
+			t.Fatalf("copy %s: %v %s", f, err, out)
+		}
+	}
+}
+
+// TestE2EOrphanJobCancelled: a job the sidecar submitted but never recorded
+// (it stopped between sbatch and saving the job ID) is cancelled when the
+// sidecar starts again; jobs of other directories are left alone.
+func TestE2EOrphanJobCancelled(t *testing.T) {
+	dir := t.TempDir()
+	_ = os.Chmod(dir, 0o755)
+	jobs := filepath.Join(dir, "jobs")
+	other := t.TempDir()
+	_ = os.Chmod(other, 0o755)
+	if err := os.MkdirAll(jobs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	submit := func(chdir string) string {
+		out := slurmCmd(t, "sbatch", "--parsable", "--hold", "--comment="+jobComment(types.UID(uuid.NewString())),
+			"--chdir="+chdir, "--output=/dev/null", "--wrap=sleep 600")
+		id := strings.TrimSpace(out)
+		t.Cleanup(func() { _ = exec.Command("scancel", id).Run() })
+		return id
+	}
+	orphan, foreign := submit(jobs), submit(other)
+	newSidecar(t, dir)
+	state := func(id string) string {
+		return strings.TrimSpace(slurmCmd(t, "squeue", "--noheader", "--states=all", "--jobs="+id, "--format=%T"))
+	}
+	if st := state(orphan); st != "CANCELLED" {
+		t.Errorf("orphan job %s is %s, want CANCELLED", orphan, st)
+	}
+	if st := state(foreign); st != "PENDING" {
+		t.Errorf("a job of another directory (%s) is %s, want it left PENDING", foreign, st)
+	}
 }

@@ -16,7 +16,7 @@ import (
 
 // Logs streams one container's log: each line of containers/NAME.log is
 // "TIME TEXT", as the job script wrote it, so every option of kubectl logs
-// (tail, limit bytes, since, timestamps, follow) is honoured here.
+// (tail, limit bytes, since, timestamps, follow) is honored here.
 func (s *Slurm) Logs(ctx context.Context, req *api.LogStruct) (io.ReadCloser, error) {
 	rec, ok := s.store.get(req.PodUID)
 	if !ok {
@@ -61,8 +61,12 @@ func (l *logWriter) run(ctx context.Context, f *os.File) error {
 		since = time.Now().Add(-time.Duration(o.SinceSeconds) * time.Second)
 	}
 	var r *bufio.Reader
+	defer func() {
+		if f != nil {
+			_ = f.Close()
+		}
+	}()
 	if f != nil {
-		defer func() { _ = f.Close() }()
 		r = bufio.NewReaderSize(f, 64<<10)
 	}
 	// What is there now: filtered, and the last Tail lines kept.
@@ -113,7 +117,6 @@ func (l *logWriter) run(ctx context.Context, f *os.File) error {
 		if r == nil {
 			if nf, err := l.s.root.Open(l.name); err == nil {
 				f = nf
-				defer func() { _ = f.Close() }()
 				r = bufio.NewReaderSize(f, 64<<10)
 			}
 		}

@@ -154,7 +154,8 @@ func (e enroot) commands(c *container, image string) [][]string {
 	var steps [][]string
 	if !strings.HasSuffix(image, ".sqsh") {
 		sqsh := dataRef(path.Join("images", c.name+".sqsh"))
-		steps = append(steps, []string{e.cfg.EnrootPath, "import", "--output", sqsh, image})
+		steps = append(steps, []string{"mkdir", "-p", dataRef("images")},
+			[]string{e.cfg.EnrootPath, "import", "--output", sqsh, image})
 		image = sqsh
 	}
 	steps = append(steps, []string{e.cfg.EnrootPath, "create", "--force", "--name", c.id, image})

@@ -41,10 +41,12 @@ const (
 	resourceAMDGPU    corev1.ResourceName = "amd.com/gpu"
 )
 
-// Files of a pod directory.
+// Files of a pod. The job's own output (Slurm's messages included) goes
+// to DIR.out beside the pod's directory DIR, so that a pod without data
+// costs no file operation on the shared filesystem at submission: the job
+// makes its directory itself.
 const (
-	scriptName = "job.sh"
-	outputName = "job.out"
+	outputSuffix = ".out"
 	// containersDir holds, per container, NAME.log (timestamped lines),
 	// NAME.started and NAME.exit ("CODE TIME").
 	containersDir = "containers"
@@ -144,8 +146,8 @@ func (b *builder) sbatchArgs() ([]string, error) {
 		"--parsable",
 		"--job-name=" + p.Namespace + "-" + p.Name,
 		"--comment=" + jobComment(p.UID),
-		"--output=" + path.Join(b.dir, outputName),
-		"--chdir=" + b.dir,
+		"--output=" + b.dir + outputSuffix,
+		"--chdir=" + path.Dir(b.dir),
 	}
 	cpu, mem, gpus := podResources(p)
 	if cpu.IsZero() && flavor != nil && flavor.CPU != "" {
@@ -404,10 +406,12 @@ func (b *builder) container(c *corev1.Container, vols map[string]volume, rt runt
 		ct.mounts = append(ct.mounts, mount{host: host, ctr: path.Clean(m.MountPath), ro: v.readOnly || m.ReadOnly})
 	}
 	if b.cfg.Tsocks {
+		// Directories, not files: every runtime binds those.
 		ct.mounts = append(ct.mounts,
-			mount{host: b.cfg.TsocksPath, ctr: b.cfg.TsocksPath, ro: true},
-			mount{host: dataRef("tsocks.conf"), ctr: tsocksConfInContainer, ro: true})
-		ct.env = append(ct.env, [2]string{"LD_PRELOAD", b.cfg.TsocksPath}, [2]string{"TSOCKS_CONF_FILE", tsocksConfInContainer})
+			mount{host: path.Dir(b.cfg.TsocksPath), ctr: tsocksLibDir, ro: true},
+			mount{host: dataRef("tsocks"), ctr: tsocksConfDir, ro: true})
+		ct.env = append(ct.env, [2]string{"LD_PRELOAD", path.Join(tsocksLibDir, path.Base(b.cfg.TsocksPath))},
+			[2]string{"TSOCKS_CONF_FILE", path.Join(tsocksConfDir, "tsocks.conf")})
 	}
 	if q := c.Resources.Limits[resourceNvidiaGPU]; !q.IsZero() {
 		ct.gpu = "nvidia"
@@ -439,8 +443,11 @@ func (b *builder) container(c *corev1.Container, vols map[string]volume, rt runt
 	return ct, files, errors.Join(errs...)
 }
 
-// tsocksConfInContainer is where containers find the tunnel's tsocks.conf.
-const tsocksConfInContainer = "/etc/interlink-tsocks.conf"
+// Where containers find libtsocks and the tunnel's tsocks.conf.
+const (
+	tsocksLibDir  = "/opt/interlink-tsocks"
+	tsocksConfDir = "/etc/interlink-tsocks"
+)
 
 func isLocalSlash(p string) bool {
 	c := path.Clean(p)
@@ -511,7 +518,7 @@ func (b *builder) script(rt runtime, inits, mains []*container, files []file) (s
 	w("#!/bin/bash\n")
 	w("# Job of pod %s, written by interlink-slurm. The containers' output goes to\n", q(p.Namespace+"/"+p.Name))
 	w("# containers/NAME.log, their exit codes to containers/NAME.exit.\n")
-		w("umask 077\n")
+	w("umask 077\n")
 	w("IL_DIR=%s\n", q(b.dir))
 	if b.cfg.SharedFS {
 		w("IL_DATA=\"$IL_DIR\"/%s\n", dataDirName)
@@ -520,7 +527,7 @@ func (b *builder) script(rt runtime, inits, mains []*container, files []file) (s
 		w("# and written to node-local storage for the job's lifetime.\n")
 		w("IL_DATA=$(mktemp -d \"${TMPDIR:-/tmp}/interlink-XXXXXXXX\") || exit 1\n")
 	}
-	w("mkdir -p \"$IL_DIR\"/%s\n", containersDir)
+	w("mkdir -p \"$IL_DIR\"/%s \"$IL_DATA\" && cd \"$IL_DIR\" || exit 1\n", containersDir)
 	w(`il_cleanup() {
 	[[ -n ${IL_SSH_PID-} ]] && kill "$IL_SSH_PID" 2>/dev/null
 `)
@@ -572,7 +579,7 @@ il_run() {
 		w("# CommandPrefix (from the sidecar's config)\n%s\n", b.cfg.CommandPrefix)
 	}
 	if b.cfg.Tsocks {
-		b.tsocks(&s, q)
+		b.tsocks(&s, q, cmd)
 	}
 	if pre, ok := p.Annotations[AnnotationPreExec]; ok {
 		if !b.cfg.AllowPreExec {
@@ -639,7 +646,7 @@ exit "$il_exit"
 
 // tsocks starts the SSH SOCKS tunnel to the login node and writes the
 // tsocks configuration the containers read.
-func (b *builder) tsocks(s *strings.Builder, q func(string) string) {
+func (b *builder) tsocks(s *strings.Builder, q func(string) string, cmdline func([]string) string) {
 	fmt.Fprintf(s, `# Tsocks: the containers' TCP goes through an SSH SOCKS tunnel to the login node.
 for _ in 1 2 3 4 5; do
 	IL_SOCKS_PORT=$((20000 + RANDOM %% 30000))
@@ -653,9 +660,10 @@ for _ in 1 2 3 4 5; do
 	kill "$IL_SSH_PID" 2>/dev/null; unset IL_SSH_PID
 done
 [[ -n ${IL_SSH_PID-} ]] || { printf 'interlink: the SSH tunnel to %%s did not start\n' %s >&2; exit 1; }
-printf 'server = 127.0.0.1\nserver_port = %%s\nserver_type = 5\n' "$IL_SOCKS_PORT" >"$IL_DATA/tsocks.conf"
-chmod 0644 "$IL_DATA/tsocks.conf"
-`, q(b.cfg.SSHPath), q(b.cfg.TsocksLoginNode), q(b.cfg.TsocksLoginNode))
+mkdir -p "$IL_DATA/tsocks"
+printf 'server = 127.0.0.1\nserver_port = %%s\nserver_type = 5\n' "$IL_SOCKS_PORT" >"$IL_DATA/tsocks/tsocks.conf"
+chmod 0755 "$IL_DATA/tsocks"; chmod 0644 "$IL_DATA/tsocks/tsocks.conf"
+`, cmdline(append([]string{b.cfg.SSHPath}, b.cfg.SSHArgs...)), q(b.cfg.TsocksLoginNode), q(b.cfg.TsocksLoginNode))
 }
 
 // wrap breaks s into lines of n characters.

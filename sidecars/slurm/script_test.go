@@ -48,7 +48,7 @@ func testPod() *api.RetrievedPodData {
 				},
 			}, {
 				Name: "sidecar", Image: "/images/tools.sif", Args: []string{"watch"},
-				Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("250m")}},
+				Resources:    corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("250m")}},
 				VolumeMounts: []corev1.VolumeMount{{Name: "work", MountPath: "/work", SubPath: "logs"}},
 			}},
 			Volumes: []corev1.Volume{

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -29,6 +30,7 @@ type Slurm struct {
 	root  *os.Root // DataRootFolder: every pod path is opened through it
 	// rootDir is DataRootFolder, absolute.
 	rootDir string
+	umask   fs.FileMode
 	locks   keyedMutex
 }
 
@@ -44,7 +46,7 @@ func New(cfg Config, log *slog.Logger) (*Slurm, error) {
 	}
 	rootDir, _ := expandHome(cfg.DataRootFolder)
 	statePath, _ := expandHome(cfg.StatePath)
-	if err := os.MkdirAll(rootDir, 0o755); err != nil {
+	if err := os.MkdirAll(rootDir, 0o700); err != nil {
 		return nil, fmt.Errorf("DataRootFolder: %w", err)
 	}
 	root, err := os.OpenRoot(rootDir)
@@ -59,9 +61,47 @@ func New(cfg Config, log *slog.Logger) (*Slurm, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Slurm{cfg: cfg, log: log, cmd: newCommands(&cfg), store: st, root: root, rootDir: rootDir}
+	s := &Slurm{cfg: cfg, log: log, cmd: newCommands(&cfg), store: st, root: root, rootDir: rootDir, umask: umask()}
 	log.Info("slurm sidecar state loaded", "pods", st.len(), "state", statePath, "data", rootDir)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.CommandTimeout.Duration)
+	defer cancel()
+	if err := s.reconcile(ctx); err != nil {
+		log.Warn("could not look for jobs left by an interrupted submission", "err", err)
+	}
 	return s, nil
+}
+
+// reconcile cancels the live jobs this sidecar submitted (their comment
+// names a pod, their working directory is DataRootFolder) but has no record
+// of: it stopped between sbatch and saving the job ID, so it never answered
+// that create, and the retried create makes the pod's job anew.
+func (s *Slurm) reconcile(ctx context.Context) error {
+	out, err := s.cmd.run(ctx, s.cfg.SqueuePath, "--noheader", "--states=PENDING,RUNNING,SUSPENDED,CONFIGURING,REQUEUED", "--format=%i|%k|%Z")
+	if err != nil {
+		return err
+	}
+	for l := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Split(l, "|")
+		if len(f) != 3 || filepath.Clean(f[2]) != s.rootDir || !strings.HasPrefix(f[1], jobComment("")) {
+			continue
+		}
+		uid := strings.TrimPrefix(f[1], jobComment(""))
+		if rec, ok := s.store.get(uid); ok && rec.JobID == f[0] {
+			continue
+		}
+		if _, err := s.cmd.run(ctx, s.cfg.ScancelPath, f[0]); err != nil && !jobGone(err) {
+			return fmt.Errorf("cancel orphan job %s: %w", f[0], err)
+		}
+		s.log.Warn("cancelled a job without a pod record (interrupted submission)", "job_id", f[0], "uid", uid)
+	}
+	return nil
+}
+
+// umask reads the process's umask (setting it back at once).
+func umask() fs.FileMode {
+	m := syscall.Umask(0)
+	syscall.Umask(m)
+	return fs.FileMode(m) //nolint:gosec // a umask is 9 bits
 }
 
 // Close releases the store and the data root.
@@ -94,41 +134,25 @@ func (s *Slurm) Create(ctx context.Context, data *api.RetrievedPodData) (api.Cre
 	unlock := s.locks.lock(uid)
 	defer unlock()
 	if rec, ok := s.store.get(uid); ok {
-		if rec.JobID != "" {
-			return api.CreateStruct{PodUID: uid, PodJID: rec.JobID}, nil
-		}
-		// A crash between sbatch and saving its job ID: find the job.
-		if id, err := s.findJob(ctx, p); err != nil {
-			return api.CreateStruct{}, err
-		} else if id != "" {
-			rec.JobID = id
-			if err := s.store.put(rec); err != nil {
-				return api.CreateStruct{}, err
-			}
-			s.log.Info("job recovered after an interrupted submission", "pod", p.Name, "namespace", p.Namespace, "job_id", id)
-			return api.CreateStruct{PodUID: uid, PodJID: id}, nil
-		}
+		return api.CreateStruct{PodUID: uid, PodJID: rec.JobID}, nil
 	}
+	rec := record{UID: uid, Namespace: p.Namespace, Name: p.Name, Dir: dir, Created: time.Now().UTC(),
+		InitContainers: names(p.Spec.InitContainers), Containers: names(p.Spec.Containers)}
 	j, err := buildJob(&s.cfg, data, filepath.Join(s.rootDir, dir))
 	if err != nil {
 		return api.CreateStruct{}, err
 	}
-	rec := record{UID: uid, Namespace: p.Namespace, Name: p.Name, Dir: dir, Created: time.Now().UTC(),
-		InitContainers: names(p.Spec.InitContainers), Containers: names(p.Spec.Containers)}
-	if err := s.store.put(rec); err != nil {
-		return api.CreateStruct{}, err
-	}
 	fail := func(err error) (api.CreateStruct, error) {
 		_ = s.root.RemoveAll(dir)
-		_ = s.store.remove(uid)
 		return api.CreateStruct{}, err
 	}
-	if err := s.writePodDir(dir, j); err != nil {
-		return fail(fmt.Errorf("pod %s/%s: write its directory: %w", p.Namespace, p.Name, err))
+	if err := s.writeData(dir, j.files); err != nil {
+		return fail(fmt.Errorf("pod %s/%s: write its data: %w", p.Namespace, p.Name, err))
 	}
 	start := time.Now()
-	args := append([]string{s.cfg.SbatchPath}, j.args...)
-	out, err := s.cmd.run(ctx, append(args, filepath.Join(s.rootDir, dir, scriptName))...)
+	// The script goes to sbatch's standard input: Slurm keeps it (scontrol
+	// write batch_script JOBID shows it).
+	out, err := s.cmd.runInput(ctx, []byte(j.script), append([]string{s.cfg.SbatchPath}, j.args...)...)
 	if err != nil {
 		var ce *cmdError
 		if errors.As(err, &ce) && strings.Contains(ce.stderr, "submission failed") && !strings.Contains(ce.stderr, "Unable to contact") {
@@ -152,18 +176,10 @@ func (s *Slurm) Create(ctx context.Context, data *api.RetrievedPodData) (api.Cre
 	return api.CreateStruct{PodUID: uid, PodJID: id}, nil
 }
 
-// findJob looks for a job of the pod submitted before a crash.
-func (s *Slurm) findJob(ctx context.Context, p *corev1.Pod) (string, error) {
-	out, err := s.cmd.run(ctx, s.cfg.SqueuePath, "--noheader", "--states=all", "--name="+p.Namespace+"-"+p.Name, "--format=%i|%k")
-	if err != nil {
-		return "", fmt.Errorf("look for the job of pod %s/%s: %w", p.Namespace, p.Name, err)
-	}
-	for l := range strings.SplitSeq(string(out), "\n") {
-		if id, comment, ok := strings.Cut(strings.TrimSpace(l), "|"); ok && comment == jobComment(p.UID) {
-			return id, nil
-		}
-	}
-	return "", nil
+// jobGone tells whether scancel failed because the job already ended.
+func jobGone(err error) bool {
+	var ce *cmdError
+	return errors.As(err, &ce) && (strings.Contains(ce.stderr, "Invalid job id") || strings.Contains(ce.stderr, "already completing"))
 }
 
 func names(cs []corev1.Container) []string {
@@ -174,18 +190,16 @@ func names(cs []corev1.Container) []string {
 	return out
 }
 
-// writePodDir writes the job script and the pod's data under dir, through
-// the data root so that nothing lands outside it.
-func (s *Slurm) writePodDir(dir string, j *job) error {
-	for _, d := range []string{dir, path.Join(dir, containersDir), path.Join(dir, dataDirName)} {
-		if err := s.root.MkdirAll(d, 0o700); err != nil {
-			return err
-		}
+// writeData writes the pod's data files under dir, through the data root
+// so that nothing lands outside it. A pod without data writes nothing.
+func (s *Slurm) writeData(dir string, files []file) error {
+	if len(files) == 0 {
+		return nil
 	}
-	if err := s.writeFile(path.Join(dir, scriptName), []byte(j.script), 0o700); err != nil {
+	if err := s.root.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	for _, f := range j.files {
+	for _, f := range files {
 		p := path.Join(dir, dataDirName, f.path)
 		if f.dir {
 			if err := s.root.MkdirAll(p, 0o755); err != nil {
@@ -212,8 +226,8 @@ func (s *Slurm) writeFile(name string, data []byte, mode fs.FileMode) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = s.root.Chmod(name, mode) // whatever the umask
+	if err == nil && mode&s.umask != 0 {
+		err = s.root.Chmod(name, mode) // the umask took bits the file needs
 	}
 	return err
 }
@@ -227,12 +241,13 @@ func (s *Slurm) Delete(ctx context.Context, p *corev1.Pod) error {
 	if !ok {
 		return api.NotFound("pod %s/%s (uid %s) not found", p.Namespace, p.Name, uid)
 	}
-	if rec.JobID != "" && rec.Final == nil {
-		_, err := s.cmd.run(ctx, s.cfg.ScancelPath, rec.JobID)
-		var ce *cmdError
-		if err != nil && !(errors.As(err, &ce) && (strings.Contains(ce.stderr, "Invalid job id") || strings.Contains(ce.stderr, "already completing"))) {
+	if rec.Final == nil {
+		if _, err := s.cmd.run(ctx, s.cfg.ScancelPath, rec.JobID); err != nil && !jobGone(err) {
 			return fmt.Errorf("scancel job %s: %w", rec.JobID, err)
 		}
+	}
+	if err := s.root.Remove(rec.Dir + outputSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove the output of pod %s/%s: %w", p.Namespace, p.Name, err)
 	}
 	if err := s.root.RemoveAll(rec.Dir); err != nil {
 		return fmt.Errorf("remove the directory of pod %s/%s: %w", p.Namespace, p.Name, err)
@@ -255,7 +270,7 @@ func (s *Slurm) Status(ctx context.Context, pods []corev1.Pod) ([]api.PodStatus,
 			continue
 		}
 		recs = append(recs, rec)
-		if rec.JobID != "" && rec.Final == nil {
+		if rec.Final == nil {
 			ids = append(ids, rec.JobID)
 		}
 	}
@@ -279,8 +294,6 @@ func (s *Slurm) podStatus(rec *record, states map[string]jobState) api.PodStatus
 	}
 	var js jobState
 	switch {
-	case rec.JobID == "":
-		js = jobState{State: "PENDING", Reason: "Submitting"}
 	case rec.Final != nil:
 		js = *rec.Final
 	default:

@@ -21,7 +21,7 @@ import (
 type jobState struct {
 	State    string    `json:"state"`            // PENDING, RUNNING, COMPLETED, ...
 	Reason   string    `json:"reason,omitempty"` // why it waits (squeue's %r)
-	ExitCode int       `json:"exitCode,omitempty"`
+	ExitCode int32     `json:"exitCode,omitempty"`
 	At       time.Time `json:"at"` // when the sidecar first saw this state
 }
 
@@ -105,8 +105,8 @@ func (s *Slurm) queryJobs(ctx context.Context, ids []string) (map[string]jobStat
 		}
 		state, _, _ := strings.Cut(f[1], " ") // "CANCELLED by 0"
 		code, _, _ := strings.Cut(f[2], ":")
-		n, _ := strconv.Atoi(code)
-		out[f[0]] = jobState{State: state, ExitCode: n, At: now}
+		n, _ := strconv.ParseInt(code, 10, 32)
+		out[f[0]] = jobState{State: state, ExitCode: int32(n), At: now}
 	}
 	return out, nil
 }
@@ -126,7 +126,7 @@ func readCtrFiles(dir, name string) ctrFiles {
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, containersDir, name+".exit")); err == nil {
 		code, at, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
-		if n, err := strconv.Atoi(code); err == nil {
+		if n, err := strconv.ParseInt(code, 10, 32); err == nil {
 			f.exited, f.code = true, int32(n)
 			f.finished, _ = time.Parse(time.RFC3339Nano, at)
 		}
@@ -140,7 +140,7 @@ var oomMarkers = []string{"Exceeded job memory limit", "oom-kill", "Out Of Memor
 
 // outputTail returns the end of the job's output, for messages.
 func outputTail(dir string, n int64) string {
-	f, err := os.Open(filepath.Join(dir, outputName))
+	f, err := os.Open(dir + outputSuffix)
 	if err != nil {
 		return ""
 	}
@@ -179,7 +179,7 @@ func ending(js jobState, output string) (reason string, code int32) {
 		return "JobLost", 1
 	}
 	if js.ExitCode != 0 {
-		return "Error", int32(js.ExitCode)
+		return "Error", js.ExitCode
 	}
 	return "Error", 1
 }
@@ -193,6 +193,13 @@ func containerStatus(name, jobID string, js jobState, f ctrFiles, output func() 
 		reason := "Completed"
 		if f.code != 0 {
 			reason = "Error"
+		}
+		if f.code > 128 && js.terminal() {
+			// Killed by a signal as its job ended: Slurm's reason (time
+			// limit, memory, cancellation) says why.
+			if r, _ := ending(js, output()); r != "Error" && r != "Completed" {
+				reason = r
+			}
 		}
 		cs.State.Terminated = &corev1.ContainerStateTerminated{ExitCode: f.code, Reason: reason,
 			StartedAt: metav1.NewTime(f.started), FinishedAt: metav1.NewTime(f.finished)}

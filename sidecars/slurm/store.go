@@ -16,8 +16,8 @@ type record struct {
 	UID            string    `json:"uid"`
 	Namespace      string    `json:"namespace"`
 	Name           string    `json:"name"`
-	JobID          string    `json:"jobID"` // empty while the job is being submitted
-	Dir            string    `json:"dir"`   // relative to DataRootFolder
+	JobID          string    `json:"jobID"`
+	Dir            string    `json:"dir"` // relative to DataRootFolder
 	InitContainers []string  `json:"initContainers,omitempty"`
 	Containers     []string  `json:"containers"`
 	Created        time.Time `json:"created"`
@@ -44,6 +44,9 @@ func openStore(path string) (*store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open state %s: %w", path, err)
 	}
+	// Creates wait for their record to be on disk; a short batch delay
+	// lets concurrent ones share a commit without slowing a lone one much.
+	db.MaxBatchDelay = 2 * time.Millisecond
 	s := &store{db: db, m: map[string]*record{}}
 	err = db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucket)
@@ -83,17 +86,6 @@ func (s *store) len() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return len(s.m)
-}
-
-// all returns copies of every record.
-func (s *store) all() []record {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	out := make([]record, 0, len(s.m))
-	for _, r := range s.m {
-		out = append(out, *r)
-	}
-	return out
 }
 
 // put writes r durably; concurrent puts share one commit.

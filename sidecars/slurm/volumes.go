@@ -166,7 +166,7 @@ func keyFiles(dir string, data map[string][]byte, items []corev1.KeyToPath, defa
 			mode = modeSecret
 		}
 		if m != nil {
-			mode = fs.FileMode(*m) & 0o777
+			mode = fs.FileMode(*m & 0o777) //nolint:gosec // masked to 9 bits
 		}
 		if secret {
 			mode &^= 0o077 // secrets are never group- or world-readable

@@ -1,4 +1,4 @@
-# sbatch --parsable --job-name=team-a-web --comment=interlink-pod=0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a --output=/data/interlink/jobs/team-a-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a/job.out --chdir=/data/interlink/jobs/team-a-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a --cpus-per-task=2 --mem=1024M --gres=gpu:1
+# sbatch --parsable --job-name=team-a-web --comment=interlink-pod=0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a --output=/data/interlink/jobs/team-a-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a.out --chdir=/data/interlink/jobs --cpus-per-task=2 --mem=1024M --gres=gpu:1
 #!/bin/bash
 # Job of pod team-a/web, written by interlink-slurm. The containers' output goes to
 # containers/NAME.log, their exit codes to containers/NAME.exit.
@@ -7,7 +7,7 @@ IL_DIR=/data/interlink/jobs/team-a-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a
 # Compute nodes do not share the pod directory's data: it is embedded below
 # and written to node-local storage for the job's lifetime.
 IL_DATA=$(mktemp -d "${TMPDIR:-/tmp}/interlink-XXXXXXXX") || exit 1
-mkdir -p "$IL_DIR"/containers
+mkdir -p "$IL_DIR"/containers "$IL_DATA" && cd "$IL_DIR" || exit 1
 il_cleanup() {
 	[[ -n ${IL_SSH_PID-} ]] && kill "$IL_SSH_PID" 2>/dev/null
 	rm -rf -- "$IL_DATA"

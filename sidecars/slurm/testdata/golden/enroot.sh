@@ -1,4 +1,4 @@
-# sbatch --parsable --job-name=team-a-web --comment=interlink-pod=0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a --output=/data/interlink/jobs/team-a-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a/job.out --chdir=/data/interlink/jobs/team-a-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a --cpus-per-task=2 --mem=1024M --gres=gpu:1
+# sbatch --parsable --job-name=team-a-web --comment=interlink-pod=0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a --output=/data/interlink/jobs/team-a-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a.out --chdir=/data/interlink/jobs --cpus-per-task=2 --mem=1024M --gres=gpu:1
 # dir  volumes/config
 # file volumes/config/app.yaml -rw-r--r-- port: 8080\n
 # file volumes/config/nested/dir.conf -rw-r--r-- x=1
@@ -14,7 +14,7 @@
 umask 077
 IL_DIR=/data/interlink/jobs/team-a-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a
 IL_DATA="$IL_DIR"/data
-mkdir -p "$IL_DIR"/containers
+mkdir -p "$IL_DIR"/containers "$IL_DATA" && cd "$IL_DIR" || exit 1
 il_cleanup() {
 	[[ -n ${IL_SSH_PID-} ]] && kill "$IL_SSH_PID" 2>/dev/null
 	return 0
@@ -52,6 +52,7 @@ il_run() {
 
 # container setup, image docker://busybox:1.36
 il_c0() {
+	mkdir -p "$IL_DATA"/images || return
 	enroot import --output "$IL_DATA"/images/setup.sqsh docker://busybox:1.36 || return
 	enroot create --force --name il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-setup "$IL_DATA"/images/setup.sqsh || return
 	enroot start --rw --mount "$IL_DATA"/volumes/work:/work il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-setup /bin/sh -c 'echo init > /work/ready'
@@ -63,6 +64,7 @@ il_c0_cleanup() {
 
 # container main, image 'docker://ghcr.io#acme/app:v1'
 il_c1() {
+	mkdir -p "$IL_DATA"/images || return
 	enroot import --output "$IL_DATA"/images/main.sqsh 'docker://ghcr.io#acme/app:v1' || return
 	enroot create --force --name il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main "$IL_DATA"/images/main.sqsh || return
 	enroot start --rw --env 'GREETING=hello world' --env 'EMPTY=' --mount "$IL_DATA"/volumes/config:/etc/app --mount "$IL_DATA"/volumes/creds:/etc/creds --mount "$IL_DATA"/volumes/token:/var/run/secrets/tokens --mount "$IL_DATA"/volumes/work:/work il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main /bin/sh -c 'cd -- "$0" && exec "$@"' /srv /app --serve "it's ok"
@@ -74,6 +76,7 @@ il_c1_cleanup() {
 
 # container sidecar, image /images/tools.sif
 il_c2() {
+	mkdir -p "$IL_DATA"/images || return
 	enroot import --output "$IL_DATA"/images/sidecar.sqsh /images/tools.sif || return
 	enroot create --force --name il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar "$IL_DATA"/images/sidecar.sqsh || return
 	enroot start --rw --mount "$IL_DATA"/volumes/work/logs:/work il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar watch

@@ -1,4 +1,4 @@
-# sbatch --parsable --job-name=team-a-web --comment=interlink-pod=0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a --output=/data/interlink/jobs/team-a-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a/job.out --chdir=/data/interlink/jobs/team-a-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a --cpus-per-task=2 --mem=1024M --gpus=1 --time=90:30 --partition=long --account=hpc-team --qos=high --constraint=a100 --nodes=1 --exclusive --mail-type=END,FAIL
+# sbatch --parsable --job-name=team-a-web --comment=interlink-pod=0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a --output=/data/interlink/jobs/team-a-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a.out --chdir=/data/interlink/jobs --cpus-per-task=2 --mem=1024M --gpus=1 --time=90:30 --partition=long --account=hpc-team --qos=high --constraint=a100 --nodes=1 --exclusive --mail-type=END,FAIL
 # dir  volumes/config
 # file volumes/config/app.yaml -rw-r--r-- port: 8080\n
 # file volumes/config/nested/dir.conf -rw-r--r-- x=1
@@ -18,7 +18,7 @@
 umask 077
 IL_DIR=/data/interlink/jobs/team-a-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a
 IL_DATA="$IL_DIR"/data
-mkdir -p "$IL_DIR"/containers
+mkdir -p "$IL_DIR"/containers "$IL_DATA" && cd "$IL_DIR" || exit 1
 il_cleanup() {
 	[[ -n ${IL_SSH_PID-} ]] && kill "$IL_SSH_PID" 2>/dev/null
 	return 0

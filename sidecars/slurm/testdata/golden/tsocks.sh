@@ -1,4 +1,4 @@
-# sbatch --parsable --job-name=team-a-web --comment=interlink-pod=0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a --output=/data/interlink/jobs/team-a-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a/job.out --chdir=/data/interlink/jobs/team-a-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a --cpus-per-task=2 --mem=1024M --gres=gpu:1
+# sbatch --parsable --job-name=team-a-web --comment=interlink-pod=0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a --output=/data/interlink/jobs/team-a-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a.out --chdir=/data/interlink/jobs --cpus-per-task=2 --mem=1024M --gres=gpu:1
 # dir  volumes/config
 # file volumes/config/app.yaml -rw-r--r-- port: 8080\n
 # file volumes/config/nested/dir.conf -rw-r--r-- x=1
@@ -8,17 +8,17 @@
 # file volumes/token/token -rw------- eyJ.token
 # dir  volumes/work
 # dir  env
-# file env/setup.env -rw------- LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtsocks.so\nTSOCKS_CONF_FILE=/etc/interlink-tsocks.conf\n
-# file env/main.env -rw------- GREETING='hello world'\nEMPTY=''\nLD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtsocks.so\nTSOCKS_CONF_FILE=/etc/interlink-tsocks.conf\n
+# file env/setup.env -rw------- LD_PRELOAD=/opt/interlink-tsocks/libtsocks.so\nTSOCKS_CONF_FILE=/etc/interlink-tsocks/tsocks.conf\n
+# file env/main.env -rw------- GREETING='hello world'\nEMPTY=''\nLD_PRELOAD=/opt/interlink-tsocks/libtsocks.so\nTSOCKS_CONF_FILE=/etc/interlink-tsocks/tsocks.conf\n
 # dir  volumes/work/logs
-# file env/sidecar.env -rw------- LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtsocks.so\nTSOCKS_CONF_FILE=/etc/interlink-tsocks.conf\n
+# file env/sidecar.env -rw------- LD_PRELOAD=/opt/interlink-tsocks/libtsocks.so\nTSOCKS_CONF_FILE=/etc/interlink-tsocks/tsocks.conf\n
 #!/bin/bash
 # Job of pod team-a/web, written by interlink-slurm. The containers' output goes to
 # containers/NAME.log, their exit codes to containers/NAME.exit.
 umask 077
 IL_DIR=/data/interlink/jobs/team-a-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a
 IL_DATA="$IL_DIR"/data
-mkdir -p "$IL_DIR"/containers
+mkdir -p "$IL_DIR"/containers "$IL_DATA" && cd "$IL_DIR" || exit 1
 il_cleanup() {
 	[[ -n ${IL_SSH_PID-} ]] && kill "$IL_SSH_PID" 2>/dev/null
 	return 0
@@ -66,22 +66,23 @@ for _ in 1 2 3 4 5; do
 	kill "$IL_SSH_PID" 2>/dev/null; unset IL_SSH_PID
 done
 [[ -n ${IL_SSH_PID-} ]] || { printf 'interlink: the SSH tunnel to %s did not start\n' user@login01 >&2; exit 1; }
-printf 'server = 127.0.0.1\nserver_port = %s\nserver_type = 5\n' "$IL_SOCKS_PORT" >"$IL_DATA/tsocks.conf"
-chmod 0644 "$IL_DATA/tsocks.conf"
+mkdir -p "$IL_DATA/tsocks"
+printf 'server = 127.0.0.1\nserver_port = %s\nserver_type = 5\n' "$IL_SOCKS_PORT" >"$IL_DATA/tsocks/tsocks.conf"
+chmod 0755 "$IL_DATA/tsocks"; chmod 0644 "$IL_DATA/tsocks/tsocks.conf"
 
 # container setup, image docker://busybox:1.36
 il_c0() {
-	singularity exec --containall --no-home --env-file "$IL_DATA"/env/setup.env --bind "$IL_DATA"/volumes/work:/work --bind /usr/lib/x86_64-linux-gnu/libtsocks.so:/usr/lib/x86_64-linux-gnu/libtsocks.so:ro --bind "$IL_DATA"/tsocks.conf:/etc/interlink-tsocks.conf:ro docker://busybox:1.36 /bin/sh -c 'echo init > /work/ready'
+	singularity exec --containall --no-home --env-file "$IL_DATA"/env/setup.env --bind "$IL_DATA"/volumes/work:/work --bind /usr/lib/x86_64-linux-gnu:/opt/interlink-tsocks:ro --bind "$IL_DATA"/tsocks:/etc/interlink-tsocks:ro docker://busybox:1.36 /bin/sh -c 'echo init > /work/ready'
 }
 
 # container main, image docker://ghcr.io/acme/app:v1
 il_c1() {
-	singularity exec --containall --no-home --nv --env-file "$IL_DATA"/env/main.env --bind "$IL_DATA"/volumes/config:/etc/app:ro --bind "$IL_DATA"/volumes/creds:/etc/creds:ro --bind "$IL_DATA"/volumes/token:/var/run/secrets/tokens:ro --bind "$IL_DATA"/volumes/work:/work --bind /usr/lib/x86_64-linux-gnu/libtsocks.so:/usr/lib/x86_64-linux-gnu/libtsocks.so:ro --bind "$IL_DATA"/tsocks.conf:/etc/interlink-tsocks.conf:ro --pwd /srv docker://ghcr.io/acme/app:v1 /app --serve "it's ok"
+	singularity exec --containall --no-home --nv --env-file "$IL_DATA"/env/main.env --bind "$IL_DATA"/volumes/config:/etc/app:ro --bind "$IL_DATA"/volumes/creds:/etc/creds:ro --bind "$IL_DATA"/volumes/token:/var/run/secrets/tokens:ro --bind "$IL_DATA"/volumes/work:/work --bind /usr/lib/x86_64-linux-gnu:/opt/interlink-tsocks:ro --bind "$IL_DATA"/tsocks:/etc/interlink-tsocks:ro --pwd /srv docker://ghcr.io/acme/app:v1 /app --serve "it's ok"
 }
 
 # container sidecar, image /images/tools.sif
 il_c2() {
-	singularity run --containall --no-home --env-file "$IL_DATA"/env/sidecar.env --bind "$IL_DATA"/volumes/work/logs:/work --bind /usr/lib/x86_64-linux-gnu/libtsocks.so:/usr/lib/x86_64-linux-gnu/libtsocks.so:ro --bind "$IL_DATA"/tsocks.conf:/etc/interlink-tsocks.conf:ro /images/tools.sif watch
+	singularity run --containall --no-home --env-file "$IL_DATA"/env/sidecar.env --bind "$IL_DATA"/volumes/work/logs:/work --bind /usr/lib/x86_64-linux-gnu:/opt/interlink-tsocks:ro --bind "$IL_DATA"/tsocks:/etc/interlink-tsocks:ro /images/tools.sif watch
 }
 
 # Init containers run in order; the first that fails ends the job.

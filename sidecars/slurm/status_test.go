@@ -1,0 +1,58 @@
+package slurm
+
+import (
+	"testing"
+	"time"
+)
+
+func TestContainerStatus(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	started := ctrFiles{started: at}
+	exited := func(code int32) ctrFiles {
+		return ctrFiles{started: at, exited: true, code: code, finished: at.Add(time.Second)}
+	}
+	tests := []struct {
+		name     string
+		js       jobState
+		f        ctrFiles
+		output   string
+		initDone bool
+		want     string // waiting reason, "running", or terminated reason
+		wantCode int32
+	}{
+		{"pending with the Slurm reason", jobState{State: "PENDING", Reason: "Resources"}, ctrFiles{}, "", true, "Resources", 0},
+		{"held", jobState{State: "PENDING", Reason: "JobHeldUser"}, ctrFiles{}, "", true, "JobHeldUser", 0},
+		{"running, not started yet", jobState{State: "RUNNING"}, ctrFiles{}, "", true, "ContainerCreating", 0},
+		{"running, init not done", jobState{State: "RUNNING"}, ctrFiles{}, "", false, "PodInitializing", 0},
+		{"running", jobState{State: "RUNNING"}, started, "", true, "running", 0},
+		{"completed", jobState{State: "COMPLETED"}, exited(0), "", true, "Completed", 0},
+		{"own exit code", jobState{State: "FAILED"}, exited(3), "", true, "Error", 3},
+		{"time limit, no exit file", jobState{State: "TIMEOUT", At: at}, started, "", true, "DeadlineExceeded", 137},
+		{"time limit, killed by TERM", jobState{State: "TIMEOUT", At: at}, exited(143), "", true, "DeadlineExceeded", 143},
+		{"memory, as slurmstepd says", jobState{State: "FAILED", At: at}, started, "error: Exceeded job memory limit", true, "OOMKilled", 137},
+		{"OUT_OF_MEMORY state", jobState{State: "OUT_OF_MEMORY", At: at}, started, "", true, "OOMKilled", 137},
+		{"cancelled", jobState{State: "CANCELLED", At: at}, started, "", true, "Cancelled", 143},
+		{"preempted", jobState{State: "PREEMPTED", At: at}, started, "", true, "Preempted", 143},
+		{"node failure", jobState{State: "NODE_FAIL", At: at}, started, "", true, "NodeFail", 137},
+		{"failed before the containers, sacct's code", jobState{State: "FAILED", ExitCode: 2, At: at}, ctrFiles{}, "module: not found", true, "Error", 2},
+		{"lost", jobState{State: stateLost, At: at}, started, "", true, "JobLost", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cs := containerStatus("main", "7", tt.js, tt.f, func() string { return tt.output }, tt.initDone)
+			var got string
+			var code int32
+			switch st := cs.State; {
+			case st.Waiting != nil:
+				got = st.Waiting.Reason
+			case st.Running != nil:
+				got = "running"
+			case st.Terminated != nil:
+				got, code = st.Terminated.Reason, st.Terminated.ExitCode
+			}
+			if got != tt.want || code != tt.wantCode {
+				t.Errorf("got %s (%d), want %s (%d): %+v", got, code, tt.want, tt.wantCode, cs.State)
+			}
+		})
+	}
+}
