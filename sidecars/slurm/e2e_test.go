@@ -24,6 +24,7 @@ import (
 
 	"github.com/seed-3f807049/interlink/functions/api"
 	"github.com/seed-3f807049/interlink/observability/config"
+	"github.com/seed-3f807049/interlink/sidecars"
 	"github.com/seed-3f807049/interlink/sidecars/sidecarstest"
 )
 
@@ -569,5 +570,83 @@ func TestE2EOrphanJobCancelled(t *testing.T) {
 	}
 	if st := state(foreign); st != "PENDING" {
 		t.Errorf("a job of another directory (%s) is %s, want it left PENDING", foreign, st)
+	}
+}
+
+// TestE2EBinary runs interlink-slurm itself, configured by a YAML file with
+// the original's keys, and drives it over HTTP: ping, a pod, /metrics.
+func TestE2EBinary(t *testing.T) {
+	dir := t.TempDir()
+	_ = os.Chmod(dir, 0o755)
+	bin := filepath.Join(dir, "interlink-slurm")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/interlink-slurm").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	cfgFile := filepath.Join(dir, "slurm.yaml")
+	yaml := fmt.Sprintf("Listen: %q\nDataRootFolder: %q\nStatePath: %q\nRuntime: charliecloud\nImageRoot: %q\nSbatchPath: sbatch\n",
+		addr, filepath.Join(dir, "jobs"), filepath.Join(dir, "state.db"), imageDir)
+	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--config", cfgFile)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	c, err := sidecars.NewClient(sidecars.ClientConfig{URL: "http://" + addr, Retries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res, err := c.Ping(ctx)
+		if err == nil && res.Resources != nil && res.Resources.CPU != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no ping answer: %v\n%s", err, stderr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	d := e2ePod("binary", "echo from-the-binary")
+	if _, err := c.Create(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(time.Minute)
+	for {
+		st, err := c.Status(ctx, []corev1.Pod{d.Pod})
+		if err == nil && len(st) == 1 && st[0].Containers[0].State.Terminated != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pod did not end: %+v %v", st, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	for _, want := range []string{`interlink_slurm_command_duration_seconds_count{command="sbatch"} 1`, `interlink_slurm_submit_duration_seconds_count 1`, `interlink_build_info{binary="interlink-slurm"`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if err := c.Delete(ctx, &d.Pod); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(stderr.String(), `"level":"ERROR"`) {
+		t.Errorf("errors logged:\n%s", stderr.String())
 	}
 }

@@ -32,6 +32,7 @@ type Slurm struct {
 	rootDir string
 	umask   fs.FileMode
 	locks   keyedMutex
+	metrics *metrics // nil until Register
 }
 
 var (
@@ -136,6 +137,7 @@ func (s *Slurm) Create(ctx context.Context, data *api.RetrievedPodData) (api.Cre
 	if rec, ok := s.store.get(uid); ok {
 		return api.CreateStruct{PodUID: uid, PodJID: rec.JobID}, nil
 	}
+	begin := time.Now()
 	rec := record{UID: uid, Namespace: p.Namespace, Name: p.Name, Dir: dir, Created: time.Now().UTC(),
 		InitContainers: names(p.Spec.InitContainers), Containers: names(p.Spec.Containers)}
 	j, err := buildJob(&s.cfg, data, filepath.Join(s.rootDir, dir))
@@ -170,6 +172,9 @@ func (s *Slurm) Create(ctx context.Context, data *api.RetrievedPodData) (api.Cre
 		// The job runs; cancel it rather than leave it without a pod.
 		_, _ = s.cmd.run(context.WithoutCancel(ctx), s.cfg.ScancelPath, id)
 		return fail(err)
+	}
+	if s.metrics != nil {
+		s.metrics.submitDuration.Observe(time.Since(begin).Seconds())
 	}
 	s.log.Info("job submitted", "pod", p.Name, "namespace", p.Namespace, "uid", uid, "job_id", id,
 		"duration_seconds", time.Since(start).Seconds())

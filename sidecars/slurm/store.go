@@ -88,6 +88,15 @@ func (s *store) len() int {
 	return len(s.m)
 }
 
+// each calls fn with every record, under the store's read lock.
+func (s *store) each(fn func(*record)) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, r := range s.m {
+		fn(r)
+	}
+}
+
 // put writes r durably; concurrent puts share one commit.
 func (s *store) put(r record) error {
 	v, err := json.Marshal(r)

@@ -5,11 +5,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/seed-3f807049/interlink/observability/cli"
+	"github.com/seed-3f807049/interlink/observability/metrics"
 	"github.com/seed-3f807049/interlink/observability/server"
 	"github.com/seed-3f807049/interlink/sidecars"
 	"github.com/seed-3f807049/interlink/sidecars/slurm"
@@ -38,6 +40,12 @@ func run() error {
 	defer func() { _ = s.Close() }()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	h := sidecars.NewHandler(s, sidecars.HandlerConfig{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log})
-	return server.Run(ctx, server.Config{Listen: cfg.ListenAddr()}, h, log)
+	reg := metrics.New("interlink-slurm")
+	if err := s.Register(reg); err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", sidecars.NewHandler(s, sidecars.HandlerConfig{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log}))
+	mux.Handle("/metrics", metrics.Handler(reg))
+	return server.Run(ctx, server.Config{Listen: cfg.ListenAddr()}, mux, log)
 }

@@ -1,0 +1,200 @@
+package slurm
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/seed-3f807049/interlink/functions/api"
+)
+
+// fakeSlurm writes stand-ins for sbatch, squeue and scancel into a
+// directory: sbatch numbers jobs and refuses a script holding REFUSE,
+// squeue prints the file "queue", scancel appends to "cancelled". The real
+// commands run in the e2e tier; these pin the sidecar's own logic.
+func fakeSlurm(t *testing.T) (Config, string) {
+	t.Helper()
+	dir := t.TempDir()
+	scripts := map[string]string{
+		"sbatch": `#!/bin/sh
+script=$(cat)
+case "$script" in *REFUSE*) echo "sbatch: error: Batch job submission failed: Invalid partition name specified" >&2; exit 1;; esac
+n=$(cat "$D/next" 2>/dev/null || echo 100); echo $((n + 1)) >"$D/next"
+printf '%s\n' "$@" >"$D/args.$n"
+echo "$n;cluster"
+`,
+		"squeue": `#!/bin/sh
+[ -f "$D/down" ] && { echo "slurm_load_jobs error: Unable to contact slurm controller" >&2; exit 1; }
+echo "$@" >>"$D/squeue.calls"
+cat "$D/queue" 2>/dev/null; exit 0
+`,
+		"scancel": `#!/bin/sh
+echo "$@" >>"$D/cancelled"
+`,
+	}
+	for name, body := range scripts {
+		body = strings.ReplaceAll(body, "$D", dir)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := DefaultConfig()
+	cfg.SbatchPath, cfg.SqueuePath, cfg.ScancelPath = filepath.Join(dir, "sbatch"), filepath.Join(dir, "squeue"), filepath.Join(dir, "scancel")
+	cfg.DataRootFolder, cfg.StatePath = filepath.Join(dir, "jobs"), filepath.Join(dir, "state.db")
+	return cfg, dir
+}
+
+func TestCreateStatusDelete(t *testing.T) {
+	cfg, dir := fakeSlurm(t)
+	s, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	reg := prometheus.NewRegistry()
+	if err := s.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	data := testPod()
+	res, err := s.Create(ctx, data)
+	if err != nil || res.PodJID != "100" {
+		t.Fatalf("create: %+v %v, want job 100", res, err)
+	}
+	if again, err := s.Create(ctx, data); err != nil || again.PodJID != "100" {
+		t.Fatalf("second create: %+v %v, want the same job", again, err)
+	}
+	// Secrets on disk: 0600 inside a 0700 pod directory.
+	podDir := filepath.Join(dir, "jobs", "team-a-"+testUID)
+	for name, want := range map[string]os.FileMode{podDir: 0o700, filepath.Join(podDir, "data/volumes/creds/password"): 0o600, filepath.Join(podDir, "data/volumes/config/app.yaml"): 0o644} {
+		if st, err := os.Stat(name); err != nil || st.Mode().Perm() != want {
+			t.Errorf("%s: %v %v, want mode %v", name, st.Mode(), err, want)
+		}
+	}
+
+	// Pending with Slurm's reason, then one container running.
+	write := func(name, s string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("queue", "100|PENDING|Priority\n")
+	st, err := s.Status(ctx, []corev1.Pod{data.Pod, {}})
+	if err != nil || len(st) != 1 {
+		t.Fatalf("status: %+v %v, want the one known pod", st, err)
+	}
+	if w := st[0].Containers[0].State.Waiting; w == nil || w.Reason != "Priority" {
+		t.Errorf("pending: %+v", st[0].Containers[0].State)
+	}
+	write("queue", "100|RUNNING|None\n")
+	if err := os.MkdirAll(filepath.Join(podDir, containersDir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	write("jobs/team-a-"+testUID+"/containers/setup.started", "2026-01-01T00:00:00Z\n")
+	write("jobs/team-a-"+testUID+"/containers/setup.exit", "0 2026-01-01T00:00:01Z\n")
+	write("jobs/team-a-"+testUID+"/containers/main.started", "2026-01-01T00:00:02Z\n")
+	st, _ = s.Status(ctx, []corev1.Pod{data.Pod})
+	if c := st[0].InitContainers[0].State.Terminated; c == nil || c.ExitCode != 0 {
+		t.Errorf("init container: %+v", st[0].InitContainers[0].State)
+	}
+	if st[0].Containers[0].State.Running == nil || st[0].Containers[1].State.Waiting == nil {
+		t.Errorf("containers: %+v", st[0].Containers)
+	}
+
+	// slurmctld down: an Unavailable error, never a lost pod.
+	write("down", "")
+	if _, err := s.Status(ctx, []corev1.Pod{data.Pod}); api.ReasonOf(err) != api.ReasonUnavailable {
+		t.Errorf("status with slurmctld down: %v, want Unavailable", err)
+	}
+	_ = os.Remove(filepath.Join(dir, "down"))
+
+	// The job ends: its state is kept, squeue is not asked again.
+	write("queue", "100|TIMEOUT|None\n")
+	st, _ = s.Status(ctx, []corev1.Pod{data.Pod})
+	if c := st[0].Containers[0].State.Terminated; c == nil || c.Reason != "DeadlineExceeded" {
+		t.Errorf("timeout: %+v", st[0].Containers[0].State)
+	}
+	calls, _ := os.ReadFile(filepath.Join(dir, "squeue.calls"))
+	write("queue", "")
+	if st, _ = s.Status(ctx, []corev1.Pod{data.Pod}); st[0].Containers[0].State.Terminated == nil {
+		t.Errorf("after squeue forgot the job: %+v", st[0].Containers[0].State)
+	}
+	if again, _ := os.ReadFile(filepath.Join(dir, "squeue.calls")); string(again) != string(calls) {
+		t.Errorf("squeue asked again about an ended job")
+	}
+
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP interlink_slurm_jobs Jobs the sidecar holds, by state: active (not ended as last seen) or the state they ended in.
+# TYPE interlink_slurm_jobs gauge
+interlink_slurm_jobs{state="TIMEOUT"} 1
+interlink_slurm_jobs{state="active"} 0
+# HELP interlink_slurm_command_errors_total Slurm commands that failed or did not answer in time.
+# TYPE interlink_slurm_command_errors_total counter
+interlink_slurm_command_errors_total{command="squeue"} 1
+`), "interlink_slurm_jobs", "interlink_slurm_command_errors_total"); err != nil {
+		t.Error(err)
+	}
+
+	// Delete: the job's already ended, so no scancel; everything removed.
+	if err := s.Delete(ctx, &data.Pod); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(podDir); !os.IsNotExist(err) {
+		t.Errorf("pod directory left: %v", err)
+	}
+	if err := s.Delete(ctx, &data.Pod); !api.IsNotFound(err) {
+		t.Errorf("second delete: %v, want NotFound", err)
+	}
+}
+
+func TestRefusedSubmissionLeavesNothing(t *testing.T) {
+	cfg, dir := fakeSlurm(t)
+	s, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	data := testPod()
+	data.Pod.Spec.Containers[0].Args = []string{"REFUSE"}
+	_, err = s.Create(context.Background(), data)
+	if api.ReasonOf(err) != api.ReasonInvalid || !strings.Contains(err.Error(), "Invalid partition name") {
+		t.Fatalf("create: %v, want Invalid with Slurm's message", err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(dir, "jobs")); len(entries) != 0 {
+		t.Errorf("a refused pod left %d entries in DataRootFolder", len(entries))
+	}
+	if _, ok := s.store.get(testUID); ok {
+		t.Error("a refused pod left a record")
+	}
+}
+
+func TestStateSurvivesRestart(t *testing.T) {
+	cfg, _ := fakeSlurm(t)
+	s, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := testPod()
+	res, err := s.Create(context.Background(), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	if again, err := s.Create(context.Background(), data); err != nil || again.PodJID != res.PodJID {
+		t.Fatalf("create after restart: %+v %v, want job %s", again, err, res.PodJID)
+	}
+}
