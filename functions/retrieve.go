@@ -9,7 +9,7 @@ import (
 // RetrievePodData turns a VK create request into what a sidecar receives:
 // one entry per container (init containers first) holding the ConfigMaps,
 // Secrets and projected-volume maps that container uses through its volume
-// mounts or its environment. A projected or downwardAPI volume's map is the
+// mounts or its environment, plus the pod's imagePullSecrets. A projected or downwardAPI volume's map is the
 // one named after the volume.
 func RetrievePodData(req *api.PodCreateRequests) *api.RetrievedPodData {
 	pod := &req.Pod
@@ -82,6 +82,10 @@ func RetrievePodData(req *api.PodCreateRequests) *api.RetrievedPodData {
 			if e.SecretRef != nil {
 				addSecret(e.SecretRef.Name)
 			}
+		}
+		// Registry credentials: every container's image may need them.
+		for _, s := range pod.Spec.ImagePullSecrets {
+			addSecret(s.Name)
 		}
 		rc.ProjectedVolumeMaps = append(rc.ProjectedVolumeMaps, orphans...)
 		out.Containers = append(out.Containers, rc)

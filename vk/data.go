@@ -42,9 +42,13 @@ type ref struct {
 	optional bool
 }
 
-// refs lists the ConfigMaps and Secrets a pod's volumes and env use.
+// refs lists the ConfigMaps and Secrets a pod's volumes and env use, and
+// its imagePullSecrets (optional, as the kubelet treats a missing one).
 func refs(pod *corev1.Pod) (cms, secrets []ref) {
 	opt := func(b *bool) bool { return b != nil && *b }
+	for _, s := range pod.Spec.ImagePullSecrets {
+		secrets = append(secrets, ref{s.Name, true})
+	}
 	for _, v := range pod.Spec.Volumes {
 		switch {
 		case v.ConfigMap != nil:

@@ -18,6 +18,7 @@ import (
 	"mvdan.cc/sh/v3/syntax"
 
 	"github.com/seed-3f807049/interlink/functions/api"
+	"github.com/seed-3f807049/interlink/sidecars/poddata"
 )
 
 // Annotations a pod may carry: the original SLURM plugin's, and ours.
@@ -68,7 +69,7 @@ func dataRef(rel string) string { return dataMarker + "/" + rel }
 type job struct {
 	args   []string // sbatch arguments, before the script's path
 	script string
-	files  []file // pod data written into the data directory (shared mode)
+	files  []poddata.File // pod data written into the data directory (shared mode)
 }
 
 // buildJob turns a pod into sbatch arguments, a job script and the files of
@@ -81,7 +82,7 @@ func buildJob(cfg *Config, data *api.RetrievedPodData, dir string) (*job, error)
 	if err != nil {
 		return nil, api.Invalid("pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
-	vols, files, err := podVolumes(cfg, data)
+	vols, files, err := poddata.Volumes(data, poddata.Options{ExportPodData: cfg.ExportPodData, AllowedHostPaths: cfg.AllowedHostPaths})
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +101,7 @@ func buildJob(cfg *Config, data *api.RetrievedPodData, dir string) (*job, error)
 	var errs []error
 	var inits, mains []*container
 	if rt.usesEnvFile() {
-		files = append(files, file{path: "env", dir: true})
+		files = append(files, poddata.File{Path: "env", Dir: true})
 	}
 	for i := range pod.Spec.InitContainers {
 		c, fs, err := b.container(&pod.Spec.InitContainers[i], vols, rt)
@@ -350,7 +351,7 @@ func literal(w *syntax.Word) bool {
 
 // container describes one container of the pod; fs are its env file, if
 // its runtime uses one.
-func (b *builder) container(c *corev1.Container, vols map[string]volume, rt runtime) (*container, []file, error) {
+func (b *builder) container(c *corev1.Container, vols map[string]poddata.Volume, rt runtime) (*container, []poddata.File, error) {
 	if msgs := validation.IsDNS1123Label(c.Name); len(msgs) > 0 {
 		return nil, nil, fmt.Errorf("container name %q: %s", c.Name, strings.Join(msgs, "; "))
 	}
@@ -359,7 +360,7 @@ func (b *builder) container(c *corev1.Container, vols map[string]volume, rt runt
 		command: c.Command, args: c.Args, workDir: c.WorkingDir,
 	}
 	var errs []error
-	var files []file
+	var files []poddata.File
 	img, err := rt.image(c.Image)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("container %s: %w", c.Name, err))
@@ -383,27 +384,18 @@ func (b *builder) container(c *corev1.Container, vols map[string]volume, rt runt
 			}
 			continue
 		}
-		if err := checkMountPath(m.MountPath); err != nil {
+		dir, hostPath, mkdir, err := poddata.Mount(v, m)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("container %s: %w", c.Name, err))
 			continue
 		}
-		host := v.host
-		if m.SubPath != "" {
-			if !isLocalSlash(m.SubPath) || strings.ContainsAny(m.SubPath, ":,\n") {
-				errs = append(errs, fmt.Errorf("container %s: subPath %q leaves its volume", c.Name, m.SubPath))
-				continue
-			}
-			host = path.Join(host, m.SubPath)
-			if v.emptyDir != "" {
-				// Kubernetes creates a subPath of an emptyDir.
-				sub := path.Join(v.emptyDir, m.SubPath)
-				host = dataRef(sub)
-				files = append(files, file{path: sub, dir: true})
-			} else if strings.HasPrefix(v.host, dataMarker) {
-				host = v.host + "/" + path.Clean(m.SubPath)
-			}
+		files = append(files, mkdir...)
+		host := hostPath
+		if host == "" {
+			host = dataRef(dir)
 		}
-		ct.mounts = append(ct.mounts, mount{host: host, ctr: path.Clean(m.MountPath), ro: v.readOnly || m.ReadOnly})
+		ro := v.ReadOnly
+		ct.mounts = append(ct.mounts, mount{host: host, ctr: path.Clean(m.MountPath), ro: ro || m.ReadOnly})
 	}
 	if b.cfg.Tsocks {
 		// Directories, not files: every runtime binds those.
@@ -438,7 +430,7 @@ func (b *builder) container(c *corev1.Container, vols map[string]volume, rt runt
 			}
 			sb.WriteString(kv[0] + "=" + q + "\n")
 		}
-		files = append(files, file{path: ct.envFile, data: []byte(sb.String()), mode: modeSecret})
+		files = append(files, poddata.File{Path: ct.envFile, Data: []byte(sb.String()), Mode: poddata.ModeSecret})
 	}
 	return ct, files, errors.Join(errs...)
 }
@@ -449,10 +441,6 @@ const (
 	tsocksConfDir = "/etc/interlink-tsocks"
 )
 
-func isLocalSlash(p string) bool {
-	c := path.Clean(p)
-	return !path.IsAbs(c) && c != ".." && !strings.HasPrefix(c, "../")
-}
 
 // quote makes s one literal word of a bash script.
 func quote(s string) (string, error) {
@@ -500,7 +488,7 @@ func line(argv []string) (string, error) {
 }
 
 // script writes the job script.
-func (b *builder) script(rt runtime, inits, mains []*container, files []file) (string, error) {
+func (b *builder) script(rt runtime, inits, mains []*container, files []poddata.File) (string, error) {
 	var s strings.Builder
 	var errs []error
 	w := func(format string, args ...any) { fmt.Fprintf(&s, format, args...) }
@@ -568,11 +556,11 @@ il_run() {
 	if !b.cfg.SharedFS && len(files) > 0 {
 		w("il_file() { mkdir -p -- \"$(dirname -- \"$IL_DATA/$2\")\" && base64 -d >\"$IL_DATA/$2\" && chmod \"$1\" \"$IL_DATA/$2\"; }\n")
 		for _, f := range files {
-			if f.dir {
-				w("mkdir -p -- \"$IL_DATA\"/%s\n", q(f.path))
+			if f.Dir {
+				w("mkdir -p -- \"$IL_DATA\"/%s\n", q(f.Path))
 				continue
 			}
-			w("il_file %04o %s <<'IL_EOF'\n%s\nIL_EOF\n", f.mode, q(f.path), wrap(base64.StdEncoding.EncodeToString(f.data), 76))
+			w("il_file %04o %s <<'IL_EOF'\n%s\nIL_EOF\n", f.Mode, q(f.Path), wrap(base64.StdEncoding.EncodeToString(f.Data), 76))
 		}
 	}
 	if b.cfg.CommandPrefix != "" {

@@ -89,10 +89,10 @@ func render(t *testing.T, cfg Config, data *api.RetrievedPodData) string {
 	var b strings.Builder
 	b.WriteString("# sbatch " + strings.Join(j.args, " ") + "\n")
 	for _, f := range j.files {
-		if f.dir {
-			b.WriteString("# dir  " + f.path + "\n")
+		if f.Dir {
+			b.WriteString("# dir  " + f.Path + "\n")
 		} else {
-			b.WriteString("# file " + f.path + " " + f.mode.String() + " " + strings.ReplaceAll(string(f.data), "\n", `\n`) + "\n")
+			b.WriteString("# file " + f.Path + " " + f.Mode.String() + " " + strings.ReplaceAll(string(f.Data), "\n", `\n`) + "\n")
 		}
 	}
 	b.WriteString(j.script)
@@ -307,12 +307,12 @@ func TestSecretModes(t *testing.T) {
 	}
 	for _, f := range j.files {
 		switch {
-		case strings.HasPrefix(f.path, "volumes/creds/"), strings.HasPrefix(f.path, "volumes/token/"), strings.HasPrefix(f.path, "env/"):
-			if !f.dir && f.mode&0o077 != 0 {
-				t.Errorf("%s has mode %v: secrets must not be readable by others", f.path, f.mode)
+		case strings.HasPrefix(f.Path, "volumes/creds/"), strings.HasPrefix(f.Path, "volumes/token/"), strings.HasPrefix(f.Path, "env/"):
+			if !f.Dir && f.Mode&0o077 != 0 {
+				t.Errorf("%s has mode %v: secrets must not be readable by others", f.Path, f.Mode)
 			}
-		case f.path == "volumes/config/app.yaml" && f.mode != 0o644:
-			t.Errorf("configmap file mode %v, want 0644", f.mode)
+		case f.Path == "volumes/config/app.yaml" && f.Mode != 0o644:
+			t.Errorf("configmap file mode %v, want 0644", f.Mode)
 		}
 	}
 }

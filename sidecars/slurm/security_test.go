@@ -9,6 +9,7 @@ import (
 	"mvdan.cc/sh/v3/syntax"
 
 	"github.com/seed-3f807049/interlink/functions/api"
+	"github.com/seed-3f807049/interlink/sidecars/poddata"
 )
 
 // hostile are values that would run code, split words or leave a
@@ -163,8 +164,8 @@ func FuzzJobScript(f *testing.F) {
 			t.Fatalf("command %q is not one word", cmd)
 		}
 		for _, fl := range j.files {
-			if !isLocalSlash(fl.path) {
-				t.Fatalf("file %q leaves the data directory", fl.path)
+			if !poddata.IsLocal(fl.Path) {
+				t.Fatalf("file %q leaves the data directory", fl.Path)
 			}
 		}
 	})

@@ -6,18 +6,17 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"os"
 	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/seed-3f807049/interlink/functions/api"
+	"github.com/seed-3f807049/interlink/sidecars/poddata"
 	"github.com/seed-3f807049/interlink/sidecars"
 )
 
@@ -27,10 +26,9 @@ type Slurm struct {
 	log   *slog.Logger
 	cmd   *commands
 	store *store
-	root  *os.Root // DataRootFolder: every pod path is opened through it
+	root  *poddata.Dir // DataRootFolder: every pod path is opened through it
 	// rootDir is DataRootFolder, absolute.
 	rootDir string
-	umask   fs.FileMode
 	locks   keyedMutex
 	metrics *metrics // nil until Register
 }
@@ -47,10 +45,7 @@ func New(cfg Config, log *slog.Logger) (*Slurm, error) {
 	}
 	rootDir, _ := expandHome(cfg.DataRootFolder)
 	statePath, _ := expandHome(cfg.StatePath)
-	if err := os.MkdirAll(rootDir, 0o700); err != nil {
-		return nil, fmt.Errorf("DataRootFolder: %w", err)
-	}
-	root, err := os.OpenRoot(rootDir)
+	root, err := poddata.OpenDir(rootDir)
 	if err != nil {
 		return nil, fmt.Errorf("DataRootFolder: %w", err)
 	}
@@ -62,7 +57,7 @@ func New(cfg Config, log *slog.Logger) (*Slurm, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Slurm{cfg: cfg, log: log, cmd: newCommands(&cfg), store: st, root: root, rootDir: rootDir, umask: umask()}
+	s := &Slurm{cfg: cfg, log: log, cmd: newCommands(&cfg), store: st, root: root, rootDir: rootDir}
 	log.Info("slurm sidecar state loaded", "pods", st.len(), "state", statePath, "data", rootDir)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.CommandTimeout.Duration)
 	defer cancel()
@@ -96,13 +91,6 @@ func (s *Slurm) reconcile(ctx context.Context) error {
 		s.log.Warn("cancelled a job without a pod record (interrupted submission)", "job_id", f[0], "uid", uid)
 	}
 	return nil
-}
-
-// umask reads the process's umask (setting it back at once).
-func umask() fs.FileMode {
-	m := syscall.Umask(0)
-	syscall.Umask(m)
-	return fs.FileMode(m) //nolint:gosec // a umask is 9 bits
 }
 
 // Close releases the store and the data root.
@@ -195,46 +183,16 @@ func names(cs []corev1.Container) []string {
 	return out
 }
 
-// writeData writes the pod's data files under dir, through the data root
-// so that nothing lands outside it. A pod without data writes nothing.
-func (s *Slurm) writeData(dir string, files []file) error {
+// writeData writes the pod's data files under its directory. A pod without
+// data writes nothing.
+func (s *Slurm) writeData(dir string, files []poddata.File) error {
 	if len(files) == 0 {
 		return nil
 	}
 	if err := s.root.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	for _, f := range files {
-		p := path.Join(dir, dataDirName, f.path)
-		if f.dir {
-			if err := s.root.MkdirAll(p, 0o755); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := s.root.MkdirAll(path.Dir(p), 0o755); err != nil {
-			return err
-		}
-		if err := s.writeFile(p, f.data, f.mode); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (s *Slurm) writeFile(name string, data []byte, mode fs.FileMode) error {
-	f, err := s.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil && mode&s.umask != 0 {
-		err = s.root.Chmod(name, mode) // the umask took bits the file needs
-	}
-	return err
+	return s.root.Write(path.Join(dir, dataDirName), files)
 }
 
 // Delete cancels the pod's job and removes its directory and record.

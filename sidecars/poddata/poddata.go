@@ -1,13 +1,15 @@
-package slurm
+package poddata
 
 import (
 	"fmt"
 	"io/fs"
+	"os"
 	"path"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -15,31 +17,42 @@ import (
 	"github.com/seed-3f807049/interlink/functions/api"
 )
 
-// file is one file of pod data, its path relative to the data directory.
-type file struct {
-	path string
-	data []byte
-	mode fs.FileMode
-	dir  bool // an empty directory (emptyDir)
+// File is one file of pod data, its path relative to the pod's data
+// directory.
+type File struct {
+	Path string
+	Data []byte
+	Mode fs.FileMode
+	Dir  bool // a directory (a volume, an emptyDir)
 }
 
 // Modes of pod data files. Secrets and projected volumes (which carry
 // service-account tokens) are never readable by others.
 const (
-	modeConfigMap fs.FileMode = 0o644
-	modeSecret    fs.FileMode = 0o600
+	ModeConfigMap fs.FileMode = 0o644
+	ModeSecret    fs.FileMode = 0o600
 )
 
-// volume is a pod volume as the job sees it: host is a data path (see
-// dataRef) or an allowed host path.
-type volume struct {
-	host     string
-	readOnly bool
-	emptyDir string // the data-relative directory of an emptyDir
+// Volume is a pod volume as a sidecar binds it: a directory of the pod's
+// data, or an allowed host path.
+type Volume struct {
+	Dir      string // relative to the pod's data directory; empty for a host path
+	HostPath string // an absolute host path under Options.AllowedHostPaths
+	ReadOnly bool
+	EmptyDir bool
 }
 
-// podVolumes returns the pod's volumes by name and the files to write.
-func podVolumes(cfg *Config, data *api.RetrievedPodData) (map[string]volume, []file, error) {
+// Options say what a sidecar accepts.
+type Options struct {
+	// ExportPodData false delivers no pod data (the original's key).
+	ExportPodData bool
+	// AllowedHostPaths are the directories hostPath volumes may bind.
+	AllowedHostPaths []string
+}
+
+// Volumes returns the pod's volumes by name and the files to write. Every
+// problem is an api.Invalid error naming the volume.
+func Volumes(data *api.RetrievedPodData, o Options) (map[string]Volume, []File, error) {
 	cms, secrets, projected := map[string]*corev1.ConfigMap{}, map[string]*corev1.Secret{}, map[string]*corev1.ConfigMap{}
 	for i := range data.Containers {
 		c := &data.Containers[i]
@@ -53,8 +66,8 @@ func podVolumes(cfg *Config, data *api.RetrievedPodData) (map[string]volume, []f
 			projected[c.ProjectedVolumeMaps[j].Name] = &c.ProjectedVolumeMaps[j]
 		}
 	}
-	vols := map[string]volume{}
-	var files []file
+	vols := map[string]Volume{}
+	var files []File
 	var errs []error
 	for _, v := range data.Pod.Spec.Volumes {
 		if msgs := validation.IsDNS1123Label(v.Name); len(msgs) > 0 {
@@ -62,27 +75,27 @@ func podVolumes(cfg *Config, data *api.RetrievedPodData) (map[string]volume, []f
 			continue
 		}
 		dir := path.Join("volumes", v.Name)
-		var fs []file
+		var fs []File
 		var err error
 		switch {
 		case v.HostPath != nil:
 			p := filepath.Clean(v.HostPath.Path)
-			if !allowedHostPath(cfg.AllowedHostPaths, p) || strings.ContainsAny(p, ":,") {
+			if !allowedHostPath(o.AllowedHostPaths, p) || strings.ContainsAny(p, ":,") {
 				errs = append(errs, fmt.Errorf("volume %s: hostPath %q is not under AllowedHostPaths", v.Name, v.HostPath.Path))
 				continue
 			}
-			vols[v.Name] = volume{host: p}
+			vols[v.Name] = Volume{HostPath: p}
 			continue
-		case !cfg.ExportPodData:
+		case !o.ExportPodData:
 			// The original's ExportPodData=false: no pod data is delivered.
 			continue
 		case v.EmptyDir != nil:
-			fs = []file{{path: dir, dir: true}}
+			fs = []File{{Path: dir, Dir: true}}
 		case v.ConfigMap != nil:
 			cm := cms[v.ConfigMap.Name]
 			if cm == nil {
 				if optional(v.ConfigMap.Optional) {
-					fs = []file{{path: dir, dir: true}}
+					fs = []File{{Path: dir, Dir: true}}
 					break
 				}
 				errs = append(errs, fmt.Errorf("volume %s: configmap %q was not sent with the pod", v.Name, v.ConfigMap.Name))
@@ -93,7 +106,7 @@ func podVolumes(cfg *Config, data *api.RetrievedPodData) (map[string]volume, []f
 			s := secrets[v.Secret.SecretName]
 			if s == nil {
 				if optional(v.Secret.Optional) {
-					fs = []file{{path: dir, dir: true}}
+					fs = []File{{Path: dir, Dir: true}}
 					break
 				}
 				errs = append(errs, fmt.Errorf("volume %s: secret %q was not sent with the pod", v.Name, v.Secret.SecretName))
@@ -115,10 +128,7 @@ func podVolumes(cfg *Config, data *api.RetrievedPodData) (map[string]volume, []f
 			errs = append(errs, fmt.Errorf("volume %s: %w", v.Name, err))
 			continue
 		}
-		vol := volume{host: dataRef(dir), readOnly: true}
-		if v.EmptyDir != nil {
-			vol.readOnly, vol.emptyDir = false, dir
-		}
+		vol := Volume{Dir: dir, ReadOnly: v.EmptyDir == nil, EmptyDir: v.EmptyDir != nil}
 		vols[v.Name] = vol
 		files = append(files, fs...)
 	}
@@ -159,11 +169,11 @@ func secretData(s *corev1.Secret) map[string][]byte {
 // keyFiles lays out a ConfigMap, Secret or projected volume: every key (or
 // the listed items) as a file under dir. A key or item path that is not a
 // local path (../../x, /etc/passwd) is an error.
-func keyFiles(dir string, data map[string][]byte, items []corev1.KeyToPath, defaultMode *int32, secret, opt bool) ([]file, error) {
+func keyFiles(dir string, data map[string][]byte, items []corev1.KeyToPath, defaultMode *int32, secret, opt bool) ([]File, error) {
 	modeOf := func(m *int32) fs.FileMode {
-		mode := modeConfigMap
+		mode := ModeConfigMap
 		if secret {
-			mode = modeSecret
+			mode = ModeSecret
 		}
 		if m != nil {
 			mode = fs.FileMode(*m & 0o777) //nolint:gosec // masked to 9 bits
@@ -174,12 +184,12 @@ func keyFiles(dir string, data map[string][]byte, items []corev1.KeyToPath, defa
 		return mode
 	}
 	mode := modeOf(defaultMode)
-	out := []file{{path: dir, dir: true}}
+	out := []File{{Path: dir, Dir: true}}
 	add := func(key, p string, m fs.FileMode) error {
 		if !filepath.IsLocal(p) || strings.ContainsRune(p, 0) {
 			return fmt.Errorf("path %q of key %q leaves the volume", p, key)
 		}
-		out = append(out, file{path: path.Join(dir, filepath.ToSlash(p)), data: data[key], mode: m})
+		out = append(out, File{Path: path.Join(dir, filepath.ToSlash(p)), Data: data[key], Mode: m})
 		return nil
 	}
 	if len(items) == 0 {
@@ -213,8 +223,8 @@ func keyFiles(dir string, data map[string][]byte, items []corev1.KeyToPath, defa
 	return out, nil
 }
 
-// checkMountPath checks a container-side path of a bind mount.
-func checkMountPath(p string) error {
+// CheckMountPath checks a container-side path of a bind mount.
+func CheckMountPath(p string) error {
 	switch {
 	case !path.IsAbs(p):
 		return fmt.Errorf("mount path %q is not absolute", p)
@@ -222,4 +232,95 @@ func checkMountPath(p string) error {
 		return fmt.Errorf("mount path %q must not contain ':', ',' or a newline", p)
 	}
 	return nil
+}
+
+// Mount resolves a container's mount of v: the data-relative directory (or
+// host path) to bind, with its subPath, and the directory to create when
+// the subPath is inside an emptyDir (Kubernetes creates those).
+func Mount(v Volume, m corev1.VolumeMount) (dir, hostPath string, mkdir []File, err error) {
+	if err := CheckMountPath(m.MountPath); err != nil {
+		return "", "", nil, err
+	}
+	dir, hostPath = v.Dir, v.HostPath
+	if m.SubPath == "" {
+		return dir, hostPath, nil, nil
+	}
+	if !IsLocal(m.SubPath) || strings.ContainsAny(m.SubPath, ":,\n") {
+		return "", "", nil, fmt.Errorf("subPath %q leaves its volume", m.SubPath)
+	}
+	if hostPath != "" {
+		return "", path.Join(hostPath, m.SubPath), nil, nil
+	}
+	dir = path.Join(dir, m.SubPath)
+	if v.EmptyDir {
+		mkdir = []File{{Path: dir, Dir: true}}
+	}
+	return dir, "", mkdir, nil
+}
+
+// IsLocal tells whether the slash-separated path p stays below its base.
+func IsLocal(p string) bool {
+	c := path.Clean(p)
+	return p != "" && !path.IsAbs(c) && c != ".." && !strings.HasPrefix(c, "../") && !strings.ContainsRune(p, 0)
+}
+
+// Dir is a sidecar's data directory: every pod path is opened through it,
+// so that even a symlink cannot lead outside.
+type Dir struct {
+	*os.Root
+	umask fs.FileMode
+}
+
+// OpenDir creates (mode 0700) and opens the directory at p.
+func OpenDir(p string) (*Dir, error) {
+	if err := os.MkdirAll(p, 0o700); err != nil {
+		return nil, err
+	}
+	r, err := os.OpenRoot(p)
+	if err != nil {
+		return nil, err
+	}
+	m := syscall.Umask(0)
+	syscall.Umask(m)
+	return &Dir{Root: r, umask: fs.FileMode(m)}, nil //nolint:gosec // a umask is 9 bits
+}
+
+// Write writes files under base (relative to d), creating base with mode
+// 0700 first. Directories get 0755, files their mode whatever the umask.
+func (d *Dir) Write(base string, files []File) error {
+	if err := d.MkdirAll(base, 0o700); err != nil {
+		return err
+	}
+	for _, f := range files {
+		p := path.Join(base, f.Path)
+		if f.Dir {
+			if err := d.MkdirAll(p, 0o755); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := d.MkdirAll(path.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := d.WriteFile(p, f.Data, f.Mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteFile writes one file with exactly mode.
+func (d *Dir) WriteFile(name string, data []byte, mode fs.FileMode) error {
+	f, err := d.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && mode&d.umask != 0 {
+		err = d.Chmod(name, mode) // the umask took bits the file needs
+	}
+	return err
 }
