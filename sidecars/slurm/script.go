@@ -441,7 +441,6 @@ const (
 	tsocksConfDir = "/etc/interlink-tsocks"
 )
 
-
 // quote makes s one literal word of a bash script.
 func quote(s string) (string, error) {
 	q, err := syntax.Quote(s, syntax.LangBash)

@@ -16,8 +16,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/seed-3f807049/interlink/functions/api"
-	"github.com/seed-3f807049/interlink/sidecars/poddata"
 	"github.com/seed-3f807049/interlink/sidecars"
+	"github.com/seed-3f807049/interlink/sidecars/poddata"
 )
 
 // Slurm is the SLURM sidecar.
