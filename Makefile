@@ -2,7 +2,7 @@
 SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := help
 
-BINARIES := functions/cmd/interlink sidecars/sim/cmd/interlink-sim sidecars/slurm/cmd/interlink-slurm vk/cmd/interlink-vk vk/cmd/interlink-token-refresher proxy/cmd/interlink-proxy
+BINARIES := functions/cmd/interlink sidecars/sim/cmd/interlink-sim sidecars/slurm/cmd/interlink-slurm sidecars/docker/cmd/interlink-docker vk/cmd/interlink-vk vk/cmd/interlink-token-refresher proxy/cmd/interlink-proxy
 BIN := bin
 
 ## help: list the targets
@@ -39,7 +39,7 @@ unit:
 ## e2e: the end-to-end tiers (real processes)
 .PHONY: e2e
 e2e:
-	@TIERS="e2e-api e2e-auth e2e-vk e2e-slurm" .ci/test.sh
+	@TIERS="e2e-api e2e-auth e2e-vk e2e-slurm e2e-docker" .ci/test.sh
 
 ## generate: rewrite generated files (docs/config.md, golden job scripts)
 .PHONY: generate

@@ -6,7 +6,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . .ci/lib.sh
 
-TIERS=${TIERS:-"lint verify unit e2e-api e2e-auth e2e-vk e2e-slurm"}
+TIERS=${TIERS:-"lint verify unit e2e-api e2e-auth e2e-vk e2e-slurm e2e-docker"}
 passed=0 failed=0 summary=()
 
 tier_lint() { "$(golangci_lint)" run ./...; }
@@ -42,6 +42,14 @@ tier_e2e-vk() {
 tier_e2e-slurm() {
 	.ci/slurm.sh install || return 1
 	go test -count=1 -timeout 15m -tags e2e -run 'TestE2E' -v ./sidecars/slurm/
+}
+
+# The Docker tier: a private dockerd and containerd (Debian's docker.io,
+# installed with apt when missing, as root) with busybox imported from a
+# tarball, and a loopback registry requiring basic auth.
+tier_e2e-docker() {
+	.ci/docker.sh install || return 1
+	go test -count=1 -timeout 15m -tags e2e -run 'TestE2E' -v ./sidecars/docker/
 }
 
 for tier in $TIERS; do

@@ -11,6 +11,7 @@ import (
 	"github.com/seed-3f807049/interlink/functions"
 	"github.com/seed-3f807049/interlink/observability/config"
 	"github.com/seed-3f807049/interlink/proxy"
+	"github.com/seed-3f807049/interlink/sidecars/docker"
 	"github.com/seed-3f807049/interlink/sidecars/sim"
 	"github.com/seed-3f807049/interlink/sidecars/slurm"
 	"github.com/seed-3f807049/interlink/vk"
@@ -33,7 +34,7 @@ and ignored, so one file can be shared with a plugin, as the original interLink 
 
 `)
 	icfg, vcfg, pcfg := functions.DefaultConfig(), vk.DefaultConfig(), proxy.DefaultStandaloneConfig()
-	tcfg, scfg, slcfg := token.DefaultConfig(), sim.DefaultConfig(), slurm.DefaultConfig()
+	tcfg, scfg, slcfg, dcfg := token.DefaultConfig(), sim.DefaultConfig(), slurm.DefaultConfig(), docker.DefaultConfig()
 	sections := []struct {
 		binary, intro string
 		cfg           any
@@ -50,6 +51,8 @@ and ignored, so one file can be shared with a plugin, as the original interLink 
 			"Config file: `--config` or `INTERLINK_SIM_CONFIG`.", &scfg},
 		{"interlink-slurm", "The SLURM sidecar (`sidecars/slurm/cmd/interlink-slurm`). " +
 			"Config file: `--config` or `SLURMCONFIGPATH`. The original SLURM plugin's keys and variables keep working; see docs/slurm.md.", &slcfg},
+		{"interlink-docker", "The Docker sidecar (`sidecars/docker/cmd/interlink-docker`). " +
+			"Config file: `--config` or `INTERLINK_DOCKER_CONFIG`. See docs/docker.md.", &dcfg},
 	}
 	for i, sec := range sections {
 		if i > 0 {

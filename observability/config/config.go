@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"time"
@@ -161,4 +162,17 @@ func collectEnv(t reflect.Type, prefix string, into map[string]string) {
 			into[f.Name] = prefix + name
 		}
 	}
+}
+
+// ExpandHome turns a leading ~/ of a configured path into the user's home
+// directory, and cleans the path.
+func ExpandHome(p string) (string, error) {
+	if !strings.HasPrefix(p, "~/") {
+		return filepath.Clean(p), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("expand %q: %w", p, err)
+	}
+	return filepath.Join(home, p[2:]), nil
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -323,4 +324,15 @@ func (d *Dir) WriteFile(name string, data []byte, mode fs.FileMode) error {
 		err = d.Chmod(name, mode) // the umask took bits the file needs
 	}
 	return err
+}
+
+var uidPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,63}$`)
+
+// DirName is the name of a pod's directory: NAMESPACE-UID, the UID checked
+// to be one (an api.Invalid error otherwise).
+func DirName(p *corev1.Pod) (string, error) {
+	if !uidPattern.MatchString(string(p.UID)) {
+		return "", api.Invalid("pod %s/%s: uid %q is not a UUID", p.Namespace, p.Name, p.UID)
+	}
+	return p.Namespace + "-" + string(p.UID), nil
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -177,7 +176,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for name, p := range map[string]string{"DataRootFolder": c.DataRootFolder, "StatePath": c.StatePath} {
-		switch abs, err := expandHome(p); {
+		switch abs, err := config.ExpandHome(p); {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 		case !filepath.IsAbs(abs):
@@ -236,16 +235,4 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("MaxBodyBytes must be positive"))
 	}
 	return errors.Join(errs...)
-}
-
-// expandHome turns a leading ~/ into the user's home directory.
-func expandHome(p string) (string, error) {
-	if !strings.HasPrefix(p, "~/") {
-		return filepath.Clean(p), nil
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", fmt.Errorf("expand %q: %w", p, err)
-	}
-	return filepath.Join(home, p[2:]), nil
 }

@@ -8,14 +8,13 @@ import (
 	"log/slog"
 	"path"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/seed-3f807049/interlink/functions/api"
+	"github.com/seed-3f807049/interlink/observability/config"
 	"github.com/seed-3f807049/interlink/sidecars"
 	"github.com/seed-3f807049/interlink/sidecars/poddata"
 )
@@ -29,7 +28,7 @@ type Slurm struct {
 	root  *poddata.Dir // DataRootFolder: every pod path is opened through it
 	// rootDir is DataRootFolder, absolute.
 	rootDir string
-	locks   keyedMutex
+	locks   sidecars.KeyedMutex
 	metrics *metrics // nil until Register
 }
 
@@ -43,8 +42,8 @@ func New(cfg Config, log *slog.Logger) (*Slurm, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("slurm config: %w", err)
 	}
-	rootDir, _ := expandHome(cfg.DataRootFolder)
-	statePath, _ := expandHome(cfg.StatePath)
+	rootDir, _ := config.ExpandHome(cfg.DataRootFolder)
+	statePath, _ := config.ExpandHome(cfg.StatePath)
 	root, err := poddata.OpenDir(rootDir)
 	if err != nil {
 		return nil, fmt.Errorf("DataRootFolder: %w", err)
@@ -98,29 +97,19 @@ func (s *Slurm) Close() error {
 	return errors.Join(s.store.close(), s.root.Close())
 }
 
-var uidPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,63}$`)
-
-// podDir is the pod's directory, relative to DataRootFolder.
-func podDir(p *corev1.Pod) (string, error) {
-	if !uidPattern.MatchString(string(p.UID)) {
-		return "", api.Invalid("pod %s/%s: uid %q is not a UUID", p.Namespace, p.Name, p.UID)
-	}
-	return p.Namespace + "-" + string(p.UID), nil
-}
-
 // Create submits the pod's job; a second create of the same UID returns
 // the job of the first.
 func (s *Slurm) Create(ctx context.Context, data *api.RetrievedPodData) (api.CreateStruct, error) {
 	p := &data.Pod
 	uid := string(p.UID)
-	dir, err := podDir(p)
+	dir, err := poddata.DirName(p)
 	if err != nil {
 		return api.CreateStruct{}, err
 	}
 	if len(p.Spec.Containers) == 0 {
 		return api.CreateStruct{}, api.Invalid("pod %s/%s has no containers", p.Namespace, p.Name)
 	}
-	unlock := s.locks.lock(uid)
+	unlock := s.locks.Lock(uid)
 	defer unlock()
 	if rec, ok := s.store.get(uid); ok {
 		return api.CreateStruct{PodUID: uid, PodJID: rec.JobID}, nil
@@ -198,7 +187,7 @@ func (s *Slurm) writeData(dir string, files []poddata.File) error {
 // Delete cancels the pod's job and removes its directory and record.
 func (s *Slurm) Delete(ctx context.Context, p *corev1.Pod) error {
 	uid := string(p.UID)
-	unlock := s.locks.lock(uid)
+	unlock := s.locks.Lock(uid)
 	defer unlock()
 	rec, ok := s.store.get(uid)
 	if !ok {
@@ -301,39 +290,4 @@ func allExited(files map[string]ctrFiles) bool {
 		}
 	}
 	return true
-}
-
-// keyedMutex serializes work on one key (a pod UID) without serializing
-// different keys.
-type keyedMutex struct {
-	mu sync.Mutex
-	m  map[string]*keyedEntry
-}
-
-type keyedEntry struct {
-	mu   sync.Mutex
-	refs int
-}
-
-func (k *keyedMutex) lock(key string) (unlock func()) {
-	k.mu.Lock()
-	if k.m == nil {
-		k.m = map[string]*keyedEntry{}
-	}
-	e := k.m[key]
-	if e == nil {
-		e = &keyedEntry{}
-		k.m[key] = e
-	}
-	e.refs++
-	k.mu.Unlock()
-	e.mu.Lock()
-	return func() {
-		e.mu.Unlock()
-		k.mu.Lock()
-		if e.refs--; e.refs == 0 {
-			delete(k.m, key)
-		}
-		k.mu.Unlock()
-	}
 }

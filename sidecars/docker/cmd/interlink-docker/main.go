@@ -1,0 +1,51 @@
+// Command interlink-docker is the Docker sidecar: it runs each pod as containers
+// on a Docker Engine, through its API.
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/seed-3f807049/interlink/observability/cli"
+	"github.com/seed-3f807049/interlink/observability/metrics"
+	"github.com/seed-3f807049/interlink/observability/server"
+	"github.com/seed-3f807049/interlink/sidecars"
+	"github.com/seed-3f807049/interlink/sidecars/docker"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "interlink-docker:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	cfg := docker.DefaultConfig()
+	log, flags, err := cli.Start("interlink-docker", "INTERLINK_DOCKER_CONFIG", &cfg)
+	if err != nil || flags.Test {
+		if err == nil {
+			fmt.Println("config OK")
+		}
+		return err
+	}
+	s, err := docker.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = s.Close() }()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	reg := metrics.New("interlink-docker")
+	if err := s.Register(reg); err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", sidecars.NewHandler(s, sidecars.HandlerConfig{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log}))
+	mux.Handle("/metrics", metrics.Handler(reg))
+	return server.Run(ctx, server.Config{Listen: cfg.ListenAddr()}, mux, log)
+}

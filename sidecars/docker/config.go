@@ -1,0 +1,124 @@
+package docker
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/seed-3f807049/interlink/observability/config"
+	"github.com/seed-3f807049/interlink/observability/logging"
+)
+
+// Defaults of Config.
+const (
+	// DefaultListen is the sidecar's listen address (the original Docker
+	// plugin's port is 4000).
+	DefaultListen = "127.0.0.1:4000"
+	// DefaultDockerHost is the Docker Engine's socket.
+	DefaultDockerHost = "unix:///var/run/docker.sock"
+	// DefaultDataRootFolder holds one directory of data per pod.
+	DefaultDataRootFolder = "~/.local/interlink/docker"
+	// DefaultPauseImage holds each pod's network namespace.
+	DefaultPauseImage = "registry.k8s.io/pause:3.10"
+	// DefaultGracePeriod is used for pods without terminationGracePeriodSeconds.
+	DefaultGracePeriod = 30 * time.Second
+	// DefaultAPITimeout bounds each Docker API call (pulls and log streams
+	// excepted).
+	DefaultAPITimeout = 30 * time.Second
+)
+
+// Config configures the Docker sidecar. Keys in the original's spelling
+// keep working; new ones use the INTERLINK_DOCKER_ prefix.
+type Config struct {
+	Listen            string          `json:"Listen" env:"INTERLINK_DOCKER_LISTEN" doc:"TCP address (host:port) or unix socket path (starting with / or unix://) to serve on."`
+	SidecarPort       string          `json:"SidecarPort" env:"SIDECARPORT" doc:"Port to serve on, replacing Listen's port (original key)."`
+	DockerHost        string          `json:"DockerHost" env:"DOCKER_HOST" doc:"Docker Engine address: unix:///path, tcp://host:port."`
+	DataRootFolder    string          `json:"DataRootFolder" env:"DATAROOTFOLDER" doc:"Directory of the per-pod data directories bound into the containers (original key)."`
+	ExportPodData     bool            `json:"ExportPodData" env:"EXPORTPODDATA" doc:"Deliver ConfigMaps, Secrets, projected volumes and emptyDirs to the containers (original key)."`
+	AllowedHostPaths  []string        `json:"AllowedHostPaths" env:"INTERLINK_DOCKER_ALLOWED_HOST_PATHS" doc:"Directories that hostPath volumes may bind (none by default)."`
+	NetworkMode       string          `json:"NetworkMode" env:"INTERLINK_DOCKER_NETWORK_MODE" doc:"Network of each pod's namespace (its pause container): bridge, none, host or a network's name."`
+	PauseImage        string          `json:"PauseImage" env:"INTERLINK_DOCKER_PAUSE_IMAGE" doc:"Image of the pause container holding each pod's network namespace."`
+	PauseCommand      []string        `json:"PauseCommand" env:"INTERLINK_DOCKER_PAUSE_COMMAND" doc:"Command of the pause container, if its image has none that waits forever."`
+	GPUDriver         string          `json:"GPUDriver" env:"INTERLINK_DOCKER_GPU_DRIVER" doc:"Device driver of GPU requests (nvidia.com/gpu)."`
+	APITimeout        config.Duration `json:"APITimeout" env:"INTERLINK_DOCKER_API_TIMEOUT" doc:"Time limit of each Docker API call (image pulls and log streams excepted)."`
+	MaxBodyBytes      int64           `json:"MaxBodyBytes" env:"INTERLINK_DOCKER_MAX_BODY_BYTES" doc:"Request bodies larger than this are refused with 413."`
+	LogFormat         string          `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
+	LogLevel          string          `json:"LogLevel" env:"INTERLINK_LOG_LEVEL" doc:"Log level: debug, info, warn or error."`
+	VerboseLogging    bool            `json:"VerboseLogging" env:"VERBOSELOGGING" doc:"Log at debug level (original key)."`
+	ErrorsOnlyLogging bool            `json:"ErrorsOnlyLogging" env:"ERRORSONLYLOGGING" doc:"Log errors only (original key)."`
+}
+
+// LogSettings implements cli.Config.
+func (c *Config) LogSettings() (format, level string) {
+	if c.VerboseLogging || c.ErrorsOnlyLogging {
+		return c.LogFormat, logging.Level(c.VerboseLogging, c.ErrorsOnlyLogging)
+	}
+	return c.LogFormat, c.LogLevel
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		Listen:         DefaultListen,
+		DockerHost:     DefaultDockerHost,
+		DataRootFolder: DefaultDataRootFolder,
+		ExportPodData:  true,
+		NetworkMode:    "bridge",
+		PauseImage:     DefaultPauseImage,
+		GPUDriver:      "nvidia",
+		APITimeout:     config.D(DefaultAPITimeout),
+		MaxBodyBytes:   64 << 20,
+		LogFormat:      "json",
+		LogLevel:       "info",
+	}
+}
+
+// ListenAddr returns the address to serve on: Listen, with its port
+// replaced by SidecarPort when that is set.
+func (c *Config) ListenAddr() string {
+	if c.SidecarPort == "" || strings.HasPrefix(c.Listen, "/") || strings.HasPrefix(c.Listen, "unix://") {
+		return c.Listen
+	}
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		host = c.Listen
+	}
+	return net.JoinHostPort(host, c.SidecarPort)
+}
+
+// Validate reports every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Listen == "" {
+		errs = append(errs, errors.New("Listen is empty"))
+	}
+	if c.DockerHost == "" {
+		errs = append(errs, errors.New("DockerHost is empty"))
+	}
+	switch abs, err := config.ExpandHome(c.DataRootFolder); {
+	case err != nil:
+		errs = append(errs, fmt.Errorf("DataRootFolder: %w", err))
+	case !filepath.IsAbs(abs):
+		errs = append(errs, fmt.Errorf("DataRootFolder %q must be an absolute path (or start with ~/)", c.DataRootFolder))
+	case strings.ContainsAny(abs, ":,\n"):
+		errs = append(errs, fmt.Errorf("DataRootFolder %q must not contain ':', ',' or a newline (they separate bind mounts)", c.DataRootFolder))
+	}
+	for _, p := range c.AllowedHostPaths {
+		if !filepath.IsAbs(p) {
+			errs = append(errs, fmt.Errorf("AllowedHostPaths: %q is not an absolute path", p))
+		}
+	}
+	if c.NetworkMode == "" || strings.HasPrefix(c.NetworkMode, "container:") {
+		errs = append(errs, fmt.Errorf("NetworkMode %q: want bridge, none, host or a network's name", c.NetworkMode))
+	}
+	if c.PauseImage == "" {
+		errs = append(errs, errors.New("PauseImage is empty"))
+	}
+	if c.APITimeout.Duration <= 0 || c.MaxBodyBytes <= 0 {
+		errs = append(errs, errors.New("APITimeout and MaxBodyBytes must be positive"))
+	}
+	return errors.Join(errs...)
+}

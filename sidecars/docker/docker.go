@@ -1,0 +1,450 @@
+package docker
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/seed-3f807049/interlink/functions/api"
+	"github.com/seed-3f807049/interlink/observability/config"
+	"github.com/seed-3f807049/interlink/sidecars"
+	"github.com/seed-3f807049/interlink/sidecars/poddata"
+)
+
+// Docker is the Docker sidecar.
+type Docker struct {
+	cfg  Config
+	log  *slog.Logger
+	api  *client.Client
+	data *poddata.Dir // DataRootFolder
+	// dataDir is DataRootFolder, absolute: bind sources are built from it.
+	dataDir string
+	locks   sidecars.KeyedMutex
+
+	// drivers run each pod's init containers, then its others, one
+	// goroutine per pod; they stop with ctx (Close).
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	driving map[string]context.CancelFunc
+	metrics atomic.Pointer[metrics] // nil until Register
+}
+
+var (
+	_ sidecars.Plugin = (*Docker)(nil)
+	_ sidecars.Pinger = (*Docker)(nil)
+	_ sidecars.Execer = (*Docker)(nil)
+)
+
+// New connects to the Docker Engine and resumes the pods it finds there
+// (init containers that had not finished, containers not yet started).
+func New(cfg Config, log *slog.Logger) (*Docker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("docker config: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	dataDir, _ := config.ExpandHome(cfg.DataRootFolder)
+	data, err := poddata.OpenDir(dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("DataRootFolder: %w", err)
+	}
+	c, err := client.New(client.WithHost(cfg.DockerHost))
+	if err != nil {
+		_ = data.Close()
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &Docker{cfg: cfg, log: log, api: c, data: data, dataDir: dataDir, ctx: ctx, cancel: cancel, driving: map[string]context.CancelFunc{}}
+	pods, err := d.pods(ctx, "")
+	if err != nil {
+		log.Warn("could not list the pods on the Docker Engine; they resume on their next create", "err", err)
+	}
+	for uid := range pods {
+		d.startDriver(uid)
+	}
+	log.Info("docker sidecar started", "pods", len(pods), "docker", cfg.DockerHost, "data", dataDir)
+	return d, nil
+}
+
+// Close stops the drivers and releases the client.
+func (d *Docker) Close() error {
+	d.cancel()
+	d.wg.Wait()
+	return errors.Join(d.api.Close(), d.data.Close())
+}
+
+// unavailable makes a Docker API error an api error of the right reason.
+func unavailable(what string, err error) error {
+	switch {
+	case cerrdefs.IsNotFound(err):
+		return api.NotFound("%s: %w", what, err)
+	case cerrdefs.IsInvalidArgument(err):
+		return api.Invalid("%s: %w", what, err)
+	default:
+		return api.Unavailable("%s: %w", what, err)
+	}
+}
+
+// pods lists the containers of one pod (uid) or of all pods (""), by UID.
+func (d *Docker) pods(ctx context.Context, uid string) (map[string][]container.Summary, error) {
+	f := client.Filters{}
+	if uid == "" {
+		f.Add("label", LabelUID)
+	} else {
+		f.Add("label", LabelUID+"="+uid)
+	}
+	start := time.Now()
+	res, err := d.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	d.observe("list", start, err)
+	if err != nil {
+		return nil, unavailable("list containers", err)
+	}
+	out := map[string][]container.Summary{}
+	for _, c := range res.Items {
+		u := c.Labels[LabelUID]
+		out[u] = append(out[u], c)
+	}
+	for _, cs := range out {
+		slices.SortFunc(cs, func(a, b container.Summary) int { return cmp.Compare(order(a.Labels), order(b.Labels)) })
+	}
+	return out, nil
+}
+
+// order sorts a pod's containers: pause, init containers in order, others.
+func order(l map[string]string) int {
+	i, _ := strconv.Atoi(l[LabelIndex])
+	switch l[LabelRole] {
+	case rolePause:
+		return -1
+	case roleInit:
+		return i
+	default:
+		return 10000 + i
+	}
+}
+
+// holder is the container holding the pod's network namespace: its pause
+// container, or its only container when it has one and no init container
+// (such a pod needs no pause container: one container fewer to create).
+func holder(cs []container.Summary) (container.Summary, bool) {
+	for _, c := range cs {
+		if c.Labels[LabelRole] == rolePause {
+			return c, true
+		}
+	}
+	if len(cs) == 1 {
+		return cs[0], true
+	}
+	return container.Summary{}, false
+}
+
+func jobID(cs []container.Summary) string {
+	if h, ok := holder(cs); ok {
+		return h.ID[:12]
+	}
+	return ""
+}
+
+// Create makes the pod's containers and starts it: images pulled per their
+// policy, data written, the pause container started, the others created;
+// a driver then runs the init containers in order and starts the rest. A
+// second create of the same UID returns the existing pod.
+func (d *Docker) Create(ctx context.Context, data *api.RetrievedPodData) (api.CreateStruct, error) {
+	p := &data.Pod
+	uid := string(p.UID)
+	dir, err := poddata.DirName(p)
+	if err != nil {
+		return api.CreateStruct{}, err
+	}
+	if len(p.Spec.Containers) == 0 {
+		return api.CreateStruct{}, api.Invalid("pod %s/%s has no containers", p.Namespace, p.Name)
+	}
+	unlock := d.locks.Lock(uid)
+	defer unlock()
+	existing, err := d.pods(ctx, uid)
+	if err != nil {
+		return api.CreateStruct{}, err
+	}
+	if id := jobID(existing[uid]); id != "" {
+		d.startDriver(uid)
+		return api.CreateStruct{PodUID: uid, PodJID: id}, nil
+	}
+	created0 := time.Now()
+	specs, files, err := d.podSpecs(data, d.dataDir+"/"+dir)
+	if err != nil {
+		return api.CreateStruct{}, err
+	}
+	auths, err := pullAuths(data)
+	if err != nil {
+		return api.CreateStruct{}, api.Invalid("pod %s/%s: %w", p.Namespace, p.Name, err)
+	}
+	if err := d.pullImages(ctx, specs, auths); err != nil {
+		return api.CreateStruct{}, err
+	}
+	var created []string
+	fail := func(err error) (api.CreateStruct, error) {
+		for _, id := range created {
+			_, _ = d.api.ContainerRemove(context.WithoutCancel(ctx), id, client.ContainerRemoveOptions{Force: true})
+		}
+		_ = d.data.RemoveAll(dir)
+		return api.CreateStruct{}, err
+	}
+	if len(files) > 0 {
+		if err := d.data.Write(dir, files); err != nil {
+			return fail(fmt.Errorf("pod %s/%s: write its data: %w", p.Namespace, p.Name, err))
+		}
+	}
+	netns := ""
+	if len(specs) > 1 {
+		id, err := d.startPause(ctx, p)
+		if id != "" {
+			created = append(created, id)
+		}
+		if err != nil {
+			return fail(err)
+		}
+		netns = "container:" + id
+	}
+	for _, s := range specs {
+		if netns != "" {
+			s.host.NetworkMode = container.NetworkMode(netns)
+			s.host.IpcMode = container.IpcMode(netns)
+		} else {
+			s.host.NetworkMode = container.NetworkMode(d.cfg.NetworkMode)
+			s.create.Hostname = hostname(p)
+		}
+		start := time.Now()
+		res, err := d.api.ContainerCreate(ctx, client.ContainerCreateOptions{Name: containerName(uid, s.name), Config: &s.create, HostConfig: &s.host})
+		d.observe("create", start, err)
+		if err != nil {
+			return fail(unavailable(fmt.Sprintf("pod %s/%s: create container %s", p.Namespace, p.Name, s.name), err))
+		}
+		created = append(created, res.ID)
+	}
+	jid := created[0][:12]
+	d.startDriver(uid)
+	if m := d.metrics.Load(); m != nil {
+		m.createDuration.Observe(time.Since(created0).Seconds())
+	}
+	d.log.Info("pod created", "pod", p.Name, "namespace", p.Namespace, "uid", uid, "job_id", jid, "containers", len(specs))
+	return api.CreateStruct{PodUID: uid, PodJID: jid}, nil
+}
+
+// startPause creates and starts the pod's pause container.
+func (d *Docker) startPause(ctx context.Context, p *corev1.Pod) (string, error) {
+	start := time.Now()
+	res, err := d.api.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Name: containerName(string(p.UID), "pause"),
+		Config: &container.Config{Image: d.cfg.PauseImage, Cmd: d.cfg.PauseCommand, Labels: labels(p, "pause", rolePause, 0),
+			Hostname: hostname(p)},
+		HostConfig: &container.HostConfig{NetworkMode: container.NetworkMode(d.cfg.NetworkMode), IpcMode: container.IPCModeShareable,
+			RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped}},
+	})
+	d.observe("create", start, err)
+	if err != nil {
+		return "", unavailable(fmt.Sprintf("pod %s/%s: create its pause container", p.Namespace, p.Name), err)
+	}
+	start = time.Now()
+	_, err = d.api.ContainerStart(ctx, res.ID, client.ContainerStartOptions{})
+	d.observe("start", start, err)
+	if err != nil {
+		return res.ID, unavailable(fmt.Sprintf("pod %s/%s: start its pause container", p.Namespace, p.Name), err)
+	}
+	return res.ID, nil
+}
+
+// hostname is the pod's hostname, as Kubernetes sets it.
+func hostname(p *corev1.Pod) string {
+	if p.Spec.Hostname != "" {
+		return p.Spec.Hostname
+	}
+	if len(p.Name) > 63 {
+		return p.Name[:63]
+	}
+	return p.Name
+}
+
+// startDriver runs drive for uid unless it already runs.
+func (d *Docker) startDriver(uid string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.driving[uid]; ok || d.ctx.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(d.ctx)
+	d.driving[uid] = cancel
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		defer func() {
+			d.mu.Lock()
+			delete(d.driving, uid)
+			d.mu.Unlock()
+			cancel()
+		}()
+		for attempt := 0; ; attempt++ {
+			err := d.drive(ctx, uid)
+			if err == nil || ctx.Err() != nil {
+				return
+			}
+			d.log.Warn("pod driver failed; retrying", "uid", uid, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(min(time.Duration(attempt+1)*time.Second, 30*time.Second)):
+			}
+		}
+	}()
+}
+
+func (d *Docker) stopDriver(uid string) {
+	d.mu.Lock()
+	cancel := d.driving[uid]
+	d.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// drive runs the pod's init containers in order (the first that fails
+// stops the pod from starting), then starts its other containers. It is
+// resumable: what already ran is not run again.
+func (d *Docker) drive(ctx context.Context, uid string) error {
+	pods, err := d.pods(ctx, uid)
+	if err != nil {
+		return err
+	}
+	cs := pods[uid]
+	for _, c := range cs {
+		if c.Labels[LabelRole] != roleInit {
+			continue
+		}
+		code, err := d.runToEnd(ctx, c)
+		if err != nil {
+			return err
+		}
+		if code != 0 {
+			return nil // the pod failed; its status says so
+		}
+	}
+	for _, c := range cs {
+		if c.Labels[LabelRole] == roleApp && c.State == container.StateCreated {
+			start := time.Now()
+			_, err := d.api.ContainerStart(ctx, c.ID, client.ContainerStartOptions{})
+			d.observe("start", start, err)
+			if err != nil {
+				return unavailable("start container "+c.Labels[LabelContainer], err)
+			}
+		}
+	}
+	return nil
+}
+
+// runToEnd starts an init container unless it ran, and waits for its end.
+func (d *Docker) runToEnd(ctx context.Context, c container.Summary) (int, error) {
+	if c.State == container.StateExited {
+		in, err := d.api.ContainerInspect(ctx, c.ID, client.ContainerInspectOptions{})
+		if err != nil {
+			return 0, unavailable("inspect", err)
+		}
+		return in.Container.State.ExitCode, nil
+	}
+	wait := d.api.ContainerWait(ctx, c.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
+	if c.State == container.StateCreated {
+		if _, err := d.api.ContainerStart(ctx, c.ID, client.ContainerStartOptions{}); err != nil {
+			return 0, unavailable("start init container "+c.Labels[LabelContainer], err)
+		}
+	}
+	select {
+	case res := <-wait.Result:
+		return int(res.StatusCode), nil
+	case err := <-wait.Error:
+		return 0, unavailable("wait for init container "+c.Labels[LabelContainer], err)
+	}
+}
+
+// Delete stops the pod's containers within its grace period, removes them
+// and its data.
+func (d *Docker) Delete(ctx context.Context, p *corev1.Pod) error {
+	uid := string(p.UID)
+	unlock := d.locks.Lock(uid)
+	defer unlock()
+	pods, err := d.pods(ctx, uid)
+	if err != nil {
+		return err
+	}
+	cs := pods[uid]
+	if len(cs) == 0 {
+		return api.NotFound("pod %s/%s (uid %s) not found", p.Namespace, p.Name, uid)
+	}
+	d.stopDriver(uid)
+	grace := int(DefaultGracePeriod / time.Second)
+	if g := p.Spec.TerminationGracePeriodSeconds; g != nil {
+		grace = int(*g)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(cs))
+	for i, c := range cs {
+		if c.Labels[LabelRole] == rolePause || c.State != container.StateRunning && c.State != container.StateRestarting {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			_, err := d.api.ContainerStop(ctx, c.ID, client.ContainerStopOptions{Timeout: &grace})
+			d.observe("stop", start, err)
+			if err != nil && !cerrdefs.IsNotFound(err) {
+				errs[i] = unavailable("stop container "+c.Labels[LabelContainer], err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for _, c := range cs {
+		start := time.Now()
+		_, err := d.api.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true})
+		d.observe("remove", start, err)
+		if err != nil && !cerrdefs.IsNotFound(err) {
+			return unavailable("remove container "+c.Labels[LabelContainer], err)
+		}
+	}
+	if err := d.data.RemoveAll(p.Namespace + "-" + uid); err != nil {
+		return fmt.Errorf("remove the data of pod %s/%s: %w", p.Namespace, p.Name, err)
+	}
+	d.log.Info("pod deleted", "pod", p.Name, "namespace", p.Namespace, "uid", uid)
+	return nil
+}
+
+// Ping reports the Docker host's CPUs and memory.
+func (d *Docker) Ping(ctx context.Context) (api.PingResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.APITimeout.Duration)
+	defer cancel()
+	start := time.Now()
+	info, err := d.api.Info(ctx, client.InfoOptions{})
+	d.observe("info", start, err)
+	if err != nil {
+		return api.PingResponse{}, unavailable("docker info", err)
+	}
+	return api.PingResponse{Status: api.PingOK, Resources: &api.Resources{
+		CPU:    strconv.Itoa(info.Info.NCPU),
+		Memory: strconv.FormatInt(info.Info.MemTotal/1024, 10) + "Ki",
+	}}, nil
+}

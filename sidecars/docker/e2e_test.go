@@ -1,0 +1,375 @@
+//go:build e2e
+
+package docker
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/seed-3f807049/interlink/functions/api"
+	"github.com/seed-3f807049/interlink/sidecars/sidecarstest"
+)
+
+// The e2e tier runs a private dockerd (Debian's docker.io, started by
+// .ci/docker.sh with --bridge=none on its own socket) and busybox imported
+// from a tarball: no registry is reached but a local one.
+
+var (
+	script     string // .ci/docker.sh
+	dockerDir  string
+	dockerHost string
+)
+
+func TestMain(m *testing.M) { os.Exit(runMain(m)) }
+
+func runMain(m *testing.M) int {
+	script, _ = filepath.Abs("../../.ci/docker.sh")
+	if _, err := exec.LookPath("dockerd"); err != nil {
+		if os.Getenv("CI") == "true" {
+			fmt.Fprintln(os.Stderr, "FAIL: dockerd is missing: run .ci/docker.sh install")
+			return 1
+		}
+		fmt.Fprintln(os.Stderr, "SKIP: dockerd is missing (run .ci/docker.sh install)")
+		return 0
+	}
+	base, err := os.MkdirTemp("", "interlink-docker-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = os.RemoveAll(base) }()
+	dockerDir = filepath.Join(base, "docker")
+	up := exec.Command(script, "up", dockerDir)
+	up.Stdout, up.Stderr = os.Stderr, os.Stderr
+	if err := up.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "docker.sh up:", err)
+		_ = exec.Command(script, "down", dockerDir).Run()
+		return 1
+	}
+	defer func() {
+		down := exec.Command(script, "down", dockerDir)
+		down.Stdout, down.Stderr = os.Stderr, os.Stderr
+		_ = down.Run()
+	}()
+	dockerHost = "unix://" + filepath.Join(dockerDir, "docker.sock")
+	return m.Run()
+}
+
+func testConfig(t testing.TB) Config {
+	cfg := DefaultConfig()
+	cfg.DockerHost = dockerHost
+	cfg.DataRootFolder = filepath.Join(t.TempDir(), "data")
+	cfg.NetworkMode = "none" // the test dockerd has no bridge
+	cfg.PauseImage = "busybox:latest"
+	cfg.PauseCommand = []string{"sleep", "2147483647"}
+	return cfg
+}
+
+func newSidecar(t testing.TB, cfg Config) *Docker {
+	t.Helper()
+	d, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	return d
+}
+
+func TestE2EConformance(t *testing.T) {
+	d := newSidecar(t, testConfig(t))
+	sidecarstest.Run(t, d, sidecarstest.Config{Image: "busybox:latest", Timeout: 60 * time.Second, WantLog: "conformance-hello"})
+}
+
+// pod is a pod of busybox containers running the given shell commands.
+func pod(name string, cmds ...string) *api.RetrievedPodData {
+	d := &api.RetrievedPodData{Pod: corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "e2e", UID: types.UID(uuid.NewString())},
+		Spec:       corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever},
+	}}
+	for i, c := range cmds {
+		n := fmt.Sprintf("c%d", i)
+		d.Pod.Spec.Containers = append(d.Pod.Spec.Containers, corev1.Container{Name: n, Image: "busybox:latest", Command: []string{"/bin/sh", "-c", c}})
+		d.Containers = append(d.Containers, api.RetrievedContainer{Name: n})
+	}
+	return d
+}
+
+func create(t *testing.T, d *Docker, data *api.RetrievedPodData) string {
+	t.Helper()
+	res, err := d.Create(context.Background(), data)
+	if err != nil {
+		t.Fatalf("create %s: %v", data.Pod.Name, err)
+	}
+	t.Cleanup(func() { _ = d.Delete(context.Background(), &data.Pod) })
+	return res.PodJID
+}
+
+func waitFor(t *testing.T, d *Docker, p *corev1.Pod, what string, ok func(api.PodStatus) bool) api.PodStatus {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	var last api.PodStatus
+	for time.Now().Before(deadline) {
+		st, err := d.Status(context.Background(), []corev1.Pod{*p})
+		if err == nil && len(st) == 1 {
+			if last = st[0]; ok(last) {
+				return last
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("pod %s: not %s within a minute; last %+v", p.Name, what, last)
+	return last
+}
+
+func allTerminated(st api.PodStatus) bool {
+	for _, c := range st.Containers {
+		if c.State.Terminated == nil {
+			return false
+		}
+	}
+	return len(st.Containers) > 0
+}
+
+func logs(t *testing.T, d *Docker, p *corev1.Pod, c string, o api.ContainerLogOpts) string {
+	t.Helper()
+	rc, err := d.Logs(context.Background(), &api.LogStruct{Namespace: p.Namespace, PodUID: string(p.UID), PodName: p.Name, ContainerName: c, Opts: o})
+	if err != nil {
+		t.Fatalf("logs %s: %v", c, err)
+	}
+	defer func() { _ = rc.Close() }()
+	b, _ := io.ReadAll(rc)
+	return string(b)
+}
+
+func TestE2EPods(t *testing.T) {
+	d := newSidecar(t, testConfig(t))
+	t.Run("LocalhostBetweenContainers", func(t *testing.T) {
+		t.Parallel()
+		data := pod("localhost", "nc -l -p 8080", "until echo hello-over-localhost | nc 127.0.0.1 8080; do sleep 0.2; done")
+		create(t, d, data)
+		waitFor(t, d, &data.Pod, "terminated", allTerminated)
+		if got := logs(t, d, &data.Pod, "c0", api.ContainerLogOpts{}); !strings.Contains(got, "hello-over-localhost") {
+			t.Errorf("c0 received %q", got)
+		}
+	})
+	t.Run("InitOrder", func(t *testing.T) {
+		t.Parallel()
+		data := pod("init", "cat /shared/order")
+		for i, c := range []string{"sleep 1; echo first >> /shared/order", "echo second >> /shared/order"} {
+			data.Pod.Spec.InitContainers = append(data.Pod.Spec.InitContainers, corev1.Container{Name: fmt.Sprintf("init%d", i), Image: "busybox:latest",
+				Command: []string{"/bin/sh", "-c", c}, VolumeMounts: []corev1.VolumeMount{{Name: "shared", MountPath: "/shared"}}})
+		}
+		data.Pod.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "shared", MountPath: "/shared"}}
+		data.Pod.Spec.Volumes = []corev1.Volume{{Name: "shared", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+		create(t, d, data)
+		st := waitFor(t, d, &data.Pod, "terminated", allTerminated)
+		if len(st.InitContainers) != 2 || st.InitContainers[1].State.Terminated == nil {
+			t.Errorf("init containers %+v", st.InitContainers)
+		}
+		if got := logs(t, d, &data.Pod, "c0", api.ContainerLogOpts{}); got != "first\nsecond\n" {
+			t.Errorf("order %q, want first then second", got)
+		}
+	})
+	t.Run("FailedInitStopsThePod", func(t *testing.T) {
+		t.Parallel()
+		data := pod("init-fails", "echo must-not-run")
+		data.Pod.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "busybox:latest", Command: []string{"/bin/sh", "-c", "exit 5"}}}
+		create(t, d, data)
+		waitFor(t, d, &data.Pod, "init failed", func(st api.PodStatus) bool {
+			return len(st.InitContainers) == 1 && st.InitContainers[0].State.Terminated != nil
+		})
+		time.Sleep(time.Second)
+		st := waitFor(t, d, &data.Pod, "status", func(api.PodStatus) bool { return true })
+		if st.InitContainers[0].State.Terminated.ExitCode != 5 || st.Containers[0].State.Waiting == nil {
+			t.Errorf("init %+v, container %+v: want exit 5 and the container never started", st.InitContainers[0].State, st.Containers[0].State)
+		}
+	})
+	t.Run("ExitCode", func(t *testing.T) {
+		t.Parallel()
+		data := pod("exit3", "exit 3")
+		create(t, d, data)
+		st := waitFor(t, d, &data.Pod, "terminated", allTerminated)
+		if c := st.Containers[0].State.Terminated; c.ExitCode != 3 || c.Reason != "Error" {
+			t.Errorf("terminated %+v", c)
+		}
+	})
+	t.Run("OOMKilled", func(t *testing.T) {
+		t.Parallel()
+		data := pod("oom", `x=$(head -c 200000000 /dev/zero | tr "\0" a); echo survived`)
+		data.Pod.Spec.Containers[0].Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("20Mi"), corev1.ResourceCPU: resource.MustParse("500m")}
+		create(t, d, data)
+		st := waitFor(t, d, &data.Pod, "terminated", allTerminated)
+		if c := st.Containers[0].State.Terminated; c.Reason != "OOMKilled" || c.ExitCode != 137 {
+			t.Errorf("terminated %+v, want OOMKilled 137", c)
+		}
+	})
+	t.Run("RestartOnFailure", func(t *testing.T) {
+		t.Parallel()
+		data := pod("restarts", "echo attempt; sleep 0.5; exit 1")
+		data.Pod.Spec.RestartPolicy = corev1.RestartPolicyOnFailure
+		create(t, d, data)
+		waitFor(t, d, &data.Pod, "restarted", func(st api.PodStatus) bool { return st.Containers[0].RestartCount >= 2 })
+	})
+	t.Run("DataAndLiteralEnv", func(t *testing.T) {
+		t.Parallel()
+		data := pod("data", `cat /etc/cfg/greeting; echo; stat -c '%a' /etc/sec/password; cat /etc/sec/password; echo; printf '%s|' "$EVIL"; ls /tmp/pwned 2>&1`)
+		c := &data.Pod.Spec.Containers[0]
+		c.Env = []corev1.EnvVar{{Name: "EVIL", Value: "$(touch /tmp/pwned) `id` 'q'\nline2"}}
+		c.VolumeMounts = []corev1.VolumeMount{{Name: "cfg", MountPath: "/etc/cfg"}, {Name: "sec", MountPath: "/etc/sec"}}
+		data.Pod.Spec.Volumes = []corev1.Volume{
+			{Name: "cfg", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "cm"}}}},
+			{Name: "sec", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "sec"}}},
+		}
+		data.Containers[0].ConfigMaps = []corev1.ConfigMap{{ObjectMeta: metav1.ObjectMeta{Name: "cm"}, Data: map[string]string{"greeting": "hello $(id)"}}}
+		data.Containers[0].Secrets = []corev1.Secret{{ObjectMeta: metav1.ObjectMeta{Name: "sec"}, Data: map[string][]byte{"password": []byte("p4ss")}}}
+		create(t, d, data)
+		waitFor(t, d, &data.Pod, "terminated", allTerminated)
+		want := "hello $(id)\n600\np4ss\n$(touch /tmp/pwned) `id` 'q'\nline2|ls: /tmp/pwned: No such file or directory\n"
+		if got := logs(t, d, &data.Pod, "c0", api.ContainerLogOpts{}); got != want {
+			t.Errorf("logs %q, want %q", got, want)
+		}
+	})
+	t.Run("LogOptions", func(t *testing.T) {
+		t.Parallel()
+		data := pod("logs", "for i in 1 2 3 4 5; do echo line$i; sleep 0.2; done; echo to-stderr >&2")
+		create(t, d, data)
+		if got := logs(t, d, &data.Pod, "c0", api.ContainerLogOpts{Follow: true}); got != "line1\nline2\nline3\nline4\nline5\nto-stderr\n" {
+			t.Errorf("followed %q", got)
+		}
+		if got := logs(t, d, &data.Pod, "c0", api.ContainerLogOpts{Tail: 2}); got != "line5\nto-stderr\n" {
+			t.Errorf("tail 2: %q", got)
+		}
+		if got := logs(t, d, &data.Pod, "c0", api.ContainerLogOpts{LimitBytes: 8}); got != "line1\nli" {
+			t.Errorf("limit 8: %q", got)
+		}
+		ts := logs(t, d, &data.Pod, "c0", api.ContainerLogOpts{Timestamps: true, Tail: 1})
+		stamp, text, _ := strings.Cut(ts, " ")
+		at, err := time.Parse(time.RFC3339Nano, stamp)
+		if err != nil || text != "to-stderr\n" {
+			t.Fatalf("timestamped %q: %v", ts, err)
+		}
+		if got := logs(t, d, &data.Pod, "c0", api.ContainerLogOpts{SinceTime: at}); got != "to-stderr\n" {
+			t.Errorf("since the last line: %q", got)
+		}
+	})
+	t.Run("DeleteWithinGracePeriod", func(t *testing.T) {
+		t.Parallel()
+		data := pod("grace", "trap '' TERM; sleep 600", "sleep 600")
+		data.Pod.Spec.TerminationGracePeriodSeconds = ptr(int64(1))
+		create(t, d, data)
+		waitFor(t, d, &data.Pod, "running", func(st api.PodStatus) bool { return st.Containers[0].State.Running != nil })
+		start := time.Now()
+		if err := d.Delete(context.Background(), &data.Pod); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took > 10*time.Second {
+			t.Errorf("delete took %s with a 1 s grace period", took)
+		}
+		if left := dockerCLI(t, "ps", "-aq", "--filter", "label="+LabelUID+"="+string(data.Pod.UID)); left != "" {
+			t.Errorf("containers left: %s", left)
+		}
+	})
+}
+
+func dockerCLI(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("/usr/bin/docker", append([]string{"-H", dockerHost}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// TestE2ERecovery: a sidecar stopped while a pod's init container runs is
+// replaced by a new one, which finds the pod in Docker and finishes
+// starting it; then dockerd itself restarts.
+func TestE2ERecovery(t *testing.T) {
+	cfg := testConfig(t)
+	d := newSidecar(t, cfg)
+	data := pod("recover", "echo main-ran; sleep 600")
+	data.Pod.Spec.RestartPolicy = corev1.RestartPolicyAlways
+	data.Pod.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "busybox:latest", Command: []string{"/bin/sh", "-c", "sleep 2"}}}
+	jid := create(t, d, data)
+	time.Sleep(500 * time.Millisecond)
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d = newSidecar(t, cfg)
+	if res, err := d.Create(context.Background(), data); err != nil || res.PodJID != jid {
+		t.Fatalf("create after restart: %+v %v, want job %s", res, err, jid)
+	}
+	waitFor(t, d, &data.Pod, "running", func(st api.PodStatus) bool { return st.Containers[0].State.Running != nil })
+	if out, err := exec.Command(script, "restart", dockerDir).CombinedOutput(); err != nil {
+		t.Fatalf("restart dockerd: %v\n%s", err, out)
+	}
+	waitFor(t, d, &data.Pod, "running after dockerd restarted", func(st api.PodStatus) bool {
+		return st.Containers[0].State.Running != nil && st.JobID == jid
+	})
+}
+
+// TestE2EPullSecrets: an image from a loopback registry requiring basic
+// auth is pulled with the pod's imagePullSecret, and refused without it.
+func TestE2EPullSecrets(t *testing.T) {
+	regDir := filepath.Join(t.TempDir(), "registry")
+	if out, err := exec.Command(script, "registry-up", regDir, "puller", "s3cret pass", dockerDir).CombinedOutput(); err != nil {
+		t.Fatalf("registry-up: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command(script, "registry-down", regDir).Run() })
+	env := map[string]string{}
+	b, err := os.ReadFile(filepath.Join(regDir, "registry.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for l := range strings.SplitSeq(string(b), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimPrefix(l, "export "), "="); ok {
+			if uq, err := unquote(v); err == nil {
+				v = uq
+			}
+			env[k] = v
+		}
+	}
+	d := newSidecar(t, testConfig(t))
+
+	without := pod("no-secret", "echo pulled")
+	without.Pod.Spec.Containers[0].Image = env["REGISTRY_IMAGE"]
+	if _, err := d.Create(context.Background(), without); api.ReasonOf(err) != api.ReasonInvalid || !strings.Contains(err.Error(), "no basic auth credentials") {
+		t.Errorf("create without credentials: %v, want Invalid naming the refused pull", err)
+	}
+
+	with := pod("with-secret", "echo pulled-with-secret")
+	with.Pod.Spec.Containers[0].Image = env["REGISTRY_IMAGE"]
+	with.Pod.Spec.Containers[0].ImagePullPolicy = corev1.PullAlways
+	with.Pod.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "regcred"}}
+	auth := base64.StdEncoding.EncodeToString([]byte(env["REGISTRY_USER"] + ":" + env["REGISTRY_PASSWORD"]))
+	cfgJSON, _ := json.Marshal(map[string]any{"auths": map[string]any{env["REGISTRY"]: map[string]string{"auth": auth}}})
+	with.Containers[0].Secrets = []corev1.Secret{{ObjectMeta: metav1.ObjectMeta{Name: "regcred"}, Type: corev1.SecretTypeDockerConfigJson,
+		Data: map[string][]byte{corev1.DockerConfigJsonKey: cfgJSON}}}
+	create(t, d, with)
+	waitFor(t, d, &with.Pod, "terminated", allTerminated)
+	if got := logs(t, d, &with.Pod, "c0", api.ContainerLogOpts{}); got != "pulled-with-secret\n" {
+		t.Errorf("logs %q", got)
+	}
+}
+
+// unquote reads a value written by printf %q in bash.
+func unquote(v string) (string, error) {
+	out, err := exec.Command("bash", "-c", "printf '%s' "+v).Output()
+	return string(bytes.TrimRight(out, "\x00")), err
+}

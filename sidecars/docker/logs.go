@@ -1,0 +1,156 @@
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+
+	"github.com/seed-3f807049/interlink/functions/api"
+)
+
+// find returns the container of a pod by its name in the pod.
+func (d *Docker) find(ctx context.Context, namespace, podName, uid, name string) (container.Summary, error) {
+	pods, err := d.pods(ctx, uid)
+	if err != nil {
+		return container.Summary{}, err
+	}
+	cs := pods[uid]
+	if len(cs) == 0 {
+		return container.Summary{}, api.NotFound("pod %s/%s (uid %s) not found", namespace, podName, uid)
+	}
+	for _, c := range cs {
+		if c.Labels[LabelRole] != rolePause && c.Labels[LabelContainer] == name {
+			return c, nil
+		}
+	}
+	return container.Summary{}, api.NotFound("pod %s/%s has no container %q", namespace, podName, name)
+}
+
+// Logs streams a container's logs from the Docker API, stdout and stderr
+// demultiplexed, with every option of kubectl logs.
+func (d *Docker) Logs(ctx context.Context, req *api.LogStruct) (io.ReadCloser, error) {
+	c, err := d.find(ctx, req.Namespace, req.PodName, req.PodUID, req.ContainerName)
+	if err != nil {
+		return nil, err
+	}
+	if req.Opts.Previous {
+		return nil, api.NotFound("container %q of pod %s/%s: Docker keeps no log of a previous instance", req.ContainerName, req.Namespace, req.PodName)
+	}
+	o := req.Opts
+	opts := client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Follow: o.Follow, Timestamps: o.Timestamps, Tail: "all"}
+	if o.Tail > 0 {
+		opts.Tail = strconv.Itoa(o.Tail)
+	}
+	switch {
+	case o.SinceSeconds > 0:
+		opts.Since = strconv.Itoa(o.SinceSeconds) + "s"
+	case !o.SinceTime.IsZero():
+		opts.Since = fmt.Sprintf("%d.%09d", o.SinceTime.Unix(), o.SinceTime.Nanosecond())
+	}
+	if o.Follow && c.State == container.StateCreated {
+		// Docker ends a followed log of a container not started yet at
+		// once: wait for its start (its init containers may still run).
+		if err := d.waitStarted(ctx, c.ID); err != nil {
+			return nil, err
+		}
+	}
+	rc, err := d.api.ContainerLogs(ctx, c.ID, opts)
+	if err != nil {
+		return nil, unavailable("logs of "+req.ContainerName, err)
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		defer func() { _ = rc.Close() }()
+		var w io.Writer = pw
+		if o.LimitBytes > 0 {
+			w = &limitWriter{w: pw, n: o.LimitBytes}
+		}
+		_, err := stdcopy.StdCopy(w, w, rc)
+		if errors.Is(err, errLimit) {
+			err = nil
+		}
+		pw.CloseWithError(err)
+	}()
+	return pr, nil
+}
+
+// waitStarted polls until the container has left the created state.
+func (d *Docker) waitStarted(ctx context.Context, id string) error {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		in, err := d.api.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+		if err != nil {
+			return unavailable("inspect", err)
+		}
+		if in.Container.State != nil && in.Container.State.Status != container.StateCreated {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+var errLimit = errors.New("limit reached")
+
+// limitWriter writes at most n bytes, then fails with errLimit.
+type limitWriter struct {
+	w io.Writer
+	n int
+}
+
+func (l *limitWriter) Write(b []byte) (int, error) {
+	if l.n <= 0 {
+		return 0, errLimit
+	}
+	if len(b) > l.n {
+		k, err := l.w.Write(b[:l.n])
+		l.n -= k
+		if err == nil {
+			err = errLimit
+		}
+		return k, err
+	}
+	k, err := l.w.Write(b)
+	l.n -= k
+	return k, err
+}
+
+// Exec runs a command in a running container (kubectl exec, without stdin
+// or a TTY) and returns its exit code.
+func (d *Docker) Exec(ctx context.Context, req *api.ExecRequest, out io.Writer) (int, error) {
+	c, err := d.find(ctx, req.Namespace, req.PodName, req.PodUID, req.ContainerName)
+	if err != nil {
+		return 0, err
+	}
+	if c.State != container.StateRunning {
+		return 0, api.Invalid("container %q of pod %s/%s is not running", req.ContainerName, req.Namespace, req.PodName)
+	}
+	ex, err := d.api.ExecCreate(ctx, c.ID, client.ExecCreateOptions{Cmd: req.Command, AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		return 0, unavailable("exec in "+req.ContainerName, err)
+	}
+	att, err := d.api.ExecAttach(ctx, ex.ID, client.ExecAttachOptions{})
+	if err != nil {
+		return 0, unavailable("exec in "+req.ContainerName, err)
+	}
+	defer att.Close()
+	if _, err := stdcopy.StdCopy(out, out, att.Reader); err != nil {
+		return 0, fmt.Errorf("exec output: %w", err)
+	}
+	res, err := d.api.ExecInspect(ctx, ex.ID, client.ExecInspectOptions{})
+	if err != nil {
+		return 0, unavailable("exec in "+req.ContainerName, err)
+	}
+	return res.ExitCode, nil
+}
