@@ -54,6 +54,13 @@ bench:
 	go test -run '^$$' -bench . -benchmem ./proxy/
 	@$(MAKE) --no-print-directory bench-auth
 	@$(MAKE) --no-print-directory bench-slurm
+	@$(MAKE) --no-print-directory bench-docker
+
+## bench-docker: 100 pods through the Docker sidecar vs docker run -d (real dockerd)
+.PHONY: bench-docker
+bench-docker:
+	.ci/docker.sh install
+	go test -tags e2e -run '^$$' -bench 'Start100' -benchtime 1x -timeout 20m ./sidecars/docker/
 
 ## bench-slurm: 500 pods through the SLURM sidecar vs plain sbatch; a status poll of 1,000 jobs (real SLURM)
 .PHONY: bench-slurm

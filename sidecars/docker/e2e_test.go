@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -372,4 +374,24 @@ func TestE2EPullSecrets(t *testing.T) {
 func unquote(v string) (string, error) {
 	out, err := exec.Command("bash", "-c", "printf '%s' "+v).Output()
 	return string(bytes.TrimRight(out, "\x00")), err
+}
+
+func TestE2EMetrics(t *testing.T) {
+	d := newSidecar(t, testConfig(t))
+	reg := prometheus.NewPedanticRegistry()
+	if err := d.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	data := pod("metrics", "echo hi")
+	create(t, d, data)
+	waitFor(t, d, &data.Pod, "terminated", allTerminated)
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil || len(problems) > 0 {
+		t.Errorf("metrics lint: %v %+v", err, problems)
+	}
+	for _, name := range []string{"interlink_docker_api_duration_seconds", "interlink_docker_create_duration_seconds"} {
+		if n, err := testutil.GatherAndCount(reg, name); err != nil || n == 0 {
+			t.Errorf("%s: %d series, %v", name, n, err)
+		}
+	}
 }
