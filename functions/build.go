@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"os"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/seed-3f807049/interlink/functions/api"
 	"github.com/seed-3f807049/interlink/observability/metrics"
 	"github.com/seed-3f807049/interlink/observability/server"
@@ -18,8 +20,8 @@ import (
 )
 
 // FromConfig builds the handler and the server settings of a validated
-// Config: one reusing client per sidecar.
-func FromConfig(cfg Config, log *slog.Logger) (*Handler, server.Config, error) {
+// Config: one reusing client per sidecar. Its metrics go to reg (nil: none).
+func FromConfig(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Handler, server.Config, error) {
 	listen, err := cfg.Listen()
 	if err != nil {
 		return nil, server.Config{}, err
@@ -69,7 +71,16 @@ func FromConfig(cfg Config, log *slog.Logger) (*Handler, server.Config, error) {
 		}
 		log.Info("sidecar configured", "sidecar", name, "url", shown, "default", name == cfg.Default())
 	}
+	var m *Metrics
+	if reg != nil {
+		names := make([]string, 0, len(scs))
+		for n := range scs {
+			names = append(names, n)
+		}
+		m = NewMetrics(reg, names)
+	}
 	h, err := New(HandlerConfig{
+		Metrics:         m,
 		Sidecars:        scs,
 		Default:         cfg.Default(),
 		MaxBodyBytes:    cfg.MaxBodyBytes,
@@ -90,11 +101,11 @@ type App struct {
 
 // NewApp builds interlink from a validated Config.
 func NewApp(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
-	h, srv, err := FromConfig(cfg, log)
+	reg := metrics.New("interlink")
+	h, srv, err := FromConfig(cfg, log, reg)
 	if err != nil {
 		return nil, err
 	}
-	reg := metrics.New("interlink")
 	mux := http.NewServeMux()
 	mux.Handle("/", h)
 	mux.Handle("/metrics", metrics.Handler(reg)) // behind the same authentication as the API

@@ -45,6 +45,8 @@ type HandlerConfig struct {
 	StatusBatchSize int
 	// Logger; nil means slog.Default.
 	Logger *slog.Logger
+	// Metrics; nil counts nothing.
+	Metrics *Metrics
 }
 
 // Handler serves the interLink API.
@@ -99,7 +101,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) route(path string, fn func(http.ResponseWriter, *http.Request) error, methods ...string) {
 	allow := strings.Join(methods, ", ")
-	h.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+	h.mux.HandleFunc(path, h.cfg.Metrics.instrument(path, func(w http.ResponseWriter, r *http.Request) {
 		if !slices.Contains(methods, r.Method) {
 			w.Header().Set("Allow", allow)
 			api.WriteError(w, r, api.NewError(api.ReasonMethodNotAllowed, "method %s not allowed on %s", r.Method, path))
@@ -114,7 +116,7 @@ func (h *Handler) route(path string, fn func(http.ResponseWriter, *http.Request)
 				slog.String("reason", string(api.ReasonOf(err))), slog.String("session", r.Header.Get(api.HeaderSession)), slog.Any("err", err))
 			api.WriteError(w, r, err)
 		}
-	})
+	}))
 }
 
 // sidecarOf returns the name of the sidecar that runs pod.
@@ -162,8 +164,10 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 	}
+	noteSidecar(r.Context(), name)
 	res, err := sc.Create(r.Context(), RetrievePodData(&req))
 	if err != nil {
+		h.cfg.Metrics.sidecarError(name, err)
 		return fmt.Errorf("create pod %s/%s on sidecar %s: %w", pod.Namespace, pod.Name, name, err)
 	}
 	h.log.InfoContext(r.Context(), "pod created", "pod", pod.Name, "namespace", pod.Namespace, "uid", pod.UID, "sidecar", name, "job_id", res.PodJID)
@@ -182,7 +186,11 @@ func (h *Handler) delete(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	noteSidecar(r.Context(), name)
 	if err := h.cfg.Sidecars[name].Delete(r.Context(), &pod); err != nil {
+		if !api.IsNotFound(err) {
+			h.cfg.Metrics.sidecarError(name, err)
+		}
 		return fmt.Errorf("delete pod %s/%s on sidecar %s: %w", pod.Namespace, pod.Name, name, err)
 	}
 	h.log.InfoContext(r.Context(), "pod deleted", "pod", pod.Name, "namespace", pod.Namespace, "uid", pod.UID, "sidecar", name)
@@ -315,11 +323,14 @@ func (h *Handler) Status(ctx context.Context, pods []json.RawMessage) (StatusRes
 		}
 		for lo := 0; lo < len(g.raw); lo += size {
 			hi := min(lo+size, len(g.raw))
+			noteSidecar(ctx, name)
 			calls = append(calls, func() part {
+				h.cfg.Metrics.batch(name, hi-lo)
 				st, err := h.statusOf(ctx, h.cfg.Sidecars[name], g.raw[lo:hi])
 				if err == nil {
 					return part{st: st}
 				}
+				h.cfg.Metrics.sidecarError(name, err)
 				err = fmt.Errorf("status of %d pods on sidecar %s: %w", hi-lo, name, err)
 				h.log.WarnContext(ctx, "sidecar status failed; its pods keep their last status", "sidecar", name, "err", err)
 				p := part{bad: make([]api.PodStatus, 0, hi-lo)}
@@ -393,6 +404,10 @@ func (h *Handler) logs(w http.ResponseWriter, r *http.Request) error {
 	for _, name := range order {
 		rc, err = h.cfg.Sidecars[name].Logs(r.Context(), req)
 		if err == nil || !api.IsNotFound(err) {
+			noteSidecar(r.Context(), name)
+			if err != nil {
+				h.cfg.Metrics.sidecarError(name, err)
+			}
 			break
 		}
 	}
@@ -417,6 +432,7 @@ func (h *Handler) exec(w http.ResponseWriter, r *http.Request) error {
 	if name == "" {
 		name = h.cfg.Default
 	}
+	noteSidecar(r.Context(), name)
 	ex, ok := h.cfg.Sidecars[name].(sidecars.Execer)
 	if !ok {
 		return api.NewError(api.ReasonNotImplemented, "sidecar %s does not offer exec", name)
@@ -457,6 +473,8 @@ func (h *Handler) ping(w http.ResponseWriter, r *http.Request) error {
 	for i, name := range h.names {
 		rp := replies[i]
 		health := api.SidecarHealth{Name: name, Up: rp.err == nil}
+		h.cfg.Metrics.up(name, rp.err == nil)
+		h.cfg.Metrics.sidecarError(name, rp.err)
 		if rp.err != nil {
 			health.Error = rp.err.Error()
 			h.log.WarnContext(r.Context(), "sidecar ping failed", "sidecar", name, "err", rp.err)

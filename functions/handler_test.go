@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -101,6 +102,8 @@ type env struct {
 	url        string
 	hpc, cloud *counting
 	hpcSrv     *httptest.Server
+	reg        *prometheus.Registry
+	metrics    *Metrics
 }
 
 func newEnv(t *testing.T) *env {
@@ -109,7 +112,10 @@ func newEnv(t *testing.T) *env {
 	hpcClient, hpcSrv := sidecarServer(t, e.hpc, false)
 	cloudClient, _ := sidecarServer(t, e.cloud, false)
 	e.hpcSrv = hpcSrv
-	h, err := New(HandlerConfig{Sidecars: map[string]Sidecar{"hpc": hpcClient, "cloud": cloudClient}, Default: "hpc", MaxBodyBytes: 1 << 20})
+	e.reg = prometheus.NewPedanticRegistry()
+	e.metrics = NewMetrics(e.reg, []string{"hpc", "cloud"})
+	h, err := New(HandlerConfig{Sidecars: map[string]Sidecar{"hpc": hpcClient, "cloud": cloudClient}, Default: "hpc", MaxBodyBytes: 1 << 20,
+		Metrics: e.metrics})
 	if err != nil {
 		t.Fatal(err)
 	}
