@@ -19,6 +19,10 @@ type vkMetrics struct {
 	pollDuration prometheus.Histogram
 	pollErrors   prometheus.Counter
 	nodeReady    prometheus.Gauge
+	// createToRunning is from the pod's creation in the API server to the
+	// VK first seeing it Running.
+	createToRunning prometheus.Histogram
+	writeErrors     prometheus.Counter
 }
 
 func newVKMetrics(reg prometheus.Registerer, p *Provider, tokenFile string) *vkMetrics {
@@ -29,7 +33,21 @@ func newVKMetrics(reg prometheus.Registerer, p *Provider, tokenFile string) *vkM
 			Help: "Batched status calls that failed (pods kept their last status)."}),
 		nodeReady: prometheus.NewGauge(prometheus.GaugeOpts{Name: "interlink_vk_node_ready",
 			Help: "1 when interLink answers the node's pings, else 0."}),
+		createToRunning: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "interlink_vk_create_to_running_seconds",
+			Help:    "Time from a pod's creation to the VK seeing it Running.",
+			Buckets: []float64{0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600}}),
+		writeErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "interlink_vk_apiserver_write_errors_total",
+			Help: "Writes of the VK to the API server that failed (job ID annotations, node taints)."}),
 	}
+	staleness := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "interlink_vk_status_staleness_seconds",
+		Help: "Seconds since the VK last read its pods' status from interLink."},
+		func() float64 {
+			last := p.lastPoll.Load()
+			if last == 0 {
+				return time.Since(p.started).Seconds()
+			}
+			return time.Since(time.Unix(0, last)).Seconds()
+		})
 	pods := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "interlink_vk_pods", Help: "Pods the virtual node runs (all phases)."},
 		func() float64 { l, _ := p.GetPods(context.Background()); return float64(len(l)) })
 	phases := []corev1.PodPhase{corev1.PodPending, corev1.PodRunning, corev1.PodSucceeded, corev1.PodFailed}
@@ -39,7 +57,7 @@ func newVKMetrics(reg prometheus.Registerer, p *Provider, tokenFile string) *vkM
 			Help: "Pods of the virtual node by phase.", ConstLabels: prometheus.Labels{"phase": string(ph)}},
 			func() float64 { return float64(p.countPhase(ph)) }))
 	}
-	reg.MustRegister(m.pollDuration, m.pollErrors, m.nodeReady, pods)
+	reg.MustRegister(m.pollDuration, m.pollErrors, m.nodeReady, m.createToRunning, m.writeErrors, staleness, pods)
 	reg.MustRegister(byPhase...)
 	if tokenFile != "" {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "interlink_vk_token_expiry_seconds",

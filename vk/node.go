@@ -82,6 +82,8 @@ type nodeProvider struct {
 	interval time.Duration
 	log      *slog.Logger
 	ready    func(bool) // told of each ping's outcome, if set
+	// writeFailed, if set, is told of each failed write to the API server.
+	writeFailed func()
 
 	mu     sync.Mutex
 	node   *corev1.Node
@@ -174,6 +176,9 @@ func (n *nodeProvider) ping(ctx context.Context) {
 		// patch is tried again at the next ping.
 		patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"taints": node.Spec.Taints}})
 		if _, err := n.client.CoreV1().Nodes().Patch(ctx, node.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			if n.writeFailed != nil {
+				n.writeFailed()
+			}
 			n.log.Warn("could not apply the taints interLink asked for; retrying at the next ping", "err", err)
 			return
 		}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -61,6 +62,8 @@ type Provider struct {
 	log      *slog.Logger
 	started  time.Time
 	metrics  *vkMetrics // nil in unit tests
+	// lastPoll is when the node's pods' status was last read (unix nanos).
+	lastPoll atomic.Int64
 
 	pushMu sync.Mutex // serializes pushes to the pod controller
 	mu     sync.Mutex
@@ -164,6 +167,9 @@ func (p *Provider) submit(ctx context.Context, uid types.UID) {
 	if _, err := p.client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		// Not fatal: create is idempotent, so a restart without the
 		// annotation finds the same job.
+		if p.metrics != nil {
+			p.metrics.writeErrors.Inc()
+		}
 		log.Warn("could not record the job ID on the pod", "job_id", res.PodJID, "err", err)
 	}
 }
@@ -399,6 +405,7 @@ func (p *Provider) syncStatus(ctx context.Context) {
 	}
 	p.mu.Unlock()
 	if len(pods) == 0 {
+		p.lastPoll.Store(time.Now().UnixNano()) // nothing to be stale
 		return
 	}
 	pollStart := time.Now()
@@ -413,6 +420,7 @@ func (p *Provider) syncStatus(ctx context.Context) {
 		p.log.Warn("status poll failed; pods keep their last status", "pods", len(pods), "err", err)
 		return
 	}
+	p.lastPoll.Store(time.Now().UnixNano())
 	byUID := make(map[string]*api.PodStatus, len(sts))
 	for i := range sts {
 		byUID[sts[i].PodUID] = &sts[i]
@@ -446,6 +454,9 @@ func (p *Provider) syncStatus(ctx context.Context) {
 		next := podStatus(t.pod, st, p.hostIP, now)
 		if equality.Semantic.DeepEqual(next, t.pod.Status) {
 			continue
+		}
+		if next.Phase == corev1.PodRunning && t.pod.Status.Phase != corev1.PodRunning && p.metrics != nil {
+			p.metrics.createToRunning.Observe(now.Sub(t.pod.CreationTimestamp.Time).Seconds())
 		}
 		cp := t.pod.DeepCopy()
 		cp.Status = next

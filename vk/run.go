@@ -97,6 +97,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	reg := metrics.New("interlink-vk")
 	m := newVKMetrics(reg, prov, cfg.VKTokenFile)
 	prov.metrics = m
+	np.writeFailed = m.writeErrors.Inc
 	np.ready = func(ok bool) {
 		if ok {
 			m.nodeReady.Set(1)
