@@ -41,10 +41,10 @@ unit:
 e2e:
 	@TIERS="e2e-api e2e-auth e2e-vk e2e-slurm e2e-docker" .ci/test.sh
 
-## generate: rewrite generated files (docs/config.md, golden job scripts)
+## generate: rewrite generated files (docs/config.md, docs/metrics.md, golden job scripts)
 .PHONY: generate
 generate:
-	go test ./docs/ -run TestConfigDocIsFresh -update
+	go test ./docs/ -run 'TestConfigDocIsFresh|TestMetricsDocIsFresh' -update
 	go test ./sidecars/slurm/ -run TestGoldenScripts -update
 
 ## bench: Go benchmarks (status of 10,000 pods, sim memory for 100,000 pods)

@@ -6,7 +6,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . .ci/lib.sh
 
-TIERS=${TIERS:-"lint verify unit e2e-api e2e-auth e2e-vk e2e-slurm e2e-docker"}
+TIERS=${TIERS:-"lint verify unit observability e2e-api e2e-auth e2e-vk e2e-slurm e2e-docker"}
 passed=0 failed=0 summary=()
 
 tier_lint() { "$(golangci_lint)" run ./...; }
@@ -16,7 +16,7 @@ tier_verify() {
 	out=$(gofmt -l $(git ls-files '*.go')) || return 1
 	[ -z "$out" ] || { echo "not gofmt'ed: $out"; return 1; }
 	go mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; return 1; }
-	go test -count=1 ./docs/ -run 'TestConfigDocIsFresh|TestLinks' -v
+	go test -count=1 ./docs/ -run 'TestConfigDocIsFresh|TestMetricsDocIsFresh|TestDashboardsAndAlertsUseDeclaredMetrics|TestLinks' -v
 }
 tier_unit() { go test -race -count=1 ./...; }
 # The API tier: interlink and interlink-sim as real processes, driven over HTTP.
@@ -37,6 +37,13 @@ tier_e2e-vk() {
 	go test -count=1 -timeout 20m -tags e2e -run 'TestE2E' -v ./vk/
 }
 
+# The observability tier: alert rules checked and unit-tested with promtool
+# (Debian's prometheus, installed when missing), scrapes checked with
+# promtool check metrics.
+tier_observability() {
+	.ci/prometheus.sh install || return 1
+	go test -count=1 -tags e2e -v ./observability/
+}
 # The SLURM tier: a private slurm-wlm (installed with apt when missing, as
 # root) on free loopback ports, jobs running busybox with Charliecloud.
 tier_e2e-slurm() {
