@@ -15,6 +15,7 @@ import (
 	"github.com/seed-3f807049/interlink/functions/api"
 	"github.com/seed-3f807049/interlink/observability/metrics"
 	"github.com/seed-3f807049/interlink/observability/server"
+	"github.com/seed-3f807049/interlink/observability/tracing"
 	"github.com/seed-3f807049/interlink/proxy"
 	"github.com/seed-3f807049/interlink/sidecars"
 )
@@ -57,7 +58,7 @@ func FromConfig(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Handl
 		}
 		c, err := sidecars.NewClient(sidecars.ClientConfig{
 			URL:         u,
-			HTTPClient:  &http.Client{Transport: api.NewTransport(ep, tlsCfg)},
+			HTTPClient:  &http.Client{Transport: tracing.Transport(api.NewTransport(ep, tlsCfg))},
 			CallTimeout: cfg.CallTimeout.Duration,
 			Retries:     cfg.Retries,
 		})
@@ -114,5 +115,5 @@ func NewApp(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	auth.Observe = proxy.NewMetrics(reg).Observe
-	return &App{Handler: auth, Server: srv, Run: auth.Run}, nil
+	return &App{Handler: tracing.Handler(auth, "interlink"), Server: srv, Run: auth.Run}, nil
 }

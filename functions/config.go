@@ -10,6 +10,7 @@ import (
 
 	"github.com/seed-3f807049/interlink/observability/config"
 	"github.com/seed-3f807049/interlink/observability/logging"
+	"github.com/seed-3f807049/interlink/observability/tracing"
 	"github.com/seed-3f807049/interlink/proxy"
 	"github.com/seed-3f807049/interlink/sidecars"
 )
@@ -60,6 +61,7 @@ type Config struct {
 	VerboseLogging    bool              `json:"VerboseLogging" env:"VERBOSELOGGING" doc:"Log at debug level (original key)."`
 	ErrorsOnlyLogging bool              `json:"ErrorsOnlyLogging" env:"ERRORSONLYLOGGING" doc:"Log errors only (original key)."`
 	LogFormat         string            `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
+	Tracing           tracing.Config    `json:"Tracing" envPrefix:"INTERLINK_TRACING_" doc:"OpenTelemetry tracing."`
 }
 
 // DefaultConfig returns the defaults.
@@ -72,6 +74,7 @@ func DefaultConfig() Config {
 		CallTimeout:      config.D(sidecars.DefaultCallTimeout),
 		Retries:          sidecars.DefaultRetries,
 		MaxBodyBytes:     DefaultMaxBodyBytes,
+		Tracing:          tracing.DefaultConfig(),
 		LogFormat:        "json",
 		Auth:             proxy.DefaultConfig(),
 	}

@@ -9,25 +9,27 @@ import (
 	"net/url"
 
 	"github.com/seed-3f807049/interlink/functions/api"
+	"github.com/seed-3f807049/interlink/observability/tracing"
 )
 
 // StandaloneConfig configures interlink-proxy: the same authentication in
 // front of any upstream URL (an original interLink, say).
 type StandaloneConfig struct {
-	Listen       string `json:"Listen" env:"INTERLINK_PROXY_LISTEN" doc:"host:port or unix socket path to serve on."`
-	Upstream     string `json:"Upstream" env:"INTERLINK_PROXY_UPSTREAM" doc:"URL requests are forwarded to once admitted (http, https or unix)."`
-	CertFile     string `json:"CertFile" env:"INTERLINK_PROXY_CERT_FILE" doc:"PEM serving certificate (TLS when set; reloaded when it changes)."`
-	KeyFile      string `json:"KeyFile" env:"INTERLINK_PROXY_KEY_FILE" doc:"PEM key of CertFile."`
-	ClientCAFile string `json:"ClientCAFile" env:"INTERLINK_PROXY_CLIENT_CA_FILE" doc:"PEM CA of accepted client certificates (with Auth.ClientCerts)."`
-	MaxBodyBytes int64  `json:"MaxBodyBytes" env:"INTERLINK_PROXY_MAX_BODY_BYTES" doc:"Request bodies larger than this are refused with 413."`
-	Auth         Config `json:"Auth" doc:"Who may call the upstream."`
-	LogFormat    string `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
-	LogLevel     string `json:"LogLevel" env:"INTERLINK_LOG_LEVEL" doc:"Log level: debug, info, warn or error."`
+	Listen       string         `json:"Listen" env:"INTERLINK_PROXY_LISTEN" doc:"host:port or unix socket path to serve on."`
+	Upstream     string         `json:"Upstream" env:"INTERLINK_PROXY_UPSTREAM" doc:"URL requests are forwarded to once admitted (http, https or unix)."`
+	CertFile     string         `json:"CertFile" env:"INTERLINK_PROXY_CERT_FILE" doc:"PEM serving certificate (TLS when set; reloaded when it changes)."`
+	KeyFile      string         `json:"KeyFile" env:"INTERLINK_PROXY_KEY_FILE" doc:"PEM key of CertFile."`
+	ClientCAFile string         `json:"ClientCAFile" env:"INTERLINK_PROXY_CLIENT_CA_FILE" doc:"PEM CA of accepted client certificates (with Auth.ClientCerts)."`
+	MaxBodyBytes int64          `json:"MaxBodyBytes" env:"INTERLINK_PROXY_MAX_BODY_BYTES" doc:"Request bodies larger than this are refused with 413."`
+	Auth         Config         `json:"Auth" doc:"Who may call the upstream."`
+	LogFormat    string         `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
+	Tracing      tracing.Config `json:"Tracing" envPrefix:"INTERLINK_TRACING_" doc:"OpenTelemetry tracing."`
+	LogLevel     string         `json:"LogLevel" env:"INTERLINK_LOG_LEVEL" doc:"Log level: debug, info, warn or error."`
 }
 
 // DefaultStandaloneConfig returns the defaults.
 func DefaultStandaloneConfig() StandaloneConfig {
-	return StandaloneConfig{Listen: "127.0.0.1:8443", MaxBodyBytes: 128 << 20, Auth: DefaultConfig(), LogFormat: "json", LogLevel: "info"}
+	return StandaloneConfig{Listen: "127.0.0.1:8443", MaxBodyBytes: 128 << 20, Auth: DefaultConfig(), Tracing: tracing.DefaultConfig(), LogFormat: "json", LogLevel: "info"}
 }
 
 // LogSettings implements cli.Config.
@@ -73,7 +75,7 @@ func NewUpstream(upstream string, maxBody int64, log *slog.Logger) (http.Handler
 			pr.SetURL(target)
 			pr.SetXForwarded()
 		},
-		Transport: api.NewTransport(ep, nil),
+		Transport: tracing.Transport(api.NewTransport(ep, nil)),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			log.Warn("upstream failed", "path", r.URL.Path, "err", err)
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")

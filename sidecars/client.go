@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/seed-3f807049/interlink/functions/api"
@@ -73,7 +74,8 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		base = *cfg.HTTPClient
 	}
 	if base.Transport == nil {
-		base.Transport = api.NewTransport(ep, nil)
+		// Each call is a client span; its context goes out as traceparent.
+		base.Transport = otelhttp.NewTransport(api.NewTransport(ep, nil))
 	}
 	c := &Client{}
 	base.Transport = &versionSniffer{next: base.Transport, ours: &c.ours}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/seed-3f807049/interlink/functions/api"
@@ -53,7 +54,10 @@ func NewHandler(p Plugin, cfg HandlerConfig) http.Handler {
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, r, api.NotFound("no such path %q", r.URL.Path))
 	})
-	return h
+	// Each request is a span, child of the caller's traceparent.
+	return otelhttp.NewHandler(h, "sidecar", otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
+		return r.Method + " " + r.URL.Path
+	}))
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/seed-3f807049/interlink/observability/config"
 	"github.com/seed-3f807049/interlink/observability/logging"
+	"github.com/seed-3f807049/interlink/observability/tracing"
 )
 
 // Defaults of Config.
@@ -84,6 +85,7 @@ type Config struct {
 	VerboseLogging     bool              `json:"VerboseLogging" env:"VERBOSELOGGING" doc:"Log at debug level (original key)."`
 	ErrorsOnlyLogging  bool              `json:"ErrorsOnlyLogging" env:"ERRORSONLYLOGGING" doc:"Log errors only (original key)."`
 	LogFormat          string            `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
+	Tracing            tracing.Config    `json:"Tracing" envPrefix:"INTERLINK_TRACING_" doc:"OpenTelemetry tracing."`
 }
 
 // Kubelet serving certificate modes.
@@ -113,6 +115,7 @@ func DefaultConfig() Config {
 		KubeAPIQPS:         DefaultKubeAPIQPS,
 		KubeAPIBurst:       DefaultKubeAPIBurst,
 		Workers:            DefaultWorkers,
+		Tracing:            tracing.DefaultConfig(),
 		LogFormat:          "json",
 	}
 }

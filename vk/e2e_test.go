@@ -126,6 +126,7 @@ type stack struct {
 	simSock string
 	il, vk  *proc
 	kubelet string
+	traces  *otlpReceiver
 }
 
 func freePort(t *testing.T) string {
@@ -181,8 +182,11 @@ func startStack(t *testing.T) *stack {
 	go approveCSRs(approveCtx, s.cs, s.node)
 
 	s.simSock = filepath.Join(dir, "sim.sock")
+	// Every binary exports its spans to a receiver the test runs.
+	s.traces = startReceiver(t)
+	tracing := "INTERLINK_TRACING_ENDPOINT=" + s.traces.url
 	s.start(t, "interlink-sim", []string{"INTERLINK_SIM_LISTEN=unix://" + s.simSock, "INTERLINK_SIM_PENDING_DELAY=500ms",
-		"INTERLINK_SIM_RUN_DURATION=3s", "INTERLINK_SIM_LOG_INTERVAL=500ms"})
+		"INTERLINK_SIM_RUN_DURATION=3s", "INTERLINK_SIM_LOG_INTERVAL=500ms", tracing})
 	ilPort := freePort(t)
 	tokens, tokenFile := filepath.Join(dir, "tokens.csv"), filepath.Join(dir, "vk-token")
 	if err := os.WriteFile(tokens, []byte("vk-e2e-token-0123456789,"+s.node+"\n"), 0o600); err != nil {
@@ -192,7 +196,7 @@ func startStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	s.il = s.start(t, "interlink", []string{"SIDECARSERVICE=sim", "SIDECARURL=unix://" + s.simSock, "INTERLINKPORT=" + ilPort,
-		"INTERLINK_AUTH_STATIC_TOKENS_FILE=" + tokens})
+		"INTERLINK_AUTH_STATIC_TOKENS_FILE=" + tokens, tracing})
 	s.kubelet = freePort(t)
 	s.vk = s.start(t, "interlink-vk", []string{
 		"NODENAME=" + s.node, "KUBECONFIG=" + kubeconfig, "INTERLINKPORT=" + ilPort, "KUBELET_PORT=" + s.kubelet,
@@ -200,7 +204,7 @@ func startStack(t *testing.T) *stack {
 		"SERVICEACCOUNT=interlink-pods", "NAMESPACE=default",
 		"INTERLINK_KUBELET_CERT_MODE=csr", "INTERLINK_KUBELET_CERT_DIR=" + filepath.Join(dir, "vk-pki"),
 		"INTERLINK_KUBELET_CLIENT_CA_FILE=" + filepath.Join(s.cluster, "pki/ca.crt"),
-		"INTERLINK_STATUS_INTERVAL=1s", "INTERLINK_PING_INTERVAL=1s", "INTERLINK_DATA_WAIT=3s",
+		"INTERLINK_STATUS_INTERVAL=1s", "INTERLINK_PING_INTERVAL=1s", "INTERLINK_DATA_WAIT=3s", tracing,
 	})
 	return s
 }
@@ -394,6 +398,15 @@ func TestE2EVirtualNode(t *testing.T) {
 		}
 	})
 
+	t.Run("OneTracePerPodCreate", func(t *testing.T) {
+		// The pod of PodLifecycleWithData was created through all three
+		// hops: its create is one trace across them.
+		names := s.traces.traceAcross(15*time.Second, "interlink-vk", "interlink", "interlink-sim")
+		if names == nil {
+			t.Fatalf("no trace holds a CreatePod span of the VK and spans of interlink and the sim; %s", s.traces.dump())
+		}
+		t.Logf("one trace: %v", names)
+	})
 	t.Run("FailingPod", func(t *testing.T) {
 		if _, err := pods.Create(ctx, s.pod("failing", sim.OutcomeFailed), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)

@@ -14,6 +14,8 @@ import (
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
 	vkapi "github.com/virtual-kubelet/virtual-kubelet/node/api"
 	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,6 +25,7 @@ import (
 	utilexec "k8s.io/utils/exec"
 
 	"github.com/seed-3f807049/interlink/functions/api"
+	"github.com/seed-3f807049/interlink/observability/tracing"
 )
 
 // Interlink is what the provider needs of interLink; functions/client is one.
@@ -112,6 +115,11 @@ func (p *Provider) submit(ctx context.Context, uid types.UID) {
 	pod := t.pod.DeepCopy()
 	p.mu.Unlock()
 	log := p.log.With("pod", pod.Name, "namespace", pod.Namespace, "uid", pod.UID)
+	// One trace per submission: its context reaches interLink and the
+	// sidecar as traceparent.
+	ctx, span := tracing.Tracer("interlink-vk").Start(ctx, "CreatePod",
+		trace.WithAttributes(attribute.String("k8s.namespace.name", pod.Namespace), attribute.String("k8s.pod.name", pod.Name)))
+	defer span.End()
 	defer func() {
 		p.mu.Lock()
 		t.submitting = false

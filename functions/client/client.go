@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/seed-3f807049/interlink/functions/api"
+	"github.com/seed-3f807049/interlink/observability/tracing"
 )
 
 // Defaults of Config.
@@ -86,7 +87,7 @@ func New(cfg Config) (*Client, error) {
 		}
 	}
 	c := &Client{cfg: cfg, token: tokenFile{path: cfg.TokenFile}}
-	c.caller = api.Caller{HTTP: &http.Client{Transport: api.NewTransport(ep, tc)}, Endpoint: ep, Timeout: cfg.Timeout,
+	c.caller = api.Caller{HTTP: &http.Client{Transport: tracing.Transport(api.NewTransport(ep, tc))}, Endpoint: ep, Timeout: cfg.Timeout,
 		Retries: cfg.Retries, Backoff: 200 * time.Millisecond, Header: c.authHeader}
 	return c, nil
 }

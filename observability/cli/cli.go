@@ -4,11 +4,14 @@
 package cli
 
 import (
+	"context"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/seed-3f807049/interlink/observability/config"
 	"github.com/seed-3f807049/interlink/observability/logging"
+	"github.com/seed-3f807049/interlink/observability/tracing"
 )
 
 // Config is a binary's Config: it says how to log.
@@ -37,4 +40,21 @@ func Start(name, configEnv string, cfg Config) (*slog.Logger, config.Flags, erro
 		log.Warn("unknown config keys ignored", "keys", unknown)
 	}
 	return log, flags, nil
+}
+
+// StartTracing installs the binary's tracing (see package tracing); call
+// the returned function at exit to flush the last spans.
+func StartTracing(ctx context.Context, cfg tracing.Config, name string) (end func(), err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	shutdown, err := tracing.Start(ctx, cfg, name)
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdown(ctx)
+	}, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/seed-3f807049/interlink/observability/config"
 	"github.com/seed-3f807049/interlink/observability/logging"
+	"github.com/seed-3f807049/interlink/observability/tracing"
 )
 
 // Defaults of Config.
@@ -46,6 +47,7 @@ type Config struct {
 	APITimeout        config.Duration `json:"APITimeout" env:"INTERLINK_DOCKER_API_TIMEOUT" doc:"Time limit of each Docker API call (image pulls and log streams excepted)."`
 	MaxBodyBytes      int64           `json:"MaxBodyBytes" env:"INTERLINK_DOCKER_MAX_BODY_BYTES" doc:"Request bodies larger than this are refused with 413."`
 	LogFormat         string          `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
+	Tracing           tracing.Config  `json:"Tracing" envPrefix:"INTERLINK_TRACING_" doc:"OpenTelemetry tracing."`
 	LogLevel          string          `json:"LogLevel" env:"INTERLINK_LOG_LEVEL" doc:"Log level: debug, info, warn or error."`
 	VerboseLogging    bool            `json:"VerboseLogging" env:"VERBOSELOGGING" doc:"Log at debug level (original key)."`
 	ErrorsOnlyLogging bool            `json:"ErrorsOnlyLogging" env:"ERRORSONLYLOGGING" doc:"Log errors only (original key)."`
@@ -71,6 +73,7 @@ func DefaultConfig() Config {
 		GPUDriver:      "nvidia",
 		APITimeout:     config.D(DefaultAPITimeout),
 		MaxBodyBytes:   64 << 20,
+		Tracing:        tracing.DefaultConfig(),
 		LogFormat:      "json",
 		LogLevel:       "info",
 	}

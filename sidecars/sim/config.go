@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/seed-3f807049/interlink/observability/config"
+	"github.com/seed-3f807049/interlink/observability/tracing"
 )
 
 // Defaults of Config.
@@ -38,6 +39,7 @@ type Config struct {
 	Pods         string          `json:"Pods" env:"INTERLINK_SIM_PODS" doc:"Pod capacity reported by a ping."`
 	MaxBodyBytes int64           `json:"MaxBodyBytes" env:"INTERLINK_SIM_MAX_BODY_BYTES" doc:"Request bodies larger than this are refused with 413."`
 	LogFormat    string          `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
+	Tracing      tracing.Config  `json:"Tracing" envPrefix:"INTERLINK_TRACING_" doc:"OpenTelemetry tracing."`
 	LogLevel     string          `json:"LogLevel" env:"INTERLINK_LOG_LEVEL" doc:"Log level: debug, info, warn or error."`
 }
 
@@ -55,6 +57,7 @@ func DefaultConfig() Config {
 		Memory:       DefaultMemory,
 		Pods:         DefaultPods,
 		MaxBodyBytes: 128 << 20,
+		Tracing:      tracing.DefaultConfig(),
 		LogFormat:    "json",
 		LogLevel:     "info",
 	}

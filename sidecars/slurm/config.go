@@ -13,6 +13,7 @@ import (
 
 	"github.com/seed-3f807049/interlink/observability/config"
 	"github.com/seed-3f807049/interlink/observability/logging"
+	"github.com/seed-3f807049/interlink/observability/tracing"
 )
 
 // Defaults of Config.
@@ -106,6 +107,7 @@ type Config struct {
 	LogPollInterval           config.Duration   `json:"LogPollInterval" env:"INTERLINK_SLURM_LOG_POLL_INTERVAL" doc:"How often a followed log is read."`
 	MaxBodyBytes              int64             `json:"MaxBodyBytes" env:"INTERLINK_SLURM_MAX_BODY_BYTES" doc:"Request bodies larger than this are refused with 413."`
 	LogFormat                 string            `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
+	Tracing                   tracing.Config    `json:"Tracing" envPrefix:"INTERLINK_TRACING_" doc:"OpenTelemetry tracing."`
 	LogLevel                  string            `json:"LogLevel" env:"INTERLINK_LOG_LEVEL" doc:"Log level: debug, info, warn or error."`
 	VerboseLogging            bool              `json:"VerboseLogging" env:"VERBOSELOGGING" doc:"Log at debug level (original key)."`
 	ErrorsOnlyLogging         bool              `json:"ErrorsOnlyLogging" env:"ERRORSONLYLOGGING" doc:"Log errors only (original key)."`
@@ -146,6 +148,7 @@ func DefaultConfig() Config {
 		SSHPath:                   "ssh",
 		LogPollInterval:           config.D(DefaultLogPollInterval),
 		MaxBodyBytes:              64 << 20,
+		Tracing:                   tracing.DefaultConfig(),
 		LogFormat:                 "json",
 		LogLevel:                  "info",
 	}

@@ -32,6 +32,11 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	endTracing, err := cli.StartTracing(ctx, cfg.Tracing, "interlink")
+	if err != nil {
+		return err
+	}
+	defer endTracing()
 	app, err := functions.NewApp(ctx, cfg, log)
 	if err != nil || flags.Test {
 		if err == nil {

@@ -32,6 +32,11 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	endTracing, err := cli.StartTracing(ctx, cfg.Tracing, "interlink-proxy")
+	if err != nil {
+		return err
+	}
+	defer endTracing()
 	up, err := proxy.NewUpstream(cfg.Upstream, cfg.MaxBodyBytes, log)
 	if err != nil {
 		return err

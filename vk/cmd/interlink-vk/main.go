@@ -31,5 +31,10 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	endTracing, err := cli.StartTracing(ctx, cfg.Tracing, "interlink-vk")
+	if err != nil {
+		return err
+	}
+	defer endTracing()
 	return vk.Run(ctx, cfg, log)
 }

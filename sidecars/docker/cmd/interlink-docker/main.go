@@ -40,6 +40,11 @@ func run() error {
 	defer func() { _ = s.Close() }()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	endTracing, err := cli.StartTracing(ctx, cfg.Tracing, "interlink-docker")
+	if err != nil {
+		return err
+	}
+	defer endTracing()
 	reg := metrics.New("interlink-docker")
 	if err := s.Register(reg); err != nil {
 		return err

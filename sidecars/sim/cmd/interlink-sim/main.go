@@ -38,6 +38,11 @@ func run() error {
 	log.Warn("this is the simulated sidecar: it runs no containers")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	endTracing, err := cli.StartTracing(ctx, cfg.Tracing, "interlink-sim")
+	if err != nil {
+		return err
+	}
+	defer endTracing()
 	h := s.Handler(sidecars.NewHandler(s, sidecars.HandlerConfig{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log}))
 	return server.Run(ctx, server.Config{Listen: cfg.Listen}, h, log)
 }
