@@ -31,6 +31,10 @@ func (s *Slurm) Register(reg prometheus.Registerer) error {
 			Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
 		}),
 	}
+	for _, c := range []string{filepath.Base(s.cfg.SbatchPath), filepath.Base(s.cfg.SqueuePath), filepath.Base(s.cfg.ScancelPath),
+		filepath.Base(s.cfg.SacctPath), filepath.Base(s.cfg.SinfoPath)} {
+		m.commandErrors.WithLabelValues(c) // 0 rather than absent
+	}
 	jobs := prometheus.NewDesc("interlink_slurm_jobs", "Jobs the sidecar holds, by state: active (not ended as last seen) or the state they ended in.", []string{"state"}, nil)
 	for _, c := range []prometheus.Collector{m.commandDuration, m.commandErrors, m.submitDuration, &jobsCollector{s: s, desc: jobs}} {
 		if err := reg.Register(c); err != nil {

@@ -137,6 +137,10 @@ interlink_slurm_jobs{state="TIMEOUT"} 1
 interlink_slurm_jobs{state="active"} 0
 # HELP interlink_slurm_command_errors_total Slurm commands that failed or did not answer in time.
 # TYPE interlink_slurm_command_errors_total counter
+interlink_slurm_command_errors_total{command="sacct"} 0
+interlink_slurm_command_errors_total{command="sbatch"} 0
+interlink_slurm_command_errors_total{command="scancel"} 0
+interlink_slurm_command_errors_total{command="sinfo"} 0
 interlink_slurm_command_errors_total{command="squeue"} 1
 `), "interlink_slurm_jobs", "interlink_slurm_command_errors_total"); err != nil {
 		t.Error(err)
