@@ -39,7 +39,7 @@ unit:
 ## e2e: the end-to-end tiers (real processes)
 .PHONY: e2e
 e2e:
-	@TIERS="e2e-api e2e-auth e2e-vk e2e-slurm e2e-docker" .ci/test.sh
+	@TIERS="e2e-api e2e-auth e2e-vk e2e-slurm e2e-docker observability" .ci/test.sh
 
 ## generate: rewrite generated files (docs/config.md, docs/metrics.md, golden job scripts)
 .PHONY: generate

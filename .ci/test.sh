@@ -6,7 +6,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . .ci/lib.sh
 
-TIERS=${TIERS:-"lint verify unit observability e2e-api e2e-auth e2e-vk e2e-slurm e2e-docker"}
+TIERS=${TIERS:-"lint verify unit e2e-api e2e-auth e2e-vk e2e-slurm e2e-docker observability"}
 passed=0 failed=0 summary=()
 
 tier_lint() { "$(golangci_lint)" run ./...; }
@@ -39,10 +39,15 @@ tier_e2e-vk() {
 
 # The observability tier: alert rules checked and unit-tested with promtool
 # (Debian's prometheus, installed when missing), scrapes checked with
-# promtool check metrics.
+# promtool check metrics, and a real Prometheus scraping the whole stack
+# (control plane, VK, interlink, sim, SLURM and Docker sidecars) while pods
+# run and fail: every dashboard panel's query must return data.
 tier_observability() {
 	.ci/prometheus.sh install || return 1
-	go test -count=1 -tags e2e -v ./observability/
+	.ci/slurm.sh install || return 1
+	.ci/docker.sh install || return 1
+	examples/cluster/build.sh >/dev/null || return 1
+	go test -count=1 -timeout 15m -tags e2e -v ./observability/
 }
 # The SLURM tier: a private slurm-wlm (installed with apt when missing, as
 # root) on free loopback ports, jobs running busybox with Charliecloud.
