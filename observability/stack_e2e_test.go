@@ -4,8 +4,10 @@ package observability_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -187,12 +189,12 @@ scrape_configs:
     authorization: {credentials_file: %s}
     static_configs: [{targets: ["127.0.0.1:%s"]}]
   - job_name: interlink-sidecar
-    static_configs: [{targets: ["127.0.0.1:%s", "127.0.0.1:%s"]}]
+    static_configs: [{targets: ["127.0.0.1:%s", "127.0.0.1:%s", "127.0.0.1:%s"]}]
   - job_name: interlink-vk
     scheme: https
     tls_config: {cert_file: %s, key_file: %s, insecure_skip_verify: true}
     static_configs: [{targets: ["127.0.0.1:%s"]}]
-`, filepath.Join(dir, "prom-token"), ilPort, slurmPort, dockerPort,
+`, filepath.Join(dir, "prom-token"), ilPort, slurmPort, dockerPort, simPort,
 		filepath.Join(pki, "apiserver-kubelet-client.crt"), filepath.Join(pki, "apiserver-kubelet-client.key"), kubeletPort)
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(promCfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -257,6 +259,44 @@ scrape_configs:
 	time.Sleep(2 * time.Second)
 	start(t, dir, filepath.Join(bin, "interlink-docker"), dockerEnv)
 	time.Sleep(6 * time.Second) // a few scrapes after the workload
+
+	// Each binary's real scrape passes promtool check metrics.
+	pt, _ := exec.LookPath("promtool")
+	cert, err := tls.LoadX509KeyPair(filepath.Join(pki, "apiserver-kubelet-client.crt"), filepath.Join(pki, "apiserver-kubelet-client.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vkClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true}}} //nolint:gosec // the VK's self-signed serving certificate
+	for name, target := range map[string]struct {
+		url, token string
+		c          *http.Client
+	}{
+		"interlink":        {"http://127.0.0.1:" + ilPort + "/metrics", "prom-token-0123456789abcdef", http.DefaultClient},
+		"interlink-vk":     {"https://127.0.0.1:" + kubeletPort + "/metrics", "", vkClient},
+		"interlink-sim":    {"http://127.0.0.1:" + simPort + "/metrics", "", http.DefaultClient},
+		"interlink-slurm":  {"http://127.0.0.1:" + slurmPort + "/metrics", "", http.DefaultClient},
+		"interlink-docker": {"http://127.0.0.1:" + dockerPort + "/metrics", "", http.DefaultClient},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, target.url, nil)
+		if target.token != "" {
+			req.Header.Set("Authorization", "Bearer "+target.token)
+		}
+		resp, err := target.c.Do(req)
+		if err != nil {
+			t.Fatalf("scrape %s: %v", name, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), `interlink_build_info{binary="`+name+`"`) {
+			t.Errorf("scrape %s: %d without its build info", name, resp.StatusCode)
+			continue
+		}
+		check := exec.Command(pt, "check", "metrics")
+		check.Stdin = strings.NewReader(string(body))
+		if out, err := check.CombinedOutput(); err != nil {
+			t.Errorf("promtool check metrics of %s: %v\n%s", name, err, out)
+		}
+	}
 
 	// Every panel's query returns data.
 	files, _ := filepath.Glob("dashboards/*.json")

@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"context"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,7 +33,10 @@ func (d *Docker) Register(reg prometheus.Registerer) error {
 	for _, op := range []string{"list", "inspect", "create", "start", "stop", "remove", "pull", "info"} {
 		m.apiErrors.WithLabelValues(op) // 0 rather than absent
 	}
-	for _, c := range []prometheus.Collector{m.apiDuration, m.apiErrors, m.createDuration} {
+	containers := &containersCollector{d: d, desc: prometheus.NewDesc("interlink_docker_containers",
+		"Containers of the sidecar's pods on the Docker host, by role (pause, init, app) and state (created, running, exited, ...).",
+		[]string{"role", "state"}, nil)}
+	for _, c := range []prometheus.Collector{m.apiDuration, m.apiErrors, m.createDuration, containers} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}
@@ -50,5 +54,32 @@ func (d *Docker) observe(op string, start time.Time, err error) {
 	m.apiDuration.WithLabelValues(op).Observe(time.Since(start).Seconds())
 	if err != nil {
 		m.apiErrors.WithLabelValues(op).Inc()
+	}
+}
+
+// containersCollector counts the pods' containers at scrape time (one list
+// call of the Docker API).
+type containersCollector struct {
+	d    *Docker
+	desc *prometheus.Desc
+}
+
+func (c *containersCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *containersCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(c.d.ctx, 5*time.Second)
+	defer cancel()
+	pods, err := c.d.pods(ctx, "")
+	if err != nil {
+		return // the list error is counted in interlink_docker_api_errors_total
+	}
+	counts := map[[2]string]int{{roleApp, "running"}: 0}
+	for _, cs := range pods {
+		for _, ct := range cs {
+			counts[[2]string{ct.Labels[LabelRole], string(ct.State)}]++
+		}
+	}
+	for k, n := range counts {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), k[0], k[1])
 	}
 }

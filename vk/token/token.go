@@ -51,6 +51,7 @@ type Config struct {
 	TokenFile        string          `json:"TokenFile" env:"VKTOKENFILE" doc:"Where the access token is written (the VK's VKTokenFile)."`
 	RenewAt          float64         `json:"RenewAt" env:"INTERLINK_TOKEN_RENEW_AT" doc:"Share of a token's lifetime after which a new one is fetched."`
 	DefaultLifetime  config.Duration `json:"DefaultLifetime" env:"INTERLINK_TOKEN_DEFAULT_LIFETIME" doc:"Lifetime assumed when the issuer does not say (expires_in)."`
+	MetricsListen    string          `json:"MetricsListen" env:"INTERLINK_TOKEN_METRICS_LISTEN" doc:"host:port to serve /metrics on (refreshes by outcome, token expiry); empty: not served."`
 	LogFormat        string          `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
 	LogLevel         string          `json:"LogLevel" env:"INTERLINK_LOG_LEVEL" doc:"Log level: debug, info, warn or error."`
 }
@@ -103,6 +104,8 @@ type Refresher struct {
 	now          func() time.Time
 	// Wrote, if set, is told of each token written (for metrics).
 	Wrote func(expiry time.Time)
+	// Failed, if set, is told of each failed refresh (for metrics).
+	Failed func(err error)
 }
 
 // New returns a Refresher; it reads the secret files once.
@@ -143,6 +146,9 @@ func (r *Refresher) Run(ctx context.Context) error {
 	wait := DefaultRetryFirst
 	for {
 		next, err := r.refresh(ctx)
+		if err != nil && r.Failed != nil {
+			r.Failed(err)
+		}
 		if err != nil {
 			r.log.Warn("token refresh failed; retrying", "err", err, "retry_in_seconds", wait.Seconds())
 			next, wait = wait, min(wait*2, DefaultRetryLongest)

@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/seed-3f807049/interlink/observability/cli"
+	"github.com/seed-3f807049/interlink/observability/metrics"
 	"github.com/seed-3f807049/interlink/observability/server"
 	"github.com/seed-3f807049/interlink/proxy"
 )
@@ -41,13 +43,18 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	p, err := proxy.New(ctx, cfg.Auth, up, log)
+	reg := metrics.New("interlink-proxy")
+	mux := http.NewServeMux()
+	mux.Handle("/", up)
+	mux.Handle("/metrics", metrics.Handler(reg)) // behind the proxy's authentication
+	p, err := proxy.New(ctx, cfg.Auth, mux, log)
 	if err != nil || flags.Test {
 		if err == nil {
 			fmt.Println("config OK")
 		}
 		return err
 	}
+	p.Observe = proxy.NewMetrics(reg).Observe
 	srv := server.Config{Listen: cfg.Listen, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, ClientCAFile: cfg.ClientCAFile,
 		ClientCertOptional: cfg.Auth.ClientCerts && (len(cfg.Auth.Issuers) > 0 || cfg.Auth.StaticTokensFile != "")}
 	g, ctx := errgroup.WithContext(ctx)

@@ -10,8 +10,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/seed-3f807049/interlink/observability/cli"
+	"github.com/seed-3f807049/interlink/observability/metrics"
+	"github.com/seed-3f807049/interlink/observability/server"
 	"github.com/seed-3f807049/interlink/vk/token"
 )
 
@@ -37,5 +43,22 @@ func run() error {
 		}
 		return err
 	}
-	return r.Run(ctx)
+	if cfg.MetricsListen == "" {
+		return r.Run(ctx)
+	}
+	reg := metrics.New("interlink-token-refresher")
+	refreshes := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "interlink_token_refreshes_total",
+		Help: "Token refreshes by outcome (ok, error)."}, []string{"outcome"})
+	expiry := prometheus.NewGauge(prometheus.GaugeOpts{Name: "interlink_token_expiry_timestamp_seconds",
+		Help: "Unix time when the token last written expires."})
+	reg.MustRegister(refreshes, expiry)
+	refreshes.WithLabelValues("error")
+	r.Wrote = func(t time.Time) { refreshes.WithLabelValues("ok").Inc(); expiry.Set(float64(t.Unix())) }
+	r.Failed = func(error) { refreshes.WithLabelValues("error").Inc() }
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return r.Run(ctx) })
+	g.Go(func() error {
+		return server.Run(ctx, server.Config{Listen: cfg.MetricsListen}, metrics.Handler(reg), log)
+	})
+	return g.Wait()
 }

@@ -5,11 +5,15 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/seed-3f807049/interlink/observability/cli"
+	"github.com/seed-3f807049/interlink/observability/metrics"
 	"github.com/seed-3f807049/interlink/observability/server"
 	"github.com/seed-3f807049/interlink/sidecars"
 	"github.com/seed-3f807049/interlink/sidecars/sim"
@@ -43,6 +47,11 @@ func run() error {
 		return err
 	}
 	defer endTracing()
-	h := s.Handler(sidecars.NewHandler(s, sidecars.HandlerConfig{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log}))
-	return server.Run(ctx, server.Config{Listen: cfg.Listen}, h, log)
+	reg := metrics.New("interlink-sim")
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "interlink_sim_pods", Help: "Pods the simulated sidecar holds."},
+		func() float64 { return float64(s.Len()) }))
+	mux := http.NewServeMux()
+	mux.Handle("/", s.Handler(sidecars.NewHandler(s, sidecars.HandlerConfig{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log})))
+	mux.Handle("/metrics", metrics.Handler(reg))
+	return server.Run(ctx, server.Config{Listen: cfg.Listen}, mux, log)
 }
