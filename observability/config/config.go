@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -175,4 +176,17 @@ func ExpandHome(p string) (string, error) {
 		return "", fmt.Errorf("expand %q: %w", p, err)
 	}
 	return filepath.Join(home, p[2:]), nil
+}
+
+// WithPort replaces the port of a host:port listen address (the original's
+// separate port keys); a unix socket path, or an empty port, leaves it as is.
+func WithPort(listen, port string) string {
+	if port == "" || strings.HasPrefix(listen, "/") || strings.HasPrefix(listen, "unix://") {
+		return listen
+	}
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		host = listen
+	}
+	return net.JoinHostPort(host, port)
 }

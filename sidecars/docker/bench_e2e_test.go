@@ -6,37 +6,16 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/seed-3f807049/interlink/functions/api"
+	"github.com/seed-3f807049/interlink/sidecars/sidecarstest"
 )
 
 const benchConcurrency = 8
-
-func parallel(n int, fn func(i int) error) error {
-	var next atomic.Int64
-	var first error
-	var once sync.Once
-	var wg sync.WaitGroup
-	for range benchConcurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				if err := fn(i); err != nil {
-					once.Do(func() { first = err })
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return first
-}
 
 // BenchmarkStart100: 100 single-container pods through the sidecar, until
 // all run, and side by side the same 100 containers with `docker run -d`
@@ -53,7 +32,7 @@ func BenchmarkStart100(b *testing.B) {
 			all[i] = pods[i].Pod
 		}
 		start := time.Now()
-		if err := parallel(n, func(i int) error { _, err := d.Create(context.Background(), pods[i]); return err }); err != nil {
+		if err := sidecarstest.Parallel(n, benchConcurrency, func(i int) error { _, err := d.Create(context.Background(), pods[i]); return err }); err != nil {
 			b.Fatal(err)
 		}
 		for {
@@ -73,10 +52,10 @@ func BenchmarkStart100(b *testing.B) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		sidecar := time.Since(start)
-		_ = parallel(n, func(i int) error { return d.Delete(context.Background(), &pods[i].Pod) })
+		_ = sidecarstest.Parallel(n, benchConcurrency, func(i int) error { return d.Delete(context.Background(), &pods[i].Pod) })
 
 		start = time.Now()
-		if err := parallel(n, func(i int) error {
+		if err := sidecarstest.Parallel(n, benchConcurrency, func(i int) error {
 			out, err := exec.Command("/usr/bin/docker", "-H", dockerHost, "run", "-d", "--network", "none", "--name", fmt.Sprintf("raw-%d", i),
 				"busybox:latest", "sleep", "600").CombinedOutput()
 			if err != nil {
@@ -87,7 +66,7 @@ func BenchmarkStart100(b *testing.B) {
 			b.Fatal(err)
 		}
 		raw := time.Since(start)
-		_ = parallel(n, func(i int) error {
+		_ = sidecarstest.Parallel(n, benchConcurrency, func(i int) error {
 			return exec.Command("/usr/bin/docker", "-H", dockerHost, "rm", "-f", fmt.Sprintf("raw-%d", i)).Run()
 		})
 		b.ReportMetric(sidecar.Seconds(), "sidecar-s")

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/seed-3f807049/interlink/functions/api"
+	"github.com/seed-3f807049/interlink/sidecars/sidecarstest"
 )
 
 // The benchmarks submit held jobs (--hold), so that none runs and the
@@ -30,27 +30,6 @@ func heldPods(n int) []*api.RetrievedPodData {
 		pods[i].Pod.Annotations[AnnotationFlags] = "--hold"
 	}
 	return pods
-}
-
-// parallel runs fn(i) for i in [0, n) on benchConcurrency workers.
-func parallel(n int, fn func(i int) error) error {
-	var next atomic.Int64
-	var first error
-	var once sync.Once
-	var wg sync.WaitGroup
-	for range benchConcurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				if err := fn(i); err != nil {
-					once.Do(func() { first = err })
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return first
 }
 
 func cancelAll(b *testing.B) {
@@ -97,19 +76,19 @@ func BenchmarkSubmit500(b *testing.B) {
 			}
 			return nil
 		}
-		if err := parallel(20, sbatch); err != nil { // warm-up
+		if err := sidecarstest.Parallel(20, benchConcurrency, sbatch); err != nil { // warm-up
 			b.Fatal(err)
 		}
 		cancelAll(b)
 		var sidecar, raw time.Duration
 		for r := 0; r < n; r += round {
 			start := time.Now()
-			if err := parallel(round, func(i int) error { _, err := s.Create(context.Background(), pods[r+i]); return err }); err != nil {
+			if err := sidecarstest.Parallel(round, benchConcurrency, func(i int) error { _, err := s.Create(context.Background(), pods[r+i]); return err }); err != nil {
 				b.Fatal(err)
 			}
 			sidecar += time.Since(start)
 			start = time.Now()
-			if err := parallel(round, func(i int) error { return sbatch(r + i) }); err != nil {
+			if err := sidecarstest.Parallel(round, benchConcurrency, func(i int) error { return sbatch(r + i) }); err != nil {
 				b.Fatal(err)
 			}
 			raw += time.Since(start)
@@ -128,7 +107,7 @@ func BenchmarkStatus1000(b *testing.B) {
 	_ = os.Chmod(dir, 0o755)
 	s := newSidecar(b, dir)
 	pods := heldPods(n)
-	if err := parallel(n, func(i int) error { _, err := s.Create(context.Background(), pods[i]); return err }); err != nil {
+	if err := sidecarstest.Parallel(n, benchConcurrency, func(i int) error { _, err := s.Create(context.Background(), pods[i]); return err }); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { cancelAll(b) })

@@ -3,7 +3,6 @@ package slurm
 import (
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -156,16 +155,7 @@ func DefaultConfig() Config {
 
 // ListenAddr returns the address to serve on: Listen, with its port
 // replaced by SidecarPort when that is set.
-func (c *Config) ListenAddr() string {
-	if c.SidecarPort == "" || strings.HasPrefix(c.Listen, "/") || strings.HasPrefix(c.Listen, "unix://") {
-		return c.Listen
-	}
-	host, _, err := net.SplitHostPort(c.Listen)
-	if err != nil {
-		host = c.Listen
-	}
-	return net.JoinHostPort(host, c.SidecarPort)
-}
+func (c *Config) ListenAddr() string { return config.WithPort(c.Listen, c.SidecarPort) }
 
 // Validate reports every problem at once.
 func (c *Config) Validate() error {
