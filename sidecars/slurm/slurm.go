@@ -158,6 +158,10 @@ func (s *Slurm) Create(ctx context.Context, data *api.RetrievedPodData) (api.Cre
 	return api.CreateStruct{PodUID: uid, PodJID: id}, nil
 }
 
+// lateCleanup is how long after deleting a running job its files are
+// removed once more (Slurm's default KillWait is 30 s).
+const lateCleanup = time.Minute
+
 // jobGone tells whether scancel failed because the job already ended.
 func jobGone(err error) bool {
 	var ce *cmdError
@@ -206,6 +210,14 @@ func (s *Slurm) Delete(ctx context.Context, p *corev1.Pod) error {
 	}
 	if err := s.store.remove(uid); err != nil {
 		return err
+	}
+	if rec.Final == nil {
+		// A job being cancelled may still write (slurmstepd appends its
+		// CANCELLED line to the output): clean up again once it is gone.
+		time.AfterFunc(lateCleanup, func() {
+			_ = s.root.Remove(rec.Dir + outputSuffix)
+			_ = s.root.RemoveAll(rec.Dir)
+		})
 	}
 	s.log.Info("job deleted", "pod", p.Name, "namespace", p.Namespace, "uid", uid, "job_id", rec.JobID)
 	return nil
