@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/distribution/reference"
 	"github.com/moby/moby/api/pkg/authconfig"
 	"github.com/moby/moby/api/types/registry"
@@ -145,10 +146,29 @@ func (d *Docker) pull(ctx context.Context, image string, auths map[string]regist
 	}
 	d.observe("pull", start, err)
 	if err != nil {
-		// An image that cannot be pulled (no such image, refused
-		// credentials) is the pod's problem: it must not be retried forever.
-		return api.Invalid("pull image %q: %w", image, err)
+		// An image that does not exist or whose credentials are refused is
+		// the pod's problem (400, it fails); a registry or network hiccup
+		// is not (503, retried).
+		if pullRefused(err) {
+			return api.Invalid("pull image %q: %w", image, err)
+		}
+		return api.Unavailable("pull image %q: %w", image, err)
 	}
 	d.log.Info("image pulled", "image", image)
 	return nil
+}
+
+// pullRefused tells whether a pull failed for good: unknown image, refused
+// or missing credentials.
+func pullRefused(err error) bool {
+	if cerrdefs.IsNotFound(err) || cerrdefs.IsUnauthorized(err) || cerrdefs.IsPermissionDenied(err) || cerrdefs.IsInvalidArgument(err) {
+		return true
+	}
+	msg := err.Error()
+	for _, m := range []string{"no basic auth credentials", "unauthorized", "authentication required", "manifest unknown", "not found", "denied", "invalid reference"} {
+		if strings.Contains(msg, m) {
+			return true
+		}
+	}
+	return false
 }

@@ -133,6 +133,11 @@ func (d *Docker) containerSpec(p *corev1.Pod, c *corev1.Container, role string, 
 			}
 			continue
 		}
+		if m.SubPath != "" && (v.EmptyDir || v.HostPath != "") {
+			// A container could replace the subPath by a symlink before
+			// Docker (as root) binds it: the host would be exposed.
+			return spec{}, nil, fmt.Errorf("volume mount %q: subPath on an emptyDir or hostPath volume is refused by the Docker sidecar", m.Name)
+		}
 		dir, hostPath, mkdir, err := poddata.Mount(v, m)
 		if err != nil {
 			return spec{}, nil, err

@@ -71,6 +71,7 @@ func (l *logWriter) run(ctx context.Context, f *os.File) error {
 	}
 	// What is there now: filtered, and the last Tail lines kept.
 	var tail []string
+	var partial string // a last line not finished yet, read again when followed
 	if r != nil {
 		for {
 			line, err := r.ReadString('\n')
@@ -78,7 +79,7 @@ func (l *logWriter) run(ctx context.Context, f *os.File) error {
 				// A partial last line is read again when followed.
 				if len(line) > 0 {
 					if o.Follow {
-						r = bufio.NewReaderSize(io.MultiReader(strings.NewReader(line), f), 64<<10)
+						partial = line
 					} else if out, ok := l.format(line+"\n", since); ok {
 						tail = append(tail, out)
 					}
@@ -109,7 +110,6 @@ func (l *logWriter) run(ctx context.Context, f *os.File) error {
 	if !o.Follow {
 		return nil
 	}
-	var partial string
 	tick := time.NewTicker(l.s.cfg.LogPollInterval.Duration)
 	defer tick.Stop()
 	for {

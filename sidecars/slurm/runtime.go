@@ -168,7 +168,7 @@ func (e enroot) commands(c *container, image string) [][]string {
 	}
 	start = append(start, c.id)
 	cmd := append(append([]string{}, c.command...), c.args...)
-	if c.workDir != "" {
+	if c.workDir != "" && len(cmd) > 0 {
 		// enroot has no working-directory option.
 		cmd = append([]string{"/bin/sh", "-c", `cd -- "$0" && exec "$@"`, c.workDir}, cmd...)
 	}

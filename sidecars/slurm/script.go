@@ -278,27 +278,41 @@ func checkSlurmName(s string) error {
 	return nil
 }
 
-// Options a pod must not set: the sidecar needs them as they are.
-var reservedFlags = map[string]bool{
-	"--wrap": true, "--output": true, "-o": true, "--error": true, "-e": true, "--input": true, "-i": true,
-	"--chdir": true, "-D": true, "--export": true, "--export-file": true, "--parsable": true,
-	"--uid": true, "--gid": true, "--array": true, "-a": true, "--comment": true,
-}
+// Options a pod must not set: the sidecar needs them as they are. sbatch
+// takes any unambiguous abbreviation of a long option, and bundles of short
+// ones, so both are checked as getopt reads them.
+var (
+	reservedLong  = []string{"wrap", "output", "error", "input", "chdir", "export", "export-file", "parsable", "uid", "gid", "array", "comment", "open-mode"}
+	reservedShort = "oeiDa"
+	// shortWithArg are sbatch's short options that take an argument: the
+	// rest of a bundle after one of them is its value.
+	shortWithArg = "aAbcdDeFGiJLMmnNopqStwx"
+)
 
 // checkFlags checks extra sbatch flags: each one an option, none reserved.
 func checkFlags(flags []string) error {
 	for _, f := range flags {
-		name, _, _ := strings.Cut(f, "=")
-		if len(name) > 2 && name[1] != '-' {
-			name = name[:2] // -oFILE
-		}
 		switch {
-		case !strings.HasPrefix(f, "-"):
-			return fmt.Errorf("%q is not an option (want --name=value)", f)
 		case strings.ContainsAny(f, "\n\x00"):
 			return fmt.Errorf("%q holds a newline", f)
-		case reservedFlags[name]:
-			return fmt.Errorf("option %s is set by the sidecar and cannot be changed", name)
+		case strings.HasPrefix(f, "--"):
+			name, _, _ := strings.Cut(f[2:], "=")
+			for _, r := range reservedLong {
+				if name != "" && strings.HasPrefix(r, name) {
+					return fmt.Errorf("option --%s (--%s) is set by the sidecar and cannot be changed", name, r)
+				}
+			}
+		case strings.HasPrefix(f, "-") && len(f) > 1:
+			for _, c := range f[1:] {
+				if strings.ContainsRune(reservedShort, c) {
+					return fmt.Errorf("option -%c is set by the sidecar and cannot be changed", c)
+				}
+				if strings.ContainsRune(shortWithArg, c) {
+					break // the rest is its value
+				}
+			}
+		default:
+			return fmt.Errorf("%q is not an option (want --name=value)", f)
 		}
 	}
 	return nil
@@ -365,8 +379,8 @@ func (b *builder) container(c *corev1.Container, vols map[string]poddata.Volume,
 	if err != nil {
 		errs = append(errs, fmt.Errorf("container %s: %w", c.Name, err))
 	}
-	if c.Image == "" {
-		errs = append(errs, fmt.Errorf("container %s has no image", c.Name))
+	if c.Image == "" || strings.HasPrefix(c.Image, "-") {
+		errs = append(errs, fmt.Errorf("container %s: image %q is empty or starts with '-'", c.Name, c.Image))
 	}
 	ct.image = img
 	for _, e := range c.Env {
@@ -425,7 +439,7 @@ func (b *builder) container(c *corev1.Container, vols map[string]poddata.Volume,
 		for _, kv := range ct.env {
 			q, err := quote(kv[1])
 			if err != nil {
-				errs = append(errs, fmt.Errorf("container %s: env %s: %w", c.Name, kv[0], err))
+				errs = append(errs, fmt.Errorf("container %s: env %s cannot be quoted (it holds a NUL byte)", c.Name, kv[0]))
 				continue
 			}
 			sb.WriteString(kv[0] + "=" + q + "\n")

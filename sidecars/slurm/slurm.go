@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"os"
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -30,6 +32,7 @@ type Slurm struct {
 	rootDir string
 	locks   sidecars.KeyedMutex
 	metrics *metrics // nil until Register
+	lock    *os.File // flock on DataRootFolder
 }
 
 var (
@@ -48,15 +51,29 @@ func New(cfg Config, log *slog.Logger) (*Slurm, error) {
 	if err != nil {
 		return nil, fmt.Errorf("DataRootFolder: %w", err)
 	}
+	// One sidecar per DataRootFolder: at start it cancels the jobs of that
+	// folder it has no record of, which would be another sidecar's.
+	lock, err := root.OpenFile(".interlink-slurm.lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err == nil {
+		if err = syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil { //nolint:gosec // a file descriptor fits an int
+			_ = lock.Close()
+			err = fmt.Errorf("DataRootFolder %s is used by another interlink-slurm (give each its own): %w", rootDir, err)
+		}
+	}
+	if err != nil {
+		_ = root.Close()
+		return nil, err
+	}
 	st, err := openStore(statePath)
 	if err != nil {
+		_ = lock.Close()
 		_ = root.Close()
 		return nil, err
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Slurm{cfg: cfg, log: log, cmd: newCommands(&cfg), store: st, root: root, rootDir: rootDir}
+	s := &Slurm{cfg: cfg, log: log, cmd: newCommands(&cfg), store: st, root: root, rootDir: rootDir, lock: lock}
 	log.Info("slurm sidecar state loaded", "pods", st.len(), "state", statePath, "data", rootDir)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.CommandTimeout.Duration)
 	defer cancel()
@@ -94,7 +111,7 @@ func (s *Slurm) reconcile(ctx context.Context) error {
 
 // Close releases the store and the data root.
 func (s *Slurm) Close() error {
-	return errors.Join(s.store.close(), s.root.Close())
+	return errors.Join(s.store.close(), s.lock.Close(), s.root.Close())
 }
 
 // Create submits the pod's job; a second create of the same UID returns
@@ -131,14 +148,22 @@ func (s *Slurm) Create(ctx context.Context, data *api.RetrievedPodData) (api.Cre
 	start := time.Now()
 	// The script goes to sbatch's standard input: Slurm keeps it (scontrol
 	// write batch_script JOBID shows it).
-	out, err := s.cmd.runInput(ctx, []byte(j.script), append([]string{s.cfg.SbatchPath}, j.args...)...)
+	// Not bound to the request: a caller going away must not kill an
+	// sbatch that Slurm may have accepted (CommandTimeout still bounds it).
+	out, err := s.cmd.runInput(context.WithoutCancel(ctx), []byte(j.script), append([]string{s.cfg.SbatchPath}, j.args...)...)
 	if err != nil {
 		var ce *cmdError
-		if errors.As(err, &ce) && strings.Contains(ce.stderr, "submission failed") && !strings.Contains(ce.stderr, "Unable to contact") {
+		if errors.As(err, &ce) && refused(ce.stderr) {
 			// Slurm refused this job (an impossible request): the pod's fault.
 			return fail(api.Invalid("pod %s/%s: Slurm refused the job: %s", p.Namespace, p.Name, ce.stderr))
 		}
-		return fail(fmt.Errorf("pod %s/%s: sbatch: %w", p.Namespace, p.Name, err))
+		// Slurm may have accepted the job before the error (a timeout):
+		// adopt it rather than submit a second one on the retry.
+		if id, ferr := s.findJob(context.WithoutCancel(ctx), p); ferr == nil && id != "" {
+			out = []byte(id)
+		} else {
+			return fail(fmt.Errorf("pod %s/%s: sbatch: %w", p.Namespace, p.Name, err))
+		}
 	}
 	id, _, _ := strings.Cut(strings.TrimSpace(string(out)), ";")
 	if id == "" {
@@ -156,6 +181,36 @@ func (s *Slurm) Create(ctx context.Context, data *api.RetrievedPodData) (api.Cre
 	s.log.Info("job submitted", "pod", p.Name, "namespace", p.Namespace, "uid", uid, "job_id", id,
 		"duration_seconds", time.Since(start).Seconds())
 	return api.CreateStruct{PodUID: uid, PodJID: id}, nil
+}
+
+// refusals are what sbatch says of a job it will never accept; anything
+// else (timeouts, a busy controller, submit limits) is worth a retry.
+var refusals = []string{"Invalid partition", "Invalid account", "Invalid qos", "Invalid generic resource", "Invalid feature",
+	"Requested node configuration is not available", "Memory required by task is not available",
+	"Requested partition configuration not available", "Requested time limit is invalid", "More processors requested than permitted",
+	"unrecognized option", "invalid option", "Invalid job", "Invalid --"}
+
+func refused(stderr string) bool {
+	for _, r := range refusals {
+		if strings.Contains(stderr, r) {
+			return true
+		}
+	}
+	return false
+}
+
+// findJob looks for a live or ended job of the pod by its comment.
+func (s *Slurm) findJob(ctx context.Context, p *corev1.Pod) (string, error) {
+	out, err := s.cmd.run(ctx, s.cfg.SqueuePath, "--noheader", "--states=all", "--name="+p.Namespace+"-"+p.Name, "--format=%i|%k")
+	if err != nil {
+		return "", err
+	}
+	for l := range strings.SplitSeq(string(out), "\n") {
+		if id, comment, ok := strings.Cut(strings.TrimSpace(l), "|"); ok && comment == jobComment(p.UID) {
+			return id, nil
+		}
+	}
+	return "", nil
 }
 
 // lateCleanup is how long after deleting a running job its files are
@@ -250,11 +305,11 @@ func (s *Slurm) Status(ctx context.Context, pods []corev1.Pod) ([]api.PodStatus,
 }
 
 func (s *Slurm) podStatus(rec *record, states map[string]jobState) api.PodStatus {
-	dir := filepath.Join(s.rootDir, rec.Dir)
+	dir := rec.Dir
 	st := api.PodStatus{PodName: rec.Name, PodUID: rec.UID, PodNamespace: rec.Namespace, JobID: rec.JobID}
 	files := map[string]ctrFiles{}
 	for _, n := range append(append([]string{}, rec.InitContainers...), rec.Containers...) {
-		files[n] = readCtrFiles(dir, n)
+		files[n] = readCtrFiles(s.root, dir, n)
 	}
 	var js jobState
 	switch {
@@ -270,15 +325,13 @@ func (s *Slurm) podStatus(rec *record, states map[string]jobState) api.PodStatus
 		}
 		if js.terminal() {
 			rec.Final = &js
-			if err := s.store.put(*rec); err != nil {
-				s.log.Warn("could not save a job's end", "job_id", rec.JobID, "err", err)
-			}
+			s.saveFinal(*rec)
 		}
 	}
 	var tail *string
 	output := func() string {
 		if tail == nil {
-			t := outputTail(dir, 512)
+			t := outputTail(s.root, dir, 512)
 			tail = &t
 		}
 		return *tail
@@ -293,6 +346,18 @@ func (s *Slurm) podStatus(rec *record, states map[string]jobState) api.PodStatus
 		st.Containers = append(st.Containers, containerStatus(n, rec.JobID, js, files[n], output, initDone))
 	}
 	return st
+}
+
+// saveFinal keeps a job's end, unless its pod was deleted meanwhile.
+func (s *Slurm) saveFinal(rec record) {
+	unlock := s.locks.Lock(rec.UID)
+	defer unlock()
+	if cur, ok := s.store.get(rec.UID); !ok || cur.JobID != rec.JobID {
+		return
+	}
+	if err := s.store.put(rec); err != nil {
+		s.log.Warn("could not save a job's end", "job_id", rec.JobID, "err", err)
+	}
 }
 
 func allExited(files map[string]ctrFiles) bool {

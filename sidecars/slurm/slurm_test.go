@@ -171,8 +171,8 @@ func TestRefusedSubmissionLeavesNothing(t *testing.T) {
 	if api.ReasonOf(err) != api.ReasonInvalid || !strings.Contains(err.Error(), "Invalid partition name") {
 		t.Fatalf("create: %v, want Invalid with Slurm's message", err)
 	}
-	if entries, _ := os.ReadDir(filepath.Join(dir, "jobs")); len(entries) != 0 {
-		t.Errorf("a refused pod left %d entries in DataRootFolder", len(entries))
+	if entries, _ := os.ReadDir(filepath.Join(dir, "jobs")); len(entries) != 1 || entries[0].Name() != ".interlink-slurm.lock" {
+		t.Errorf("a refused pod left entries in DataRootFolder: %v", entries)
 	}
 	if _, ok := s.store.get(testUID); ok {
 		t.Error("a refused pod left a record")
@@ -200,5 +200,21 @@ func TestStateSurvivesRestart(t *testing.T) {
 	defer func() { _ = s.Close() }()
 	if again, err := s.Create(context.Background(), data); err != nil || again.PodJID != res.PodJID {
 		t.Fatalf("create after restart: %+v %v, want job %s", again, err, res.PodJID)
+	}
+}
+
+func TestOneSidecarPerDataRootFolder(t *testing.T) {
+	cfg, _ := fakeSlurm(t)
+	s, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	cfg.StatePath += ".other"
+	if other, err := New(cfg, nil); err == nil || !strings.Contains(err.Error(), "used by another interlink-slurm") {
+		if other != nil {
+			_ = other.Close()
+		}
+		t.Fatalf("a second sidecar on the same DataRootFolder: %v, want it refused", err)
 	}
 }

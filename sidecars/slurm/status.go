@@ -7,14 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
+	"path"
 	"strconv"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/seed-3f807049/interlink/sidecars/poddata"
 )
 
 // jobState is a job's state as Slurm reports it.
@@ -119,12 +120,14 @@ type ctrFiles struct {
 	finished time.Time
 }
 
-func readCtrFiles(dir, name string) ctrFiles {
+// readCtrFiles reads a container's files, through the data root: the job
+// writes them, so they must not lead outside it.
+func readCtrFiles(root *poddata.Dir, dir, name string) ctrFiles {
 	var f ctrFiles
-	if b, err := os.ReadFile(filepath.Join(dir, containersDir, name+".started")); err == nil {
+	if b, err := readSmall(root, path.Join(dir, containersDir, name+".started")); err == nil {
 		f.started, _ = time.Parse(time.RFC3339Nano, strings.TrimSpace(string(b)))
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, containersDir, name+".exit")); err == nil {
+	if b, err := readSmall(root, path.Join(dir, containersDir, name+".exit")); err == nil {
 		code, at, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
 		if n, err := strconv.ParseInt(code, 10, 32); err == nil {
 			f.exited, f.code = true, int32(n)
@@ -138,9 +141,19 @@ func readCtrFiles(dir, name string) ctrFiles {
 // for its memory (without cgroups Slurm does not report OUT_OF_MEMORY).
 var oomMarkers = []string{"Exceeded job memory limit", "oom-kill", "Out Of Memory"}
 
+// readSmall reads at most 4 KiB of a file under root.
+func readSmall(root *poddata.Dir, name string) ([]byte, error) {
+	f, err := root.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }()
+	return io.ReadAll(io.LimitReader(f, 4096))
+}
+
 // outputTail returns the end of the job's output, for messages.
-func outputTail(dir string, n int64) string {
-	f, err := os.Open(dir + outputSuffix)
+func outputTail(root *poddata.Dir, dir string, n int64) string {
+	f, err := root.Open(dir + outputSuffix)
 	if err != nil {
 		return ""
 	}
