@@ -34,8 +34,13 @@ type mount struct {
 
 // runtime turns a container into the commands of the job script.
 type runtime interface {
-	// usesEnvFile tells whether the container's env goes in a file.
+	// usesEnvFile tells whether the container's env goes in a file (mode
+	// 0600, values quoted), never in a command's arguments where any user
+	// of the node could read them.
 	usesEnvFile() bool
+	// sourcesEnvFile tells whether the job sources that file before the
+	// runtime's command, which takes the variables from its environment.
+	sourcesEnvFile() bool
 	// image maps an image reference to the runtime's form.
 	image(ref string) (string, error)
 	// commands are the steps that run the container, the last one being
@@ -79,7 +84,8 @@ type singularity struct {
 	imageRoot string
 }
 
-func (singularity) usesEnvFile() bool { return true }
+func (singularity) usesEnvFile() bool    { return true }
+func (singularity) sourcesEnvFile() bool { return false }
 
 func (s singularity) image(ref string) (string, error) {
 	switch {
@@ -132,7 +138,8 @@ type enroot struct {
 	imageRoot string
 }
 
-func (enroot) usesEnvFile() bool { return false }
+func (enroot) usesEnvFile() bool    { return true }
+func (enroot) sourcesEnvFile() bool { return true }
 
 func (e enroot) image(ref string) (string, error) {
 	switch {
@@ -161,7 +168,7 @@ func (e enroot) commands(c *container, image string) [][]string {
 	steps = append(steps, []string{e.cfg.EnrootPath, "create", "--force", "--name", c.id, image})
 	start := []string{e.cfg.EnrootPath, "start", "--rw"}
 	for _, kv := range c.env {
-		start = append(start, "--env", kv[0]+"="+kv[1])
+		start = append(start, "--env", kv[0]) // its value from the sourced env file
 	}
 	for _, m := range c.mounts {
 		start = append(start, "--mount", m.host+":"+m.ctr)
@@ -185,7 +192,11 @@ type charliecloud struct {
 	imageRoot string
 }
 
-func (charliecloud) usesEnvFile() bool { return false }
+// Charliecloud takes the env as arguments (ch-run cannot import variables
+// by name once --unset-env cleared them): values are literal but visible to
+// the node's users while the container runs.
+func (charliecloud) usesEnvFile() bool    { return false }
+func (charliecloud) sourcesEnvFile() bool { return false }
 
 func (c charliecloud) image(ref string) (string, error) {
 	switch {
@@ -240,14 +251,15 @@ func (charliecloud) cleanup(*container) [][]string { return nil }
 // podman runs containers with podman run, on the host network.
 type podman struct{ cfg *Config }
 
-func (podman) usesEnvFile() bool { return false }
+func (podman) usesEnvFile() bool    { return true }
+func (podman) sourcesEnvFile() bool { return true }
 
 func (podman) image(ref string) (string, error) { return ref, nil }
 
 func (p podman) commands(c *container, image string) [][]string {
 	argv := []string{p.cfg.PodmanPath, "run", "--rm", "--name=" + c.id, "--network=host"}
 	for _, kv := range c.env {
-		argv = append(argv, "--env="+kv[0]+"="+kv[1])
+		argv = append(argv, "--env="+kv[0]) // its value from the sourced env file
 	}
 	for _, m := range c.mounts {
 		v := m.host + ":" + m.ctr

@@ -600,6 +600,10 @@ il_run() {
 	for i, c := range all {
 		w("\n# container %s, image %s\n", c.name, q(c.image))
 		w("il_c%d() {\n", i)
+		if rt.sourcesEnvFile() {
+			// Exported in this container's subshell only.
+			w("\tset -a; . %s || return; set +a\n", cmd([]string{dataRef(c.envFile)}))
+		}
 		steps := rt.commands(c, c.image)
 		for j, step := range steps {
 			if j == len(steps)-1 {

@@ -7,7 +7,11 @@
 # dir  volumes/token
 # file volumes/token/token -rw------- eyJ.token
 # dir  volumes/work
+# dir  env
+# file env/setup.env -rw------- 
+# file env/main.env -rw------- GREETING='hello world'\nEMPTY=''\n
 # dir  volumes/work/logs
+# file env/sidecar.env -rw------- 
 #!/bin/bash
 # Job of pod team-a/web, written by interlink-slurm. The containers' output goes to
 # containers/NAME.log, their exit codes to containers/NAME.exit.
@@ -52,6 +56,7 @@ il_run() {
 
 # container setup, image docker://busybox:1.36
 il_c0() {
+	set -a; . "$IL_DATA"/env/setup.env || return; set +a
 	mkdir -p "$IL_DATA"/images || return
 	enroot import --output "$IL_DATA"/images/setup.sqsh docker://busybox:1.36 || return
 	enroot create --force --name il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-setup "$IL_DATA"/images/setup.sqsh || return
@@ -64,10 +69,11 @@ il_c0_cleanup() {
 
 # container main, image 'docker://ghcr.io#acme/app:v1'
 il_c1() {
+	set -a; . "$IL_DATA"/env/main.env || return; set +a
 	mkdir -p "$IL_DATA"/images || return
 	enroot import --output "$IL_DATA"/images/main.sqsh 'docker://ghcr.io#acme/app:v1' || return
 	enroot create --force --name il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main "$IL_DATA"/images/main.sqsh || return
-	enroot start --rw --env 'GREETING=hello world' --env 'EMPTY=' --mount "$IL_DATA"/volumes/config:/etc/app --mount "$IL_DATA"/volumes/creds:/etc/creds --mount "$IL_DATA"/volumes/token:/var/run/secrets/tokens --mount "$IL_DATA"/volumes/work:/work il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main /bin/sh -c 'cd -- "$0" && exec "$@"' /srv /app --serve "it's ok"
+	enroot start --rw --env GREETING --env EMPTY --mount "$IL_DATA"/volumes/config:/etc/app --mount "$IL_DATA"/volumes/creds:/etc/creds --mount "$IL_DATA"/volumes/token:/var/run/secrets/tokens --mount "$IL_DATA"/volumes/work:/work il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main /bin/sh -c 'cd -- "$0" && exec "$@"' /srv /app --serve "it's ok"
 }
 il_c1_cleanup() {
 	enroot remove --force il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main >/dev/null 2>&1
@@ -76,6 +82,7 @@ il_c1_cleanup() {
 
 # container sidecar, image /images/tools.sif
 il_c2() {
+	set -a; . "$IL_DATA"/env/sidecar.env || return; set +a
 	mkdir -p "$IL_DATA"/images || return
 	enroot import --output "$IL_DATA"/images/sidecar.sqsh /images/tools.sif || return
 	enroot create --force --name il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar "$IL_DATA"/images/sidecar.sqsh || return

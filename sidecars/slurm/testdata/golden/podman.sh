@@ -7,7 +7,11 @@
 # dir  volumes/token
 # file volumes/token/token -rw------- eyJ.token
 # dir  volumes/work
+# dir  env
+# file env/setup.env -rw------- 
+# file env/main.env -rw------- GREETING='hello world'\nEMPTY=''\n
 # dir  volumes/work/logs
+# file env/sidecar.env -rw------- 
 #!/bin/bash
 # Job of pod team-a/web, written by interlink-slurm. The containers' output goes to
 # containers/NAME.log, their exit codes to containers/NAME.exit.
@@ -52,6 +56,7 @@ il_run() {
 
 # container setup, image busybox:1.36
 il_c0() {
+	set -a; . "$IL_DATA"/env/setup.env || return; set +a
 	podman run --rm '--name=il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-setup' '--network=host' '--volume='"$IL_DATA"/volumes/work:/work '--entrypoint=["/bin/sh","-c","echo init \u003e /work/ready"]' busybox:1.36
 }
 il_c0_cleanup() {
@@ -61,7 +66,8 @@ il_c0_cleanup() {
 
 # container main, image ghcr.io/acme/app:v1
 il_c1() {
-	podman run --rm '--name=il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main' '--network=host' '--env=GREETING=hello world' '--env=EMPTY=' '--volume='"$IL_DATA"/volumes/config:/etc/app:ro '--volume='"$IL_DATA"/volumes/creds:/etc/creds:ro '--volume='"$IL_DATA"/volumes/token:/var/run/secrets/tokens:ro '--volume='"$IL_DATA"/volumes/work:/work '--workdir=/srv' '--device=nvidia.com/gpu=all' '--entrypoint=["/app"]' ghcr.io/acme/app:v1 --serve "it's ok"
+	set -a; . "$IL_DATA"/env/main.env || return; set +a
+	podman run --rm '--name=il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main' '--network=host' '--env=GREETING' '--env=EMPTY' '--volume='"$IL_DATA"/volumes/config:/etc/app:ro '--volume='"$IL_DATA"/volumes/creds:/etc/creds:ro '--volume='"$IL_DATA"/volumes/token:/var/run/secrets/tokens:ro '--volume='"$IL_DATA"/volumes/work:/work '--workdir=/srv' '--device=nvidia.com/gpu=all' '--entrypoint=["/app"]' ghcr.io/acme/app:v1 --serve "it's ok"
 }
 il_c1_cleanup() {
 	podman rm --force --ignore il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main >/dev/null 2>&1
@@ -70,6 +76,7 @@ il_c1_cleanup() {
 
 # container sidecar, image /images/tools.sif
 il_c2() {
+	set -a; . "$IL_DATA"/env/sidecar.env || return; set +a
 	podman run --rm '--name=il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar' '--network=host' '--volume='"$IL_DATA"/volumes/work/logs:/work /images/tools.sif watch
 }
 il_c2_cleanup() {
