@@ -139,7 +139,9 @@ func readCtrFiles(root *poddata.Dir, dir, name string) ctrFiles {
 
 // oomMarkers are what slurmstepd and the kernel write when a job is killed
 // for its memory (without cgroups Slurm does not report OUT_OF_MEMORY).
-var oomMarkers = []string{"Exceeded job memory limit", "oom-kill", "Out Of Memory"}
+// slurmstepd first writes "StepId=N.batch exceeded memory limit (X > Y),
+// being killed", then "Exceeded job memory limit": matched in lower case.
+var oomMarkers = []string{"exceeded memory limit", "exceeded job memory limit", "oom-kill", "out of memory"}
 
 // readSmall reads at most 4 KiB of a file under root.
 func readSmall(root *poddata.Dir, name string) ([]byte, error) {
@@ -168,8 +170,9 @@ func outputTail(root *poddata.Dir, dir string, n int64) string {
 // ending is how a job's end is told to a container that recorded no exit
 // code of its own: reason and exit code.
 func ending(js jobState, output string) (reason string, code int32) {
+	lower := strings.ToLower(output)
 	for _, m := range oomMarkers {
-		if strings.Contains(output, m) {
+		if strings.Contains(lower, m) {
 			return "OOMKilled", 137
 		}
 	}

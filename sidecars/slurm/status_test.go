@@ -30,6 +30,7 @@ func TestContainerStatus(t *testing.T) {
 		{"time limit, no exit file", jobState{State: "TIMEOUT", At: at}, started, "", true, "DeadlineExceeded", 137},
 		{"time limit, killed by TERM", jobState{State: "TIMEOUT", At: at}, exited(143), "", true, "DeadlineExceeded", 143},
 		{"memory, as slurmstepd says", jobState{State: "FAILED", At: at}, started, "error: Exceeded job memory limit", true, "OOMKilled", 137},
+		{"memory, slurmstepd's first line", jobState{State: "FAILED", At: at}, started, "slurmstepd-localhost: error: StepId=16.batch exceeded memory limit (330436608 > 52428800), being killed", true, "OOMKilled", 137},
 		{"OUT_OF_MEMORY state", jobState{State: "OUT_OF_MEMORY", At: at}, started, "", true, "OOMKilled", 137},
 		{"cancelled", jobState{State: "CANCELLED", At: at}, started, "", true, "Cancelled", 143},
 		{"preempted", jobState{State: "PREEMPTED", At: at}, started, "", true, "Preempted", 143},
