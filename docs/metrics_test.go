@@ -1,7 +1,6 @@
 package docs
 
 import (
-	"encoding/json"
 	"fmt"
 	"go/ast"
 	"go/parser"
@@ -17,6 +16,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"sigs.k8s.io/yaml"
+
+	"github.com/seed-3f807049/interlink/observability"
 )
 
 // metric is one metric as its source declares it.
@@ -199,25 +200,12 @@ func TestDashboardsAndAlertsUseDeclaredMetrics(t *testing.T) {
 		t.Fatalf("dashboards: %v, want at least 2", files)
 	}
 	for _, f := range files {
-		b, err := os.ReadFile(f)
+		panels, err := observability.ReadDashboard(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var d struct {
-			UID    string `json:"uid"`
-			Panels []struct {
-				ID      int    `json:"id"`
-				Title   string `json:"title"`
-				Targets []struct {
-					Expr string `json:"expr"`
-				} `json:"targets"`
-			} `json:"panels"`
-		}
-		if err := json.Unmarshal(b, &d); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
 		ids := map[int]bool{}
-		for _, p := range d.Panels {
+		for _, p := range panels {
 			if ids[p.ID] {
 				t.Errorf("%s: panel id %d used twice", f, p.ID)
 			}

@@ -24,6 +24,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/seed-3f807049/interlink/observability"
 )
 
 // The dashboards' e2e: a real Prometheus (Debian's) scrapes a whole stack —
@@ -301,22 +303,11 @@ scrape_configs:
 	// Every panel's query returns data.
 	files, _ := filepath.Glob("dashboards/*.json")
 	for _, f := range files {
-		b, err := os.ReadFile(f)
+		panels, err := observability.ReadDashboard(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var d struct {
-			Panels []struct {
-				Title   string `json:"title"`
-				Targets []struct {
-					Expr string `json:"expr"`
-				} `json:"targets"`
-			} `json:"panels"`
-		}
-		if err := json.Unmarshal(b, &d); err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range d.Panels {
+		for _, p := range panels {
 			for _, tg := range p.Targets {
 				expr := strings.ReplaceAll(tg.Expr, "$sidecar", ".*")
 				if n := query(t, prom, expr); n == 0 {

@@ -29,12 +29,17 @@ func New(w io.Writer, format, level string) (*slog.Logger, error) {
 
 // Level maps the original interLink's logging switches to a level name.
 func Level(verbose, errorsOnly bool) string {
+	return LevelOr("info", verbose, errorsOnly)
+}
+
+// LevelOr is level unless one of the original's switches is on.
+func LevelOr(level string, verbose, errorsOnly bool) string {
 	switch {
 	case verbose:
 		return "debug"
 	case errorsOnly:
 		return "error"
 	default:
-		return "info"
+		return level
 	}
 }

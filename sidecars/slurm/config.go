@@ -114,10 +114,7 @@ type Config struct {
 
 // LogSettings implements cli.Config.
 func (c *Config) LogSettings() (format, level string) {
-	if c.VerboseLogging || c.ErrorsOnlyLogging {
-		return c.LogFormat, logging.Level(c.VerboseLogging, c.ErrorsOnlyLogging)
-	}
-	return c.LogFormat, c.LogLevel
+	return c.LogFormat, logging.LevelOr(c.LogLevel, c.VerboseLogging, c.ErrorsOnlyLogging)
 }
 
 // DefaultConfig returns the defaults.
