@@ -355,14 +355,14 @@ func TestE2EVirtualNode(t *testing.T) {
 	})
 
 	t.Run("PodLifecycleWithData", func(t *testing.T) {
-		out, err := s.kubectl(t, "apply", "-f", filepath.Join(repoDir, "examples/pods/hello.yaml"))
+		out, err := s.kubectl(t, "apply", "-f", filepath.Join(repoDir, "examples/pods/volumes.yaml"))
 		if err != nil {
 			t.Fatalf("kubectl apply: %v %s", err, out)
 		}
 		start := time.Now()
 		seen := map[corev1.PodPhase]bool{}
-		eventually(t, "pod hello Succeeded", 60*time.Second, func() error {
-			ph, _ := s.phase(t, "hello")
+		eventually(t, "pod volumes Succeeded", 60*time.Second, func() error {
+			ph, _ := s.phase(t, "volumes")
 			seen[ph] = true
 			if ph == corev1.PodRunning && !seen["timed"] {
 				seen["timed"] = true
@@ -376,7 +376,7 @@ func TestE2EVirtualNode(t *testing.T) {
 		if !seen[corev1.PodRunning] {
 			t.Errorf("pod never seen Running; phases seen %v", seen)
 		}
-		_, pod := s.phase(t, "hello")
+		_, pod := s.phase(t, "volumes")
 		if pod.Annotations[api.AnnotationJobID] == "" {
 			t.Errorf("no %s annotation on the pod", api.AnnotationJobID)
 		}
@@ -384,11 +384,11 @@ func TestE2EVirtualNode(t *testing.T) {
 		if cs.State.Terminated == nil || cs.State.Terminated.ExitCode != 0 || cs.State.Terminated.FinishedAt.IsZero() {
 			t.Errorf("container status %+v", cs.State)
 		}
-		logs, err := s.kubectl(t, "logs", "hello")
+		logs, err := s.kubectl(t, "logs", "volumes")
 		if err != nil {
 			t.Fatalf("kubectl logs: %v %s", err, logs)
 		}
-		for _, want := range []string{"configmap/hello-config[greeting]", "secret/hello-secret[password]", "projected/kube-api-access-", "[ca.crt,namespace,token]", "projected/interlink-kubeconfig[kubeconfig]", "exited with code 0"} {
+		for _, want := range []string{"configmap/volumes-config[app.conf]", "secret/volumes-secret[password]", "projected/kube-api-access-", "[ca.crt,namespace,token]", "projected/interlink-kubeconfig[kubeconfig]", "exited with code 0"} {
 			if !strings.Contains(logs, want) {
 				t.Errorf("logs lack %q:\n%s", want, logs)
 			}
