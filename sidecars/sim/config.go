@@ -41,7 +41,21 @@ type Config struct {
 	LogFormat    string          `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
 	Tracing      tracing.Config  `json:"Tracing" envPrefix:"INTERLINK_TRACING_" doc:"OpenTelemetry tracing."`
 	LogLevel     string          `json:"LogLevel" env:"INTERLINK_LOG_LEVEL" doc:"Log level: debug, info, warn or error."`
+	Faults       Faults          `json:"Faults" envPrefix:"INTERLINK_SIM_FAULT_" doc:"Faults injected into the protocol's calls, for fault tests (off by default); also set at run time with POST /sim/faults."`
 }
+
+// Faults makes the sim answer slowly or fail, for a while, as a struggling
+// backend would. They apply to /create, /delete, /status (pings included)
+// and /getLogs; the sim's own paths are never faulted.
+type Faults struct {
+	Delay     config.Duration `json:"Delay" env:"DELAY" doc:"Added before each faulted call is answered."`
+	ErrorRate float64         `json:"ErrorRate" env:"ERROR_RATE" doc:"Share (0 to 1) of faulted calls answered 503 Service Unavailable."`
+	Start     config.Duration `json:"Start" env:"START" doc:"Faults begin this long after the sim starts (or after POST /sim/faults)."`
+	Duration  config.Duration `json:"Duration" env:"DURATION" doc:"Faults last this long; 0 means until changed."`
+}
+
+// Active tells whether f changes anything.
+func (f *Faults) Active() bool { return f.Delay.Duration > 0 || f.ErrorRate > 0 }
 
 // LogSettings implements cli.Config.
 func (c *Config) LogSettings() (format, level string) { return c.LogFormat, c.LogLevel }
@@ -82,6 +96,24 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes <= 0 {
 		errs = append(errs, errors.New("MaxBodyBytes must be positive"))
+	}
+	if err := c.Faults.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Validate reports every problem at once.
+func (f *Faults) Validate() error {
+	var errs []error
+	if f.ErrorRate < 0 || f.ErrorRate > 1 {
+		errs = append(errs, fmt.Errorf("Faults.ErrorRate %v must be between 0 and 1", f.ErrorRate))
+	}
+	if f.Delay.Duration < 0 || f.Delay.Duration > 10*time.Minute {
+		errs = append(errs, errors.New("Faults.Delay must be between 0 and 10m"))
+	}
+	if f.Start.Duration < 0 || f.Duration.Duration < 0 {
+		errs = append(errs, errors.New("Faults.Start and Faults.Duration must not be negative"))
 	}
 	return errors.Join(errs...)
 }

@@ -56,6 +56,8 @@ type Sim struct {
 	seq  atomic.Uint64
 	mu   sync.RWMutex
 	pods map[types.UID]*pod
+	// counts holds call counts and the faults in force.
+	counts *counters
 }
 
 var (
@@ -69,7 +71,7 @@ func New(cfg Config) (*Sim, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("sim config: %w", err)
 	}
-	return &Sim{cfg: cfg, now: time.Now, pods: make(map[types.UID]*pod)}, nil
+	return &Sim{cfg: cfg, now: time.Now, pods: make(map[types.UID]*pod), counts: newCounters(time.Now(), cfg.Faults)}, nil
 }
 
 // Len returns the number of pods held.
@@ -81,6 +83,7 @@ func (s *Sim) Len() int {
 
 // Create implements sidecars.Plugin; it is idempotent by pod UID.
 func (s *Sim) Create(_ context.Context, data *api.RetrievedPodData) (api.CreateStruct, error) {
+	s.counts.add(&s.counts.creates, 1)
 	p := &data.Pod
 	var outcome uint8
 	switch o := p.Annotations[AnnotationOutcome]; o {
@@ -152,18 +155,6 @@ func keys(a map[string]string, b map[string][]byte) string {
 	return "[" + strings.Join(ks, ",") + "]"
 }
 
-// Stats counts the jobs the sim created since it started and the pods it
-// holds now (for fault tests: one job per pod).
-type Stats struct {
-	JobsCreated uint64 `json:"jobsCreated"`
-	PodsHeld    int    `json:"podsHeld"`
-}
-
-// Stats returns the current counts.
-func (s *Sim) Stats() Stats {
-	return Stats{JobsCreated: s.seq.Load(), PodsHeld: s.Len()}
-}
-
 func names(cs []corev1.Container) []string {
 	if len(cs) == 0 {
 		return nil
@@ -177,6 +168,7 @@ func names(cs []corev1.Container) []string {
 
 // Delete implements sidecars.Plugin.
 func (s *Sim) Delete(_ context.Context, p *corev1.Pod) error {
+	s.counts.add(&s.counts.deletes, 1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.pods[p.UID]; !ok {
@@ -188,6 +180,10 @@ func (s *Sim) Delete(_ context.Context, p *corev1.Pod) error {
 
 // Status implements sidecars.Plugin.
 func (s *Sim) Status(_ context.Context, pods []corev1.Pod) ([]api.PodStatus, error) {
+	s.counts.mu.Lock()
+	s.counts.statuses++
+	s.counts.statusPods += uint64(len(pods))
+	s.counts.mu.Unlock()
 	now := s.now()
 	out := make([]api.PodStatus, 0, len(pods))
 	s.mu.RLock()
@@ -275,6 +271,7 @@ func (s *Sim) Exec(_ context.Context, req *api.ExecRequest, out io.Writer) (int,
 
 // Ping implements sidecars.Pinger.
 func (s *Sim) Ping(context.Context) (api.PingResponse, error) {
+	s.counts.add(&s.counts.pings, 1)
 	return api.PingResponse{Status: api.PingOK, Resources: &api.Resources{CPU: s.cfg.CPU, Memory: s.cfg.Memory, Pods: s.cfg.Pods}}, nil
 }
 

@@ -1,0 +1,65 @@
+package sim_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/seed-3f807049/interlink/observability/config"
+	"github.com/seed-3f807049/interlink/sidecars"
+	"github.com/seed-3f807049/interlink/sidecars/sim"
+)
+
+func TestFaults(t *testing.T) {
+	cfg := sim.DefaultConfig()
+	cfg.Faults = sim.Faults{ErrorRate: 1, Duration: config.D(300 * time.Millisecond)}
+	s, err := sim.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler(sidecars.NewHandler(s, sidecars.HandlerConfig{})))
+	defer srv.Close()
+	ping := func() int {
+		resp, err := http.Post(srv.URL+"/status", "application/json", bytes.NewReader([]byte("[]")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := ping(); code != http.StatusServiceUnavailable {
+		t.Errorf("during the fault window: %d, want 503", code)
+	}
+	time.Sleep(350 * time.Millisecond)
+	if code := ping(); code != http.StatusOK {
+		t.Errorf("after the fault window: %d, want 200", code)
+	}
+	// Set at run time: a delay.
+	body, _ := json.Marshal(sim.Faults{Delay: config.D(200 * time.Millisecond)})
+	resp, err := http.Post(srv.URL+sim.PathFaults, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	start := time.Now()
+	if code := ping(); code != http.StatusOK || time.Since(start) < 200*time.Millisecond {
+		t.Errorf("delayed ping: %d after %s", code, time.Since(start))
+	}
+	if bad, _ := json.Marshal(sim.Faults{ErrorRate: 2}); true {
+		resp, err := http.Post(srv.URL+sim.PathFaults, "application/json", bytes.NewReader(bad))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("error rate 2: %d, want 400", resp.StatusCode)
+		}
+	}
+	st := s.Stats()
+	if st.Faulted != 1 || st.Pings != 2 || st.MaxInFlight["/status"] != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
