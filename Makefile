@@ -74,7 +74,7 @@ bench-auth:
 	.ci/hydra.sh build >/dev/null && .ci/oauth2-proxy.sh build >/dev/null
 	go test -tags e2e -run '^$$' -bench AuthFronts -benchtime 3000x ./proxy/
 
-## demo: start interLink with the simulated sidecar and run pods through it
+## demo: the main job on loopback: control plane, SLURM + Charliecloud (SIDECAR=docker), Hydra (AUTH=static), kubectl
 .PHONY: demo
 demo: build
 	@examples/demo/run.sh

@@ -26,3 +26,35 @@ golangci_lint() {
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
+
+# progress WHAT LOG CMD...: run a long step with its output in LOG, showing
+# what is happening and for how long (a live counter on a terminal, a line
+# every 30 s otherwise), then how long it took; on failure the log's tail.
+progress() {
+	local what=$1 logf=$2 pid t0 secs rc=0
+	shift 2
+	t0=$(date +%s)
+	"$@" >"$logf" 2>&1 &
+	pid=$!
+	if [ -t 2 ]; then
+		while kill -0 "$pid" 2>/dev/null; do
+			printf '\r    %s ... %ds ' "$what" $(($(date +%s) - t0)) >&2
+			sleep 1
+		done
+		printf '\r\033[K' >&2
+	else
+		printf '    %s ...\n' "$what" >&2
+		while kill -0 "$pid" 2>/dev/null; do
+			for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null && sleep 1; done
+			kill -0 "$pid" 2>/dev/null && printf '    %s: still working, %ds (log: %s)\n' "$what" $(($(date +%s) - t0)) "$logf" >&2
+		done
+	fi
+	wait "$pid" || rc=$?
+	secs=$(($(date +%s) - t0))
+	if [ "$rc" -ne 0 ]; then
+		printf '    %s failed after %ds; the end of %s:\n' "$what" "$secs" "$logf" >&2
+		tail -n 20 "$logf" >&2
+		return "$rc"
+	fi
+	printf '    %s: done in %ds\n' "$what" "$secs" >&2
+}

@@ -1,98 +1,304 @@
 #!/usr/bin/env bash
-# make demo: a local Kubernetes control plane, the interLink virtual node,
-# interLink and the simulated sidecar, all on loopback; then pods applied with
-# kubectl as a user would. The stack keeps running; `make demo-down` stops it.
+# make demo: interLink doing its job for real, on loopback. It starts a local
+# Kubernetes control plane, a private SLURM (or dockerd), Ory Hydra as the
+# OIDC provider, interlink with its embedded authenticating proxy, a sidecar
+# and the virtual node; then applies examples/ workloads with kubectl as a
+# user would. The stack keeps running; `make demo-down` stops it.
+#
+# Settings (environment, or make variables: make demo SIDECAR=docker):
+#   SIDECAR=slurm|docker  the remote side: SLURM jobs running Charliecloud
+#                         containers (default), or a Docker Engine
+#   AUTH=oidc|static      a real OIDC access token from Ory Hydra, refreshed
+#                         by interlink-token-refresher (default; Hydra is
+#                         built once, about 4 minutes), or a static token
+#   KUBECONFIG=FILE       use that cluster instead of starting one; the
+#                         node's kubelet certificate then comes from the CSR
+#                         API and is approved with your credentials
+#   INTERLINK_DEMO_DIR    state and logs (default /tmp/interlink-demo)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . .ci/lib.sh
 
 DEMO_DIR=${INTERLINK_DEMO_DIR:-${TMPDIR:-/tmp}/interlink-demo}
-BIN=${BIN:-bin}
-NODE=interlink-demo
-for tool in curl openssl python3; do command -v "$tool" >/dev/null || die "$tool is needed by the demo"; done
-for b in interlink interlink-sim interlink-vk; do [ -x "$BIN/$b" ] || die "run make build first (make demo does)"; done
+BIN=${BIN:-$PWD/bin}
+SIDECAR=${SIDECAR:-slurm}
+AUTH=${AUTH:-oidc}
+NODE=${DEMO_NODE:-interlink-demo}
+EXTERNAL=${KUBECONFIG:+1}
+AUDIENCE=interlink
 
-step() { STEP_START=$(date +%s%N); log "$*"; }
-done_step() { printf '    done in %d ms\n' $(( ($(date +%s%N) - STEP_START) / 1000000 )); }
+case $SIDECAR in slurm | docker) ;; *) die "SIDECAR must be slurm or docker, not '$SIDECAR'" ;; esac
+case $AUTH in oidc | static) ;; *) die "AUTH must be oidc or static, not '$AUTH'" ;; esac
+[ "$(id -u)" -eq 0 ] || die "the demo starts a private $SIDECAR daemon (and installs it with apt when missing): run it as root"
+for tool in curl openssl python3; do command -v "$tool" >/dev/null || die "$tool is needed by the demo"; done
+for b in interlink "interlink-$SIDECAR" interlink-vk interlink-token-refresher; do
+	[ -x "$BIN/$b" ] || die "$BIN/$b is missing: run make build first (make demo does)"
+done
+if [ -n "$EXTERNAL" ]; then
+	[ -r "$KUBECONFIG" ] || die "KUBECONFIG=$KUBECONFIG is not a readable file"
+	KUBECONFIG=$(cd "$(dirname "$KUBECONFIG")" && pwd)/$(basename "$KUBECONFIG")
+fi
+
+# say TEXT: a step of the demo, in bold; show CMD...: print a command, run it.
+say() { printf '\n\033[1;36m## %s\033[0m\n' "$*"; }
+show() {
+	local a line=""
+	for a in "$@"; do
+		[[ $a =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]] || a="'${a//\'/\'\\\'\'}'"
+		line+=" $a"
+	done
+	printf '\033[2m$%s\033[0m\n' "$line"
+	"$@"
+}
 
 examples/demo/down.sh >/dev/null 2>&1 || true
 rm -rf "$DEMO_DIR"
-mkdir -p "$DEMO_DIR"
-chmod 700 "$DEMO_DIR"
+mkdir -p "$DEMO_DIR/steps" "$DEMO_DIR/config"
+# Open to traverse (munged and slurmd run as other users); secrets go to config/, 0700.
+chmod 755 "$DEMO_DIR"
+chmod 700 "$DEMO_DIR/config"
+# down.sh reads what to stop from here.
+printf 'SIDECAR=%s\nEXTERNAL=%s\nNODE=%s\n' "$SIDECAR" "$EXTERNAL" "$NODE" >"$DEMO_DIR/settings"
+[ -n "$EXTERNAL" ] && printf 'KUBECONFIG=%s\n' "$KUBECONFIG" >>"$DEMO_DIR/settings"
+STEPS=$DEMO_DIR/steps
 
-step "control-plane binaries (built once from the Kubernetes Go modules; about 8 minutes the first time)"
-examples/cluster/build.sh >/dev/null
-done_step
+# start NAME CMD...: a daemon in the background, its log and PID in DEMO_DIR.
+start() {
+	local name=$1
+	shift
+	"$@" >"$DEMO_DIR/$name.log" 2>&1 &
+	echo $! >"$DEMO_DIR/$name.pid"
+}
+# wait_until WHAT SECONDS CMD...: poll CMD until it succeeds.
+wait_until() {
+	local what=$1 secs=$2 i
+	shift 2
+	for i in $(seq $((secs * 5))); do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.2
+	done
+	die "$what did not happen within ${secs}s (logs in $DEMO_DIR)"
+}
 
-step "starting a local control plane (etcd, kube-apiserver, kube-scheduler, kube-controller-manager)"
-examples/cluster/cluster.sh up "$DEMO_DIR/cluster" 2>/dev/null
-. "$DEMO_DIR/cluster/env"
+log "preparing (installs and builds happen once; a second run takes seconds)"
+if [ -n "$EXTERNAL" ]; then
+	if command -v kubectl >/dev/null; then
+		K8S_BIN=$(dirname "$(command -v kubectl)")
+	else
+		progress "building kubectl from the Kubernetes Go modules (once; about 8 minutes)" "$STEPS/k8s-build.log" examples/cluster/build.sh
+		K8S_BIN=$(examples/cluster/build.sh)
+	fi
+else
+	progress "control-plane binaries from the Kubernetes Go modules (once; about 8 minutes)" "$STEPS/k8s-build.log" examples/cluster/build.sh
+	K8S_BIN=$(examples/cluster/build.sh)
+fi
+case $SIDECAR in
+slurm)
+	progress "SLURM, munge and Charliecloud (Debian packages, with apt when missing)" "$STEPS/slurm-install.log" .ci/slurm.sh install
+	progress "a busybox image directory for Charliecloud" "$STEPS/image.log" .ci/slurm.sh image "$DEMO_DIR/images"
+	;;
+docker) progress "Docker Engine (Debian's docker.io, with apt when missing)" "$STEPS/docker-install.log" .ci/docker.sh install ;;
+esac
+if [ "$AUTH" = oidc ]; then
+	progress "Ory Hydra, the OIDC provider, from its Go modules (once; about 4 minutes)" "$STEPS/hydra-build.log" .ci/hydra.sh build
+fi
 kubectl() { "$K8S_BIN/kubectl" "$@"; }
-read -r CRT KEY < <(examples/cluster/cluster.sh kubelet-cert "$DEMO_DIR/cluster" "$NODE")
-done_step
 
-step "starting the simulated sidecar, interlink and the virtual node $NODE"
-SOCK="$DEMO_DIR/sim.sock"
+log "starting the stack on loopback"
+if [ -z "$EXTERNAL" ]; then
+	progress "a Kubernetes control plane (etcd, kube-apiserver, kube-scheduler, kube-controller-manager)" \
+		"$STEPS/cluster.log" examples/cluster/cluster.sh up "$DEMO_DIR/cluster"
+	. "$DEMO_DIR/cluster/env"
+	read -r KUBELET_CERT KUBELET_KEY < <(examples/cluster/cluster.sh kubelet-cert "$DEMO_DIR/cluster" "$NODE")
+fi
+export KUBECONFIG
+
+SOCK=$DEMO_DIR/sidecar.sock
+case $SIDECAR in
+slurm)
+	progress "a private SLURM (munged, slurmctld, slurmd with two fake GPUs)" "$STEPS/slurm-up.log" .ci/slurm.sh up "$DEMO_DIR/slurm"
+	. "$DEMO_DIR/slurm/env"
+	export SLURM_CONF
+	mkdir -p "$DEMO_DIR/jobs"
+	cat >"$DEMO_DIR/config/slurm.yaml" <<YAML
+# interlink-slurm: one SLURM job per pod, containers run by Charliecloud.
+Listen: unix://$SOCK
+DataRootFolder: $DEMO_DIR/jobs
+StatePath: $DEMO_DIR/slurm-sidecar.db
+Runtime: charliecloud
+ImageRoot: $DEMO_DIR/images
+Partition: debug
+YAML
+	start sidecar "$BIN/interlink-slurm" --config "$DEMO_DIR/config/slurm.yaml"
+	;;
+docker)
+	progress "a private dockerd and containerd" "$STEPS/docker-up.log" .ci/docker.sh up "$DEMO_DIR/docker"
+	. "$DEMO_DIR/docker/env"
+	export DOCKER_HOST
+	cat >"$DEMO_DIR/config/docker.yaml" <<YAML
+# interlink-docker: pods as containers on the private dockerd (no bridge
+# network there, so pods get none; busybox holds each pod's namespaces).
+Listen: unix://$SOCK
+DockerHost: $DOCKER_HOST
+DataRootFolder: $DEMO_DIR/pods
+NetworkMode: none
+PauseImage: busybox:latest
+PauseCommand: [sleep, "2147483647"]
+YAML
+	start sidecar "$BIN/interlink-$SIDECAR" --config "$DEMO_DIR/config/docker.yaml"
+	;;
+esac
+
+(umask 077 && : >"$DEMO_DIR/config/vk-token")
+if [ "$AUTH" = oidc ]; then
+	.ci/hydra.sh up "$DEMO_DIR/hydra" 2>"$STEPS/hydra-up.log" || die "hydra: $(tail -5 "$STEPS/hydra-up.log")"
+	. "$DEMO_DIR/hydra/env"
+	# An OAuth2 client for the virtual node, as a site admin registers one.
+	curl -fsS -X POST -H 'Content-Type: application/json' "$HYDRA_ADMIN/admin/clients" \
+		-d "{\"client_name\":\"$NODE\",\"grant_types\":[\"client_credentials\"],\"audience\":[\"$AUDIENCE\"],\"token_endpoint_auth_method\":\"client_secret_basic\"}" \
+		>"$DEMO_DIR/config/client.json" || die "could not register an OAuth2 client with Hydra"
+	chmod 600 "$DEMO_DIR/config/client.json"
+	CLIENT_ID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["client_id"])' "$DEMO_DIR/config/client.json")
+	(umask 077 && python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["client_secret"], end="")' \
+		"$DEMO_DIR/config/client.json" >"$DEMO_DIR/config/client-secret")
+	cat >"$DEMO_DIR/config/token-refresher.yaml" <<YAML
+# interlink-token-refresher: keeps a fresh access token in the VK's token file.
+TokenURL: $HYDRA_PUBLIC/oauth2/token
+Grant: client_credentials
+ClientID: $CLIENT_ID
+ClientSecretFile: $DEMO_DIR/config/client-secret
+Audience: $AUDIENCE
+TokenFile: $DEMO_DIR/config/vk-token
+YAML
+	start token-refresher "$BIN/interlink-token-refresher" --config "$DEMO_DIR/config/token-refresher.yaml"
+	wait_until "the first access token" 20 test -s "$DEMO_DIR/config/vk-token"
+	AUTH_YAML="  Issuers: [$HYDRA_PUBLIC]
+  Audiences: [$AUDIENCE]"
+else
+	TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+	(umask 077 && printf '%s,%s\n' "$TOKEN" "$NODE" >"$DEMO_DIR/config/tokens.csv" && printf '%s\n' "$TOKEN" >"$DEMO_DIR/config/vk-token")
+	AUTH_YAML="  StaticTokensFile: $DEMO_DIR/config/tokens.csv"
+fi
+
 IL_PORT=$(free_port)
+cat >"$DEMO_DIR/config/interlink.yaml" <<YAML
+# interlink: the API the virtual node calls, behind its embedded proxy.
+InterlinkAddress: http://127.0.0.1
+InterlinkPort: "$IL_PORT"
+SidecarService: $SIDECAR
+SidecarURL: unix://$SOCK
+Auth:
+$AUTH_YAML
+YAML
+start interlink "$BIN/interlink" --config "$DEMO_DIR/config/interlink.yaml"
+wait_until "interlink answering /pinglink" 30 curl -fsS -X POST -H "Authorization: Bearer $(cat "$DEMO_DIR/config/vk-token")" \
+	"http://127.0.0.1:$IL_PORT/pinglink"
+
 KUBELET_PORT=$(free_port)
-INTERLINK_SIM_LISTEN="unix://$SOCK" INTERLINK_SIM_RUN_DURATION=6s INTERLINK_SIM_LOG_INTERVAL=1s \
-	"$BIN/interlink-sim" >"$DEMO_DIR/sim.log" 2>&1 &
-echo $! >"$DEMO_DIR/sim.pid"
-# interLink admits only bearer tokens it knows; the VK reads its token from a file.
-TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-(umask 077; printf '%s,%s\n' "$TOKEN" "$NODE" >"$DEMO_DIR/tokens.csv"; printf '%s\n' "$TOKEN" >"$DEMO_DIR/vk-token")
-SIDECARSERVICE=sim SIDECARURL="unix://$SOCK" INTERLINKPORT="$IL_PORT" INTERLINK_AUTH_STATIC_TOKENS_FILE="$DEMO_DIR/tokens.csv" \
-	"$BIN/interlink" >"$DEMO_DIR/interlink.log" 2>&1 &
-echo $! >"$DEMO_DIR/interlink.pid"
-NODENAME=$NODE INTERLINKPORT="$IL_PORT" KUBELET_PORT="$KUBELET_PORT" VKTOKENFILE="$DEMO_DIR/vk-token" \
-	INTERLINK_KUBELET_CERT_FILE="$CRT" INTERLINK_KUBELET_KEY_FILE="$KEY" INTERLINK_KUBELET_CLIENT_CA_FILE="$CLUSTER_CA" \
-	INTERLINK_STATUS_INTERVAL=1s INTERLINK_PING_INTERVAL=2s \
-	"$BIN/interlink-vk" >"$DEMO_DIR/interlink-vk.log" 2>&1 &
-echo $! >"$DEMO_DIR/interlink-vk.pid"
-for _ in $(seq 300); do
-	[ "$(kubectl get node "$NODE" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ] && break
-	sleep 0.1
-done
-done_step
+{
+	cat <<YAML
+# interlink-vk: the virtual node.
+NodeName: $NODE
+InterlinkURL: http://127.0.0.1
+InterlinkPort: "$IL_PORT"
+VKTokenFile: $DEMO_DIR/config/vk-token
+Kubeconfig: $KUBECONFIG
+KubeletPort: "$KUBELET_PORT"
+NodeAddress: 127.0.0.1
+StatusInterval: 1s
+PingInterval: 2s
+YAML
+	if [ -n "$EXTERNAL" ]; then
+		printf 'KubeletCertMode: csr\nKubeletCertDir: %s\n' "$DEMO_DIR/kubelet-pki"
+	else
+		printf 'KubeletCertMode: files\nKubeletCertFile: %s\nKubeletKeyFile: %s\nClientCAFile: %s\n' \
+			"$KUBELET_CERT" "$KUBELET_KEY" "$CLUSTER_CA"
+	fi
+} >"$DEMO_DIR/config/vk.yaml"
+start interlink-vk "$BIN/interlink-vk" --config "$DEMO_DIR/config/vk.yaml"
+if [ -n "$EXTERNAL" ]; then
+	# The node asks for its kubelet serving certificate; approve it as an admin would.
+	csr_pending() { kubectl get csr -o jsonpath='{range .items[?(@.spec.username=="system:node:'"$NODE"'")]}{.metadata.name}{"\n"}{end}' | head -n 1 | grep .; }
+	wait_until "the node's certificate signing request" 60 csr_pending
+	show kubectl certificate approve "$(csr_pending)"
+fi
+node_ready() { [ "$(kubectl get node "$NODE" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]; }
+wait_until "the virtual node $NODE Ready" 60 node_ready
 
-log "kubectl get nodes"
-kubectl get nodes -o wide
+# remote: how the remote side sees the pods (squeue, or docker ps).
+remote() {
+	case $SIDECAR in
+	slurm) show squeue --format='%.8i %.40j %.9T %.10M %.6D %b' ;;
+	docker) show docker --host "$DOCKER_HOST" ps --filter label=interlink.io/pod-uid --format 'table {{.Names}}\t{{.Status}}' ;;
+	esac
+}
 
-log "kubectl apply -f examples/pods/hello.yaml"
-kubectl apply -f examples/pods/hello.yaml
-last=""
-for _ in $(seq 300); do
-	p=$(kubectl get pod hello -o jsonpath='{.status.phase}' 2>/dev/null || true)
-	[ "$p" != "$last" ] && kubectl get pod hello -o wide --no-headers && last=$p
-	case $p in Succeeded|Failed) break ;; esac
-	sleep 0.2
-done
-[ "$last" = Succeeded ] || die "pod hello ended as $last"
+# follow POD FINAL...: print the pod each time its phase changes, until it
+# reaches one of the FINAL phases; fails after 120 s. The remote view is
+# shown once while it runs.
+follow() {
+	local pod=$1 phase last="" shown=""
+	shift
+	for _ in $(seq 600); do
+		phase=$(kubectl get pod "$pod" -o jsonpath='{.status.phase}' 2>/dev/null || true)
+		if [ -n "$phase" ] && [ "$phase" != "$last" ]; then
+			kubectl get pod "$pod" --no-headers -o custom-columns='POD:.metadata.name,PHASE:.status.phase,NODE:.spec.nodeName,REMOTE JOB:.metadata.annotations.JobID'
+			last=$phase
+		fi
+		if [ "$phase" = Running ] && [ -z "$shown" ]; then
+			remote
+			shown=1
+		fi
+		for f in "$@"; do [ "$phase" = "$f" ] && return 0; done
+		sleep 0.2
+	done
+	die "pod $pod is $last after 120 s (logs in $DEMO_DIR)"
+}
 
-log "kubectl logs hello (through the virtual node's authenticated kubelet API)"
-kubectl logs hello
+say "the virtual node, Ready (kubectl get nodes)"
+show kubectl get nodes -o wide
 
-log "kubectl apply -f examples/pods/failing.yaml"
-kubectl apply -f examples/pods/failing.yaml
-for _ in $(seq 300); do
-	p=$(kubectl get pod failing -o jsonpath='{.status.phase}' 2>/dev/null || true)
-	[ "$p" = Failed ] && break
-	sleep 0.2
-done
-kubectl get pod failing -o jsonpath='pod failing: {.status.phase}, exit code {.status.containerStatuses[0].state.terminated.exitCode}{"\n"}'
-[ "$p" = Failed ] || die "pod failing ended as $p"
+say "a pod through its lifecycle: Pending -> Running -> Succeeded (examples/pods/hello.yaml)"
+show kubectl apply -f examples/pods/hello.yaml
+follow hello Succeeded Failed
+[ "$(kubectl get pod hello -o jsonpath='{.status.phase}')" = Succeeded ] || die "pod hello did not succeed"
+say "its logs, read through the virtual node's kubelet API"
+show kubectl logs hello
 
-log "kubectl delete pod hello failing"
-kubectl delete pod hello failing --wait=true --timeout=60s
+say "a failing pod keeps its exit code and reason (examples/pods/failing.yaml)"
+show kubectl apply -f examples/pods/failing.yaml
+follow failing Failed Succeeded
+show kubectl get pod failing -o jsonpath='{.metadata.name}: phase {.status.phase}, reason {.status.containerStatuses[0].state.terminated.reason}, exit code {.status.containerStatuses[0].state.terminated.exitCode}{"\n"}'
+show kubectl logs failing
 
+say "a long-running pod: follow its logs, then delete it (examples/pods/long-running.yaml)"
+show kubectl apply -f examples/pods/long-running.yaml
+follow ticker Running Failed Succeeded
+printf '\033[2m$ timeout 4 kubectl logs -f ticker\033[0m\n'
+timeout 4 "$K8S_BIN/kubectl" logs -f ticker || true
+show kubectl delete pod ticker --wait=true --timeout=60s
+say "nothing is left running on the remote side"
+remote
+
+say "cleaning up the pods of the demo"
+show kubectl delete pod hello failing --wait=true --timeout=60s
+
+where=""
+[ -z "$EXTERNAL" ] && where=" on a local control plane"
+case $SIDECAR in
+slurm) look="SLURM_CONF=$SLURM_CONF squeue" ;;
+docker) look="docker --host $DOCKER_HOST ps" ;;
+esac
 cat <<MSG
 
-The virtual node $NODE is running on a local control plane, in front of interLink and
-the simulated sidecar (which runs no containers). Try it:
+$(printf '\033[1m')The virtual node $NODE is running$where, in front of interlink (auth: $AUTH)
+and the $SIDECAR sidecar.$(printf '\033[0m') Try the other examples:
 
   export KUBECONFIG=$KUBECONFIG
-  $K8S_BIN/kubectl get nodes
-  $K8S_BIN/kubectl apply -f examples/pods/hello.yaml
+  alias kubectl=$K8S_BIN/kubectl
+  kubectl apply -f examples/pods/     # hello, env and args, volumes, init containers, a Job, a GPU, SLURM flags ...
+  kubectl get pods -w
+  $look
 
-Logs are in $DEMO_DIR. Stop everything with: make demo-down
+Configuration and logs are in $DEMO_DIR. Stop everything with: make demo-down
 MSG
