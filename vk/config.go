@@ -86,6 +86,8 @@ type Config struct {
 	ErrorsOnlyLogging  bool              `json:"ErrorsOnlyLogging" env:"ERRORSONLYLOGGING" doc:"Log errors only (original key)."`
 	LogFormat          string            `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
 	Tracing            tracing.Config    `json:"Tracing" envPrefix:"INTERLINK_TRACING_" doc:"OpenTelemetry tracing."`
+	// DeleteNodeOnShutdown removes the Node object at a graceful stop.
+	DeleteNodeOnShutdown bool `json:"DeleteNodeOnShutdown" env:"INTERLINK_DELETE_NODE_ON_SHUTDOWN" doc:"Delete the Node object when the VK stops gracefully (SIGTERM), so a stopped node does not linger NotReady; its pods are garbage-collected by Kubernetes if the VK stays away longer than about 40 s."`
 }
 
 // Kubelet serving certificate modes.
@@ -117,6 +119,8 @@ func DefaultConfig() Config {
 		Workers:            DefaultWorkers,
 		Tracing:            tracing.DefaultConfig(),
 		LogFormat:          "json",
+		// On by default: a stopped VK's node does not linger NotReady.
+		DeleteNodeOnShutdown: true,
 	}
 }
 

@@ -109,16 +109,23 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// (nodes/metrics) like a kubelet's.
 	mux.Handle("/metrics", metrics.Handler(reg))
 	log.Info("starting virtual node", "node", cfg.NodeName, "interlink", cfg.InterlinkEndpoint(), "kubelet_port", cfg.KubeletPort)
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return np.Run(ctx) })
-	g.Go(func() error { return prov.RunStatus(ctx) })
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return np.Run(gctx) })
+	g.Go(func() error { return prov.RunStatus(gctx) })
 	g.Go(func() error {
-		if err := n.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		if err := n.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
 			return fmt.Errorf("virtual node: %w", err)
 		}
 		return nil
 	})
-	return g.Wait()
+	err = g.Wait()
+	if ctx.Err() != nil {
+		// A graceful stop (SIGTERM), not a failure: remove the node.
+		if derr := deleteNodeAtShutdown(ctx, cs, &cfg, log); derr != nil {
+			log.Warn("could not delete the node at shutdown", "err", derr)
+		}
+	}
+	return err
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {
