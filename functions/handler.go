@@ -96,7 +96,22 @@ func New(cfg HandlerConfig) (*Handler, error) {
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(api.HeaderAPIVersion, api.APIVersion)
+	if h.allOurs() {
+		w.Header().Set(api.HeaderTrimmedStatus, "1")
+	}
 	h.mux.ServeHTTP(w, r)
+}
+
+// allOurs tells whether every sidecar has shown it is one of ours (so
+// trimmed pods may reach them on /status): an original plugin gets full
+// pods.
+func (h *Handler) allOurs() bool {
+	for _, sc := range h.cfg.Sidecars {
+		if i, ok := sc.(idempotent); !ok || !i.IdempotentCreate() {
+			return false
+		}
+	}
+	return true
 }
 
 func (h *Handler) route(path string, fn func(http.ResponseWriter, *http.Request) error, methods ...string) {

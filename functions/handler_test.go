@@ -483,3 +483,40 @@ func TestStatusRetriedOnUnavailable(t *testing.T) {
 		t.Errorf("status after one 503: %+v", res)
 	}
 }
+
+// TestTrimmedStatusOnlyWhenEverySidecarIsOurs: interLink lets the VK trim
+// /status pods only once every sidecar has shown our version header; with an
+// original plugin among them, pods stay whole.
+func TestTrimmedStatusOnlyWhenEverySidecarIsOurs(t *testing.T) {
+	ours, _ := sidecarServer(t, newSim(t), false)
+	orig, _ := sidecarServer(t, newSim(t), true)
+	for _, tt := range []struct {
+		name     string
+		sidecars map[string]Sidecar
+		want     string
+	}{
+		{"ours only", map[string]Sidecar{"a": ours}, "1"},
+		{"with an original plugin", map[string]Sidecar{"a": ours, "b": orig}, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h, err := New(HandlerConfig{Sidecars: tt.sidecars, Default: "a"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewServer(h)
+			defer srv.Close()
+			// The first ping reaches the sidecars; the next reply tells.
+			if resp, err := http.Post(srv.URL+api.PathPing, "application/json", nil); err == nil {
+				resp.Body.Close()
+			}
+			resp, err := http.Post(srv.URL+api.PathPing, "application/json", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if got := resp.Header.Get(api.HeaderTrimmedStatus); got != tt.want {
+				t.Errorf("%s=%q, want %q", api.HeaderTrimmedStatus, got, tt.want)
+			}
+		})
+	}
+}

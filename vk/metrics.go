@@ -3,6 +3,7 @@ package vk
 import (
 	"context"
 	"math"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -23,9 +24,19 @@ type vkMetrics struct {
 	// VK first seeing it Running.
 	createToRunning prometheus.Histogram
 	writeErrors     prometheus.Counter
+	// apiRequests counts the VK's own requests to the API server.
+	apiRequests *prometheus.CounterVec
 }
 
-func newVKMetrics(reg prometheus.Registerer, p *Provider, tokenFile string) *vkMetrics {
+// newAPIRequests makes the counter of the VK's API server requests; it is
+// made before the Kubernetes client that feeds it.
+func newAPIRequests() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: "interlink_vk_apiserver_requests_total",
+		Help: "Requests of the VK to the API server, by HTTP method and resource (pods, pods/status, nodes/status, leases, events, ...; watches included)."},
+		[]string{"method", "resource"})
+}
+
+func newVKMetrics(reg prometheus.Registerer, p *Provider, tokenFile string, apiRequests *prometheus.CounterVec) *vkMetrics {
 	m := &vkMetrics{
 		pollDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "interlink_vk_status_poll_duration_seconds",
 			Help: "Duration of one batched status call for all of the node's pods.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
@@ -37,7 +48,8 @@ func newVKMetrics(reg prometheus.Registerer, p *Provider, tokenFile string) *vkM
 			Help:    "Time from a pod's creation to the VK seeing it Running.",
 			Buckets: []float64{0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600}}),
 		writeErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "interlink_vk_apiserver_write_errors_total",
-			Help: "Writes of the VK to the API server that failed (job ID annotations, node taints)."}),
+			Help: "Writes of the VK to the API server that failed (node taints; pod status writes are retried by the pod controller)."}),
+		apiRequests: apiRequests,
 	}
 	staleness := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "interlink_vk_status_staleness_seconds",
 		Help: "Seconds since the VK last read its pods' status from interLink."},
@@ -57,7 +69,7 @@ func newVKMetrics(reg prometheus.Registerer, p *Provider, tokenFile string) *vkM
 			Help: "Pods of the virtual node by phase.", ConstLabels: prometheus.Labels{"phase": string(ph)}},
 			func() float64 { return float64(p.countPhase(ph)) }))
 	}
-	reg.MustRegister(m.pollDuration, m.pollErrors, m.nodeReady, m.createToRunning, m.writeErrors, staleness, pods)
+	reg.MustRegister(m.pollDuration, m.pollErrors, m.nodeReady, m.createToRunning, m.writeErrors, m.apiRequests, staleness, pods)
 	reg.MustRegister(byPhase...)
 	if tokenFile != "" {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "interlink_vk_token_expiry_seconds",
@@ -99,3 +111,41 @@ func tokenExpiry(file string, now time.Time) float64 {
 }
 
 func nan() float64 { return math.NaN() }
+
+// countingTransport counts each request to the API server by method and
+// resource before passing it on.
+type countingTransport struct {
+	next  http.RoundTripper
+	count func(method, resource string)
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.count(r.Method, apiResource(r.URL.Path))
+	return c.next.RoundTrip(r)
+}
+
+// apiResource names the resource of an API path: /api/v1/namespaces/N/pods/P/status
+// is pods/status, /apis/coordination.k8s.io/v1/namespaces/N/leases/L is
+// leases. Names never become labels.
+func apiResource(path string) string {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	switch {
+	case len(parts) >= 2 && parts[0] == "api":
+		parts = parts[2:]
+	case len(parts) >= 3 && parts[0] == "apis":
+		parts = parts[3:]
+	default:
+		return "other"
+	}
+	if len(parts) >= 2 && parts[0] == "namespaces" && len(parts) != 2 {
+		parts = parts[2:]
+	}
+	switch len(parts) {
+	case 0:
+		return "discovery"
+	case 1, 2:
+		return parts[0]
+	default:
+		return parts[0] + "/" + parts[2]
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -163,6 +164,11 @@ func (p *Provider) submit(ctx context.Context, uid types.UID) {
 		}
 		return
 	}
+	// The job ID annotation reaches the API server with the pod's next
+	// status write (the pod controller writes the whole pod we push to
+	// pods/status, whose metadata a status update may change): no write of
+	// its own. Until then a restarted VK submits the pod again, and
+	// interLink's create, idempotent by pod UID, returns the same job.
 	t.jobID = res.PodJID
 	cp := t.pod.DeepCopy()
 	if cp.Annotations == nil {
@@ -171,15 +177,6 @@ func (p *Provider) submit(ctx context.Context, uid types.UID) {
 	cp.Annotations[api.AnnotationJobID] = res.PodJID
 	t.pod = cp
 	p.mu.Unlock()
-	patch := fmt.Appendf(nil, `{"metadata":{"annotations":{%q:%q}}}`, api.AnnotationJobID, res.PodJID)
-	if _, err := p.client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-		// Not fatal: create is idempotent, so a restart without the
-		// annotation finds the same job.
-		if p.metrics != nil {
-			p.metrics.writeErrors.Inc()
-		}
-		log.Warn("could not record the job ID on the pod", "job_id", res.PodJID, "err", err)
-	}
 }
 
 // retryLater schedules another submission and shows why the pod waits.
@@ -190,7 +187,10 @@ func (p *Provider) retryLater(t *tracked, pod *corev1.Pod, err error) {
 		return // deleted meanwhile
 	}
 	t.tries++
+	// Jittered (between half and all of the backoff), so that pods that
+	// failed together do not all come back at the same moment.
 	wait := min(submitBackoffFirst<<min(t.tries-1, 5), submitBackoffLongest)
+	wait = wait/2 + rand.N(wait/2+1) //nolint:gosec // jitter, not security
 	t.nextTry = time.Now().Add(wait)
 	cp := t.pod.DeepCopy()
 	cp.Status.Phase = corev1.PodPending

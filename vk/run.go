@@ -41,6 +41,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	rc.QPS, rc.Burst = cfg.KubeAPIQPS, cfg.KubeAPIBurst
 	rc.UserAgent = "interlink-vk/" + cfg.NodeName
+	// Every request is counted (interlink_vk_apiserver_requests_total).
+	apiRequests := newAPIRequests()
+	rc.Wrap(func(next http.RoundTripper) http.RoundTripper {
+		return &countingTransport{next: next, count: func(method, resource string) { apiRequests.WithLabelValues(method, resource).Inc() }}
+	})
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
@@ -61,6 +66,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	events, eb := warningEvents(cs, cfg.NodeName, log.With("component", "events"))
+	defer eb.Shutdown()
 	var prov *Provider
 	np := &nodeProvider{il: il, client: cs, interval: cfg.PingInterval.Duration, log: log.With("component", "node"), baseTaints: taints}
 	mux := http.NewServeMux()
@@ -88,6 +95,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			nc.Handler = nodeutil.WithAuth(auth, mux)
 			nc.NumWorkers = cfg.Workers
 			nc.InformerResyncPeriod = 10 * time.Minute
+			nc.EventRecorder = events
 			return nil
 		},
 	)
@@ -95,7 +103,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("virtual node: %w", err)
 	}
 	reg := metrics.New("interlink-vk")
-	m := newVKMetrics(reg, prov, cfg.VKTokenFile)
+	m := newVKMetrics(reg, prov, cfg.VKTokenFile, apiRequests)
 	prov.metrics = m
 	np.writeFailed = m.writeErrors.Inc
 	np.ready = func(ok bool) {

@@ -245,14 +245,20 @@ func TestProviderStatusAndRecovery(t *testing.T) {
 	if err := p.CreatePod(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := p.client.CoreV1().Pods("ns").Get(ctx, "a", metav1.GetOptions{})
-	if got.Annotations[api.AnnotationJobID] != "job-u1" {
-		t.Errorf("job ID annotation %v", got.Annotations)
+	// The job ID goes with the next status write, not a write of its own.
+	for _, a := range p.client.(*fake.Clientset).Actions() {
+		if a.GetVerb() != "create" {
+			t.Errorf("the submission wrote to the API server: %s %s", a.GetVerb(), a.GetResource().Resource)
+		}
 	}
 	il.statuses["u1"] = api.PodStatus{PodUID: "u1", JobID: "job-u1", Containers: []corev1.ContainerStatus{{Name: "c", State: running()}}}
 	p.syncStatus(ctx)
 	if len(*pushed) != 1 || (*pushed)[0].Status.Phase != corev1.PodRunning {
 		t.Fatalf("pushed %+v", *pushed)
+	}
+	got := (*pushed)[0]
+	if jid := got.Annotations[api.AnnotationJobID]; jid != "job-u1" {
+		t.Errorf("pushed pod's job ID annotation %q, want job-u1", jid)
 	}
 	p.syncStatus(ctx)
 	if len(*pushed) != 1 {

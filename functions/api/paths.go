@@ -29,6 +29,10 @@ const (
 	// HeaderSidecar names the sidecar of a log request (a LogStruct carries
 	// no annotations). Without it interLink asks its sidecars in turn.
 	HeaderSidecar = "Interlink-Sidecar"
+	// HeaderTrimmedStatus is set by interLink on its replies when every one
+	// of its sidecars has shown HeaderAPIVersion (none is an original
+	// plugin): a VK may then send trimmed pods (TrimForStatus) on /status.
+	HeaderTrimmedStatus = "Interlink-Trimmed-Status"
 	// TrailerExitCode is the HTTP trailer of an /exec reply that carries the
 	// command's exit code.
 	TrailerExitCode = "Interlink-Exit-Code"

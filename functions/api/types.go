@@ -140,3 +140,43 @@ const (
 	PingDegraded = "degraded"
 	PingDown     = "down"
 )
+
+// lastApplied is kubectl's copy of the whole object, the largest annotation
+// a pod usually carries.
+const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
+
+// TrimForStatus returns what a sidecar's status reads of a pod: its
+// metadata (without managed fields and kubectl's last-applied copy), each
+// container's name and image, the restart policy and node name. A /status
+// batch of trimmed pods is several times smaller than one of full pods;
+// it is sent only to an interLink that set HeaderTrimmedStatus. The result
+// shares p's labels and annotations: encode it, do not change it.
+func TrimForStatus(p *corev1.Pod) *corev1.Pod {
+	// A shallow copy: the result shares p's maps and is only to be encoded.
+	out := &corev1.Pod{TypeMeta: p.TypeMeta, ObjectMeta: p.ObjectMeta}
+	out.ManagedFields = nil
+	if _, ok := p.Annotations[lastApplied]; ok {
+		out.Annotations = make(map[string]string, len(p.Annotations)-1)
+		for k, v := range p.Annotations {
+			if k != lastApplied {
+				out.Annotations[k] = v
+			}
+		}
+	}
+	out.Spec.RestartPolicy, out.Spec.NodeName = p.Spec.RestartPolicy, p.Spec.NodeName
+	out.Spec.InitContainers = nameAndImage(p.Spec.InitContainers)
+	out.Spec.Containers = nameAndImage(p.Spec.Containers)
+	out.Status.Phase = p.Status.Phase
+	return out
+}
+
+func nameAndImage(cs []corev1.Container) []corev1.Container {
+	if len(cs) == 0 {
+		return nil
+	}
+	out := make([]corev1.Container, len(cs))
+	for i := range cs {
+		out[i] = corev1.Container{Name: cs[i].Name, Image: cs[i].Image}
+	}
+	return out
+}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -51,6 +52,8 @@ type Client struct {
 	caller api.Caller
 	cfg    Config
 	token  tokenFile
+	// trimmed is whether interLink's last reply set HeaderTrimmedStatus.
+	trimmed atomic.Bool
 }
 
 // New returns a client.
@@ -87,7 +90,8 @@ func New(cfg Config) (*Client, error) {
 		}
 	}
 	c := &Client{cfg: cfg, token: tokenFile{path: cfg.TokenFile}}
-	c.caller = api.Caller{HTTP: &http.Client{Transport: tracing.Transport(api.NewTransport(ep, tc))}, Endpoint: ep, Timeout: cfg.Timeout,
+	rt := &trimSniffer{next: tracing.Transport(api.NewTransport(ep, tc)), trimmed: &c.trimmed}
+	c.caller = api.Caller{HTTP: &http.Client{Transport: rt}, Endpoint: ep, Timeout: cfg.Timeout,
 		Retries: cfg.Retries, Backoff: 200 * time.Millisecond, Header: c.authHeader}
 	return c, nil
 }
@@ -125,11 +129,34 @@ func (c *Client) Delete(ctx context.Context, pod *corev1.Pod) error {
 }
 
 // Status returns the status of many pods in one call. Entries with Error set
-// are pods whose sidecar failed: their last known status stands.
+// are pods whose sidecar failed: their last known status stands. The pods
+// go trimmed (api.TrimForStatus) when interLink said all its sidecars take
+// them, else whole.
 func (c *Client) Status(ctx context.Context, pods []*corev1.Pod) ([]api.PodStatus, error) {
+	in := pods
+	if c.trimmed.Load() {
+		in = make([]*corev1.Pod, len(pods))
+		for i, p := range pods {
+			in[i] = api.TrimForStatus(p)
+		}
+	}
 	var out []api.PodStatus
-	err := c.caller.Call(ctx, true, api.Request{Method: http.MethodPost, Path: api.PathStatus, In: pods}, &out)
+	err := c.caller.Call(ctx, true, api.Request{Method: http.MethodPost, Path: api.PathStatus, In: in}, &out)
 	return out, err
+}
+
+// trimSniffer notes whether interLink's replies set HeaderTrimmedStatus.
+type trimSniffer struct {
+	next    http.RoundTripper
+	trimmed *atomic.Bool
+}
+
+func (s *trimSniffer) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := s.next.RoundTrip(r)
+	if err == nil && resp.Header.Get(api.HeaderAPIVersion) != "" {
+		s.trimmed.Store(resp.Header.Get(api.HeaderTrimmedStatus) != "")
+	}
+	return resp, err
 }
 
 // Ping asks interLink for its health and its sidecars' capacity. A reply
