@@ -113,7 +113,13 @@ KC
 		--initial-cluster "test=http://127.0.0.1:$etcd_peer" --listen-metrics-urls ""
 	wait_for etcd 20 curl -fsS "http://127.0.0.1:$etcd_port/health"
 
-	start kube-apiserver "$K8S_BIN/kube-apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" \
+	# CLUSTER_AUDIT_POLICY=FILE: an audit log (JSON lines) of what that policy
+	# selects, in DIR/audit.log (the chart's e2e test checks RBAC against it).
+	local audit=()
+	if [ -n "${CLUSTER_AUDIT_POLICY:-}" ]; then
+		audit=(--audit-policy-file "$CLUSTER_AUDIT_POLICY" --audit-log-path "$dir/audit.log" --audit-log-format json)
+	fi
+	start kube-apiserver "$K8S_BIN/kube-apiserver" "${audit[@]}" --etcd-servers "http://127.0.0.1:$etcd_port" \
 		--bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
 		--endpoint-reconciler-type none --tls-cert-file "$dir/pki/apiserver.crt" \
 		--tls-private-key-file "$dir/pki/apiserver.key" --client-ca-file "$dir/pki/ca.crt" \
