@@ -7,6 +7,8 @@
 #   cluster.sh up DIR     start one; writes DIR/kubeconfig and DIR/env
 #   cluster.sh down DIR   stop it, by PID (apiserver before etcd)
 #   cluster.sh kubelet-cert DIR NODE   issue a kubelet serving cert for NODE
+#   cluster.sh restart DIR NAME   stop etcd or kube-apiserver by PID and start
+#                                 it again as before, waiting until it serves
 #
 # DIR/env holds KUBECONFIG, the ports, the CA and the kubelet client cert the
 # apiserver presents to kubelets, and K8S_BIN (kubectl, helm are there).
@@ -14,7 +16,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../../.ci/lib.sh"
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [ $# -ge 2 ] || usage
 cmd=$1 dir=$2
 
@@ -38,7 +40,8 @@ cert() {
 # start NAME CMD...: run a daemon in the background, its log and PID in DIR.
 start() {
 	local name=$1; shift
-	"$@" >"$dir/$name.log" 2>&1 &
+	printf '%q ' "$@" >"$dir/$name.cmd"
+	"$@" >>"$dir/$name.log" 2>&1 &
 	echo $! >"$dir/$name.pid"
 }
 
@@ -158,9 +161,25 @@ down() {
 	for d in kube-controller-manager kube-scheduler kube-apiserver etcd; do stop_pid "$d"; done
 }
 
+restart() {
+	local name=$1
+	[ -f "$dir/$name.cmd" ] || die "$name was not started in $dir"
+	. "$dir/env"
+	stop_pid "$name"
+	eval "start $name $(cat "$dir/$name.cmd")"
+	case $name in
+	etcd) wait_for etcd 20 curl -fsS "http://127.0.0.1:$ETCD_PORT/health" ;;
+	kube-apiserver) wait_for kube-apiserver 60 "$K8S_BIN/kubectl" --kubeconfig "$dir/kubeconfig" get --raw /readyz ;;
+	esac
+}
+
 case $cmd in
 up) up ;;
 down) down ;;
+restart)
+	[ $# -eq 3 ] || usage
+	case $3 in etcd | kube-apiserver | kube-scheduler | kube-controller-manager) restart "$3" ;; *) usage ;; esac
+	;;
 kubelet-cert)
 	[ $# -eq 3 ] || usage
 	cert "kubelet-$3" "system:node:$3" system:nodes "IP:127.0.0.1,DNS:localhost,DNS:$3" serverAuth,clientAuth

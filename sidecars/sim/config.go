@@ -41,6 +41,7 @@ type Config struct {
 	LogFormat    string          `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
 	Tracing      tracing.Config  `json:"Tracing" envPrefix:"INTERLINK_TRACING_" doc:"OpenTelemetry tracing."`
 	LogLevel     string          `json:"LogLevel" env:"INTERLINK_LOG_LEVEL" doc:"Log level: debug, info, warn or error."`
+	StateFile    string          `json:"StateFile" env:"INTERLINK_SIM_STATE_FILE" doc:"File the sim saves its jobs to when it stops and reads when it starts, so that a restarted sim keeps them (as a real sidecar does); empty: jobs live in memory only."`
 	Faults       Faults          `json:"Faults" envPrefix:"INTERLINK_SIM_FAULT_" doc:"Faults injected into the protocol's calls, for fault tests (off by default); also set at run time with POST /sim/faults."`
 }
 

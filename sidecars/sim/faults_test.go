@@ -2,12 +2,17 @@ package sim_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/seed-3f807049/interlink/functions/api"
 	"github.com/seed-3f807049/interlink/observability/config"
 	"github.com/seed-3f807049/interlink/sidecars"
 	"github.com/seed-3f807049/interlink/sidecars/sim"
@@ -61,5 +66,30 @@ func TestFaults(t *testing.T) {
 	st := s.Stats()
 	if st.Faulted != 1 || st.Pings != 2 || st.MaxInFlight["/status"] != 1 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestStateFileKeepsJobsAcrossRestarts(t *testing.T) {
+	cfg := sim.DefaultConfig()
+	cfg.StateFile = t.TempDir() + "/state.json"
+	s, err := sim.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", UID: "u1"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c"}}}}
+	res, err := s.Create(context.Background(), &api.RetrievedPodData{Pod: pod})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := sim.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res2, err := again.Create(context.Background(), &api.RetrievedPodData{Pod: pod})
+	if err != nil || res2.PodJID != res.PodJID || again.Stats().JobsCreated != 1 {
+		t.Errorf("after a restart: %v %v (jobs %d), want the same job %s", res2, err, again.Stats().JobsCreated, res.PodJID)
 	}
 }

@@ -71,7 +71,11 @@ func New(cfg Config) (*Sim, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("sim config: %w", err)
 	}
-	return &Sim{cfg: cfg, now: time.Now, pods: make(map[types.UID]*pod), counts: newCounters(time.Now(), cfg.Faults)}, nil
+	s := &Sim{cfg: cfg, now: time.Now, pods: make(map[types.UID]*pod), counts: newCounters(time.Now(), cfg.Faults)}
+	if err := s.load(); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // Len returns the number of pods held.

@@ -53,5 +53,9 @@ func run() error {
 	mux := http.NewServeMux()
 	mux.Handle("/", s.Handler(sidecars.NewHandler(s, sidecars.HandlerConfig{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log})))
 	mux.Handle("/metrics", metrics.Handler(reg))
-	return server.Run(ctx, server.Config{Listen: cfg.Listen}, mux, log)
+	err = server.Run(ctx, server.Config{Listen: cfg.Listen}, mux, log)
+	if serr := s.Save(); serr != nil {
+		log.Error("could not save the jobs", "err", serr)
+	}
+	return err
 }
