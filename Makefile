@@ -39,7 +39,12 @@ unit:
 ## e2e: the end-to-end tiers (real processes)
 .PHONY: e2e
 e2e:
-	@TIERS="e2e-api e2e-auth e2e-vk e2e-slurm e2e-docker observability" .ci/test.sh
+	@TIERS="e2e-api e2e-auth e2e-vk e2e-slurm e2e-docker observability faults" .ci/test.sh
+
+## fuzz: every fuzz target of the API and sidecar SDK decoders, FUZZTIME each (default 2m)
+.PHONY: fuzz
+fuzz:
+	@FUZZTIME=$${FUZZTIME:-2m} .ci/fuzz.sh
 
 ## generate: rewrite generated files (docs/config.md, docs/metrics.md, golden job scripts)
 .PHONY: generate
@@ -47,14 +52,21 @@ generate:
 	go test ./docs/ -run 'TestConfigDocIsFresh|TestMetricsDocIsFresh' -update
 	go test ./sidecars/slurm/ -run TestGoldenScripts -update
 
-## bench: Go benchmarks (status of 10,000 pods, sim memory for 100,000 pods)
+## bench: every benchmark (status of 10,000 pods, sim memory, the whole chain, auth, SLURM, Docker)
 .PHONY: bench
 bench:
 	go test -run '^$$' -bench . -benchmem -benchtime 10x ./functions/ ./sidecars/...
 	go test -run '^$$' -bench . -benchmem ./proxy/
+	@$(MAKE) --no-print-directory bench-chain
 	@$(MAKE) --no-print-directory bench-auth
 	@$(MAKE) --no-print-directory bench-slurm
 	@$(MAKE) --no-print-directory bench-docker
+
+## bench-chain: the whole chain at scale (1,000 and 10,000 pods, 50 pods/s); writes docs/bench/ and docs/benchmarks.md
+.PHONY: bench-chain
+bench-chain:
+	examples/cluster/build.sh >/dev/null
+	INTERLINK_BENCH_OUT=$(CURDIR)/docs/bench go test -tags e2e -run '^$$' -bench WholeChain -benchtime 1x -timeout 40m -v ./vk/chain/
 
 ## bench-docker: 100 pods through the Docker sidecar vs docker run -d (real dockerd)
 .PHONY: bench-docker

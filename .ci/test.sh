@@ -6,7 +6,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . .ci/lib.sh
 
-TIERS=${TIERS:-"lint verify unit e2e-api e2e-auth e2e-vk e2e-slurm e2e-docker observability"}
+TIERS=${TIERS:-"lint verify unit e2e-api e2e-auth e2e-vk e2e-slurm e2e-docker observability faults fuzz"}
 passed=0 failed=0 summary=()
 
 tier_lint() { "$(golangci_lint)" run ./...; }
@@ -63,6 +63,20 @@ tier_e2e-docker() {
 	.ci/docker.sh install || return 1
 	go test -count=1 -timeout 15m -tags e2e -run 'TestE2E' -v ./sidecars/docker/
 }
+
+# The fault tier: the whole chain (a real control plane, the VK, interlink
+# accepting Ory Hydra's JWTs from the token refresher, the sim) through a
+# VK SIGKILL, 60 s without interlink, sidecar, API server and etcd restarts,
+# token renewals and a slow then failing sidecar, each in the middle of a
+# burst of 200 pods, counting pods, jobs and finished pods after each.
+tier_faults() {
+	examples/cluster/build.sh >/dev/null || return 1
+	.ci/hydra.sh build >/dev/null || return 1
+	go test -count=1 -timeout 15m -tags e2e -run 'TestFaults' -v ./vk/chain/
+}
+# The fuzz tier: each fuzz target of the API's and the sidecar SDK's
+# decoders for a few seconds (make fuzz runs them longer).
+tier_fuzz() { FUZZTIME=${FUZZTIME:-4s} .ci/fuzz.sh; }
 
 for tier in $TIERS; do
 	log "tier $tier"

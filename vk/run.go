@@ -20,6 +20,7 @@ import (
 	"github.com/virtual-kubelet/virtual-kubelet/node"
 	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apiserver/pkg/server/dynamiccertificates"
@@ -27,6 +28,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/certificate"
+	"k8s.io/client-go/util/workqueue"
 
 	"github.com/seed-3f807049/interlink/functions/client"
 	"github.com/seed-3f807049/interlink/observability/metrics"
@@ -89,6 +91,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		},
 		nodeutil.WithClient(cs),
 		nodeutil.AttachProviderRoutes(mux),
+		// The pod controller's queues default to client-go's controller rate
+		// limiter: 10 items/s overall (burst 100), so a node took at most 10
+		// new pods a second. Only failures back off here; the API client's
+		// QPS bounds the writes.
+		nodeutil.WithPodControllerConfigOverrides(func(pc *node.PodControllerConfig) error {
+			pc.SyncPodsFromKubernetesRateLimiter = queueLimiter(cfg)
+			pc.SyncPodStatusFromProviderRateLimiter = queueLimiter(cfg)
+			pc.DeletePodsFromKubernetesRateLimiter = queueLimiter(cfg)
+			return nil
+		}),
 		func(nc *nodeutil.NodeConfig) error {
 			nc.HTTPListenAddr = net.JoinHostPort("", cfg.KubeletPort)
 			nc.TLSConfig = tlsCfg
@@ -265,4 +277,14 @@ func kubeletAuth(cs kubernetes.Interface, cfg *Config) (nodeutil.Auth, error) {
 		return nil, fmt.Errorf("kubelet API auth: %w", err)
 	}
 	return auth, nil
+}
+
+// queueLimiter paces a pod controller queue: each item backs off
+// exponentially on failure (5 ms to 30 s), and all items together go no
+// faster than the API client's QPS and burst.
+func queueLimiter(cfg Config) workqueue.TypedRateLimiter[any] {
+	return workqueue.NewTypedMaxOfRateLimiter[any](
+		workqueue.NewTypedItemExponentialFailureRateLimiter[any](5*time.Millisecond, 30*time.Second),
+		&workqueue.TypedBucketRateLimiter[any]{Limiter: rate.NewLimiter(rate.Limit(cfg.KubeAPIQPS), cfg.KubeAPIBurst)},
+	)
 }

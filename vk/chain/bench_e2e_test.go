@@ -1,0 +1,498 @@
+//go:build e2e
+
+package chain_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/seed-3f807049/interlink/sidecars/sim"
+)
+
+// Settings of the whole-chain benchmark.
+const (
+	benchPending   = 200 * time.Millisecond // the sim's Pending time
+	benchRun       = 3 * time.Second        // the sim's run time of pods that end
+	benchVKQPS     = "1000"                 // the VK's client limits, raised from 200/400
+	benchVKBurst   = "2000"
+	steadyRate     = 50 // pods/s offered in the steady run
+	steadySeconds  = 30
+	createWorkers  = 16
+	deleteWorkers  = 16
+	markerBegin    = "<!-- whole-chain:begin -->"
+	markerEnd      = "<!-- whole-chain:end -->"
+	writesPerPodOK = 4.0
+)
+
+// burstResult is one burst of pods created at once on the node.
+type burstResult struct {
+	Pods                int     `json:"pods"`
+	SecondsToRunning    float64 `json:"secondsToAllRunning"`
+	PodsPerSecond       float64 `json:"podsPerSecondToRunning"`
+	CreateSeconds       float64 `json:"secondsToCreateAll"`
+	P50                 float64 `json:"createToRunningP50Seconds"`
+	P99                 float64 `json:"createToRunningP99Seconds"`
+	DeleteSeconds       float64 `json:"secondsToDeleteAll,omitempty"`
+	DeletePodsPerSecond float64 `json:"deletePodsPerSecond,omitempty"`
+	// WritesPerPod counts the VK's writes to pods, pods/status and events
+	// over each pod's lifecycle (create, Running, delete), per pod.
+	WritesPerPod       float64            `json:"vkWritesPerPodLifecycle,omitempty"`
+	WritesByResource   map[string]float64 `json:"vkWritesByResource,omitempty"`
+	StatusCallsPerPoll float64            `json:"sidecarStatusCallsPerPoll"`
+	Polls              float64            `json:"vkPolls"`
+	VK                 usage              `json:"vk"`
+	Interlink          usage              `json:"interlink"`
+	Sim                usage              `json:"sim"`
+	CreateErrors       int64              `json:"createErrors"`
+}
+
+// steadyResult is a steady offered load.
+type steadyResult struct {
+	Rate           int                `json:"offeredPodsPerSecond"`
+	Pods           int                `json:"pods"`
+	P50, P90, P99  float64            `json:"-"`
+	Latency        map[string]float64 `json:"createToRunningSeconds"`
+	FreshRunning   map[string]float64 `json:"statusFreshnessRunningSeconds"`
+	FreshSucceeded map[string]float64 `json:"statusFreshnessSucceededSeconds"`
+	WritesPerPod   float64            `json:"vkWritesPerPodLifecycle"`
+	StatusPerPoll  float64            `json:"sidecarStatusCallsPerPoll"`
+}
+
+type benchReport struct {
+	When     string            `json:"when"`
+	Machine  map[string]string `json:"machine"`
+	Settings map[string]string `json:"settings"`
+	LoadAvg  map[string]string `json:"loadAverage"`
+	Burst1k  *burstResult      `json:"burst1000,omitempty"`
+	Steady   *steadyResult     `json:"steady50,omitempty"`
+	Burst10k *burstResult      `json:"burst10000,omitempty"`
+	Targets  []targetLine      `json:"targets"`
+}
+
+type targetLine struct {
+	Target   string `json:"target"`
+	Measured string `json:"measured"`
+	Met      bool   `json:"met"`
+	Note     string `json:"note,omitempty"`
+}
+
+// BenchmarkWholeChain runs the whole chain at scale: pods created on one
+// virtual node in bursts of 1,000 and 10,000 and at a steady 50 pods/s,
+// through interlink-vk, interlink (its embedded proxy on, a static token)
+// and the simulated sidecar, all real processes. With INTERLINK_BENCH_OUT set
+// it writes whole-chain.json and SVG plots there and the table in
+// docs/benchmarks.md. Select phases with -bench 'WholeChain/(burst1k|steady50|burst10k)'.
+func BenchmarkWholeChain(b *testing.B) {
+	rep := &benchReport{When: time.Now().UTC().Format(time.RFC3339), Machine: machine(), LoadAvg: map[string]string{"start": loadavg()},
+		Settings: map[string]string{
+			"pods":                 "bound with spec.nodeName (the scheduler is bypassed), no service-account token, restartPolicy Never",
+			"control plane limits": "kube-apiserver --max-requests-inflight 2000 --max-mutating-requests-inflight 1000; kube-scheduler and kube-controller-manager --kube-api-qps 500 --kube-api-burst 1000 (examples/cluster/cluster.sh)",
+			"VK client limits":     "INTERLINK_KUBE_API_QPS=" + benchVKQPS + ", INTERLINK_KUBE_API_BURST=" + benchVKBurst + " (defaults 200/400)",
+			"VK":                   "StatusInterval 1s, PingInterval 1s, 20 pod workers",
+			"sim":                  fmt.Sprintf("Pending %s, then Running (bursts: until deleted; steady: %s, then Succeeded)", benchPending, benchRun),
+			"driver":               fmt.Sprintf("%d goroutines creating, %d deleting (grace period 1 s), no client-side rate limit", createWorkers, deleteWorkers),
+		}}
+	s := startStack(b, options{
+		simEnv: []string{"INTERLINK_SIM_PENDING_DELAY=" + benchPending.String(), "INTERLINK_SIM_RUN_DURATION=" + benchRun.String()},
+		vkEnv:  []string{"INTERLINK_KUBE_API_QPS=" + benchVKQPS, "INTERLINK_KUBE_API_BURST=" + benchVKBurst},
+	})
+	b.Run("burst1k", func(b *testing.B) {
+		r := s.burst(b, "burst1k", 1000, true)
+		rep.Burst1k = &r
+		b.ReportMetric(r.PodsPerSecond, "pods/s")
+		b.ReportMetric(r.DeletePodsPerSecond, "deletes/s")
+		b.ReportMetric(r.WritesPerPod, "writes/pod")
+	})
+	b.Run("steady50", func(b *testing.B) {
+		r := s.steady(b)
+		rep.Steady = &r
+		b.ReportMetric(r.P50, "p50-s")
+		b.ReportMetric(r.P99, "p99-s")
+	})
+	b.Run("burst10k", func(b *testing.B) {
+		r := s.burst(b, "burst10k", 10000, false)
+		rep.Burst10k = &r
+		b.ReportMetric(r.PodsPerSecond, "pods/s")
+		b.ReportMetric(r.VK.PeakRSSMB, "vk-peak-MB")
+	})
+	rep.LoadAvg["end"] = loadavg()
+	rep.Targets = targets(rep)
+	for _, tl := range rep.Targets {
+		b.Logf("target %-45s measured %-30s met %v %s", tl.Target, tl.Measured, tl.Met, tl.Note)
+	}
+	if out := os.Getenv("INTERLINK_BENCH_OUT"); out != "" {
+		if err := rep.write(out); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func (s *stack) namespace(t testing.TB, ns string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := s.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "default service account in "+ns, 60*time.Second, func() error {
+		_, err := s.cs.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+		return err
+	})
+}
+
+// burst creates n pods at once and waits until all run; with del, deletes
+// them all and waits until they are gone from the API server and the sim.
+func (s *stack) burst(t testing.TB, name string, n int, del bool) burstResult {
+	ctx := context.Background()
+	s.namespace(t, name)
+	m0, st0 := s.vkMetrics(t), s.simStats(t, "")
+	vk0, il0, sim0 := s.vk.usage(), s.il.usage(), s.sim.usage()
+	tr := newTracker(t, s, name, name)
+	pods := make([]*corev1.Pod, n)
+	names := make([]string, n)
+	for i := range pods {
+		names[i] = fmt.Sprintf("p-%05d", i)
+		pods[i] = s.benchPod(name, names[i], sim.OutcomeRunning, nil)
+	}
+	if err := tr.createAll(ctx, s, pods, createWorkers); err != nil {
+		t.Fatal(err)
+	}
+	r := burstResult{Pods: n, CreateSeconds: tr.span(func(tr *tracker) map[string]time.Time { return tr.created }).Seconds()}
+	if err := tr.waitFor("all Running", 15*time.Minute, func(sm sample) bool { return sm.Running == n }); err != nil {
+		t.Fatal(err)
+	}
+	r.SecondsToRunning = tr.span(func(tr *tracker) map[string]time.Time { return tr.running }).Seconds()
+	r.PodsPerSecond = float64(n) / r.SecondsToRunning
+	_, lat := tr.latencies()
+	sorted := sortedCopy(lat)
+	r.P50, r.P99 = percentile(sorted, 0.5), percentile(sorted, 0.99)
+	vk1, il1, sim1 := s.vk.usage(), s.il.usage(), s.sim.usage()
+	r.VK = usage{CPUSeconds: vk1.CPUSeconds - vk0.CPUSeconds, RSSMB: vk1.RSSMB, PeakRSSMB: vk1.PeakRSSMB}
+	r.Interlink = usage{CPUSeconds: il1.CPUSeconds - il0.CPUSeconds, RSSMB: il1.RSSMB, PeakRSSMB: il1.PeakRSSMB}
+	r.Sim = usage{CPUSeconds: sim1.CPUSeconds - sim0.CPUSeconds, RSSMB: sim1.RSSMB, PeakRSSMB: sim1.PeakRSSMB}
+	fmt.Fprintf(os.Stderr, "  %s: %d pods Running in %.1fs (%.0f pods/s); VK RSS %.0f MB (peak %.0f), CPU %.1fs; interlink CPU %.1fs\n",
+		name, n, r.SecondsToRunning, r.PodsPerSecond, r.VK.RSSMB, r.VK.PeakRSSMB, r.VK.CPUSeconds, r.Interlink.CPUSeconds)
+	if del {
+		start := time.Now()
+		if err := tr.deleteAll(ctx, s, name, names, deleteWorkers); err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.waitFor("all deleted", 10*time.Minute, func(sm sample) bool { return sm.Gone == n }); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the sim holds no pod of "+name, 2*time.Minute, func() error {
+			if held := heldIn(s.simStats(t, "?pods=1"), name); held != 0 {
+				return fmt.Errorf("%d jobs held", held)
+			}
+			return nil
+		})
+		r.DeleteSeconds = time.Since(start).Seconds()
+		r.DeletePodsPerSecond = float64(n) / r.DeleteSeconds
+	}
+	m1, st1 := s.vkMetrics(t), s.simStats(t, "")
+	r.WritesByResource = diff(m1.writesByResource(), m0.writesByResource())
+	if del {
+		r.WritesPerPod = podWrites(r.WritesByResource) / float64(n)
+	}
+	r.Polls = m1.sum("interlink_vk_status_poll_duration_seconds", nil) - m0.sum("interlink_vk_status_poll_duration_seconds", nil)
+	if r.Polls > 0 {
+		r.StatusCallsPerPoll = float64(st1.StatusCalls-st0.StatusCalls) / r.Polls
+	}
+	r.CreateErrors = tr.createErrors.Load()
+	tr.close()
+	if out := os.Getenv("INTERLINK_BENCH_OUT"); out != "" {
+		if err := plotPhases(filepath.Join(out, "phases-"+name+".svg"), fmt.Sprintf("%d pods created at once: pods by phase", n), tr.samples); err != nil {
+			t.Error(err)
+		}
+	}
+	return r
+}
+
+// steady offers steadyRate pods/s for steadySeconds; each runs benchRun and
+// succeeds. It measures create -> Running latency and status freshness.
+func (s *stack) steady(t testing.TB) steadyResult {
+	ctx := context.Background()
+	const ns = "steady50"
+	s.namespace(t, ns)
+	m0, st0 := s.vkMetrics(t), s.simStats(t, "")
+	tr := newTracker(t, s, ns, ns)
+	n := steadyRate * steadySeconds
+	names := make([]string, n)
+	errs := make(chan error, n)
+	interval := time.Second / steadyRate
+	start := time.Now()
+	for i := range n {
+		names[i] = fmt.Sprintf("s-%05d", i)
+		time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
+		go func(p *corev1.Pod) { errs <- tr.create(ctx, s, p) }(s.benchPod(ns, names[i], sim.OutcomeSucceeded, nil))
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tr.waitFor("all Succeeded", 5*time.Minute, func(sm sample) bool { return sm.Done == n }); err != nil {
+		t.Fatal(err)
+	}
+	// Freshness: the sim changed the pod's state at a known time (job
+	// created + Pending, + the run time); the API server had it when the
+	// watch saw it.
+	held := s.simStats(t, "?pods=1")
+	var freshRun, freshDone []float64
+	tr.mu.Lock()
+	for _, hp := range held.Pods {
+		if hp.Namespace != ns {
+			continue
+		}
+		runAt := hp.Created.Add(benchPending)
+		if r, ok := tr.running[hp.Name]; ok {
+			freshRun = append(freshRun, r.Sub(runAt).Seconds())
+		}
+		if d, ok := tr.done[hp.Name]; ok {
+			freshDone = append(freshDone, d.Sub(runAt.Add(benchRun)).Seconds())
+		}
+	}
+	tr.mu.Unlock()
+	at, lat := tr.latencies()
+	sorted := sortedCopy(lat)
+	r := steadyResult{Rate: steadyRate, Pods: n, P50: percentile(sorted, 0.5), P90: percentile(sorted, 0.9), P99: percentile(sorted, 0.99)}
+	r.Latency = map[string]float64{"p50": r.P50, "p90": r.P90, "p99": r.P99, "max": percentile(sorted, 1)}
+	fr, fd := sortedCopy(freshRun), sortedCopy(freshDone)
+	r.FreshRunning = map[string]float64{"p50": percentile(fr, 0.5), "p99": percentile(fr, 0.99), "max": percentile(fr, 1)}
+	r.FreshSucceeded = map[string]float64{"p50": percentile(fd, 0.5), "p99": percentile(fd, 0.99), "max": percentile(fd, 1)}
+	if err := tr.deleteAll(ctx, s, ns, names, deleteWorkers); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.waitFor("all deleted", 5*time.Minute, func(sm sample) bool { return sm.Gone == n }); err != nil {
+		t.Fatal(err)
+	}
+	m1, st1 := s.vkMetrics(t), s.simStats(t, "")
+	r.WritesPerPod = podWrites(diff(m1.writesByResource(), m0.writesByResource())) / float64(n)
+	if polls := m1.sum("interlink_vk_status_poll_duration_seconds", nil) - m0.sum("interlink_vk_status_poll_duration_seconds", nil); polls > 0 {
+		r.StatusPerPoll = float64(st1.StatusCalls-st0.StatusCalls) / polls
+	}
+	fmt.Fprintf(os.Stderr, "  steady50: create -> Running p50 %.3fs p99 %.3fs; freshness Running p50 %.3fs p99 %.3fs\n",
+		r.P50, r.P99, r.FreshRunning["p50"], r.FreshRunning["p99"])
+	tr.close()
+	if out := os.Getenv("INTERLINK_BENCH_OUT"); out != "" {
+		for _, err := range []error{
+			plotLatency(filepath.Join(out, "latency-steady50.svg"), fmt.Sprintf("create -> Running at a steady %d pods/s", steadyRate), at, lat),
+			plotHistogram(filepath.Join(out, "latency-steady50-hist.svg"), fmt.Sprintf("create -> Running at %d pods/s: distribution", steadyRate), lat),
+			plotPhases(filepath.Join(out, "phases-steady50.svg"), fmt.Sprintf("%d pods/s, each running %s: pods by phase", steadyRate, benchRun), tr.samples),
+		} {
+			if err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	return r
+}
+
+func heldIn(st sim.Stats, ns string) int {
+	n := 0
+	for _, p := range st.Pods {
+		if p.Namespace == ns {
+			n++
+		}
+	}
+	return n
+}
+
+func diff(a, b map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range a {
+		if d := v - b[k]; d != 0 {
+			out[k] = d
+		}
+	}
+	return out
+}
+
+// podWrites adds up the writes that are per pod: pods, pods/status, events,
+// token requests (not the node's status and lease, which are per node).
+func podWrites(byRes map[string]float64) float64 {
+	total := 0.0
+	for res, v := range byRes {
+		if strings.HasPrefix(res, "pods") || res == "events" || strings.HasPrefix(res, "serviceaccounts") {
+			total += v
+		}
+	}
+	return total
+}
+
+func targets(rep *benchReport) []targetLine {
+	var out []targetLine
+	if r := rep.Burst10k; r != nil {
+		out = append(out, targetLine{Target: "10,000 pods Running within 60 s", Measured: fmt.Sprintf("%.1f s (%.0f pods/s)", r.SecondsToRunning, r.PodsPerSecond),
+			Met: r.SecondsToRunning <= 60})
+		out = append(out, targetLine{Target: "VK RSS <= 300 MB at 10,000 pods", Measured: fmt.Sprintf("%.0f MB (peak %.0f MB)", r.VK.RSSMB, r.VK.PeakRSSMB),
+			Met: r.VK.PeakRSSMB <= 300})
+	}
+	if r := rep.Steady; r != nil {
+		out = append(out, targetLine{Target: "p99 create -> Running <= 2 s at 50 pods/s", Measured: fmt.Sprintf("p99 %.2f s (p50 %.2f s)", r.P99, r.P50), Met: r.P99 <= 2})
+	}
+	if r := rep.Burst1k; r != nil {
+		out = append(out, targetLine{Target: "<= 4 API server writes per pod lifecycle", Measured: fmt.Sprintf("%.2f", r.WritesPerPod), Met: r.WritesPerPod <= writesPerPodOK})
+		out = append(out, targetLine{Target: "one status request per sidecar per poll", Measured: fmt.Sprintf("%.2f", r.StatusCallsPerPoll), Met: r.StatusCallsPerPoll <= 1.0001})
+	}
+	return out
+}
+
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func machine() map[string]string {
+	m := map[string]string{"cores": fmt.Sprint(runtime.NumCPU()), "go": runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m["cpu"] = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		line, _, _ := strings.Cut(string(b), "\n")
+		var kb float64
+		_, _ = fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "MemTotal:")), "%f", &kb)
+		m["memory"] = fmt.Sprintf("%.0f GiB", kb/1024/1024)
+	}
+	if b, err := os.ReadFile("/etc/os-release"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "PRETTY_NAME="); ok {
+				m["os"] = strings.Trim(v, `"`)
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m["kernel"] = strings.TrimSpace(string(b))
+	}
+	return m
+}
+
+// write saves the report as JSON and rewrites the whole-chain section of
+// docs/benchmarks.md.
+func (rep *benchReport) write(out string) error {
+	if err := os.MkdirAll(out, 0o755); err != nil { //nolint:gosec // the directory the developer named
+		return err
+	}
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(out, "whole-chain.json"), append(b, '\n'), 0o644); err != nil { //nolint:gosec // a published document
+		return err
+	}
+	doc := filepath.Join(repoDir, "docs/benchmarks.md")
+	md, err := os.ReadFile(doc)
+	if err != nil {
+		return err
+	}
+	i, j := strings.Index(string(md), markerBegin), strings.Index(string(md), markerEnd)
+	if i < 0 || j < i {
+		return fmt.Errorf("%s lacks the %s ... %s markers", doc, markerBegin, markerEnd)
+	}
+	rel, _ := filepath.Rel(filepath.Dir(doc), out)
+	section := markerBegin + "\n" + rep.markdown(filepath.ToSlash(rel)) + markerEnd
+	return os.WriteFile(doc, []byte(string(md[:i])+section+string(md[j+len(markerEnd):])), 0o644) //nolint:gosec // a published document
+}
+
+func (rep *benchReport) markdown(img string) string {
+	var sb strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&sb, format, args...) }
+	keys := func(m map[string]string) []string {
+		var ks []string
+		for k := range m {
+			ks = append(ks, k)
+		}
+		sort.Strings(ks)
+		return ks
+	}
+	w("Run of %s (`make bench-chain`); machine: ", rep.When)
+	var parts []string
+	for _, k := range []string{"cpu", "cores", "memory", "os", "kernel", "go"} {
+		parts = append(parts, k+" "+rep.Machine[k])
+	}
+	w("%s; load average (1, 5, 15 min) %s at the start, %s at the end.\n\n", strings.Join(parts, ", "), rep.LoadAvg["start"], rep.LoadAvg["end"])
+	w("| target | measured | met |\n| --- | --- | --- |\n")
+	for _, tl := range rep.Targets {
+		met := "yes"
+		if !tl.Met {
+			met = "**no**"
+		}
+		w("| %s | %s | %s |\n", tl.Target, tl.Measured, met)
+	}
+	w("\n| run | pods | create -> all Running | pods/s | p50 / p99 create -> Running | delete | VK CPU | VK RSS (peak) | interlink CPU | interlink RSS (peak) | VK writes per pod | status calls per poll |\n")
+	w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	for _, br := range []struct {
+		name string
+		r    *burstResult
+	}{{"burst 1,000", rep.Burst1k}, {"burst 10,000", rep.Burst10k}} {
+		r := br.r
+		if r == nil {
+			continue
+		}
+		del, writes := "not measured", "not measured"
+		if r.DeleteSeconds > 0 {
+			del = fmt.Sprintf("%.1f s (%.0f pods/s)", r.DeleteSeconds, r.DeletePodsPerSecond)
+			writes = fmt.Sprintf("%.2f", r.WritesPerPod)
+		}
+		w("| %s | %d | %.1f s | %.0f | %.2f / %.2f s | %s | %.1f s | %.0f (%.0f) MB | %.1f s | %.0f (%.0f) MB | %s | %.2f |\n", br.name, r.Pods, r.SecondsToRunning,
+			r.PodsPerSecond, r.P50, r.P99, del, r.VK.CPUSeconds, r.VK.RSSMB, r.VK.PeakRSSMB, r.Interlink.CPUSeconds, r.Interlink.RSSMB, r.Interlink.PeakRSSMB,
+			writes, r.StatusCallsPerPoll)
+	}
+	if r := rep.Steady; r != nil {
+		w("\nSteady %d pods/s for %d s (%d pods, each Running %s then Succeeded): create -> Running p50 **%.2f s**, p90 %.2f s, p99 **%.2f s**, max %.2f s. ",
+			r.Rate, steadySeconds, r.Pods, benchRun, r.P50, r.P90, r.P99, r.Latency["max"])
+		w("Status freshness (the sim's state change to the API server, seen by a watch): Running p50 %.2f s, p99 %.2f s; Succeeded p50 %.2f s, p99 %.2f s. ",
+			r.FreshRunning["p50"], r.FreshRunning["p99"], r.FreshSucceeded["p50"], r.FreshSucceeded["p99"])
+		w("VK writes per pod lifecycle %.2f; sidecar status calls per VK poll %.2f.\n", r.WritesPerPod, r.StatusPerPoll)
+	}
+	if r := rep.Burst1k; r != nil && len(r.WritesByResource) > 0 {
+		w("\nThe VK's writes during the 1,000-pod burst and its deletion, by resource:")
+		for _, k := range sortedKeys(r.WritesByResource) {
+			w(" %s %.0f;", k, r.WritesByResource[k])
+		}
+		w(" (nodes/status and leases are the node's own, not per pod).\n")
+	}
+	w("\nSettings:\n\n")
+	for _, k := range keys(rep.Settings) {
+		w("- %s: %s\n", k, rep.Settings[k])
+	}
+	w("\n")
+	for _, p := range []struct{ file, alt string }{
+		{"latency-steady50.svg", "create -> Running latency of each pod over the steady run"},
+		{"latency-steady50-hist.svg", "distribution of create -> Running latency at 50 pods/s"},
+		{"phases-steady50.svg", "pods by phase over the steady run"},
+		{"phases-burst1k.svg", "pods by phase over the 1,000-pod burst and its deletion"},
+		{"phases-burst10k.svg", "pods by phase over the 10,000-pod burst"},
+	} {
+		w("![%s](%s/%s)\n", p.alt, img, p.file)
+	}
+	return sb.String()
+}
+
+func sortedKeys(m map[string]float64) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
