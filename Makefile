@@ -2,7 +2,7 @@
 SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := help
 
-BINARIES := functions/cmd/interlink sidecars/sim/cmd/interlink-sim sidecars/slurm/cmd/interlink-slurm sidecars/docker/cmd/interlink-docker vk/cmd/interlink-vk vk/cmd/interlink-token-refresher proxy/cmd/interlink-proxy
+BINARIES := functions/cmd/interlink sidecars/sim/cmd/interlink-sim sidecars/slurm/cmd/interlink-slurm sidecars/docker/cmd/interlink-docker vk/cmd/interlink-vk vk/cmd/interlink-token-refresher proxy/cmd/interlink-proxy functions/cmd/interlink-installer
 BIN := bin
 
 ## help: list the targets
@@ -39,18 +39,19 @@ unit:
 ## e2e: the end-to-end tiers (real processes)
 .PHONY: e2e
 e2e:
-	@TIERS="e2e-api e2e-auth e2e-vk e2e-slurm e2e-docker observability faults" .ci/test.sh
+	@TIERS="e2e-api e2e-auth e2e-vk e2e-slurm e2e-docker observability faults installer" .ci/test.sh
 
 ## fuzz: every fuzz target of the API and sidecar SDK decoders, FUZZTIME each (default 2m)
 .PHONY: fuzz
 fuzz:
 	@FUZZTIME=$${FUZZTIME:-2m} .ci/fuzz.sh
 
-## generate: rewrite generated files (docs/config.md, docs/metrics.md, golden job scripts)
+## generate: rewrite generated files (docs/config.md, docs/metrics.md, golden job scripts, installer golden files)
 .PHONY: generate
 generate:
 	go test ./docs/ -run 'TestConfigDocIsFresh|TestMetricsDocIsFresh' -update
 	go test ./sidecars/slurm/ -run TestGoldenScripts -update
+	go test ./functions/installer/ -run TestGolden -update
 
 ## bench: every benchmark (status of 10,000 pods, sim memory, the whole chain, auth, SLURM, Docker)
 .PHONY: bench

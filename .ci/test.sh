@@ -6,7 +6,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . .ci/lib.sh
 
-TIERS=${TIERS:-"lint verify unit e2e-api e2e-auth e2e-vk e2e-slurm e2e-docker observability faults fuzz"}
+TIERS=${TIERS:-"lint verify unit e2e-api e2e-auth e2e-vk e2e-slurm e2e-docker observability faults fuzz installer"}
 passed=0 failed=0 summary=()
 
 tier_lint() { "$(golangci_lint)" run ./...; }
@@ -62,6 +62,18 @@ tier_e2e-slurm() {
 tier_e2e-docker() {
 	.ci/docker.sh install || return 1
 	go test -count=1 -timeout 15m -tags e2e -run 'TestE2E' -v ./sidecars/docker/
+}
+
+# The installer tier: interlink-installer run as a user would; its systemd
+# units pass systemd-analyze verify (Debian's systemd, installed when
+# missing), the commands in them, started directly, give a working remote
+# side (the Docker sidecar with an OIDC device-code login against an
+# in-process issuer; the SLURM sidecar with a static token), and its Helm
+# values install on a real control plane.
+tier_installer() {
+	.ci/systemd.sh install && .ci/docker.sh install && .ci/slurm.sh install || return 1
+	examples/cluster/build.sh >/dev/null || return 1
+	go test -count=1 -timeout 15m -tags e2e -run 'TestE2E' -v ./functions/installer/
 }
 
 # The fault tier: the whole chain (a real control plane, the VK, interlink
