@@ -238,6 +238,9 @@ func (a *Answers) Validate() error {
 			bad(key, "%v", err)
 		}
 	}
+	if strings.Contains(a.BinDir, "$") {
+		bad("BinDir", "%q must not contain '$' (systemd would not read the executable's path back)", a.BinDir)
+	}
 	if a.OutDir == "" {
 		bad("OutDir", "missing")
 	}

@@ -104,6 +104,7 @@ func TestBadAnswers(t *testing.T) {
 		{"User", func(a *Answers) { a.User = "Root Admin" }, "not a valid user name"},
 		{"User", func(a *Answers) { a.User = "%i" }, "not a valid user name"},
 		{"BinDir", func(a *Answers) { a.BinDir = "bin" }, "absolute path"},
+		{"BinDir", func(a *Answers) { a.BinDir = "/opt/$HOME/bin" }, "must not contain '$'"},
 		{"ConfigDir", func(a *Answers) { a.ConfigDir = "/etc/inter link" }, "whitespace"},
 		{"ConfigDir", func(a *Answers) { a.ConfigDir = "/etc/interlink/" }, "not clean"},
 		{"StateDir", func(a *Answers) { a.StateDir = "/" }, "not allowed"},

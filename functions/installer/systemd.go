@@ -56,6 +56,11 @@ func ExecLine(argv []string) (string, error) {
 	if len(argv) == 0 || !strings.HasPrefix(argv[0], "/") {
 		return "", errors.New("ExecStart needs an absolute executable path")
 	}
+	if strings.Contains(argv[0], "$") {
+		// systemd substitutes $VAR in the arguments, not in the executable's
+		// path, where $$ would stay $$: no escape works for both.
+		return "", fmt.Errorf("ExecStart executable %q must not contain '$'", argv[0])
+	}
 	words := make([]string, len(argv))
 	for i, a := range argv {
 		w, err := execWord(a)

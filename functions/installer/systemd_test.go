@@ -108,6 +108,7 @@ func TestExecLineRoundTrip(t *testing.T) {
 		{"/usr/local/bin/interlink", "--config", "/etc/interlink/interlink.yaml"},
 		{"/opt/my bin/x", "a b", `quote"d`, `back\slash`, "100%", "$HOME", "${X}", "it's", "", ";", "tab\there"},
 		{"/x", "%n%i", "$$", "a=b,c:d@e+f"},
+		{"/opt/100%/bin/x", "$"},
 	}
 	for _, argv := range cases {
 		line, err := ExecLine(argv)
@@ -130,6 +131,9 @@ func TestExecLineRoundTrip(t *testing.T) {
 	}
 	if _, err := ExecLine([]string{"relative/x"}); err == nil {
 		t.Error("a relative executable was accepted")
+	}
+	if _, err := ExecLine([]string{"/opt/$x/bin"}); err == nil {
+		t.Error("a $ in the executable was accepted")
 	}
 	if _, err := ExecLine([]string{"/x", "a\nb"}); err == nil {
 		t.Error("a newline was accepted")
