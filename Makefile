@@ -39,17 +39,24 @@ unit:
 ## e2e: the end-to-end tiers (real processes)
 .PHONY: e2e
 e2e:
-	@TIERS="e2e-api e2e-auth e2e-vk e2e-slurm e2e-docker observability faults installer" .ci/test.sh
+	@TIERS="e2e-api e2e-auth e2e-vk e2e-slurm e2e-docker observability faults installer e2e-chart" .ci/test.sh
 
 ## fuzz: every fuzz target of the API and sidecar SDK decoders, FUZZTIME each (default 2m)
 .PHONY: fuzz
 fuzz:
 	@FUZZTIME=$${FUZZTIME:-2m} .ci/fuzz.sh
 
-## generate: rewrite generated files (docs/config.md, docs/metrics.md, golden job scripts, installer golden files)
+## chart: the Helm chart, kustomize and compose checks on a real control plane and dockerd (tier e2e-chart)
+.PHONY: chart
+chart:
+	@TIERS=e2e-chart .ci/test.sh
+
+## generate: rewrite generated files (docs/config.md, docs/metrics.md, golden job scripts, installer golden files, the chart's values table, dashboard copies and kustomize base)
 .PHONY: generate
 generate:
 	go test ./docs/ -run 'TestConfigDocIsFresh|TestMetricsDocIsFresh' -update
+	go test ./charts/ -run 'TestReadmeValuesTableIsFresh|TestChartFilesAreFresh' -update
+	examples/cluster/build.sh >/dev/null && go test -tags e2e ./charts/ -run TestE2EKustomizeBaseIsFresh -update
 	go test ./sidecars/slurm/ -run TestGoldenScripts -update
 	go test ./functions/installer/ -run TestGolden -update
 

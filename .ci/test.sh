@@ -6,7 +6,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . .ci/lib.sh
 
-TIERS=${TIERS:-"lint verify unit e2e-api e2e-auth e2e-vk e2e-slurm e2e-docker observability faults fuzz installer"}
+TIERS=${TIERS:-"lint verify unit e2e-api e2e-auth e2e-vk e2e-slurm e2e-docker observability faults fuzz installer e2e-chart"}
 passed=0 failed=0 summary=()
 
 tier_lint() { "$(golangci_lint)" run ./...; }
@@ -89,6 +89,16 @@ tier_faults() {
 # The fuzz tier: each fuzz target of the API's and the sidecar SDK's
 # decoders for a few seconds (make fuzz runs them longer).
 tier_fuzz() { FUZZTIME=${FUZZTIME:-4s} .ci/fuzz.sh; }
+
+# The chart tier: helm lint/template of every scenario, schema refusals,
+# server-side dry-runs (chart and kustomize) and a real helm install on a
+# real control plane, the VK run with the chart's ServiceAccount, and the
+# compose file brought up on a private dockerd (Debian's docker-compose).
+tier_e2e-chart() {
+	examples/cluster/build.sh >/dev/null || return 1
+	.ci/docker.sh install || return 1
+	go test -count=1 -timeout 20m -tags e2e -v ./charts/
+}
 
 for tier in $TIERS; do
 	log "tier $tier"
