@@ -2,10 +2,12 @@ package functions
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/seed-3f807049/interlink/functions/api"
 )
@@ -22,7 +24,7 @@ func FuzzHandler(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	paths := []string{api.PathCreate, api.PathDelete, api.PathStatus, api.PathLogs, api.PathUpdateCache}
+	paths := []string{api.PathCreate, api.PathDelete, api.PathStatus, api.PathLogs, api.PathUpdateCache, api.PathExec, api.PathPing}
 	f.Fuzz(func(t *testing.T, which uint8, body []byte) {
 		path := paths[int(which)%len(paths)]
 		method := http.MethodPost
@@ -30,7 +32,10 @@ func FuzzHandler(f *testing.F) {
 			method = http.MethodDelete
 		}
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(method, path, bytes.NewReader(body)))
+		req := httptest.NewRequest(method, path, bytes.NewReader(body))
+		ctx, cancel := context.WithTimeout(req.Context(), time.Second) // followed logs end
+		defer cancel()
+		h.ServeHTTP(rec, req.WithContext(ctx))
 		if rec.Code >= 500 {
 			t.Errorf("%s %s with %q: %d %s", method, path, body, rec.Code, rec.Body)
 		}

@@ -161,6 +161,9 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 func ErrorFromReply(code int, body []byte) error {
 	var st Status
 	if json.Unmarshal(body, &st) == nil && st.Reason != "" {
+		if st.Message == "" { // a typed reply without a message still says what failed
+			st.Message = fmt.Sprintf("status %d: %s", code, string(st.Reason))
+		}
 		return &Error{Reason: st.Reason, Err: errors.New(st.Message)}
 	}
 	msg := strings.TrimSpace(string(body))
