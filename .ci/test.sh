@@ -6,7 +6,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . .ci/lib.sh
 
-TIERS=${TIERS:-"lint verify unit e2e-api e2e-auth e2e-vk e2e-slurm e2e-docker observability faults fuzz installer e2e-chart"}
+TIERS=${TIERS:-"lint verify unit e2e-api e2e-auth e2e-vk e2e-slurm e2e-docker demo observability faults fuzz installer e2e-chart"}
 passed=0 failed=0 summary=()
 
 tier_lint() { "$(golangci_lint)" run ./...; }
@@ -74,6 +74,12 @@ tier_installer() {
 	.ci/systemd.sh install && .ci/docker.sh install && .ci/slurm.sh install || return 1
 	examples/cluster/build.sh >/dev/null || return 1
 	go test -count=1 -timeout 15m -tags e2e -run 'TestE2E' -v ./functions/installer/
+}
+# The demo tier: make demo as a user runs it (SLURM + Charliecloud + Hydra;
+# then Docker against an existing cluster), and every example applied to it.
+tier_demo() {
+	.ci/slurm.sh install && .ci/docker.sh install && .ci/hydra.sh build >/dev/null || return 1
+	go test -count=1 -timeout 20m -tags e2e -run 'TestE2E' -v ./examples/demo/
 }
 
 # The fault tier: the whole chain (a real control plane, the VK, interlink

@@ -45,4 +45,5 @@ fi
 [ -d "$DEMO_DIR/docker" ] && .ci/docker.sh down "$DEMO_DIR/docker" >/dev/null 2>&1
 [ -d "$DEMO_DIR/hydra" ] && .ci/hydra.sh down "$DEMO_DIR/hydra"
 [ -d "$DEMO_DIR/cluster" ] && examples/cluster/cluster.sh down "$DEMO_DIR/cluster"
+rm -f "$DEMO_DIR/settings"
 echo "demo stopped: $stopped processes${SIDECAR:+, the private $SIDECAR}$([ -d "$DEMO_DIR/cluster" ] && echo ', the control plane')"

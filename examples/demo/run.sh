@@ -210,6 +210,15 @@ PingInterval: 2s
 YAML
 	if [ -n "$EXTERNAL" ]; then
 		printf 'KubeletCertMode: csr\nKubeletCertDir: %s\n' "$DEMO_DIR/kubelet-pki"
+		# The CA of the client certificate the API server presents to kubelets
+		# (kubectl logs, exec), as the cluster publishes it.
+		if kubectl -n kube-system get configmap extension-apiserver-authentication \
+			-o jsonpath='{.data.client-ca-file}' >"$DEMO_DIR/config/client-ca.crt" 2>/dev/null &&
+			[ -s "$DEMO_DIR/config/client-ca.crt" ]; then
+			printf 'ClientCAFile: %s\n' "$DEMO_DIR/config/client-ca.crt"
+		else
+			log "warning: could not read the cluster's client CA (kube-system/extension-apiserver-authentication): kubectl logs will be refused by the node" >&2
+		fi
 	else
 		printf 'KubeletCertMode: files\nKubeletCertFile: %s\nKubeletKeyFile: %s\nClientCAFile: %s\n' \
 			"$KUBELET_CERT" "$KUBELET_KEY" "$CLUSTER_CA"
@@ -217,8 +226,16 @@ YAML
 } >"$DEMO_DIR/config/vk.yaml"
 start interlink-vk "$BIN/interlink-vk" --config "$DEMO_DIR/config/vk.yaml"
 if [ -n "$EXTERNAL" ]; then
-	# The node asks for its kubelet serving certificate; approve it as an admin would.
-	csr_pending() { kubectl get csr -o jsonpath='{range .items[?(@.spec.username=="system:node:'"$NODE"'")]}{.metadata.name}{"\n"}{end}' | head -n 1 | grep .; }
+	# The node asks for its kubelet serving certificate; approve it as an
+	# admin would, after checking that the request is the node's.
+	csr_pending() {
+		local name
+		for name in $(kubectl get csr -o jsonpath='{range .items[?(@.spec.signerName=="kubernetes.io/kubelet-serving")]}{.metadata.name}{" "}{.status.conditions[0].type}{"\n"}{end}' | awk 'NF == 1 { print $1 }'); do
+			kubectl get csr "$name" -o jsonpath='{.spec.request}' | base64 -d | openssl req -noout -subject 2>/dev/null |
+				grep -q "CN *= *system:node:$NODE\$" && { echo "$name"; return 0; }
+		done
+		return 1
+	}
 	wait_until "the node's certificate signing request" 60 csr_pending
 	show kubectl certificate approve "$(csr_pending)"
 fi
