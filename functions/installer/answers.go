@@ -114,6 +114,7 @@ type Answers struct {
 	AllowPlainHTTP bool          `json:"AllowPlainHTTP" doc:"Allow an http PublicURL off loopback (tokens then cross the network in clear: only behind a tunnel)."`
 	TLSCertFile    string        `json:"TLSCertFile" doc:"PEM serving certificate of interlink (needed for an https PublicURL)."`
 	TLSKeyFile     string        `json:"TLSKeyFile" doc:"PEM key of TLSCertFile."`
+	TLSCAFile      string        `json:"TLSCAFile" doc:"PEM CA that signed TLSCertFile, for the virtual kubelet to trust (when it is not a public CA); it goes into a Secret of the cluster side."`
 	Auth           AuthAnswers   `json:"Auth" doc:"Authentication."`
 	NodeName       string        `json:"NodeName" doc:"Name of the virtual node (default: interlink-<Sidecar>)."`
 	Namespace      string        `json:"Namespace" doc:"Namespace of the Helm release on the cluster."`
@@ -196,7 +197,9 @@ func portOf(u *url.URL) string {
 
 var (
 	posixName = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
-	slurmName = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+	// chartQuantity is what charts/interlink's schema takes for capacity.
+	chartQuantity = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$`)
+	slurmName     = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
 )
 
 var slurmRuntimes = []string{"singularity", "apptainer", "enroot", "charliecloud", "podman"}
@@ -223,8 +226,8 @@ func (a *Answers) Validate() error {
 		bad("Namespace", "%q is not a valid namespace: %s", a.Namespace, strings.Join(msgs, "; "))
 	}
 	for key, q := range map[string]string{"Node.CPU": a.Node.CPU, "Node.Memory": a.Node.Memory, "Node.Pods": a.Node.Pods} {
-		if _, err := resource.ParseQuantity(q); err != nil {
-			bad(key, "%q is not a Kubernetes quantity", q)
+		if _, err := resource.ParseQuantity(q); err != nil || !chartQuantity.MatchString(q) {
+			bad(key, "%q is not a Kubernetes quantity such as 100, 500m or 256Gi", q)
 		}
 	}
 	if a.SidecarPort < 1 || a.SidecarPort > 65535 {
@@ -275,7 +278,10 @@ func (a *Answers) validateNetwork(bad func(string, string, ...any)) {
 	if (a.TLSCertFile == "") != (a.TLSKeyFile == "") {
 		bad("TLSCertFile", "TLSCertFile and TLSKeyFile go together")
 	}
-	for key, p := range map[string]string{"TLSCertFile": a.TLSCertFile, "TLSKeyFile": a.TLSKeyFile} {
+	if a.TLSCAFile != "" && a.TLSCertFile == "" {
+		bad("TLSCAFile", "set without TLSCertFile")
+	}
+	for key, p := range map[string]string{"TLSCertFile": a.TLSCertFile, "TLSKeyFile": a.TLSKeyFile, "TLSCAFile": a.TLSCAFile} {
 		if p != "" && !filepath.IsAbs(p) {
 			bad(key, "%q must be an absolute path", p)
 		}

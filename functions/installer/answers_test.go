@@ -76,6 +76,11 @@ func TestBadAnswers(t *testing.T) {
 		{"Listen", func(a *Answers) { a.Listen = "0.0.0.0:4000" }, "is also SidecarPort"},
 		{"TLSCertFile", func(a *Answers) { a.TLSKeyFile = "" }, "go together"},
 		{"TLSKeyFile", func(a *Answers) { a.TLSKeyFile = "tls.key" }, "absolute path"},
+		{"TLSCAFile", func(a *Answers) { a.TLSCAFile = "ca.crt" }, "absolute path"},
+		{"TLSCAFile", func(a *Answers) {
+			a.PublicURL, a.TLSCertFile, a.TLSKeyFile, a.TLSCAFile = "http://127.0.0.1:3000", "", "", "/ca.crt"
+		}, "without TLSCertFile"},
+		{"Node.CPU", func(a *Answers) { a.Node.CPU = "1e3" }, "such as 100"},
 		{"Auth.Mode", func(a *Answers) { a.Auth.Mode = "kerberos" }, "want device-code, client-credentials, static"},
 		{"Auth.Issuer", func(a *Answers) { a.Auth.Mode = AuthStatic; a.Auth.Issuer = "https://iam" }, "Auth.Mode is static"},
 		{"Auth.AllowedGroups", func(a *Answers) { a.Auth.Mode = AuthStatic; a.Auth.AllowedGroups = []string{"g"} }, "no groups"},

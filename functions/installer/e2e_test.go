@@ -4,8 +4,16 @@ package installer
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -256,9 +264,14 @@ func (s *started) exited() bool {
 // waitHTTP waits until url answers 200 or the process exits.
 func waitHTTP(t *testing.T, url string, procs ...*started) {
 	t.Helper()
+	waitHTTPClient(t, http.DefaultClient, url, procs...)
+}
+
+func waitHTTPClient(t *testing.T, client *http.Client, url string, procs ...*started) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if resp, err := http.Get(url); err == nil {
+		if resp, err := client.Get(url); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
 				return
@@ -277,11 +290,16 @@ func waitHTTP(t *testing.T, url string, procs ...*started) {
 // pinglink POSTs /pinglink with a bearer token ("" for none).
 func pinglink(t *testing.T, base, token string) (int, string) {
 	t.Helper()
+	return pinglinkClient(t, http.DefaultClient, base, token)
+}
+
+func pinglinkClient(t *testing.T, client *http.Client, base, token string) (int, string) {
+	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, base+"/pinglink", nil)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,10 +337,16 @@ func TestE2EDockerDeviceCode(t *testing.T) {
 	f := newFakeIssuer(t, "interlink-vk")
 	f.pending = 1
 	port, sidecarPort := freePort(t), freePort(t)
+	// interlink serves https with a certificate of a private CA, which the
+	// cluster side gets in a Secret.
+	caFile, certFile, keyFile := writeTLS(t, filepath.Join(base, "tls"))
 	// '%' and '$' in the config directory: the units must escape them.
 	a := map[string]any{
 		"Sidecar":     "docker",
-		"PublicURL":   fmt.Sprintf("http://127.0.0.1:%d", port),
+		"PublicURL":   fmt.Sprintf("https://127.0.0.1:%d", port),
+		"TLSCertFile": certFile,
+		"TLSKeyFile":  keyFile,
+		"TLSCAFile":   caFile,
 		"SidecarPort": sidecarPort,
 		"Auth":        map[string]any{"Issuer": f.URL(), "ClientID": "interlink-vk", "AllowedGroups": []string{"interlink"}},
 		"User":        currentUser(t),
@@ -353,13 +377,15 @@ func TestE2EDockerDeviceCode(t *testing.T) {
 	sc := startUnit(t, filepath.Join(units, "interlink-docker.service"))
 	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", sidecarPort), sc)
 	il := startUnit(t, filepath.Join(units, "interlink.service"))
-	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	waitHTTP(t, url+"/healthz", il)
+	url := fmt.Sprintf("https://127.0.0.1:%d", port)
+	// Trust only the CA the installer put in the cluster side's Secret.
+	client := clientTrusting(t, filepath.Join(base, "cluster", SecretsName))
+	waitHTTPClient(t, client, url+"/healthz", il)
 
-	if code, _ := pinglink(t, url, ""); code != http.StatusUnauthorized {
+	if code, _ := pinglinkClient(t, client, url, ""); code != http.StatusUnauthorized {
 		t.Errorf("/pinglink without a token: %d, want 401", code)
 	}
-	if code, _ := pinglink(t, url, "not-a-token"); code != http.StatusUnauthorized {
+	if code, _ := pinglinkClient(t, client, url, "not-a-token"); code != http.StatusUnauthorized {
 		t.Errorf("/pinglink with a bad token: %d, want 401", code)
 	}
 
@@ -394,11 +420,11 @@ func TestE2EDockerDeviceCode(t *testing.T) {
 	if len(tok) == 0 {
 		t.Fatalf("the token refresher wrote no token:\n%s", ref.log.String())
 	}
-	code, body := pinglink(t, url, strings.TrimSpace(string(tok)))
+	code, body := pinglinkClient(t, client, url, strings.TrimSpace(string(tok)))
 	if code != http.StatusOK {
 		t.Fatalf("/pinglink with the refreshed token: %d %s", code, body)
 	}
-	t.Logf("/pinglink through the proxy to the Docker sidecar: %d %s", code, strings.TrimSpace(body))
+	t.Logf("/pinglink over https through the proxy to the Docker sidecar: %d %s", code, strings.TrimSpace(body))
 	for _, p := range []*started{il, sc, ref} {
 		if strings.Contains(p.log.String(), fakeRefresh) || strings.Contains(p.log.String(), string(tok)) {
 			t.Errorf("%s logged a token", p.name)
@@ -494,18 +520,22 @@ func helmInstall(t *testing.T, base, outDir, namespace, grant string) {
 		return string(out)
 	}
 	chart := filepath.Join(repoDir, "charts", "interlink")
-	values := filepath.Join(outDir, ValuesName)
+	valuesFile := filepath.Join(outDir, ValuesName)
+	values := readValues(t, valuesFile)
 	run("kubectl", "create", "namespace", namespace)
 	run("kubectl", "apply", "-n", namespace, "-f", filepath.Join(outDir, SecretsName))
-	manifest := run("helm", "template", "interlink", chart, "-n", namespace, "--kube-version", kubeVersion, "-f", values)
+	manifest := run("helm", "template", "interlink", chart, "-n", namespace, "--kube-version", kubeVersion, "-f", valuesFile)
 	mf := filepath.Join(base, "manifest.yaml")
 	if err := os.WriteFile(mf, []byte(manifest), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	run("kubectl", "apply", "--dry-run=server", "-f", mf)
-	run("helm", "install", "interlink", chart, "-n", namespace, "-f", values)
+	run("helm", "install", "interlink", chart, "-n", namespace, "-f", valuesFile)
 	deploy := run("kubectl", "get", "deployment", "-n", namespace, "-o", "yaml")
 	checks := []string{"interlink-vk"}
+	if strings.HasPrefix(values["interlink"].(map[string]any)["url"].(string), "https") {
+		checks = append(checks, CASecretName)
+	}
 	if grant != "" {
 		checks = append(checks, "interlink-token-refresher", RefreshSecretName)
 	} else {
@@ -517,4 +547,99 @@ func helmInstall(t *testing.T, base, outDir, namespace, grant string) {
 		}
 	}
 	t.Logf("helm install of the written values in namespace %s: ok", namespace)
+}
+
+// TestE2EGoldenValuesTemplate: the Helm values of every golden case (OIDC
+// device code with a CA Secret, client credentials on IPv6, static) pass
+// the chart's schema and render.
+func TestE2EGoldenValuesTemplate(t *testing.T) {
+	k8sBin := strings.TrimSpace(script(t, "examples/cluster/build.sh"))
+	chart := filepath.Join(repoDir, "charts", "interlink")
+	files, err := filepath.Glob(filepath.Join("testdata", "golden", "*", "*", "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	more, _ := filepath.Glob(filepath.Join("testdata", "golden", "*", "root", "*", "values.yaml"))
+	files = append(files, more...)
+	if len(files) != len(goldenCases) {
+		t.Fatalf("found %d golden values files, want %d: %v", len(files), len(goldenCases), files)
+	}
+	for _, f := range files {
+		out, err := exec.Command(filepath.Join(k8sBin, "helm"), "template", "interlink", chart, "-n", "interlink",
+			"--kube-version", kubeVersion, "-f", f).CombinedOutput()
+		if err != nil {
+			t.Errorf("helm template -f %s: %v\n%s", f, err, out)
+			continue
+		}
+		if !strings.Contains(string(out), "kind: Deployment") {
+			t.Errorf("helm template -f %s: no Deployment", f)
+		}
+	}
+}
+
+// writeTLS writes a CA and a serving certificate for 127.0.0.1 signed by it.
+func writeTLS(t *testing.T, dir string) (ca, cert, key string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "installer-e2e-ca"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	srvKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	srvTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature}
+	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(srvKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, cert, key = filepath.Join(dir, "ca.crt"), filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	for p, b := range map[string][]byte{
+		ca:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		cert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srvDER}),
+		key:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+	} {
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ca, cert, key
+}
+
+// clientTrusting is an HTTP client trusting only the CA of the
+// interlink-ca Secret in a secrets.yaml the installer wrote.
+func clientTrusting(t *testing.T, secretsFile string) *http.Client {
+	t.Helper()
+	raw, err := os.ReadFile(secretsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	for _, doc := range strings.Split(string(raw), "\n---\n") {
+		var obj struct {
+			Metadata   struct{ Name string }
+			StringData map[string]string `json:"stringData"`
+		}
+		if yaml.Unmarshal([]byte(doc), &obj) == nil && obj.Metadata.Name == CASecretName {
+			pool.AppendCertsFromPEM([]byte(obj.StringData["ca.crt"]))
+		}
+	}
+	if len(pool.Subjects()) == 0 { //nolint:staticcheck // only counted
+		t.Fatalf("no %s Secret with a CA in %s", CASecretName, secretsFile)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }

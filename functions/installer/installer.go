@@ -59,6 +59,7 @@ var flagDefs = []flagDef{
 	}},
 	{name: "tls-cert", usage: "TLSCertFile: interlink's PEM serving certificate", set: str(func(a *Answers) *string { return &a.TLSCertFile })},
 	{name: "tls-key", usage: "TLSKeyFile: its PEM key", set: str(func(a *Answers) *string { return &a.TLSKeyFile })},
+	{name: "tls-ca", usage: "TLSCAFile: PEM CA of the certificate, for the cluster side to trust", set: str(func(a *Answers) *string { return &a.TLSCAFile })},
 	{name: "auth", usage: "Auth.Mode: device-code, client-credentials or static", set: str(func(a *Answers) *string { return &a.Auth.Mode })},
 	{name: "issuer", usage: "Auth.Issuer: OIDC issuer URL", set: str(func(a *Answers) *string { return &a.Auth.Issuer })},
 	{name: "audience", usage: "Auth.Audience: audience interlink requires", set: str(func(a *Answers) *string { return &a.Auth.Audience })},
@@ -207,6 +208,16 @@ func Run(ctx context.Context, a Answers, opts Options) error {
 			return fmt.Errorf("Auth.ClientSecretFile %s is empty", a.Auth.ClientSecretFile)
 		}
 	}
+	if a.TLSCAFile != "" {
+		b, err := os.ReadFile(a.TLSCAFile)
+		if err != nil {
+			return fmt.Errorf("TLSCAFile: %w", err)
+		}
+		if !strings.Contains(string(b), "-----BEGIN CERTIFICATE-----") {
+			return fmt.Errorf("TLSCAFile %s holds no PEM certificate", a.TLSCAFile)
+		}
+		sec.CACert = string(b)
+	}
 	var issuer *Issuer
 	if a.Auth.Mode != AuthStatic {
 		if issuer, err = Discover(ctx, a.Auth.Issuer, opts.HTTPClient); err != nil {
@@ -266,7 +277,7 @@ func Run(ctx context.Context, a Answers, opts Options) error {
 // preflight checks the files the answers name.
 func preflight(a Answers, out io.Writer) error {
 	var errs []error
-	for key, p := range map[string]string{"TLSCertFile": a.TLSCertFile, "TLSKeyFile": a.TLSKeyFile, "Auth.ClientSecretFile": a.Auth.ClientSecretFile, "Slurm.SlurmConf": a.Slurm.SlurmConf} {
+	for key, p := range map[string]string{"TLSCertFile": a.TLSCertFile, "TLSKeyFile": a.TLSKeyFile, "TLSCAFile": a.TLSCAFile, "Auth.ClientSecretFile": a.Auth.ClientSecretFile, "Slurm.SlurmConf": a.Slurm.SlurmConf} {
 		if p == "" || (key == "Slurm.SlurmConf" && a.Sidecar != SidecarSlurm) {
 			continue
 		}

@@ -32,6 +32,7 @@ const (
 	TokenSecretName      = "interlink-vk-token"
 	RefreshSecretName    = "interlink-vk-refresh-token"
 	ClientSecretName     = "interlink-vk-oidc-client"
+	CASecretName         = "interlink-ca"
 	staticTokenUser      = "interlink-vk"
 	headerManagedComment = "Written by interlink-installer; run it again rather than editing by hand."
 )
@@ -47,6 +48,8 @@ type Secrets struct {
 	ClientSecret string
 	// TokenURL is the issuer's token endpoint, from discovery.
 	TokenURL string
+	// CACert is the PEM of TLSCAFile (not a secret, but shipped in one).
+	CACert string
 }
 
 // File is one file to write.
@@ -356,14 +359,18 @@ func helmValues(a Answers, s Secrets) ([]byte, error) {
 		}
 		token["refresher"] = r
 	}
+	il := map[string]any{"url": u.Scheme + "://" + hostForURL(u.Hostname()), "port": port}
+	if s.CACert != "" {
+		il["caSecret"], il["caSecretKey"] = CASecretName, "ca.crt"
+	}
 	values := map[string]any{
 		"nodeName":  a.NodeName,
-		"interlink": map[string]any{"url": u.Scheme + "://" + hostForURL(u.Hostname()), "port": port},
+		"interlink": il,
 		"token":     token,
 		"node":      map[string]any{"cpu": a.Node.CPU, "memory": a.Node.Memory, "pods": a.Node.Pods},
 	}
 	apply := ""
-	if a.Auth.Mode != AuthClientCredentials || s.ClientSecret != "" {
+	if a.Auth.Mode != AuthClientCredentials || s.ClientSecret != "" || s.CACert != "" {
 		apply = fmt.Sprintf(" kubectl apply -n %s -f %s;", a.Namespace, SecretsName)
 	}
 	comment := fmt.Sprintf("Helm values of charts/interlink for virtual node %s, reaching interlink at %s.\n# Install: kubectl create namespace %s;%s helm install interlink charts/interlink -n %s -f %s",
@@ -391,6 +398,9 @@ func secretManifests(a Answers, s Secrets) ([]byte, error) {
 	}
 	if a.Auth.Mode != AuthStatic && s.ClientSecret != "" {
 		list = append(list, secret(ClientSecretName, map[string]string{"client-secret": s.ClientSecret}))
+	}
+	if s.CACert != "" {
+		list = append(list, secret(CASecretName, map[string]string{"ca.crt": s.CACert}))
 	}
 	if len(list) == 0 {
 		return nil, nil

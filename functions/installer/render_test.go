@@ -19,6 +19,7 @@ var goldenSecrets = Secrets{ //nolint:gosec // G101: fake values for the golden 
 	RefreshToken: "REFRESH-TOKEN-FOR-TESTS",
 	ClientSecret: "CLIENT-SECRET-FOR-TESTS",
 	TokenURL:     "https://iam.example.org/oauth2/token",
+	CACert:       "-----BEGIN CERTIFICATE-----\nMIIB-FAKE-CA-FOR-TESTS\n-----END CERTIFICATE-----\n",
 }
 
 // goldenCases are answers files in testdata/answers; each renders into
@@ -39,6 +40,9 @@ func TestGolden(t *testing.T) {
 			s := goldenSecrets
 			if a.Auth.ClientSecretFile == "" {
 				s.ClientSecret = ""
+			}
+			if a.TLSCAFile == "" {
+				s.CACert = ""
 			}
 			plan, err := Render(a, s)
 			if err != nil {
