@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/seed-3f807049/interlink/functions"
+	"github.com/seed-3f807049/interlink/functions/installer"
 	"github.com/seed-3f807049/interlink/observability/config"
 	"github.com/seed-3f807049/interlink/proxy"
 	"github.com/seed-3f807049/interlink/sidecars/docker"
@@ -35,6 +36,7 @@ and ignored, so one file can be shared with a plugin, as the original interLink 
 `)
 	icfg, vcfg, pcfg := functions.DefaultConfig(), vk.DefaultConfig(), proxy.DefaultStandaloneConfig()
 	tcfg, scfg, slcfg, dcfg := token.DefaultConfig(), sim.DefaultConfig(), slurm.DefaultConfig(), docker.DefaultConfig()
+	answers := installer.DefaultAnswers()
 	sections := []struct {
 		binary, intro string
 		cfg           any
@@ -53,6 +55,8 @@ and ignored, so one file can be shared with a plugin, as the original interLink 
 			"Config file: `--config` or `SLURMCONFIGPATH`. The original SLURM plugin's keys and variables keep working; see docs/slurm.md.", &slcfg},
 		{"interlink-docker", "The Docker sidecar (`sidecars/docker/cmd/interlink-docker`). " +
 			"Config file: `--config` or `INTERLINK_DOCKER_CONFIG`. See docs/docker.md.", &dcfg},
+		{"interlink-installer", "The answers of the installer (`functions/cmd/interlink-installer`): `--answers FILE`, the flags of docs/installer.md, " +
+			"or prompts on a terminal. Not a daemon: no environment variables. See docs/installer.md.", &answers},
 	}
 	for i, sec := range sections {
 		if i > 0 {
