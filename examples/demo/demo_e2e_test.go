@@ -386,9 +386,12 @@ func TestE2EDemoDockerExistingCluster(t *testing.T) {
 		}
 		return strings.TrimSpace(string(out))
 	}
-	if c := docker(); c != "" {
-		t.Errorf("containers left after the demo:\n%s", c)
-	}
+	eventually(t, "no container left after the demo", 30*time.Second, func() error {
+		if c := docker(); c != "" {
+			return fmt.Errorf("containers left:\n%s", c)
+		}
+		return nil
+	})
 	s.runExamples(t, commonExamples(t, s))
 	eventually(t, "no container left after the examples were deleted", 30*time.Second, func() error {
 		if c := docker(); c != "" {
