@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/yaml"
 )
 
 const (
@@ -64,7 +65,8 @@ func setup(m *testing.M) (int, error) {
 	}
 	defer os.RemoveAll(dir)
 	binDir = dir
-	build := exec.Command("go", "build", "-o", dir+"/", "../functions/cmd/interlink", "../sidecars/sim/cmd/interlink-sim", "../vk/cmd/interlink-vk")
+	build := exec.Command("go", "build", "-o", dir+"/", "../functions/cmd/interlink", "../sidecars/sim/cmd/interlink-sim", "../vk/cmd/interlink-vk",
+		"../vk/cmd/interlink-token-refresher", "../sidecars/docker/cmd/interlink-docker")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		return 0, fmt.Errorf("build binaries: %w", err)
@@ -175,6 +177,53 @@ func TestE2EChartRefusesBadValues(t *testing.T) {
 			t.Logf("refused: %s", strings.TrimSpace(out))
 		})
 	}
+}
+
+// TestE2EChartConfigsPassTheBinariesValidation: every config file the chart
+// renders (the VK's, the refresher's, interlink's and the sidecar's) passes
+// its binary's own validation (--config-test), for every scenario. The files
+// the pod would mount from Secrets are given as temporary files.
+func TestE2EChartConfigsPassTheBinariesValidation(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secret, []byte("x,node\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mounted := []string{"INTERLINK_AUTH_STATIC_TOKENS_FILE=" + secret, "INTERLINK_TOKEN_CLIENT_SECRET_FILE=" + secret,
+		"INTERLINK_TOKEN_REFRESH_TOKEN_FILE=" + secret}
+	for _, f := range scenarios(t) {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			var cm corev1.ConfigMap
+			if err := yaml.Unmarshal([]byte(render(t, namespace, f, "--show-only", "templates/configmap.yaml")), &cm); err != nil {
+				t.Fatal(err)
+			}
+			binaries := map[string]string{"vk.yaml": "interlink-vk", "refresher.yaml": "interlink-token-refresher", "interlink.yaml": "interlink"}
+			if v, err := chartValues(f); err == nil && strings.Contains(v, "interlink-docker") {
+				binaries["sidecar.yaml"] = "interlink-docker"
+			} else {
+				binaries["sidecar.yaml"] = "interlink-sim"
+			}
+			for key, data := range cm.Data {
+				bin, ok := binaries[key]
+				if !ok {
+					t.Errorf("config %s has no binary to check it", key)
+					continue
+				}
+				path := filepath.Join(dir, key)
+				if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				if out, err := command(mounted, filepath.Join(binDir, bin), "--config-test", "--config", path); err != nil {
+					t.Errorf("%s --config-test of the chart's %s: %v\n%s", bin, key, err, out)
+				}
+			}
+		})
+	}
+}
+
+func chartValues(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	return string(b), err
 }
 
 // kustomizeBase renders the kustomize base from the chart.
