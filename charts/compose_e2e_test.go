@@ -21,7 +21,7 @@ import (
 // that /pinglink answers through interlink and the Docker sidecar, and
 // brings it down.
 func TestE2EComposeRemoteSide(t *testing.T) {
-	for _, tool := range []string{"docker-compose", "dockerd", "containerd", "curl"} {
+	for _, tool := range []string{"docker-compose", "docker", "dockerd", "containerd"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			prerequisite(t, "%s (run .ci/docker.sh install as root)", tool)
 		}
