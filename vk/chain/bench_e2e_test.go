@@ -400,6 +400,10 @@ func (rep *benchReport) write(out string) error {
 		return err
 	}
 	doc := filepath.Join(repoDir, "docs/benchmarks.md")
+	rel, err := filepath.Rel(filepath.Dir(doc), out)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		return nil // a trial run outside docs/: the document stays as it is
+	}
 	md, err := os.ReadFile(doc)
 	if err != nil {
 		return err
@@ -408,7 +412,6 @@ func (rep *benchReport) write(out string) error {
 	if i < 0 || j < i {
 		return fmt.Errorf("%s lacks the %s ... %s markers", doc, markerBegin, markerEnd)
 	}
-	rel, _ := filepath.Rel(filepath.Dir(doc), out)
 	section := markerBegin + "\n" + rep.markdown(filepath.ToSlash(rel)) + markerEnd
 	return os.WriteFile(doc, []byte(string(md[:i])+section+string(md[j+len(markerEnd):])), 0o644) //nolint:gosec // a published document
 }
