@@ -96,7 +96,6 @@ func Main(ctx context.Context, args []string, in io.Reader, out io.Writer, termi
 	flags.StringVar(&initFile, "init", "", "write an answers file with every key and its default to this path, and exit")
 	set := map[string]string{}
 	for _, d := range flagDefs {
-		d := d
 		fn := func(v string) error {
 			if err := d.set(&Answers{}, v); err != nil {
 				return err
@@ -474,6 +473,7 @@ var questions = []question{
 	{"PublicURL", "URL where the cluster reaches interlink (https://host:port)", func(a *Answers) *string { return &a.PublicURL }, nil},
 	{"TLSCertFile", "interlink's PEM serving certificate", func(a *Answers) *string { return &a.TLSCertFile }, func(a *Answers) bool { return strings.HasPrefix(a.PublicURL, "https://") }},
 	{"TLSKeyFile", "its PEM key", func(a *Answers) *string { return &a.TLSKeyFile }, func(a *Answers) bool { return strings.HasPrefix(a.PublicURL, "https://") }},
+	{"TLSCAFile", "PEM CA of that certificate, if not a public one (empty: none)", func(a *Answers) *string { return &a.TLSCAFile }, func(a *Answers) bool { return strings.HasPrefix(a.PublicURL, "https://") }},
 	{"Auth.Mode", "Authentication (device-code, client-credentials or static)", func(a *Answers) *string { return &a.Auth.Mode }, nil},
 	{"Auth.Issuer", "OIDC issuer URL", func(a *Answers) *string { return &a.Auth.Issuer }, func(a *Answers) bool { return a.Auth.Mode != AuthStatic }},
 	{"Auth.ClientID", "OAuth2 client ID of the virtual node", func(a *Answers) *string { return &a.Auth.ClientID }, func(a *Answers) bool { return a.Auth.Mode != AuthStatic }},

@@ -219,3 +219,41 @@ func TestRunRefusesEarly(t *testing.T) {
 		t.Errorf("err = %v, want both TLS files named", err)
 	}
 }
+
+// TestMainInteractive: on a terminal, the answers not given are asked for;
+// the file's and the flags' answers are offered as defaults.
+func TestMainInteractive(t *testing.T) {
+	a, dir := localAnswers(t, "")
+	a.PublicURL = ""
+	raw, err := yaml.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(dir, "answers.yaml")
+	if err := os.WriteFile(f, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Sidecar, PublicURL, Auth.Mode, NodeName, User; Enter keeps a default.
+	in := strings.NewReader("docker\nhttp://127.0.0.1:3100\n\nmy-node\n\n")
+	var out bytes.Buffer
+	if err := Main(context.Background(), []string{"--answers", f, "--namespace", "il"}, in, &out, true); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	v, err := os.ReadFile(filepath.Join(a.OutDir, ValuesName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"nodeName: my-node", "url: http://127.0.0.1", "port: 3100"} {
+		if !strings.Contains(string(v), want) {
+			t.Errorf("values lack %q:\n%s", want, v)
+		}
+	}
+	if !strings.Contains(out.String(), "kubectl create namespace il") {
+		t.Errorf("the --namespace flag was not used:\n%s", out.String())
+	}
+	// --non-interactive on a terminal asks nothing (and fails: no sidecar).
+	err = Main(context.Background(), []string{"--answers", f, "--non-interactive"}, strings.NewReader(""), &out, true)
+	if err == nil || !strings.Contains(err.Error(), "Sidecar: missing") {
+		t.Errorf("err = %v", err)
+	}
+}

@@ -127,7 +127,7 @@ func (s service) render(w io.Writer) error {
 	opt := unit.NewUnitOption
 	opts := []*unit.UnitOption{
 		opt("Unit", "Description", specifiers(s.Description)),
-		opt("Unit", "Documentation", "https://github.com/interlink-hq/interLink"),
+		opt("Unit", "Documentation", "https://github.com/seed-3f807049/interlink/blob/main/docs/installer.md"),
 	}
 	for _, a := range s.Wants {
 		opts = append(opts, opt("Unit", "Wants", a))
