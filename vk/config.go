@@ -87,7 +87,7 @@ type Config struct {
 	LogFormat          string            `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
 	Tracing            tracing.Config    `json:"Tracing" envPrefix:"INTERLINK_TRACING_" doc:"OpenTelemetry tracing."`
 	// DeleteNodeOnShutdown removes the Node object at a graceful stop.
-	DeleteNodeOnShutdown bool `json:"DeleteNodeOnShutdown" env:"INTERLINK_DELETE_NODE_ON_SHUTDOWN" doc:"Delete the Node object when the VK stops gracefully (SIGTERM), so a stopped node does not linger NotReady; its pods are garbage-collected by Kubernetes if the VK stays away longer than about 40 s."`
+	DeleteNodeOnShutdown bool `json:"DeleteNodeOnShutdown" env:"INTERLINK_DELETE_NODE_ON_SHUTDOWN" doc:"Delete the Node object when the VK stops gracefully (SIGTERM) and no pod that has not ended is bound to it, so a stopped node does not linger NotReady. A node with live pods is kept: Kubernetes would force-delete the pods of a missing node and leave their remote jobs running."`
 }
 
 // Kubelet serving certificate modes.

@@ -2,6 +2,7 @@ package vk
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -18,11 +19,15 @@ func TestDeleteNodeAtShutdown(t *testing.T) {
 		name       string
 		enabled    bool
 		registered bool
+		pods       []corev1.PodPhase // pods bound to the node
 		wantGone   bool
 	}{
-		{"on: deleted", true, true, true},
-		{"off: kept", false, true, false},
-		{"on, already gone: no error", true, false, true},
+		{"on: deleted", true, true, nil, true},
+		{"off: kept", false, true, nil, false},
+		{"on, already gone: no error", true, false, nil, true},
+		{"on, only ended pods: deleted", true, true, []corev1.PodPhase{corev1.PodSucceeded, corev1.PodFailed}, true},
+		{"on, a running pod: kept (pod GC would orphan its job)", true, true, []corev1.PodPhase{corev1.PodSucceeded, corev1.PodRunning}, false},
+		{"on, a pending pod: kept", true, true, []corev1.PodPhase{corev1.PodPending}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cs := fake.NewClientset()
@@ -30,6 +35,19 @@ func TestDeleteNodeAtShutdown(t *testing.T) {
 				if _, err := cs.CoreV1().Nodes().Create(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "vk"}}, metav1.CreateOptions{}); err != nil {
 					t.Fatal(err)
 				}
+			}
+			for i, ph := range tc.pods {
+				p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprint("p", i), Namespace: "ns"},
+					Spec: corev1.PodSpec{NodeName: "vk"}, Status: corev1.PodStatus{Phase: ph}}
+				if _, err := cs.CoreV1().Pods("ns").Create(context.Background(), p, metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// A running pod on another node does not keep this one.
+			other := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "elsewhere", Namespace: "ns"},
+				Spec: corev1.PodSpec{NodeName: "other"}, Status: corev1.PodStatus{Phase: corev1.PodRunning}}
+			if _, err := cs.CoreV1().Pods("ns").Create(context.Background(), other, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
 			}
 			cfg := DefaultConfig()
 			cfg.NodeName, cfg.DeleteNodeOnShutdown = "vk", tc.enabled
