@@ -76,10 +76,11 @@ tier_installer() {
 	go test -count=1 -timeout 15m -tags e2e -run 'TestE2E' -v ./functions/installer/
 }
 # The demo tier: make demo as a user runs it (SLURM + Charliecloud + Hydra;
-# then Docker against an existing cluster), and every example applied to it.
+# then Docker against an existing cluster), every example applied to it, and
+# every block of the docs marked runnable run against it.
 tier_demo() {
 	.ci/slurm.sh install && .ci/docker.sh install && .ci/hydra.sh build >/dev/null || return 1
-	go test -count=1 -timeout 20m -tags e2e -run 'TestE2E' -v ./examples/demo/
+	go test -p 1 -count=1 -timeout 25m -tags e2e -run 'TestE2E' -v ./examples/demo/ ./docs/
 }
 
 # The fault tier: the whole chain (a real control plane, the VK, interlink
