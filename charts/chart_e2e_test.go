@@ -159,6 +159,10 @@ func TestE2EChartRefusesBadValues(t *testing.T) {
 		{"remote mode without a token", []string{"token.existingSecret="}, []string{"set token.existingSecret or token.refresher.enabled=true"}},
 		{"refresher without a token URL", []string{"token.refresher.enabled=true"}, []string{"token.refresher.tokenURL and token.refresher.clientID"}},
 		{"files mode without a Secret", []string{"kubeletCert.mode=files"}, []string{"kubeletCert.existingSecret"}},
+		// interLink in the pod accepts only the generated token's tokens.csv.
+		{"in-cluster mode with an existing token Secret", []string{"inCluster.enabled=true"}, []string{"token.existingSecret is for remote mode"}},
+		{"in-cluster refresher without an issuer for interLink", []string{"inCluster.enabled=true", "token.existingSecret=", "token.refresher.enabled=true",
+			"token.refresher.tokenURL=https://issuer.example.org/token", "token.refresher.clientID=vk"}, []string{"inCluster.interlink.config.Auth.Issuers"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := []string{"template", release, chartDir, "--kube-version", kubeVersion, "-f", remote}
@@ -419,6 +423,10 @@ func TestE2EChartOnARealAPIServer(t *testing.T) {
 	// interlink, the token from a Secret, the serving certificate from the
 	// CSR API, the API server's kubelet client CA.
 	token := "chart-e2e-token-" + fmt.Sprint(time.Now().UnixNano())
+	installSets := []string{"--set", "nodeName=" + nodeName, "--set", "interlink.url=http://127.0.0.1",
+		"--set", "token.existingSecret=interlink-vk-token",
+		"--set", "kubeletCert.mode=csr", "--set", "kubeletCert.clientCAConfigMap=kube-root-ca.crt",
+		"--set", "tests.image=busybox"}
 	t.Run("HelmInstall", func(t *testing.T) {
 		if _, err := c.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -428,11 +436,7 @@ func TestE2EChartOnARealAPIServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		start := time.Now()
-		out, err := c.helm("install", release, chartDir, "-n", namespace,
-			"--set", "nodeName="+nodeName, "--set", "interlink.url=http://127.0.0.1",
-			"--set", "token.existingSecret=interlink-vk-token",
-			"--set", "kubeletCert.mode=csr", "--set", "kubeletCert.clientCAConfigMap=kube-root-ca.crt",
-			"--set", "tests.image=busybox")
+		out, err := c.helm(append([]string{"install", release, chartDir, "-n", namespace}, installSets...)...)
 		if err != nil {
 			t.Fatalf("helm install: %v\n%s", err, out)
 		}
@@ -461,10 +465,11 @@ func TestE2EChartOnARealAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	var vk *proc
+	var vkEnv []string
 	kubeletPort := freePort(t)
 	parent := t
 	t.Run("VKWithTheChartsServiceAccount", func(t *testing.T) {
-		kubeconfig := serviceAccountKubeconfig(t, c, vkDir)
+		kubeconfig := serviceAccountKubeconfig(t, c, vkDir, fullname)
 		// The chart's own VK config, as its pod would read it.
 		cm, err := c.cs.CoreV1().ConfigMaps(namespace).Get(ctx, fullname, metav1.GetOptions{})
 		if err != nil {
@@ -487,27 +492,17 @@ func TestE2EChartOnARealAPIServer(t *testing.T) {
 			"INTERLINK_AUTH_STATIC_TOKENS_FILE=" + tokensCSV})
 		// What differs outside the pod: the kubeconfig (the pod would use its
 		// mounted token), file paths and loopback ports.
-		vk = startProc(parent, vkDir, "interlink-vk", []string{"VK_CONFIG_PATH=" + vkConfig, "KUBECONFIG=" + kubeconfig,
+		vkEnv = []string{"VK_CONFIG_PATH=" + vkConfig, "KUBECONFIG=" + kubeconfig,
 			"INTERLINKPORT=" + ilPort, "VKTOKENFILE=" + tokenFile, "POD_IP=127.0.0.1", "KUBELET_PORT=" + kubeletPort,
 			"INTERLINK_KUBELET_CERT_DIR=" + filepath.Join(vkDir, "pki"),
 			"INTERLINK_KUBELET_CLIENT_CA_FILE=" + filepath.Join(c.dir, "pki/ca.crt"),
-			"INTERLINK_STATUS_INTERVAL=1s", "INTERLINK_PING_INTERVAL=1s"})
+			"INTERLINK_STATUS_INTERVAL=1s", "INTERLINK_PING_INTERVAL=1s"}
+		vk = startProc(parent, vkDir, "interlink-vk", vkEnv)
 		approveCtx, stopApprover := context.WithCancel(ctx)
 		parent.Cleanup(stopApprover)
 		go approveCSRs(approveCtx, c)
 		start := time.Now()
-		eventually(t, "node Ready", 60*time.Second, func() error {
-			n, err := c.cs.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			for _, cond := range n.Status.Conditions {
-				if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
-					return nil
-				}
-			}
-			return fmt.Errorf("conditions %+v", n.Status.Conditions)
-		})
+		nodeReady(t, c)
 		t.Logf("node %s registered and Ready %s after the VK started", nodeName, time.Since(start).Round(time.Millisecond))
 	})
 	if vk == nil {
@@ -582,13 +577,136 @@ func TestE2EChartOnARealAPIServer(t *testing.T) {
 	t.Run("AuditLogMatchesTheRBAC", func(t *testing.T) {
 		auditMatchesRBAC(t, c)
 	})
+
+	t.Run("PreDeleteHookWithItsOwnServiceAccount", func(t *testing.T) {
+		// The VK again (the release is still installed), with a running pod.
+		vk = startProc(parent, vkDir, "interlink-vk", vkEnv)
+		nodeReady(t, c)
+		preDeleteHook(t, c, vkDir, installSets)
+		vk.stop(syscall.SIGTERM)
+		if _, err := c.cs.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("node %s after the hook and the VK's stop: %v, want NotFound", nodeName, err)
+		}
+	})
 }
 
-// serviceAccountKubeconfig writes a kubeconfig (mode 0600) for the chart's
-// ServiceAccount with a token from the TokenRequest API.
-func serviceAccountKubeconfig(t *testing.T, c *cluster, dir string) string {
+// nodeReady waits for the virtual node to be Ready.
+func nodeReady(t *testing.T, c *cluster) {
 	t.Helper()
-	out, err := c.kubectl("create", "token", fullname, "-n", namespace, "--duration", "2h")
+	eventually(t, "node Ready", 60*time.Second, func() error {
+		n, err := c.cs.CoreV1().Nodes().Get(context.Background(), nodeName, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, cond := range n.Status.Conditions {
+			if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+				return nil
+			}
+		}
+		return fmt.Errorf("conditions %+v", n.Status.Conditions)
+	})
+}
+
+// preDeleteHook runs the chart's pre-delete hook as its Job would (no
+// kubelet runs the Job here): its ServiceAccount, ClusterRole and binding
+// are created from the chart, and each of the Job's containers' kubectl
+// command lines is run, in order, with a TokenRequest token of that
+// ServiceAccount, while the VK runs a pod on the node. The pod must be
+// gone (deleted through the VK, which cancels its job) and then the node:
+// proof that the hook's RBAC is enough for what its commands do.
+func preDeleteHook(t *testing.T, c *cluster, dir string, sets []string) {
+	ctx := context.Background()
+	manifest := `apiVersion: v1
+kind: Pod
+metadata: {name: before-uninstall, namespace: default, annotations: {interlink.io/sim-outcome: running}}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  nodeSelector: {kubernetes.io/hostname: ` + nodeName + `}
+  tolerations: [{key: virtual-node.interlink/no-schedule, operator: Exists}]
+  containers: [{name: main, image: busybox}]
+`
+	if out, err := c.kubectlStdin(manifest, "apply", "-f", "-"); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s", err, out)
+	}
+	eventually(t, "pod before-uninstall Running", 60*time.Second, func() error {
+		p, err := c.cs.CoreV1().Pods("default").Get(ctx, "before-uninstall", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if p.Status.Phase != corev1.PodRunning {
+			return fmt.Errorf("phase %q", p.Status.Phase)
+		}
+		return nil
+	})
+
+	out, err := helm(nil, append([]string{"template", release, chartDir, "-n", namespace, "--kube-version", kubeVersion,
+		"--show-only", "templates/pre-delete-hook.yaml"}, sets...)...)
+	if err != nil {
+		t.Fatalf("helm template of the hook: %v\n%s", err, out)
+	}
+	var job struct {
+		Spec struct {
+			Template struct {
+				Spec struct {
+					ServiceAccountName string             `json:"serviceAccountName"`
+					InitContainers     []corev1.Container `json:"initContainers"`
+					Containers         []corev1.Container `json:"containers"`
+				} `json:"spec"`
+			} `json:"template"`
+		} `json:"spec"`
+	}
+	var rbac []string
+	for _, doc := range strings.Split(out, "\n---\n") {
+		var meta metav1.TypeMeta
+		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+			t.Fatal(err)
+		}
+		switch meta.Kind {
+		case "Job":
+			if err := yaml.Unmarshal([]byte(doc), &job); err != nil {
+				t.Fatal(err)
+			}
+		case "ServiceAccount", "ClusterRole", "ClusterRoleBinding":
+			rbac = append(rbac, doc)
+		}
+	}
+	spec := job.Spec.Template.Spec
+	if len(rbac) != 3 || spec.ServiceAccountName == "" || len(spec.Containers) == 0 {
+		t.Fatalf("the hook renders %d RBAC objects and a Job %+v:\n%s", len(rbac), spec, out)
+	}
+	if out, err := c.kubectlStdin(strings.Join(rbac, "\n---\n"), "apply", "-f", "-"); err != nil {
+		t.Fatalf("kubectl apply of the hook's ServiceAccount and RBAC: %v\n%s", err, out)
+	}
+	kubeconfig := serviceAccountKubeconfig(t, c, t.TempDir(), spec.ServiceAccountName)
+	start := time.Now()
+	for _, ctr := range append(spec.InitContainers, spec.Containers...) {
+		if len(ctr.Command) > 0 {
+			t.Fatalf("container %s has a command; the test runs kubectl with its args", ctr.Name)
+		}
+		out, err := command(nil, filepath.Join(k8sBin, "kubectl"), append([]string{"--kubeconfig", kubeconfig}, ctr.Args...)...)
+		if err != nil {
+			t.Fatalf("the hook's %s (kubectl %s) as %s: %v\n%s", ctr.Name, strings.Join(ctr.Args, " "), spec.ServiceAccountName, err, out)
+		}
+		if strings.Contains(out, "forbidden") {
+			t.Errorf("the hook's %s was refused something (kubectl retried): %s", ctr.Name, out)
+		}
+		t.Logf("%s: %s", ctr.Name, strings.TrimSpace(out))
+	}
+	if _, err := c.cs.CoreV1().Pods("default").Get(ctx, "before-uninstall", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("pod before-uninstall after the hook: %v, want NotFound", err)
+	}
+	if _, err := c.cs.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("node %s after the hook: %v, want NotFound", nodeName, err)
+	}
+	t.Logf("the hook deleted the node's pod, then the node, in %s", time.Since(start).Round(time.Millisecond))
+}
+
+// serviceAccountKubeconfig writes a kubeconfig (mode 0600) for one of the
+// chart's ServiceAccounts with a token from the TokenRequest API.
+func serviceAccountKubeconfig(t *testing.T, c *cluster, dir, sa string) string {
+	t.Helper()
+	out, err := c.kubectl("create", "token", sa, "-n", namespace, "--duration", "2h")
 	if err != nil {
 		t.Fatalf("kubectl create token (TokenRequest): %v", err) // the output would be the token
 	}

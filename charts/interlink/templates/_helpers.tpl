@@ -83,6 +83,12 @@ token
 {{- if and (not .Values.inCluster.enabled) (not .Values.token.existingSecret) (not .Values.token.refresher.enabled) -}}
 {{- fail "the VK needs a token for the remote interLink: set token.existingSecret or token.refresher.enabled=true" -}}
 {{- end -}}
+{{- if and .Values.inCluster.enabled .Values.token.existingSecret -}}
+{{- fail "token.existingSecret is for remote mode: in in-cluster mode interLink accepts only the chart's generated token (or, with token.refresher, OIDC tokens); unset token.existingSecret" -}}
+{{- end -}}
+{{- if and .Values.inCluster.enabled .Values.token.refresher.enabled (not (dig "Auth" "Issuers" list .Values.inCluster.interlink.config)) -}}
+{{- fail "token.refresher in in-cluster mode needs inCluster.interlink.config.Auth.Issuers (and Audiences): interLink must accept the refresher's OIDC tokens" -}}
+{{- end -}}
 {{- if .Values.token.refresher.enabled -}}
 {{- if or (not .Values.token.refresher.tokenURL) (not .Values.token.refresher.clientID) -}}
 {{- fail "token.refresher.enabled needs token.refresher.tokenURL and token.refresher.clientID" -}}
