@@ -1,7 +1,6 @@
 package vk
 
 import (
-	"context"
 	"math"
 	"net/http"
 	"os"
@@ -61,7 +60,7 @@ func newVKMetrics(reg prometheus.Registerer, p *Provider, tokenFile string, apiR
 			return time.Since(time.Unix(0, last)).Seconds()
 		})
 	pods := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "interlink_vk_pods", Help: "Pods the virtual node runs (all phases)."},
-		func() float64 { l, _ := p.GetPods(context.Background()); return float64(len(l)) })
+		func() float64 { p.mu.Lock(); defer p.mu.Unlock(); return float64(len(p.pods)) })
 	phases := []corev1.PodPhase{corev1.PodPending, corev1.PodRunning, corev1.PodSucceeded, corev1.PodFailed}
 	byPhase := make([]prometheus.Collector, 0, len(phases))
 	for _, ph := range phases {

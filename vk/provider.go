@@ -170,12 +170,13 @@ func (p *Provider) submit(ctx context.Context, uid types.UID) {
 	// its own. Until then a restarted VK submits the pod again, and
 	// interLink's create, idempotent by pod UID, returns the same job.
 	t.jobID = res.PodJID
-	cp := t.pod.DeepCopy()
-	if cp.Annotations == nil {
-		cp.Annotations = map[string]string{}
+	cp := *t.pod // shares the spec; the annotations are copied
+	cp.Annotations = make(map[string]string, len(t.pod.Annotations)+1)
+	for k, v := range t.pod.Annotations {
+		cp.Annotations[k] = v
 	}
 	cp.Annotations[api.AnnotationJobID] = res.PodJID
-	t.pod = cp
+	t.pod = &cp
 	p.mu.Unlock()
 }
 
@@ -254,6 +255,9 @@ func (p *Provider) fail(pod *corev1.Pod, reason, msg string) {
 
 // push hands a status to the pod controller. Pushes are serialized, so a
 // status read before a pod was deleted never lands after its final one.
+// It is not copied first: pods the provider tracks are never changed in
+// place (every change makes a new one), and the controller copies what it
+// is given.
 func (p *Provider) push(pod *corev1.Pod) {
 	p.pushMu.Lock()
 	defer p.pushMu.Unlock()
@@ -261,8 +265,17 @@ func (p *Provider) push(pod *corev1.Pod) {
 	cb := p.notify
 	p.mu.Unlock()
 	if cb != nil {
-		cb(pod.DeepCopy())
+		cb(statusOnly(pod))
 	}
+}
+
+// statusOnly is the pod as the pod controller needs it: it copies the pod
+// it is given, keeps it, and writes its metadata and status to pods/status,
+// where the API server ignores the spec. Without the spec its copy is a
+// fraction of the pod's size.
+func statusOnly(pod *corev1.Pod) *corev1.Pod {
+	out := &corev1.Pod{TypeMeta: pod.TypeMeta, ObjectMeta: pod.ObjectMeta, Status: pod.Status}
+	return out
 }
 
 // pushIfTracked pushes pod's status unless the pod was deleted meanwhile.
@@ -274,7 +287,7 @@ func (p *Provider) pushIfTracked(pod *corev1.Pod) {
 	cb := p.notify
 	p.mu.Unlock()
 	if ok && cb != nil {
-		cb(pod.DeepCopy())
+		cb(statusOnly(pod)) // see push
 	}
 }
 
@@ -401,7 +414,15 @@ func (p *Provider) RunStatus(ctx context.Context) error {
 	}
 }
 
-// syncStatus polls once. A failed call leaves every pod's last status.
+// statusStreamer is implemented by clients (functions/client) that hand
+// each status over as it is decoded, so that a poll of 10,000 pods never
+// holds all their statuses at once.
+type statusStreamer interface {
+	StatusEach(ctx context.Context, pods []*corev1.Pod, fn func(*api.PodStatus)) error
+}
+
+// syncStatus polls once. A failed call leaves every pod's last status (but
+// for the statuses a streamed reply gave before it failed).
 func (p *Provider) syncStatus(ctx context.Context) {
 	p.mu.Lock()
 	pods := make([]*corev1.Pod, 0, len(p.pods))
@@ -416,8 +437,52 @@ func (p *Provider) syncStatus(ctx context.Context) {
 		p.lastPoll.Store(time.Now().UnixNano()) // nothing to be stale
 		return
 	}
+	// seen tells, for each pod asked about, whether the reply had it.
+	seen := make(map[types.UID]bool, len(pods))
+	for _, pod := range pods {
+		seen[pod.UID] = false
+	}
+	now := metav1.Now()
+	var changed []*corev1.Pod
+	apply := func(st *api.PodStatus) {
+		uid := types.UID(st.PodUID)
+		if was, asked := seen[uid]; !asked || was {
+			return
+		}
+		seen[uid] = true
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		t, ok := p.pods[uid]
+		if !ok || st.Error != nil {
+			return // deleted meanwhile, or its sidecar failed: keep the last status
+		}
+		t.missing = 0
+		next := podStatus(t.pod, st, p.hostIP, now)
+		if equality.Semantic.DeepEqual(next, t.pod.Status) {
+			return
+		}
+		if next.Phase == corev1.PodRunning && t.pod.Status.Phase != corev1.PodRunning && p.metrics != nil {
+			p.metrics.createToRunning.Observe(now.Sub(t.pod.CreationTimestamp.Time).Seconds())
+		}
+		// Tracked pods are never changed in place: the new one shares its
+		// metadata and spec with the last.
+		cp := *t.pod
+		cp.Status = next
+		t.pod = &cp
+		changed = append(changed, &cp)
+	}
 	pollStart := time.Now()
-	sts, err := p.il.Status(ctx, pods)
+	var err error
+	if ss, ok := p.il.(statusStreamer); ok {
+		err = ss.StatusEach(ctx, pods, apply)
+	} else {
+		var sts []api.PodStatus
+		if sts, err = p.il.Status(ctx, pods); err == nil {
+			for i := range sts {
+				apply(&sts[i])
+			}
+		}
+	}
 	if p.metrics != nil {
 		p.metrics.pollDuration.Observe(time.Since(pollStart).Seconds())
 		if err != nil {
@@ -426,24 +491,15 @@ func (p *Provider) syncStatus(ctx context.Context) {
 	}
 	if err != nil {
 		p.log.Warn("status poll failed; pods keep their last status", "pods", len(pods), "err", err)
-		return
-	}
-	p.lastPoll.Store(time.Now().UnixNano())
-	byUID := make(map[string]*api.PodStatus, len(sts))
-	for i := range sts {
-		byUID[sts[i].PodUID] = &sts[i]
-	}
-	now := metav1.Now()
-	var changed []*corev1.Pod
-	p.mu.Lock()
-	for _, pod := range pods {
-		t, ok := p.pods[pod.UID]
-		if !ok {
-			continue // deleted meanwhile
-		}
-		st, ok := byUID[string(pod.UID)]
-		switch {
-		case !ok:
+	} else {
+		p.lastPoll.Store(time.Now().UnixNano())
+		// Only a whole reply tells which pods the sidecar no longer knows.
+		p.mu.Lock()
+		for _, pod := range pods {
+			t, ok := p.pods[pod.UID]
+			if seen[pod.UID] || !ok {
+				continue
+			}
 			t.missing++
 			if t.missing < missingPolls {
 				continue
@@ -452,26 +508,11 @@ func (p *Provider) syncStatus(ctx context.Context) {
 			cp.Status = terminate(cp.Status, "JobLost", now)
 			cp.Status.Reason, cp.Status.Message = "JobLost", fmt.Sprintf("the sidecar has no job %s for this pod", t.jobID)
 			t.pod = cp
-			changed = append(changed, cp.DeepCopy())
+			changed = append(changed, cp)
 			p.log.Warn("pod's job lost by its sidecar", "pod", pod.Name, "namespace", pod.Namespace, "job_id", t.jobID)
-			continue
-		case st.Error != nil:
-			continue // its sidecar failed: keep the last status
 		}
-		t.missing = 0
-		next := podStatus(t.pod, st, p.hostIP, now)
-		if equality.Semantic.DeepEqual(next, t.pod.Status) {
-			continue
-		}
-		if next.Phase == corev1.PodRunning && t.pod.Status.Phase != corev1.PodRunning && p.metrics != nil {
-			p.metrics.createToRunning.Observe(now.Sub(t.pod.CreationTimestamp.Time).Seconds())
-		}
-		cp := t.pod.DeepCopy()
-		cp.Status = next
-		t.pod = cp
-		changed = append(changed, cp.DeepCopy())
+		p.mu.Unlock()
 	}
-	p.mu.Unlock()
 	for _, pod := range changed {
 		p.pushIfTracked(pod)
 	}

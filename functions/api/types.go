@@ -5,6 +5,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // PodCreateRequests is the body of a VK -> interLink create.
@@ -166,6 +167,54 @@ func TrimForStatus(p *corev1.Pod) *corev1.Pod {
 	out.Spec.RestartPolicy, out.Spec.NodeName = p.Spec.RestartPolicy, p.Spec.NodeName
 	out.Spec.InitContainers = nameAndImage(p.Spec.InitContainers)
 	out.Spec.Containers = nameAndImage(p.Spec.Containers)
+	out.Status.Phase = p.Status.Phase
+	return out
+}
+
+// StatusPod is what TrimForStatus keeps of a pod, as a small struct of its
+// own: it encodes to the same JSON as the trimmed v1.Pod without building
+// one (a v1.Pod is over a kilobyte even when nearly empty).
+type StatusPod struct {
+	Kind       string             `json:"kind,omitempty"`
+	APIVersion string             `json:"apiVersion,omitempty"`
+	Metadata   *metav1.ObjectMeta `json:"metadata"`
+	Spec       statusPodSpec      `json:"spec"`
+	Status     statusPodPhaseOnly `json:"status"`
+}
+
+type statusPodSpec struct {
+	InitContainers []nameImage          `json:"initContainers,omitempty"`
+	Containers     []nameImage          `json:"containers"`
+	RestartPolicy  corev1.RestartPolicy `json:"restartPolicy,omitempty"`
+	NodeName       string               `json:"nodeName,omitempty"`
+}
+
+type statusPodPhaseOnly struct {
+	Phase corev1.PodPhase `json:"phase,omitempty"`
+}
+
+type nameImage struct {
+	Name      string   `json:"name"`
+	Image     string   `json:"image,omitempty"`
+	Resources struct{} `json:"resources"` // as a v1.Container writes it
+}
+
+// StatusPodOf returns what a sidecar's status reads of p (see
+// TrimForStatus). It shares p's metadata unless p has managed fields or
+// kubectl's last-applied copy, which it leaves out.
+func StatusPodOf(p *corev1.Pod) *StatusPod {
+	out := &StatusPod{Kind: p.Kind, APIVersion: p.APIVersion, Metadata: &p.ObjectMeta}
+	if _, ok := p.Annotations[lastApplied]; ok || len(p.ManagedFields) > 0 {
+		out.Metadata = &TrimForStatus(p).ObjectMeta
+	}
+	out.Spec.RestartPolicy, out.Spec.NodeName = p.Spec.RestartPolicy, p.Spec.NodeName
+	for _, c := range p.Spec.InitContainers {
+		out.Spec.InitContainers = append(out.Spec.InitContainers, nameImage{Name: c.Name, Image: c.Image})
+	}
+	out.Spec.Containers = make([]nameImage, len(p.Spec.Containers))
+	for i, c := range p.Spec.Containers {
+		out.Spec.Containers[i] = nameImage{Name: c.Name, Image: c.Image}
+	}
 	out.Status.Phase = p.Status.Phase
 	return out
 }

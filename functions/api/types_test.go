@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // TestGoldenRoundTrip decodes fixtures written by hand from the original
@@ -115,6 +116,29 @@ func dropNullTimestamps(v any) {
 	case []any:
 		for _, x := range v {
 			dropNullTimestamps(x)
+		}
+	}
+}
+
+func TestStatusPodOfEncodesAsTrimForStatus(t *testing.T) {
+	p := &corev1.Pod{
+		TypeMeta: metav1.TypeMeta{Kind: "Pod", APIVersion: "v1"},
+		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", UID: "u", Labels: map[string]string{"a": "b"},
+			Annotations:   map[string]string{AnnotationSidecar: "sim", lastApplied: "{}"},
+			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "m"}}},
+		Spec: corev1.PodSpec{NodeName: "n", RestartPolicy: corev1.RestartPolicyNever,
+			InitContainers: []corev1.Container{{Name: "i", Image: "busybox", Command: []string{"x"}}},
+			Containers:     []corev1.Container{{Name: "m", Image: "busybox", Env: []corev1.EnvVar{{Name: "K", Value: "V"}}}}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, HostIP: "1.2.3.4"},
+	}
+	for _, pod := range []*corev1.Pod{p, {ObjectMeta: metav1.ObjectMeta{Name: "q", UID: "v"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c"}}}}} {
+		var a, b any
+		ja, _ := json.Marshal(TrimForStatus(pod))
+		jb, _ := json.Marshal(StatusPodOf(pod))
+		_ = json.Unmarshal(ja, &a)
+		_ = json.Unmarshal(jb, &b)
+		if diff := cmp.Diff(a, b); diff != "" {
+			t.Errorf("StatusPodOf and TrimForStatus differ (-trim +statusPod):\n%s", diff)
 		}
 	}
 }

@@ -4,9 +4,11 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -133,16 +135,68 @@ func (c *Client) Delete(ctx context.Context, pod *corev1.Pod) error {
 // go trimmed (api.TrimForStatus) when interLink said all its sidecars take
 // them, else whole.
 func (c *Client) Status(ctx context.Context, pods []*corev1.Pod) ([]api.PodStatus, error) {
-	in := pods
-	if c.trimmed.Load() {
-		in = make([]*corev1.Pod, len(pods))
-		for i, p := range pods {
-			in[i] = api.TrimForStatus(p)
+	var out []api.PodStatus
+	err := c.StatusEach(ctx, pods, func(st *api.PodStatus) { out = append(out, *st) })
+	return out, err
+}
+
+// StatusEach is Status that hands each status to fn as it is decoded, so
+// that a batch of 10,000 is never held whole. The call is retried while no
+// reply has come; fn may have been called for some pods when it fails
+// midway.
+func (c *Client) StatusEach(ctx context.Context, pods []*corev1.Pod, fn func(*api.PodStatus)) error {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	body, err := c.statusBody(pods)
+	if err != nil {
+		return err
+	}
+	resp, err := c.caller.Stream(ctx, true, api.Request{Method: http.MethodPost, Path: api.PathStatus, Body: body}) //nolint:bodyclose // closed below
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	dec := json.NewDecoder(resp.Body)
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+		return api.Unavailable("POST %s: reply is not a JSON list: %v", api.PathStatus, err)
+	}
+	for dec.More() {
+		var st api.PodStatus
+		if err := dec.Decode(&st); err != nil {
+			return api.Unavailable("POST %s: decode reply: %w", api.PathStatus, err)
+		}
+		fn(&st)
+	}
+	if _, err := dec.Token(); err != nil {
+		return api.Unavailable("POST %s: decode reply: %w", api.PathStatus, err)
+	}
+	return nil
+}
+
+// statusBody encodes a /status batch: trimmed pods (a few hundred bytes
+// each, written without building trimmed copies) when interLink said all
+// its sidecars take them, else whole pods.
+func (c *Client) statusBody(pods []*corev1.Pod) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	if !c.trimmed.Load() {
+		if err := enc.Encode(pods); err != nil {
+			return nil, fmt.Errorf("encode %s body: %w", api.PathStatus, err)
+		}
+		return buf.Bytes(), nil
+	}
+	buf.Grow(len(pods) * 512)
+	buf.WriteByte('[')
+	for i, p := range pods {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		if err := enc.Encode(api.StatusPodOf(p)); err != nil {
+			return nil, fmt.Errorf("encode %s body: %w", api.PathStatus, err)
 		}
 	}
-	var out []api.PodStatus
-	err := c.caller.Call(ctx, true, api.Request{Method: http.MethodPost, Path: api.PathStatus, In: in}, &out)
-	return out, err
+	buf.WriteByte(']')
+	return buf.Bytes(), nil
 }
 
 // trimSniffer notes whether interLink's replies set HeaderTrimmedStatus.

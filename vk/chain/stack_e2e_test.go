@@ -205,7 +205,7 @@ func startStack(t testing.TB, o options) *stack {
 			}
 		}
 		_ = exec.Command(filepath.Join(repoDir, "examples/cluster/cluster.sh"), "down", s.cluster).Run()
-		if !t.Failed() {
+		if !t.Failed() && os.Getenv("INTERLINK_CHAIN_KEEP") == "" { // set it to read the logs after a run
 			_ = os.RemoveAll(dir)
 		}
 	})
@@ -258,7 +258,7 @@ func startStack(t testing.TB, o options) *stack {
 		"VKTOKENFILE=" + s.tokenFile, "INTERLINK_KUBELET_CERT_MODE=self-signed",
 		"INTERLINK_KUBELET_CLIENT_CA_FILE=" + filepath.Join(s.cluster, "pki/ca.crt"),
 		"INTERLINK_STATUS_INTERVAL=1s", "INTERLINK_PING_INTERVAL=1s", "INTERLINK_LOG_FORMAT=json", "ERRORSONLYLOGGING=true",
-	}, o.vkEnv...)...)
+	}, append(o.vkEnv, strings.Fields(os.Getenv("INTERLINK_CHAIN_VK_ENV"))...)...)...)
 	eventually(t, "node Ready", 60*time.Second, func() error { return s.nodeReady(corev1.ConditionTrue) })
 	eventually(t, "default service account", 60*time.Second, func() error {
 		_, err := s.cs.CoreV1().ServiceAccounts("default").Get(context.Background(), "default", metav1.GetOptions{})
