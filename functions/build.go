@@ -98,6 +98,10 @@ type App struct {
 	Server  server.Config
 	// Run runs the proxy's background work (static tokens reload).
 	Run func(ctx context.Context) error
+	// Metrics, when Config.MetricsListen is set, serves /metrics alone
+	// (without authentication) on that listener.
+	Metrics       http.Handler
+	MetricsServer server.Config
 }
 
 // NewApp builds interlink from a validated Config.
@@ -115,5 +119,11 @@ func NewApp(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		return nil, err
 	}
 	auth.Observe = proxy.NewMetrics(reg).Observe
-	return &App{Handler: tracing.Handler(auth, "interlink"), Server: srv, Run: auth.Run}, nil
+	app := &App{Handler: tracing.Handler(auth, "interlink"), Server: srv, Run: auth.Run}
+	if cfg.MetricsListen != "" {
+		m := http.NewServeMux()
+		m.Handle("/metrics", metrics.Handler(reg))
+		app.Metrics, app.MetricsServer = m, server.Config{Listen: cfg.MetricsListen}
+	}
+	return app, nil
 }

@@ -58,6 +58,7 @@ type Config struct {
 	Retries           int               `json:"Retries" env:"INTERLINK_RETRIES" doc:"Tries of an idempotent sidecar call (status, delete, logs, ping); create is never retried."`
 	StatusBatchSize   int               `json:"StatusBatchSize" env:"INTERLINK_STATUS_BATCH_SIZE" doc:"Largest number of pods in one status call to a sidecar; 0 sends each sidecar its whole share."`
 	MaxBodyBytes      int64             `json:"MaxBodyBytes" env:"INTERLINK_MAX_BODY_BYTES" doc:"Request bodies larger than this are refused with 413."`
+	MetricsListen     string            `json:"MetricsListen" env:"INTERLINK_METRICS_LISTEN" doc:"host:port of a listener that serves only /metrics, without authentication, for a Prometheus that should hold no API token; empty: /metrics is served on the API listener, behind its authentication."`
 	VerboseLogging    bool              `json:"VerboseLogging" env:"VERBOSELOGGING" doc:"Log at debug level (original key)."`
 	ErrorsOnlyLogging bool              `json:"ErrorsOnlyLogging" env:"ERRORSONLYLOGGING" doc:"Log errors only (original key)."`
 	LogFormat         string            `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
@@ -104,6 +105,11 @@ func (c *Config) Validate() error {
 	}
 	if c.StatusBatchSize < 0 {
 		errs = append(errs, errors.New("StatusBatchSize must not be negative"))
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			errs = append(errs, fmt.Errorf("MetricsListen %q: want host:port: %w", c.MetricsListen, err))
+		}
 	}
 	if c.MaxBodyBytes < 1024 {
 		errs = append(errs, errors.New("MaxBodyBytes must be at least 1024"))

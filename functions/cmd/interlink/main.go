@@ -47,5 +47,8 @@ func run() error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return app.Run(ctx) })
 	g.Go(func() error { return server.Run(ctx, app.Server, app.Handler, log) })
+	if app.Metrics != nil {
+		g.Go(func() error { return server.Run(ctx, app.MetricsServer, app.Metrics, log) })
+	}
 	return g.Wait()
 }
