@@ -91,7 +91,7 @@ type targetLine struct {
 // virtual node in bursts of 1,000 and 10,000 and at a steady 50 pods/s,
 // through interlink-vk, interlink (its embedded proxy on, a static token)
 // and the simulated sidecar, all real processes. With INTERLINK_BENCH_OUT set
-// it writes whole-chain.json and SVG plots there and the table in
+// it writes whole-chain.json and PNG plots there and the table in
 // docs/benchmarks.md. Select phases with -bench 'WholeChain/(burst1k|steady50|burst10k)'.
 func BenchmarkWholeChain(b *testing.B) {
 	rep := &benchReport{When: time.Now().UTC().Format(time.RFC3339), Machine: machine(), LoadAvg: map[string]string{"start": loadavg()},
@@ -211,7 +211,7 @@ func (s *stack) burst(t testing.TB, name string, n int, del bool) burstResult {
 	r.CreateErrors = tr.createErrors.Load()
 	tr.close()
 	if out := os.Getenv("INTERLINK_BENCH_OUT"); out != "" {
-		if err := plotPhases(filepath.Join(out, "phases-"+name+".svg"), fmt.Sprintf("%d pods created at once: pods by phase", n), tr.samples); err != nil {
+		if err := plotPhases(filepath.Join(out, "phases-"+name+".png"), fmt.Sprintf("%d pods created at once: pods by phase", n), tr.samples); err != nil {
 			t.Error(err)
 		}
 	}
@@ -286,9 +286,9 @@ func (s *stack) steady(t testing.TB) steadyResult {
 	tr.close()
 	if out := os.Getenv("INTERLINK_BENCH_OUT"); out != "" {
 		for _, err := range []error{
-			plotLatency(filepath.Join(out, "latency-steady50.svg"), fmt.Sprintf("create -> Running at a steady %d pods/s", steadyRate), at, lat),
-			plotHistogram(filepath.Join(out, "latency-steady50-hist.svg"), fmt.Sprintf("create -> Running at %d pods/s: distribution", steadyRate), lat),
-			plotPhases(filepath.Join(out, "phases-steady50.svg"), fmt.Sprintf("%d pods/s, each running %s: pods by phase", steadyRate, benchRun), tr.samples),
+			plotLatency(filepath.Join(out, "latency-steady50.png"), fmt.Sprintf("create -> Running at a steady %d pods/s", steadyRate), at, lat),
+			plotHistogram(filepath.Join(out, "latency-steady50-hist.png"), fmt.Sprintf("create -> Running at %d pods/s: distribution", steadyRate), lat),
+			plotPhases(filepath.Join(out, "phases-steady50.png"), fmt.Sprintf("%d pods/s, each running %s: pods by phase", steadyRate, benchRun), tr.samples),
 		} {
 			if err != nil {
 				t.Error(err)
@@ -343,7 +343,10 @@ func targets(rep *benchReport) []targetLine {
 	}
 	if r := rep.Burst1k; r != nil {
 		out = append(out, targetLine{Target: "<= 4 API server writes per pod lifecycle", Measured: fmt.Sprintf("%.2f", r.WritesPerPod), Met: r.WritesPerPod <= writesPerPodOK})
-		out = append(out, targetLine{Target: "one status request per sidecar per poll", Measured: fmt.Sprintf("%.2f", r.StatusCallsPerPoll), Met: r.StatusCallsPerPoll <= 1.0001})
+		// A poll in flight when the counters are read is counted by one
+		// side only: one call either way is not a second call per poll.
+		out = append(out, targetLine{Target: "one status request per sidecar per poll",
+			Measured: fmt.Sprintf("%.2f (%.0f polls)", r.StatusCallsPerPoll, r.Polls), Met: r.StatusCallsPerPoll*r.Polls <= r.Polls+1})
 	}
 	return out
 }
@@ -480,11 +483,11 @@ func (rep *benchReport) markdown(img string) string {
 	}
 	w("\n")
 	for _, p := range []struct{ file, alt string }{
-		{"latency-steady50.svg", "create -> Running latency of each pod over the steady run"},
-		{"latency-steady50-hist.svg", "distribution of create -> Running latency at 50 pods/s"},
-		{"phases-steady50.svg", "pods by phase over the steady run"},
-		{"phases-burst1k.svg", "pods by phase over the 1,000-pod burst and its deletion"},
-		{"phases-burst10k.svg", "pods by phase over the 10,000-pod burst"},
+		{"latency-steady50.png", "create -> Running latency of each pod over the steady run"},
+		{"latency-steady50-hist.png", "distribution of create -> Running latency at 50 pods/s"},
+		{"phases-steady50.png", "pods by phase over the steady run"},
+		{"phases-burst1k.png", "pods by phase over the 1,000-pod burst and its deletion"},
+		{"phases-burst10k.png", "pods by phase over the 10,000-pod burst"},
 	} {
 		w("![%s](%s/%s)\n", p.alt, img, p.file)
 	}
