@@ -39,6 +39,9 @@ const (
 	DefaultKubeAPIBurst = 400
 	// DefaultWorkers is the number of pod sync workers.
 	DefaultWorkers = 20
+	// DefaultClientCAConfigMap is where clusters publish the CA of the API
+	// server's client certificates (as aggregated API servers read it).
+	DefaultClientCAConfigMap = "kube-system/extension-apiserver-authentication:client-ca-file"
 	// DefaultDataWait bounds how long a pod waits for a missing ConfigMap or
 	// Secret before it fails.
 	DefaultDataWait = 30 * time.Second
@@ -69,6 +72,7 @@ type Config struct {
 	KubeletCertFile    string            `json:"KubeletCertFile" env:"INTERLINK_KUBELET_CERT_FILE" doc:"PEM serving certificate of the kubelet API."`
 	KubeletKeyFile     string            `json:"KubeletKeyFile" env:"INTERLINK_KUBELET_KEY_FILE" doc:"PEM private key of that certificate."`
 	ClientCAFile       string            `json:"ClientCAFile" env:"INTERLINK_KUBELET_CLIENT_CA_FILE" doc:"PEM CA of the client certificates the kubelet API accepts (the API server's); bearer tokens are checked with TokenReview."`
+	ClientCAConfigMap  string            `json:"ClientCAConfigMap" env:"INTERLINK_KUBELET_CLIENT_CA_CONFIGMAP" doc:"When ClientCAFile is empty: namespace/name:key of a ConfigMap holding that CA, read and watched (where every cluster publishes the CA of its API server's client certificates; reading it needs the built-in Role extension-apiserver-authentication-reader in kube-system); empty: bearer tokens only."`
 	Resources          Resources         `json:"Resources" doc:"Node capacity."`
 	NodeLabels         map[string]string `json:"NodeLabels" env:"INTERLINK_NODE_LABELS" envSeparator:"," envKeyValSeparator:"=" doc:"Extra node labels (env: key=value,...)."`
 	ServiceAccount     string            `json:"ServiceAccount" env:"SERVICEACCOUNT" doc:"Service account whose kubeconfig (a bound token from the TokenRequest API) is delivered to every pod, mounted at /var/run/interlink/kubeconfig with KUBECONFIG set (original key)."`
@@ -107,6 +111,7 @@ func DefaultConfig() Config {
 		KubeletPort:        DefaultKubeletPort,
 		KubeletCertMode:    CertModeAuto,
 		NodeAddress:        "127.0.0.1",
+		ClientCAConfigMap:  DefaultClientCAConfigMap,
 		Resources:          Resources{CPU: "100", Memory: "256Gi", Pods: "1000"},
 		NodeTaints:         []string{DefaultTaint},
 		StatusInterval:     config.D(DefaultStatusInterval),
@@ -184,6 +189,9 @@ func (c *Config) Validate() error {
 	if msgs := validation.IsDNS1123Subdomain(c.NodeName); len(msgs) > 0 {
 		errs = append(errs, fmt.Errorf("NodeName %q: %s", c.NodeName, strings.Join(msgs, "; ")))
 	}
+	if _, _, _, err := c.clientCAConfigMap(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.InterlinkURL == "" {
 		errs = append(errs, errors.New("InterlinkURL is empty"))
 	}
@@ -228,4 +236,23 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("LogFormat %q: want json or text", c.LogFormat))
 	}
 	return errors.Join(errs...)
+}
+
+// clientCAConfigMap splits ClientCAConfigMap into namespace, name and key;
+// all empty when it is not set.
+func (c *Config) clientCAConfigMap() (namespace, name, key string, err error) {
+	if c.ClientCAConfigMap == "" {
+		return "", "", "", nil
+	}
+	ref, key, _ := strings.Cut(c.ClientCAConfigMap, ":")
+	namespace, name, _ = strings.Cut(ref, "/")
+	for _, part := range []string{namespace, name, key} {
+		if part == "" {
+			return "", "", "", fmt.Errorf("ClientCAConfigMap %q: want namespace/name:key", c.ClientCAConfigMap)
+		}
+	}
+	if msgs := validation.IsDNS1123Subdomain(name); len(msgs) > 0 {
+		return "", "", "", fmt.Errorf("ClientCAConfigMap %q: name: %s", c.ClientCAConfigMap, strings.Join(msgs, "; "))
+	}
+	return namespace, name, key, nil
 }

@@ -63,7 +63,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	auth, err := kubeletAuth(cs, &cfg)
+	auth, err := kubeletAuth(ctx, cs, &cfg, log)
 	if err != nil {
 		return err
 	}
@@ -274,15 +274,38 @@ func selfSigned(name, ip string) (tls.Certificate, error) {
 }
 
 // kubeletAuth authenticates every kubelet API request (client certificates
-// signed by ClientCAFile, or bearer tokens through TokenReview) and
-// authorizes it with SubjectAccessReview, as a real kubelet does.
-func kubeletAuth(cs kubernetes.Interface, cfg *Config) (nodeutil.Auth, error) {
-	var opts []nodeutil.WebhookAuthOption
-	if cfg.ClientCAFile != "" {
-		ca, err := dynamiccertificates.NewDynamicCAContentFromFile("client-ca", cfg.ClientCAFile)
+// signed by ClientCAFile or the CA of ClientCAConfigMap, or bearer tokens
+// through TokenReview) and authorizes it with SubjectAccessReview, as a
+// real kubelet does. A ConfigMap CA is watched until ctx ends.
+func kubeletAuth(ctx context.Context, cs kubernetes.Interface, cfg *Config, log *slog.Logger) (nodeutil.Auth, error) {
+	var ca dynamiccertificates.CAContentProvider
+	switch ns, name, key, err := cfg.clientCAConfigMap(); {
+	case err != nil:
+		return nil, err
+	case cfg.ClientCAFile != "":
+		file, err := dynamiccertificates.NewDynamicCAContentFromFile("client-ca", cfg.ClientCAFile)
 		if err != nil {
 			return nil, fmt.Errorf("kubelet client CA: %w", err)
 		}
+		ca = file
+	case name != "":
+		// A CA that cannot be read (no permission, no such ConfigMap) leaves
+		// bearer tokens only, as when none is configured.
+		if _, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
+			log.Warn("the kubelet API accepts bearer tokens only (kubectl logs and exec through the API server need its client CA: set ClientCAFile, or let the VK read ClientCAConfigMap)",
+				"configmap", cfg.ClientCAConfigMap, "err", err)
+			break
+		}
+		cm, err := dynamiccertificates.NewDynamicCAFromConfigMapController("client-ca", ns, name, key, cs)
+		if err != nil {
+			return nil, fmt.Errorf("kubelet client CA from %s: %w", cfg.ClientCAConfigMap, err)
+		}
+		go cm.Run(ctx, 1)
+		ca = cm
+		log.Info("kubelet client CA read and watched", "configmap", cfg.ClientCAConfigMap)
+	}
+	var opts []nodeutil.WebhookAuthOption
+	if ca != nil {
 		opts = append(opts, func(c *nodeutil.WebhookAuthConfig) error {
 			c.AuthnConfig.ClientCertificateCAContentProvider = ca
 			return nil

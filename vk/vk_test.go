@@ -111,6 +111,17 @@ func TestConfigValidation(t *testing.T) {
 			t.Errorf("error does not name %s: %v", want, err)
 		}
 	}
+	for _, bad := range []string{"kube-system/extension-apiserver-authentication", "extension-apiserver-authentication:client-ca-file", "ns/Bad_Name:k", "/n:k"} {
+		cfg = DefaultConfig()
+		cfg.ClientCAConfigMap = bad
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "ClientCAConfigMap") {
+			t.Errorf("ClientCAConfigMap %q: %v", bad, err)
+		}
+	}
+	cfg = DefaultConfig()
+	if ns, name, key, err := cfg.clientCAConfigMap(); err != nil || ns != "kube-system" || name != "extension-apiserver-authentication" || key != "client-ca-file" {
+		t.Errorf("default ClientCAConfigMap: %q %q %q %v", ns, name, key, err)
+	}
 	cfg = DefaultConfig()
 	cfg.InterlinkURL, cfg.InterlinkPort = "https://il.example.org", "443"
 	if got := cfg.InterlinkEndpoint(); got != "https://il.example.org:443" {

@@ -209,16 +209,9 @@ StatusInterval: 1s
 PingInterval: 2s
 YAML
 	if [ -n "$EXTERNAL" ]; then
+		# The CA of the API server's client certificate (kubectl logs) is read by
+		# the VK from kube-system/extension-apiserver-authentication (ClientCAConfigMap).
 		printf 'KubeletCertMode: csr\nKubeletCertDir: %s\n' "$DEMO_DIR/kubelet-pki"
-		# The CA of the client certificate the API server presents to kubelets
-		# (kubectl logs, exec), as the cluster publishes it.
-		if kubectl -n kube-system get configmap extension-apiserver-authentication \
-			-o jsonpath='{.data.client-ca-file}' >"$DEMO_DIR/config/client-ca.crt" 2>/dev/null &&
-			[ -s "$DEMO_DIR/config/client-ca.crt" ]; then
-			printf 'ClientCAFile: %s\n' "$DEMO_DIR/config/client-ca.crt"
-		else
-			log "warning: could not read the cluster's client CA (kube-system/extension-apiserver-authentication): kubectl logs will be refused by the node" >&2
-		fi
 	else
 		printf 'KubeletCertMode: files\nKubeletCertFile: %s\nKubeletKeyFile: %s\nClientCAFile: %s\n' \
 			"$KUBELET_CERT" "$KUBELET_KEY" "$CLUSTER_CA"
