@@ -28,6 +28,9 @@ const (
 	// DefaultAPITimeout bounds each Docker API call (pulls and log streams
 	// excepted).
 	DefaultAPITimeout = 30 * time.Second
+	// DefaultPullTimeout bounds an image pull, which goes on in the
+	// background when the create that started it gives up waiting.
+	DefaultPullTimeout = 30 * time.Minute
 )
 
 // Config configures the Docker sidecar. Keys in the original's spelling
@@ -44,6 +47,7 @@ type Config struct {
 	PauseCommand      []string        `json:"PauseCommand" env:"INTERLINK_DOCKER_PAUSE_COMMAND" doc:"Command of the pause container, if its image has none that waits forever."`
 	GPUDriver         string          `json:"GPUDriver" env:"INTERLINK_DOCKER_GPU_DRIVER" doc:"Device driver of GPU requests (nvidia.com/gpu)."`
 	APITimeout        config.Duration `json:"APITimeout" env:"INTERLINK_DOCKER_API_TIMEOUT" doc:"Time limit of each Docker API call (image pulls and log streams excepted)."`
+	PullTimeout       config.Duration `json:"PullTimeout" env:"INTERLINK_DOCKER_PULL_TIMEOUT" doc:"Time limit of an image pull. A pull outlives the create that started it: a create that cannot wait longer (interLink's CallTimeout) gets a 503, and its retry finds the pull going on or done."`
 	MaxBodyBytes      int64           `json:"MaxBodyBytes" env:"INTERLINK_DOCKER_MAX_BODY_BYTES" doc:"Request bodies larger than this are refused with 413."`
 	LogFormat         string          `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
 	Tracing           tracing.Config  `json:"Tracing" envPrefix:"INTERLINK_TRACING_" doc:"OpenTelemetry tracing."`
@@ -68,6 +72,7 @@ func DefaultConfig() Config {
 		PauseImage:     DefaultPauseImage,
 		GPUDriver:      "nvidia",
 		APITimeout:     config.D(DefaultAPITimeout),
+		PullTimeout:    config.D(DefaultPullTimeout),
 		MaxBodyBytes:   64 << 20,
 		Tracing:        tracing.DefaultConfig(),
 		LogFormat:      "json",
@@ -107,8 +112,8 @@ func (c *Config) Validate() error {
 	if c.PauseImage == "" {
 		errs = append(errs, errors.New("PauseImage is empty"))
 	}
-	if c.APITimeout.Duration <= 0 || c.MaxBodyBytes <= 0 {
-		errs = append(errs, errors.New("APITimeout and MaxBodyBytes must be positive"))
+	if c.APITimeout.Duration <= 0 || c.PullTimeout.Duration <= 0 || c.MaxBodyBytes <= 0 {
+		errs = append(errs, errors.New("APITimeout, PullTimeout and MaxBodyBytes must be positive"))
 	}
 	return errors.Join(errs...)
 }

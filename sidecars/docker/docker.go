@@ -15,6 +15,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
+	"golang.org/x/sync/singleflight"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/seed-3f807049/interlink/functions/api"
@@ -32,6 +33,8 @@ type Docker struct {
 	// dataDir is DataRootFolder, absolute: bind sources are built from it.
 	dataDir string
 	locks   sidecars.KeyedMutex
+	// pulls runs each image pull once, outliving the creates that wait for it.
+	pulls singleflight.Group
 
 	// drivers run each pod's init containers, then its others, one
 	// goroutine per pod; they stop with ctx (Close).

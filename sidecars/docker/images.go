@@ -14,6 +14,7 @@ import (
 	"github.com/moby/moby/api/pkg/authconfig"
 	"github.com/moby/moby/api/types/registry"
 	"github.com/moby/moby/client"
+	"golang.org/x/sync/singleflight"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/seed-3f807049/interlink/functions/api"
@@ -138,14 +139,28 @@ func (d *Docker) pull(ctx context.Context, image string, auths map[string]regist
 			return fmt.Errorf("image %q: encode credentials: %w", image, err)
 		}
 	}
-	start := time.Now()
-	resp, err := d.api.ImagePull(ctx, image, opts)
-	if err == nil {
-		err = resp.Wait(ctx)
-		_ = resp.Close()
+	// The pull runs on the sidecar's context, once per image and
+	// credentials, so that a large image keeps coming when the create that
+	// asked for it times out; the retried create waits for the same pull.
+	ch := d.pulls.DoChan(image+"\x00"+opts.RegistryAuth, func() (any, error) {
+		pctx, cancel := context.WithTimeout(d.ctx, d.cfg.PullTimeout.Duration)
+		defer cancel()
+		start := time.Now()
+		resp, err := d.api.ImagePull(pctx, image, opts)
+		if err == nil {
+			err = resp.Wait(pctx)
+			_ = resp.Close()
+		}
+		d.observe("pull", start, err)
+		return nil, err
+	})
+	var res singleflight.Result
+	select {
+	case res = <-ch:
+	case <-ctx.Done():
+		return api.Unavailable("image %q is still being pulled (it goes on; retry the create)", image)
 	}
-	d.observe("pull", start, err)
-	if err != nil {
+	if err := res.Err; err != nil {
 		// An image that does not exist or whose credentials are refused is
 		// the pod's problem (400, it fails); a registry or network hiccup
 		// is not (503, retried).
