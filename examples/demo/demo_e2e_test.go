@@ -255,13 +255,15 @@ func jobPods(t *testing.T, s *stack, job string, n int) []string {
 	return strings.Fields(out)
 }
 
-// commonExamples are the examples every sidecar runs.
-func commonExamples(t *testing.T, s *stack) []example {
+// commonExamples are the examples every sidecar runs; secretMode is the mode
+// of a Secret's files in the container (0600 where containers run as the
+// sidecar's user, 0644 as on a kubelet where they run as anyone).
+func commonExamples(secretMode string) []example {
 	return []example{
 		{file: "hello", pods: []string{"hello"}, logs: []string{"hello from interLink", "bye"}},
 		{file: "env-args", pods: []string{"env-args"}, logs: []string{
 			"greeting=hello world color=blue pod=env-args literal=$(not expanded) `nor this`", "args: first second"}},
-		{file: "volumes", pods: []string{"volumes"}, logs: []string{"greeting = hello from a ConfigMap", "secret file: 600 19 bytes"}},
+		{file: "volumes", pods: []string{"volumes"}, logs: []string{"greeting = hello from a ConfigMap", "secret file: " + secretMode + " 19 bytes"}},
 		{file: "init-containers", pods: []string{"init-containers"}, logs: []string{"step 1: fetched\nstep 2: prepared\nstep 3: done"}},
 	}
 }
@@ -305,7 +307,7 @@ func TestE2EDemoSlurm(t *testing.T) {
 		t.Fatalf("no SLURM job of pod %s:\n%s", pod, out)
 		return ""
 	}
-	examples := append(commonExamples(t, s),
+	examples := append(commonExamples("600"),
 		example{file: "gpu", pods: []string{"gpu"}, logs: []string{"running with one GPU"}, check: func(t *testing.T, s *stack) {
 			if j := scontrol("gpu"); !strings.Contains(j, "gres:gpu:1") && !strings.Contains(j, "gres/gpu=1") {
 				t.Errorf("the gpu pod's job holds no GPU: %s", j)
@@ -392,7 +394,7 @@ func TestE2EDemoDockerExistingCluster(t *testing.T) {
 		}
 		return nil
 	})
-	s.runExamples(t, commonExamples(t, s))
+	s.runExamples(t, commonExamples("644"))
 	eventually(t, "no container left after the examples were deleted", 30*time.Second, func() error {
 		if c := docker(); c != "" {
 			return fmt.Errorf("containers left:\n%s", c)

@@ -160,7 +160,9 @@ func logs(t *testing.T, d *Docker, p *corev1.Pod, c string, o api.ContainerLogOp
 }
 
 func TestE2EPods(t *testing.T) {
-	d := newSidecar(t, testConfig(t))
+	cfg := testConfig(t)
+	dataRoot := cfg.DataRootFolder
+	d := newSidecar(t, cfg)
 	t.Run("LocalhostBetweenContainers", func(t *testing.T) {
 		t.Parallel()
 		data := pod("localhost", "nc -l -p 8080", "until echo hello-over-localhost | nc 127.0.0.1 8080; do sleep 0.2; done")
@@ -242,9 +244,36 @@ func TestE2EPods(t *testing.T) {
 		data.Containers[0].Secrets = []corev1.Secret{{ObjectMeta: metav1.ObjectMeta{Name: "sec"}, Data: map[string][]byte{"password": []byte("p4ss")}}}
 		create(t, d, data)
 		waitFor(t, d, &data.Pod, "terminated", allTerminated)
-		want := "hello $(id)\n600\np4ss\n$(touch /tmp/pwned) `id` 'q'\nline2|ls: /tmp/pwned: No such file or directory\n"
+		want := "hello $(id)\n644\np4ss\n$(touch /tmp/pwned) `id` 'q'\nline2|ls: /tmp/pwned: No such file or directory\n"
 		if got := logs(t, d, &data.Pod, "c0", api.ContainerLogOpts{}); got != want {
 			t.Errorf("logs %q, want %q", got, want)
+		}
+		// On the host the pod's data stays closed to other users.
+		podDir := filepath.Join(dataRoot, data.Pod.Namespace+"-"+string(data.Pod.UID))
+		if fi, err := os.Stat(podDir); err != nil || fi.Mode().Perm() != 0o700 {
+			t.Errorf("the pod's data directory on the host: %v %v, want mode 0700", fi, err)
+		}
+	})
+	t.Run("NonRootContainerUsesItsData", func(t *testing.T) {
+		t.Parallel()
+		// A container running as another user than the sidecar reads its
+		// Secret (0644 by default, as on a kubelet) and writes into its
+		// emptyDir (0777).
+		data := pod("nonroot", `id -u; cat /etc/sec/password; echo; echo written > /scratch/f && cat /scratch/f`)
+		uid := int64(1000)
+		data.Pod.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: &uid}
+		c := &data.Pod.Spec.Containers[0]
+		c.VolumeMounts = []corev1.VolumeMount{{Name: "sec", MountPath: "/etc/sec"}, {Name: "scratch", MountPath: "/scratch"}}
+		data.Pod.Spec.Volumes = []corev1.Volume{
+			{Name: "sec", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "sec"}}},
+			{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+		}
+		data.Containers[0].Secrets = []corev1.Secret{{ObjectMeta: metav1.ObjectMeta{Name: "sec"}, Data: map[string][]byte{"password": []byte("p4ss")}}}
+		create(t, d, data)
+		st := waitFor(t, d, &data.Pod, "terminated", allTerminated)
+		got := logs(t, d, &data.Pod, "c0", api.ContainerLogOpts{})
+		if code := st.Containers[0].State.Terminated.ExitCode; code != 0 || got != "1000\np4ss\nwritten\n" {
+			t.Errorf("exit %d, logs %q, want 1000, the secret and the emptyDir file", code, got)
 		}
 	})
 	t.Run("LogOptions", func(t *testing.T) {

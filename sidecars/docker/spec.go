@@ -55,7 +55,7 @@ func containerName(uid, name string) string { return "il_" + uid + "_" + name }
 // directory on the Docker host). Every problem is an api.Invalid error.
 func (d *Docker) podSpecs(data *api.RetrievedPodData, dataDir string) ([]spec, []poddata.File, error) {
 	p := &data.Pod
-	vols, files, err := poddata.Volumes(data, poddata.Options{ExportPodData: d.cfg.ExportPodData, AllowedHostPaths: d.cfg.AllowedHostPaths})
+	vols, files, err := poddata.Volumes(data, poddata.Options{ExportPodData: d.cfg.ExportPodData, AllowedHostPaths: d.cfg.AllowedHostPaths, ContainerModes: true})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -49,6 +49,13 @@ type Options struct {
 	ExportPodData bool
 	// AllowedHostPaths are the directories hostPath volumes may bind.
 	AllowedHostPaths []string
+	// ContainerModes gives files the modes Kubernetes gives them (Secrets
+	// and projected files 0644 unless the pod says otherwise, emptyDirs
+	// 0777), for containers that run as any user (Docker). The pod's
+	// directory (0700) still keeps them from the host's other users.
+	// Without it, Secrets and projected files are never group- or
+	// world-readable (containers run as the sidecar's user: SLURM).
+	ContainerModes bool
 }
 
 // Volumes returns the pod's volumes by name and the files to write. Every
@@ -92,6 +99,9 @@ func Volumes(data *api.RetrievedPodData, o Options) (map[string]Volume, []File, 
 			continue
 		case v.EmptyDir != nil:
 			fs = []File{{Path: dir, Dir: true}}
+			if o.ContainerModes {
+				fs[0].Mode = 0o777
+			}
 		case v.ConfigMap != nil:
 			cm := cms[v.ConfigMap.Name]
 			if cm == nil {
@@ -113,16 +123,16 @@ func Volumes(data *api.RetrievedPodData, o Options) (map[string]Volume, []File, 
 				errs = append(errs, fmt.Errorf("volume %s: secret %q was not sent with the pod", v.Name, v.Secret.SecretName))
 				continue
 			}
-			fs, err = keyFiles(dir, secretData(s), v.Secret.Items, v.Secret.DefaultMode, true, optional(v.Secret.Optional))
+			fs, err = keyFiles(dir, secretData(s), v.Secret.Items, v.Secret.DefaultMode, !o.ContainerModes, optional(v.Secret.Optional))
 		case v.Projected != nil || v.DownwardAPI != nil:
 			pv := projected[v.Name]
 			if pv == nil {
 				errs = append(errs, fmt.Errorf("volume %s: its projected files were not sent with the pod", v.Name))
 				continue
 			}
-			fs, err = keyFiles(dir, stringData(pv.Data, pv.BinaryData), nil, nil, true, false)
+			fs, err = keyFiles(dir, stringData(pv.Data, pv.BinaryData), nil, nil, !o.ContainerModes, false)
 		default:
-			errs = append(errs, fmt.Errorf("volume %s: this volume type is not supported by the SLURM sidecar", v.Name))
+			errs = append(errs, fmt.Errorf("volume %s: this volume type is not supported by the sidecar", v.Name))
 			continue
 		}
 		if err != nil {
@@ -170,17 +180,18 @@ func secretData(s *corev1.Secret) map[string][]byte {
 // keyFiles lays out a ConfigMap, Secret or projected volume: every key (or
 // the listed items) as a file under dir. A key or item path that is not a
 // local path (../../x, /etc/passwd) is an error.
-func keyFiles(dir string, data map[string][]byte, items []corev1.KeyToPath, defaultMode *int32, secret, opt bool) ([]File, error) {
+// A private volume's files are never group- or world-readable.
+func keyFiles(dir string, data map[string][]byte, items []corev1.KeyToPath, defaultMode *int32, private, opt bool) ([]File, error) {
 	modeOf := func(m *int32) fs.FileMode {
 		mode := ModeConfigMap
-		if secret {
+		if private {
 			mode = ModeSecret
 		}
 		if m != nil {
 			mode = fs.FileMode(*m & 0o777) //nolint:gosec // masked to 9 bits
 		}
-		if secret {
-			mode &^= 0o077 // secrets are never group- or world-readable
+		if private {
+			mode &^= 0o077
 		}
 		return mode
 	}
@@ -287,7 +298,8 @@ func OpenDir(p string) (*Dir, error) {
 }
 
 // Write writes files under base (relative to d), creating base with mode
-// 0700 first. Directories get 0755, files their mode whatever the umask.
+// 0700 first. Directories get 0755 (or their Mode), files their mode
+// whatever the umask.
 func (d *Dir) Write(base string, files []File) error {
 	if err := d.MkdirAll(base, 0o700); err != nil {
 		return err
@@ -297,6 +309,11 @@ func (d *Dir) Write(base string, files []File) error {
 		if f.Dir {
 			if err := d.MkdirAll(p, 0o755); err != nil {
 				return err
+			}
+			if f.Mode != 0 {
+				if err := d.Chmod(p, f.Mode); err != nil {
+					return err
+				}
 			}
 			continue
 		}
