@@ -60,25 +60,27 @@ func (s *Slurm) queryJobs(ctx context.Context, ids []string) (map[string]jobStat
 		return out, nil
 	}
 	now := time.Now()
-	stdout, err := s.cmd.run(ctx, s.cfg.SqueuePath, "--noheader", "--states=all", "--jobs="+strings.Join(ids, ","), "--format="+squeueFormat)
-	var ce *cmdError
-	switch {
-	case errors.As(err, &ce) && strings.Contains(ce.stderr, "Invalid job id"):
-		// Every job asked is gone from squeue.
-	case err != nil:
-		return nil, fmt.Errorf("squeue: %w", err)
-	}
-	sc := bufio.NewScanner(bytes.NewReader(stdout))
-	for sc.Scan() {
-		f := strings.SplitN(sc.Text(), "|", 3)
-		if len(f) != 3 {
-			continue
+	for _, chunk := range jobChunks(ids) {
+		stdout, err := s.cmd.run(ctx, s.cfg.SqueuePath, "--noheader", "--states=all", "--jobs="+strings.Join(chunk, ","), "--format="+squeueFormat)
+		var ce *cmdError
+		switch {
+		case errors.As(err, &ce) && strings.Contains(ce.stderr, "Invalid job id"):
+			// Every job asked is gone from squeue.
+		case err != nil:
+			return nil, fmt.Errorf("squeue: %w", err)
 		}
-		js := jobState{State: f[1], At: now}
-		if js.pending() && f[2] != "None" {
-			js.Reason = f[2]
+		sc := bufio.NewScanner(bytes.NewReader(stdout))
+		for sc.Scan() {
+			f := strings.SplitN(sc.Text(), "|", 3)
+			if len(f) != 3 {
+				continue
+			}
+			js := jobState{State: f[1], At: now}
+			if js.pending() && f[2] != "None" {
+				js.Reason = f[2]
+			}
+			out[f[0]] = js
 		}
-		out[f[0]] = js
 	}
 	if !s.cfg.Accounting {
 		return out, nil
@@ -92,24 +94,49 @@ func (s *Slurm) queryJobs(ctx context.Context, ids []string) (map[string]jobStat
 	if len(missing) == 0 {
 		return out, nil
 	}
-	args := append([]string{s.cfg.SacctPath}, s.cfg.SacctArgs...)
-	args = append(args, "--noheader", "--parsable2", "--allocations", "--jobs="+strings.Join(missing, ","), "--format=JobIDRaw,State,ExitCode")
-	stdout, err = s.cmd.run(ctx, args...)
-	if err != nil {
-		return nil, fmt.Errorf("sacct: %w", err)
-	}
-	sc = bufio.NewScanner(bytes.NewReader(stdout))
-	for sc.Scan() {
-		f := strings.Split(sc.Text(), "|")
-		if len(f) != 3 {
-			continue
+	for _, chunk := range jobChunks(missing) {
+		args := append([]string{s.cfg.SacctPath}, s.cfg.SacctArgs...)
+		args = append(args, "--noheader", "--parsable2", "--allocations", "--jobs="+strings.Join(chunk, ","), "--format=JobIDRaw,State,ExitCode")
+		stdout, err := s.cmd.run(ctx, args...)
+		if err != nil {
+			return nil, fmt.Errorf("sacct: %w", err)
 		}
-		state, _, _ := strings.Cut(f[1], " ") // "CANCELLED by 0"
-		code, _, _ := strings.Cut(f[2], ":")
-		n, _ := strconv.ParseInt(code, 10, 32)
-		out[f[0]] = jobState{State: state, ExitCode: int32(n), At: now}
+		sc := bufio.NewScanner(bytes.NewReader(stdout))
+		for sc.Scan() {
+			f := strings.Split(sc.Text(), "|")
+			if len(f) != 3 {
+				continue
+			}
+			state, _, _ := strings.Cut(f[1], " ") // "CANCELLED by 0"
+			code, _, _ := strings.Cut(f[2], ":")
+			n, _ := strconv.ParseInt(code, 10, 32)
+			out[f[0]] = jobState{State: state, ExitCode: int32(n), At: now}
+		}
 	}
 	return out, nil
+}
+
+// maxJobsArg bounds the --jobs= argument of one squeue or sacct call: Linux
+// refuses a single argument over 128 KiB (MAX_ARG_STRLEN), about 14,000 job
+// IDs. Up to that, a poll is one call; beyond, one call per chunk.
+const maxJobsArg = 96 << 10
+
+// jobChunks splits ids into lists whose comma-joined length stays within
+// maxJobsArg.
+func jobChunks(ids []string) [][]string {
+	var chunks [][]string
+	start, n := 0, 0
+	for i, id := range ids {
+		if n > 0 && n+1+len(id) > maxJobsArg {
+			chunks = append(chunks, ids[start:i])
+			start, n = i, 0
+		}
+		if n > 0 {
+			n++
+		}
+		n += len(id)
+	}
+	return append(chunks, ids[start:])
 }
 
 // ctrFiles is what a container's files in the pod directory say.

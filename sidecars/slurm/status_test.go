@@ -1,6 +1,9 @@
 package slurm
 
 import (
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -55,5 +58,31 @@ func TestContainerStatus(t *testing.T) {
 				t.Errorf("got %s (%d), want %s (%d): %+v", got, code, tt.want, tt.wantCode, cs.State)
 			}
 		})
+	}
+}
+
+// TestJobChunks checks that the --jobs= argument of one call stays under
+// the kernel's limit on one argument, in one call up to thousands of jobs.
+func TestJobChunks(t *testing.T) {
+	var ids []string
+	for i := range 20000 {
+		ids = append(ids, strconv.Itoa(1000000+i))
+	}
+	if got := jobChunks(ids[:10000]); len(got) != 1 {
+		t.Errorf("10,000 jobs in %d calls, want 1", len(got))
+	}
+	chunks := jobChunks(ids)
+	if len(chunks) != 2 {
+		t.Errorf("20,000 jobs of 7 digits in %d calls, want 2", len(chunks))
+	}
+	var all []string
+	for _, c := range chunks {
+		if n := len(strings.Join(c, ",")); n > maxJobsArg || len(c) == 0 {
+			t.Errorf("a chunk of %d jobs, %d bytes (limit %d)", len(c), n, maxJobsArg)
+		}
+		all = append(all, c...)
+	}
+	if !slices.Equal(all, ids) {
+		t.Error("the chunks do not hold the jobs in order, each once")
 	}
 }
