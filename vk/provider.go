@@ -69,6 +69,10 @@ type Provider struct {
 	// lastPoll is when the node's pods' status was last read (unix nanos).
 	lastPoll atomic.Int64
 
+	// retries receives pods whose submission backoff ended (nil: only the
+	// sweep at each status interval retries).
+	retries chan types.UID
+
 	pushMu sync.Mutex // serializes pushes to the pod controller
 	mu     sync.Mutex
 	pods   map[types.UID]*tracked
@@ -193,6 +197,16 @@ func (p *Provider) retryLater(t *tracked, pod *corev1.Pod, err error) {
 	wait := min(submitBackoffFirst<<min(t.tries-1, 5), submitBackoffLongest)
 	wait = wait/2 + rand.N(wait/2+1) //nolint:gosec // jitter, not security
 	t.nextTry = time.Now().Add(wait)
+	// Each pod's retry fires on its own timer, so the jitter spreads pods
+	// that failed together (a sweep at each status interval would bunch
+	// them into waves again).
+	uid := pod.UID
+	time.AfterFunc(wait, func() {
+		select {
+		case p.retries <- uid:
+		default: // full: the sweep takes it
+		}
+	})
 	cp := t.pod.DeepCopy()
 	cp.Status.Phase = corev1.PodPending
 	cp.Status.Reason, cp.Status.Message = "SubmissionRetry", "waiting for interLink: "+err.Error()
@@ -201,19 +215,43 @@ func (p *Provider) retryLater(t *tracked, pod *corev1.Pod, err error) {
 	p.pushIfTracked(cp)
 }
 
-// retrySubmits starts the submissions that are due.
+// retrySubmits is the sweep: it starts the submissions whose retry is
+// overdue by more than a second (their timer's wake-up was dropped).
 func (p *Provider) retrySubmits(ctx context.Context) {
-	now := time.Now()
+	now := time.Now().Add(-time.Second)
 	var due []types.UID
 	p.mu.Lock()
 	for uid, t := range p.pods {
-		if t.jobID == "" && !t.submitting && t.tries > 0 && now.After(t.nextTry) && t.pod.Status.Phase == corev1.PodPending {
+		if p.dueLocked(t, now) {
 			due = append(due, uid)
 		}
 	}
 	p.mu.Unlock()
 	for _, uid := range due {
 		go p.submit(ctx, uid)
+	}
+}
+
+// dueLocked tells whether t waits for a retry due at now. p.mu is held.
+func (p *Provider) dueLocked(t *tracked, now time.Time) bool {
+	return t.jobID == "" && !t.submitting && t.tries > 0 && !now.Before(t.nextTry) && t.pod.Status.Phase == corev1.PodPending
+}
+
+// retryDue submits the pods whose backoff timers fired, until ctx ends.
+func (p *Provider) retryDue(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case uid := <-p.retries:
+			p.mu.Lock()
+			t, ok := p.pods[uid]
+			due := ok && p.dueLocked(t, time.Now())
+			p.mu.Unlock()
+			if due {
+				go p.submit(ctx, uid)
+			}
+		}
 	}
 }
 
@@ -401,6 +439,9 @@ func (p *Provider) NotifyPods(_ context.Context, cb func(*corev1.Pod)) {
 // RunStatus reads the status of every running pod in one call each
 // interval, until ctx ends.
 func (p *Provider) RunStatus(ctx context.Context) error {
+	if p.retries != nil {
+		go p.retryDue(ctx)
+	}
 	t := time.NewTicker(p.interval)
 	defer t.Stop()
 	for {

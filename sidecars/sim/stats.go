@@ -55,6 +55,9 @@ type HeldPod struct {
 	Namespace string `json:"namespace"`
 	Name      string `json:"name"`
 	JobID     string `json:"jobID"`
+	// Created is when the job was made: it starts running PendingDelay
+	// later and ends RunDuration after that.
+	Created time.Time `json:"created"`
 }
 
 // counters are the sim's call counts, kept beside its pods.
@@ -105,7 +108,7 @@ func (s *Sim) stats(pods, perSecond bool) Stats {
 		s.mu.RLock()
 		st.Pods = make([]HeldPod, 0, len(s.pods))
 		for uid, p := range s.pods {
-			st.Pods = append(st.Pods, HeldPod{UID: string(uid), Namespace: p.namespace, Name: p.name, JobID: p.jid})
+			st.Pods = append(st.Pods, HeldPod{UID: string(uid), Namespace: p.namespace, Name: p.name, JobID: p.jid, Created: p.created})
 		}
 		s.mu.RUnlock()
 	}
@@ -216,6 +219,8 @@ func (s *Sim) faulty(next http.Handler) http.Handler {
 		}
 		if fail {
 			c.add(&c.faulted, 1)
+			// Still one of ours, as a failing sidecar built on NewHandler is.
+			w.Header().Set(api.HeaderAPIVersion, api.APIVersion)
 			api.WriteError(w, r, api.Unavailable("simulated fault: the sidecar is failing"))
 			return
 		}

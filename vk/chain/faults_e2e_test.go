@@ -124,14 +124,18 @@ func TestFaults(t *testing.T) {
 	})
 
 	t.Run("SidecarSlowThenFailing", func(t *testing.T) {
-		const slowFor, failFor = 10 * time.Second, 15 * time.Second
-		var atStart sim.Stats
-		var faultsAt time.Time
+		// Slow from before the burst, so that most pods still wait for
+		// their job when the 503s begin.
+		const slowFor, failFor = 8 * time.Second, 15 * time.Second
+		var atFail sim.Stats
+		var failAt time.Time
+		before := s.simStats(t, "")
+		atStart := before
+		slowAt := time.Now()
+		s.setFaults(t, sim.Faults{Delay: config.D(3 * time.Second), Duration: config.D(slowFor)})
 		s.faultCase(t, "sidecar-faults", 0, func(t *testing.T, _ *tracker) {
-			atStart = s.simStats(t, "")
-			faultsAt = time.Now()
-			s.setFaults(t, sim.Faults{Delay: config.D(3 * time.Second), Duration: config.D(slowFor)})
-			time.Sleep(slowFor)
+			time.Sleep(time.Until(slowAt.Add(slowFor)))
+			atFail, failAt = s.simStats(t, ""), time.Now()
 			s.setFaults(t, sim.Faults{ErrorRate: 1, Duration: config.D(failFor)})
 		}, func(t *testing.T) {
 			st := s.simStats(t, "?perSecond=1")
@@ -142,19 +146,40 @@ func TestFaults(t *testing.T) {
 				t.Error("no call was failed by the fault")
 			}
 			// While the sidecar answered 503, each pod waiting for its
-			// create was retried with a growing, jittered backoff: 1, 2, 4,
-			// 8 s (halved at most), so at most 6 tries each in 15 s.
-			start := int(faultsAt.Sub(s.simStarted(st)).Seconds()) + int(slowFor.Seconds())
+			// create was retried on its own timer with a growing, jittered
+			// backoff: 1, 2, 4, 8 s (halved at most), so at most 6 tries
+			// each in 15 s.
+			// Pods without a job when the 503s began: created by the
+			// burst (the slow phase let only some through) and not yet
+			// in the sim.
+			waiting := faultPods - int(atFail.JobsCreated-before.JobsCreated)
+			start := int(failAt.Sub(s.simStarted(st)).Seconds())
 			creates := st.PerSecond[api.PathCreate]
 			var during []uint32
 			total := 0
-			for sec := start; sec < start+int(failFor.Seconds()) && sec < len(creates); sec++ {
+			for sec := start; sec <= start+int(failFor.Seconds()) && sec < len(creates); sec++ {
 				during = append(during, creates[sec])
 				total += int(creates[sec])
 			}
-			t.Logf("create calls per second while the sidecar answered 503: %v (total %d for %d pods)", during, total, faultPods)
-			if total > 6*faultPods {
-				t.Errorf("%d create calls in %s of 503s for %d pods: retries are not backing off", total, failFor, faultPods)
+			t.Logf("create calls per second while the sidecar answered 503: %v (total %d for %d pods waiting for their job)", during, total, waiting)
+			if waiting < faultPods/4 {
+				t.Errorf("only %d pods were waiting for their job when the 503s began: the case tests little", waiting)
+			}
+			if total > 6*waiting {
+				t.Errorf("%d create calls in %s of 503s for %d waiting pods: retries are not backing off", total, failFor, waiting)
+			}
+			// No herd: retries thin out (a fixed retry interval would keep
+			// the same rate through the window).
+			first, second := 0, 0
+			for i, n := range during {
+				if i < len(during)/2 {
+					first += int(n)
+				} else {
+					second += int(n)
+				}
+			}
+			if second*2 > first {
+				t.Errorf("create calls in the first and second half of the 503s: %d and %d; want them to thin out by half at least", first, second)
 			}
 		})
 	})
