@@ -152,7 +152,7 @@ func TestFaults(t *testing.T) {
 			// Pods without a job when the 503s began: created by the
 			// burst (the slow phase let only some through) and not yet
 			// in the sim.
-			waiting := faultPods - int(atFail.JobsCreated-before.JobsCreated)
+			waiting := faultPods - int(atFail.JobsCreated-before.JobsCreated) //nolint:gosec // at most a few hundred
 			start := int(failAt.Sub(s.simStarted(st)).Seconds())
 			creates := st.PerSecond[api.PathCreate]
 			var during []uint32
