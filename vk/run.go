@@ -88,7 +88,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 				data: &dataSource{client: cs, configMaps: pc.ConfigMaps, secrets: pc.Secrets, wait: cfg.DataWait.Duration,
 					kubeconfig: &kubeconfigSource{client: cs, rest: rc, serviceAccount: cfg.ServiceAccount, namespace: cfg.Namespace,
 						customPath: cfg.CustomKubeconfig, ttlSeconds: int64(cfg.KubeconfigTokenTTL.Seconds())}},
-				pods: map[types.UID]*tracked{}, byName: map[string]types.UID{}, retries: make(chan types.UID, 4096),
+				pods: map[types.UID]*tracked{}, byName: map[string]types.UID{}, retries: make(chan types.UID, 4096), podLister: pc.Pods,
 			}
 			return prov, np, nil
 		},
