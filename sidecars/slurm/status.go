@@ -164,6 +164,10 @@ func readCtrFiles(root *poddata.Dir, dir, name string) ctrFiles {
 	return f
 }
 
+// signalSettle is how long a container killed by a signal waits for its
+// job's end to show in Slurm, which tells why it was killed.
+const signalSettle = 10 * time.Second
+
 // oomMarkers are what slurmstepd and the kernel write when a job is killed
 // for its memory (without cgroups Slurm does not report OUT_OF_MEMORY).
 // slurmstepd first writes "StepId=N.batch exceeded memory limit (X > Y),
@@ -232,6 +236,12 @@ func ending(js jobState, output string) (reason string, code int32) {
 func containerStatus(name, jobID string, js jobState, f ctrFiles, output func() string, initDone bool) corev1.ContainerStatus {
 	cs := corev1.ContainerStatus{Name: name, ContainerID: "slurm://" + jobID + "/" + name}
 	switch {
+	case f.exited && f.code > 128 && !js.terminal() && !js.At.IsZero() && js.At.Sub(f.finished) < signalSettle:
+		// Killed by a signal while Slurm does not show the job ended yet
+		// (scancel, a time limit: the job is still COMPLETING): report
+		// its end once Slurm says why, or after signalSettle.
+		cs.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(f.started)}
+		cs.Started = ptr(true)
 	case f.exited:
 		reason := "Completed"
 		if f.code != 0 {
