@@ -27,6 +27,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/yaml"
+
+	"github.com/seed-3f807049/interlink/observability/e2eenv"
 )
 
 const (
@@ -48,45 +50,12 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	code, err := setup(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e setup:", err)
-		os.Exit(1)
-	}
-	os.Exit(code)
-}
-
-func setup(m *testing.M) (int, error) {
-	wd, _ := os.Getwd()
-	repoDir = filepath.Dir(wd)
-	dir, err := os.MkdirTemp("", "interlink-chart-e2e-bin-")
-	if err != nil {
-		return 0, err
-	}
-	defer os.RemoveAll(dir)
-	binDir = dir
-	build := exec.Command("go", "build", "-o", dir+"/", "../functions/cmd/interlink", "../sidecars/sim/cmd/interlink-sim", "../vk/cmd/interlink-vk",
-		"../vk/cmd/interlink-token-refresher", "../sidecars/docker/cmd/interlink-docker")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return 0, fmt.Errorf("build binaries: %w", err)
-	}
-	out, err := exec.Command(filepath.Join(repoDir, "examples/cluster/build.sh")).Output()
-	if err != nil {
-		return 0, fmt.Errorf("control-plane binaries (examples/cluster/build.sh): %w", err)
-	}
-	k8sBin = strings.TrimSpace(string(out))
-	return m.Run(), nil
-}
-
-// prerequisite stops the test when something it needs is missing: a
-// failure under CI=true, a skip on a developer's machine.
-func prerequisite(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("missing prerequisite: "+format, args...)
-	}
-	t.Skipf("missing prerequisite: "+format, args...)
+	e2eenv.Main(m, &repoDir, &binDir, &k8sBin, "interlink-chart-e2e-bin-",
+		"functions/cmd/interlink",
+		"sidecars/sim/cmd/interlink-sim",
+		"vk/cmd/interlink-vk",
+		"vk/cmd/interlink-token-refresher",
+		"sidecars/docker/cmd/interlink-docker")
 }
 
 // command runs a program with args (never through a shell) and returns its

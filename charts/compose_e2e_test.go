@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/seed-3f807049/interlink/observability/e2eenv"
 )
 
 // TestE2EComposeRemoteSide brings examples/compose/compose.yaml up for real
@@ -23,11 +25,11 @@ import (
 func TestE2EComposeRemoteSide(t *testing.T) {
 	for _, tool := range []string{"docker-compose", "docker", "dockerd", "containerd"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			prerequisite(t, "%s (run .ci/docker.sh install as root)", tool)
+			e2eenv.Prerequisite(t, "%s (run .ci/docker.sh install as root)", tool)
 		}
 	}
 	if os.Geteuid() != 0 {
-		prerequisite(t, "root, to run a private dockerd")
+		e2eenv.Prerequisite(t, "root, to run a private dockerd")
 	}
 	dir, err := os.MkdirTemp("", "interlink-compose-e2e-")
 	if err != nil {

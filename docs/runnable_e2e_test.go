@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/seed-3f807049/interlink/observability/e2eenv"
 )
 
 // TestE2ERunnableBlocks starts the demo as `make demo` does and runs every
@@ -18,10 +20,7 @@ import (
 func TestE2ERunnableBlocks(t *testing.T) {
 	blocks := runnableBlocks(t)
 	if os.Getuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("the docs' runnable blocks run against the demo, which needs root")
-		}
-		t.Skip("the demo needs root")
+		e2eenv.Prerequisite(t, "root (the docs' runnable blocks run against the demo, which starts a private SLURM)")
 	}
 	root, err := filepath.Abs("..")
 	if err != nil {

@@ -35,13 +35,13 @@ func startSideBySide(t testing.TB) *sideBySide {
 	sock := filepath.Join(t.TempDir(), "sim.sock")
 	start(t, "interlink-sim", []string{"INTERLINK_SIM_LISTEN=unix://" + sock})
 	s := &sideBySide{h: h}
-	s.ours = startInterlink(t, sock, "INTERLINK_AUTH_ISSUERS="+h.public, "INTERLINK_AUTH_AUDIENCES=interlink")
+	s.ours = startInterlink(t, sock, "INTERLINK_AUTH_ISSUERS="+h.Public, "INTERLINK_AUTH_AUDIENCES=interlink")
 	s.plain = startInterlink(t, sock, "INTERLINK_AUTH_INSECURE=true")
 	port := freePort(t)
 	s.theirs = "http://127.0.0.1:" + port
 	logPath := filepath.Join(t.TempDir(), "oauth2-proxy.log")
 	f, _ := os.Create(logPath)
-	cmd := exec.Command(o2p, "--provider=oidc", "--oidc-issuer-url="+h.public, "--client-id="+good.ClientID,
+	cmd := exec.Command(o2p, "--provider=oidc", "--oidc-issuer-url="+h.Public, "--client-id="+good.ClientID,
 		"--client-secret="+good.ClientSecret, "--oidc-extra-audience=interlink", "--skip-jwt-bearer-tokens=true",
 		"--email-domain=*", "--oidc-email-claim=sub", "--insecure-oidc-allow-unverified-email=true",
 		"--cookie-secret=0123456789abcdef0123456789abcdef", "--upstream="+s.plain+"/", "--http-address=127.0.0.1:"+port,

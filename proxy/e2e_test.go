@@ -30,6 +30,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/seed-3f807049/interlink/functions/client"
+	"github.com/seed-3f807049/interlink/observability/e2eenv"
 )
 
 var binDir, repoDir string
@@ -85,51 +86,21 @@ func start(t testing.TB, name string, env []string, args ...string) {
 	})
 }
 
-type hydra struct{ public, admin string }
+// hydra is Ory Hydra, built from its Go modules by .ci/hydra.sh.
+type hydra struct{ e2eenv.Hydra }
 
-// startHydra starts Ory Hydra (built from its Go modules by .ci/hydra.sh).
+// startHydra starts Hydra with access tokens living ttl.
 func startHydra(t testing.TB, ttl string) hydra {
 	t.Helper()
-	dir := t.TempDir()
-	up := exec.Command(filepath.Join(repoDir, ".ci/hydra.sh"), "up", dir)
-	up.Env = append(os.Environ(), "HYDRA_TTL_ACCESS_TOKEN="+ttl)
-	up.Stdout, up.Stderr = os.Stderr, os.Stderr
-	if err := up.Run(); err != nil {
-		t.Fatalf("hydra: %v", err)
-	}
-	t.Cleanup(func() { _ = exec.Command(filepath.Join(repoDir, ".ci/hydra.sh"), "down", dir).Run() })
-	env, _ := os.ReadFile(filepath.Join(dir, "env"))
-	h := hydra{}
-	for _, line := range strings.Split(string(env), "\n") {
-		if v, ok := strings.CutPrefix(line, "export HYDRA_PUBLIC="); ok {
-			h.public = v
-		}
-		if v, ok := strings.CutPrefix(line, "export HYDRA_ADMIN="); ok {
-			h.admin = v
-		}
-	}
-	return h
+	return hydra{e2eenv.StartHydra(t, repoDir, t.TempDir(), ttl)}
 }
 
 // client registers a client_credentials client for audience and returns
 // its token source config.
 func (h hydra) client(t testing.TB, audience string) *clientcredentials.Config {
 	t.Helper()
-	body, _ := json.Marshal(map[string]any{"grant_types": []string{"client_credentials"}, "audience": []string{audience},
-		"scope": "read", "token_endpoint_auth_method": "client_secret_basic"})
-	resp, err := http.Post(h.admin+"/admin/clients", "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var c struct {
-		ID     string `json:"client_id"`
-		Secret string `json:"client_secret"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&c); err != nil || c.ID == "" {
-		t.Fatalf("create client: %d %v", resp.StatusCode, err)
-	}
-	return &clientcredentials.Config{ClientID: c.ID, ClientSecret: c.Secret, TokenURL: h.public + "/oauth2/token",
+	id, secret := h.Client(t, audience)
+	return &clientcredentials.Config{ClientID: id, ClientSecret: secret, TokenURL: h.Public + "/oauth2/token",
 		Scopes: []string{"read"}, EndpointParams: map[string][]string{"audience": {audience}}}
 }
 
@@ -145,7 +116,7 @@ func token(t testing.TB, c *clientcredentials.Config) string {
 // hs256WithHydraKey forges a token HMAC-signed with Hydra's public key.
 func hs256WithHydraKey(t testing.TB, h hydra, valid string) string {
 	t.Helper()
-	resp, err := http.Get(h.public + "/.well-known/jwks.json")
+	resp, err := http.Get(h.Public + "/.well-known/jwks.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +208,7 @@ func TestE2EHydra(t *testing.T) {
 	good, wrongAud := h.client(t, "interlink"), h.client(t, "another-service")
 	sock := filepath.Join(t.TempDir(), "sim.sock")
 	start(t, "interlink-sim", []string{"INTERLINK_SIM_LISTEN=unix://" + sock})
-	url := startInterlink(t, sock, "INTERLINK_AUTH_ISSUERS="+h.public, "INTERLINK_AUTH_AUDIENCES=interlink", "INTERLINK_AUTH_CLOCK_SKEW=1s")
+	url := startInterlink(t, sock, "INTERLINK_AUTH_ISSUERS="+h.Public, "INTERLINK_AUTH_AUDIENCES=interlink", "INTERLINK_AUTH_CLOCK_SKEW=1s")
 
 	valid := token(t, good)
 	expiring := token(t, good)
@@ -271,7 +242,7 @@ func TestE2EHydra(t *testing.T) {
 		port := freePort(t)
 		front := "http://127.0.0.1:" + port
 		start(t, "interlink-proxy", []string{"INTERLINK_PROXY_LISTEN=127.0.0.1:" + port, "INTERLINK_PROXY_UPSTREAM=" + upstream,
-			"INTERLINK_AUTH_ISSUERS=" + h.public, "INTERLINK_AUTH_AUDIENCES=interlink"})
+			"INTERLINK_AUTH_ISSUERS=" + h.Public, "INTERLINK_AUTH_AUDIENCES=interlink"})
 		waitUp(t, front+"/healthz")
 		for _, tc := range []struct {
 			authz string
@@ -285,7 +256,7 @@ func TestE2EHydra(t *testing.T) {
 	t.Run("key rotation", func(t *testing.T) {
 		before := kid(t, token(t, good))
 		body := strings.NewReader(`{"alg":"RS256","use":"sig","kid":"rotated-e2e"}`)
-		resp, err := http.Post(h.admin+"/admin/keys/hydra.jwt.access-token", "application/json", body)
+		resp, err := http.Post(h.Admin+"/admin/keys/hydra.jwt.access-token", "application/json", body)
 		if err != nil {
 			t.Fatal(err)
 		}

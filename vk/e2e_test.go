@@ -32,6 +32,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/seed-3f807049/interlink/functions/api"
+	"github.com/seed-3f807049/interlink/observability/e2eenv"
 	"github.com/seed-3f807049/interlink/sidecars/sim"
 )
 
@@ -42,34 +43,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	code, err := setup(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e setup:", err)
-		os.Exit(1)
-	}
-	os.Exit(code)
-}
-
-func setup(m *testing.M) (int, error) {
-	wd, _ := os.Getwd()
-	repoDir = filepath.Dir(wd)
-	dir, err := os.MkdirTemp("", "interlink-vk-e2e-bin-")
-	if err != nil {
-		return 0, err
-	}
-	defer os.RemoveAll(dir)
-	binDir = dir
-	build := exec.Command("go", "build", "-o", dir+"/", "../functions/cmd/interlink", "../sidecars/sim/cmd/interlink-sim", "./cmd/interlink-vk")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return 0, fmt.Errorf("build binaries: %w", err)
-	}
-	out, err := exec.Command(filepath.Join(repoDir, "examples/cluster/build.sh")).Output()
-	if err != nil {
-		return 0, fmt.Errorf("control-plane binaries: %w", err)
-	}
-	k8sBin = strings.TrimSpace(string(out))
-	return m.Run(), nil
+	e2eenv.Main(m, &repoDir, &binDir, &k8sBin, "interlink-vk-e2e-bin-",
+		"functions/cmd/interlink",
+		"sidecars/sim/cmd/interlink-sim",
+		"vk/cmd/interlink-vk")
 }
 
 // proc is a daemon started by the test and stopped by PID.

@@ -30,6 +30,8 @@ import (
 
 	"github.com/coreos/go-systemd/v22/unit"
 	"sigs.k8s.io/yaml"
+
+	"github.com/seed-3f807049/interlink/observability/e2eenv"
 )
 
 // The installer tier: interlink-installer is run as a user would run it,
@@ -64,20 +66,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// prerequisite stops the test when something it needs is missing: a
-// failure under CI=true, a skip on a developer's machine.
-func prerequisite(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("missing prerequisite: "+format, args...)
-	}
-	t.Skipf("missing prerequisite: "+format, args...)
-}
-
 func needCommand(t *testing.T, name, install string) {
 	t.Helper()
 	if _, err := exec.LookPath(name); err != nil {
-		prerequisite(t, "%s (run %s)", name, install)
+		e2eenv.Prerequisite(t, "%s (run %s)", name, install)
 	}
 }
 

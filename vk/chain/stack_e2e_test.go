@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/seed-3f807049/interlink/observability/e2eenv"
 	"github.com/seed-3f807049/interlink/sidecars/sim"
 )
 
@@ -39,35 +40,11 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	code, err := setup(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "chain setup:", err)
-		os.Exit(1)
-	}
-	os.Exit(code)
-}
-
-func setup(m *testing.M) (int, error) {
-	wd, _ := os.Getwd()
-	repoDir = filepath.Join(wd, "../..")
-	dir, err := os.MkdirTemp("", "interlink-chain-bin-")
-	if err != nil {
-		return 0, err
-	}
-	defer os.RemoveAll(dir)
-	binDir = dir
-	build := exec.Command("go", "build", "-o", dir+"/", "../../functions/cmd/interlink", "../../sidecars/sim/cmd/interlink-sim",
-		"../cmd/interlink-vk", "../cmd/interlink-token-refresher")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return 0, fmt.Errorf("build binaries: %w", err)
-	}
-	out, err := exec.Command(filepath.Join(repoDir, "examples/cluster/build.sh")).Output()
-	if err != nil {
-		return 0, fmt.Errorf("control-plane binaries: %w", err)
-	}
-	k8sBin = strings.TrimSpace(string(out))
-	return m.Run(), nil
+	e2eenv.Main(m, &repoDir, &binDir, &k8sBin, "interlink-chain-bin-",
+		"functions/cmd/interlink",
+		"sidecars/sim/cmd/interlink-sim",
+		"vk/cmd/interlink-vk",
+		"vk/cmd/interlink-token-refresher")
 }
 
 // proc is a daemon the test starts, restarts and stops by PID.
@@ -236,9 +213,9 @@ func startStack(t testing.TB, o options) *stack {
 		if err := os.WriteFile(secret, []byte(c.secret), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		s.refresher = s.start(t, "interlink-token-refresher", "INTERLINK_TOKEN_URL="+h.public+"/oauth2/token", "INTERLINK_TOKEN_CLIENT_ID="+c.id,
+		s.refresher = s.start(t, "interlink-token-refresher", "INTERLINK_TOKEN_URL="+h.Public+"/oauth2/token", "INTERLINK_TOKEN_CLIENT_ID="+c.id,
 			"INTERLINK_TOKEN_CLIENT_SECRET_FILE="+secret, "INTERLINK_TOKEN_AUDIENCE=interlink", "INTERLINK_TOKEN_SCOPES=read", "VKTOKENFILE="+s.tokenFile)
-		ilEnv = append(ilEnv, "INTERLINK_AUTH_ISSUERS="+h.public, "INTERLINK_AUTH_AUDIENCES=interlink", "INTERLINK_AUTH_CLOCK_SKEW=0s")
+		ilEnv = append(ilEnv, "INTERLINK_AUTH_ISSUERS="+h.Public, "INTERLINK_AUTH_AUDIENCES=interlink", "INTERLINK_AUTH_CLOCK_SKEW=0s")
 		eventually(t, "the refresher's first token", 20*time.Second, func() error { _, err := os.Stat(s.tokenFile); return err })
 	} else {
 		tokens := filepath.Join(dir, "tokens.csv")
@@ -387,50 +364,19 @@ func (s *stack) benchPod(ns, name, outcome string, labels map[string]string) *co
 }
 
 // hydra is Ory Hydra started by .ci/hydra.sh.
-type hydra struct{ public, admin string }
+type hydra struct{ e2eenv.Hydra }
 
 type hydraClient struct{ id, secret string }
 
 func startHydra(t testing.TB, dir, ttl string) hydra {
 	t.Helper()
-	hdir := filepath.Join(dir, "hydra")
-	up := exec.Command(filepath.Join(repoDir, ".ci/hydra.sh"), "up", hdir)
-	up.Env = append(os.Environ(), "HYDRA_TTL_ACCESS_TOKEN="+ttl)
-	up.Stdout, up.Stderr = os.Stderr, os.Stderr
-	if err := up.Run(); err != nil {
-		t.Fatalf("hydra: %v", err)
-	}
-	t.Cleanup(func() { _ = exec.Command(filepath.Join(repoDir, ".ci/hydra.sh"), "down", hdir).Run() })
-	env, _ := os.ReadFile(filepath.Join(hdir, "env"))
-	h := hydra{}
-	for _, line := range strings.Split(string(env), "\n") {
-		if v, ok := strings.CutPrefix(line, "export HYDRA_PUBLIC="); ok {
-			h.public = v
-		}
-		if v, ok := strings.CutPrefix(line, "export HYDRA_ADMIN="); ok {
-			h.admin = v
-		}
-	}
-	return h
+	return hydra{e2eenv.StartHydra(t, repoDir, filepath.Join(dir, "hydra"), ttl)}
 }
 
 func (h hydra) client(t testing.TB, audience string) hydraClient {
 	t.Helper()
-	body, _ := json.Marshal(map[string]any{"grant_types": []string{"client_credentials"}, "audience": []string{audience},
-		"scope": "read", "token_endpoint_auth_method": "client_secret_basic"})
-	resp, err := http.Post(h.admin+"/admin/clients", "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var c struct {
-		ID     string `json:"client_id"`
-		Secret string `json:"client_secret"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&c); err != nil || c.ID == "" {
-		t.Fatalf("create Hydra client: %d %v", resp.StatusCode, err)
-	}
-	return hydraClient{id: c.ID, secret: c.Secret}
+	id, secret := h.Client(t, audience)
+	return hydraClient{id: id, secret: secret}
 }
 
 // vkMetrics are the VK's metric families by name.
