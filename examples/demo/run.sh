@@ -154,10 +154,9 @@ if [ "$AUTH" = oidc ]; then
 	.ci/hydra.sh up "$DEMO_DIR/hydra" 2>"$STEPS/hydra-up.log" || die "hydra: $(tail -5 "$STEPS/hydra-up.log")"
 	. "$DEMO_DIR/hydra/env"
 	# An OAuth2 client for the virtual node, as a site admin registers one.
-	curl -fsS -X POST -H 'Content-Type: application/json' "$HYDRA_ADMIN/admin/clients" \
+	(umask 077 && curl -fsS -X POST -H 'Content-Type: application/json' "$HYDRA_ADMIN/admin/clients" \
 		-d "{\"client_name\":\"$NODE\",\"grant_types\":[\"client_credentials\"],\"audience\":[\"$AUDIENCE\"],\"token_endpoint_auth_method\":\"client_secret_basic\"}" \
-		>"$DEMO_DIR/config/client.json" || die "could not register an OAuth2 client with Hydra"
-	chmod 600 "$DEMO_DIR/config/client.json"
+		>"$DEMO_DIR/config/client.json") || die "could not register an OAuth2 client with Hydra"
 	CLIENT_ID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["client_id"])' "$DEMO_DIR/config/client.json")
 	(umask 077 && python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["client_secret"], end="")' \
 		"$DEMO_DIR/config/client.json" >"$DEMO_DIR/config/client-secret")
@@ -191,8 +190,13 @@ Auth:
 $AUTH_YAML
 YAML
 start interlink "$BIN/interlink" --config "$DEMO_DIR/config/interlink.yaml"
-wait_until "interlink answering /pinglink" 30 curl -fsS -X POST -H "Authorization: Bearer $(cat "$DEMO_DIR/config/vk-token")" \
-	"http://127.0.0.1:$IL_PORT/pinglink"
+# ping_interlink: /pinglink with the node's token, sent as a header read
+# from standard input (never on a command line others can read).
+ping_interlink() {
+	printf 'Authorization: Bearer %s\n' "$(<"$DEMO_DIR/config/vk-token")" |
+		curl -fsS -X POST -H @- "http://127.0.0.1:$IL_PORT/pinglink"
+}
+wait_until "interlink answering /pinglink" 30 ping_interlink
 
 KUBELET_PORT=$(free_port)
 {
