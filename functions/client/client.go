@@ -199,7 +199,11 @@ func (c *Client) statusBody(pods []*corev1.Pod) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// trimSniffer notes whether interLink's replies set HeaderTrimmedStatus.
+// trimSniffer notes whether interLink's last reply set HeaderTrimmedStatus.
+// Any reply without it (an original interLink, which sends no version
+// header, or anything else answering in its place) and a round trip that
+// failed but for our own cancellation (the peer may come back as another
+// one) turn trimming off: full pods are what every peer takes.
 type trimSniffer struct {
 	next    http.RoundTripper
 	trimmed *atomic.Bool
@@ -207,8 +211,11 @@ type trimSniffer struct {
 
 func (s *trimSniffer) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := s.next.RoundTrip(r)
-	if err == nil && resp.Header.Get(api.HeaderAPIVersion) != "" {
+	switch {
+	case err == nil:
 		s.trimmed.Store(resp.Header.Get(api.HeaderTrimmedStatus) != "")
+	case r.Context().Err() == nil:
+		s.trimmed.Store(false)
 	}
 	return resp, err
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -64,5 +65,90 @@ func TestStatusTrimmedOnlyWhenInterlinkSaysSo(t *testing.T) {
 	}
 	if pod.Annotations["kubectl.kubernetes.io/last-applied-configuration"] == "" || len(pod.ManagedFields) != 1 {
 		t.Error("trimming changed the VK's pod")
+	}
+}
+
+// TestStatusTrimmingEndsWithThePeer: once interLink said it takes trimmed
+// pods, an interLink that no longer says so (an original one, which sends
+// no version header at all) or one that could not be reached gets full
+// pods again: trimming must not outlive the peer that allowed it.
+func TestStatusTrimmingEndsWithThePeer(t *testing.T) {
+	const (
+		ours = iota
+		original
+		down
+	)
+	var (
+		mu     sync.Mutex
+		mode   = ours
+		bodies []string
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		m := mode
+		if m != down {
+			bodies = append(bodies, string(b))
+		}
+		mu.Unlock()
+		switch m {
+		case down: // the connection drops before any reply
+			if c, _, err := w.(http.Hijacker).Hijack(); err == nil {
+				_ = c.Close()
+			}
+			return
+		case ours:
+			w.Header().Set(api.HeaderAPIVersion, api.APIVersion)
+			w.Header().Set(api.HeaderTrimmedStatus, "1")
+		}
+		_, _ = io.WriteString(w, "[]")
+	}))
+	defer srv.Close()
+	c, err := New(Config{URL: srv.URL, Retries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", UID: "u"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "busybox", Env: []corev1.EnvVar{{Name: "FULL", Value: "v"}}}}}}
+	ctx := context.Background()
+	status := func() {
+		t.Helper()
+		if _, err := c.Status(ctx, []*corev1.Pod{pod}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return bodies[len(bodies)-1]
+	}
+	setMode := func(m int) { mu.Lock(); mode = m; mu.Unlock() }
+
+	status() // learns that interLink takes trimmed pods
+	status()
+	if strings.Contains(last(), "FULL") {
+		t.Fatalf("our interLink got full pods: %s", last())
+	}
+	setMode(original)
+	status() // sent trimmed: nothing said otherwise yet
+	status()
+	if !strings.Contains(last(), "FULL") {
+		t.Errorf("an original interLink (no version header) got trimmed pods after replying without %s: %s", api.HeaderTrimmedStatus, last())
+	}
+
+	setMode(ours)
+	status()
+	status()
+	if strings.Contains(last(), "FULL") {
+		t.Fatalf("our interLink got full pods: %s", last())
+	}
+	setMode(down)
+	if _, err := c.Status(ctx, []*corev1.Pod{pod}); err == nil {
+		t.Fatal("a status call over a dropped connection succeeded")
+	}
+	setMode(original)
+	status()
+	if !strings.Contains(last(), "FULL") {
+		t.Errorf("the first status call after interLink could not be reached went trimmed (it may be another peer now): %s", last())
 	}
 }
