@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -91,5 +92,32 @@ func TestStateFileKeepsJobsAcrossRestarts(t *testing.T) {
 	res2, err := again.Create(context.Background(), &api.RetrievedPodData{Pod: pod})
 	if err != nil || res2.PodJID != res.PodJID || again.Stats().JobsCreated != 1 {
 		t.Errorf("after a restart: %v %v (jobs %d), want the same job %s", res2, err, again.Stats().JobsCreated, res.PodJID)
+	}
+}
+
+// TestStatsKeysBounded: calls on paths a client makes up are counted under
+// one key, not one key (with up to an hour of per-second counts) each.
+func TestStatsKeysBounded(t *testing.T) {
+	s, err := sim.New(sim.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler(sidecars.NewHandler(s, sidecars.HandlerConfig{})))
+	defer srv.Close()
+	for i := range 200 {
+		resp, err := http.Post(fmt.Sprintf("%s/made-up/%d", srv.URL, i), "application/json", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	resp, err := http.Post(srv.URL+api.PathStatus, "application/json", bytes.NewReader([]byte("[]")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	st := s.Stats()
+	if len(st.MaxInFlight) > 6 || st.MaxInFlight[api.PathStatus] != 1 {
+		t.Errorf("%d keys in the call counts, want a few: %v", len(st.MaxInFlight), st.MaxInFlight)
 	}
 }

@@ -202,7 +202,7 @@ func (s *Sim) Handler(protocol http.Handler) http.Handler {
 // faulty counts each call and applies the faults in force when it arrives.
 func (s *Sim) faulty(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		path := r.URL.Path
+		path := countedPath(r.URL.Path)
 		now := s.now()
 		c := s.counts
 		c.enter(path, now)
@@ -226,4 +226,15 @@ func (s *Sim) faulty(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// countedPath is the key a call is counted under: one of the protocol's
+// paths, or "other" for any other (each key keeps up to an hour of
+// per-second counts, so paths a client makes up must not become keys).
+func countedPath(path string) string {
+	switch path {
+	case api.PathCreate, api.PathDelete, api.PathStatus, api.PathLogs, api.PathExec, api.PathPing:
+		return path
+	}
+	return "other"
 }
