@@ -27,18 +27,26 @@ const hostileMaxBody = 1 << 20
 // rssMB reads a process's resident memory from /proc.
 func rssMB(t *testing.T, pid int) float64 {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	mb, err := readRSS(pid)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return mb
+}
+
+// readRSS is rssMB for goroutines other than the test's.
+func readRSS(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
 			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			return kb / 1024
+			return kb / 1024, nil
 		}
 	}
-	t.Fatal("no VmRSS")
-	return 0
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 }
 
 // TestE2EHostileInput attacks interlink (its embedded proxy on, a static
@@ -195,15 +203,20 @@ func TestE2EHostileInput(t *testing.T) {
 		var mu sync.Mutex
 		wrongSeen := map[string]int{}
 		stop := time.Now().Add(duration)
-		var peak float64
-		done := make(chan struct{})
+		// The sampler hands its peak over when done closes (it must not
+		// share peak with this goroutine while it runs, nor fail the test
+		// from its own goroutine: a process that died shows as a 0 MB peak
+		// and the ping below).
+		done, peakc := make(chan struct{}), make(chan float64)
 		go func() {
+			var peak float64
 			for {
 				select {
 				case <-done:
+					peakc <- peak
 					return
 				case <-time.After(500 * time.Millisecond):
-					if r := rssMB(t, pid); r > peak {
+					if r, err := readRSS(pid); err == nil && r > peak {
 						peak = r
 					}
 				}
@@ -235,6 +248,7 @@ func TestE2EHostileInput(t *testing.T) {
 		}
 		wg.Wait()
 		close(done)
+		peak := <-peakc
 		total := ok.Load() + refused.Load() + wrong.Load() + fiveXX.Load() + transport.Load()
 		t.Logf("%d clients for %s: %d requests (%.0f/s), %d good answered 2xx, %d bad answered their 4xx, %d wrong, %d 5xx, %d transport errors; interlink RSS %.0f MB idle, peak %.0f MB",
 			clients, duration, total, float64(total)/duration.Seconds(), ok.Load(), refused.Load(), wrong.Load(), fiveXX.Load(), transport.Load(), idle, peak)
