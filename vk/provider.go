@@ -392,7 +392,10 @@ func (p *Provider) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 	failedBeforeSubmit := false
 	if known {
 		last = *t.pod.Status.DeepCopy()
-		failedBeforeSubmit = t.jobID == "" && !t.submitting && last.Phase == corev1.PodFailed
+		// Failed before any create could have made a job: a create that
+		// failed transiently (a timeout) may have made one, so a pod
+		// that was retried (tries > 0) is deleted remotely all the same.
+		failedBeforeSubmit = t.jobID == "" && !t.submitting && t.tries == 0 && last.Phase == corev1.PodFailed
 	}
 	p.mu.Unlock()
 	if !failedBeforeSubmit {

@@ -396,6 +396,55 @@ func TestSubmissionRetriedWhileInterlinkIsDown(t *testing.T) {
 	}
 }
 
+// TestFailedAfterATransientCreateIsDeletedRemotely: a create that timed out
+// may have made a job; if the pod then fails for good (interLink refuses
+// the retry), deleting the pod must still delete that job.
+func TestFailedAfterATransientCreateIsDeletedRemotely(t *testing.T) {
+	il := &fakeIL{statuses: map[string]api.PodStatus{}, createErr: api.Unavailable("timeout")}
+	p, _ := newProvider(t, il)
+	ctx := context.Background()
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "a", Namespace: "ns", UID: "u1"},
+		Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "c"}}}}
+	if _, err := p.client.CoreV1().Pods("ns").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.CreatePod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	il.createErr = api.Invalid("refused")
+	p.mu.Lock()
+	p.pods["u1"].nextTry = time.Now().Add(-time.Second)
+	p.mu.Unlock()
+	p.submit(ctx, "u1")
+	p.mu.Lock()
+	phase := p.pods["u1"].pod.Status.Phase
+	p.mu.Unlock()
+	if phase != corev1.PodFailed {
+		t.Fatalf("pod %s after a refused retry, want Failed", phase)
+	}
+	if err := p.DeletePod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	if len(il.deleted) != 1 || il.deleted[0] != "u1" {
+		t.Errorf("remote deletes %v: the job the timed-out create may have made is left running", il.deleted)
+	}
+
+	// A pod refused on its first create made no job: no remote delete.
+	il.deleted = nil
+	pod2 := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "b", Namespace: "ns", UID: "u2"},
+		Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "c"}}}}
+	if _, err := p.client.CoreV1().Pods("ns").Create(ctx, pod2, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.CreatePod(ctx, pod2)
+	if err := p.DeletePod(ctx, pod2); err != nil {
+		t.Fatal(err)
+	}
+	if len(il.deleted) != 0 {
+		t.Errorf("remote deletes %v for a pod refused at its first create", il.deleted)
+	}
+}
+
 func TestDeleteDuringSubmissionDeletesTheNewJob(t *testing.T) {
 	il := &fakeIL{statuses: map[string]api.PodStatus{}, createGate: make(chan struct{})}
 	p, _ := newProvider(t, il)
