@@ -21,7 +21,8 @@ import (
 
 func TestFaults(t *testing.T) {
 	cfg := sim.DefaultConfig()
-	cfg.Faults = sim.Faults{ErrorRate: 1, Duration: config.D(300 * time.Millisecond)}
+	// A window long enough for the first call even on a loaded machine.
+	cfg.Faults = sim.Faults{ErrorRate: 1, Duration: config.D(3 * time.Second)}
 	s, err := sim.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -39,7 +40,7 @@ func TestFaults(t *testing.T) {
 	if code := ping(); code != http.StatusServiceUnavailable {
 		t.Errorf("during the fault window: %d, want 503", code)
 	}
-	time.Sleep(350 * time.Millisecond)
+	time.Sleep(3100 * time.Millisecond)
 	if code := ping(); code != http.StatusOK {
 		t.Errorf("after the fault window: %d, want 200", code)
 	}
