@@ -5,6 +5,7 @@ package functions_test
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -111,13 +112,17 @@ func TestE2EHostileInput(t *testing.T) {
 	}
 	t.Run("BadRequestsAre4xx", func(t *testing.T) {
 		for _, b := range bad {
-			code, err := send(http.DefaultClient, b.method, b.path, b.body, b.token)
-			// A server may close the connection after refusing an
-			// oversized body before reading it all: the client can see
-			// the reset instead of the 413.
-			if err != nil && strings.HasPrefix(b.name, "oversized") {
-				continue
+			send := send
+			if strings.HasPrefix(b.name, "oversized") {
+				// The server refuses an oversized body before reading it
+				// all and closes: an HTTP client still writing can see
+				// the reset instead of the reply. This one stops writing
+				// past the limit and reads the reply.
+				send = func(_ *http.Client, method, path string, body []byte, token string) (int, error) {
+					return sendOversized(url, method, path, body, token)
+				}
 			}
+			code, err := send(http.DefaultClient, b.method, b.path, b.body, b.token)
 			if err != nil || code != b.want {
 				t.Errorf("%s: %d %v, want %d", b.name, code, err, b.want)
 			}
@@ -267,4 +272,36 @@ func TestE2EHostileInput(t *testing.T) {
 			t.Errorf("after the load: ping %d", code)
 		}
 	})
+}
+
+// sendOversized sends a request whose body is larger than interlink takes:
+// it declares the whole length, writes a little more than hostileMaxBody,
+// then reads the reply (which comes before the rest of the body).
+func sendOversized(base, method, path string, body []byte, token string) (int, error) {
+	c, err := net.DialTimeout("tcp", strings.TrimPrefix(base, "http://"), 5*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	host := strings.TrimPrefix(base, "http://")
+	var head bytes.Buffer
+	fmt.Fprintf(&head, "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n", method, path, host, len(body))
+	if token != "" {
+		fmt.Fprintf(&head, "Authorization: Bearer %s\r\n", token)
+	}
+	head.WriteString("\r\n")
+	if _, err := c.Write(head.Bytes()); err != nil {
+		return 0, err
+	}
+	// A server that refuses without reading (401) may close while this
+	// writes: the reply is read all the same.
+	part := body[:min(len(body), hostileMaxBody+64<<10)]
+	_, werr := c.Write(part)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return 0, errors.Join(err, werr)
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode, nil
 }
