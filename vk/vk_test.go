@@ -357,15 +357,23 @@ func TestDeliveredKubeconfig(t *testing.T) {
 	}
 }
 
+// apiPod is a one-container pod in namespace ns, created in the provider's
+// API server.
+func apiPod(t *testing.T, p *Provider, name string, uid types.UID) *corev1.Pod {
+	t.Helper()
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", UID: uid},
+		Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "c"}}}}
+	if _, err := p.client.CoreV1().Pods("ns").Create(context.Background(), pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return pod
+}
+
 func TestSubmissionRetriedWhileInterlinkIsDown(t *testing.T) {
 	il := &fakeIL{statuses: map[string]api.PodStatus{}, createErr: api.Unavailable("connection refused")}
 	p, pushed := newProvider(t, il)
 	ctx := context.Background()
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "a", Namespace: "ns", UID: "u1"},
-		Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "c"}}}}
-	if _, err := p.client.CoreV1().Pods("ns").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	pod := apiPod(t, p, "a", "u1")
 	if err := p.CreatePod(ctx, pod); err != nil {
 		t.Fatalf("a transient failure must not fail CreatePod (it would fail the pod): %v", err)
 	}
@@ -403,11 +411,7 @@ func TestFailedAfterATransientCreateIsDeletedRemotely(t *testing.T) {
 	il := &fakeIL{statuses: map[string]api.PodStatus{}, createErr: api.Unavailable("timeout")}
 	p, _ := newProvider(t, il)
 	ctx := context.Background()
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "a", Namespace: "ns", UID: "u1"},
-		Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "c"}}}}
-	if _, err := p.client.CoreV1().Pods("ns").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	pod := apiPod(t, p, "a", "u1")
 	if err := p.CreatePod(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
@@ -431,11 +435,7 @@ func TestFailedAfterATransientCreateIsDeletedRemotely(t *testing.T) {
 
 	// A pod refused on its first create made no job: no remote delete.
 	il.deleted = nil
-	pod2 := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "b", Namespace: "ns", UID: "u2"},
-		Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "c"}}}}
-	if _, err := p.client.CoreV1().Pods("ns").Create(ctx, pod2, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	pod2 := apiPod(t, p, "b", "u2")
 	_ = p.CreatePod(ctx, pod2)
 	if err := p.DeletePod(ctx, pod2); err != nil {
 		t.Fatal(err)
