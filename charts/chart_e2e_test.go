@@ -280,19 +280,6 @@ func (c *cluster) helm(args ...string) (string, error) {
 		"HELM_CONFIG_HOME=" + filepath.Join(c.dir, "helm-config"), "HELM_DATA_HOME=" + filepath.Join(c.dir, "helm-data")}, args...)
 }
 
-func eventually(t *testing.T, what string, timeout time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = fn(); err == nil {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("%s within %s: %v", what, timeout, err)
-}
-
 // proc is a daemon of the test, stopped by PID.
 type proc struct {
 	cmd  *exec.Cmd
@@ -562,7 +549,7 @@ func TestE2EChartOnARealAPIServer(t *testing.T) {
 // nodeReady waits for the virtual node to be Ready.
 func nodeReady(t *testing.T, c *cluster) {
 	t.Helper()
-	eventually(t, "node Ready", 60*time.Second, func() error {
+	e2eenv.Eventually(t, "node Ready", 60*time.Second, func() error {
 		n, err := c.cs.CoreV1().Nodes().Get(context.Background(), nodeName, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -598,7 +585,7 @@ spec:
 	if out, err := c.kubectlStdin(manifest, "apply", "-f", "-"); err != nil {
 		t.Fatalf("kubectl apply: %v\n%s", err, out)
 	}
-	eventually(t, "pod before-uninstall Running", 60*time.Second, func() error {
+	e2eenv.Eventually(t, "pod before-uninstall Running", 60*time.Second, func() error {
 		p, err := c.cs.CoreV1().Pods("default").Get(ctx, "before-uninstall", metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -768,10 +755,10 @@ spec:
 			return nil
 		}
 	}
-	eventually(t, "pod hello Succeeded", 60*time.Second, phase("hello", corev1.PodSucceeded))
+	e2eenv.Eventually(t, "pod hello Succeeded", 60*time.Second, phase("hello", corev1.PodSucceeded))
 	t.Logf("kubectl apply -> pod Succeeded through the chart's VK: %s", time.Since(start).Round(time.Millisecond))
 	var logs string
-	eventually(t, "kubectl logs through the kubelet API", 30*time.Second, func() error {
+	e2eenv.Eventually(t, "kubectl logs through the kubelet API", 30*time.Second, func() error {
 		out, err := c.kubectl("logs", "hello", "-n", "default")
 		logs = out
 		if err != nil {
@@ -784,7 +771,7 @@ spec:
 			t.Errorf("logs lack %q:\n%s", want, logs)
 		}
 	}
-	eventually(t, "pod forever Running", 60*time.Second, phase("forever", corev1.PodRunning))
+	e2eenv.Eventually(t, "pod forever Running", 60*time.Second, phase("forever", corev1.PodRunning))
 	if out, err := c.kubectl("delete", "pod", "forever", "-n", "default", "--grace-period=1", "--wait=true", "--timeout=60s"); err != nil {
 		t.Fatalf("kubectl delete pod: %v\n%s", err, out)
 	}

@@ -119,7 +119,7 @@ func TestE2EComposeRemoteSide(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b), nil
 	}
-	eventually(t, "/pinglink answered 200 through interlink and the Docker sidecar", 60*time.Second, func() error {
+	e2eenv.Eventually(t, "/pinglink answered 200 through interlink and the Docker sidecar", 60*time.Second, func() error {
 		code, body, err := ping(true)
 		if err != nil {
 			return err

@@ -26,29 +26,20 @@ func TestE2ERunnableBlocks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, err := os.MkdirTemp("", "interlink-docs-e2e-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = os.Chmod(dir, 0o755) // munged runs as another user
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	env := append(os.Environ(), "INTERLINK_DEMO_DIR="+filepath.Join(dir, "demo"))
+	// The docs' blocks call bin/interlink: the repository's build.
+	d := e2eenv.StartDemo(t, root, filepath.Join(root, "bin"), func(d *e2eenv.Demo) {
+		t.Cleanup(func() {
+			if out, err := d.Down(root); err != nil {
+				t.Errorf("make demo-down: %v\n%s", err, out)
+			}
+		})
+	})
+	env := d.Env
 	run := func(name string, args ...string) (string, error) {
 		cmd := exec.Command(name, args...)
 		cmd.Dir, cmd.Env = root, env
 		out, err := cmd.CombinedOutput()
 		return string(out), err
-	}
-	if out, err := run("make", "--no-print-directory", "build"); err != nil {
-		t.Fatalf("make build: %v\n%s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := run(filepath.Join(root, "examples/demo/down.sh")); err != nil {
-			t.Errorf("make demo-down: %v\n%s", err, out)
-		}
-	})
-	if out, err := run(filepath.Join(root, "examples/demo/run.sh")); err != nil {
-		t.Fatalf("make demo: %v\n%s", err, out)
 	}
 	k8s, err := run(filepath.Join(root, "examples/cluster/build.sh"))
 	if err != nil {

@@ -4,13 +4,13 @@ package observability_test
 
 import (
 	"bytes"
-	"os"
 	"os/exec"
 	"testing"
 
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/seed-3f807049/interlink/functions"
+	"github.com/seed-3f807049/interlink/observability/e2eenv"
 	"github.com/seed-3f807049/interlink/observability/metrics"
 	"github.com/seed-3f807049/interlink/proxy"
 )
@@ -19,10 +19,7 @@ func promtool(t *testing.T) string {
 	t.Helper()
 	p, err := exec.LookPath("promtool")
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("promtool is missing: run .ci/prometheus.sh install")
-		}
-		t.Skip("promtool is missing (run .ci/prometheus.sh install)")
+		e2eenv.Prerequisite(t, "promtool (run .ci/prometheus.sh install)")
 	}
 	return p
 }

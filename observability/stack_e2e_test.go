@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/seed-3f807049/interlink/observability"
+	"github.com/seed-3f807049/interlink/observability/e2eenv"
 )
 
 // The dashboards' e2e: a real Prometheus (Debian's) scrapes a whole stack —
@@ -105,10 +106,7 @@ func waitHTTP(t *testing.T, url string) {
 
 func TestE2EDashboardsHaveData(t *testing.T) {
 	if _, err := exec.LookPath("prometheus"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("prometheus is missing: run .ci/prometheus.sh install")
-		}
-		t.Skip("prometheus is missing")
+		e2eenv.Prerequisite(t, "prometheus (run .ci/prometheus.sh install)")
 	}
 	repo, _ := filepath.Abs("..")
 	dir, err := os.MkdirTemp("", "interlink-obs-e2e-")

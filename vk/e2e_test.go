@@ -229,19 +229,6 @@ func (s *stack) simStats(t *testing.T) sim.Stats {
 	return st
 }
 
-func eventually(t *testing.T, what string, timeout time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = fn(); err == nil {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("%s within %s: %v", what, timeout, err)
-}
-
 func (s *stack) pod(name, outcome string) *corev1.Pod {
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Labels: map[string]string{"e2e": "vk"}, Annotations: map[string]string{}},
@@ -270,7 +257,7 @@ func (s *stack) phase(t *testing.T, name string) (corev1.PodPhase, *corev1.Pod) 
 func (s *stack) waitPhase(t *testing.T, name string, want corev1.PodPhase, timeout time.Duration) *corev1.Pod {
 	t.Helper()
 	var pod *corev1.Pod
-	eventually(t, fmt.Sprintf("pod %s %s", name, want), timeout, func() error {
+	e2eenv.Eventually(t, fmt.Sprintf("pod %s %s", name, want), timeout, func() error {
 		var ph corev1.PodPhase
 		ph, pod = s.phase(t, name)
 		if ph != want {
@@ -289,7 +276,7 @@ func TestE2EVirtualNode(t *testing.T) {
 	pods := s.cs.CoreV1().Pods("default")
 
 	t.Run("NodeReady", func(t *testing.T) {
-		eventually(t, "node Ready", 30*time.Second, func() error {
+		e2eenv.Eventually(t, "node Ready", 30*time.Second, func() error {
 			n, err := s.cs.CoreV1().Nodes().Get(ctx, s.node, metav1.GetOptions{})
 			if err != nil {
 				return err
@@ -305,7 +292,7 @@ func TestE2EVirtualNode(t *testing.T) {
 			return fmt.Errorf("conditions %+v", n.Status.Conditions)
 		})
 		// Every default service account exists before pods are made.
-		eventually(t, "default service account", 30*time.Second, func() error {
+		e2eenv.Eventually(t, "default service account", 30*time.Second, func() error {
 			_, err := s.cs.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
 			return err
 		})
@@ -318,7 +305,7 @@ func TestE2EVirtualNode(t *testing.T) {
 		}
 		pool := x509.NewCertPool()
 		pool.AppendCertsFromPEM(ca)
-		eventually(t, "kubelet API serving a certificate signed by the cluster CA", 30*time.Second, func() error {
+		e2eenv.Eventually(t, "kubelet API serving a certificate signed by the cluster CA", 30*time.Second, func() error {
 			conn, err := tls.Dial("tcp", "127.0.0.1:"+s.kubelet, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
 			if err != nil {
 				return err
@@ -338,7 +325,7 @@ func TestE2EVirtualNode(t *testing.T) {
 		}
 		start := time.Now()
 		seen := map[corev1.PodPhase]bool{}
-		eventually(t, "pod volumes Succeeded", 60*time.Second, func() error {
+		e2eenv.Eventually(t, "pod volumes Succeeded", 60*time.Second, func() error {
 			ph, _ := s.phase(t, "volumes")
 			seen[ph] = true
 			if ph == corev1.PodRunning && !seen["timed"] {
@@ -504,7 +491,7 @@ func TestE2EVirtualNode(t *testing.T) {
 		if err := pods.Delete(ctx, "forever", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](1)}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "pod gone from the API", 60*time.Second, func() error {
+		e2eenv.Eventually(t, "pod gone from the API", 60*time.Second, func() error {
 			_, err := pods.Get(ctx, "forever", metav1.GetOptions{})
 			if apierrors.IsNotFound(err) {
 				return nil
@@ -533,14 +520,14 @@ func TestE2EVirtualNode(t *testing.T) {
 		if _, err := s.cs.AppsV1().Deployments("default").Create(ctx, dep, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "job complete", 90*time.Second, func() error {
+		e2eenv.Eventually(t, "job complete", 90*time.Second, func() error {
 			j, err := s.cs.BatchV1().Jobs("default").Get(ctx, "batch", metav1.GetOptions{})
 			if err != nil || j.Status.Succeeded != 3 {
 				return fmt.Errorf("job status %+v: %w", j.Status, err)
 			}
 			return nil
 		})
-		eventually(t, "deployment available", 90*time.Second, func() error {
+		e2eenv.Eventually(t, "deployment available", 90*time.Second, func() error {
 			d, err := s.cs.AppsV1().Deployments("default").Get(ctx, "web", metav1.GetOptions{})
 			if err != nil || d.Status.AvailableReplicas != 3 {
 				return fmt.Errorf("deployment status %+v: %w", d.Status, err)
@@ -556,7 +543,7 @@ func TestE2EVirtualNode(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		eventually(t, "100 pods Running", 120*time.Second, func() error {
+		e2eenv.Eventually(t, "100 pods Running", 120*time.Second, func() error {
 			l, err := pods.List(ctx, metav1.ListOptions{LabelSelector: "e2e=vk"})
 			if err != nil {
 				return err
@@ -586,7 +573,7 @@ func TestE2EVirtualNode(t *testing.T) {
 			}
 		}
 		s.run(t, s.vk)
-		eventually(t, "20 pods Running after the VK restart", 120*time.Second, func() error {
+		e2eenv.Eventually(t, "20 pods Running after the VK restart", 120*time.Second, func() error {
 			n := 0
 			for i := range 20 {
 				if ph, _ := s.phase(t, fmt.Sprintf("restart-%d", i)); ph == corev1.PodRunning {
@@ -606,7 +593,7 @@ func TestE2EVirtualNode(t *testing.T) {
 	t.Run("InterlinkOutage", func(t *testing.T) {
 		jobsBefore := s.simStats(t).JobsCreated
 		s.il.stop(syscall.SIGTERM)
-		eventually(t, "node NotReady", 30*time.Second, func() error {
+		e2eenv.Eventually(t, "node NotReady", 30*time.Second, func() error {
 			n, err := s.cs.CoreV1().Nodes().Get(ctx, s.node, metav1.GetOptions{})
 			if err != nil {
 				return err
@@ -635,7 +622,7 @@ func TestE2EVirtualNode(t *testing.T) {
 			}
 		}
 		s.run(t, s.il)
-		eventually(t, "node Ready again", 30*time.Second, func() error {
+		e2eenv.Eventually(t, "node Ready again", 30*time.Second, func() error {
 			n, err := s.cs.CoreV1().Nodes().Get(ctx, s.node, metav1.GetOptions{})
 			if err != nil {
 				return err
@@ -652,7 +639,7 @@ func TestE2EVirtualNode(t *testing.T) {
 		if err := pods.Delete(ctx, "restart-0", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "pod deleted after the outage", 60*time.Second, func() error {
+		e2eenv.Eventually(t, "pod deleted after the outage", 60*time.Second, func() error {
 			if _, err := pods.Get(ctx, "restart-0", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 				return fmt.Errorf("still there: %w", err)
 			}

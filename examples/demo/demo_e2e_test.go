@@ -24,9 +24,8 @@ var repoDir = func() string { d, _ := filepath.Abs("../.."); return d }()
 
 // stack is a demo started by examples/demo/run.sh.
 type stack struct {
-	dir, kubectl, kubeconfig string
-	env                      []string
-	output                   string
+	*e2eenv.Demo
+	kubectl, kubeconfig string
 }
 
 // requireRoot stops the test when not root: the demo starts SLURM or dockerd.
@@ -42,37 +41,18 @@ func requireRoot(t *testing.T) {
 func runDemo(t *testing.T, extra ...string) *stack {
 	t.Helper()
 	requireRoot(t)
-	// Not t.TempDir: its parent is 0700 and munged runs as another user.
-	dir, err := os.MkdirTemp("", "interlink-demo-e2e-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = os.Chmod(dir, 0o755)
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	bin := filepath.Join(dir, "bin")
-	build := exec.Command("make", "--no-print-directory", "build", "BIN="+bin)
-	build.Dir = repoDir
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("make build: %v\n%s", err, out)
-	}
-	s := &stack{dir: filepath.Join(dir, "demo")}
-	s.env = append(os.Environ(), "INTERLINK_DEMO_DIR="+s.dir, "BIN="+bin, "DEMO_NODE=demo-e2e")
-	s.env = append(s.env, extra...)
-	t.Cleanup(func() { s.down(t) })
-	cmd := exec.Command(filepath.Join(repoDir, "examples/demo/run.sh"))
-	cmd.Dir, cmd.Env = repoDir, s.env
-	out, err := cmd.CombinedOutput()
-	s.output = string(out)
-	t.Logf("make demo:\n%s", s.output)
-	if err != nil {
-		t.Fatalf("the demo failed: %v", err)
-	}
+	s := &stack{}
+	e2eenv.StartDemo(t, repoDir, "", func(d *e2eenv.Demo) {
+		s.Demo = d
+		t.Cleanup(func() { s.down(t) })
+	}, append([]string{"DEMO_NODE=demo-e2e"}, extra...)...)
+	t.Logf("make demo:\n%s", s.Output)
 	k8s, err := exec.Command(filepath.Join(repoDir, "examples/cluster/build.sh")).Output()
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.kubectl = filepath.Join(strings.TrimSpace(string(k8s)), "kubectl")
-	m := regexp.MustCompile(`export KUBECONFIG=(\S+)`).FindStringSubmatch(s.output)
+	m := regexp.MustCompile(`export KUBECONFIG=(\S+)`).FindStringSubmatch(s.Output)
 	if m == nil {
 		t.Fatal("the demo did not print the KUBECONFIG to use")
 	}
@@ -83,7 +63,7 @@ func runDemo(t *testing.T, extra ...string) *stack {
 // down runs make demo-down and checks that every process it started is gone.
 func (s *stack) down(t *testing.T) {
 	t.Helper()
-	pids, _ := filepath.Glob(filepath.Join(s.dir, "*.pid"))
+	pids, _ := filepath.Glob(filepath.Join(s.Dir, "*.pid"))
 	var procs []int
 	for _, f := range pids {
 		var pid int
@@ -93,9 +73,7 @@ func (s *stack) down(t *testing.T) {
 			}
 		}
 	}
-	cmd := exec.Command(filepath.Join(repoDir, "examples/demo/down.sh"))
-	cmd.Dir, cmd.Env = repoDir, s.env
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if out, err := s.Down(repoDir); err != nil {
 		t.Errorf("make demo-down: %v\n%s", err, out)
 	}
 	for _, pid := range procs {
@@ -180,7 +158,7 @@ func inOrder(t *testing.T, text string, patterns ...string) {
 func (s *stack) checkSecretFiles(t *testing.T, names ...string) {
 	t.Helper()
 	for _, n := range names {
-		fi, err := os.Stat(filepath.Join(s.dir, "config", n))
+		fi, err := os.Stat(filepath.Join(s.Dir, "config", n))
 		if err != nil {
 			t.Errorf("credential %s: %v", n, err)
 			continue
@@ -189,7 +167,7 @@ func (s *stack) checkSecretFiles(t *testing.T, names ...string) {
 			t.Errorf("credential %s has mode %v", n, fi.Mode().Perm())
 		}
 	}
-	if fi, err := os.Stat(filepath.Join(s.dir, "config")); err != nil || fi.Mode().Perm() != 0o700 {
+	if fi, err := os.Stat(filepath.Join(s.Dir, "config")); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("the config directory: %v %v", fi, err)
 	}
 }
@@ -268,7 +246,7 @@ func commonExamples(secretMode string) []example {
 func TestE2EDemoSlurm(t *testing.T) {
 	s := runDemo(t, "SIDECAR=slurm", "AUTH=oidc")
 	// What the demo shows, in order.
-	inOrder(t, s.output,
+	inOrder(t, s.Output,
 		`demo-e2e\s+Ready`,
 		`hello\s+Pending`, `hello\s+Running`, `default-hello\s+RUNNING`, `hello\s+Succeeded`,
 		`kubectl logs hello`, `hello from interLink`, `bye`,
@@ -276,7 +254,7 @@ func TestE2EDemoSlurm(t *testing.T) {
 		`ticker\s+Running`, `default-ticker\s+RUNNING`, `tick 2`, `pod "ticker" deleted`,
 		`nothing is left running`)
 	s.checkSecretFiles(t, "client-secret", "client.json", "vk-token")
-	env := append(os.Environ(), "SLURM_CONF="+filepath.Join(s.dir, "slurm", "slurm.conf"))
+	env := append(os.Environ(), "SLURM_CONF="+filepath.Join(s.Dir, "slurm", "slurm.conf"))
 	squeue := func() string {
 		cmd := exec.Command("squeue", "--noheader", "--format=%i %j %T")
 		cmd.Env = env
@@ -345,7 +323,7 @@ func TestE2EDemoSlurm(t *testing.T) {
 			return fmt.Errorf("jobs left in squeue:\n%s", q)
 		}
 		var left []string
-		entries, _ := os.ReadDir(filepath.Join(s.dir, "jobs"))
+		entries, _ := os.ReadDir(filepath.Join(s.Dir, "jobs"))
 		for _, e := range entries {
 			if e.Name() != ".interlink-slurm.lock" {
 				left = append(left, fmt.Sprintf("%s (%v)", e.Name(), e.Type()))
@@ -371,14 +349,14 @@ func TestE2EDemoDockerExistingCluster(t *testing.T) {
 	if s.kubeconfig != kubeconfig {
 		t.Errorf("the demo points at %s, not the existing cluster %s", s.kubeconfig, kubeconfig)
 	}
-	inOrder(t, s.output,
+	inOrder(t, s.Output,
 		`kubectl certificate approve`, `demo-e2e\s+Ready`,
 		`hello\s+Pending`, `hello\s+Running`, `hello\s+Succeeded`, `hello from interLink`,
 		`failing: phase Failed, reason Error, exit code 1`,
 		`ticker\s+Running`, `tick 2`, `pod "ticker" deleted`, `nothing is left running`)
 	s.checkSecretFiles(t, "tokens.csv", "vk-token")
 	docker := func() string {
-		out, err := exec.Command("docker", "--host", "unix://"+filepath.Join(s.dir, "docker", "docker.sock"),
+		out, err := exec.Command("docker", "--host", "unix://"+filepath.Join(s.Dir, "docker", "docker.sock"),
 			"ps", "-a", "--filter", "label=interlink.io/pod-uid", "--format", "{{.Names}}").CombinedOutput()
 		if err != nil {
 			t.Fatalf("docker ps: %v %s", err, out)

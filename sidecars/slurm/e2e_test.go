@@ -24,6 +24,7 @@ import (
 
 	"github.com/seed-3f807049/interlink/functions/api"
 	"github.com/seed-3f807049/interlink/observability/config"
+	"github.com/seed-3f807049/interlink/observability/e2eenv"
 	"github.com/seed-3f807049/interlink/sidecars"
 	"github.com/seed-3f807049/interlink/sidecars/sidecarstest"
 )
@@ -449,10 +450,7 @@ func TestE2ETsocks(t *testing.T) {
 	t.Cleanup(func() { _ = exec.Command(script, "sshd-down", sshDir).Run() })
 	env := readEnvFile(t, filepath.Join(sshDir, "ssh.env"))
 	if env["HOST_IP"] == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("this machine has no non-loopback address to tunnel to")
-		}
-		t.Skip("this machine has no non-loopback address to tunnel to")
+		e2eenv.Prerequisite(t, "a non-loopback address to tunnel to")
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(env["HOST_IP"], "0"))
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/seed-3f807049/interlink/observability/e2eenv"
 	"github.com/seed-3f807049/interlink/sidecars/sim"
 )
 
@@ -144,7 +145,7 @@ func (s *stack) namespace(t testing.TB, ns string) {
 	if _, err := s.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "default service account in "+ns, 60*time.Second, func() error {
+	e2eenv.Eventually(t, "default service account in "+ns, 60*time.Second, func() error {
 		_, err := s.cs.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
 		return err
 	})
@@ -190,7 +191,7 @@ func (s *stack) burst(t testing.TB, name string, n int, del bool) burstResult {
 		if err := tr.waitFor("all deleted", 10*time.Minute, func(sm sample) bool { return sm.Gone == n }); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "the sim holds no pod of "+name, 2*time.Minute, func() error {
+		e2eenv.Eventually(t, "the sim holds no pod of "+name, 2*time.Minute, func() error {
 			if held := heldIn(s.simStats(t, "?pods=1"), name); held != 0 {
 				return fmt.Errorf("%d jobs held", held)
 			}

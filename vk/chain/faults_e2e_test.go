@@ -18,6 +18,7 @@ import (
 
 	"github.com/seed-3f807049/interlink/functions/api"
 	"github.com/seed-3f807049/interlink/observability/config"
+	"github.com/seed-3f807049/interlink/observability/e2eenv"
 	"github.com/seed-3f807049/interlink/sidecars/sim"
 )
 
@@ -56,7 +57,7 @@ func TestFaults(t *testing.T) {
 			jobsDeletedBefore = s.simStats(t, "").DeleteCalls
 			stopped := time.Now()
 			s.il.stop(syscall.SIGTERM)
-			eventually(t, "node NotReady", 30*time.Second, func() error {
+			e2eenv.Eventually(t, "node NotReady", 30*time.Second, func() error {
 				if err := s.nodeReady(corev1.ConditionFalse); err != nil {
 					return err
 				}
@@ -81,7 +82,7 @@ func TestFaults(t *testing.T) {
 			}
 			tr.mu.Unlock()
 			s.il.run(t)
-			eventually(t, "node Ready again", 60*time.Second, func() error { return s.nodeReady(corev1.ConditionTrue) })
+			e2eenv.Eventually(t, "node Ready again", 60*time.Second, func() error { return s.nodeReady(corev1.ConditionTrue) })
 		}, func(t *testing.T) {
 			if d := s.simStats(t, "").DeleteCalls - jobsDeletedBefore; d != 0 {
 				t.Errorf("%d remote jobs deleted because interLink was down", d)
@@ -227,7 +228,7 @@ func (s *stack) faultCase(t *testing.T, ns string, rate int, fault func(*testing
 	if err := tr.deleteAll(ctx, s, ns, names, 8); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "pods and jobs gone", 2*time.Minute, func() error {
+	e2eenv.Eventually(t, "pods and jobs gone", 2*time.Minute, func() error {
 		held := heldIn(s.simStats(t, "?pods=1"), ns)
 		l, err := s.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {

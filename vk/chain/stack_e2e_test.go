@@ -216,7 +216,7 @@ func startStack(t testing.TB, o options) *stack {
 		s.refresher = s.start(t, "interlink-token-refresher", "INTERLINK_TOKEN_URL="+h.Public+"/oauth2/token", "INTERLINK_TOKEN_CLIENT_ID="+c.id,
 			"INTERLINK_TOKEN_CLIENT_SECRET_FILE="+secret, "INTERLINK_TOKEN_AUDIENCE=interlink", "INTERLINK_TOKEN_SCOPES=read", "VKTOKENFILE="+s.tokenFile)
 		ilEnv = append(ilEnv, "INTERLINK_AUTH_ISSUERS="+h.Public, "INTERLINK_AUTH_AUDIENCES=interlink", "INTERLINK_AUTH_CLOCK_SKEW=0s")
-		eventually(t, "the refresher's first token", 20*time.Second, func() error { _, err := os.Stat(s.tokenFile); return err })
+		e2eenv.Eventually(t, "the refresher's first token", 20*time.Second, func() error { _, err := os.Stat(s.tokenFile); return err })
 	} else {
 		tokens := filepath.Join(dir, "tokens.csv")
 		tok := fmt.Sprintf("chain-%d-0123456789abcdef", time.Now().UnixNano())
@@ -236,8 +236,8 @@ func startStack(t testing.TB, o options) *stack {
 		"INTERLINK_KUBELET_CLIENT_CA_FILE=" + filepath.Join(s.cluster, "pki/ca.crt"),
 		"INTERLINK_STATUS_INTERVAL=1s", "INTERLINK_PING_INTERVAL=1s", "INTERLINK_LOG_FORMAT=json", "ERRORSONLYLOGGING=true",
 	}, append(o.vkEnv, strings.Fields(os.Getenv("INTERLINK_CHAIN_VK_ENV"))...)...)...)
-	eventually(t, "node Ready", 60*time.Second, func() error { return s.nodeReady(corev1.ConditionTrue) })
-	eventually(t, "default service account", 60*time.Second, func() error {
+	e2eenv.Eventually(t, "node Ready", 60*time.Second, func() error { return s.nodeReady(corev1.ConditionTrue) })
+	e2eenv.Eventually(t, "default service account", 60*time.Second, func() error {
 		_, err := s.cs.CoreV1().ServiceAccounts("default").Get(context.Background(), "default", metav1.GetOptions{})
 		return err
 	})
@@ -332,19 +332,6 @@ func (s *stack) vkMetrics(t testing.TB) vkMetrics {
 func parseMetrics(r io.Reader) (map[string]*dto.MetricFamily, error) {
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	return parser.TextToMetricFamilies(r)
-}
-
-func eventually(t testing.TB, what string, timeout time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = fn(); err == nil {
-			return
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	t.Fatalf("%s within %s: %v", what, timeout, err)
 }
 
 // benchPod is a pod bound to the node by nodeName (the scheduler is not
