@@ -49,8 +49,10 @@ func TestE2ERunnableBlocks(t *testing.T) {
 	env = append(env, "PATH="+strings.TrimSpace(k8s)+":"+filepath.Join(root, "bin")+":"+os.Getenv("PATH")+":/usr/sbin:/sbin")
 	for _, b := range blocks {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail")
-		cmd.Dir, cmd.Env, cmd.Stdin = root, env, strings.NewReader(b.code)
+		// The block as bash's argument, not its standard input: a command of
+		// the block reading standard input cannot swallow the rest of it.
+		cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", b.code)
+		cmd.Dir, cmd.Env = root, env
 		out, err := cmd.CombinedOutput()
 		cancel()
 		if err != nil {

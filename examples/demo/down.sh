@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . .ci/lib.sh
-DEMO_DIR=${INTERLINK_DEMO_DIR:-${TMPDIR:-/tmp}/interlink-demo}
-[ -d "$DEMO_DIR" ] || { echo "no demo in $DEMO_DIR"; exit 0; }
+DEMO_DIR=${INTERLINK_DEMO_DIR:-/tmp/interlink-demo}
+[ -e "$DEMO_DIR/.interlink-demo" ] || { echo "no demo in $DEMO_DIR"; exit 0; }
 SIDECAR="" EXTERNAL="" NODE="" KUBECONFIG_FILE=""
 if [ -f "$DEMO_DIR/settings" ]; then
 	SIDECAR=$(sed -n 's/^SIDECAR=//p' "$DEMO_DIR/settings")
@@ -30,8 +30,10 @@ for name in interlink-vk interlink token-refresher sidecar; do
 	pidfile="$DEMO_DIR/$name.pid"
 	[ -f "$pidfile" ] || continue
 	pid=$(cat "$pidfile")
-	if kill -0 "$pid" 2>/dev/null; then
-		kill "$pid"
+	# Only a process of ours: a PID left from a stopped demo may be another's now.
+	exe=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
+	if [[ ${exe##*/} == interlink* ]]; then
+		kill "$pid" 2>/dev/null || true
 		for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 		kill -9 "$pid" 2>/dev/null || true
 		stopped=$((stopped + 1))

@@ -14,27 +14,44 @@
 #   KUBECONFIG=FILE       use that cluster instead of starting one; the
 #                         node's kubelet certificate then comes from the CSR
 #                         API and is approved with your credentials
-#   INTERLINK_DEMO_DIR    state and logs (default /tmp/interlink-demo)
+#   DEMO_NODE             the virtual node's name (default interlink-demo)
+#   DEMO_NODE_ADDRESS     the node's InternalIP, where the API server reaches
+#                         the kubelet API for kubectl logs and exec (default
+#                         127.0.0.1: set this machine's address for a cluster
+#                         whose API server runs elsewhere)
+#   INTERLINK_DEMO_DIR    state and logs (default /tmp/interlink-demo); it
+#                         must be new, empty, or an earlier demo's
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . .ci/lib.sh
 
-DEMO_DIR=${INTERLINK_DEMO_DIR:-${TMPDIR:-/tmp}/interlink-demo}
+DEMO_DIR=${INTERLINK_DEMO_DIR:-/tmp/interlink-demo}
 BIN=${BIN:-$PWD/bin}
 SIDECAR=${SIDECAR:-slurm}
 AUTH=${AUTH:-oidc}
 NODE=${DEMO_NODE:-interlink-demo}
-EXTERNAL=${KUBECONFIG:+1}
+NODE_ADDRESS=${DEMO_NODE_ADDRESS:-127.0.0.1}
 AUDIENCE=interlink
+# A second run in a shell that exported the KUBECONFIG the first one printed
+# means the demo's own cluster, started again, not an existing one.
+case ${KUBECONFIG:-} in
+"$DEMO_DIR/cluster/kubeconfig" | "$(cd "$DEMO_DIR" 2>/dev/null && pwd -P)/cluster/kubeconfig") unset KUBECONFIG ;;
+esac
+EXTERNAL=${KUBECONFIG:+1}
 
 case $SIDECAR in slurm | docker) ;; *) die "SIDECAR must be slurm or docker, not '$SIDECAR'" ;; esac
 case $AUTH in oidc | static) ;; *) die "AUTH must be oidc or static, not '$AUTH'" ;; esac
 [ "$(id -u)" -eq 0 ] || die "the demo starts a private $SIDECAR daemon (and installs it with apt when missing): run it as root"
+[[ $NODE =~ ^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$ ]] || die "DEMO_NODE '$NODE' is not a valid node name (lower-case letters, digits, '-' and '.')"
+python3 -c 'import ipaddress,sys; ipaddress.ip_address(sys.argv[1])' "$NODE_ADDRESS" 2>/dev/null ||
+	die "DEMO_NODE_ADDRESS '$NODE_ADDRESS' is not an IP address"
+case $DEMO_DIR in /* ) ;; *) die "INTERLINK_DEMO_DIR must be an absolute path, not '$DEMO_DIR'" ;; esac
 for tool in curl openssl python3; do command -v "$tool" >/dev/null || die "$tool is needed by the demo"; done
 for b in interlink "interlink-$SIDECAR" interlink-vk interlink-token-refresher; do
 	[ -x "$BIN/$b" ] || die "$BIN/$b is missing: run make build first (make demo does)"
 done
 if [ -n "$EXTERNAL" ]; then
+	[[ $KUBECONFIG != *:* ]] || die "KUBECONFIG lists several files ($KUBECONFIG): set it to the one file of the cluster to join"
 	[ -r "$KUBECONFIG" ] || die "KUBECONFIG=$KUBECONFIG is not a readable file"
 	KUBECONFIG=$(cd "$(dirname "$KUBECONFIG")" && pwd)/$(basename "$KUBECONFIG")
 fi
@@ -51,9 +68,15 @@ show() {
 	"$@"
 }
 
+# The directory is removed and made anew: only when it is an earlier demo's
+# (its marker file) or empty, never a directory of something else.
+if [ -d "$DEMO_DIR" ] && [ ! -e "$DEMO_DIR/.interlink-demo" ] && [ -n "$(ls -A "$DEMO_DIR")" ]; then
+	die "INTERLINK_DEMO_DIR=$DEMO_DIR holds files that are not a demo's: choose a new or empty directory"
+fi
 examples/demo/down.sh >/dev/null 2>&1 || true
 rm -rf "$DEMO_DIR"
 mkdir -p "$DEMO_DIR/steps" "$DEMO_DIR/config"
+: >"$DEMO_DIR/.interlink-demo"
 # Open to traverse (munged and slurmd run as other users); secrets go to config/, 0700.
 chmod 755 "$DEMO_DIR"
 chmod 700 "$DEMO_DIR/config"
@@ -208,7 +231,7 @@ InterlinkPort: "$IL_PORT"
 VKTokenFile: $DEMO_DIR/config/vk-token
 Kubeconfig: $KUBECONFIG
 KubeletPort: "$KUBELET_PORT"
-NodeAddress: 127.0.0.1
+NodeAddress: $NODE_ADDRESS
 StatusInterval: 1s
 PingInterval: 2s
 YAML
@@ -251,9 +274,9 @@ remote() {
 # reaches one of the FINAL phases; fails after 120 s. The remote view is
 # shown once while it runs.
 follow() {
-	local pod=$1 phase last="" shown=""
+	local pod=$1 phase last="" shown="" deadline=$((SECONDS + 120))
 	shift
-	for _ in $(seq 600); do
+	while [ "$SECONDS" -lt "$deadline" ]; do
 		phase=$(kubectl get pod "$pod" -o jsonpath='{.status.phase}' 2>/dev/null || true)
 		if [ -n "$phase" ] && [ "$phase" != "$last" ]; then
 			kubectl get pod "$pod" --no-headers -o custom-columns='POD:.metadata.name,PHASE:.status.phase,NODE:.spec.nodeName,REMOTE JOB:.metadata.annotations.JobID'

@@ -109,6 +109,9 @@ type service struct {
 // homes are the trees ProtectHome= hides.
 var homes = []string{"/home", "/root", "/run/user"}
 
+// tmps are the trees PrivateTmp= replaces with the service's own.
+var tmps = []string{"/tmp", "/var/tmp"}
+
 func underAny(p string, roots []string) bool {
 	for _, r := range roots {
 		if p == r || strings.HasPrefix(p, r+"/") {
@@ -159,10 +162,15 @@ func (s service) render(w io.Writer) error {
 	)
 	// Hardening: nothing here stops what the services need (listening,
 	// running sbatch and friends, talking to munge or the Docker socket).
-	protectHome := "yes"
+	protectHome, privateTmp := "yes", "yes"
 	for _, p := range s.ReadWritePaths {
 		if underAny(p, homes) {
 			protectHome = "read-only" // ReadWritePaths= opens the paths below it
+		}
+		if underAny(p, tmps) {
+			// A private /tmp would hide the path from what must see it too:
+			// SLURM jobs and dockerd run outside the service's namespace.
+			privateTmp = "no"
 		}
 	}
 	caps := ""
@@ -187,7 +195,7 @@ func (s service) render(w io.Writer) error {
 		opts = append(opts, opt("Service", "ProcSubset", "pid"))
 	}
 	for _, kv := range [][2]string{
-		{"PrivateTmp", "yes"},
+		{"PrivateTmp", privateTmp},
 		{"PrivateMounts", "yes"},
 		{"PrivateDevices", "yes"},
 		{"ProtectKernelTunables", "yes"},

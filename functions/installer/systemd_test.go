@@ -221,12 +221,43 @@ func TestUnitParses(t *testing.T) {
 	if got["ProtectHome"] != "read-only" {
 		t.Errorf("a data root under /home needs ProtectHome=read-only, got %q", got["ProtectHome"])
 	}
+	if got["PrivateTmp"] != "yes" {
+		t.Errorf("no data under /tmp: want PrivateTmp=yes, got %q", got["PrivateTmp"])
+	}
 	if got["Description"] != "100%% test" {
 		t.Errorf("Description %q: %% not escaped", got["Description"])
 	}
 	for _, k := range []string{"NoNewPrivileges", "ProtectSystem", "User", "ReadWritePaths", "SystemCallFilter", "CapabilityBoundingSet"} {
 		if _, ok := got[k]; !ok {
 			t.Errorf("%s is missing", k)
+		}
+	}
+}
+
+// TestPrivateTmpKeepsSharedPaths: a data root under /tmp or /var/tmp must be
+// the one SLURM jobs and dockerd see, so the unit keeps the host's /tmp.
+func TestPrivateTmpKeepsSharedPaths(t *testing.T) {
+	for _, tc := range []struct {
+		path, want string
+	}{
+		{"/var/lib/interlink/jobs", "yes"},
+		{"/tmp/interlink/jobs", "no"},
+		{"/var/tmp/jobs", "no"},
+		{"/tmpfs/jobs", "yes"},
+	} {
+		s := service{Description: "d", User: "interlink", Exec: []string{"/bin/true"}, ReadWritePaths: []string{tc.path}}
+		var b bytes.Buffer
+		if err := s.render(&b); err != nil {
+			t.Fatal(err)
+		}
+		opts, err := unit.DeserializeOptions(&b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range opts {
+			if o.Name == "PrivateTmp" && o.Value != tc.want {
+				t.Errorf("ReadWritePaths=%s: PrivateTmp=%s, want %s", tc.path, o.Value, tc.want)
+			}
 		}
 	}
 }

@@ -199,7 +199,18 @@ func StartDemo(t *testing.T, repo, bin string, register func(*Demo), extra ...st
 		t.Fatalf("make build: %v\n%s", err, out)
 	}
 	d := &Demo{Dir: filepath.Join(dir, "demo")}
-	d.Env = append(append(os.Environ(), "INTERLINK_DEMO_DIR="+d.Dir, "BIN="+bin), extra...)
+	// The demo's settings come from extra alone: a KUBECONFIG, SIDECAR or
+	// AUTH of the caller's shell would point the demo (and down.sh's deletes)
+	// at the developer's own cluster.
+	var env []string
+	for _, kv := range os.Environ() {
+		switch name, _, _ := strings.Cut(kv, "="); name {
+		case "KUBECONFIG", "SIDECAR", "AUTH", "DEMO_NODE", "DEMO_NODE_ADDRESS", "INTERLINK_DEMO_DIR", "BIN":
+		default:
+			env = append(env, kv)
+		}
+	}
+	d.Env = append(append(env, "INTERLINK_DEMO_DIR="+d.Dir, "BIN="+bin), extra...)
 	register(d)
 	cmd := exec.Command(filepath.Join(repo, "examples/demo/run.sh")) //nolint:gosec // the repository's own script
 	cmd.Dir, cmd.Env = repo, d.Env
