@@ -567,8 +567,9 @@ func nodeReady(t *testing.T, c *cluster) {
 // kubelet runs the Job here): its ServiceAccount, ClusterRole and binding
 // are created from the chart, and each of the Job's containers' kubectl
 // command lines is run, in order, with a TokenRequest token of that
-// ServiceAccount, while the VK runs a pod on the node. The pod must be
-// gone (deleted through the VK, which cancels its job) and then the node:
+// ServiceAccount, while the VK runs a pod on the node. The node must be
+// cordoned first, the pod then gone (deleted through the VK, which cancels
+// its job) and then the node:
 // proof that the hook's RBAC is enough for what its commands do.
 func preDeleteHook(t *testing.T, c *cluster, dir string, sets []string) {
 	ctx := context.Background()
@@ -648,6 +649,12 @@ spec:
 			t.Errorf("the hook's %s was refused something (kubectl retried): %s", ctr.Name, out)
 		}
 		t.Logf("%s: %s", ctr.Name, strings.TrimSpace(out))
+		if ctr.Name == "cordon" {
+			n, err := c.cs.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+			if err != nil || !n.Spec.Unschedulable {
+				t.Errorf("node %s after the hook's cordon: %v, want it unschedulable", nodeName, err)
+			}
+		}
 	}
 	if _, err := c.cs.CoreV1().Pods("default").Get(ctx, "before-uninstall", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("pod before-uninstall after the hook: %v, want NotFound", err)
