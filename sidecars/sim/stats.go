@@ -26,6 +26,8 @@ const maxSeconds = 3600
 // Stats counts what the sim did since it started (for fault tests and
 // benchmarks: one job per pod, calls per poll, retries over time).
 type Stats struct {
+	// Started is when the counts began (PerSecond's first second).
+	Started time.Time `json:"started"`
 	// JobsCreated counts jobs, one per pod UID ever created.
 	JobsCreated uint64 `json:"jobsCreated"`
 	// PodsHeld is the number of jobs held now.
@@ -91,6 +93,7 @@ func (s *Sim) stats(pods, perSecond bool) Stats {
 	st := Stats{JobsCreated: s.seq.Load(), PodsHeld: s.Len()}
 	c := s.counts
 	c.mu.Lock()
+	st.Started = c.start
 	st.CreateCalls, st.DeleteCalls, st.StatusCalls, st.StatusPods, st.Pings = c.creates, c.deletes, c.statuses, c.statusPods, c.pings
 	st.Faulted = c.faulted
 	st.MaxInFlight = make(map[string]int, len(c.maxInFlight))

@@ -44,8 +44,13 @@ func TestFaults(t *testing.T) {
 	})
 
 	t.Run("VKKilledMidBurst", func(t *testing.T) {
+		before := s.simStats(t, "")
 		s.faultCase(t, "vk-killed", 0, func(t *testing.T, _ *tracker) {
 			s.vk.stop(syscall.SIGKILL)
+			// The kill must cut the burst: pods still without a job then.
+			if made := s.simStats(t, "").JobsCreated - before.JobsCreated; made >= faultPods {
+				t.Errorf("all %d jobs existed when the VK was killed: the case tests little", made)
+			}
 			time.Sleep(2 * time.Second)
 			s.vk.run(t)
 		})
@@ -154,7 +159,7 @@ func TestFaults(t *testing.T) {
 			// burst (the slow phase let only some through) and not yet
 			// in the sim.
 			waiting := faultPods - int(atFail.JobsCreated-before.JobsCreated) //nolint:gosec // at most a few hundred
-			start := int(failAt.Sub(s.simStarted(st)).Seconds())
+			start := int(failAt.Sub(st.Started).Seconds())
 			creates := st.PerSecond[api.PathCreate]
 			var during []uint32
 			total := 0
@@ -325,9 +330,6 @@ func (s *stack) setFaults(t *testing.T, f sim.Faults) {
 		t.Fatal(err)
 	}
 }
-
-// simStarted is when the sim's per-second counts begin: its (last) start.
-func (s *stack) simStarted(sim.Stats) time.Time { return s.sim.started }
 
 // interlink401 reads interlink's count of requests its proxy refused, from
 // its /metrics (behind the same authentication).

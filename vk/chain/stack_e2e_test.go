@@ -54,8 +54,6 @@ type proc struct {
 	env  []string
 	cmd  *exec.Cmd
 	done chan struct{}
-	// started is when the process was last started.
-	started time.Time
 }
 
 func (s *stack) start(t testing.TB, name string, env ...string) *proc {
@@ -75,7 +73,6 @@ func (p *proc) run(t testing.TB) {
 	p.cmd = exec.Command(filepath.Join(binDir, p.name))
 	p.cmd.Env = append(os.Environ(), p.env...)
 	p.cmd.Stdout, p.cmd.Stderr = f, f
-	p.started = time.Now()
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
