@@ -395,7 +395,11 @@ func (m vkMetrics) sum(name string, keep func(labels map[string]string) bool) fl
 }
 
 // writesByResource lists the VK's writes (every method but GET) by resource.
-func (m vkMetrics) writesByResource() map[string]float64 {
+func (m vkMetrics) writesByResource() map[string]float64 { return m.requestsByResource(true) }
+
+// requestsByResource lists the VK's API server requests by resource: its
+// writes alone, or every request (reads included) when writesOnly is false.
+func (m vkMetrics) requestsByResource(writesOnly bool) map[string]float64 {
 	out := map[string]float64{}
 	f, ok := m["interlink_vk_apiserver_requests_total"]
 	if !ok {
@@ -411,7 +415,7 @@ func (m vkMetrics) writesByResource() map[string]float64 {
 				res = l.GetValue()
 			}
 		}
-		if method != http.MethodGet {
+		if !writesOnly || method != http.MethodGet {
 			out[res] += mt.Counter.GetValue()
 		}
 	}
