@@ -247,17 +247,25 @@ YAML
 start interlink-vk "$BIN/interlink-vk" --config "$DEMO_DIR/config/vk.yaml"
 if [ -n "$EXTERNAL" ]; then
 	# The node asks for its kubelet serving certificate; approve it as an
-	# admin would, after checking that the request is the node's.
-	csr_pending() {
-		local name
-		for name in $(kubectl get csr -o jsonpath='{range .items[?(@.spec.signerName=="kubernetes.io/kubelet-serving")]}{.metadata.name}{" "}{.status.conditions[0].type}{"\n"}{end}' | awk 'NF == 1 { print $1 }'); do
+	# admin would, after checking that the request is the node's: its
+	# subject names the node and it was sent with the VK's credentials (the
+	# KUBECONFIG's, which are also the approver's here).
+	ME=$(kubectl auth whoami -o jsonpath='{.status.userInfo.username}') ||
+		die "kubectl auth whoami failed: the cluster must serve SelfSubjectReview (Kubernetes 1.28 or later)"
+	# node_csr prints the node's CSR: "NAME" while it waits, "NAME Approved"
+	# once approved (by us, or by a cluster that approves these itself).
+	node_csr() {
+		local name state user
+		while read -r name user state; do
+			[ "$user" = "$ME" ] || continue
 			kubectl get csr "$name" -o jsonpath='{.spec.request}' | base64 -d | openssl req -noout -subject 2>/dev/null |
-				grep -q "CN *= *system:node:$NODE\$" && { echo "$name"; return 0; }
-		done
+				grep -q "CN *= *system:node:$NODE\$" && { echo "$name${state:+ $state}"; return 0; }
+		done < <(kubectl get csr -o jsonpath='{range .items[?(@.spec.signerName=="kubernetes.io/kubelet-serving")]}{.metadata.name}{" "}{.spec.username}{" "}{.status.conditions[0].type}{"\n"}{end}')
 		return 1
 	}
-	wait_until "the node's certificate signing request" 60 csr_pending
-	show kubectl certificate approve "$(csr_pending)"
+	wait_until "the node's certificate signing request" 60 node_csr
+	read -r csr state < <(node_csr)
+	[ -n "${state:-}" ] || show kubectl certificate approve "$csr"
 fi
 node_ready() { [ "$(kubectl get node "$NODE" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]; }
 wait_until "the virtual node $NODE Ready" 60 node_ready
