@@ -334,6 +334,34 @@ func TestE2EDemoSlurm(t *testing.T) {
 		}
 		return nil
 	})
+	// make demo again, from a shell that exported the KUBECONFIG the first
+	// run printed (as its message says to): the demo starts anew on its own
+	// cluster, never taking that cluster for an existing one.
+	again := exec.Command(filepath.Join(repoDir, "examples/demo/run.sh"))
+	again.Dir, again.Env = repoDir, append(s.Env, "KUBECONFIG="+s.kubeconfig, "AUTH=static")
+	start := time.Now()
+	out, err := again.CombinedOutput()
+	if err != nil {
+		t.Fatalf("a second make demo with the demo's KUBECONFIG exported: %v\n%s", err, out)
+	}
+	inOrder(t, string(out), `demo-e2e\s+Ready`, `hello\s+Succeeded`, `running on a local control plane`)
+	t.Logf("a second make demo (AUTH=static) with the demo's KUBECONFIG exported: %s", time.Since(start).Round(time.Second))
+
+	// A directory that is not a demo's is refused, never emptied.
+	other := t.TempDir()
+	keep := filepath.Join(other, "keep")
+	if err := os.WriteFile(keep, []byte("mine"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	refused := exec.Command(filepath.Join(repoDir, "examples/demo/run.sh"))
+	refused.Dir, refused.Env = repoDir, append(s.Env, "INTERLINK_DEMO_DIR="+other)
+	out, err = refused.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "holds files that are not a demo's") {
+		t.Errorf("make demo in a directory of something else: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(keep); err != nil {
+		t.Errorf("make demo removed a file it does not own: %v", err)
+	}
 }
 
 func TestE2EDemoDockerExistingCluster(t *testing.T) {
