@@ -45,7 +45,8 @@ case $AUTH in oidc | static) ;; *) die "AUTH must be oidc or static, not '$AUTH'
 [[ $NODE =~ ^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$ ]] || die "DEMO_NODE '$NODE' is not a valid node name (lower-case letters, digits, '-' and '.')"
 python3 -c 'import ipaddress,sys; ipaddress.ip_address(sys.argv[1])' "$NODE_ADDRESS" 2>/dev/null ||
 	die "DEMO_NODE_ADDRESS '$NODE_ADDRESS' is not an IP address"
-case $DEMO_DIR in /* ) ;; *) die "INTERLINK_DEMO_DIR must be an absolute path, not '$DEMO_DIR'" ;; esac
+# The path goes into YAML configs and a JSON body: plain characters only.
+[[ $DEMO_DIR =~ ^/[A-Za-z0-9_./-]+$ ]] || die "INTERLINK_DEMO_DIR must be an absolute path of letters, digits and _ . / - only, not '$DEMO_DIR'"
 for tool in curl openssl python3; do command -v "$tool" >/dev/null || die "$tool is needed by the demo"; done
 for b in interlink "interlink-$SIDECAR" interlink-vk interlink-token-refresher; do
 	[ -x "$BIN/$b" ] || die "$BIN/$b is missing: run make build first (make demo does)"
