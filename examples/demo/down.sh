@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 . .ci/lib.sh
 DEMO_DIR=${INTERLINK_DEMO_DIR:-/tmp/interlink-demo}
-[ -e "$DEMO_DIR/.interlink-demo" ] || { echo "no demo in $DEMO_DIR"; exit 0; }
+[ -e "$DEMO_DIR/.interlink-demo" ] || [ -e "$DEMO_DIR/settings" ] || { echo "no demo in $DEMO_DIR"; exit 0; }
 SIDECAR="" EXTERNAL="" NODE="" KUBECONFIG_FILE=""
 if [ -f "$DEMO_DIR/settings" ]; then
 	SIDECAR=$(sed -n 's/^SIDECAR=//p' "$DEMO_DIR/settings")

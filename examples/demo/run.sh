@@ -70,8 +70,9 @@ show() {
 }
 
 # The directory is removed and made anew: only when it is an earlier demo's
-# (its marker file) or empty, never a directory of something else.
-if [ -d "$DEMO_DIR" ] && [ ! -e "$DEMO_DIR/.interlink-demo" ] && [ -n "$(ls -A "$DEMO_DIR")" ]; then
+# (its marker file, or the settings file of a demo older than the marker) or
+# empty, never a directory of something else.
+if [ -d "$DEMO_DIR" ] && [ ! -e "$DEMO_DIR/.interlink-demo" ] && [ ! -e "$DEMO_DIR/settings" ] && [ -n "$(ls -A "$DEMO_DIR")" ]; then
 	die "INTERLINK_DEMO_DIR=$DEMO_DIR holds files that are not a demo's: choose a new or empty directory"
 fi
 examples/demo/down.sh >/dev/null 2>&1 || true
