@@ -195,18 +195,7 @@ func TestUnitParses(t *testing.T) {
 		Env:            [][2]string{{"SLURM_CONF", "/etc/slurm %x/slurm.conf"}},
 		ReadWritePaths: []string{"/home/interlink/jobs", "/var/lib/interlink"},
 	}
-	var b bytes.Buffer
-	if err := s.render(&b); err != nil {
-		t.Fatal(err)
-	}
-	opts, err := unit.DeserializeOptions(&b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]string{}
-	for _, o := range opts {
-		got[o.Name] = o.Value
-	}
+	got := renderedOptions(t, s)
 	argv, err := splitExec(got["ExecStart"])
 	if err != nil {
 		t.Fatal(err)
@@ -246,18 +235,27 @@ func TestPrivateTmpKeepsSharedPaths(t *testing.T) {
 		{"/tmpfs/jobs", "yes"},
 	} {
 		s := service{Description: "d", User: "interlink", Exec: []string{"/bin/true"}, ReadWritePaths: []string{tc.path}}
-		var b bytes.Buffer
-		if err := s.render(&b); err != nil {
-			t.Fatal(err)
-		}
-		opts, err := unit.DeserializeOptions(&b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, o := range opts {
-			if o.Name == "PrivateTmp" && o.Value != tc.want {
-				t.Errorf("ReadWritePaths=%s: PrivateTmp=%s, want %s", tc.path, o.Value, tc.want)
-			}
+		if got := renderedOptions(t, s)["PrivateTmp"]; got != tc.want {
+			t.Errorf("ReadWritePaths=%s: PrivateTmp=%s, want %s", tc.path, got, tc.want)
 		}
 	}
+}
+
+// renderedOptions renders the unit and reads it back with go-systemd's
+// parser: option name to value (the last one of a name).
+func renderedOptions(t *testing.T, s service) map[string]string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := s.render(&b); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := unit.DeserializeOptions(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, o := range opts {
+		got[o.Name] = o.Value
+	}
+	return got
 }
