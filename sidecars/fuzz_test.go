@@ -3,6 +3,8 @@ package sidecars_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -73,6 +75,10 @@ func FuzzClientReplies(f *testing.F) {
 		f.Fatal(err)
 	}
 	pod := corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "a", Namespace: "n", UID: "u"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "m"}}}}
+	podJSON, err := json.Marshal(pod)
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, code int, body []byte) {
 		if code < 200 || code > 599 {
 			code = 200 + (code%400+400)%400
@@ -86,6 +92,15 @@ func FuzzClientReplies(f *testing.F) {
 		}
 		_, err := c.Status(ctx, []corev1.Pod{pod})
 		check("status", err)
+		// The raw form interLink forwards batches with.
+		_, err = c.StatusRaw(ctx, []json.RawMessage{podJSON})
+		check("raw status", err)
+		if rc, err := c.Logs(ctx, &api.LogStruct{Namespace: "n", PodUID: "u", PodName: "a", ContainerName: "m"}); err != nil {
+			check("logs", err)
+		} else {
+			_, _ = io.Copy(io.Discard, rc)
+			_ = rc.Close()
+		}
 		_, err = c.Create(ctx, &api.RetrievedPodData{Pod: pod})
 		check("create", err)
 		_, err = c.Ping(ctx)
