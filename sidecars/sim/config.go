@@ -43,6 +43,10 @@ type Config struct {
 	LogLevel     string          `json:"LogLevel" env:"INTERLINK_LOG_LEVEL" doc:"Log level: debug, info, warn or error."`
 	StateFile    string          `json:"StateFile" env:"INTERLINK_SIM_STATE_FILE" doc:"File the sim saves its jobs to when it stops and reads when it starts, so that a restarted sim keeps them (as a real sidecar does); empty: jobs live in memory only."`
 	Faults       Faults          `json:"Faults" envPrefix:"INTERLINK_SIM_FAULT_" doc:"Faults injected into the protocol's calls, for fault tests (off by default); also set at run time with POST /sim/faults."`
+	// OriginalPlugin makes every create that reaches the sim for a pod it
+	// holds a duplicate job, so a test sees any that interLink and the VK
+	// let through.
+	OriginalPlugin bool `json:"OriginalPlugin" env:"INTERLINK_SIM_ORIGINAL_PLUGIN" doc:"Behave as an original interLink plugin does, for tests of what interLink does in front of one: replies carry no Interlink-Api-Version header, and a create for a pod already held makes another job (counted as duplicateJobs in /sim/stats)."`
 }
 
 // Faults makes the sim answer slowly or fail, for a while, as a struggling

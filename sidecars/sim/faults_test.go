@@ -122,3 +122,41 @@ func TestStatsKeysBounded(t *testing.T) {
 		t.Errorf("%d keys in the call counts, want a few: %v", len(st.MaxInFlight), st.MaxInFlight)
 	}
 }
+
+// TestOriginalPlugin: as an original plugin the sim hides its protocol
+// version (interLink's client then takes its create as not idempotent) and
+// makes a second job for a pod it holds, counted as a duplicate.
+func TestOriginalPlugin(t *testing.T) {
+	pod := corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", UID: "u1"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c"}}}}
+	for _, original := range []bool{false, true} {
+		cfg := sim.DefaultConfig()
+		cfg.OriginalPlugin = original
+		s, err := sim.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(s.Handler(sidecars.NewHandler(s, sidecars.HandlerConfig{})))
+		c, err := sidecars.NewClient(sidecars.ClientConfig{URL: srv.URL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		first, err := c.Create(ctx, &api.RetrievedPodData{Pod: pod})
+		if err != nil {
+			t.Fatal(err)
+		}
+		second, err := c.Create(ctx, &api.RetrievedPodData{Pod: pod})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := s.Stats()
+		if original {
+			if c.IdempotentCreate() || first.PodJID == second.PodJID || st.DuplicateJobs != 1 || st.JobsCreated != 2 {
+				t.Errorf("original plugin: idempotent %v, jobs %s and %s, stats %+v; want a second job, counted as a duplicate", c.IdempotentCreate(), first.PodJID, second.PodJID, st)
+			}
+		} else if !c.IdempotentCreate() || first.PodJID != second.PodJID || st.DuplicateJobs != 0 || st.JobsCreated != 1 {
+			t.Errorf("default: idempotent %v, jobs %s and %s, stats %+v; want one job", c.IdempotentCreate(), first.PodJID, second.PodJID, st)
+		}
+		srv.Close()
+	}
+}

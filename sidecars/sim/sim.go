@@ -85,7 +85,8 @@ func (s *Sim) Len() int {
 	return len(s.pods)
 }
 
-// Create implements sidecars.Plugin; it is idempotent by pod UID.
+// Create implements sidecars.Plugin; it is idempotent by pod UID, unless
+// OriginalPlugin: then a pod held gets another job (a duplicate).
 func (s *Sim) Create(_ context.Context, data *api.RetrievedPodData) (api.CreateStruct, error) {
 	s.counts.add(&s.counts.creates, 1)
 	p := &data.Pod
@@ -109,7 +110,10 @@ func (s *Sim) Create(_ context.Context, data *api.RetrievedPodData) (api.CreateS
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if old, ok := s.pods[p.UID]; ok {
-		return api.CreateStruct{PodUID: string(p.UID), PodJID: old.jid}, nil
+		if !s.cfg.OriginalPlugin {
+			return api.CreateStruct{PodUID: string(p.UID), PodJID: old.jid}, nil
+		}
+		s.counts.add(&s.counts.duplicates, 1)
 	}
 	np := &pod{
 		name: p.Name, namespace: p.Namespace, created: s.now(), outcome: outcome,

@@ -28,8 +28,12 @@ const maxSeconds = 3600
 type Stats struct {
 	// Started is when the counts began (PerSecond's first second).
 	Started time.Time `json:"started"`
-	// JobsCreated counts jobs, one per pod UID ever created.
+	// JobsCreated counts jobs, one per pod UID ever created (and one per
+	// duplicate).
 	JobsCreated uint64 `json:"jobsCreated"`
+	// DuplicateJobs counts jobs made for a pod that had one (OriginalPlugin
+	// only: otherwise a create for a pod held returns its job).
+	DuplicateJobs uint64 `json:"duplicateJobs"`
 	// PodsHeld is the number of jobs held now.
 	PodsHeld int `json:"podsHeld"`
 	// CreateCalls, DeleteCalls and StatusCalls count the calls that reached
@@ -67,6 +71,7 @@ type counters struct {
 	mu                                            sync.Mutex
 	start                                         time.Time
 	creates, deletes, statuses, statusPods, pings uint64
+	duplicates                                    uint64
 	faulted                                       uint64
 	inFlight, maxInFlight                         map[string]int
 	perSecond                                     map[string][]uint32
@@ -95,7 +100,7 @@ func (s *Sim) stats(pods, perSecond bool) Stats {
 	c.mu.Lock()
 	st.Started = c.start
 	st.CreateCalls, st.DeleteCalls, st.StatusCalls, st.StatusPods, st.Pings = c.creates, c.deletes, c.statuses, c.statusPods, c.pings
-	st.Faulted = c.faulted
+	st.Faulted, st.DuplicateJobs = c.faulted, c.duplicates
 	st.MaxInFlight = make(map[string]int, len(c.maxInFlight))
 	for k, v := range c.maxInFlight {
 		st.MaxInFlight[k] = v
@@ -175,6 +180,9 @@ func (c *counters) leave(path string) {
 // with the configured faults and call counts, and the sim's own paths.
 func (s *Sim) Handler(protocol http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	if s.cfg.OriginalPlugin {
+		protocol = withoutVersion(protocol)
+	}
 	mux.Handle("/", s.faulty(protocol))
 	mux.HandleFunc(PathStats, func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
@@ -241,3 +249,26 @@ func countedPath(path string) string {
 	}
 	return "other"
 }
+
+// withoutVersion drops the Interlink-Api-Version header from every reply:
+// the sim then looks like an original plugin to interLink.
+func withoutVersion(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(&noVersionWriter{ResponseWriter: w}, r)
+	})
+}
+
+type noVersionWriter struct{ http.ResponseWriter }
+
+func (w *noVersionWriter) WriteHeader(code int) {
+	w.Header().Del(api.HeaderAPIVersion)
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *noVersionWriter) Write(b []byte) (int, error) {
+	w.Header().Del(api.HeaderAPIVersion)
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController flush the streams (logs, exec).
+func (w *noVersionWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -40,7 +40,12 @@ const (
 func TestFaults(t *testing.T) {
 	s := startStack(t, options{
 		hydraTTL: tokenTTL.String(),
-		simEnv:   []string{"INTERLINK_SIM_PENDING_DELAY=" + faultPending.String(), "INTERLINK_SIM_RUN_DURATION=" + faultRun.String()},
+		// The sim as an original plugin: its create is not idempotent, so
+		// a create that interLink and the VK let through twice for one pod
+		// is a duplicate job (interLink asks such a plugin for the pod's
+		// status before each create).
+		simEnv: []string{"INTERLINK_SIM_PENDING_DELAY=" + faultPending.String(), "INTERLINK_SIM_RUN_DURATION=" + faultRun.String(),
+			"INTERLINK_SIM_ORIGINAL_PLUGIN=true"},
 	})
 
 	t.Run("VKKilledMidBurst", func(t *testing.T) {
@@ -261,6 +266,9 @@ func (s *stack) checkCounts(t *testing.T, tr *tracker, ns string, before sim.Sta
 		if p.Status.Phase == corev1.PodSucceeded {
 			succeeded++
 		}
+	}
+	if d := after.DuplicateJobs - before.DuplicateJobs; d != 0 {
+		t.Errorf("%d duplicate jobs: creates for a pod that had its job reached the sidecar", d)
 	}
 	jobs := after.JobsCreated - before.JobsCreated
 	if len(pods.Items) != faultPods || jobs != faultPods || succeeded != faultPods {
