@@ -112,7 +112,7 @@ func BenchmarkWholeChain(b *testing.B) {
 		vkEnv:  []string{"INTERLINK_KUBE_API_QPS=" + benchVKQPS, "INTERLINK_KUBE_API_BURST=" + benchVKBurst},
 	})
 	b.Run("burst1k", func(b *testing.B) {
-		r := s.burst(b, "burst1k", 1000, true)
+		r := s.burst(b, "burst1k", 1000)
 		rep.Burst1k = &r
 		b.ReportMetric(r.PodsPerSecond, "pods/s")
 		b.ReportMetric(r.DeletePodsPerSecond, "deletes/s")
@@ -125,7 +125,7 @@ func BenchmarkWholeChain(b *testing.B) {
 		b.ReportMetric(r.P99, "p99-s")
 	})
 	b.Run("burst10k", func(b *testing.B) {
-		r := s.burst(b, "burst10k", 10000, true)
+		r := s.burst(b, "burst10k", 10000)
 		rep.Burst10k = &r
 		b.ReportMetric(r.PodsPerSecond, "pods/s")
 		b.ReportMetric(r.VK.PeakRSSMB, "vk-peak-MB")
@@ -154,9 +154,9 @@ func (s *stack) namespace(t testing.TB, ns string) {
 	})
 }
 
-// burst creates n pods at once and waits until all run; with del, deletes
+// burst creates n pods at once and waits until all run, then deletes
 // them all and waits until they are gone from the API server and the sim.
-func (s *stack) burst(t testing.TB, name string, n int, del bool) burstResult {
+func (s *stack) burst(t testing.TB, name string, n int) burstResult {
 	ctx := context.Background()
 	s.namespace(t, name)
 	m0, st0 := s.vkMetrics(t), s.simStats(t, "")
@@ -186,29 +186,25 @@ func (s *stack) burst(t testing.TB, name string, n int, del bool) burstResult {
 	r.Sim = usage{CPUSeconds: sim1.CPUSeconds - sim0.CPUSeconds, RSSMB: sim1.RSSMB, PeakRSSMB: sim1.PeakRSSMB}
 	fmt.Fprintf(os.Stderr, "  %s: %d pods Running in %.1fs (%.0f pods/s); VK RSS %.0f MB (peak %.0f), CPU %.1fs; interlink CPU %.1fs\n",
 		name, n, r.SecondsToRunning, r.PodsPerSecond, r.VK.RSSMB, r.VK.PeakRSSMB, r.VK.CPUSeconds, r.Interlink.CPUSeconds)
-	if del {
-		start := time.Now()
-		if err := tr.deleteAll(ctx, s, name, names, deleteWorkers); err != nil {
-			t.Fatal(err)
-		}
-		if err := tr.waitFor("all deleted", 10*time.Minute, func(sm sample) bool { return sm.Gone == n }); err != nil {
-			t.Fatal(err)
-		}
-		e2eenv.Eventually(t, "the sim holds no pod of "+name, 2*time.Minute, func() error {
-			if held := heldIn(s.simStats(t, "?pods=1"), name); held != 0 {
-				return fmt.Errorf("%d jobs held", held)
-			}
-			return nil
-		})
-		r.DeleteSeconds = time.Since(start).Seconds()
-		r.DeletePodsPerSecond = float64(n) / r.DeleteSeconds
+	start := time.Now()
+	if err := tr.deleteAll(ctx, s, name, names, deleteWorkers); err != nil {
+		t.Fatal(err)
 	}
+	if err := tr.waitFor("all deleted", 10*time.Minute, func(sm sample) bool { return sm.Gone == n }); err != nil {
+		t.Fatal(err)
+	}
+	e2eenv.Eventually(t, "the sim holds no pod of "+name, 2*time.Minute, func() error {
+		if held := heldIn(s.simStats(t, "?pods=1"), name); held != 0 {
+			return fmt.Errorf("%d jobs held", held)
+		}
+		return nil
+	})
+	r.DeleteSeconds = time.Since(start).Seconds()
+	r.DeletePodsPerSecond = float64(n) / r.DeleteSeconds
 	m1, st1 := s.vkMetrics(t), s.simStats(t, "")
 	r.WritesByResource = diff(m1.writesByResource(), m0.writesByResource())
-	if del {
-		r.WritesPerPod = podWrites(r.WritesByResource) / float64(n)
-		r.RequestsPerPod = podWrites(diff(m1.requestsByResource(false), m0.requestsByResource(false))) / float64(n)
-	}
+	r.WritesPerPod = perPod(r.WritesByResource) / float64(n)
+	r.RequestsPerPod = perPod(diff(m1.requestsByResource(false), m0.requestsByResource(false))) / float64(n)
 	r.Polls = m1.sum("interlink_vk_status_poll_duration_seconds", nil) - m0.sum("interlink_vk_status_poll_duration_seconds", nil)
 	if r.Polls > 0 {
 		r.StatusCallsPerPoll = float64(st1.StatusCalls-st0.StatusCalls) / r.Polls
@@ -282,7 +278,7 @@ func (s *stack) steady(t testing.TB) steadyResult {
 		t.Fatal(err)
 	}
 	m1, st1 := s.vkMetrics(t), s.simStats(t, "")
-	r.WritesPerPod = podWrites(diff(m1.writesByResource(), m0.writesByResource())) / float64(n)
+	r.WritesPerPod = perPod(diff(m1.writesByResource(), m0.writesByResource())) / float64(n)
 	if polls := m1.sum("interlink_vk_status_poll_duration_seconds", nil) - m0.sum("interlink_vk_status_poll_duration_seconds", nil); polls > 0 {
 		r.StatusPerPoll = float64(st1.StatusCalls-st0.StatusCalls) / polls
 	}
@@ -323,10 +319,10 @@ func diff(a, b map[string]float64) map[string]float64 {
 	return out
 }
 
-// podWrites adds up the requests that are per pod: pods, pods/status,
+// perPod adds up the requests that are per pod: pods, pods/status,
 // events, token requests (not the node's status and lease, which are per
 // node).
-func podWrites(byRes map[string]float64) float64 {
+func perPod(byRes map[string]float64) float64 {
 	total := 0.0
 	for res, v := range byRes {
 		if strings.HasPrefix(res, "pods") || res == "events" || strings.HasPrefix(res, "serviceaccounts") {
@@ -460,14 +456,9 @@ func (rep *benchReport) markdown(img string) string {
 		if r == nil {
 			continue
 		}
-		del, writes := "not measured", "not measured"
-		if r.DeleteSeconds > 0 {
-			del = fmt.Sprintf("%.1f s (%.0f pods/s)", r.DeleteSeconds, r.DeletePodsPerSecond)
-			writes = fmt.Sprintf("%.2f (%.2f)", r.WritesPerPod, r.RequestsPerPod)
-		}
-		w("| %s | %d | %.1f s | %.0f | %.2f / %.2f s | %s | %.1f s | %.0f (%.0f) MB | %.1f s | %.0f (%.0f) MB | %s | %.2f |\n", br.name, r.Pods, r.SecondsToRunning,
-			r.PodsPerSecond, r.P50, r.P99, del, r.VK.CPUSeconds, r.VK.RSSMB, r.VK.PeakRSSMB, r.Interlink.CPUSeconds, r.Interlink.RSSMB, r.Interlink.PeakRSSMB,
-			writes, r.StatusCallsPerPoll)
+		w("| %s | %d | %.1f s | %.0f | %.2f / %.2f s | %.1f s (%.0f pods/s) | %.1f s | %.0f (%.0f) MB | %.1f s | %.0f (%.0f) MB | %.2f (%.2f) | %.2f |\n", br.name, r.Pods, r.SecondsToRunning,
+			r.PodsPerSecond, r.P50, r.P99, r.DeleteSeconds, r.DeletePodsPerSecond, r.VK.CPUSeconds, r.VK.RSSMB, r.VK.PeakRSSMB, r.Interlink.CPUSeconds, r.Interlink.RSSMB, r.Interlink.PeakRSSMB,
+			r.WritesPerPod, r.RequestsPerPod, r.StatusCallsPerPoll)
 	}
 	if r := rep.Steady; r != nil {
 		w("\nSteady %d pods/s for %d s (%d pods, each Running %s then Succeeded): create -> Running p50 **%.2f s**, p90 %.2f s, p99 **%.2f s**, max %.2f s. ",
