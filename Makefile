@@ -2,7 +2,7 @@
 SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := help
 
-BINARIES := functions/cmd/interlink sidecars/sim/cmd/interlink-sim sidecars/slurm/cmd/interlink-slurm sidecars/docker/cmd/interlink-docker vk/cmd/interlink-vk vk/cmd/interlink-token-refresher proxy/cmd/interlink-proxy functions/cmd/interlink-installer
+BINARIES := functions/cmd/interlink sidecars/sim/cmd/interlink-sim sidecars/slurm/cmd/interlink-slurm sidecars/slurm/cmd/interlink-envexec sidecars/docker/cmd/interlink-docker vk/cmd/interlink-vk vk/cmd/interlink-token-refresher proxy/cmd/interlink-proxy functions/cmd/interlink-installer
 BIN := bin
 
 ## help: list the targets
@@ -39,7 +39,7 @@ unit:
 ## e2e: the end-to-end tiers (real processes)
 .PHONY: e2e
 e2e:
-	@TIERS="e2e-api e2e-auth e2e-vk e2e-slurm e2e-docker demo observability faults installer e2e-chart" .ci/test.sh
+	@TIERS="e2e-api e2e-auth e2e-vk e2e-slurm hostile e2e-docker demo observability faults installer e2e-chart" .ci/test.sh
 
 ## fuzz: every fuzz target of the API and sidecar SDK decoders, FUZZTIME each (default 2m)
 .PHONY: fuzz
@@ -50,6 +50,11 @@ fuzz:
 .PHONY: chart
 chart:
 	@TIERS=e2e-chart .ci/test.sh
+
+## hostile: hostile pods (annotations, sbatch and mpiexec flags, env) against make demo's SLURM stack (tier hostile)
+.PHONY: hostile
+hostile:
+	@TIERS=hostile .ci/test.sh
 
 ## generate: rewrite generated files (docs/config.md, docs/metrics.md, golden job scripts, installer golden files, the chart's values table, dashboard copies and kustomize base)
 .PHONY: generate
@@ -107,7 +112,7 @@ demo-down:
 ## images: container images of every binary (FROM scratch; needs a Docker daemon)
 .PHONY: images
 images: build
-	@for b in $(BINARIES); do n=$$(basename $$b); echo "docker build $$n"; docker build -q -t interlink/$$n:dev -f $$b/Dockerfile $(BIN)/ || exit 1; done
+	@for b in $(BINARIES); do [ -f $$b/Dockerfile ] || continue; n=$$(basename $$b); echo "docker build $$n"; docker build -q -t interlink/$$n:dev -f $$b/Dockerfile $(BIN)/ || exit 1; done
 
 ## cluster-up: start a local control plane in $$CLUSTER_DIR (default /tmp/interlink-cluster)
 .PHONY: cluster-up

@@ -88,7 +88,7 @@ func Volumes(data *api.RetrievedPodData, o Options) (map[string]Volume, []File, 
 		switch {
 		case v.HostPath != nil:
 			p := filepath.Clean(v.HostPath.Path)
-			if !allowedHostPath(o.AllowedHostPaths, p) || strings.ContainsAny(p, ":,") {
+			if !AllowedHostPath(o.AllowedHostPaths, p) || strings.ContainsAny(p, ":,") {
 				errs = append(errs, fmt.Errorf("volume %s: hostPath %q is not under AllowedHostPaths", v.Name, v.HostPath.Path))
 				continue
 			}
@@ -151,11 +151,39 @@ func Volumes(data *api.RetrievedPodData, o Options) (map[string]Volume, []File, 
 
 func optional(b *bool) bool { return b != nil && *b }
 
-func allowedHostPath(allowed []string, p string) bool {
-	return slices.ContainsFunc(allowed, func(a string) bool {
-		rel, err := filepath.Rel(filepath.Clean(a), p)
-		return err == nil && filepath.IsLocal(rel) || rel == "."
-	})
+// AllowedHostPath tells whether the absolute path p lies under one of the
+// allowed directories, both as written and, where p exists on this host,
+// once its symlinks are resolved (a symlink under an allowed directory
+// must not lead out of it).
+func AllowedHostPath(allowed []string, p string) bool {
+	if !filepath.IsAbs(p) {
+		return false
+	}
+	under := func(p string) bool {
+		return slices.ContainsFunc(allowed, func(a string) bool {
+			for _, root := range []string{filepath.Clean(a), resolved(a)} {
+				if rel, err := filepath.Rel(root, p); err == nil && (filepath.IsLocal(rel) || rel == ".") {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	if !under(filepath.Clean(p)) {
+		return false
+	}
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return under(r)
+	}
+	return true
+}
+
+// resolved is p with its symlinks resolved, or p when it does not exist.
+func resolved(p string) string {
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r
+	}
+	return filepath.Clean(p)
 }
 
 func stringData(s map[string]string, b map[string][]byte) map[string][]byte {

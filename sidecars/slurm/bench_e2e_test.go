@@ -58,7 +58,7 @@ func BenchmarkSubmit500(b *testing.B) {
 		jobs := make([][]string, n)
 		for i, p := range pods {
 			d := filepath.Join(dir, "raw", fmt.Sprint(i))
-			j, err := buildJob(&s.cfg, p, d)
+			j, err := buildJob(&s.cfg, nil, p, d)
 			if err != nil {
 				b.Fatal(err)
 			}

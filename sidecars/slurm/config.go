@@ -96,7 +96,13 @@ type Config struct {
 	Flavors                   []Flavor          `json:"Flavors" doc:"Named presets of job resources and flags (YAML only)."`
 	DefaultFlavor             string            `json:"DefaultFlavor" env:"INTERLINK_SLURM_DEFAULT_FLAVOR" doc:"Flavor of pods that name none and request no GPU."`
 	AllowPreExec              bool              `json:"AllowPreExec" env:"INTERLINK_SLURM_ALLOW_PRE_EXEC" doc:"Run the shell of the slurm-job.vk.io/pre-exec annotation in the job. Off by default: whoever can create a pod on the node would run shell on the cluster outside any container."`
-	AllowedHostPaths          []string          `json:"AllowedHostPaths" env:"INTERLINK_SLURM_ALLOWED_HOST_PATHS" doc:"Directories that hostPath volumes may bind (none by default)."`
+	AllowedHostPaths          []string          `json:"AllowedHostPaths" env:"INTERLINK_SLURM_ALLOWED_HOST_PATHS" doc:"Directories that hostPath volumes and the binds of slurm-job.vk.io/singularity-mounts may use (none by default)."`
+	AllowedRuntimes           []string          `json:"AllowedRuntimes" env:"INTERLINK_SLURM_ALLOWED_RUNTIMES" doc:"Runtimes a pod may choose with interlink.io/runtime besides Runtime (none by default)."`
+	AllowedSbatchFlags        []string          `json:"AllowedSbatchFlags" env:"INTERLINK_SLURM_ALLOWED_SBATCH_FLAGS" doc:"sbatch options a pod may give in slurm-job.vk.io/flags: --name (a flag), --name= (with a value), -x, -x= (docs/security.md). The default names no path or program and changes nothing sbatch prints."`
+	AllowedMPIFlags           []string          `json:"AllowedMPIFlags" env:"INTERLINK_SLURM_ALLOWED_MPI_FLAGS" doc:"mpiexec options a pod may give in slurm-job.vk.io/mpi-flags, written as AllowedSbatchFlags (none by default: the annotation is refused)."`
+	AllowedSingularityOptions []string          `json:"AllowedSingularityOptions" env:"INTERLINK_SLURM_ALLOWED_SINGULARITY_OPTIONS" doc:"singularity/apptainer options a pod may give in slurm-job.vk.io/singularity-options, written as AllowedSbatchFlags."`
+	AllowedImageRoots         []string          `json:"AllowedImageRoots" env:"INTERLINK_SLURM_ALLOWED_IMAGE_ROOTS" doc:"Directories a pod may name in slurm-job.vk.io/image-root besides ImageRoot (none by default)."`
+	EnvExecPath               string            `json:"EnvExecPath" env:"INTERLINK_SLURM_ENVEXEC_PATH" doc:"The interlink-envexec helper, which sets a container's env inside the container (empty: beside the sidecar's executable, then on PATH). With SharedFS it is copied into DataRootFolder."`
 	JobEnv                    map[string]string `json:"JobEnv" env:"INTERLINK_SLURM_JOB_ENV" doc:"Environment given to sbatch beside PATH, HOME, USER, LANG, TMPDIR and SLURM_CONF; the sidecar's own environment is never passed to jobs."`
 	Tsocks                    bool              `json:"Tsocks" env:"TSOCKS" doc:"Route the containers' TCP connections through an SSH SOCKS tunnel to TsocksLoginNode (original key)."`
 	TsocksPath                string            `json:"TsocksPath" env:"TSOCKSPATH" doc:"Path of libtsocks.so on the compute nodes (original key)."`
@@ -139,6 +145,8 @@ func DefaultConfig() Config {
 		PodmanPath:                "podman",
 		MpiexecPath:               "mpiexec",
 		SingularityDefaultOptions: []string{"--containall", "--no-home"},
+		AllowedSbatchFlags:        slices.Clone(defaultSbatchFlags),
+		AllowedSingularityOptions: slices.Clone(defaultSingularityOptions),
 		ImagePrefix:               DefaultImagePrefix,
 		GPUFlag:                   "gres",
 		SSHPath:                   "ssh",
@@ -210,9 +218,25 @@ func (c *Config) Validate() error {
 	if c.DefaultFlavor != "" && !names[c.DefaultFlavor] {
 		errs = append(errs, fmt.Errorf("DefaultFlavor %q is not one of Flavors", c.DefaultFlavor))
 	}
-	for _, p := range c.AllowedHostPaths {
-		if !filepath.IsAbs(p) {
-			errs = append(errs, fmt.Errorf("AllowedHostPaths: %q is not an absolute path", p))
+	for key, paths := range map[string][]string{"AllowedHostPaths": c.AllowedHostPaths, "AllowedImageRoots": c.AllowedImageRoots} {
+		for _, p := range paths {
+			if !filepath.IsAbs(p) || strings.ContainsAny(p, ":,\n") {
+				errs = append(errs, fmt.Errorf("%s: %q is not an absolute path without ':', ',' or a newline", key, p))
+			}
+		}
+	}
+	for _, r := range c.AllowedRuntimes {
+		if !slices.Contains(runtimes, r) {
+			errs = append(errs, fmt.Errorf("AllowedRuntimes: %q: want one of %s", r, strings.Join(runtimes, ", ")))
+		}
+	}
+	for key, list := range map[string][]string{"AllowedSbatchFlags": c.AllowedSbatchFlags, "AllowedMPIFlags": c.AllowedMPIFlags, "AllowedSingularityOptions": c.AllowedSingularityOptions} {
+		allowed, err := parseAllowList(list)
+		if err == nil && key == "AllowedSbatchFlags" {
+			err = checkNeverSbatch(allowed)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", key, err))
 		}
 	}
 	if c.Tsocks && (!filepath.IsAbs(c.TsocksPath) || c.TsocksLoginNode == "" || strings.HasPrefix(c.TsocksLoginNode, "-")) {

@@ -35,6 +35,7 @@ import (
 var (
 	slurmDir string // the private SLURM's directory
 	imageDir string // holds the busybox image directory
+	envExec  string // the interlink-envexec helper, built for the tests
 )
 
 func TestMain(m *testing.M) {
@@ -63,7 +64,11 @@ func runMain(m *testing.M) int {
 	}
 	_ = os.Chmod(base, 0o755)
 	defer func() { _ = os.RemoveAll(base) }()
-	slurmDir, imageDir = filepath.Join(base, "slurm"), filepath.Join(base, "images")
+	slurmDir, imageDir, envExec = filepath.Join(base, "slurm"), filepath.Join(base, "images"), filepath.Join(base, "interlink-envexec")
+	if out, err := exec.Command("go", "build", "-o", envExec, "./cmd/interlink-envexec").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build interlink-envexec: %v\n%s", err, out)
+		return 1
+	}
 	for _, args := range [][]string{{"image", imageDir}, {"up", slurmDir}} {
 		cmd := exec.Command(script, args...)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
@@ -95,6 +100,7 @@ func newSidecar(t testing.TB, stateDir string) *Slurm {
 	cfg.StatePath = filepath.Join(stateDir, "state.db")
 	cfg.Runtime = RuntimeCharliecloud
 	cfg.ImageRoot = imageDir
+	cfg.EnvExecPath = envExec
 	cfg.Accounting = true
 	cfg.SacctArgs = []string{"-c"} // the jobcomp file: no slurmdbd here
 	cfg.LogPollInterval = config.D(100 * time.Millisecond)
@@ -470,7 +476,7 @@ func TestE2ETsocks(t *testing.T) {
 	_ = os.Chmod(dir, 0o755)
 	cfg := DefaultConfig()
 	cfg.DataRootFolder, cfg.StatePath = filepath.Join(dir, "jobs"), filepath.Join(dir, "state.db")
-	cfg.Runtime, cfg.ImageRoot = RuntimeCharliecloud, images
+	cfg.Runtime, cfg.ImageRoot, cfg.EnvExecPath = RuntimeCharliecloud, images, envExec
 	cfg.Tsocks, cfg.TsocksPath, cfg.TsocksLoginNode = true, env["TSOCKS_LIB"], "login"
 	cfg.SSHArgs = []string{"-F", env["SSH_CONFIG"]}
 	s, err := New(cfg, nil)
@@ -577,7 +583,8 @@ func TestE2EBinary(t *testing.T) {
 	dir := t.TempDir()
 	_ = os.Chmod(dir, 0o755)
 	bin := filepath.Join(dir, "interlink-slurm")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/interlink-slurm").CombinedOutput(); err != nil {
+	// The helper beside the sidecar, where an installation puts it.
+	if out, err := exec.Command("go", "build", "-o", dir+"/", "./cmd/interlink-slurm", "./cmd/interlink-envexec").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

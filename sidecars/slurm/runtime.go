@@ -19,9 +19,11 @@ type container struct {
 	workDir string
 	mounts  []mount
 	gpu     string // "", "nvidia" or "amd"
-	// envFile is the data-relative path of the env file, for runtimes that
-	// read one.
+	// envFile is the data-relative path of the env file: quoted words for
+	// envQuotedFile runtimes, NUL-separated entries in envDir for helpers.
 	envFile string
+	// envDir is the data-relative directory bound at helperDir (envHelper).
+	envDir string
 	// extra options from the pod's annotations (Singularity/Apptainer only).
 	options []string
 }
@@ -32,15 +34,30 @@ type mount struct {
 	ro        bool
 }
 
-// runtime turns a container into the commands of the job script.
+// envMode is how a runtime gets a container's environment.
+type envMode int
+
+const (
+	// envQuotedFile: the runtime reads an env file of quoted shell words
+	// itself (Singularity/Apptainer --env-file), inside the container.
+	envQuotedFile envMode = iota
+	// envHelper: the interlink-envexec helper, bound into the container,
+	// reads a NUL-separated env file and execs the command.
+	envHelper
+)
+
+// Where the helper and a container's env file are bound in the container.
+const (
+	helperDir  = "/.interlink"
+	helperPath = helperDir + "/envexec"
+	helperEnv  = helperDir + "/env"
+)
+
+// runtime turns a container into the commands of the job script. The
+// container's env never reaches the job's shell or a host program's
+// environment: each runtime applies it inside the container (envMode).
 type runtime interface {
-	// usesEnvFile tells whether the container's env goes in a file (mode
-	// 0600, values quoted), never in a command's arguments where any user
-	// of the node could read them.
-	usesEnvFile() bool
-	// sourcesEnvFile tells whether the job sources that file before the
-	// runtime's command, which takes the variables from its environment.
-	sourcesEnvFile() bool
+	env() envMode
 	// image maps an image reference to the runtime's form.
 	image(ref string) (string, error)
 	// commands are the steps that run the container, the last one being
@@ -48,6 +65,15 @@ type runtime interface {
 	commands(c *container, image string) [][]string
 	// cleanup are the steps after the container ended, whatever its fate.
 	cleanup(c *container) [][]string
+}
+
+// helperArgv is the start of a helper runtime's container command: the
+// helper, its env file and, when set, the working directory.
+func helperArgv(workDir string) []string {
+	if workDir != "" {
+		return []string{helperPath, "-C", workDir, helperEnv, "--"}
+	}
+	return []string{helperPath, helperEnv, "--"}
 }
 
 func newRuntime(name string, cfg *Config, imageRoot string) runtime {
@@ -84,8 +110,7 @@ type singularity struct {
 	imageRoot string
 }
 
-func (singularity) usesEnvFile() bool    { return true }
-func (singularity) sourcesEnvFile() bool { return false }
+func (singularity) env() envMode { return envQuotedFile }
 
 func (s singularity) image(ref string) (string, error) {
 	switch {
@@ -138,8 +163,7 @@ type enroot struct {
 	imageRoot string
 }
 
-func (enroot) usesEnvFile() bool    { return true }
-func (enroot) sourcesEnvFile() bool { return true }
+func (enroot) env() envMode { return envHelper }
 
 func (e enroot) image(ref string) (string, error) {
 	switch {
@@ -167,19 +191,22 @@ func (e enroot) commands(c *container, image string) [][]string {
 	}
 	steps = append(steps, []string{e.cfg.EnrootPath, "create", "--force", "--name", c.id, image})
 	start := []string{e.cfg.EnrootPath, "start", "--rw"}
-	for _, kv := range c.env {
-		start = append(start, "--env", kv[0]) // its value from the sourced env file
-	}
 	for _, m := range c.mounts {
-		start = append(start, "--mount", m.host+":"+m.ctr)
+		mnt := m.host + " " + m.ctr + " none x-create=dir,bind"
+		if m.ro {
+			mnt += ",ro"
+		}
+		start = append(start, "--mount", mnt)
 	}
 	start = append(start, c.id)
-	cmd := append(append([]string{}, c.command...), c.args...)
-	if c.workDir != "" && len(cmd) > 0 {
-		// enroot has no working-directory option.
-		cmd = append([]string{"/bin/sh", "-c", `cd -- "$0" && exec "$@"`, c.workDir}, cmd...)
+	// enroot has no working-directory option: the helper changes to it.
+	start = append(start, helperArgv(c.workDir)...)
+	if len(c.command) == 0 {
+		// The image's own start (its entrypoint and command).
+		start = append(start, "/etc/rc")
 	}
-	return append(steps, append(start, cmd...))
+	start = append(start, c.command...)
+	return append(steps, append(start, c.args...))
 }
 
 func (e enroot) cleanup(c *container) [][]string {
@@ -192,11 +219,9 @@ type charliecloud struct {
 	imageRoot string
 }
 
-// Charliecloud takes the env as arguments (ch-run cannot import variables
-// by name once --unset-env cleared them): values are literal but visible to
-// the node's users while the container runs.
-func (charliecloud) usesEnvFile() bool    { return false }
-func (charliecloud) sourcesEnvFile() bool { return false }
+// Charliecloud's --set-env strips quotes from values: the helper sets the
+// env instead.
+func (charliecloud) env() envMode { return envHelper }
 
 func (c charliecloud) image(ref string) (string, error) {
 	switch {
@@ -225,16 +250,10 @@ func (c charliecloud) commands(ct *container, image string) [][]string {
 		}
 		steps = append(steps, mk)
 	}
-	// --env-no-expand: values are literal, ch-run expands no $VAR in them.
-	argv := []string{c.cfg.ChRunPath, "--env-no-expand", "--unset-env=*"}
-	hasPath := false
-	for _, kv := range ct.env {
-		argv = append(argv, "--set-env="+kv[0]+"="+kv[1])
-		hasPath = hasPath || kv[0] == "PATH"
-	}
-	if !hasPath {
-		argv = append(argv, "--set-env=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-	}
+	// A private /tmp and no host home: the host's files stay out of sight.
+	// No variable of the job reaches the container (--unset-env); the
+	// helper sets the pod's.
+	argv := []string{c.cfg.ChRunPath, "--private-tmp", "--unset-env=*"}
 	for _, m := range ct.mounts {
 		argv = append(argv, "--bind="+m.host+":"+m.ctr)
 	}
@@ -242,6 +261,7 @@ func (c charliecloud) commands(ct *container, image string) [][]string {
 		argv = append(argv, "--cd="+ct.workDir)
 	}
 	argv = append(argv, image, "--")
+	argv = append(argv, helperArgv("")...)
 	argv = append(argv, ct.command...)
 	return append(steps, append(argv, ct.args...))
 }
@@ -251,16 +271,12 @@ func (charliecloud) cleanup(*container) [][]string { return nil }
 // podman runs containers with podman run, on the host network.
 type podman struct{ cfg *Config }
 
-func (podman) usesEnvFile() bool    { return true }
-func (podman) sourcesEnvFile() bool { return true }
+func (podman) env() envMode { return envHelper }
 
 func (podman) image(ref string) (string, error) { return ref, nil }
 
 func (p podman) commands(c *container, image string) [][]string {
 	argv := []string{p.cfg.PodmanPath, "run", "--rm", "--name=" + c.id, "--network=host"}
-	for _, kv := range c.env {
-		argv = append(argv, "--env="+kv[0]) // its value from the sourced env file
-	}
 	for _, m := range c.mounts {
 		v := m.host + ":" + m.ctr
 		if m.ro {
@@ -274,13 +290,30 @@ func (p podman) commands(c *container, image string) [][]string {
 	if c.gpu == "nvidia" {
 		argv = append(argv, "--device=nvidia.com/gpu=all")
 	}
+	// The helper is the entrypoint; the pod's command, or else the image's
+	// entrypoint (read by the job from the image), follows it.
+	ep, _ := json.Marshal(helperArgv("")) // a []string always marshals
+	argv = append(argv, "--entrypoint="+string(ep), image)
 	if len(c.command) > 0 {
-		ep, _ := json.Marshal(c.command) // a []string always marshals
-		argv = append(argv, "--entrypoint="+string(ep))
+		return [][]string{append(append(argv, c.command...), c.args...)}
 	}
-	argv = append(argv, image)
-	return [][]string{append(argv, c.args...)}
+	args := []string{imageEntrypoint}
+	if len(c.args) > 0 {
+		args = append(args, c.args...)
+	} else {
+		args = append(args, imageCmd)
+	}
+	return [][]string{{stepReadImageConfig, p.cfg.PodmanPath, image}, append(argv, args...)}
 }
+
+// A podman step that reads the image's entrypoint and command into the job's
+// arrays il_ep and il_cmd (pulling the image first), and the words that
+// stand for those arrays in a later step.
+const (
+	stepReadImageConfig = "\x00IL_READ_IMAGE_CONFIG\x00"
+	imageEntrypoint     = "\x00IL_IMAGE_ENTRYPOINT\x00"
+	imageCmd            = "\x00IL_IMAGE_CMD\x00"
+)
 
 func (p podman) cleanup(c *container) [][]string {
 	return [][]string{{p.cfg.PodmanPath, "rm", "--force", "--ignore", c.id}}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/seed-3f807049/interlink/functions/api"
 	"github.com/seed-3f807049/interlink/sidecars/poddata"
+	"github.com/seed-3f807049/interlink/sidecars/slurm/envexec"
 )
 
 // Annotations a pod may carry: the original SLURM plugin's, and ours.
@@ -73,34 +74,32 @@ type job struct {
 }
 
 // buildJob turns a pod into sbatch arguments, a job script and the files of
-// its data. dir is the pod's directory. Every problem with the pod is an
+// its data. dir is the pod's directory; missing are the programs not found
+// when the sidecar started, by config key. Every problem with the pod is an
 // api.Invalid error naming it.
-func buildJob(cfg *Config, data *api.RetrievedPodData, dir string) (*job, error) {
+func buildJob(cfg *Config, missing map[string]error, data *api.RetrievedPodData, dir string) (*job, error) {
 	pod := &data.Pod
-	b := &builder{cfg: cfg, pod: pod, dir: dir}
+	b := &builder{cfg: cfg, pod: pod, dir: dir, missing: missing}
+	invalid := func(err error) error { return api.Invalid("pod %s/%s: %w", pod.Namespace, pod.Name, err) }
 	args, err := b.sbatchArgs()
 	if err != nil {
-		return nil, api.Invalid("pod %s/%s: %w", pod.Namespace, pod.Name, err)
+		return nil, invalid(err)
 	}
 	vols, files, err := poddata.Volumes(data, poddata.Options{ExportPodData: cfg.ExportPodData, AllowedHostPaths: cfg.AllowedHostPaths})
 	if err != nil {
 		return nil, err
 	}
-	rtName := cfg.Runtime
-	if r, ok := pod.Annotations[AnnotationRuntime]; ok {
-		if !slices.Contains(runtimes, r) {
-			return nil, api.Invalid("pod %s/%s: annotation %s=%q: want one of %s", pod.Namespace, pod.Name, AnnotationRuntime, r, strings.Join(runtimes, ", "))
-		}
-		rtName = r
-	}
-	imageRoot := cfg.ImageRoot
-	if r, ok := pod.Annotations[AnnotationImageRoot]; ok {
-		imageRoot = r
+	rtName, imageRoot, err := b.runtimeChoice()
+	if err != nil {
+		return nil, invalid(err)
 	}
 	rt := newRuntime(rtName, cfg, imageRoot)
+	if b.singOpts, err = b.singularityOptions(); err != nil {
+		return nil, invalid(err)
+	}
 	var errs []error
 	var inits, mains []*container
-	if rt.usesEnvFile() {
+	if rt.env() == envQuotedFile {
 		files = append(files, poddata.File{Path: "env", Dir: true})
 	}
 	for i := range pod.Spec.InitContainers {
@@ -116,11 +115,11 @@ func buildJob(cfg *Config, data *api.RetrievedPodData, dir string) (*job, error)
 		files = append(files, fs...)
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, api.Invalid("pod %s/%s: %w", pod.Namespace, pod.Name, err)
+		return nil, invalid(err)
 	}
 	script, err := b.script(rt, inits, mains, files)
 	if err != nil {
-		return nil, api.Invalid("pod %s/%s: %w", pod.Namespace, pod.Name, err)
+		return nil, invalid(err)
 	}
 	if !cfg.SharedFS {
 		files = nil // embedded in the script
@@ -128,10 +127,52 @@ func buildJob(cfg *Config, data *api.RetrievedPodData, dir string) (*job, error)
 	return &job{args: args, script: script, files: files}, nil
 }
 
+// runtimeChoice is the pod's runtime and image root: the config's, or what
+// its annotations ask for within the operator's allow-lists.
+func (b *builder) runtimeChoice() (rtName, imageRoot string, err error) {
+	a := b.pod.Annotations
+	rtName = b.cfg.Runtime
+	if r, ok := a[AnnotationRuntime]; ok && r != rtName {
+		if !slices.Contains(b.cfg.AllowedRuntimes, r) {
+			return "", "", fmt.Errorf("annotation %s=%q: runtime %q is not allowed (AllowedRuntimes in the sidecar's config; it allows %s)",
+				AnnotationRuntime, r, r, strings.Join(append([]string{b.cfg.Runtime}, b.cfg.AllowedRuntimes...), ", "))
+		}
+		rtName = r
+	}
+	if err := b.need(runtimeKey[rtName], "runtime "+rtName); err != nil {
+		return "", "", err
+	}
+	if newRuntime(rtName, b.cfg, "").env() == envHelper {
+		if err := b.need("EnvExecPath", "runtime "+rtName); err != nil {
+			return "", "", err
+		}
+	}
+	imageRoot = b.cfg.ImageRoot
+	if r, ok := a[AnnotationImageRoot]; ok {
+		c := path.Clean(r)
+		if !path.IsAbs(r) || (c != path.Clean(b.cfg.ImageRoot) && !slices.ContainsFunc(b.cfg.AllowedImageRoots, func(p string) bool { return path.Clean(p) == c })) {
+			return "", "", fmt.Errorf("annotation %s=%q: the image root is not allowed (AllowedImageRoots in the sidecar's config)", AnnotationImageRoot, r)
+		}
+		imageRoot = c
+	}
+	return rtName, imageRoot, nil
+}
+
+// need fails when the program of a config key was not found at start.
+func (b *builder) need(key, what string) error {
+	if err := b.missing[key]; err != nil {
+		return fmt.Errorf("%s cannot run at this site: %w (%s in the sidecar's config)", what, err, key)
+	}
+	return nil
+}
+
 type builder struct {
-	cfg *Config
-	pod *corev1.Pod
-	dir string
+	cfg     *Config
+	pod     *corev1.Pod
+	dir     string
+	missing map[string]error
+	// singOpts are the options of the singularity annotations, checked.
+	singOpts []string
 }
 
 // sbatchArgs are the job's options: name, output, resources, partition,
@@ -200,10 +241,7 @@ func (b *builder) sbatchArgs() ([]string, error) {
 		args = append(args, flavor.Flags...)
 	}
 	if f, ok := a[AnnotationFlags]; ok {
-		flags, err := words(f)
-		if err == nil {
-			err = checkFlags(flags)
-		}
+		flags, err := allowedWords(f, b.cfg.AllowedSbatchFlags, "AllowedSbatchFlags")
 		if err != nil {
 			return nil, fmt.Errorf("annotation %s: %w", AnnotationFlags, err)
 		}
@@ -318,6 +356,23 @@ func checkFlags(flags []string) error {
 	return nil
 }
 
+// allowedWords splits an annotation into words and checks them against the
+// allow-list of config key key.
+func allowedWords(s string, list []string, key string) ([]string, error) {
+	allowed, err := parseAllowList(list)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	if len(allowed) == 0 {
+		return nil, fmt.Errorf("refused: %s in the sidecar's config is empty", key)
+	}
+	w, err := words(s)
+	if err != nil {
+		return nil, err
+	}
+	return checkOptions(w, allowed, key)
+}
+
 // words splits s into words as a shell would, without expanding anything:
 // a variable, a command substitution or any other expansion is an error.
 func words(s string) ([]string, error) {
@@ -424,16 +479,9 @@ func (b *builder) container(c *corev1.Container, vols map[string]poddata.Volume,
 	} else if q := c.Resources.Limits[resourceAMDGPU]; !q.IsZero() {
 		ct.gpu = "amd"
 	}
-	for _, ann := range []string{AnnotationSingularityOptions, AnnotationSingularityMounts} {
-		if s, ok := b.pod.Annotations[ann]; ok {
-			w, err := words(s)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("annotation %s: %w", ann, err))
-			}
-			ct.options = append(ct.options, w...)
-		}
-	}
-	if rt.usesEnvFile() {
+	ct.options = b.singOpts
+	switch rt.env() {
+	case envQuotedFile:
 		ct.envFile = path.Join("env", c.Name+".env")
 		var sb strings.Builder
 		for _, kv := range ct.env {
@@ -445,8 +493,80 @@ func (b *builder) container(c *corev1.Container, vols map[string]poddata.Volume,
 			sb.WriteString(kv[0] + "=" + q + "\n")
 		}
 		files = append(files, poddata.File{Path: ct.envFile, Data: []byte(sb.String()), Mode: poddata.ModeSecret})
+	case envHelper:
+		ct.envDir = path.Join(helperDataDir, c.Name)
+		ct.envFile = path.Join(ct.envDir, "env")
+		data, err := envexec.Encode(ct.env)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("container %s: %w", c.Name, err))
+		}
+		files = append(files, poddata.File{Path: ct.envDir, Dir: true, Mode: 0o700},
+			poddata.File{Path: ct.envFile, Data: data, Mode: poddata.ModeSecret})
+		ct.mounts = append(ct.mounts, mount{host: dataRef(ct.envDir), ctr: helperDir, ro: true})
 	}
 	return ct, files, errors.Join(errs...)
+}
+
+// helperDataDir holds, per container, the helper's copy and its env file.
+const helperDataDir = ".interlink"
+
+// singularityOptions are the options of the singularity-options annotation
+// (within AllowedSingularityOptions) and the binds of singularity-mounts
+// (sources under AllowedHostPaths).
+func (b *builder) singularityOptions() ([]string, error) {
+	var out []string
+	if s, ok := b.pod.Annotations[AnnotationSingularityOptions]; ok {
+		w, err := allowedWords(s, b.cfg.AllowedSingularityOptions, "AllowedSingularityOptions")
+		if err != nil {
+			return nil, fmt.Errorf("annotation %s: %w", AnnotationSingularityOptions, err)
+		}
+		out = append(out, w...)
+	}
+	if s, ok := b.pod.Annotations[AnnotationSingularityMounts]; ok {
+		binds, err := singularityBinds(s, b.cfg.AllowedHostPaths)
+		if err != nil {
+			return nil, fmt.Errorf("annotation %s: %w", AnnotationSingularityMounts, err)
+		}
+		out = append(out, binds...)
+	}
+	return out, nil
+}
+
+// singularityBinds checks the binds of the singularity-mounts annotation
+// (--bind SRC[:DST[:ro|rw]], -B, comma-separated lists): each source must
+// be under an allowed host path, symlinks resolved.
+func singularityBinds(s string, allowed []string) ([]string, error) {
+	w, err := words(s)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for i := 0; i < len(w); i++ {
+		spec, ok := strings.CutPrefix(w[i], "--bind=")
+		if !ok {
+			if w[i] != "--bind" && w[i] != "-B" || i+1 >= len(w) {
+				return nil, fmt.Errorf("%q: only --bind SRC[:DST[:ro]] (or -B) is accepted", w[i])
+			}
+			i++
+			spec = w[i]
+		}
+		for one := range strings.SplitSeq(spec, ",") {
+			f := strings.Split(one, ":")
+			if len(f) > 3 || len(f) == 3 && f[2] != "ro" && f[2] != "rw" {
+				return nil, fmt.Errorf("bind %q: want SRC[:DST[:ro|rw]]", one)
+			}
+			for _, p := range f[:min(len(f), 2)] {
+				if err := poddata.CheckMountPath(p); err != nil {
+					return nil, fmt.Errorf("bind %q: %w", one, err)
+				}
+			}
+			if !poddata.AllowedHostPath(allowed, f[0]) {
+				return nil, fmt.Errorf("bind source %q is not under AllowedHostPaths in the sidecar's config", f[0])
+			}
+			out = append(out, "--bind", one)
+		}
+	}
+	return out, nil
 }
 
 // Where containers find libtsocks and the tunnel's tsocks.conf.
@@ -464,8 +584,30 @@ func quote(s string) (string, error) {
 	return q, nil
 }
 
-// word renders w as one bash word; data paths become "$IL_DATA"/...
+// readImageConfig is a podman step: pull the image when missing, then read
+// its entrypoint and command into the arrays il_ep and il_cmd, as data.
+func readImageConfig(cmd func([]string) string, podman, image string) string {
+	format := func(field string) string {
+		return "{{range .Config." + field + "}}{{.}}{{\"\\x00\"}}{{end}}"
+	}
+	return fmt.Sprintf("\t%s >/dev/null 2>&1 || %s >/dev/null || return\n"+
+		"\tlocal il_ep il_cmd\n"+
+		"\tmapfile -d '' -t il_ep < <(%s)\n"+
+		"\tmapfile -d '' -t il_cmd < <(%s)\n",
+		cmd([]string{podman, "image", "exists", "--", image}), cmd([]string{podman, "pull", "-q", "--", image}),
+		cmd([]string{podman, "image", "inspect", "--format", format("Entrypoint"), "--", image}),
+		cmd([]string{podman, "image", "inspect", "--format", format("Cmd"), "--", image}))
+}
+
+// word renders w as one bash word; data paths become "$IL_DATA"/...; the
+// image's entrypoint and command (podman) become their arrays.
 func word(w string) (string, error) {
+	switch w {
+	case imageEntrypoint:
+		return `"${il_ep[@]}"`, nil
+	case imageCmd:
+		return `"${il_cmd[@]}"`, nil
+	}
 	parts := strings.Split(w, dataMarker)
 	var sb strings.Builder
 	for i, p := range parts {
@@ -590,7 +732,10 @@ il_run() {
 	}
 	var mpi []string
 	if f, ok := p.Annotations[AnnotationMPIFlags]; ok {
-		flags, err := words(f)
+		flags, err := allowedWords(f, b.cfg.AllowedMPIFlags, "AllowedMPIFlags")
+		if err == nil {
+			err = b.need("MpiexecPath", "mpiexec")
+		}
 		if err != nil {
 			return "", fmt.Errorf("annotation %s: %w", AnnotationMPIFlags, err)
 		}
@@ -600,12 +745,17 @@ il_run() {
 	for i, c := range all {
 		w("\n# container %s, image %s\n", c.name, q(c.image))
 		w("il_c%d() {\n", i)
-		if rt.sourcesEnvFile() {
-			// Exported in this container's subshell only.
-			w("\tset -a; . %s || return; set +a\n", cmd([]string{dataRef(c.envFile)}))
+		if c.envDir != "" {
+			// The container's own copy of the helper: runtimes that bind
+			// read-write cannot let one pod change another's.
+			w("\t%s || return\n", cmd([]string{"cp", "--", b.cfg.EnvExecPath, dataRef(path.Join(c.envDir, "envexec"))}))
 		}
 		steps := rt.commands(c, c.image)
 		for j, step := range steps {
+			if step[0] == stepReadImageConfig {
+				w("%s", readImageConfig(cmd, step[1], step[2]))
+				continue
+			}
 			if j == len(steps)-1 {
 				step = append(slices.Clone(mpi), step...)
 				w("\t%s\n", cmd(step))

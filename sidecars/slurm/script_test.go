@@ -1,6 +1,7 @@
 package slurm
 
 import (
+	"errors"
 	"flag"
 	"os"
 	"os/exec"
@@ -74,6 +75,7 @@ func testPod() *api.RetrievedPodData {
 func testConfig(t *testing.T) Config {
 	cfg := DefaultConfig()
 	cfg.DataRootFolder = "/data/interlink/jobs"
+	cfg.EnvExecPath = "/opt/interlink/bin/interlink-envexec"
 	cfg.StatePath = filepath.Join(t.TempDir(), "state.db")
 	return cfg
 }
@@ -82,7 +84,7 @@ func testConfig(t *testing.T) Config {
 // the files written beside it.
 func render(t *testing.T, cfg Config, data *api.RetrievedPodData) string {
 	t.Helper()
-	j, err := buildJob(&cfg, data, "/data/interlink/jobs/team-a-"+testUID)
+	j, err := buildJob(&cfg, nil, data, "/data/interlink/jobs/team-a-"+testUID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +94,7 @@ func render(t *testing.T, cfg Config, data *api.RetrievedPodData) string {
 		if f.Dir {
 			b.WriteString("# dir  " + f.Path + "\n")
 		} else {
-			b.WriteString("# file " + f.Path + " " + f.Mode.String() + " " + strings.ReplaceAll(string(f.Data), "\n", `\n`) + "\n")
+			b.WriteString("# file " + f.Path + " " + f.Mode.String() + " " + strings.NewReplacer("\n", `\n`, "\x00", `\0`).Replace(string(f.Data)) + "\n")
 		}
 	}
 	b.WriteString(j.script)
@@ -106,7 +108,9 @@ func TestGoldenScripts(t *testing.T) {
 		pod    func(*api.RetrievedPodData)
 	}{
 		{"singularity", nil, nil},
-		{"apptainer", func(c *Config) { c.Runtime = RuntimeApptainer }, func(d *api.RetrievedPodData) {
+		{"apptainer", func(c *Config) {
+			c.Runtime, c.AllowedHostPaths, c.AllowedMPIFlags = RuntimeApptainer, []string{"/cvmfs"}, []string{"-np=", "--bind-to="}
+		}, func(d *api.RetrievedPodData) {
 			d.Pod.Annotations[AnnotationSingularityOptions] = "--writable-tmpfs --cleanenv"
 			d.Pod.Annotations[AnnotationSingularityMounts] = "--bind /cvmfs:/cvmfs:ro"
 			d.Pod.Annotations[AnnotationMPIFlags] = "-np 4 --bind-to core"
@@ -124,6 +128,7 @@ func TestGoldenScripts(t *testing.T) {
 			c.DefaultFlavor = "small"
 			c.GPUFlag = "gpus"
 			c.AllowPreExec = true
+			c.AllowedSbatchFlags = append(c.AllowedSbatchFlags, "--mail-type=")
 		}, func(d *api.RetrievedPodData) {
 			d.Pod.Annotations[AnnotationPartition] = "long"
 			d.Pod.Annotations[AnnotationQOS] = "high"
@@ -210,7 +215,7 @@ func TestResources(t *testing.T) {
 			if tt.pod != nil {
 				tt.pod(&data.Pod)
 			}
-			j, err := buildJob(&cfg, data, "/d")
+			j, err := buildJob(&cfg, nil, data, "/d")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -266,14 +271,44 @@ func TestRefusedPods(t *testing.T) {
 		{"pre-exec off", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationPreExec] = "rm -rf ~" }, `AllowPreExec is off`},
 		{"flags with a substitution", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationFlags] = "--nodes=$(id)" }, AnnotationFlags},
 		{"flags with a variable", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationFlags] = "--nodes=$HOME" }, `would be expanded`},
-		{"flag not an option", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationFlags] = "rm -rf /" }, `is not an option`},
-		{"reserved flag", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationFlags] = "--output=/etc/x" }, `--output (--output) is set by the sidecar`},
-		{"reserved short flag", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationFlags] = "-o/etc/x" }, `-o is set by the sidecar`},
-		{"abbreviated reserved flag", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationFlags] = "--out=/home/u/.bashrc" }, `(--output) is set by the sidecar`},
-		{"bundled reserved flag", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationFlags] = "-Qo/path" }, `-o is set by the sidecar`},
+		{"flag not an option", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationFlags] = "rm -rf /" }, `"rm" is not an allowed option`},
+		{"reserved flag", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationFlags] = "--output=/etc/x" }, `option --output is not allowed (AllowedSbatchFlags`},
+		{"reserved short flag", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationFlags] = "-o/etc/x" }, `AllowedSbatchFlags`},
+		{"abbreviated reserved flag", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationFlags] = "--out=/home/u/.bashrc" }, `option --out is not allowed`},
+		{"bundled reserved flag", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationFlags] = "-Qo/path" }, `AllowedSbatchFlags`},
+		{"version flag", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationFlags] = "-V" }, `option -V is not allowed (AllowedSbatchFlags`},
+		{"abbreviated test-only", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationFlags] = "--te" }, `option --te is not allowed`},
+		{"a script path after a flag", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationFlags] = "--exclusive /home/u/evil.sh" }, `"/home/u/evil.sh" is not an allowed option`},
+		{"an option as a value", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationFlags] = "--time --wrap=id" }, `is not a value`},
+		{"clusters", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationFlags] = "--clusters=other" }, `AllowedSbatchFlags`},
+		{"mpi flags refused by default", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationMPIFlags] = "-n 2" }, `AllowedMPIFlags in the sidecar's config is empty`},
+		{"mpi flags naming a program", func(c *Config) { c.AllowedMPIFlags = []string{"-n="} },
+			func(d *api.RetrievedPodData) {
+				d.Pod.Annotations[AnnotationMPIFlags] = "-n 1 /bin/sh -c 'touch /tmp/x' --"
+			}, `"/bin/sh" is not an allowed option`},
+		{"mpi MPMD separator", func(c *Config) { c.AllowedMPIFlags = []string{"-n="} },
+			func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationMPIFlags] = "-n 1 : -n 1 /bin/id" }, `is not an allowed option`},
+		{"mpi value that is an option", func(c *Config) { c.AllowedMPIFlags = []string{"-n="} },
+			func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationMPIFlags] = "-n -launcher-exec" }, `is not a value`},
+		{"mpiexec missing", func(c *Config) { c.AllowedMPIFlags = []string{"-n="} },
+			func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationMPIFlags] = "-n 2" }, `MpiexecPath`},
+		{"singularity option not allowed", nil, func(d *api.RetrievedPodData) {
+			d.Pod.Annotations[AnnotationSingularityOptions] = "--no-home=false --home /"
+		}, `AllowedSingularityOptions`},
+		{"singularity bind of the host", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationSingularityMounts] = "--bind /etc:/x" }, `bind source "/etc" is not under AllowedHostPaths`},
+		{"singularity bind with options", func(c *Config) { c.AllowedHostPaths = []string{"/scratch"} },
+			func(d *api.RetrievedPodData) {
+				d.Pod.Annotations[AnnotationSingularityMounts] = "--bind /scratch:/s:suid"
+			}, `want SRC[:DST[:ro|rw]]`},
+		{"singularity bind that is not a bind", func(c *Config) { c.AllowedHostPaths = []string{"/scratch"} },
+			func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationSingularityMounts] = "--overlay /scratch" }, `only --bind`},
+		{"image root not allowed", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationImageRoot] = "/home/other/images" }, `AllowedImageRoots`},
+		{"runtime not allowed", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationRuntime] = RuntimePodman }, `runtime "podman" is not allowed (AllowedRuntimes`},
+		{"runtime not installed", func(c *Config) { c.AllowedRuntimes = []string{RuntimePodman} },
+			func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationRuntime] = RuntimePodman }, `PodmanPath`},
 		{"image as an option", nil, func(d *api.RetrievedPodData) { d.Pod.Spec.Containers[0].Image = "--privileged" }, `starts with '-'`},
 		{"bad partition", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationPartition] = "x; rm -rf /" }, `not a valid Slurm name`},
-		{"unknown runtime", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationRuntime] = "docker" }, `want one of`},
+		{"unknown runtime", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationRuntime] = "docker" }, `AllowedRuntimes`},
 		{"unknown flavor", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationFlavor] = "huge" }, `no flavor "huge"`},
 		{"image escapes the image root", func(c *Config) { c.Runtime, c.ImageRoot = RuntimeCharliecloud, "/images" },
 			func(d *api.RetrievedPodData) { d.Pod.Spec.Containers[0].Image = "../../etc" }, `escapes the image root`},
@@ -291,7 +326,8 @@ func TestRefusedPods(t *testing.T) {
 			}
 			data := testPod()
 			tt.pod(data)
-			_, err := buildJob(&cfg, data, "/d")
+			missing := map[string]error{"MpiexecPath": errors.New("not found"), "PodmanPath": errors.New("not found")}
+			_, err := buildJob(&cfg, missing, data, "/d")
 			if api.ReasonOf(err) != api.ReasonInvalid || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("got %v, want an Invalid error containing %q", err, tt.want)
 			}
@@ -304,7 +340,7 @@ func TestSecretModes(t *testing.T) {
 	data := testPod()
 	world := int32(0o777)
 	data.Pod.Spec.Volumes[1].Secret.DefaultMode = &world
-	j, err := buildJob(&cfg, data, "/d")
+	j, err := buildJob(&cfg, nil, data, "/d")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -114,7 +114,7 @@ func TestHostileValuesStayWords(t *testing.T) {
 				}
 				data.Containers[1].ConfigMaps[0].Data["key"] = v
 				data.Pod.Annotations[AnnotationSingularityOptions] = "'" + strings.ReplaceAll(v, "'", "") + "'"
-				j, err := buildJob(&cfg, data, "/data/interlink/jobs/team-a-"+testUID)
+				j, err := buildJob(&cfg, nil, data, "/data/interlink/jobs/team-a-"+testUID)
 				if err != nil {
 					if api.ReasonOf(err) != api.ReasonInvalid {
 						t.Errorf("%s %q: %v, want a job or an Invalid error", rt, v, err)
@@ -150,7 +150,7 @@ func FuzzJobScript(f *testing.F) {
 		c.Command = []string{cmd}
 		c.Env = append(c.Env, corev1.EnvVar{Name: "FUZZ", Value: env})
 		data.Containers[1].ConfigMaps[0].Data[key] = env
-		j, err := buildJob(&cfg, data, "/data/interlink/jobs/team-a-"+testUID)
+		j, err := buildJob(&cfg, nil, data, "/data/interlink/jobs/team-a-"+testUID)
 		if err != nil {
 			if api.ReasonOf(err) != api.ReasonInvalid {
 				t.Fatalf("%v, want a job or an Invalid error", err)

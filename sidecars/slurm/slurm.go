@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -33,6 +34,11 @@ type Slurm struct {
 	locks   sidecars.KeyedMutex
 	metrics *metrics // nil until Register
 	lock    *os.File // flock on DataRootFolder
+	// missing are the programs not found at start, by config key.
+	missing map[string]error
+	// absent counts, per job ID, the polls in a row in which Slurm said it
+	// does not know the job.
+	absent sync.Map // string -> int
 }
 
 var (
@@ -73,7 +79,11 @@ func New(cfg Config, log *slog.Logger) (*Slurm, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Slurm{cfg: cfg, log: log, cmd: newCommands(&cfg), store: st, root: root, rootDir: rootDir, lock: lock}
+	missing := resolvePrograms(&cfg, root, rootDir)
+	for key, err := range missing {
+		log.Debug("program not found: pods that need it are refused", "key", key, "err", err)
+	}
+	s := &Slurm{cfg: cfg, log: log, cmd: newCommands(&cfg), store: st, root: root, rootDir: rootDir, lock: lock, missing: missing}
 	log.Info("slurm sidecar state loaded", "pods", st.len(), "state", statePath, "data", rootDir)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.CommandTimeout.Duration)
 	defer cancel()
@@ -134,7 +144,7 @@ func (s *Slurm) Create(ctx context.Context, data *api.RetrievedPodData) (api.Cre
 	begin := time.Now()
 	rec := record{UID: uid, Namespace: p.Namespace, Name: p.Name, Dir: dir, Created: time.Now().UTC(),
 		InitContainers: names(p.Spec.InitContainers), Containers: names(p.Spec.Containers)}
-	j, err := buildJob(&s.cfg, data, filepath.Join(s.rootDir, dir))
+	j, err := buildJob(&s.cfg, s.missing, data, filepath.Join(s.rootDir, dir))
 	if err != nil {
 		return api.CreateStruct{}, err
 	}
@@ -165,9 +175,19 @@ func (s *Slurm) Create(ctx context.Context, data *api.RetrievedPodData) (api.Cre
 			return fail(fmt.Errorf("pod %s/%s: sbatch: %w", p.Namespace, p.Name, err))
 		}
 	}
-	id, _, _ := strings.Cut(strings.TrimSpace(string(out)), ";")
-	if id == "" {
-		return fail(api.Unavailable("pod %s/%s: sbatch printed no job ID", p.Namespace, p.Name))
+	id, ok := parseJobID(out)
+	if !ok {
+		// Trusted only as a job ID: anything else fails the create, and a
+		// job it may have made for the pod is cancelled.
+		reply := string(out)
+		if len(reply) > 512 {
+			reply = reply[:512] + "..."
+		}
+		s.log.Warn("sbatch's reply is not a job ID", "pod", p.Name, "namespace", p.Namespace, "uid", uid, "reply", reply)
+		if jid, ferr := s.findJob(context.WithoutCancel(ctx), p); ferr == nil && jid != "" {
+			_, _ = s.cmd.run(context.WithoutCancel(ctx), s.cfg.ScancelPath, jid)
+		}
+		return fail(api.Invalid("pod %s/%s: sbatch's reply is not a job ID: %q", p.Namespace, p.Name, reply))
 	}
 	rec.JobID = id
 	if err := s.store.put(rec); err != nil {
@@ -279,7 +299,9 @@ func (s *Slurm) Delete(ctx context.Context, p *corev1.Pod) error {
 }
 
 // Status answers for the known pods of the batch with one squeue call (and
-// one sacct call when Accounting is on), whatever their number.
+// one sacct call when Accounting is on), whatever their number. A job Slurm
+// does not list is lost only after lostAfterPolls definite answers in a
+// row; a failed call declares nothing.
 func (s *Slurm) Status(ctx context.Context, pods []corev1.Pod) ([]api.PodStatus, error) {
 	recs := make([]record, 0, len(pods))
 	var ids []string
@@ -289,13 +311,31 @@ func (s *Slurm) Status(ctx context.Context, pods []corev1.Pod) ([]api.PodStatus,
 			continue
 		}
 		recs = append(recs, rec)
-		if rec.Final == nil {
+		if rec.Final == nil && jobIDPattern.MatchString(rec.JobID) {
 			ids = append(ids, rec.JobID)
 		}
 	}
-	states, err := s.queryJobs(ctx, ids)
+	states, definite, err := s.queryJobs(ctx, ids)
 	if err != nil {
 		return nil, api.Unavailable("status of %d jobs: %w", len(ids), err)
+	}
+	now := time.Now().UTC()
+	for _, id := range ids {
+		if _, ok := states[id]; ok {
+			s.absent.Delete(id)
+			continue
+		}
+		n := 0
+		if v, ok := s.absent.Load(id); ok {
+			n = v.(int)
+		}
+		if definite {
+			n++
+			s.absent.Store(id, n)
+		}
+		if n < lostAfterPolls {
+			states[id] = jobState{State: stateUnknown, At: now}
+		}
 	}
 	out := make([]api.PodStatus, 0, len(recs))
 	for _, rec := range recs {
@@ -323,8 +363,12 @@ func (s *Slurm) podStatus(rec *record, states map[string]jobState) api.PodStatus
 				js.State = "COMPLETED"
 			}
 		}
+		if js.State == stateUnknown && allExited(files) {
+			js.State = "COMPLETED"
+		}
 		if js.terminal() {
 			rec.Final = &js
+			s.absent.Delete(rec.JobID)
 			s.saveFinal(*rec)
 		}
 	}

@@ -47,6 +47,8 @@ echo "$@" >>"$D/cancelled"
 	cfg := DefaultConfig()
 	cfg.SbatchPath, cfg.SqueuePath, cfg.ScancelPath = filepath.Join(dir, "sbatch"), filepath.Join(dir, "squeue"), filepath.Join(dir, "scancel")
 	cfg.DataRootFolder, cfg.StatePath = filepath.Join(dir, "jobs"), filepath.Join(dir, "state.db")
+	// Absolute: taken as is, as for a runtime the compute nodes alone have.
+	cfg.SingularityPath = "/opt/apptainer/bin/singularity"
 	return cfg, dir
 }
 

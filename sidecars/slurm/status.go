@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +30,27 @@ type jobState struct {
 // stateLost is the state of a job Slurm no longer knows, whose containers
 // did not all record an exit code.
 const stateLost = "LOST"
+
+// stateUnknown is the state of a job Slurm did not list in fewer than
+// lostAfterPolls polls in a row: its pod keeps what its files say.
+const stateUnknown = "UNKNOWN"
+
+// lostAfterPolls is how many polls in a row Slurm must say it does not know
+// a job before its pod is lost: one answer never decides a pod's fate.
+const lostAfterPolls = 3
+
+// jobIDPattern is what sbatch --parsable prints: a job ID, and a cluster
+// name after ';' on a federation.
+var jobIDPattern = regexp.MustCompile(`^([0-9]+)(;[A-Za-z0-9_-]+)?$`)
+
+// parseJobID reads sbatch's reply: a job ID, or false.
+func parseJobID(reply []byte) (string, bool) {
+	m := jobIDPattern.FindStringSubmatch(strings.TrimSpace(string(reply)))
+	if m == nil {
+		return "", false
+	}
+	return m[1], true
+}
 
 func (j jobState) pending() bool {
 	switch j.State {
@@ -53,11 +75,13 @@ const squeueFormat = "%i|%T|%r"
 
 // queryJobs asks Slurm the state of jobs: one squeue call, and one sacct
 // call (when Accounting is on) for the jobs squeue no longer lists. Jobs
-// neither knows are left out of the result.
-func (s *Slurm) queryJobs(ctx context.Context, ids []string) (map[string]jobState, error) {
+// neither knows are left out of the result; definite tells whether Slurm
+// was fully asked, so that a job left out is one it does not know (a
+// failed sacct call leaves that open).
+func (s *Slurm) queryJobs(ctx context.Context, ids []string) (states map[string]jobState, definite bool, err error) {
 	out := make(map[string]jobState, len(ids))
 	if len(ids) == 0 {
-		return out, nil
+		return out, true, nil
 	}
 	now := time.Now()
 	for _, chunk := range jobChunks(ids) {
@@ -67,7 +91,7 @@ func (s *Slurm) queryJobs(ctx context.Context, ids []string) (map[string]jobStat
 		case errors.As(err, &ce) && strings.Contains(ce.stderr, "Invalid job id"):
 			// Every job asked is gone from squeue.
 		case err != nil:
-			return nil, fmt.Errorf("squeue: %w", err)
+			return nil, false, fmt.Errorf("squeue: %w", err)
 		}
 		sc := bufio.NewScanner(bytes.NewReader(stdout))
 		for sc.Scan() {
@@ -83,7 +107,7 @@ func (s *Slurm) queryJobs(ctx context.Context, ids []string) (map[string]jobStat
 		}
 	}
 	if !s.cfg.Accounting {
-		return out, nil
+		return out, true, nil
 	}
 	var missing []string
 	for _, id := range ids {
@@ -92,14 +116,16 @@ func (s *Slurm) queryJobs(ctx context.Context, ids []string) (map[string]jobStat
 		}
 	}
 	if len(missing) == 0 {
-		return out, nil
+		return out, true, nil
 	}
 	for _, chunk := range jobChunks(missing) {
 		args := append([]string{s.cfg.SacctPath}, s.cfg.SacctArgs...)
 		args = append(args, "--noheader", "--parsable2", "--allocations", "--jobs="+strings.Join(chunk, ","), "--format=JobIDRaw,State,ExitCode")
 		stdout, err := s.cmd.run(ctx, args...)
 		if err != nil {
-			return nil, fmt.Errorf("sacct: %w", err)
+			// squeue's answer stands; the jobs it left out stay open.
+			s.log.Warn("sacct failed: jobs squeue no longer lists are not declared lost this poll", "jobs", len(chunk), "err", err)
+			return out, false, nil
 		}
 		sc := bufio.NewScanner(bytes.NewReader(stdout))
 		for sc.Scan() {
@@ -113,7 +139,7 @@ func (s *Slurm) queryJobs(ctx context.Context, ids []string) (map[string]jobStat
 			out[f[0]] = jobState{State: state, ExitCode: int32(n), At: now}
 		}
 	}
-	return out, nil
+	return out, true, nil
 }
 
 // maxJobsArg bounds the --jobs= argument of one squeue or sacct call: Linux

@@ -7,7 +7,13 @@
 # dir  volumes/token
 # file volumes/token/token -rw------- eyJ.token
 # dir  volumes/work
+# dir  .interlink/setup
+# file .interlink/setup/env -rw------- 
+# dir  .interlink/main
+# file .interlink/main/env -rw------- GREETING=hello world\0EMPTY=\0
 # dir  volumes/work/logs
+# dir  .interlink/sidecar
+# file .interlink/sidecar/env -rw------- 
 #!/bin/bash
 # Job of pod team-a/web, written by interlink-slurm. The containers' output goes to
 # containers/NAME.log, their exit codes to containers/NAME.exit.
@@ -52,20 +58,23 @@ il_run() {
 
 # container setup, image /images/busybox:1.36
 il_c0() {
-	mkdir -p -- /images/busybox:1.36/work || return
-	ch-run --env-no-expand '--unset-env=*' '--set-env=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' '--bind='"$IL_DATA"/volumes/work:/work /images/busybox:1.36 -- /bin/sh -c 'echo init > /work/ready'
+	cp -- /opt/interlink/bin/interlink-envexec "$IL_DATA"/.interlink/setup/envexec || return
+	mkdir -p -- /images/busybox:1.36/work /images/busybox:1.36/.interlink || return
+	ch-run --private-tmp '--unset-env=*' '--bind='"$IL_DATA"/volumes/work:/work '--bind='"$IL_DATA"/.interlink/setup:/.interlink /images/busybox:1.36 -- /.interlink/envexec /.interlink/env -- /bin/sh -c 'echo init > /work/ready'
 }
 
 # container main, image /images/ghcr.io/acme/app:v1
 il_c1() {
-	mkdir -p -- /images/ghcr.io/acme/app:v1/etc/app /images/ghcr.io/acme/app:v1/etc/creds /images/ghcr.io/acme/app:v1/var/run/secrets/tokens /images/ghcr.io/acme/app:v1/work /images/ghcr.io/acme/app:v1/srv || return
-	ch-run --env-no-expand '--unset-env=*' '--set-env=GREETING=hello world' '--set-env=EMPTY=' '--set-env=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' '--bind='"$IL_DATA"/volumes/config:/etc/app '--bind='"$IL_DATA"/volumes/creds:/etc/creds '--bind='"$IL_DATA"/volumes/token:/var/run/secrets/tokens '--bind='"$IL_DATA"/volumes/work:/work '--cd=/srv' /images/ghcr.io/acme/app:v1 -- /app --serve "it's ok"
+	cp -- /opt/interlink/bin/interlink-envexec "$IL_DATA"/.interlink/main/envexec || return
+	mkdir -p -- /images/ghcr.io/acme/app:v1/etc/app /images/ghcr.io/acme/app:v1/etc/creds /images/ghcr.io/acme/app:v1/var/run/secrets/tokens /images/ghcr.io/acme/app:v1/work /images/ghcr.io/acme/app:v1/.interlink /images/ghcr.io/acme/app:v1/srv || return
+	ch-run --private-tmp '--unset-env=*' '--bind='"$IL_DATA"/volumes/config:/etc/app '--bind='"$IL_DATA"/volumes/creds:/etc/creds '--bind='"$IL_DATA"/volumes/token:/var/run/secrets/tokens '--bind='"$IL_DATA"/volumes/work:/work '--bind='"$IL_DATA"/.interlink/main:/.interlink '--cd=/srv' /images/ghcr.io/acme/app:v1 -- /.interlink/envexec /.interlink/env -- /app --serve "it's ok"
 }
 
 # container sidecar, image /images/tools.sif
 il_c2() {
-	mkdir -p -- /images/tools.sif/work || return
-	ch-run --env-no-expand '--unset-env=*' '--set-env=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' '--bind='"$IL_DATA"/volumes/work/logs:/work /images/tools.sif -- watch
+	cp -- /opt/interlink/bin/interlink-envexec "$IL_DATA"/.interlink/sidecar/envexec || return
+	mkdir -p -- /images/tools.sif/work /images/tools.sif/.interlink || return
+	ch-run --private-tmp '--unset-env=*' '--bind='"$IL_DATA"/volumes/work/logs:/work '--bind='"$IL_DATA"/.interlink/sidecar:/.interlink /images/tools.sif -- /.interlink/envexec /.interlink/env -- watch
 }
 
 # Init containers run in order; the first that fails ends the job.

@@ -7,11 +7,13 @@
 # dir  volumes/token
 # file volumes/token/token -rw------- eyJ.token
 # dir  volumes/work
-# dir  env
-# file env/setup.env -rw------- 
-# file env/main.env -rw------- GREETING='hello world'\nEMPTY=''\n
+# dir  .interlink/setup
+# file .interlink/setup/env -rw------- 
+# dir  .interlink/main
+# file .interlink/main/env -rw------- GREETING=hello world\0EMPTY=\0
 # dir  volumes/work/logs
-# file env/sidecar.env -rw------- 
+# dir  .interlink/sidecar
+# file .interlink/sidecar/env -rw------- 
 #!/bin/bash
 # Job of pod team-a/web, written by interlink-slurm. The containers' output goes to
 # containers/NAME.log, their exit codes to containers/NAME.exit.
@@ -56,11 +58,11 @@ il_run() {
 
 # container setup, image docker://busybox:1.36
 il_c0() {
-	set -a; . "$IL_DATA"/env/setup.env || return; set +a
+	cp -- /opt/interlink/bin/interlink-envexec "$IL_DATA"/.interlink/setup/envexec || return
 	mkdir -p "$IL_DATA"/images || return
 	enroot import --output "$IL_DATA"/images/setup.sqsh docker://busybox:1.36 || return
 	enroot create --force --name il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-setup "$IL_DATA"/images/setup.sqsh || return
-	enroot start --rw --mount "$IL_DATA"/volumes/work:/work il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-setup /bin/sh -c 'echo init > /work/ready'
+	enroot start --rw --mount "$IL_DATA"'/volumes/work /work none x-create=dir,bind' --mount "$IL_DATA"'/.interlink/setup /.interlink none x-create=dir,bind,ro' il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-setup /.interlink/envexec /.interlink/env -- /bin/sh -c 'echo init > /work/ready'
 }
 il_c0_cleanup() {
 	enroot remove --force il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-setup >/dev/null 2>&1
@@ -69,11 +71,11 @@ il_c0_cleanup() {
 
 # container main, image 'docker://ghcr.io#acme/app:v1'
 il_c1() {
-	set -a; . "$IL_DATA"/env/main.env || return; set +a
+	cp -- /opt/interlink/bin/interlink-envexec "$IL_DATA"/.interlink/main/envexec || return
 	mkdir -p "$IL_DATA"/images || return
 	enroot import --output "$IL_DATA"/images/main.sqsh 'docker://ghcr.io#acme/app:v1' || return
 	enroot create --force --name il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main "$IL_DATA"/images/main.sqsh || return
-	enroot start --rw --env GREETING --env EMPTY --mount "$IL_DATA"/volumes/config:/etc/app --mount "$IL_DATA"/volumes/creds:/etc/creds --mount "$IL_DATA"/volumes/token:/var/run/secrets/tokens --mount "$IL_DATA"/volumes/work:/work il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main /bin/sh -c 'cd -- "$0" && exec "$@"' /srv /app --serve "it's ok"
+	enroot start --rw --mount "$IL_DATA"'/volumes/config /etc/app none x-create=dir,bind,ro' --mount "$IL_DATA"'/volumes/creds /etc/creds none x-create=dir,bind,ro' --mount "$IL_DATA"'/volumes/token /var/run/secrets/tokens none x-create=dir,bind,ro' --mount "$IL_DATA"'/volumes/work /work none x-create=dir,bind' --mount "$IL_DATA"'/.interlink/main /.interlink none x-create=dir,bind,ro' il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main /.interlink/envexec -C /srv /.interlink/env -- /app --serve "it's ok"
 }
 il_c1_cleanup() {
 	enroot remove --force il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main >/dev/null 2>&1
@@ -82,11 +84,11 @@ il_c1_cleanup() {
 
 # container sidecar, image /images/tools.sif
 il_c2() {
-	set -a; . "$IL_DATA"/env/sidecar.env || return; set +a
+	cp -- /opt/interlink/bin/interlink-envexec "$IL_DATA"/.interlink/sidecar/envexec || return
 	mkdir -p "$IL_DATA"/images || return
 	enroot import --output "$IL_DATA"/images/sidecar.sqsh /images/tools.sif || return
 	enroot create --force --name il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar "$IL_DATA"/images/sidecar.sqsh || return
-	enroot start --rw --mount "$IL_DATA"/volumes/work/logs:/work il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar watch
+	enroot start --rw --mount "$IL_DATA"'/volumes/work/logs /work none x-create=dir,bind' --mount "$IL_DATA"'/.interlink/sidecar /.interlink none x-create=dir,bind,ro' il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar /.interlink/envexec /.interlink/env -- /etc/rc watch
 }
 il_c2_cleanup() {
 	enroot remove --force il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar >/dev/null 2>&1

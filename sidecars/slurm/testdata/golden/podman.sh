@@ -7,11 +7,13 @@
 # dir  volumes/token
 # file volumes/token/token -rw------- eyJ.token
 # dir  volumes/work
-# dir  env
-# file env/setup.env -rw------- 
-# file env/main.env -rw------- GREETING='hello world'\nEMPTY=''\n
+# dir  .interlink/setup
+# file .interlink/setup/env -rw------- 
+# dir  .interlink/main
+# file .interlink/main/env -rw------- GREETING=hello world\0EMPTY=\0
 # dir  volumes/work/logs
-# file env/sidecar.env -rw------- 
+# dir  .interlink/sidecar
+# file .interlink/sidecar/env -rw------- 
 #!/bin/bash
 # Job of pod team-a/web, written by interlink-slurm. The containers' output goes to
 # containers/NAME.log, their exit codes to containers/NAME.exit.
@@ -56,8 +58,8 @@ il_run() {
 
 # container setup, image busybox:1.36
 il_c0() {
-	set -a; . "$IL_DATA"/env/setup.env || return; set +a
-	podman run --rm '--name=il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-setup' '--network=host' '--volume='"$IL_DATA"/volumes/work:/work '--entrypoint=["/bin/sh","-c","echo init \u003e /work/ready"]' busybox:1.36
+	cp -- /opt/interlink/bin/interlink-envexec "$IL_DATA"/.interlink/setup/envexec || return
+	podman run --rm '--name=il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-setup' '--network=host' '--volume='"$IL_DATA"/volumes/work:/work '--volume='"$IL_DATA"/.interlink/setup:/.interlink:ro '--entrypoint=["/.interlink/envexec","/.interlink/env","--"]' busybox:1.36 /bin/sh -c 'echo init > /work/ready'
 }
 il_c0_cleanup() {
 	podman rm --force --ignore il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-setup >/dev/null 2>&1
@@ -66,8 +68,8 @@ il_c0_cleanup() {
 
 # container main, image ghcr.io/acme/app:v1
 il_c1() {
-	set -a; . "$IL_DATA"/env/main.env || return; set +a
-	podman run --rm '--name=il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main' '--network=host' '--env=GREETING' '--env=EMPTY' '--volume='"$IL_DATA"/volumes/config:/etc/app:ro '--volume='"$IL_DATA"/volumes/creds:/etc/creds:ro '--volume='"$IL_DATA"/volumes/token:/var/run/secrets/tokens:ro '--volume='"$IL_DATA"/volumes/work:/work '--workdir=/srv' '--device=nvidia.com/gpu=all' '--entrypoint=["/app"]' ghcr.io/acme/app:v1 --serve "it's ok"
+	cp -- /opt/interlink/bin/interlink-envexec "$IL_DATA"/.interlink/main/envexec || return
+	podman run --rm '--name=il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main' '--network=host' '--volume='"$IL_DATA"/volumes/config:/etc/app:ro '--volume='"$IL_DATA"/volumes/creds:/etc/creds:ro '--volume='"$IL_DATA"/volumes/token:/var/run/secrets/tokens:ro '--volume='"$IL_DATA"/volumes/work:/work '--volume='"$IL_DATA"/.interlink/main:/.interlink:ro '--workdir=/srv' '--device=nvidia.com/gpu=all' '--entrypoint=["/.interlink/envexec","/.interlink/env","--"]' ghcr.io/acme/app:v1 /app --serve "it's ok"
 }
 il_c1_cleanup() {
 	podman rm --force --ignore il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main >/dev/null 2>&1
@@ -76,8 +78,12 @@ il_c1_cleanup() {
 
 # container sidecar, image /images/tools.sif
 il_c2() {
-	set -a; . "$IL_DATA"/env/sidecar.env || return; set +a
-	podman run --rm '--name=il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar' '--network=host' '--volume='"$IL_DATA"/volumes/work/logs:/work /images/tools.sif watch
+	cp -- /opt/interlink/bin/interlink-envexec "$IL_DATA"/.interlink/sidecar/envexec || return
+	podman image exists -- /images/tools.sif >/dev/null 2>&1 || podman pull -q -- /images/tools.sif >/dev/null || return
+	local il_ep il_cmd
+	mapfile -d '' -t il_ep < <(podman image inspect --format '{{range .Config.Entrypoint}}{{.}}{{"\x00"}}{{end}}' -- /images/tools.sif)
+	mapfile -d '' -t il_cmd < <(podman image inspect --format '{{range .Config.Cmd}}{{.}}{{"\x00"}}{{end}}' -- /images/tools.sif)
+	podman run --rm '--name=il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar' '--network=host' '--volume='"$IL_DATA"/volumes/work/logs:/work '--volume='"$IL_DATA"/.interlink/sidecar:/.interlink:ro '--entrypoint=["/.interlink/envexec","/.interlink/env","--"]' /images/tools.sif "${il_ep[@]}" watch
 }
 il_c2_cleanup() {
 	podman rm --force --ignore il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar >/dev/null 2>&1

@@ -1,0 +1,150 @@
+package envexec
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+)
+
+// MaxFileBytes caps the env file the helper reads.
+const MaxFileBytes = 8 << 20
+
+// DefaultPath is the PATH of a container whose pod and runtime set none.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// Encode writes env as NUL-separated NAME=VALUE entries. A name must be
+// non-empty and hold neither '=' nor NUL; a value must not hold NUL (a C
+// environment cannot carry it).
+func Encode(env [][2]string) ([]byte, error) {
+	var b bytes.Buffer
+	for _, kv := range env {
+		switch {
+		case kv[0] == "" || strings.ContainsAny(kv[0], "=\x00"):
+			return nil, fmt.Errorf("env name %q is empty or holds '=' or NUL", kv[0])
+		case strings.ContainsRune(kv[1], 0):
+			return nil, fmt.Errorf("env %s holds a NUL byte, which no environment can carry", kv[0])
+		}
+		b.WriteString(kv[0] + "=" + kv[1])
+		b.WriteByte(0)
+	}
+	return b.Bytes(), nil
+}
+
+// Decode reads what Encode wrote.
+func Decode(data []byte) ([][2]string, error) {
+	var env [][2]string
+	for len(data) > 0 {
+		entry, rest, ok := bytes.Cut(data, []byte{0})
+		if !ok {
+			return nil, errors.New("env file: the last entry is not NUL-terminated")
+		}
+		name, value, ok := strings.Cut(string(entry), "=")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("env file: entry %q is not NAME=VALUE", entry)
+		}
+		env = append(env, [2]string{name, value})
+		data = rest
+	}
+	return env, nil
+}
+
+// usage is how the job calls the helper.
+const usage = "usage: interlink-envexec [-C DIR] ENVFILE -- COMMAND [ARG...]"
+
+// Exit codes, as a shell gives them.
+const (
+	codeError       = 1
+	codeNotRunnable = 126
+	codeNotFound    = 127
+)
+
+// Main runs the helper with args (os.Args) and returns the exit code of a
+// failure to start the command; on success it does not return.
+func Main(args []string, stderr io.Writer) int {
+	dir, file, argv, err := parseArgs(args[1:])
+	if err != nil {
+		fmt.Fprintf(stderr, "interlink-envexec: %v\n%s\n", err, usage)
+		return codeError
+	}
+	if err := setEnv(file); err != nil {
+		fmt.Fprintf(stderr, "interlink-envexec: %v\n", err)
+		return codeError
+	}
+	if dir != "" {
+		if err := os.Chdir(dir); err != nil {
+			fmt.Fprintf(stderr, "interlink-envexec: working directory: %v\n", err)
+			return codeError
+		}
+	}
+	prog, err := lookPath(argv[0])
+	if err != nil {
+		fmt.Fprintf(stderr, "interlink-envexec: %s: %v\n", argv[0], err)
+		if errors.Is(err, fs.ErrPermission) {
+			return codeNotRunnable
+		}
+		return codeNotFound
+	}
+	err = syscall.Exec(prog, argv, os.Environ())
+	fmt.Fprintf(stderr, "interlink-envexec: %s: %v\n", argv[0], err)
+	if errors.Is(err, syscall.ENOENT) {
+		return codeNotFound
+	}
+	return codeNotRunnable
+}
+
+func parseArgs(args []string) (dir, file string, argv []string, err error) {
+	if len(args) > 1 && args[0] == "-C" {
+		dir, args = args[1], args[2:]
+	}
+	if len(args) < 3 || args[1] != "--" {
+		return "", "", nil, errors.New("missing ENVFILE, -- or COMMAND")
+	}
+	return dir, args[0], args[2:], nil
+}
+
+// setEnv replaces the environment with the runtime's, overlaid by the
+// file's entries; PATH defaults to DefaultPath.
+func setEnv(file string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return fmt.Errorf("env file: %w", err)
+	}
+	defer func() { _ = f.Close() }()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err != nil {
+		return fmt.Errorf("env file: %w", err)
+	}
+	if len(data) > MaxFileBytes {
+		return fmt.Errorf("env file: larger than %d bytes", MaxFileBytes)
+	}
+	env, err := Decode(data)
+	if err != nil {
+		return err
+	}
+	if _, ok := os.LookupEnv("PATH"); !ok {
+		_ = os.Setenv("PATH", DefaultPath)
+	}
+	for _, kv := range env {
+		if err := os.Setenv(kv[0], kv[1]); err != nil {
+			return fmt.Errorf("env %s: %w", kv[0], err)
+		}
+	}
+	return nil
+}
+
+// lookPath finds name as a shell would: a name with a slash as it is,
+// otherwise the first executable in PATH (relative entries included, as
+// the pod asked for them).
+func lookPath(name string) (string, error) {
+	p, err := exec.LookPath(name)
+	if errors.Is(err, exec.ErrDot) {
+		return p, nil
+	}
+	return p, err
+}

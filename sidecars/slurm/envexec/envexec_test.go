@@ -1,0 +1,153 @@
+package envexec
+
+import (
+	"debug/elf"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// The test binary acts as the helper when asked to, so that the tests run
+// the real Main in a process of its own.
+func TestMain(m *testing.M) {
+	if os.Getenv("ENVEXEC_TEST_HELPER") == "1" {
+		os.Clearenv()
+		os.Exit(Main(os.Args, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// hostile values: every one must arrive byte for byte.
+var values = []string{"", "'''", `"`, `\`, "$HOME", "$(touch /x)", "`id`", "a\nb", "a\r\nb", " lead", "trail ",
+	"=x=y", "${IFS}", "\u00e9\u2028\U0001F600", "\x01\x7f", strings.Repeat("x", 100000)}
+
+func TestEncodeDecode(t *testing.T) {
+	var env [][2]string
+	for i, v := range values {
+		env = append(env, [2]string{"V" + string(rune('A'+i)), v})
+	}
+	env = append(env, [2]string{"dotted.name-1", "x"}, [2]string{"LD_PRELOAD", "/x.so"})
+	b, err := Encode(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(env, got); d != "" {
+		t.Fatalf("round trip (-want +got):\n%s", d)
+	}
+	for _, bad := range [][2]string{{"", "x"}, {"A=B", "x"}, {"A\x00", "x"}, {"A", "x\x00y"}} {
+		if _, err := Encode([][2]string{bad}); err == nil {
+			t.Errorf("Encode(%q) accepted", bad)
+		}
+	}
+	for _, bad := range []string{"A=x", "noequals\x00", "=x\x00"} {
+		if _, err := Decode([]byte(bad)); err == nil {
+			t.Errorf("Decode(%q) accepted", bad)
+		}
+	}
+}
+
+func run(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = []string{"ENVEXEC_TEST_HELPER=1"}
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), code
+}
+
+func TestExecSetsEnvExactly(t *testing.T) {
+	dir := t.TempDir()
+	var env [][2]string
+	for i, v := range values {
+		env = append(env, [2]string{"V" + string(rune('A'+i)), v})
+	}
+	b, _ := Encode(env)
+	file := filepath.Join(dir, "env")
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// env -0 prints the environment NUL-separated, as the command sees it.
+	out, code := run(t, "-C", dir, file, "--", "env", "-0")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	got := map[string]string{}
+	for e := range strings.SplitSeq(strings.TrimSuffix(out, "\x00"), "\x00") {
+		k, v, _ := strings.Cut(e, "=")
+		got[k] = v
+	}
+	for _, kv := range env {
+		if got[kv[0]] != kv[1] {
+			t.Errorf("%s = %q, want %q", kv[0], got[kv[0]], kv[1])
+		}
+	}
+	if got["PATH"] != DefaultPath {
+		t.Errorf("PATH = %q, want the default", got["PATH"])
+	}
+	out, code = run(t, "-C", dir, file, "--", "pwd")
+	if code != 0 || strings.TrimSpace(out) != dir {
+		t.Errorf("pwd: %q (exit %d), want %s", out, code, dir)
+	}
+}
+
+func TestExecFailures(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "env")
+	_ = os.WriteFile(file, nil, 0o600)
+	notExec := filepath.Join(dir, "script")
+	_ = os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o600)
+	for _, c := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{file, "--", "no-such-command-anywhere"}, 127, "no-such-command-anywhere"},
+		{[]string{file, "--", notExec}, 126, "permission denied"},
+		{[]string{file, "--"}, 1, "usage"},
+		{[]string{file, "ls"}, 1, "usage"},
+		{[]string{filepath.Join(dir, "missing"), "--", "true"}, 1, "env file"},
+		{[]string{"-C", filepath.Join(dir, "nodir"), file, "--", "true"}, 1, "working directory"},
+	} {
+		out, code := run(t, c.args...)
+		if code != c.code || !strings.Contains(out, c.msg) {
+			t.Errorf("%q: exit %d, %q; want %d and %q", c.args, code, out, c.code, c.msg)
+		}
+	}
+}
+
+// The helper runs in images without a C library: it must stay static
+// whatever CGO_ENABLED says.
+func TestHelperIsStatic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a binary")
+	}
+	bin := filepath.Join(t.TempDir(), "interlink-envexec")
+	build := exec.Command("go", "build", "-o", bin, "../cmd/interlink-envexec")
+	build.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	f, err := elf.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Fatal("interlink-envexec is dynamically linked: it imports a cgo package")
+		}
+	}
+}
