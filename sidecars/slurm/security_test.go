@@ -1,6 +1,9 @@
 package slurm
 
 import (
+	"fmt"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -169,4 +172,133 @@ func FuzzJobScript(f *testing.F) {
 			}
 		}
 	})
+}
+
+// commandWords returns the first word of every simple command of the
+// script (and, for a command that runs another, such as mpiexec, the words
+// before the program it runs), and the names it assigns.
+func commandWords(t *testing.T, script string, launchers map[string]bool, programs map[string]bool) (cmds, assigned []string) {
+	t.Helper()
+	f, err := syntax.NewParser().Parse(strings.NewReader(script), "job.sh")
+	if err != nil {
+		t.Fatalf("the script does not parse: %v", err)
+	}
+	syntax.Walk(f, func(node syntax.Node) bool {
+		switch n := node.(type) {
+		case *syntax.CallExpr:
+			for _, a := range n.Assigns {
+				assigned = append(assigned, a.Name.Value)
+			}
+			for i, a := range n.Args {
+				w, err := expand.Literal(nil, a)
+				if err != nil {
+					w = "<expansion>"
+				}
+				if i == 0 {
+					cmds = append(cmds, w)
+					if !launchers[w] {
+						break
+					}
+					continue
+				}
+				if programs[w] {
+					break
+				}
+				// A launcher's own words: each must be an option or the
+				// value of an allowed one, never a program.
+				if !strings.HasPrefix(w, "-") && !strings.HasPrefix(n.Args[i-1].Lit(), "-") {
+					cmds = append(cmds, w)
+				}
+			}
+		case *syntax.DeclClause:
+			for _, a := range n.Args {
+				if a.Name != nil {
+					assigned = append(assigned, a.Name.Value)
+				}
+			}
+		}
+		return true
+	})
+	return cmds, assigned
+}
+
+// hostPrograms are the only commands a job script may run: the operator's
+// programs, the job's own functions and shell builtins.
+func hostPrograms(cfg *Config) map[string]bool {
+	ok := map[string]bool{}
+	for _, p := range programKeys(cfg) {
+		ok[*p] = true
+	}
+	for _, w := range []string{"mkdir", "cd", "kill", "return", "trap", "printf", "date", "read", "mv", "exit", "wait", "cp",
+		"il_now", "il_log", "il_run", "il_file", "il_cleanup", "rm", "base64", "chmod", "dirname", "mapfile", "seq", "sleep",
+		"set", "exec", "<expansion>", "[[", "unset", "for", "local", "umask", "ssh", "",
+		"/usr/lib/x86_64-linux-gnu/libtsocks.so"} {
+		ok[w] = true
+	}
+	for i := range 5 {
+		ok[fmt.Sprintf("il_c%d", i)], ok[fmt.Sprintf("il_c%d_cleanup", i)] = true, true
+	}
+	return ok
+}
+
+// TestNoPodWordInCommandPosition puts hostile values in every annotation
+// that reaches the host (with every allow-list open) and hostile env names
+// and values in the container: each pod is refused, or its script runs only
+// the operator's programs and builtins, assigns no pod name and sources
+// nothing.
+func TestNoPodWordInCommandPosition(t *testing.T) {
+	values := append(slices.Clone(hostile), "-n 1 /bin/sh -c 'touch /tmp/x' --", "-n 1 : /bin/id", "-V", "--version",
+		"--help", "--test-only", "--te", "--exclusive /tmp/evil.sh", "--bind /etc:/x", "--bind=/scratch/../etc:/x",
+		"-B /scratch:/s,/etc:/e", "--home /", "--nv --no-home=false", "/etc", "podman", "../x", "-n=1;touch /x")
+	names := []string{"PATH", "LD_PRELOAD", "BASH_ENV", "ENV", "IFS", "SHELLOPTS", "PS4", "PROMPT_COMMAND", "BASHOPTS",
+		"IL_DATA", "IL_DIR", "SLURM_CONF", "a.b-c", "_"}
+	for _, rt := range runtimes {
+		cfg := testConfig(t)
+		cfg.Runtime, cfg.ImageRoot = rt, "/images"
+		cfg.AllowedRuntimes = slices.Clone(runtimes)
+		cfg.AllowedMPIFlags = []string{"-n=", "-np="}
+		cfg.AllowedHostPaths = []string{"/scratch"}
+		cfg.AllowedImageRoots = []string{"/images2"}
+		allowed := hostPrograms(&cfg)
+		for _, v := range values {
+			for _, ann := range []string{AnnotationFlags, AnnotationMPIFlags, AnnotationSingularityOptions, AnnotationSingularityMounts,
+				AnnotationImageRoot, AnnotationRuntime} {
+				data := testPod()
+				data.Pod.Annotations[ann] = v
+				for _, n := range names {
+					c := &data.Pod.Spec.Containers[0]
+					c.Env = append(c.Env, corev1.EnvVar{Name: n, Value: v})
+				}
+				j, err := buildJob(&cfg, nil, data, "/data/interlink/jobs/team-a-"+testUID)
+				if err != nil {
+					if api.ReasonOf(err) != api.ReasonInvalid {
+						t.Errorf("%s %s=%q: %v, want a job or an Invalid error", rt, ann, v, err)
+					}
+					continue
+				}
+				runtimesAt := map[string]bool{cfg.SingularityPath: true, cfg.ApptainerPath: true, cfg.EnrootPath: true, cfg.ChRunPath: true, cfg.PodmanPath: true}
+				cmds, assigned := commandWords(t, j.script, map[string]bool{cfg.MpiexecPath: true}, runtimesAt)
+				for _, c := range cmds {
+					if !allowed[c] {
+						t.Errorf("%s %s=%q: the script runs %q", rt, ann, v, c)
+					}
+				}
+				for _, a := range assigned {
+					if a != "IL_DIR" && a != "IL_DATA" && a != "IL_NOW" && a != "IL_SSH_PID" && a != "IL_SOCKS_PORT" && a != "code" &&
+						a != "il_exit" && a != "il_pids" && a != "il_code" && a != "t" && a != "s" && a != "line" && a != "name" && a != "IFS" &&
+						a != "TZ" && a != "il_ep" && a != "il_cmd" {
+						t.Errorf("%s: the script assigns %q", rt, a)
+					}
+				}
+				for _, n := range names {
+					if n != "IFS" && n != "IL_DATA" && n != "IL_DIR" && regexp.MustCompile(`(^|[\s'"])`+regexp.QuoteMeta(n)+`=`).MatchString(j.script) {
+						t.Errorf("%s: env name %s reaches the script", rt, n)
+					}
+				}
+				if strings.Contains(j.script, "\n\t. ") || strings.Contains(j.script, "source ") || strings.Contains(j.script, "set -a") {
+					t.Errorf("%s: the script sources a file", rt)
+				}
+			}
+		}
+	}
 }

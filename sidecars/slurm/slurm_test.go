@@ -220,3 +220,78 @@ func TestOneSidecarPerDataRootFolder(t *testing.T) {
 		t.Fatalf("a second sidecar on the same DataRootFolder: %v, want it refused", err)
 	}
 }
+
+// TestOnePodNeverLosesAnother: a job Slurm does not list is lost only after
+// lostAfterPolls definite answers in a row; a running pod beside it keeps
+// its status; a reply of sbatch that is not a job ID fails only its own
+// create.
+func TestOnePodNeverLosesAnother(t *testing.T) {
+	cfg, dir := fakeSlurm(t)
+	s, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	ctx := context.Background()
+	victim, gone := testPod(), testPod()
+	gone.Pod.UID, gone.Pod.Name = "1f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a", "gone"
+	for _, d := range []*api.RetrievedPodData{victim, gone} {
+		if _, err := s.Create(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(name, s string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	podDir := "jobs/team-a-" + testUID
+	_ = os.MkdirAll(filepath.Join(dir, podDir, containersDir), 0o700)
+	write(podDir+"/containers/main.started", "2026-01-01T00:00:02Z\n")
+	write("queue", "100|RUNNING|None\n") // job 101 (gone) is not listed
+	for poll := 1; poll <= lostAfterPolls; poll++ {
+		st, err := s.Status(ctx, []corev1.Pod{victim.Pod, gone.Pod})
+		if err != nil || len(st) != 2 {
+			t.Fatalf("poll %d: %v", poll, err)
+		}
+		if st[0].Containers[0].State.Running == nil {
+			t.Errorf("poll %d: the victim is %+v, want Running", poll, st[0].Containers[0].State)
+		}
+		lost := st[1].Containers[0].State.Terminated
+		if poll < lostAfterPolls && lost != nil {
+			t.Errorf("poll %d: the unlisted job's pod ended after %d answers: %+v", poll, poll, lost)
+		}
+		if poll == lostAfterPolls && (lost == nil || lost.Reason != "JobLost") {
+			t.Errorf("poll %d: %+v, want JobLost", poll, st[1].Containers[0].State)
+		}
+	}
+
+	// sbatch printing its version (exit 0): the create fails, nothing else.
+	write("sbatch-reply", "slurm 22.05.8\n")
+	sb := filepath.Join(dir, "sbatch")
+	if err := os.WriteFile(sb, []byte("#!/bin/sh\ncat >/dev/null\ncat \""+dir+"/sbatch-reply\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	third := testPod()
+	third.Pod.UID, third.Pod.Name = "2f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a", "third"
+	if _, err := s.Create(ctx, third); api.ReasonOf(err) != api.ReasonInvalid || !strings.Contains(err.Error(), "not a job ID") {
+		t.Errorf("create with a version reply: %v, want Invalid naming the reply", err)
+	}
+	if st, err := s.Status(ctx, []corev1.Pod{victim.Pod, third.Pod}); err != nil || len(st) != 1 || st[0].Containers[0].State.Running == nil {
+		t.Errorf("after the bad reply: %+v %v, want the victim alone, Running", st, err)
+	}
+}
+
+func TestParseJobID(t *testing.T) {
+	for reply, want := range map[string]string{"123\n": "123", "77;cluster-a": "77", " 9 ": "9"} {
+		if id, ok := parseJobID([]byte(reply)); !ok || id != want {
+			t.Errorf("%q: %q %v, want %q", reply, id, ok, want)
+		}
+	}
+	for _, bad := range []string{"", "slurm 22.05.8", "Submitted batch job 5", "5;a b", "5\n6", "-1", "5;$(id)", "12a"} {
+		if id, ok := parseJobID([]byte(bad)); ok {
+			t.Errorf("%q accepted as job %q", bad, id)
+		}
+	}
+}
