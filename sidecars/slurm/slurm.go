@@ -327,7 +327,7 @@ func (s *Slurm) Status(ctx context.Context, pods []corev1.Pod) ([]api.PodStatus,
 		}
 		n := 0
 		if v, ok := s.absent.Load(id); ok {
-			n = v.(int)
+			n, _ = v.(int)
 		}
 		if definite {
 			n++

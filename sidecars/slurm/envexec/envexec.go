@@ -90,7 +90,9 @@ func Main(args []string, stderr io.Writer) int {
 		}
 		return codeNotFound
 	}
-	err = syscall.Exec(prog, argv, os.Environ())
+	// Inside the container: running the pod's command is the helper's job.
+	err = syscall.Exec(prog, argv, os.Environ()) //nolint:gosec // see above
+
 	fmt.Fprintf(stderr, "interlink-envexec: %s: %v\n", argv[0], err)
 	if errors.Is(err, syscall.ENOENT) {
 		return codeNotFound
@@ -111,7 +113,7 @@ func parseArgs(args []string) (dir, file string, argv []string, err error) {
 // setEnv replaces the environment with the runtime's, overlaid by the
 // file's entries; PATH defaults to DefaultPath.
 func setEnv(file string) error {
-	f, err := os.Open(file)
+	f, err := os.Open(file) //nolint:gosec // the job names the file, inside the container
 	if err != nil {
 		return fmt.Errorf("env file: %w", err)
 	}
