@@ -77,9 +77,15 @@ func Volumes(data *api.RetrievedPodData, o Options) (map[string]Volume, []File, 
 	vols := map[string]Volume{}
 	var files []File
 	var errs []error
+	mounted := mountedVolumes(&data.Pod.Spec)
 	for _, v := range data.Pod.Spec.Volumes {
 		if msgs := validation.IsDNS1123Label(v.Name); len(msgs) > 0 {
 			errs = append(errs, fmt.Errorf("volume name %q: %s", v.Name, strings.Join(msgs, "; ")))
+			continue
+		}
+		if !mounted[v.Name] && v.HostPath == nil {
+			// Declared but mounted by no container: nothing to deliver
+			// (the VK sends the data of mounted volumes only).
 			continue
 		}
 		dir := path.Join("volumes", v.Name)
@@ -150,6 +156,19 @@ func Volumes(data *api.RetrievedPodData, o Options) (map[string]Volume, []File, 
 }
 
 func optional(b *bool) bool { return b != nil && *b }
+
+// mountedVolumes are the names of the volumes some container mounts.
+func mountedVolumes(spec *corev1.PodSpec) map[string]bool {
+	out := map[string]bool{}
+	for _, cs := range [][]corev1.Container{spec.InitContainers, spec.Containers} {
+		for i := range cs {
+			for _, m := range cs[i].VolumeMounts {
+				out[m.Name] = true
+			}
+		}
+	}
+	return out
+}
 
 // AllowedHostPath tells whether the absolute path p lies under one of the
 // allowed directories, both as written and, where p exists on this host,

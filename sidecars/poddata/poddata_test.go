@@ -23,7 +23,10 @@ func TestModes(t *testing.T) {
 				{Name: "strict", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "s", DefaultMode: &mode0400}}},
 				{Name: "cm", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "c"}}}},
 				{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
-			}}},
+				// Declared, never mounted, never sent: the pod runs, as in Kubernetes.
+				{Name: "unused", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "not-sent"}}}},
+			}, Containers: []corev1.Container{{Name: "main", VolumeMounts: []corev1.VolumeMount{
+				{Name: "sec", MountPath: "/s"}, {Name: "strict", MountPath: "/t"}, {Name: "cm", MountPath: "/c"}, {Name: "scratch", MountPath: "/e"}}}}}},
 		Containers: []api.RetrievedContainer{{Name: "main",
 			Secrets:    []corev1.Secret{{ObjectMeta: metav1.ObjectMeta{Name: "s"}, Data: map[string][]byte{"k": []byte("v")}}},
 			ConfigMaps: []corev1.ConfigMap{{ObjectMeta: metav1.ObjectMeta{Name: "c"}, Data: map[string]string{"k": "v"}}}}},
