@@ -236,20 +236,13 @@ func (c charliecloud) image(ref string) (string, error) {
 	}
 }
 
+// imageDir tells whether the image is a directory of the host (absolute),
+// rather than a name in ch-image's storage.
+func (charliecloud) imageDir(image string) bool { return filepath.IsAbs(image) }
+
+// commands run ch-run; the sidecar made the bind points and the working
+// directory in the image when it built the job (prepareImage).
 func (c charliecloud) commands(ct *container, image string) [][]string {
-	var steps [][]string
-	if len(ct.mounts) > 0 || ct.workDir != "" {
-		// ch-run binds only onto directories that exist in the image, and
-		// starts only in one that exists.
-		mk := []string{"mkdir", "-p", "--"}
-		for _, m := range ct.mounts {
-			mk = append(mk, image+m.ctr)
-		}
-		if ct.workDir != "" {
-			mk = append(mk, image+path.Clean("/"+ct.workDir))
-		}
-		steps = append(steps, mk)
-	}
 	// A private /tmp and no host home: the host's files stay out of sight.
 	// No variable of the job reaches the container (--unset-env); the
 	// helper sets the pod's.
@@ -263,7 +256,7 @@ func (c charliecloud) commands(ct *container, image string) [][]string {
 	argv = append(argv, image, "--")
 	argv = append(argv, helperArgv("")...)
 	argv = append(argv, ct.command...)
-	return append(steps, append(argv, ct.args...))
+	return [][]string{append(argv, ct.args...)}
 }
 
 func (charliecloud) cleanup(*container) [][]string { return nil }

@@ -74,12 +74,15 @@ type job struct {
 }
 
 // buildJob turns a pod into sbatch arguments, a job script and the files of
-// its data. dir is the pod's directory; missing are the programs not found
-// when the sidecar started, by config key. Every problem with the pod is an
-// api.Invalid error naming it.
-func buildJob(cfg *Config, missing map[string]error, data *api.RetrievedPodData, dir string) (*job, error) {
+// its data. dir is the pod's directory; st is what the sidecar's host
+// offers (nil: everything, images left as they are). Every problem with the
+// pod is an api.Invalid error naming it.
+func buildJob(cfg *Config, st *site, data *api.RetrievedPodData, dir string) (*job, error) {
 	pod := &data.Pod
-	b := &builder{cfg: cfg, pod: pod, dir: dir, missing: missing}
+	if st == nil {
+		st = &site{}
+	}
+	b := &builder{cfg: cfg, pod: pod, dir: dir, site: st}
 	invalid := func(err error) error { return api.Invalid("pod %s/%s: %w", pod.Namespace, pod.Name, err) }
 	args, err := b.sbatchArgs()
 	if err != nil {
@@ -160,7 +163,7 @@ func (b *builder) runtimeChoice() (rtName, imageRoot string, err error) {
 
 // need fails when the program of a config key was not found at start.
 func (b *builder) need(key, what string) error {
-	if err := b.missing[key]; err != nil {
+	if err := b.site.missing[key]; err != nil {
 		return fmt.Errorf("%s cannot run at this site: %w (%s in the sidecar's config)", what, err, key)
 	}
 	return nil
@@ -170,7 +173,7 @@ type builder struct {
 	cfg     *Config
 	pod     *corev1.Pod
 	dir     string
-	missing map[string]error
+	site    *site
 	// singOpts are the options of the singularity annotations, checked.
 	singOpts []string
 }
@@ -504,7 +507,35 @@ func (b *builder) container(c *corev1.Container, vols map[string]poddata.Volume,
 			poddata.File{Path: ct.envFile, Data: data, Mode: poddata.ModeSecret})
 		ct.mounts = append(ct.mounts, mount{host: dataRef(ct.envDir), ctr: helperDir, ro: true})
 	}
+	if cc, ok := rt.(charliecloud); ok && b.site.images != nil && cc.imageDir(img) {
+		// ch-run binds only onto directories inside the image, and starts
+		// only in one that exists: make them there, as the container will
+		// resolve them.
+		if err := b.prepareImage(ct, img); err != nil {
+			errs = append(errs, fmt.Errorf("container %s: %w", c.Name, err))
+		}
+	}
 	return ct, files, errors.Join(errs...)
+}
+
+// prepareImage makes the container's bind points and working directory in
+// its image directory, and binds onto the paths as resolved there.
+func (b *builder) prepareImage(ct *container, image string) error {
+	dirs := make([]string, 0, len(ct.mounts)+1)
+	for _, m := range ct.mounts {
+		dirs = append(dirs, m.ctr)
+	}
+	if ct.workDir != "" {
+		dirs = append(dirs, path.Clean("/"+ct.workDir))
+	}
+	resolved, err := b.site.images.prepare(image, dirs)
+	if err != nil {
+		return err
+	}
+	for i := range ct.mounts {
+		ct.mounts[i].ctr = resolved[i]
+	}
+	return nil
 }
 
 // helperDataDir holds, per container, the helper's copy and its env file.

@@ -327,7 +327,7 @@ func TestRefusedPods(t *testing.T) {
 			data := testPod()
 			tt.pod(data)
 			missing := map[string]error{"MpiexecPath": errors.New("not found"), "PodmanPath": errors.New("not found")}
-			_, err := buildJob(&cfg, missing, data, "/d")
+			_, err := buildJob(&cfg, &site{missing: missing}, data, "/d")
 			if api.ReasonOf(err) != api.ReasonInvalid || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("got %v, want an Invalid error containing %q", err, tt.want)
 			}

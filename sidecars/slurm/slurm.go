@@ -144,7 +144,7 @@ func (s *Slurm) Create(ctx context.Context, data *api.RetrievedPodData) (api.Cre
 	begin := time.Now()
 	rec := record{UID: uid, Namespace: p.Namespace, Name: p.Name, Dir: dir, Created: time.Now().UTC(),
 		InitContainers: names(p.Spec.InitContainers), Containers: names(p.Spec.Containers)}
-	j, err := buildJob(&s.cfg, s.missing, data, filepath.Join(s.rootDir, dir))
+	j, err := buildJob(&s.cfg, &site{missing: s.missing, images: localImages{}}, data, filepath.Join(s.rootDir, dir))
 	if err != nil {
 		return api.CreateStruct{}, err
 	}

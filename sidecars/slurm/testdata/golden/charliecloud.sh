@@ -59,21 +59,18 @@ il_run() {
 # container setup, image /images/busybox:1.36
 il_c0() {
 	cp -- /opt/interlink/bin/interlink-envexec "$IL_DATA"/.interlink/setup/envexec || return
-	mkdir -p -- /images/busybox:1.36/work /images/busybox:1.36/.interlink || return
 	ch-run --private-tmp '--unset-env=*' '--bind='"$IL_DATA"/volumes/work:/work '--bind='"$IL_DATA"/.interlink/setup:/.interlink /images/busybox:1.36 -- /.interlink/envexec /.interlink/env -- /bin/sh -c 'echo init > /work/ready'
 }
 
 # container main, image /images/ghcr.io/acme/app:v1
 il_c1() {
 	cp -- /opt/interlink/bin/interlink-envexec "$IL_DATA"/.interlink/main/envexec || return
-	mkdir -p -- /images/ghcr.io/acme/app:v1/etc/app /images/ghcr.io/acme/app:v1/etc/creds /images/ghcr.io/acme/app:v1/var/run/secrets/tokens /images/ghcr.io/acme/app:v1/work /images/ghcr.io/acme/app:v1/.interlink /images/ghcr.io/acme/app:v1/srv || return
 	ch-run --private-tmp '--unset-env=*' '--bind='"$IL_DATA"/volumes/config:/etc/app '--bind='"$IL_DATA"/volumes/creds:/etc/creds '--bind='"$IL_DATA"/volumes/token:/var/run/secrets/tokens '--bind='"$IL_DATA"/volumes/work:/work '--bind='"$IL_DATA"/.interlink/main:/.interlink '--cd=/srv' /images/ghcr.io/acme/app:v1 -- /.interlink/envexec /.interlink/env -- /app --serve "it's ok"
 }
 
 # container sidecar, image /images/tools.sif
 il_c2() {
 	cp -- /opt/interlink/bin/interlink-envexec "$IL_DATA"/.interlink/sidecar/envexec || return
-	mkdir -p -- /images/tools.sif/work /images/tools.sif/.interlink || return
 	ch-run --private-tmp '--unset-env=*' '--bind='"$IL_DATA"/volumes/work/logs:/work '--bind='"$IL_DATA"/.interlink/sidecar:/.interlink /images/tools.sif -- /.interlink/envexec /.interlink/env -- watch
 }
 
