@@ -17,8 +17,9 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
 # package:command pairs; a package counts as present when its command is.
+# mpich's mpiexec runs pods with the slurm-job.vk.io/mpi-flags annotation.
 PACKAGES=(slurm-wlm:slurmctld munge:munged charliecloud-runtime:ch-run busybox-static:
-	tsocks:tsocks openssh-server:sshd openssh-client:ssh wget:wget)
+	tsocks:tsocks openssh-server:sshd openssh-client:ssh wget:wget mpich:mpiexec)
 
 install() {
 	local missing=() p pkg cmd

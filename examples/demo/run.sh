@@ -21,6 +21,9 @@
 #                         whose API server runs elsewhere)
 #   INTERLINK_DEMO_DIR    state and logs (default /tmp/interlink-demo); it
 #                         must be new, empty, or an earlier demo's
+#   DEMO_SLURM_CONFIG     a file of YAML lines appended to the SLURM
+#                         sidecar's config after the demo's keys, such as
+#                         AllowedMPIFlags: ["-n="] (SIDECAR=slurm)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . .ci/lib.sh
@@ -47,6 +50,8 @@ python3 -c 'import ipaddress,sys; ipaddress.ip_address(sys.argv[1])' "$NODE_ADDR
 	die "DEMO_NODE_ADDRESS '$NODE_ADDRESS' is not an IP address"
 # The path goes into YAML configs and a JSON body: plain characters only.
 [[ $DEMO_DIR =~ ^/[A-Za-z0-9_./-]+$ ]] || die "INTERLINK_DEMO_DIR must be an absolute path of letters, digits and _ . / - only, not '$DEMO_DIR'"
+SLURM_EXTRA=${DEMO_SLURM_CONFIG:-}
+[ -z "$SLURM_EXTRA" ] || { [ -f "$SLURM_EXTRA" ] && [ -r "$SLURM_EXTRA" ]; } || die "DEMO_SLURM_CONFIG=$SLURM_EXTRA is not a readable file"
 for tool in curl openssl python3; do command -v "$tool" >/dev/null || die "$tool is needed by the demo"; done
 for b in interlink "interlink-$SIDECAR" interlink-vk interlink-token-refresher; do
 	[ -x "$BIN/$b" ] || die "$BIN/$b is missing: run make build first (make demo does)"
@@ -154,6 +159,7 @@ Runtime: charliecloud
 ImageRoot: $DEMO_DIR/images
 Partition: debug
 YAML
+	[ -z "$SLURM_EXTRA" ] || cat "$SLURM_EXTRA" >>"$DEMO_DIR/config/slurm.yaml"
 	start sidecar "$BIN/interlink-slurm" --config "$DEMO_DIR/config/slurm.yaml"
 	;;
 docker)

@@ -170,10 +170,10 @@ func (b *builder) need(key, what string) error {
 }
 
 type builder struct {
-	cfg     *Config
-	pod     *corev1.Pod
-	dir     string
-	site    *site
+	cfg  *Config
+	pod  *corev1.Pod
+	dir  string
+	site *site
 	// singOpts are the options of the singularity annotations, checked.
 	singOpts []string
 }
