@@ -197,6 +197,25 @@ func AllowedHostPath(allowed []string, p string) bool {
 	return true
 }
 
+// HostPathRoot splits p, a host path AllowedHostPath accepted, into the
+// allowed directory that holds it and the path below (slash-separated, "."
+// for the directory itself).
+func HostPathRoot(allowed []string, p string) (root, rel string) {
+	p = filepath.Clean(p)
+	best := ""
+	for _, a := range allowed {
+		a = filepath.Clean(a)
+		if r, err := filepath.Rel(a, p); err == nil && (filepath.IsLocal(r) || r == ".") && len(a) > len(best) {
+			best = a
+		}
+	}
+	if best == "" {
+		return p, "."
+	}
+	r, _ := filepath.Rel(best, p)
+	return best, filepath.ToSlash(r)
+}
+
 // resolved is p with its symlinks resolved, or p when it does not exist.
 func resolved(p string) string {
 	if r, err := filepath.EvalSymlinks(p); err == nil {

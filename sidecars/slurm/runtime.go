@@ -32,6 +32,17 @@ type container struct {
 type mount struct {
 	host, ctr string
 	ro        bool
+	// beneath, when set, is opened by the job at start (host is then an
+	// fdMarker).
+	beneath *beneathSpec
+}
+
+// beneathSpec is a path the job opens beneath root, a word (data path or
+// allowed host directory), without following symlinks; mkdir makes the
+// missing directories (an emptyDir's subPath).
+type beneathSpec struct {
+	root, rel string
+	mkdir     bool
 }
 
 // envMode is how a runtime gets a container's environment.

@@ -466,8 +466,25 @@ func (b *builder) container(c *corev1.Container, vols map[string]poddata.Volume,
 		if host == "" {
 			host = dataRef(dir)
 		}
-		ro := v.ReadOnly
-		ct.mounts = append(ct.mounts, mount{host: host, ctr: path.Clean(m.MountPath), ro: ro || m.ReadOnly})
+		mnt := mount{host: host, ctr: path.Clean(m.MountPath), ro: v.ReadOnly || m.ReadOnly}
+		// A subPath, or a hostPath, is opened by the job beneath its volume
+		// or allowed directory when the container starts: a container may
+		// have swapped a directory of it for a symlink since the pod was
+		// checked.
+		switch {
+		case v.HostPath != "":
+			root, rel := poddata.HostPathRoot(b.cfg.AllowedHostPaths, hostPath)
+			mnt.beneath = &beneathSpec{root: root, rel: rel}
+		case m.SubPath != "":
+			mnt.beneath = &beneathSpec{root: dataRef(v.Dir), rel: path.Clean(m.SubPath), mkdir: v.EmptyDir}
+		}
+		if mnt.beneath != nil {
+			mnt.host = fdMarker(len(ct.mounts))
+			if err := b.need("EnvExecPath", "a subPath or hostPath mount"); err != nil {
+				errs = append(errs, fmt.Errorf("container %s: %w", c.Name, err))
+			}
+		}
+		ct.mounts = append(ct.mounts, mnt)
 	}
 	if b.cfg.Tsocks {
 		// Directories, not files: every runtime binds those.
@@ -613,6 +630,38 @@ func quote(s string) (string, error) {
 		return "", fmt.Errorf("cannot quote %q: %w", s, err)
 	}
 	return q, nil
+}
+
+// fdMarker stands, in a runtime's words, for the host side of mount i,
+// which the job opens beneath its root (bindBeneath).
+func fdMarker(i int) string { return fmt.Sprintf("\x00IL_FD%d\x00", i) }
+
+// bindBeneath runs argv through the helper's bind mode when some of its
+// words hold an fdMarker: the helper opens each such mount beneath its root
+// without following symlinks and puts /proc/self/fd/N in its place.
+func (b *builder) bindBeneath(argv []string, mounts []mount) []string {
+	var groups []string
+	for i, m := range mounts {
+		if m.beneath == nil {
+			continue
+		}
+		mark := fdMarker(i)
+		for k, w := range argv {
+			if pre, post, ok := strings.Cut(w, mark); ok {
+				mk := "0"
+				if m.beneath.mkdir {
+					mk = "1"
+				}
+				groups = append(groups, strconv.Itoa(k), m.beneath.root, m.beneath.rel, mk, pre, post)
+				argv[k] = pre + post // the helper puts the descriptor between them
+			}
+		}
+	}
+	if len(groups) == 0 {
+		return argv
+	}
+	out := append([]string{b.cfg.EnvExecPath, envexec.BindMode}, groups...)
+	return append(append(out, "--"), argv...)
 }
 
 // readImageConfig is a podman step: pull the image when missing, then read
@@ -788,7 +837,7 @@ il_run() {
 				continue
 			}
 			if j == len(steps)-1 {
-				step = append(slices.Clone(mpi), step...)
+				step = append(slices.Clone(mpi), b.bindBeneath(step, c.mounts)...)
 				w("\t%s\n", cmd(step))
 				break
 			}

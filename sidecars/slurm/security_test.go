@@ -13,6 +13,7 @@ import (
 
 	"github.com/seed-3f807049/interlink/functions/api"
 	"github.com/seed-3f807049/interlink/sidecars/poddata"
+	"github.com/seed-3f807049/interlink/sidecars/slurm/envexec"
 )
 
 // hostile are values that would run code, split words or leave a
@@ -177,7 +178,9 @@ func FuzzJobScript(f *testing.F) {
 // commandWords returns the first word of every simple command of the
 // script (and, for a command that runs another, such as mpiexec, the words
 // before the program it runs), and the names it assigns.
-func commandWords(t *testing.T, script string, launchers map[string]bool, programs map[string]bool) (cmds, assigned []string) {
+// The helper's bind mode is a launcher too: its words up to "--" are data
+// (paths it opens), the word after "--" the program it runs.
+func commandWords(t *testing.T, script string, launchers map[string]bool, programs map[string]bool, helper string) (cmds, assigned []string) {
 	t.Helper()
 	f, err := syntax.NewParser().Parse(strings.NewReader(script), "job.sh")
 	if err != nil {
@@ -189,7 +192,23 @@ func commandWords(t *testing.T, script string, launchers map[string]bool, progra
 			for _, a := range n.Assigns {
 				assigned = append(assigned, a.Name.Value)
 			}
-			for i, a := range n.Args {
+			// The helper's bind mode runs a program too: its words up to
+			// "--" are data (paths it opens); they are taken out here.
+			args := slices.Clone(n.Args)
+			for i := 0; i+1 < len(args); i++ {
+				w, _ := expand.Literal(nil, args[i])
+				b, _ := expand.Literal(nil, args[i+1])
+				if w != helper || b != envexec.BindMode {
+					continue
+				}
+				end := slices.IndexFunc(args[i:], func(a *syntax.Word) bool { return a.Lit() == "--" })
+				if end < 0 {
+					t.Fatalf("the helper's bind mode without --")
+				}
+				args = append(args[:i], args[i+end+1:]...)
+				break
+			}
+			for i, a := range args {
 				w, err := expand.Literal(nil, a)
 				if err != nil {
 					w = "<expansion>"
@@ -206,7 +225,7 @@ func commandWords(t *testing.T, script string, launchers map[string]bool, progra
 				}
 				// A launcher's own words: each must be an option or the
 				// value of an allowed one, never a program.
-				if !strings.HasPrefix(w, "-") && !strings.HasPrefix(n.Args[i-1].Lit(), "-") {
+				if !strings.HasPrefix(w, "-") && !strings.HasPrefix(args[i-1].Lit(), "-") {
 					cmds = append(cmds, w)
 				}
 			}
@@ -277,7 +296,7 @@ func TestNoPodWordInCommandPosition(t *testing.T) {
 					continue
 				}
 				runtimesAt := map[string]bool{cfg.SingularityPath: true, cfg.ApptainerPath: true, cfg.EnrootPath: true, cfg.ChRunPath: true, cfg.PodmanPath: true}
-				cmds, assigned := commandWords(t, j.script, map[string]bool{cfg.MpiexecPath: true}, runtimesAt)
+				cmds, assigned := commandWords(t, j.script, map[string]bool{cfg.MpiexecPath: true}, runtimesAt, cfg.EnvExecPath)
 				for _, c := range cmds {
 					if !allowed[c] {
 						t.Errorf("%s %s=%q: the script runs %q", rt, ann, v, c)

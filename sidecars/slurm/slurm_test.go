@@ -2,9 +2,12 @@ package slurm
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,7 +52,34 @@ echo "$@" >>"$D/cancelled"
 	cfg.DataRootFolder, cfg.StatePath = filepath.Join(dir, "jobs"), filepath.Join(dir, "state.db")
 	// Absolute: taken as is, as for a runtime the compute nodes alone have.
 	cfg.SingularityPath = "/opt/apptainer/bin/singularity"
+	cfg.EnvExecPath = testEnvExec(t)
 	return cfg, dir
+}
+
+var (
+	envExecOnce sync.Once
+	envExecBin  string
+	envExecErr  error
+)
+
+// testEnvExec builds the interlink-envexec helper once for the tests.
+func testEnvExec(t *testing.T) string {
+	t.Helper()
+	envExecOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "interlink-envexec-")
+		if err != nil {
+			envExecErr = err
+			return
+		}
+		envExecBin = filepath.Join(dir, "interlink-envexec")
+		if out, err := exec.Command("go", "build", "-o", envExecBin, "./cmd/interlink-envexec").CombinedOutput(); err != nil {
+			envExecErr = fmt.Errorf("build interlink-envexec: %w\n%s", err, out)
+		}
+	})
+	if envExecErr != nil {
+		t.Fatal(envExecErr)
+	}
+	return envExecBin
 }
 
 func TestCreateStatusDelete(t *testing.T) {
@@ -173,7 +203,8 @@ func TestRefusedSubmissionLeavesNothing(t *testing.T) {
 	if api.ReasonOf(err) != api.ReasonInvalid || !strings.Contains(err.Error(), "Invalid partition name") {
 		t.Fatalf("create: %v, want Invalid with Slurm's message", err)
 	}
-	if entries, _ := os.ReadDir(filepath.Join(dir, "jobs")); len(entries) != 1 || entries[0].Name() != ".interlink-slurm.lock" {
+	// The sidecar's own entries: its lock and its copy of the helper.
+	if entries, _ := os.ReadDir(filepath.Join(dir, "jobs")); len(entries) != 2 || entries[0].Name() != ".interlink" || entries[1].Name() != ".interlink-slurm.lock" {
 		t.Errorf("a refused pod left entries in DataRootFolder: %v", entries)
 	}
 	if _, ok := s.store.get(testUID); ok {

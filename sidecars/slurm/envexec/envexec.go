@@ -67,6 +67,9 @@ const (
 // Main runs the helper with args (os.Args) and returns the exit code of a
 // failure to start the command; on success it does not return.
 func Main(args []string, stderr io.Writer) int {
+	if len(args) > 1 && args[1] == BindMode {
+		return bindMain(args[2:], stderr)
+	}
 	dir, file, argv, err := parseArgs(args[1:])
 	if err != nil {
 		fmt.Fprintf(stderr, "interlink-envexec: %v\n%s\n", err, usage)

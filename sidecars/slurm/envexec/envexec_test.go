@@ -153,3 +153,37 @@ func TestHelperIsStatic(t *testing.T) {
 		}
 	}
 }
+
+// TestBindBeneath: a subPath is opened beneath its volume without
+// following symlinks, and the program gets its path in the argument asked
+// for; a path that crosses a symlink or leaves the volume is refused.
+func TestBindBeneath(t *testing.T) {
+	vol := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(vol, "sub/dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.WriteFile(filepath.Join(vol, "sub/dir/mark"), []byte("inside"), 0o644)
+	_ = os.Symlink("/", filepath.Join(vol, "host"))
+	_ = os.Symlink("sub", filepath.Join(vol, "rel-link"))
+	out, code := run(t, BindMode, "3", vol, "sub/dir", "0", "--bind=", ":/x", "--", "/bin/sh", "-c", `p=${0#--bind=}; cat "${p%:/x}"/mark; echo " $0"`, "WORD")
+	if want := "inside --bind=" + filepath.Join(vol, "sub/dir") + ":/x\n"; code != 0 || out != want {
+		t.Fatalf("bind: exit %d, %q, want %q", code, out, want)
+	}
+	for _, rel := range []string{"host", "host/etc", "rel-link/dir", "../x", "sub/../../x", "/etc"} {
+		if out, code := run(t, BindMode, "1", vol, rel, "0", "", "", "--", "/bin/true", "x"); code == 0 {
+			t.Errorf("%q: accepted: %s", rel, out)
+		}
+	}
+	// An emptyDir's missing subPath is made, beneath the volume.
+	if out, code := run(t, BindMode, "1", vol, "new/deep", "1", "", "", "--", "/bin/true", "x"); code != 0 {
+		t.Errorf("mkdir: exit %d %s", code, out)
+	}
+	if st, err := os.Stat(filepath.Join(vol, "new/deep")); err != nil || !st.IsDir() {
+		t.Errorf("new/deep was not made: %v", err)
+	}
+	for _, bad := range [][]string{{"x", vol, "sub", "0", "", "", "--", "/bin/true"}, {"5", vol, "sub", "0", "", "", "--", "/bin/true"}, {"1", vol}} {
+		if _, code := run(t, append([]string{BindMode}, bad...)...); code == 0 {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

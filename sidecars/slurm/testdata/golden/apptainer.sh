@@ -66,7 +66,7 @@ il_c1() {
 
 # container sidecar, image /images/tools.sif
 il_c2() {
-	mpiexec -np 4 --bind-to core apptainer run --containall --no-home --writable-tmpfs --cleanenv --bind /cvmfs:/cvmfs:ro --env-file "$IL_DATA"/env/sidecar.env --bind "$IL_DATA"/volumes/work/logs:/work /images/tools.sif watch
+	mpiexec -np 4 --bind-to core /opt/interlink/bin/interlink-envexec bind 11 "$IL_DATA"/volumes/work logs 1 '' :/work -- apptainer run --containall --no-home --writable-tmpfs --cleanenv --bind /cvmfs:/cvmfs:ro --env-file "$IL_DATA"/env/sidecar.env --bind :/work /images/tools.sif watch
 }
 
 # Init containers run in order; the first that fails ends the job.

@@ -71,7 +71,7 @@ il_c1() {
 # container sidecar, image /images/tools.sif
 il_c2() {
 	cp -- /opt/interlink/bin/interlink-envexec "$IL_DATA"/.interlink/sidecar/envexec || return
-	ch-run --private-tmp '--unset-env=*' '--bind='"$IL_DATA"/volumes/work/logs:/work '--bind='"$IL_DATA"/.interlink/sidecar:/.interlink /images/tools.sif -- /.interlink/envexec /.interlink/env -- watch
+	/opt/interlink/bin/interlink-envexec bind 3 "$IL_DATA"/volumes/work logs 1 '--bind=' :/work -- ch-run --private-tmp '--unset-env=*' '--bind=:/work' '--bind='"$IL_DATA"/.interlink/sidecar:/.interlink /images/tools.sif -- /.interlink/envexec /.interlink/env -- watch
 }
 
 # Init containers run in order; the first that fails ends the job.

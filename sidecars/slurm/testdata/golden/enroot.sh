@@ -88,7 +88,7 @@ il_c2() {
 	mkdir -p "$IL_DATA"/images || return
 	enroot import --output "$IL_DATA"/images/sidecar.sqsh /images/tools.sif || return
 	enroot create --force --name il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar "$IL_DATA"/images/sidecar.sqsh || return
-	enroot start --rw --mount "$IL_DATA"'/volumes/work/logs /work none x-create=dir,bind' --mount "$IL_DATA"'/.interlink/sidecar /.interlink none x-create=dir,bind,ro' il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar /.interlink/envexec /.interlink/env -- /etc/rc watch
+	/opt/interlink/bin/interlink-envexec bind 4 "$IL_DATA"/volumes/work logs 1 '' ' /work none x-create=dir,bind' -- enroot start --rw --mount ' /work none x-create=dir,bind' --mount "$IL_DATA"'/.interlink/sidecar /.interlink none x-create=dir,bind,ro' il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar /.interlink/envexec /.interlink/env -- /etc/rc watch
 }
 il_c2_cleanup() {
 	enroot remove --force il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar >/dev/null 2>&1

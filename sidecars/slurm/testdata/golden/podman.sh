@@ -83,7 +83,7 @@ il_c2() {
 	local il_ep il_cmd
 	mapfile -d '' -t il_ep < <(podman image inspect --format '{{range .Config.Entrypoint}}{{.}}{{"\x00"}}{{end}}' -- /images/tools.sif)
 	mapfile -d '' -t il_cmd < <(podman image inspect --format '{{range .Config.Cmd}}{{.}}{{"\x00"}}{{end}}' -- /images/tools.sif)
-	podman run --rm '--name=il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar' '--network=host' '--volume='"$IL_DATA"/volumes/work/logs:/work '--volume='"$IL_DATA"/.interlink/sidecar:/.interlink:ro '--entrypoint=["/.interlink/envexec","/.interlink/env","--"]' /images/tools.sif "${il_ep[@]}" watch
+	/opt/interlink/bin/interlink-envexec bind 5 "$IL_DATA"/volumes/work logs 1 '--volume=' :/work -- podman run --rm '--name=il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar' '--network=host' '--volume=:/work' '--volume='"$IL_DATA"/.interlink/sidecar:/.interlink:ro '--entrypoint=["/.interlink/envexec","/.interlink/env","--"]' /images/tools.sif "${il_ep[@]}" watch
 }
 il_c2_cleanup() {
 	podman rm --force --ignore il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar >/dev/null 2>&1

@@ -82,7 +82,7 @@ il_c1() {
 
 # container sidecar, image /images/tools.sif
 il_c2() {
-	singularity run --containall --no-home --env-file "$IL_DATA"/env/sidecar.env --bind "$IL_DATA"/volumes/work/logs:/work --bind /usr/lib/x86_64-linux-gnu:/opt/interlink-tsocks:ro --bind "$IL_DATA"/tsocks:/etc/interlink-tsocks:ro /images/tools.sif watch
+	/opt/interlink/bin/interlink-envexec bind 7 "$IL_DATA"/volumes/work logs 1 '' :/work -- singularity run --containall --no-home --env-file "$IL_DATA"/env/sidecar.env --bind :/work --bind /usr/lib/x86_64-linux-gnu:/opt/interlink-tsocks:ro --bind "$IL_DATA"/tsocks:/etc/interlink-tsocks:ro /images/tools.sif watch
 }
 
 # Init containers run in order; the first that fails ends the job.
