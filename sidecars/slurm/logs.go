@@ -67,14 +67,15 @@ func (l *logWriter) run(ctx context.Context, f *os.File) error {
 		}
 	}()
 	if f != nil {
-		r = bufio.NewReaderSize(f, 64<<10)
+		r = bufio.NewReaderSize(f, maxLogLine)
 	}
 	// What is there now: filtered, and the last Tail lines kept.
 	var tail []string
+	tailBytes := 0
 	var partial string // a last line not finished yet, read again when followed
 	if r != nil {
 		for {
-			line, err := r.ReadString('\n')
+			line, err := readLine(r)
 			if err != nil {
 				// A partial last line is read again when followed.
 				if len(line) > 0 {
@@ -97,7 +98,9 @@ func (l *logWriter) run(ctx context.Context, f *os.File) error {
 				continue
 			}
 			tail = append(tail, out)
-			if len(tail) > o.Tail {
+			tailBytes += len(out)
+			for len(tail) > o.Tail || tailBytes > maxTailBytes {
+				tailBytes -= len(tail[0])
 				tail = tail[1:]
 			}
 		}
@@ -117,11 +120,11 @@ func (l *logWriter) run(ctx context.Context, f *os.File) error {
 		if r == nil {
 			if nf, err := l.s.root.Open(l.name); err == nil {
 				f = nf
-				r = bufio.NewReaderSize(f, 64<<10)
+				r = bufio.NewReaderSize(f, maxLogLine)
 			}
 		}
 		for r != nil {
-			line, err := r.ReadString('\n')
+			line, err := readLine(r)
 			partial += line
 			if err != nil {
 				break
@@ -192,6 +195,26 @@ func (l *logWriter) emit(s string) error {
 	}
 	_, err := io.WriteString(l.w, s)
 	return err
+}
+
+// maxLogLine is the longest log line read at once: a longer one (a
+// container writing gigabytes without a newline) comes in pieces, each one
+// a line, as the CRI splits long lines. The job's logger splits lines at
+// 16384 characters already; this bounds what the sidecar reads whatever
+// the file holds.
+const maxLogLine = 64 << 10
+
+// maxTailBytes bounds the lines kept for a tail: past it the oldest go,
+// even when fewer than Tail are kept.
+const maxTailBytes = 16 << 20
+
+// readLine reads one line of at most maxLogLine bytes (r's buffer size).
+func readLine(r *bufio.Reader) (string, error) {
+	b, err := r.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		return string(b) + "\n", nil
+	}
+	return string(b), err
 }
 
 func ignoreEOF(err error) error {

@@ -1,6 +1,8 @@
 package slurm
 
 import (
+	"bufio"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -89,4 +91,37 @@ func TestJobChunks(t *testing.T) {
 	if !slices.Equal(all, ids) {
 		t.Error("the chunks do not hold the jobs in order, each once")
 	}
+}
+
+// TestReadLineIsBounded: 100 MiB without a newline come in pieces of at
+// most maxLogLine bytes, never read whole.
+func TestReadLineIsBounded(t *testing.T) {
+	const size = 100 << 20
+	r := bufio.NewReaderSize(io.LimitReader(repeatReader('x'), size), maxLogLine)
+	pieces, total := 0, 0
+	for {
+		line, err := readLine(r)
+		if len(line) > maxLogLine+1 {
+			t.Fatalf("a piece of %d bytes", len(line))
+		}
+		total += len(strings.TrimSuffix(line, "\n"))
+		if line != "" {
+			pieces++
+		}
+		if err != nil {
+			break
+		}
+	}
+	if total != size || pieces != size/maxLogLine {
+		t.Errorf("%d bytes in %d pieces, want %d in %d", total, pieces, size, size/maxLogLine)
+	}
+}
+
+type repeatReader byte
+
+func (b repeatReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(b)
+	}
+	return len(p), nil
 }

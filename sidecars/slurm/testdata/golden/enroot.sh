@@ -35,10 +35,11 @@ il_now() {
 		IL_NOW=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
 	fi
 }
-# il_log prefixes each line with the time it was read.
+# il_log prefixes each line with the time it was read; a line longer than
+# 16384 characters comes in pieces, as the CRI splits long lines.
 il_log() {
 	local line
-	while IFS= read -r line || [[ -n $line ]]; do
+	while IFS= read -r -n 16384 line || [[ -n $line ]]; do
 		il_now
 		printf '%s %s\n' "$IL_NOW" "$line"
 	done
