@@ -140,20 +140,29 @@ func TestHostileValuesStayWords(t *testing.T) {
 	}
 }
 
-// FuzzJobScript: whatever the pod holds, the script parses, gains no
-// expansion, and keeps the command one word; or the pod is refused.
+// FuzzJobScript: whatever the pod holds (command, env name and value,
+// ConfigMap key, every annotation that reaches the host, with every
+// allow-list open), the script parses, gains no expansion, keeps the
+// command one word and runs only the operator's programs; or the pod is
+// refused.
 func FuzzJobScript(f *testing.F) {
 	for _, v := range hostile {
-		f.Add(v, v, v)
+		f.Add(v, "NAME", v, v, v)
 	}
-	f.Fuzz(func(t *testing.T, cmd, env, key string) {
+	f.Add("sh", "BASH_ENV", "/x", "k", "-n 1 /bin/sh -c id --")
+	f.Add("sh", "PATH", "data/volumes/bin", "k", "--bind /etc:/x")
+	f.Fuzz(func(t *testing.T, cmd, name, env, key, ann string) {
 		cfg := testConfig(t)
+		cfg.AllowedMPIFlags, cfg.AllowedHostPaths = []string{"-n="}, []string{"/scratch"}
 		base := expansions(t, render(t, cfg, testPod()))
 		data := testPod()
 		c := &data.Pod.Spec.Containers[0]
 		c.Command = []string{cmd}
-		c.Env = append(c.Env, corev1.EnvVar{Name: "FUZZ", Value: env})
+		c.Env = append(c.Env, corev1.EnvVar{Name: name, Value: env})
 		data.Containers[1].ConfigMaps[0].Data[key] = env
+		for _, a := range []string{AnnotationFlags, AnnotationMPIFlags, AnnotationSingularityOptions, AnnotationSingularityMounts} {
+			data.Pod.Annotations[a] = ann
+		}
 		j, err := buildJob(&cfg, nil, data, "/data/interlink/jobs/team-a-"+testUID)
 		if err != nil {
 			if api.ReasonOf(err) != api.ReasonInvalid {
@@ -166,6 +175,14 @@ func FuzzJobScript(f *testing.F) {
 		}
 		if !literalWords(t, j.script)[cmd] {
 			t.Fatalf("command %q is not one word", cmd)
+		}
+		allowed := hostPrograms(&cfg)
+		cmds, _ := commandWords(t, j.script, map[string]bool{cfg.MpiexecPath: true},
+			map[string]bool{cfg.SingularityPath: true}, cfg.EnvExecPath)
+		for _, w := range cmds {
+			if !allowed[w] {
+				t.Fatalf("the script runs %q", w)
+			}
 		}
 		for _, fl := range j.files {
 			if !poddata.IsLocal(fl.Path) {
