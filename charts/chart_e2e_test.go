@@ -163,7 +163,7 @@ func TestE2EChartConfigsPassTheBinariesValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	mounted := []string{"INTERLINK_AUTH_STATIC_TOKENS_FILE=" + secret, "INTERLINK_TOKEN_CLIENT_SECRET_FILE=" + secret,
-		"INTERLINK_TOKEN_REFRESH_TOKEN_FILE=" + secret}
+		"INTERLINK_TOKEN_REFRESH_TOKEN_FILE=" + secret, "INTERLINK_SIDECAR_TOKEN_FILE=" + secret}
 	for _, f := range scenarios(t) {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			var cm corev1.ConfigMap

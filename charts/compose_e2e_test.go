@@ -65,14 +65,16 @@ func TestE2EComposeRemoteSide(t *testing.T) {
 	// The token file and the data directory belong to the images' user
 	// (65532) and nobody else.
 	token := fmt.Sprintf("compose-e2e-%d", time.Now().UnixNano())
-	tokens, data := filepath.Join(dir, "tokens.csv"), filepath.Join(dir, "data")
+	tokens, data, runDir := filepath.Join(dir, "tokens.csv"), filepath.Join(dir, "data"), filepath.Join(dir, "run")
 	if err := os.WriteFile(tokens, []byte(token+",compose-e2e\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Mkdir(data, 0o700); err != nil {
-		t.Fatal(err)
+	for _, d := range []string{data, runDir} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
 	}
-	for _, p := range []string{tokens, data} {
+	for _, p := range []string{tokens, data, runDir} {
 		if err := os.Chown(p, 65532, 65532); err != nil {
 			t.Fatal(err)
 		}
@@ -84,10 +86,10 @@ func TestE2EComposeRemoteSide(t *testing.T) {
 	if err := syscall.Stat(filepath.Join(dockerDir, "docker.sock"), &st); err != nil {
 		t.Fatal(err)
 	}
-	ilPort, scPort := freePort(t), freePort(t)
-	env := []string{dockerHost, "INTERLINK_PORT=" + ilPort, "SIDECAR_PORT=" + scPort,
+	ilPort := freePort(t)
+	env := []string{dockerHost, "INTERLINK_PORT=" + ilPort,
 		"DOCKER_SOCK=" + filepath.Join(dockerDir, "docker.sock"), fmt.Sprintf("DOCKER_GID=%d", st.Gid),
-		"INTERLINK_TOKENS_FILE=" + tokens, "INTERLINK_DATA_DIR=" + data, "INTERLINK_POD_NETWORK=host"}
+		"INTERLINK_TOKENS_FILE=" + tokens, "INTERLINK_DATA_DIR=" + data, "INTERLINK_RUN_DIR=" + runDir, "INTERLINK_POD_NETWORK=host"}
 	compose := func(args ...string) (string, error) {
 		return command(env, "docker-compose", append([]string{"-f", filepath.Join(repoDir, "examples/compose/compose.yaml"), "-p", "interlinke2e"}, args...)...)
 	}
@@ -132,6 +134,12 @@ func TestE2EComposeRemoteSide(t *testing.T) {
 	})
 	if code, body, err := ping(false); err != nil || code != http.StatusUnauthorized {
 		t.Errorf("/pinglink without a token: %d %s %v, want 401", code, body, err)
+	}
+	// interlink reached the sidecar on its unix socket, 0660 and the
+	// images' user's, in a directory only that user enters.
+	var sock syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(runDir, "docker.sock"), &sock); err != nil || sock.Mode&0o777 != 0o660 || sock.Uid != 65532 {
+		t.Errorf("the sidecar's socket: %v, mode %o uid %d; want 0660 and uid 65532", err, sock.Mode&0o777, sock.Uid)
 	}
 
 	if out, err := compose("down", "--timeout", "5"); err != nil {

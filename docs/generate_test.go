@@ -50,11 +50,14 @@ and ignored, so one file can be shared with a plugin, as the original interLink 
 		{"interlink-token-refresher", "Keeps the VK's token file fresh (`vk/cmd/interlink-token-refresher`). " +
 			"Config file: `--config` or `INTERLINK_TOKEN_CONFIG`.", &tcfg},
 		{"interlink-sim", "The simulated sidecar (`sidecars/sim/cmd/interlink-sim`), for scale tests only. " +
+			"It authenticates no caller: run it on a test host, on a unix socket or loopback. " +
 			"Config file: `--config` or `INTERLINK_SIM_CONFIG`.", &scfg},
 		{"interlink-slurm", "The SLURM sidecar (`sidecars/slurm/cmd/interlink-slurm`). " +
-			"Config file: `--config` or `SLURMCONFIGPATH`. The original SLURM plugin's keys and variables keep working; see docs/slurm.md.", &slcfg},
+			"Config file: `--config` or `SLURMCONFIGPATH`. The original SLURM plugin's keys and variables keep working; see docs/slurm.md. " +
+			"It serves a unix socket by default; on TCP (`SidecarPort`) it requires a credential (`Auth`): docs/slurm.md#who-may-call-it.", &slcfg},
 		{"interlink-docker", "The Docker sidecar (`sidecars/docker/cmd/interlink-docker`). " +
-			"Config file: `--config` or `INTERLINK_DOCKER_CONFIG`. See docs/docker.md.", &dcfg},
+			"Config file: `--config` or `INTERLINK_DOCKER_CONFIG`. See docs/docker.md. " +
+			"It serves a unix socket by default; on TCP (`SidecarPort`) it requires a credential (`Auth`): docs/docker.md#who-may-call-it.", &dcfg},
 		{"interlink-installer", "The answers of the installer (`functions/cmd/interlink-installer`): `--answers FILE`, the flags of docs/installer.md, " +
 			"or prompts on a terminal. Not a daemon: no environment variables. See docs/installer.md.", &answers},
 	}

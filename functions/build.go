@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/seed-3f807049/interlink/functions/api"
+	"github.com/seed-3f807049/interlink/functions/client"
 	"github.com/seed-3f807049/interlink/observability/metrics"
 	"github.com/seed-3f807049/interlink/observability/server"
 	"github.com/seed-3f807049/interlink/observability/tracing"
@@ -34,17 +36,19 @@ func FromConfig(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Handl
 		// the TLS layer; the proxy decides.
 		srv.ClientCertOptional = cfg.Auth.ClientCerts && (len(cfg.Auth.Issuers) > 0 || cfg.Auth.StaticTokensFile != "")
 	}
-	var tlsCfg *tls.Config
-	if cfg.SidecarCAFile != "" {
-		pem, err := os.ReadFile(cfg.SidecarCAFile)
-		if err != nil {
-			return nil, srv, fmt.Errorf("read SidecarCAFile: %w", err)
+	tlsCfg, err := sidecarTLS(cfg, log)
+	if err != nil {
+		return nil, srv, err
+	}
+	// The sidecars' bearer token, read now (a missing file is an error at
+	// start) and again whenever the file changes.
+	var header func() (http.Header, error)
+	if cfg.SidecarTokenFile != "" {
+		tf := client.NewTokenFile(cfg.SidecarTokenFile)
+		if _, err := tf.Get(); err != nil {
+			return nil, srv, fmt.Errorf("SidecarTokenFile: %w", err)
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, srv, fmt.Errorf("SidecarCAFile %s holds no PEM certificate", cfg.SidecarCAFile)
-		}
-		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+		header = tf.Header
 	}
 	urls, err := cfg.SidecarURLs()
 	if err != nil {
@@ -61,6 +65,7 @@ func FromConfig(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Handl
 			HTTPClient:  &http.Client{Transport: tracing.Transport(api.NewTransport(ep, tlsCfg))},
 			CallTimeout: cfg.CallTimeout.Duration,
 			Retries:     cfg.Retries,
+			Header:      header,
 		})
 		if err != nil {
 			return nil, srv, fmt.Errorf("sidecar %s: %w", name, err)
@@ -70,7 +75,12 @@ func FromConfig(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Handl
 		if pu, err := url.Parse(u); err == nil {
 			shown = pu.Redacted()
 		}
-		log.Info("sidecar configured", "sidecar", name, "url", shown, "default", name == cfg.Default())
+		log.Info("sidecar configured", "sidecar", name, "url", shown, "default", name == cfg.Default(),
+			"token", header != nil, "client_certificate", cfg.SidecarCertFile != "")
+		if header != nil && ep.Socket == "" && ep.Base.Scheme == "http" && !loopback(ep.Base.Hostname()) {
+			log.Warn("the sidecars' token crosses the network in clear to this sidecar: serve it over https (its Auth.CertFile) or reach it on loopback",
+				"sidecar", name, "url", shown)
+		}
 	}
 	var m *Metrics
 	if reg != nil {
@@ -89,6 +99,43 @@ func FromConfig(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Handl
 		Logger:          log,
 	})
 	return h, srv, err
+}
+
+// sidecarTLS is the TLS client config of https sidecars: SidecarCAFile's
+// roots (default: the system's) and the client certificate of
+// SidecarCertFile, reloaded when it changes. nil when neither is set.
+func sidecarTLS(cfg Config, log *slog.Logger) (*tls.Config, error) {
+	if cfg.SidecarCAFile == "" && cfg.SidecarCertFile == "" {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.SidecarCAFile != "" {
+		pem, err := os.ReadFile(cfg.SidecarCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read SidecarCAFile: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("SidecarCAFile %s holds no PEM certificate", cfg.SidecarCAFile)
+		}
+	}
+	if cfg.SidecarCertFile != "" {
+		r, err := server.NewCertReloader(cfg.SidecarCertFile, cfg.SidecarKeyFile, log)
+		if err != nil {
+			return nil, fmt.Errorf("SidecarCertFile: %w", err)
+		}
+		tc.GetClientCertificate = r.GetClientCertificate
+	}
+	return tc, nil
+}
+
+// loopback tells whether host names this host.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // App is interlink assembled: the API handlers with /metrics, behind the

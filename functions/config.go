@@ -54,6 +54,9 @@ type Config struct {
 	TLS               TLSConfig         `json:"TLS" doc:"Serving TLS (original key)."`
 	Auth              proxy.Config      `json:"Auth" doc:"Who may call interLink: OIDC bearer JWTs, static tokens, client certificates."`
 	SidecarCAFile     string            `json:"SidecarCAFile" env:"INTERLINK_SIDECAR_CA_FILE" doc:"PEM CA trusted for https sidecars (default: the system roots)."`
+	SidecarTokenFile  string            `json:"SidecarTokenFile" env:"INTERLINK_SIDECAR_TOKEN_FILE" doc:"File holding the bearer token sent to the sidecars (one listed in their Auth.TokenFile); read at start and again when it changes. Not needed for a sidecar on a unix socket."`
+	SidecarCertFile   string            `json:"SidecarCertFile" env:"INTERLINK_SIDECAR_CERT_FILE" doc:"PEM client certificate presented to https sidecars (signed by their Auth.ClientCAFile); reloaded when it changes."`
+	SidecarKeyFile    string            `json:"SidecarKeyFile" env:"INTERLINK_SIDECAR_KEY_FILE" doc:"PEM key of SidecarCertFile."`
 	CallTimeout       config.Duration   `json:"CallTimeout" env:"INTERLINK_CALL_TIMEOUT" doc:"Timeout of one call to a sidecar (followed logs excepted)."`
 	Retries           int               `json:"Retries" env:"INTERLINK_RETRIES" doc:"Tries of an idempotent sidecar call (status, delete, logs, ping); create is never retried."`
 	StatusBatchSize   int               `json:"StatusBatchSize" env:"INTERLINK_STATUS_BATCH_SIZE" doc:"Largest number of pods in one status call to a sidecar; 0 sends each sidecar its whole share."`
@@ -96,6 +99,9 @@ func (c *Config) Validate() error {
 	}
 	if c.TLS.Enabled && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {
 		errs = append(errs, errors.New("TLS.Enabled needs TLS.CertFile and TLS.KeyFile"))
+	}
+	if (c.SidecarCertFile == "") != (c.SidecarKeyFile == "") {
+		errs = append(errs, errors.New("SidecarCertFile and SidecarKeyFile go together"))
 	}
 	if c.CallTimeout.Duration <= 0 || c.CallTimeout.Duration > time.Hour {
 		errs = append(errs, fmt.Errorf("CallTimeout %s must be between 0 and 1h", c.CallTimeout))

@@ -144,14 +144,25 @@ func TestE2EDashboardsHaveData(t *testing.T) {
 	run(t, filepath.Join(repo, ".ci/slurm.sh"), "up", slurmDir)
 	run(t, filepath.Join(repo, ".ci/docker.sh"), "up", dockerDir)
 
-	// Sidecars on loopback TCP, so that Prometheus scrapes them.
+	// Sidecars on loopback TCP, so that Prometheus scrapes them: /metrics
+	// is open, the API requires interlink's token (the sim, a test backend,
+	// requires none).
+	sidecarTokens := filepath.Join(dir, "sidecar-tokens.csv")
+	if err := os.WriteFile(sidecarTokens, []byte("sidecar-token-0123456789abcdef,interlink\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sidecar-token"), []byte("sidecar-token-0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	simPort, slurmPort, dockerPort, ilPort, kubeletPort := freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
 	start(t, dir, filepath.Join(bin, "interlink-sim"), []string{"INTERLINK_SIM_LISTEN=127.0.0.1:" + simPort, "INTERLINK_SIM_RUN_DURATION=3s"})
 	start(t, dir, filepath.Join(bin, "interlink-slurm"), []string{"INTERLINK_SLURM_LISTEN=127.0.0.1:" + slurmPort,
+		"INTERLINK_SLURM_AUTH_TOKEN_FILE=" + sidecarTokens,
 		"SLURM_CONF=" + filepath.Join(slurmDir, "slurm.conf"), "DATAROOTFOLDER=" + filepath.Join(dir, "slurm-jobs"),
 		"INTERLINK_SLURM_STATE_PATH=" + filepath.Join(dir, "slurm-state.db"), "INTERLINK_SLURM_RUNTIME=charliecloud",
 		"INTERLINK_SLURM_IMAGE_ROOT=" + images, "USER=root"})
-	dockerEnv := []string{"INTERLINK_DOCKER_LISTEN=127.0.0.1:" + dockerPort, "DOCKER_HOST=unix://" + filepath.Join(dockerDir, "docker.sock"),
+	dockerEnv := []string{"INTERLINK_DOCKER_LISTEN=127.0.0.1:" + dockerPort, "INTERLINK_DOCKER_AUTH_TOKEN_FILE=" + sidecarTokens,
+		"DOCKER_HOST=unix://" + filepath.Join(dockerDir, "docker.sock"),
 		"DATAROOTFOLDER=" + filepath.Join(dir, "docker-data"), "INTERLINK_DOCKER_NETWORK_MODE=none",
 		"INTERLINK_DOCKER_PAUSE_IMAGE=busybox:latest", "INTERLINK_DOCKER_PAUSE_COMMAND=sleep,2147483647"}
 	dockerSidecar := start(t, dir, filepath.Join(bin, "interlink-docker"), dockerEnv)
@@ -171,7 +182,8 @@ func TestE2EDashboardsHaveData(t *testing.T) {
 	}
 	start(t, dir, filepath.Join(bin, "interlink"), []string{"INTERLINKPORT=" + ilPort,
 		"INTERLINK_SIDECARS=sim=http://127.0.0.1:" + simPort + ",slurm=http://127.0.0.1:" + slurmPort + ",docker=http://127.0.0.1:" + dockerPort,
-		"INTERLINK_DEFAULT_SIDECAR=sim", "INTERLINK_AUTH_STATIC_TOKENS_FILE=" + tokens})
+		"INTERLINK_DEFAULT_SIDECAR=sim", "INTERLINK_AUTH_STATIC_TOKENS_FILE=" + tokens,
+		"INTERLINK_SIDECAR_TOKEN_FILE=" + filepath.Join(dir, "sidecar-token")})
 	waitHTTP(t, "http://127.0.0.1:"+ilPort+"/metrics")
 
 	kubeconfig := filepath.Join(cluster, "kubeconfig")

@@ -39,6 +39,10 @@ type ClientConfig struct {
 	Retries int
 	// Backoff is the first wait between tries.
 	Backoff time.Duration
+	// Header, if set, gives headers added to every call: the credential
+	// of a sidecar that requires one (a bearer token read again from its
+	// file, say).
+	Header func() (http.Header, error)
 }
 
 // Client calls a sidecar over the wire protocol. It implements Plugin and
@@ -79,7 +83,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	c := &Client{}
 	base.Transport = &versionSniffer{next: base.Transport, ours: &c.ours}
-	c.caller = api.Caller{HTTP: &base, Endpoint: ep, Timeout: cfg.CallTimeout, Retries: cfg.Retries, Backoff: cfg.Backoff}
+	c.caller = api.Caller{HTTP: &base, Endpoint: ep, Timeout: cfg.CallTimeout, Retries: cfg.Retries, Backoff: cfg.Backoff, Header: cfg.Header}
 	return c, nil
 }
 

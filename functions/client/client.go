@@ -53,7 +53,7 @@ type Config struct {
 type Client struct {
 	caller api.Caller
 	cfg    Config
-	token  tokenFile
+	token  *TokenFile
 	// trimmed is whether interLink's last reply set HeaderTrimmedStatus.
 	trimmed atomic.Bool
 }
@@ -91,7 +91,7 @@ func New(cfg Config) (*Client, error) {
 			tc.Certificates = []tls.Certificate{cert}
 		}
 	}
-	c := &Client{cfg: cfg, token: tokenFile{path: cfg.TokenFile}}
+	c := &Client{cfg: cfg, token: NewTokenFile(cfg.TokenFile)}
 	rt := &trimSniffer{next: tracing.Transport(api.NewTransport(ep, tc)), trimmed: &c.trimmed}
 	c.caller = api.Caller{HTTP: &http.Client{Transport: rt}, Endpoint: ep, Timeout: cfg.Timeout,
 		Retries: cfg.Retries, Backoff: 200 * time.Millisecond, Header: c.authHeader}
@@ -103,11 +103,7 @@ func (c *Client) authHeader() (http.Header, error) {
 	if c.cfg.TokenFile == "" {
 		return nil, nil
 	}
-	tok, err := c.token.get()
-	if err != nil {
-		return nil, api.Unavailable("read token file: %w", err)
-	}
-	return http.Header{"Authorization": {"Bearer " + tok}}, nil
+	return c.token.Header()
 }
 
 func sidecarHeader(sidecar string) http.Header {
@@ -244,9 +240,10 @@ func (c *Client) Exec(ctx context.Context, sidecar string, req *api.ExecRequest,
 	return c.caller.Exec(ctx, api.Request{Method: http.MethodPost, Path: api.PathExec, In: req, Header: sidecarHeader(sidecar)}, out)
 }
 
-// tokenFile reads a token file again whenever its modification time or size
-// changes. The token is never logged.
-type tokenFile struct {
+// TokenFile is a file holding a bearer token (and nothing else, surrounding
+// space aside), read again whenever its modification time or size changes:
+// a refresher may rewrite it. The token is never logged.
+type TokenFile struct {
 	path  string
 	mu    sync.Mutex
 	mod   time.Time
@@ -254,7 +251,11 @@ type tokenFile struct {
 	token string
 }
 
-func (t *tokenFile) get() (string, error) {
+// NewTokenFile returns the token file at path.
+func NewTokenFile(path string) *TokenFile { return &TokenFile{path: path} }
+
+// Get returns the token.
+func (t *TokenFile) Get() (string, error) {
 	fi, err := os.Stat(t.path)
 	if err != nil {
 		return "", err
@@ -274,4 +275,13 @@ func (t *tokenFile) get() (string, error) {
 	}
 	t.token, t.mod, t.size = tok, fi.ModTime(), fi.Size()
 	return tok, nil
+}
+
+// Header returns the Authorization header carrying the token.
+func (t *TokenFile) Header() (http.Header, error) {
+	tok, err := t.Get()
+	if err != nil {
+		return nil, api.Unavailable("read token file: %w", err)
+	}
+	return http.Header{"Authorization": {"Bearer " + tok}}, nil
 }

@@ -55,9 +55,6 @@ const (
 	DefaultNamespace = "interlink"
 	// DefaultAudience is the audience interlink's proxy requires in tokens.
 	DefaultAudience = "interlink"
-	// DefaultSlurmPort and DefaultDockerPort are the original plugins' ports.
-	DefaultSlurmPort  = 4001
-	DefaultDockerPort = 4000
 	// DefaultDockerGroup may use the Docker socket.
 	DefaultDockerGroup = "docker"
 )
@@ -119,7 +116,7 @@ type Answers struct {
 	NodeName       string        `json:"NodeName" doc:"Name of the virtual node (default: interlink-<Sidecar>)."`
 	Namespace      string        `json:"Namespace" doc:"Namespace of the Helm release on the cluster."`
 	Node           NodeAnswers   `json:"Node" doc:"Capacity of the virtual node."`
-	SidecarPort    int           `json:"SidecarPort" doc:"Loopback port of the sidecar (default: slurm 4001, docker 4000)."`
+	SidecarPort    int           `json:"SidecarPort" doc:"0 (default): interlink reaches the sidecar on a unix socket in StateDir, which only User reaches. A port: on TCP loopback instead (the original plugins used slurm 4001, docker 4000), where the sidecar requires a token the installer generates."`
 	User           string        `json:"User" doc:"Account that runs both services (User=); with SLURM, the account jobs are submitted as."`
 	BinDir         string        `json:"BinDir" doc:"Directory of the interlink and sidecar binaries named in the units."`
 	ConfigDir      string        `json:"ConfigDir" doc:"Directory of the remote side's config files."`
@@ -161,12 +158,6 @@ func (a *Answers) Complete() {
 	if a.NodeName == "" && a.Sidecar != "" {
 		a.NodeName = "interlink-" + a.Sidecar
 	}
-	if a.SidecarPort == 0 {
-		a.SidecarPort = DefaultDockerPort
-		if a.Sidecar == SidecarSlurm {
-			a.SidecarPort = DefaultSlurmPort
-		}
-	}
 	if a.Listen == "" {
 		if u, err := url.Parse(a.PublicURL); err == nil && u.Host != "" {
 			host := "0.0.0.0"
@@ -183,6 +174,14 @@ func (a *Answers) Complete() {
 		a.Docker.DataRootFolder = filepath.Join(a.StateDir, "docker")
 	}
 }
+
+// maxSocketPath is the size of sun_path on Linux, its terminating NUL
+// included.
+const maxSocketPath = 108
+
+// SidecarSocket is the unix socket interlink reaches the sidecar on when
+// SidecarPort is 0: in StateDir, which belongs to User (0700).
+func (a *Answers) SidecarSocket() string { return filepath.Join(a.StateDir, a.Sidecar+".sock") }
 
 // portOf returns u's port, or its scheme's.
 func portOf(u *url.URL) string {
@@ -230,8 +229,11 @@ func (a *Answers) Validate() error {
 			bad(key, "%q is not a Kubernetes quantity such as 100, 500m or 256Gi", q)
 		}
 	}
-	if a.SidecarPort < 1 || a.SidecarPort > 65535 {
-		bad("SidecarPort", "%d: want 1 to 65535", a.SidecarPort)
+	if a.SidecarPort < 0 || a.SidecarPort > 65535 {
+		bad("SidecarPort", "%d: want 1 to 65535, or 0 for a unix socket", a.SidecarPort)
+	}
+	if sock := a.SidecarSocket(); a.SidecarPort == 0 && a.Sidecar != "" && len(sock) >= maxSocketPath {
+		bad("StateDir", "the sidecar's socket %s would be longer than a unix socket path may be (%d bytes): choose a shorter StateDir, or a SidecarPort", sock, maxSocketPath-1)
 	}
 	if !posixName.MatchString(a.User) {
 		bad("User", "%q is not a valid user name (lower case letters, digits, _ and -; at most 32)", a.User)

@@ -49,8 +49,8 @@ func TestComplete(t *testing.T) {
 			t.Errorf("%s = %q, want %q", k, want[k], got)
 		}
 	}
-	if a.SidecarPort != DefaultSlurmPort {
-		t.Errorf("SidecarPort = %d", a.SidecarPort)
+	if a.SidecarPort != 0 || a.SidecarSocket() != "/var/lib/interlink/slurm.sock" {
+		t.Errorf("SidecarPort = %d, socket %s: want the unix socket in StateDir", a.SidecarPort, a.SidecarSocket())
 	}
 }
 
@@ -73,7 +73,7 @@ func TestBadAnswers(t *testing.T) {
 			a.PublicURL, a.Listen, a.TLSCertFile, a.TLSKeyFile = "http://127.0.0.1:3000", "0.0.0.0:3000", "", ""
 		}, "plain http off loopback"},
 		{"Listen", func(a *Answers) { a.Listen = "nowhere" }, "want ip:port"},
-		{"Listen", func(a *Answers) { a.Listen = "0.0.0.0:4000" }, "is also SidecarPort"},
+		{"Listen", func(a *Answers) { a.Listen = "0.0.0.0:4000"; a.SidecarPort = 4000 }, "is also SidecarPort"},
 		{"TLSCertFile", func(a *Answers) { a.TLSKeyFile = "" }, "go together"},
 		{"TLSKeyFile", func(a *Answers) { a.TLSKeyFile = "tls.key" }, "absolute path"},
 		{"TLSCAFile", func(a *Answers) { a.TLSCAFile = "ca.crt" }, "absolute path"},
@@ -106,6 +106,7 @@ func TestBadAnswers(t *testing.T) {
 		{"Node.CPU", func(a *Answers) { a.Node.CPU = "lots" }, "not a Kubernetes quantity"},
 		{"Node.Memory", func(a *Answers) { a.Node.Memory = "1 GB" }, "not a Kubernetes quantity"},
 		{"SidecarPort", func(a *Answers) { a.SidecarPort = 70000 }, "want 1 to 65535"},
+		{"StateDir", func(a *Answers) { a.StateDir = "/srv/" + strings.Repeat("x", 100) }, "longer than a unix socket path"},
 		{"User", func(a *Answers) { a.User = "Root Admin" }, "not a valid user name"},
 		{"User", func(a *Answers) { a.User = "%i" }, "not a valid user name"},
 		{"BinDir", func(a *Answers) { a.BinDir = "bin" }, "absolute path"},

@@ -4,6 +4,7 @@ package installer
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -300,6 +301,18 @@ func pinglinkClient(t *testing.T, client *http.Client, base, token string) (int,
 	return resp.StatusCode, string(body)
 }
 
+// postStatus POSTs an empty /status (a ping) to a sidecar without a token.
+func postStatus(t *testing.T, client *http.Client, base string) (int, string) {
+	t.Helper()
+	resp, err := client.Post(base+"/status", "application/json", strings.NewReader("[]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
 func readValues(t *testing.T, path string) map[string]any {
 	t.Helper()
 	raw, err := os.ReadFile(path)
@@ -368,6 +381,10 @@ func TestE2EDockerDeviceCode(t *testing.T) {
 
 	sc := startUnit(t, filepath.Join(units, "interlink-docker.service"))
 	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", sidecarPort), sc)
+	// On TCP the sidecar requires the token the installer gave interlink.
+	if code, _ := postStatus(t, http.DefaultClient, fmt.Sprintf("http://127.0.0.1:%d", sidecarPort)); code != http.StatusUnauthorized {
+		t.Errorf("the sidecar's /status without a token: %d, want 401", code)
+	}
 	il := startUnit(t, filepath.Join(units, "interlink.service"))
 	url := fmt.Sprintf("https://127.0.0.1:%d", port)
 	// Trust only the CA the installer put in the cluster side's Secret.
@@ -446,19 +463,20 @@ func TestE2ESlurmStatic(t *testing.T) {
 	}
 	t.Cleanup(func() { script(t, ".ci/slurm.sh", "down", slurmDir); _ = os.RemoveAll(slurmDir) })
 	script(t, ".ci/slurm.sh", "up", slurmDir)
-	port, sidecarPort := freePort(t), freePort(t)
+	port := freePort(t)
+	// No SidecarPort: interlink reaches the sidecar on a unix socket in
+	// StateDir.
 	a := map[string]any{
-		"Sidecar":     "slurm",
-		"PublicURL":   fmt.Sprintf("http://127.0.0.1:%d", port),
-		"SidecarPort": sidecarPort,
-		"Auth":        map[string]any{"Mode": "static"},
-		"User":        currentUser(t),
-		"BinDir":      binDir,
-		"ConfigDir":   filepath.Join(base, "etc"),
-		"StateDir":    filepath.Join(base, "state"),
-		"UnitDir":     filepath.Join(base, "units"),
-		"OutDir":      filepath.Join(base, "cluster"),
-		"Namespace":   "interlink-slurm",
+		"Sidecar":   "slurm",
+		"PublicURL": fmt.Sprintf("http://127.0.0.1:%d", port),
+		"Auth":      map[string]any{"Mode": "static"},
+		"User":      currentUser(t),
+		"BinDir":    binDir,
+		"ConfigDir": filepath.Join(base, "etc"),
+		"StateDir":  filepath.Join(base, "state"),
+		"UnitDir":   filepath.Join(base, "units"),
+		"OutDir":    filepath.Join(base, "cluster"),
+		"Namespace": "interlink-slurm",
 		"Slurm": map[string]any{
 			"SlurmConf": filepath.Join(slurmDir, "slurm.conf"), "Runtime": "charliecloud",
 			"DataRootFolder": filepath.Join(base, "shared", "jobs"),
@@ -469,7 +487,14 @@ func TestE2ESlurmStatic(t *testing.T) {
 	verifyUnits(t, filepath.Join(units, "interlink-slurm.service"), filepath.Join(units, "interlink.service"))
 
 	sc := startUnit(t, filepath.Join(units, "interlink-slurm.service"))
-	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", sidecarPort), sc)
+	sock := filepath.Join(base, "state", "slurm.sock")
+	onSocket := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	waitHTTPClient(t, onSocket, "http://unix/metrics", sc)
+	if st, err := os.Stat(sock); err != nil || st.Mode().Perm() != 0o660 {
+		t.Errorf("the sidecar's socket %s: %v %v, want mode 0660", sock, st, err)
+	}
 	il := startUnit(t, filepath.Join(units, "interlink.service"))
 	url := fmt.Sprintf("http://127.0.0.1:%d", port)
 	waitHTTP(t, url+"/healthz", il)

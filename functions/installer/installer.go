@@ -67,7 +67,7 @@ var flagDefs = []flagDef{
 	{name: "client-secret-file", usage: "Auth.ClientSecretFile: file holding the client's secret", set: str(func(a *Answers) *string { return &a.Auth.ClientSecretFile })},
 	{name: "node-name", usage: "NodeName: name of the virtual node", set: str(func(a *Answers) *string { return &a.NodeName })},
 	{name: "namespace", usage: "Namespace: namespace of the Helm release", set: str(func(a *Answers) *string { return &a.Namespace })},
-	{name: "sidecar-port", usage: "SidecarPort: loopback port of the sidecar", set: func(a *Answers, v string) error {
+	{name: "sidecar-port", usage: "SidecarPort: loopback TCP port of the sidecar, with a generated token (default 0: a unix socket)", set: func(a *Answers, v string) error {
 		p, err := strconv.Atoi(v)
 		if err != nil {
 			return fmt.Errorf("%q is not a number", v)
@@ -232,13 +232,18 @@ func Run(ctx context.Context, a Answers, opts Options) error {
 	// Refuse to overwrite hand-edited files before asking the user to
 	// authorize anything.
 	probe := sec
-	probe.StaticToken, probe.RefreshToken = "probe", "probe"
+	probe.StaticToken, probe.RefreshToken, probe.SidecarToken = "probe", "probe", "probe"
 	plan, err := Render(a, probe)
 	if err != nil {
 		return err
 	}
 	if err := conflicts(plan, opts.Force); err != nil {
 		return err
+	}
+	if a.SidecarPort != 0 {
+		if sec.SidecarToken, err = sidecarToken(a); err != nil {
+			return err
+		}
 	}
 	switch a.Auth.Mode {
 	case AuthStatic:
@@ -339,6 +344,21 @@ func staticToken(a Answers) (string, error) {
 			}
 		}
 	}
+	return randomToken()
+}
+
+// sidecarToken reuses interlink's token to the sidecar from an earlier run,
+// or makes one.
+func sidecarToken(a Answers) (string, error) {
+	if b, err := os.ReadFile(filepath.Join(a.ConfigDir, SidecarTokenName)); err == nil {
+		if t := strings.TrimSpace(string(b)); t != "" {
+			return t, nil
+		}
+	}
+	return randomToken()
+}
+
+func randomToken() (string, error) {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
 		return "", err
@@ -349,7 +369,7 @@ func staticToken(a Answers) (string, error) {
 // secretFile tells the files holding a credential: always rewritten.
 func secretFile(f File) bool {
 	switch filepath.Base(f.Path) {
-	case StaticTokensName, VKTokenName, RefreshTokenName, SecretsName:
+	case StaticTokensName, VKTokenName, RefreshTokenName, SecretsName, SidecarTokensName, SidecarTokenName:
 		return true
 	}
 	return false

@@ -24,6 +24,8 @@ import (
 const (
 	InterlinkConfigName  = "interlink.yaml"
 	StaticTokensName     = "static-tokens.csv"
+	SidecarTokensName    = "sidecar-tokens.csv"
+	SidecarTokenName     = "sidecar-token"
 	InterlinkUnitName    = "interlink.service"
 	ValuesName           = "values.yaml"
 	SecretsName          = "secrets.yaml"
@@ -34,6 +36,7 @@ const (
 	ClientSecretName     = "interlink-vk-oidc-client"
 	CASecretName         = "interlink-ca"
 	staticTokenUser      = "interlink-vk"
+	sidecarTokenUser     = "interlink"
 	headerManagedComment = "Written by interlink-installer; run it again rather than editing by hand."
 )
 
@@ -42,6 +45,9 @@ const (
 type Secrets struct {
 	// StaticToken is the VK's bearer token (static mode).
 	StaticToken string
+	// SidecarToken is interlink's bearer token to a sidecar on TCP
+	// (SidecarPort set).
+	SidecarToken string
 	// RefreshToken is the VK's first refresh token (device-code mode).
 	RefreshToken string
 	// ClientSecret is the OIDC client's secret, read from ClientSecretFile.
@@ -113,6 +119,16 @@ func Render(a Answers, s Secrets) (Plan, error) {
 		}
 		csv := fmt.Sprintf("# %s\n# token,user[,groups]: the token of virtual node %s\n%s,%s\n", headerManagedComment, a.NodeName, s.StaticToken, staticTokenUser)
 		p.Files = append(p.Files, File{Path: filepath.Join(a.ConfigDir, StaticTokensName), Mode: 0o600, Data: []byte(csv), Service: true})
+	}
+
+	if a.SidecarPort != 0 {
+		if s.SidecarToken == "" {
+			return p, errors.New("a sidecar on TCP needs a generated token")
+		}
+		csv := fmt.Sprintf("# %s\n# token,user[,groups]: the token interlink presents to %s\n%s,%s\n", headerManagedComment, sc, s.SidecarToken, sidecarTokenUser)
+		p.Files = append(p.Files,
+			File{Path: filepath.Join(a.ConfigDir, SidecarTokensName), Mode: 0o600, Data: []byte(csv), Service: true},
+			File{Path: filepath.Join(a.ConfigDir, SidecarTokenName), Mode: 0o600, Data: []byte(s.SidecarToken + "\n"), Service: true})
 	}
 
 	// Units.
@@ -199,10 +215,14 @@ func interlinkConfig(a Answers) ([]byte, error) {
 		"InterlinkAddress": scheme + "://" + hostForURL(host),
 		"InterlinkPort":    port,
 		"SidecarService":   a.Sidecar,
-		"SidecarURL":       "http://127.0.0.1",
-		"SidecarPort":      strconv.Itoa(a.SidecarPort),
+		"SidecarURL":       "unix://" + a.SidecarSocket(),
 		"Auth":             auth,
 		"LogFormat":        "json",
+	}
+	if a.SidecarPort != 0 {
+		cfg["SidecarURL"] = "http://127.0.0.1"
+		cfg["SidecarPort"] = strconv.Itoa(a.SidecarPort)
+		cfg["SidecarTokenFile"] = filepath.Join(a.ConfigDir, SidecarTokenName)
 	}
 	if a.TLSCertFile != "" {
 		cfg["TLS"] = map[string]any{"Enabled": true, "CertFile": a.TLSCertFile, "KeyFile": a.TLSKeyFile}
@@ -223,14 +243,24 @@ func hostForURL(h string) string {
 	return h
 }
 
+// sidecarListen is the sidecar's Listen and Auth: the socket, which only
+// User reaches (StateDir is 0700, the socket 0660 in User's group), or TCP
+// loopback requiring interlink's token.
+func sidecarListen(a Answers, cfg map[string]any) {
+	if a.SidecarPort == 0 {
+		cfg["Listen"] = a.SidecarSocket()
+		return
+	}
+	cfg["Listen"] = net.JoinHostPort("127.0.0.1", strconv.Itoa(a.SidecarPort))
+	cfg["Auth"] = map[string]any{"TokenFile": filepath.Join(a.ConfigDir, SidecarTokensName)}
+}
+
 func sidecarConfig(a Answers) ([]byte, error) {
-	listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(a.SidecarPort))
 	name := SidecarBinary(a.Sidecar) + ".yaml"
 	switch a.Sidecar {
 	case SidecarSlurm:
 		s := a.Slurm
 		cfg := map[string]any{
-			"Listen":         listen,
 			"DataRootFolder": s.DataRootFolder,
 			"StatePath":      filepath.Join(a.StateDir, "slurm-state.db"),
 			"Runtime":        s.Runtime,
@@ -246,6 +276,7 @@ func sidecarConfig(a Answers) ([]byte, error) {
 				cfg[key] = filepath.Join(s.CommandsDir, cmd)
 			}
 		}
+		sidecarListen(a, cfg)
 		out, err := withHeader("interlink-slurm: the SLURM sidecar (docs/config.md#interlink-slurm, docs/slurm.md).", cfg)
 		if err != nil {
 			return nil, err
@@ -255,12 +286,12 @@ func sidecarConfig(a Answers) ([]byte, error) {
 	default:
 		d := a.Docker
 		cfg := map[string]any{
-			"Listen":         listen,
 			"DockerHost":     d.DockerHost,
 			"DataRootFolder": d.DataRootFolder,
 			"NetworkMode":    d.NetworkMode,
 			"LogFormat":      "json",
 		}
+		sidecarListen(a, cfg)
 		out, err := withHeader("interlink-docker: the Docker sidecar (docs/config.md#interlink-docker, docs/docker.md).", cfg)
 		if err != nil {
 			return nil, err
@@ -283,6 +314,9 @@ func units(a Answers, ilCfg, scCfg, dataRoot string) (il, sc []byte, err error) 
 		Exec:        []string{filepath.Join(a.BinDir, "interlink"), "--config", ilCfg},
 		BindService: p < 1024,
 		Notes:       notes,
+	}
+	if a.SidecarPort == 0 {
+		ilSvc.SeePaths = []string{a.StateDir} // the sidecar's socket
 	}
 	scSvc := service{
 		User:           a.User,

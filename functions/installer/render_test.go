@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -16,6 +17,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/go
 
 var goldenSecrets = Secrets{ //nolint:gosec // G101: fake values for the golden files
 	StaticToken:  "STATIC-TOKEN-FOR-TESTS",
+	SidecarToken: "SIDECAR-TOKEN-FOR-TESTS",
 	RefreshToken: "REFRESH-TOKEN-FOR-TESTS",
 	ClientSecret: "CLIENT-SECRET-FOR-TESTS",
 	TokenURL:     "https://iam.example.org/oauth2/token",
@@ -116,7 +118,7 @@ func TestRenderedUnits(t *testing.T) {
 		byPath := map[string]File{}
 		for _, f := range plan.Files {
 			byPath[f.Path] = f
-			for _, secret := range []string{goldenSecrets.StaticToken, goldenSecrets.RefreshToken, goldenSecrets.ClientSecret} {
+			for _, secret := range []string{goldenSecrets.StaticToken, goldenSecrets.RefreshToken, goldenSecrets.ClientSecret, goldenSecrets.SidecarToken} {
 				if strings.Contains(string(f.Data), secret) && f.Mode != 0o600 {
 					t.Errorf("%s: %s holds a secret with mode %s", name, f.Path, f.Mode)
 				}
@@ -142,6 +144,52 @@ func TestRenderedUnits(t *testing.T) {
 					t.Errorf("%s %s: %s = %q, want %q", name, bin, k, got, v)
 				}
 			}
+		}
+	}
+}
+
+// TestSidecarIsAuthenticated: interlink reaches the sidecar on a unix socket
+// in StateDir (0700, the services' account), or, with SidecarPort, on TCP
+// where the sidecar requires the token interlink sends.
+func TestSidecarIsAuthenticated(t *testing.T) {
+	for _, name := range goldenCases {
+		a := DefaultAnswers()
+		if err := LoadAnswers(filepath.Join("testdata", "answers", name+".yaml"), &a); err != nil {
+			t.Fatal(err)
+		}
+		a.Complete()
+		plan, err := Render(a, goldenSecrets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files := map[string]File{}
+		for _, f := range plan.Files {
+			files[f.Path] = f
+		}
+		var il, sc struct {
+			Listen, SidecarURL, SidecarPort, SidecarTokenFile string
+			Auth                                              struct{ TokenFile string }
+		}
+		for path, into := range map[string]any{InterlinkConfigName: &il, SidecarBinary(a.Sidecar) + ".yaml": &sc} {
+			if err := yaml.Unmarshal(files[filepath.Join(a.ConfigDir, path)].Data, into); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if a.SidecarPort == 0 {
+			if sc.Listen != a.SidecarSocket() || il.SidecarURL != "unix://"+a.SidecarSocket() || sc.Auth.TokenFile != "" {
+				t.Errorf("%s: sidecar Listen %q, interlink SidecarURL %q: want the socket %s", name, sc.Listen, il.SidecarURL, a.SidecarSocket())
+			}
+			if !slices.ContainsFunc(plan.Dirs, func(d Dir) bool { return d.Path == a.StateDir && d.Mode == 0o700 && d.Service }) {
+				t.Errorf("%s: the socket's directory %s is not the services' own 0700", name, a.StateDir)
+			}
+			continue
+		}
+		tokens, token := files[sc.Auth.TokenFile], files[il.SidecarTokenFile]
+		if sc.Listen != fmt.Sprintf("127.0.0.1:%d", a.SidecarPort) || tokens.Mode != 0o600 || token.Mode != 0o600 {
+			t.Errorf("%s: sidecar on %q with Auth.TokenFile %q (%s), interlink's SidecarTokenFile %q (%s)", name, sc.Listen, sc.Auth.TokenFile, tokens.Mode, il.SidecarTokenFile, token.Mode)
+		}
+		if tok := strings.TrimSpace(string(token.Data)); tok == "" || !strings.Contains(string(tokens.Data), "\n"+tok+",") {
+			t.Errorf("%s: the sidecar's tokens do not hold the token interlink sends", name)
 		}
 	}
 }

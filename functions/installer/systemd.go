@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -97,6 +98,9 @@ type service struct {
 	Env                 [][2]string
 	// ReadWritePaths are the only places the service may write.
 	ReadWritePaths []string
+	// SeePaths must stay visible to the service (not writable): interlink
+	// connects to the sidecar's socket there.
+	SeePaths []string
 	// BindService lets it listen on a port below 1024.
 	BindService bool
 	// FullProc leaves /proc whole (ProcSubset=all): the SLURM commands may
@@ -163,7 +167,7 @@ func (s service) render(w io.Writer) error {
 	// Hardening: nothing here stops what the services need (listening,
 	// running sbatch and friends, talking to munge or the Docker socket).
 	protectHome, privateTmp := "yes", "yes"
-	for _, p := range s.ReadWritePaths {
+	for _, p := range append(slices.Clone(s.ReadWritePaths), s.SeePaths...) {
 		if underAny(p, homes) {
 			protectHome = "read-only" // ReadWritePaths= opens the paths below it
 		}

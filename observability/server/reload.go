@@ -78,3 +78,9 @@ func (r *CertReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, e
 	}
 	return r.cert, nil
 }
+
+// GetClientCertificate implements tls.Config.GetClientCertificate: a
+// client's certificate, reloaded as GetCertificate's.
+func (r *CertReloader) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	return r.GetCertificate(nil)
+}

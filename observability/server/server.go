@@ -1,6 +1,8 @@
 // Package server runs an http.Handler the way every interLink binary does:
 // on TCP, TLS (optionally requiring client certificates) or a unix socket,
 // with timeouts set, until its context ends, then shutting down gracefully.
+// RunSidecar adds how a sidecar authenticates its caller (Auth): the unix
+// socket's mode, or on TCP a bearer token or a client certificate.
 package server
 
 import (
@@ -9,10 +11,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -43,9 +47,16 @@ type Config struct {
 }
 
 // Listen opens the listener of cfg. A unix socket is created mode 0660,
-// replacing a stale socket file.
+// replacing a stale socket file; its directory is created 0700 when missing.
 func Listen(cfg Config) (net.Listener, error) {
 	if path, ok := socketPath(cfg.Listen); ok {
+		if dir := filepath.Dir(path); dir != "" {
+			if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+				if err := os.MkdirAll(dir, 0o700); err != nil {
+					return nil, fmt.Errorf("create the socket's directory: %w", err)
+				}
+			}
+		}
 		if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
 			_ = os.Remove(path)
 		}

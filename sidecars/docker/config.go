@@ -9,14 +9,17 @@ import (
 
 	"github.com/seed-3f807049/interlink/observability/config"
 	"github.com/seed-3f807049/interlink/observability/logging"
+	"github.com/seed-3f807049/interlink/observability/server"
 	"github.com/seed-3f807049/interlink/observability/tracing"
 )
 
 // Defaults of Config.
 const (
-	// DefaultListen is the sidecar's listen address (the original Docker
-	// plugin's port is 4000).
-	DefaultListen = "127.0.0.1:4000"
+	// DefaultListen is the sidecar's unix socket (its directory is created
+	// 0700 when missing): only the sidecar's account and the socket's group
+	// reach it. SidecarPort (the original Docker plugin's port was 4000)
+	// selects TCP instead, which needs a credential (Auth).
+	DefaultListen = "~/.local/interlink/docker.sock"
 	// DefaultDockerHost is the Docker Engine's socket.
 	DefaultDockerHost = "unix:///var/run/docker.sock"
 	// DefaultDataRootFolder holds one directory of data per pod.
@@ -36,24 +39,29 @@ const (
 // Config configures the Docker sidecar. Keys in the original's spelling
 // keep working; new ones use the INTERLINK_DOCKER_ prefix.
 type Config struct {
-	Listen            string          `json:"Listen" env:"INTERLINK_DOCKER_LISTEN" doc:"TCP address (host:port) or unix socket path (starting with / or unix://) to serve on."`
-	SidecarPort       string          `json:"SidecarPort" env:"SIDECARPORT" doc:"Port to serve on, replacing Listen's port (original key)."`
-	DockerHost        string          `json:"DockerHost" env:"DOCKER_HOST" doc:"Docker Engine address: unix:///path, tcp://host:port."`
-	DataRootFolder    string          `json:"DataRootFolder" env:"DATAROOTFOLDER" doc:"Directory of the per-pod data directories bound into the containers (original key)."`
-	ExportPodData     bool            `json:"ExportPodData" env:"EXPORTPODDATA" doc:"Deliver ConfigMaps, Secrets, projected volumes and emptyDirs to the containers (original key)."`
-	AllowedHostPaths  []string        `json:"AllowedHostPaths" env:"INTERLINK_DOCKER_ALLOWED_HOST_PATHS" doc:"Directories that hostPath volumes may bind (none by default)."`
-	NetworkMode       string          `json:"NetworkMode" env:"INTERLINK_DOCKER_NETWORK_MODE" doc:"Network of each pod's namespace (its pause container): bridge, none, host or a network's name."`
-	PauseImage        string          `json:"PauseImage" env:"INTERLINK_DOCKER_PAUSE_IMAGE" doc:"Image of the pause container holding each pod's network namespace."`
-	PauseCommand      []string        `json:"PauseCommand" env:"INTERLINK_DOCKER_PAUSE_COMMAND" doc:"Command of the pause container, if its image has none that waits forever."`
-	GPUDriver         string          `json:"GPUDriver" env:"INTERLINK_DOCKER_GPU_DRIVER" doc:"Device driver of GPU requests (nvidia.com/gpu)."`
-	APITimeout        config.Duration `json:"APITimeout" env:"INTERLINK_DOCKER_API_TIMEOUT" doc:"Time limit of each Docker API call (image pulls and log streams excepted)."`
-	PullTimeout       config.Duration `json:"PullTimeout" env:"INTERLINK_DOCKER_PULL_TIMEOUT" doc:"Time limit of an image pull. A pull outlives the create that started it: a create that cannot wait longer (interLink's CallTimeout) gets a 503, and its retry finds the pull going on or done."`
-	MaxBodyBytes      int64           `json:"MaxBodyBytes" env:"INTERLINK_DOCKER_MAX_BODY_BYTES" doc:"Request bodies larger than this are refused with 413."`
-	LogFormat         string          `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
-	Tracing           tracing.Config  `json:"Tracing" envPrefix:"INTERLINK_TRACING_" doc:"OpenTelemetry tracing."`
-	LogLevel          string          `json:"LogLevel" env:"INTERLINK_LOG_LEVEL" doc:"Log level: debug, info, warn or error."`
-	VerboseLogging    bool            `json:"VerboseLogging" env:"VERBOSELOGGING" doc:"Log at debug level (original key)."`
-	ErrorsOnlyLogging bool            `json:"ErrorsOnlyLogging" env:"ERRORSONLYLOGGING" doc:"Log errors only (original key)."`
+	Listen                 string          `json:"Listen" env:"INTERLINK_DOCKER_LISTEN" doc:"Unix socket path (starting with /, ~/ or unix://; mode 0660) or TCP address (host:port, which needs Auth) to serve on."`
+	SidecarPort            string          `json:"SidecarPort" env:"SIDECARPORT" doc:"TCP port to serve on instead of Listen's socket (on Listen's host if Listen is host:port, else 127.0.0.1); TCP needs Auth (original key)."`
+	Auth                   server.Auth     `json:"Auth" envPrefix:"INTERLINK_DOCKER_AUTH_" doc:"How callers (interlink) authenticate on TCP: a token or a client certificate, or Insecure. A unix socket needs none: its mode (0660) admits the sidecar's account and the socket's group."`
+	DockerHost             string          `json:"DockerHost" env:"DOCKER_HOST" doc:"Docker Engine address: unix:///path, tcp://host:port."`
+	DataRootFolder         string          `json:"DataRootFolder" env:"DATAROOTFOLDER" doc:"Directory of the per-pod data directories bound into the containers (original key)."`
+	ExportPodData          bool            `json:"ExportPodData" env:"EXPORTPODDATA" doc:"Deliver ConfigMaps, Secrets, projected volumes and emptyDirs to the containers (original key)."`
+	AllowedHostPaths       []string        `json:"AllowedHostPaths" env:"INTERLINK_DOCKER_ALLOWED_HOST_PATHS" doc:"Directories that hostPath volumes may bind (none by default)."`
+	AllowPrivileged        bool            `json:"AllowPrivileged" env:"INTERLINK_DOCKER_ALLOW_PRIVILEGED" doc:"Let pods run privileged containers (securityContext.privileged: root on the Docker host, every device). Refused by default."`
+	AllowHostNamespaces    bool            `json:"AllowHostNamespaces" env:"INTERLINK_DOCKER_ALLOW_HOST_NAMESPACES" doc:"Let pods join the Docker host's network, PID and IPC namespaces (hostNetwork, hostPID, hostIPC). Refused by default."`
+	AllowedCapabilities    []string        `json:"AllowedCapabilities" env:"INTERLINK_DOCKER_ALLOWED_CAPABILITIES" doc:"Capabilities pods may add (securityContext.capabilities.add), named as in Kubernetes: NET_ADMIN, SYS_PTRACE; ALL allows any. None by default; dropping capabilities is always allowed."`
+	AllowUnconfinedSeccomp bool            `json:"AllowUnconfinedSeccomp" env:"INTERLINK_DOCKER_ALLOW_UNCONFINED_SECCOMP" doc:"Let pods run without a seccomp filter (seccompProfile.type Unconfined). Refused by default: every container gets Docker's default profile."`
+	NetworkMode            string          `json:"NetworkMode" env:"INTERLINK_DOCKER_NETWORK_MODE" doc:"Network of each pod's namespace (its pause container): bridge, none, host or a network's name."`
+	PauseImage             string          `json:"PauseImage" env:"INTERLINK_DOCKER_PAUSE_IMAGE" doc:"Image of the pause container holding each pod's network namespace."`
+	PauseCommand           []string        `json:"PauseCommand" env:"INTERLINK_DOCKER_PAUSE_COMMAND" doc:"Command of the pause container, if its image has none that waits forever."`
+	GPUDriver              string          `json:"GPUDriver" env:"INTERLINK_DOCKER_GPU_DRIVER" doc:"Device driver of GPU requests (nvidia.com/gpu)."`
+	APITimeout             config.Duration `json:"APITimeout" env:"INTERLINK_DOCKER_API_TIMEOUT" doc:"Time limit of each Docker API call (image pulls and log streams excepted)."`
+	PullTimeout            config.Duration `json:"PullTimeout" env:"INTERLINK_DOCKER_PULL_TIMEOUT" doc:"Time limit of an image pull. A pull outlives the create that started it: a create that cannot wait longer (interLink's CallTimeout) gets a 503, and its retry finds the pull going on or done."`
+	MaxBodyBytes           int64           `json:"MaxBodyBytes" env:"INTERLINK_DOCKER_MAX_BODY_BYTES" doc:"Request bodies larger than this are refused with 413."`
+	LogFormat              string          `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
+	Tracing                tracing.Config  `json:"Tracing" envPrefix:"INTERLINK_TRACING_" doc:"OpenTelemetry tracing."`
+	LogLevel               string          `json:"LogLevel" env:"INTERLINK_LOG_LEVEL" doc:"Log level: debug, info, warn or error."`
+	VerboseLogging         bool            `json:"VerboseLogging" env:"VERBOSELOGGING" doc:"Log at debug level (original key)."`
+	ErrorsOnlyLogging      bool            `json:"ErrorsOnlyLogging" env:"ERRORSONLYLOGGING" doc:"Log errors only (original key)."`
 }
 
 // LogSettings implements cli.Config.
@@ -80,15 +88,25 @@ func DefaultConfig() Config {
 	}
 }
 
-// ListenAddr returns the address to serve on: Listen, with its port
-// replaced by SidecarPort when that is set.
-func (c *Config) ListenAddr() string { return config.WithPort(c.Listen, c.SidecarPort) }
+// ListenAddr returns the address to serve on: Listen with ~/ expanded, or
+// TCP on SidecarPort when that is set (see server.SidecarListen).
+func (c *Config) ListenAddr() string {
+	addr, err := server.SidecarListen(c.Listen, c.SidecarPort)
+	if err != nil {
+		return c.Listen // Validate reports it
+	}
+	return addr
+}
 
 // Validate reports every problem at once.
 func (c *Config) Validate() error {
 	var errs []error
-	if c.Listen == "" {
+	if addr, err := server.SidecarListen(c.Listen, c.SidecarPort); c.Listen == "" {
 		errs = append(errs, errors.New("Listen is empty"))
+	} else if err != nil {
+		errs = append(errs, err)
+	} else if err := c.Auth.Validate(addr, "INTERLINK_DOCKER_AUTH_"); err != nil {
+		errs = append(errs, err)
 	}
 	if c.DockerHost == "" {
 		errs = append(errs, errors.New("DockerHost is empty"))
@@ -104,6 +122,11 @@ func (c *Config) Validate() error {
 	for _, p := range c.AllowedHostPaths {
 		if !filepath.IsAbs(p) {
 			errs = append(errs, fmt.Errorf("AllowedHostPaths: %q is not an absolute path", p))
+		}
+	}
+	for _, name := range c.AllowedCapabilities {
+		if _, ok := capName(name); !ok {
+			errs = append(errs, fmt.Errorf("AllowedCapabilities: %q is not a capability name (such as NET_ADMIN, or ALL)", name))
 		}
 	}
 	if c.NetworkMode == "" || strings.HasPrefix(c.NetworkMode, "container:") {

@@ -199,6 +199,9 @@ func (d *Docker) Create(ctx context.Context, data *api.RetrievedPodData) (api.Cr
 	if err := d.pullImages(ctx, specs, auths); err != nil {
 		return api.CreateStruct{}, err
 	}
+	if err := d.imageUsers(ctx, p, specs); err != nil {
+		return api.CreateStruct{}, err
+	}
 	var created []string
 	fail := func(err error) (api.CreateStruct, error) {
 		for _, id := range created {
@@ -224,13 +227,7 @@ func (d *Docker) Create(ctx context.Context, data *api.RetrievedPodData) (api.Cr
 		netns = "container:" + id
 	}
 	for _, s := range specs {
-		if netns != "" {
-			s.host.NetworkMode = container.NetworkMode(netns)
-			s.host.IpcMode = container.IpcMode(netns)
-		} else {
-			s.host.NetworkMode = container.NetworkMode(d.cfg.NetworkMode)
-			s.create.Hostname = hostname(p)
-		}
+		d.join(p, &s, netns)
 		start := time.Now()
 		res, err := d.api.ContainerCreate(ctx, client.ContainerCreateOptions{Name: containerName(uid, s.name), Config: &s.create, HostConfig: &s.host})
 		d.observe("create", start, err)
@@ -251,13 +248,8 @@ func (d *Docker) Create(ctx context.Context, data *api.RetrievedPodData) (api.Cr
 // startPause creates and starts the pod's pause container.
 func (d *Docker) startPause(ctx context.Context, p *corev1.Pod) (string, error) {
 	start := time.Now()
-	res, err := d.api.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Name: containerName(string(p.UID), "pause"),
-		Config: &container.Config{Image: d.cfg.PauseImage, Cmd: d.cfg.PauseCommand, Labels: labels(p, "pause", rolePause, 0),
-			Hostname: hostname(p)},
-		HostConfig: &container.HostConfig{NetworkMode: container.NetworkMode(d.cfg.NetworkMode), IpcMode: container.IPCModeShareable,
-			RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped}},
-	})
+	cfg, host := d.pauseSpec(p)
+	res, err := d.api.ContainerCreate(ctx, client.ContainerCreateOptions{Name: containerName(string(p.UID), "pause"), Config: &cfg, HostConfig: &host})
 	d.observe("create", start, err)
 	if err != nil {
 		return "", unavailable(fmt.Sprintf("pod %s/%s: create its pause container", p.Namespace, p.Name), err)
@@ -269,6 +261,21 @@ func (d *Docker) startPause(ctx context.Context, p *corev1.Pod) (string, error) 
 		return res.ID, unavailable(fmt.Sprintf("pod %s/%s: start its pause container", p.Namespace, p.Name), err)
 	}
 	return res.ID, nil
+}
+
+// pauseSpec is the pod's pause container: the operator's image, on the
+// pod's network, its IPC namespace shared (or the host's, with hostIPC).
+func (d *Docker) pauseSpec(p *corev1.Pod) (container.Config, container.HostConfig) {
+	cfg := container.Config{Image: d.cfg.PauseImage, Cmd: d.cfg.PauseCommand, Labels: labels(p, "pause", rolePause, 0)}
+	host := container.HostConfig{NetworkMode: d.networkMode(p), IpcMode: container.IPCModeShareable,
+		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped}}
+	if !p.Spec.HostNetwork {
+		cfg.Hostname = hostname(p)
+	}
+	if p.Spec.HostIPC {
+		host.IpcMode = container.IPCModeHost
+	}
+	return cfg, host
 }
 
 // hostname is the pod's hostname, as Kubernetes sets it.

@@ -9,10 +9,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/seed-3f807049/interlink/functions/api"
+	"github.com/seed-3f807049/interlink/sidecars"
 	"github.com/seed-3f807049/interlink/sidecars/sidecarstest"
 )
 
@@ -422,5 +426,154 @@ func TestE2EMetrics(t *testing.T) {
 		if n, err := testutil.GatherAndCount(reg, name); err != nil || n == 0 {
 			t.Errorf("%s: %d series, %v", name, n, err)
 		}
+	}
+}
+
+// serve puts d behind the sidecar's HTTP handler, as interLink reaches it,
+// and returns a client of it.
+func serve(t *testing.T, d *Docker) *sidecars.Client {
+	t.Helper()
+	srv := httptest.NewServer(sidecars.NewHandler(d, sidecars.HandlerConfig{MaxBodyBytes: 1 << 20}))
+	t.Cleanup(srv.Close)
+	c, err := sidecars.NewClient(sidecars.ClientConfig{URL: srv.URL, Retries: 1, CallTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestE2ESecurityContext: a restricted pod runs as restricted as it asks;
+// pods asking for what the operator did not allow are refused with a 400
+// before any container is made.
+func TestE2ESecurityContext(t *testing.T) {
+	d := newSidecar(t, testConfig(t))
+	c := serve(t, d)
+	t.Run("Restricted", func(t *testing.T) {
+		t.Parallel()
+		data := pod("restricted", `id -u; cat /proc/self/status | grep -E 'CapEff|NoNewPrivs|Seccomp'; touch /x`)
+		data.Pod.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{
+			RunAsUser: ptr(int64(1000)), RunAsNonRoot: ptr(true), AllowPrivilegeEscalation: ptr(false),
+			Capabilities:           &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			ReadOnlyRootFilesystem: ptr(true), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		}
+		create(t, d, data)
+		st := waitFor(t, d, &data.Pod, "terminated", allTerminated)
+		got := logs(t, d, &data.Pod, "c0", api.ContainerLogOpts{})
+		for _, want := range []string{"1000\n", "CapEff:\t0000000000000000\n", "NoNewPrivs:\t1\n", "Seccomp:\t2\n", "Read-only file system"} {
+			if !strings.Contains(got, want) {
+				t.Errorf("logs %q, want %q", got, want)
+			}
+		}
+		if code := st.Containers[0].State.Terminated.ExitCode; code == 0 {
+			t.Errorf("exit 0: touch /x succeeded on a read-only root filesystem")
+		}
+	})
+	t.Run("Refused", func(t *testing.T) {
+		t.Parallel()
+		for _, tc := range []struct {
+			name, want string
+			mut        func(p *corev1.Pod)
+		}{
+			{"privileged", "AllowPrivileged", func(p *corev1.Pod) {
+				p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Privileged: ptr(true)}
+			}},
+			{"host-pid", "AllowHostNamespaces", func(p *corev1.Pod) { p.Spec.HostPID = true }},
+			{"cap-add", "AllowedCapabilities", func(p *corev1.Pod) {
+				p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"SYS_ADMIN"}}}
+			}},
+			{"image-root", "the image runs as root", func(p *corev1.Pod) {
+				p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsNonRoot: ptr(true)}
+			}},
+		} {
+			data := pod(tc.name, "echo must-not-run")
+			tc.mut(&data.Pod)
+			_, err := c.Create(context.Background(), data)
+			if code := api.HTTPStatus(api.ReasonOf(err)); code != 400 || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%s: %v (%d), want a 400 naming %s", tc.name, err, code, tc.want)
+			}
+			if left := dockerCLI(t, "ps", "-aq", "--filter", "label="+LabelUID+"="+string(data.Pod.UID)); left != "" {
+				t.Errorf("%s: containers made for a refused pod: %s", tc.name, left)
+			}
+		}
+	})
+	t.Run("AllowedCapability", func(t *testing.T) {
+		t.Parallel()
+		cfg := testConfig(t)
+		cfg.AllowedCapabilities = []string{"NET_BIND_SERVICE"}
+		d := newSidecar(t, cfg)
+		data := pod("cap-allowed", `grep CapEff /proc/self/status`)
+		data.Pod.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{
+			Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"NET_BIND_SERVICE"}}}
+		create(t, d, data)
+		waitFor(t, d, &data.Pod, "terminated", allTerminated)
+		if got := logs(t, d, &data.Pod, "c0", api.ContainerLogOpts{}); got != "CapEff:\t0000000000000400\n" {
+			t.Errorf("logs %q, want only CAP_NET_BIND_SERVICE (bit 10)", got)
+		}
+	})
+}
+
+// TestE2ELongLine: a container prints 200 MiB without a newline. Its log
+// with Tail=1 comes promptly and is one capped piece of the line; the
+// whole log streams through the sidecar's HTTP handler while the sidecar's
+// heap (it runs in this process) stays small.
+func TestE2ELongLine(t *testing.T) {
+	const size = 200 << 20
+	d := newSidecar(t, testConfig(t))
+	c := serve(t, d)
+	data := pod("long-line", `head -c 209715200 /dev/zero | tr '\0' x`)
+	create(t, d, data)
+	waitFor(t, d, &data.Pod, "terminated", allTerminated)
+
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		var m runtime.MemStats
+		for {
+			runtime.ReadMemStats(&m)
+			if m.HeapInuse > peak.Load() {
+				peak.Store(m.HeapInuse)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	req := func(o api.ContainerLogOpts) *api.LogStruct {
+		return &api.LogStruct{Namespace: data.Pod.Namespace, PodUID: string(data.Pod.UID), PodName: data.Pod.Name, ContainerName: "c0", Opts: o}
+	}
+	start := time.Now()
+	rc, err := c.Logs(context.Background(), req(api.ContainerLogOpts{Tail: 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := io.ReadAll(io.LimitReader(rc, 1<<20))
+	_ = rc.Close()
+	if took := time.Since(start); err != nil || took > 10*time.Second {
+		t.Errorf("tail 1: %v after %s", err, took)
+	}
+	if len(last) == 0 || len(last) > outputChunk*2 || len(bytes.Trim(last, "x")) > 0 {
+		t.Errorf("tail 1: %d bytes (%.40q...), want one piece of the line", len(last), last)
+	}
+
+	rc, err = c.Logs(context.Background(), req(api.ContainerLogOpts{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all pieces
+	n, err := io.CopyBuffer(&all, rc, make([]byte, 1<<20))
+	_ = rc.Close()
+	close(stop)
+	<-sampled
+	if err != nil || n != size || all.bad {
+		t.Errorf("the whole log: %d bytes (bad %v), %v; want %d bytes of x", n, all.bad, err, size)
+	}
+	if p := peak.Load(); p > 200<<20 {
+		t.Errorf("heap in use peaked at %d MiB while serving the line, want under 200 MiB", p>>20)
+	} else {
+		t.Logf("heap in use peaked at %d MiB; the line is %d MiB", p>>20, size>>20)
 	}
 }

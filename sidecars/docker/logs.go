@@ -2,13 +2,13 @@ package docker
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"strconv"
 	"time"
 
-	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
@@ -72,13 +72,73 @@ func (d *Docker) Logs(ctx context.Context, req *api.LogStruct) (io.ReadCloser, e
 		if o.LimitBytes > 0 {
 			w = &limitWriter{w: pw, n: o.LimitBytes}
 		}
-		_, err := stdcopy.StdCopy(w, w, rc)
+		_, err := demux(w, rc)
 		if errors.Is(err, errLimit) {
 			err = nil
 		}
 		pw.CloseWithError(err)
 	}()
 	return pr, nil
+}
+
+// Bounds of what the sidecar holds of a container's output.
+const (
+	// outputChunk is the largest piece of a container's output (a log
+	// line, or an exec's) the sidecar holds: a longer frame of Docker's
+	// stream (one line, or a piece of one) is passed on in pieces of this
+	// size, never read whole.
+	outputChunk = 32 << 10
+	// maxDaemonError bounds the error message the daemon puts in a stream.
+	maxDaemonError = 4 << 10
+)
+
+// demux copies Docker's multiplexed stream (8-byte headers: stream, 3
+// zero bytes, big-endian size) from src to w, stdout and stderr alike,
+// through one buffer of outputChunk bytes. Unlike stdcopy.StdCopy, which
+// grows its buffer to the size a header announces, it never holds a frame
+// whole, whatever the size announced. A stream that ends within a frame
+// ends the copy without error, as StdCopy does.
+func demux(w io.Writer, src io.Reader) (int64, error) {
+	var hdr [8]byte
+	buf := make([]byte, outputChunk)
+	var written int64
+	for {
+		if _, err := io.ReadFull(src, hdr[:]); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return written, nil
+			}
+			return written, err
+		}
+		size := int64(binary.BigEndian.Uint32(hdr[4:]))
+		switch hdr[0] {
+		case 0, 1, 2: // stdin (written as stdout by Docker), stdout, stderr
+		case 3: // an error of the daemon
+			msg, _ := io.ReadAll(io.LimitReader(src, min(size, maxDaemonError)))
+			return written, fmt.Errorf("error from daemon in stream: %s", msg)
+		default:
+			return written, fmt.Errorf("unrecognized stream: %d", hdr[0])
+		}
+		for size > 0 {
+			n, err := src.Read(buf[:min(size, int64(len(buf)))])
+			if n > 0 {
+				nw, werr := w.Write(buf[:n])
+				written += int64(nw)
+				if werr != nil {
+					return written, werr
+				}
+				if nw != n {
+					return written, io.ErrShortWrite
+				}
+				size -= int64(n)
+			}
+			if errors.Is(err, io.EOF) {
+				return written, nil
+			}
+			if err != nil {
+				return written, err
+			}
+		}
+	}
 }
 
 // waitStarted polls until the container has left the created state.
@@ -145,7 +205,7 @@ func (d *Docker) Exec(ctx context.Context, req *api.ExecRequest, out io.Writer) 
 		return 0, unavailable("exec in "+req.ContainerName, err)
 	}
 	defer att.Close()
-	if _, err := stdcopy.StdCopy(out, out, att.Reader); err != nil {
+	if _, err := demux(out, att.Reader); err != nil {
 		return 0, fmt.Errorf("exec output: %w", err)
 	}
 	res, err := d.api.ExecInspect(ctx, ex.ID, client.ExecInspectOptions{})

@@ -45,6 +45,8 @@ type spec struct {
 	policy corev1.PullPolicy
 	create container.Config
 	host   container.HostConfig
+	// fromImage, when set, asks for the image's user (imageUsers).
+	fromImage *fromImage
 }
 
 // containerName is the Docker name of a pod's container: unique per pod.
@@ -60,7 +62,7 @@ func (d *Docker) podSpecs(data *api.RetrievedPodData, dataDir string) ([]spec, [
 		return nil, nil, err
 	}
 	var specs []spec
-	var errs []error
+	errs := d.podSecurity(p)
 	add := func(c *corev1.Container, role string, i int) {
 		s, fs, err := d.containerSpec(p, c, role, i, vols, dataDir)
 		if err != nil {
@@ -113,16 +115,8 @@ func (d *Docker) containerSpec(p *corev1.Pod, c *corev1.Container, role string, 
 		}
 		s.create.Env = append(s.create.Env, e.Name+"="+e.Value)
 	}
-	if sc := c.SecurityContext; sc != nil && sc.RunAsUser != nil {
-		s.create.User = strconv.FormatInt(*sc.RunAsUser, 10)
-		if sc.RunAsGroup != nil {
-			s.create.User += ":" + strconv.FormatInt(*sc.RunAsGroup, 10)
-		}
-	} else if psc := p.Spec.SecurityContext; psc != nil && psc.RunAsUser != nil {
-		s.create.User = strconv.FormatInt(*psc.RunAsUser, 10)
-		if psc.RunAsGroup != nil {
-			s.create.User += ":" + strconv.FormatInt(*psc.RunAsGroup, 10)
-		}
+	if errs := d.containerSecurity(p, c, &s); len(errs) > 0 {
+		return spec{}, nil, api.JoinErrors(errs)
 	}
 	var files []poddata.File
 	for _, m := range c.VolumeMounts {

@@ -12,14 +12,17 @@ import (
 
 	"github.com/seed-3f807049/interlink/observability/config"
 	"github.com/seed-3f807049/interlink/observability/logging"
+	"github.com/seed-3f807049/interlink/observability/server"
 	"github.com/seed-3f807049/interlink/observability/tracing"
 )
 
 // Defaults of Config.
 const (
-	// DefaultListen is the sidecar's listen address (the original SLURM
-	// plugin's port is 4001).
-	DefaultListen = "127.0.0.1:4001"
+	// DefaultListen is the sidecar's unix socket (its directory is created
+	// 0700 when missing): only the sidecar's account and the socket's group
+	// reach it. SidecarPort (the original SLURM plugin's port was 4001)
+	// selects TCP instead, which needs a credential (Auth).
+	DefaultListen = "~/.local/interlink/slurm.sock"
 	// DefaultDataRootFolder holds one directory per pod (the original's
 	// default, under the sidecar user's home).
 	DefaultDataRootFolder = "~/.local/interlink/jobs"
@@ -64,8 +67,9 @@ type Flavor struct {
 // Config configures the SLURM sidecar. Keys in the original's spelling keep
 // working; new ones use the INTERLINK_SLURM_ prefix.
 type Config struct {
-	Listen                    string            `json:"Listen" env:"INTERLINK_SLURM_LISTEN" doc:"TCP address (host:port) or unix socket path (starting with / or unix://) to serve on."`
-	SidecarPort               string            `json:"SidecarPort" env:"SIDECARPORT" doc:"Port to serve on, replacing Listen's port (original key)."`
+	Listen                    string            `json:"Listen" env:"INTERLINK_SLURM_LISTEN" doc:"Unix socket path (starting with /, ~/ or unix://; mode 0660) or TCP address (host:port, which needs Auth) to serve on."`
+	SidecarPort               string            `json:"SidecarPort" env:"SIDECARPORT" doc:"TCP port to serve on instead of Listen's socket (on Listen's host if Listen is host:port, else 127.0.0.1); TCP needs Auth (original key)."`
+	Auth                      server.Auth       `json:"Auth" envPrefix:"INTERLINK_SLURM_AUTH_" doc:"How callers (interlink) authenticate on TCP: a token or a client certificate, or Insecure. A unix socket needs none: its mode (0660) admits the sidecar's account and the socket's group."`
 	SbatchPath                string            `json:"SbatchPath" env:"SBATCHPATH" doc:"sbatch command (original key)."`
 	ScancelPath               string            `json:"ScancelPath" env:"SCANCELPATH" doc:"scancel command (original key)."`
 	SqueuePath                string            `json:"SqueuePath" env:"SQUEUEPATH" doc:"squeue command (original key)."`
@@ -158,15 +162,25 @@ func DefaultConfig() Config {
 	}
 }
 
-// ListenAddr returns the address to serve on: Listen, with its port
-// replaced by SidecarPort when that is set.
-func (c *Config) ListenAddr() string { return config.WithPort(c.Listen, c.SidecarPort) }
+// ListenAddr returns the address to serve on: Listen with ~/ expanded, or
+// TCP on SidecarPort when that is set (see server.SidecarListen).
+func (c *Config) ListenAddr() string {
+	addr, err := server.SidecarListen(c.Listen, c.SidecarPort)
+	if err != nil {
+		return c.Listen // Validate reports it
+	}
+	return addr
+}
 
 // Validate reports every problem at once.
 func (c *Config) Validate() error {
 	var errs []error
-	if c.Listen == "" {
+	if addr, err := server.SidecarListen(c.Listen, c.SidecarPort); c.Listen == "" {
 		errs = append(errs, errors.New("Listen is empty"))
+	} else if err != nil {
+		errs = append(errs, err)
+	} else if err := c.Auth.Validate(addr, "INTERLINK_SLURM_AUTH_"); err != nil {
+		errs = append(errs, err)
 	}
 	for name, p := range map[string]string{"SbatchPath": c.SbatchPath, "ScancelPath": c.ScancelPath, "SqueuePath": c.SqueuePath} {
 		if p == "" {

@@ -6,8 +6,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,7 +24,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/seed-3f807049/interlink/functions"
 	"github.com/seed-3f807049/interlink/functions/api"
+	"github.com/seed-3f807049/interlink/functions/client"
 	"github.com/seed-3f807049/interlink/observability/config"
 	"github.com/seed-3f807049/interlink/observability/e2eenv"
 	"github.com/seed-3f807049/interlink/sidecars"
@@ -265,6 +269,44 @@ func TestE2EJobs(t *testing.T) {
 		}
 		if got := logs(t, s, &d.Pod, "c0", api.ContainerLogOpts{}); got != "first\nsecond\nhello-from-c2\n" {
 			t.Errorf("c0 logs %q: want the init containers in order, then c2's file", got)
+		}
+	})
+	// An emptyDir subPath is bound from the directory the job opened beneath
+	// the volume; a symlink swapped in by an init container (to the host's
+	// /) is refused when the container starts, never followed.
+	t.Run("SubPathAndSymlinkSwap", func(t *testing.T) {
+		t.Parallel()
+		marker := t.TempDir()
+		for _, tc := range []struct {
+			name, init, main string
+			wantExit         bool
+		}{
+			{"subpath-ok", "mkdir -p /ed/sub && echo inside > /ed/sub/f", "cat /sub/f", true},
+			{"subpath-swap", "rm -rf /ed/sub; ln -s / /ed/sub", "ls /sub; touch /sub" + marker + "/escaped", false},
+			{"subpath-swap-deep", "rm -rf /ed/a/b; ln -s " + marker + " /ed/a/b", "touch /sub/escaped", false},
+		} {
+			d := e2ePod(tc.name, tc.main)
+			sub := "sub"
+			if tc.name == "subpath-swap-deep" {
+				sub = "a/b"
+			}
+			d.Pod.Spec.Volumes = []corev1.Volume{{Name: "ed", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+			d.Pod.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "busybox", Command: []string{"/bin/sh", "-c", tc.init},
+				VolumeMounts: []corev1.VolumeMount{{Name: "ed", MountPath: "/ed"}}}}
+			d.Pod.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "ed", MountPath: "/sub", SubPath: sub}}
+			create(t, s, d)
+			st := waitFor(t, s, &d.Pod, time.Minute, "terminated", terminated)
+			c := st.Containers[0].State.Terminated
+			out := logs(t, s, &d.Pod, "c0", api.ContainerLogOpts{})
+			if tc.wantExit && (c.ExitCode != 0 || out != "inside\n") {
+				t.Errorf("%s: %+v %q, want exit 0 and the file", tc.name, c, out)
+			}
+			if !tc.wantExit && (c.ExitCode == 0 || !strings.Contains(out, "crosses a symlink")) {
+				t.Errorf("%s: %+v %q, want a refusal naming the symlink", tc.name, c, out)
+			}
+		}
+		if entries, _ := os.ReadDir(marker); len(entries) != 0 {
+			t.Errorf("a container wrote on the host through a swapped subPath: %v", entries)
 		}
 	})
 	t.Run("FailedInitStopsThePod", func(t *testing.T) {
@@ -593,11 +635,28 @@ func TestE2EBinary(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	_ = ln.Close()
+	// On TCP the sidecar requires a credential: interlink's token, listed
+	// in the sidecar's Auth.TokenFile and sent from its SidecarTokenFile.
+	const token = "e2e-binary-sidecar-token" //nolint:gosec // G101: a test token
+	tokens, tokenFile := filepath.Join(dir, "tokens.csv"), filepath.Join(dir, "sidecar-token")
+	for f, data := range map[string]string{tokens: token + ",interlink\n", tokenFile: token + "\n"} {
+		if err := os.WriteFile(f, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cfgFile := filepath.Join(dir, "slurm.yaml")
-	yaml := fmt.Sprintf("Listen: %q\nDataRootFolder: %q\nStatePath: %q\nRuntime: charliecloud\nImageRoot: %q\nSbatchPath: sbatch\n",
-		addr, filepath.Join(dir, "jobs"), filepath.Join(dir, "state.db"), imageDir)
+	yaml := fmt.Sprintf("Listen: %q\nAuth: {TokenFile: %q}\nDataRootFolder: %q\nStatePath: %q\nRuntime: charliecloud\nImageRoot: %q\nSbatchPath: sbatch\n",
+		addr, tokens, filepath.Join(dir, "jobs"), filepath.Join(dir, "state.db"), imageDir)
 	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	// Without it, the sidecar does not start on TCP.
+	noAuth := filepath.Join(dir, "no-auth.yaml")
+	if err := os.WriteFile(noAuth, []byte(fmt.Sprintf("Listen: %q\nDataRootFolder: %q\nStatePath: %q\n", addr, filepath.Join(dir, "jobs"), filepath.Join(dir, "state.db"))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bin, "--config", noAuth, "--config-test").CombinedOutput(); err == nil || !strings.Contains(string(out), "Auth.TokenFile") {
+		t.Errorf("a TCP sidecar without a credential: %v\n%s", err, out)
 	}
 	cmd := exec.Command(bin, "--config", cfgFile)
 	var stderr strings.Builder
@@ -606,7 +665,7 @@ func TestE2EBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	c, err := sidecars.NewClient(sidecars.ClientConfig{URL: "http://" + addr, Retries: 1})
+	c, err := sidecars.NewClient(sidecars.ClientConfig{URL: "http://" + addr, Retries: 1, Header: client.NewTokenFile(tokenFile).Header})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -621,6 +680,33 @@ func TestE2EBinary(t *testing.T) {
 			t.Fatalf("no ping answer: %v\n%s", err, stderr.String())
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	// A caller without the token (any local user) gets 401, whatever it asks.
+	for _, tc := range []struct{ path, token string }{{api.PathCreate, ""}, {api.PathStatus, ""}, {api.PathCreate, "not-" + token}} {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+tc.path, strings.NewReader("{}"))
+		if tc.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%s with token %q: %d, want 401", tc.path, tc.token, resp.StatusCode)
+		}
+	}
+	// interlink, configured with SidecarTokenFile, reaches it.
+	ilCfg := functions.DefaultConfig()
+	ilCfg.Sidecars, ilCfg.SidecarTokenFile = map[string]string{"slurm": "http://" + addr}, tokenFile
+	il, _, err := functions.FromConfig(ilCfg, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	il.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, api.PathPing, nil))
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "cpu") {
+		t.Errorf("interlink's /pinglink through the sidecar's token: %d %s", rec.Code, rec.Body.String())
 	}
 	d := e2ePod("binary", "echo from-the-binary")
 	if _, err := c.Create(ctx, d); err != nil {
@@ -653,5 +739,8 @@ func TestE2EBinary(t *testing.T) {
 	}
 	if strings.Contains(stderr.String(), `"level":"ERROR"`) {
 		t.Errorf("errors logged:\n%s", stderr.String())
+	}
+	if strings.Contains(stderr.String(), token) {
+		t.Errorf("the token was logged:\n%s", stderr.String())
 	}
 }

@@ -370,10 +370,13 @@ func allowedWords(s string, list []string, key string) ([]string, error) {
 		return nil, fmt.Errorf("refused: %s in the sidecar's config is empty", key)
 	}
 	w, err := words(s)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		w, err = checkOptions(w, allowed, key)
 	}
-	return checkOptions(w, allowed, key)
+	if err != nil && !strings.Contains(err.Error(), key) {
+		err = fmt.Errorf("%w (only options listed in %s in the sidecar's config, each with a plain value, are accepted)", err, key)
+	}
+	return w, err
 }
 
 // words splits s into words as a shell would, without expanding anything:
@@ -572,6 +575,9 @@ func (b *builder) singularityOptions() ([]string, error) {
 	}
 	if s, ok := b.pod.Annotations[AnnotationSingularityMounts]; ok {
 		binds, err := singularityBinds(s, b.cfg.AllowedHostPaths)
+		if err != nil && !strings.Contains(err.Error(), "AllowedHostPaths") {
+			err = fmt.Errorf("%w (binds of sources under AllowedHostPaths in the sidecar's config are accepted)", err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("annotation %s: %w", AnnotationSingularityMounts, err)
 		}

@@ -75,6 +75,18 @@ token
 {{- if or .Values.monitoring.serviceMonitor.enabled .Values.monitoring.podMonitor.enabled -}}true{{- end -}}
 {{- end -}}
 
+{{/* How interLink and the sidecar reach each other in in-cluster mode: the socket's directory, or the sidecar token. */}}
+{{- define "interlink.sidecarMount" -}}
+{{- if .Values.inCluster.sidecar.port -}}
+- name: sidecar-token
+  mountPath: /var/run/interlink/sidecar-token
+  readOnly: true
+{{- else -}}
+- name: sidecar-socket
+  mountPath: /var/run/interlink/sidecar
+{{- end -}}
+{{- end -}}
+
 {{/* Cross-field checks the schema cannot express, with clear messages. */}}
 {{- define "interlink.validate" -}}
 {{- if and (not .Values.inCluster.enabled) (not .Values.interlink.url) -}}

@@ -49,8 +49,8 @@ func run() error {
 	if err := s.Register(reg); err != nil {
 		return err
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/", sidecars.NewHandler(s, sidecars.HandlerConfig{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log}))
-	mux.Handle("/metrics", metrics.Handler(reg))
-	return server.Run(ctx, server.Config{Listen: cfg.ListenAddr()}, mux, log)
+	api := sidecars.NewHandler(s, sidecars.HandlerConfig{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log})
+	// /metrics needs no credential: Prometheus scrapes it, and its labels
+	// carry no pod data.
+	return server.RunSidecar(ctx, cfg.ListenAddr(), cfg.Auth, api, map[string]http.Handler{"/metrics": metrics.Handler(reg)}, log)
 }
