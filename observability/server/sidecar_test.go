@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -116,7 +117,8 @@ func TestSidecarToken(t *testing.T) {
 	if err := os.WriteFile(tokens, []byte("# interlink's token\nright-token,interlink\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logs bytes.Buffer
+	// The token file's watcher logs from its own goroutine.
+	var logs lockedBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	h, run, err := SidecarHandler(ctx, "127.0.0.1:4001", Auth{TokenFile: tokens}, sidecarAPI, openMetrics, slog.New(slog.NewTextHandler(&logs, nil)))
@@ -263,4 +265,22 @@ func runSidecar(t *testing.T, listen string, a Auth) string {
 			t.Fatalf("%s did not listen", listen)
 		}
 	}
+}
+
+// lockedBuffer is a bytes.Buffer written and read from several goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
