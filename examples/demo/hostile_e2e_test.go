@@ -3,12 +3,20 @@
 package demo
 
 import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"text/tabwriter"
 	"time"
@@ -32,7 +40,16 @@ const (
 	accepted
 	// harmless: refused or run, as long as nothing runs on the host.
 	harmless
+	// symlinkRefused: run, and its container refused to start on a bind
+	// that crosses a symlink: it ended non-zero, its log saying so.
+	symlinkRefused
+	// refusedOrSymlink: refused naming the key, or symlinkRefused.
+	refusedOrSymlink
 )
+
+// crossesSymlink is what a container's log says when the job refused one
+// of its binds for a symlink on the way.
+const crossesSymlink = "crosses a symlink"
 
 // hostile is one variant: a pod whose annotations, env or command try to
 // run a command on the SLURM host, where it would leave a file in the
@@ -40,11 +57,18 @@ const (
 type hostile struct {
 	class, name string
 	want        outcome
-	key         string // the config key a refusal names
+	key         string // the config key a refusal names (or, where no key allows it, the words it holds)
 	annotations map[string]string
 	env         []corev1.EnvVar
-	command     []string // default: sh -c 'echo ran'
-	bin         bool     // carries the hostile scripts as a volume (see hostileBin)
+	command     []string            // default: sh -c 'echo ran'
+	bin         bool                // carries the hostile scripts as a volume (see hostileBin)
+	image       string              // default: busybox
+	spec        func(p *corev1.Pod) // the rest of the pod: volumes, init containers
+	logs        string              // accepted: what its logs hold
+	// bigLog: its logs are not read whole (the variant reads what it needs).
+	bigLog bool
+	// within bounds the wait for it to end (default 2 minutes).
+	within time.Duration
 	// apiMayRefuse: an env name that only an API server with relaxed env
 	// name validation (Kubernetes 1.34 on) accepts.
 	apiMayRefuse bool
@@ -218,6 +242,9 @@ func envVariants(m string) []hostile {
 	return hs
 }
 
+// hostileBinName names the ConfigMap of hostileBin.
+const hostileBinName = "hostile-bin"
+
 // hostileBin is the ConfigMap of the env variants: scripts named after the
 // programs the job runs on the host, and a shell start-up file (hook). Run
 // on the host (the job's environment names the job) or in a container
@@ -229,7 +256,169 @@ func hostileBin(marker string) *corev1.ConfigMap {
 		data[p] = "#!/bin/sh\n" + payload + p + "\n"
 	}
 	return &corev1.ConfigMap{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
-		ObjectMeta: metav1.ObjectMeta{Name: "hostile-bin"}, Data: data}
+		ObjectMeta: metav1.ObjectMeta{Name: hostileBinName}, Data: data}
+}
+
+// shell is a command for busybox's shell.
+func shell(script string) []string { return []string{"sh", "-c", script} }
+
+// volumeSpec adds v to the pod, mounted by its container at /v (below
+// subPath) and, when init is set, by an init container running init
+// first with v at /ed.
+func volumeSpec(v corev1.Volume, subPath, init string) func(*corev1.Pod) {
+	return func(p *corev1.Pod) {
+		p.Spec.Volumes = append(p.Spec.Volumes, v)
+		c := &p.Spec.Containers[0]
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: v.Name, MountPath: "/v", SubPath: subPath})
+		if init != "" {
+			p.Spec.InitContainers = append(p.Spec.InitContainers, corev1.Container{Name: "init", Image: "busybox",
+				ImagePullPolicy: corev1.PullIfNotPresent, Command: shell(init), VolumeMounts: []corev1.VolumeMount{{Name: v.Name, MountPath: "/ed"}}})
+		}
+	}
+}
+
+func emptyDir() corev1.Volume {
+	return corev1.Volume{Name: "ed", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
+}
+
+func hostPathVolume(p string, typ corev1.HostPathType) corev1.Volume {
+	v := corev1.Volume{Name: "host", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: p}}}
+	if typ != "" {
+		v.HostPath.Type = &typ
+	}
+	return v
+}
+
+// subPathVariants swap a directory of an emptyDir, in an init container,
+// for a symlink out of it (to the host's /, the marker directory, root's
+// home, a planted file, relative), before the container mounts it with a
+// subPath and writes or reads through it. The job opens a subPath beneath
+// its volume without following symlinks: the container must not start.
+func subPathVariants(m, planted string) []hostile {
+	swap := func(name, sub, link, target, command string) hostile {
+		return hostile{name: name, want: symlinkRefused, command: shell(command),
+			spec: volumeSpec(emptyDir(), sub, "rm -rf /ed/"+link+"; mkdir -p /ed/"+path.Dir(link)+"; ln -s "+target+" /ed/"+link)}
+	}
+	// /tmp, the marker directory's parent, as a subPath below a/.
+	parent := strings.TrimPrefix(filepath.Dir(m), "/")
+	return []hostile{
+		{name: "ok", want: accepted, command: shell("cat /v/f"), logs: "inside",
+			spec: volumeSpec(emptyDir(), "sub", "mkdir -p /ed/sub && echo inside >/ed/sub/f")},
+		swap("to-root", "sub", "sub", "/", "ls /v; touch /v"+m+"/subpath-to-root"),
+		swap("to-marker", "sub", "sub", m, "ls /v; touch /v/subpath-to-marker"),
+		swap("to-root-home", "sub", "sub", "/root", "ls -la /v; cat /v/*"),
+		swap("to-file", "f", "f", planted, "cat /v"),
+		swap("deep", "a/b", "a/b", m, "touch /v/subpath-deep"),
+		swap("deep-parent", path.Join("a", parent), "a", "/", "touch /v/"+filepath.Base(m)+"/subpath-deep-parent"),
+		swap("relative", "sub", "sub", "../..", "ls -la /v; cat /v/*/*/*"),
+		swap("relative-root", "sub", "sub", strings.Repeat("../", 16), "ls /v; touch /v"+m+"/subpath-relative-root"),
+		swap("loop", "sub", "sub", "sub", "ls /v"),
+	}
+}
+
+// hostPathVariants use hostPath volumes: allowed holds real (with a file
+// named planted holding want), swap (empty, writable), escape -> /,
+// escape2 -> the marker directory and inner -> real. Only real may be
+// bound; a symlink under the allowed directory is refused when the pod is
+// created or when its container starts.
+func hostPathVariants(m, allowed, want string) []hostile {
+	under := func(p string) string { return filepath.Join(allowed, p) }
+	host := func(name string, o outcome, key, p string, typ corev1.HostPathType, command string) hostile {
+		return hostile{name: name, want: o, key: key, command: shell(command), spec: volumeSpec(hostPathVolume(p, typ), "", "")}
+	}
+	const key = "AllowedHostPaths"
+	hs := []hostile{
+		{name: "real", want: accepted, command: shell("cat /v/planted"), logs: want,
+			spec: volumeSpec(hostPathVolume(under("real"), corev1.HostPathDirectory), "", "")},
+		host("escape", refusedOrSymlink, key, under("escape"), "", "ls /v; cat /v/root/*; touch /v"+m+"/hostpath-escape"),
+		host("escape2", refusedOrSymlink, key, under("escape2"), corev1.HostPathDirectory, "touch /v/hostpath-escape2"),
+		host("escape-below", refusedOrSymlink, key, under("escape"+filepath.Dir(m)), "", "touch /v/"+filepath.Base(m)+"/hostpath-escape-below"),
+		host("inner", symlinkRefused, "", under("inner"), "", "cat /v/planted"),
+		// A symlink the pod makes itself, in a directory it may write.
+		{name: "swap", want: symlinkRefused, command: shell("ls /v; touch /v" + m + "/hostpath-swap"),
+			spec: volumeSpec(hostPathVolume(under("swap"), ""), "link", "rm -rf /ed/link; ln -s / /ed/link")},
+		host("etc", refused, key, "/etc", "", "cat /v/shadow"),
+		host("etc-file", refused, key, "/etc/hostname", corev1.HostPathFile, "cat /v"),
+		host("root", refused, key, "/", corev1.HostPathDirectory, "touch /v"+m+"/hostpath-root"),
+		host("marker", refused, key, m, "", "touch /v/hostpath-marker"),
+		host("sibling", refused, key, allowed+"-sibling", "", "cat /v/*"),
+		host("dotdot", refused, key, allowed+"/../..", corev1.HostPathDirectory, "touch /v"+m+"/hostpath-dotdot"),
+		{name: "subpath-dotdot", want: refused, key: "leaves its volume", command: shell("touch /v/hostpath-subpath-dotdot"),
+			spec: volumeSpec(hostPathVolume(under("real"), ""), "../../.."+m, "")},
+	}
+	for i := range hs {
+		// The API server refuses a '..' in a hostPath or a subPath.
+		hs[i].apiMayRefuse = strings.Contains(hs[i].name, "dotdot")
+	}
+	return hs
+}
+
+// readVariants look for the data of others where a container on the host
+// could find it: files planted in the host's /tmp and root's home, the
+// victim's Secret in the sidecar's data directory (demoDir/jobs) and in its
+// container, by name, glob, find and through /proc. Each prints what it
+// found; none may print a planted secret.
+func readVariants(demoDir string) []hostile {
+	const planted = "interlink-hostile-planted-*"
+	victim := demoDir + "/jobs/victim-*/data/volumes/*/*"
+	hs := []hostile{
+		{name: "tmp", command: shell("ls -la /tmp; cat /tmp/" + planted)},
+		{name: "root-home", command: shell("ls -la /root; cat /root/* /root/.[!.]*")},
+		{name: "home", command: shell("ls -la /home; cat /home/*/* /home/*/.[!.]*")},
+		{name: "find", command: shell("find / -xdev -name '*planted*' -print -exec cat {} +")},
+		{name: "find-all", command: shell("find / \\( -path /proc -o -path /sys \\) -prune -o -name '*planted*' -print -exec cat {} +")},
+		{name: "demo-dir", command: shell("ls -la " + demoDir + " " + demoDir + "/jobs; cat " + victim + " " + demoDir + "/jobs/*/data/volumes/*/*")},
+		{name: "proc-root", command: shell("cat /proc/1/root/etc/hostname; cat /proc/*/root/tmp/" + planted + " /proc/*/root/root/" + planted +
+			" /proc/*/root" + victim + " /proc/*/root/secret/*")},
+		{name: "proc-cwd", command: shell("ls /proc/*/cwd/; cat /proc/*/cwd/victim-*/data/volumes/*/* /proc/*/cwd/data/volumes/*/* /proc/*/cwd/volumes/*/* /proc/*/cwd/secret/*")},
+	}
+	for i := range hs {
+		hs[i].want = harmless
+		hs[i].command[2] += "; echo end"
+	}
+	return hs
+}
+
+// imageVariants give images that name no image directory: shell syntax, a
+// name not there, a path out of the image root, the host's own root. Each
+// is refused before anything is written for it.
+func imageVariants(m string) []hostile {
+	const missing = "does not exist"
+	return []hostile{
+		{name: "semicolon", want: refused, key: missing, image: "busybox;" + touch(m, "image-semicolon")},
+		{name: "subst", want: refused, key: missing, image: "$(" + touch(m, "image-subst") + ")"},
+		{name: "backtick", want: refused, key: missing, image: "`" + touch(m, "image-backtick") + "`"},
+		{name: "newline", want: refused, key: missing, image: "busybox\n" + touch(m, "image-newline"), apiMayRefuse: true},
+		{name: "missing", want: refused, key: missing, image: "nosuchimage"},
+		{name: "parent", want: refused, key: "escapes the image root", image: "../busybox"},
+		// The host's / as an image directory: the host's files in the container.
+		{name: "host-root", want: refused, key: "ImageRoot", image: "/", command: shell("cat /root/interlink-hostile-planted-*; echo ran")},
+		{name: "proc-root", want: refused, key: "ImageRoot", image: "/proc/1/root", command: shell("cat /root/interlink-hostile-planted-*; echo ran")},
+	}
+}
+
+// volumeVariants declare volumes no container mounts: one naming a
+// ConfigMap that does not exist runs (as on a kubelet); a hostPath is
+// refused all the same.
+func volumeVariants() []hostile {
+	// An existing ConfigMap that no container mounts: the VK sends only
+	// mounted volumes' data, and the pod must run all the same (a missing
+	// one would hold the pod, as a kubelet holds it).
+	cm := corev1.Volume{Name: "cfg", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+		LocalObjectReference: corev1.LocalObjectReference{Name: hostileBinName}}}}
+	declare := func(v corev1.Volume) func(*corev1.Pod) {
+		return func(p *corev1.Pod) { p.Spec.Volumes = append(p.Spec.Volumes, v) }
+	}
+	return []hostile{
+		{name: "unmounted-configmap", want: accepted, logs: "ran", spec: declare(cm)},
+		{name: "unmounted-hostpath", want: refused, key: "AllowedHostPaths", spec: declare(hostPathVolume("/etc", ""))},
+	}
+}
+
+// hugeLine is a pod printing 200 MiB without a newline.
+func hugeLine() hostile {
+	return hostile{class: "log", name: "huge-line", want: accepted, bigLog: true, within: 15 * time.Minute,
+		command: shell("head -c 209715200 /dev/zero | tr '\\0' x; sleep 5")}
 }
 
 // demoPod is a busybox pod for the demo's virtual node, as examples/pods/hello.yaml.
@@ -262,8 +451,14 @@ func (h hostile) pod() *corev1.Pod {
 		// same path from the container's / for its relative PATH.
 		mode := int32(0o755)
 		p.Spec.Volumes = []corev1.Volume{{Name: "bin", VolumeSource: corev1.VolumeSource{
-			ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "hostile-bin"}, DefaultMode: &mode}}}}
+			ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: hostileBinName}, DefaultMode: &mode}}}}
 		c.VolumeMounts = []corev1.VolumeMount{{Name: "bin", MountPath: "/data/volumes/bin"}}
+	}
+	if h.image != "" {
+		c.Image = h.image
+	}
+	if h.spec != nil {
+		h.spec(p)
 	}
 	return p
 }
@@ -307,32 +502,123 @@ func (s *stack) squeue(t *testing.T) string {
 	return strings.TrimSpace(string(out))
 }
 
-// judge waits until h's pod has ended and returns what it came to,
-// failing t when that is not h.want.
-func (s *stack) judge(t *testing.T, h hostile) string {
+// judge waits until h's pod has ended and returns what it came to and
+// what its containers printed (the pods it refused print nothing), failing
+// t when that is not h.want.
+func (s *stack) judge(t *testing.T, h hostile) (got, logs string) {
 	t.Helper()
-	s.waitPhase(t, h.podName(), "Succeeded", "Failed")
+	if h.within > 0 {
+		s.waitEnded(t, h.podName(), h.within)
+	} else {
+		s.waitPhase(t, h.podName(), "Succeeded", "Failed")
+	}
 	p, err := s.getPod(t, "default", h.podName())
 	if err != nil {
 		t.Fatal(err)
 	}
 	byProvider := p.Status.Phase == corev1.PodFailed && p.Status.Reason == "ProviderFailed"
-	got := "ran: " + string(p.Status.Phase)
+	got = "ran: " + string(p.Status.Phase)
+	exit := int32(0)
 	if cs := p.Status.ContainerStatuses; len(cs) > 0 && cs[0].State.Terminated != nil {
-		got += fmt.Sprintf(", exit code %d", cs[0].State.Terminated.ExitCode)
+		exit = cs[0].State.Terminated.ExitCode
+		got += fmt.Sprintf(", exit code %d", exit)
 	}
 	if byProvider {
 		got = "refused: " + p.Status.Message
+	} else if !h.bigLog {
+		logs, _ = s.kubectlRun(t, "logs", "--all-containers=true", h.podName())
+		if strings.Contains(logs, crossesSymlink) {
+			got += ", " + crossesSymlink
+		}
 	}
+	named := byProvider && strings.Contains(p.Status.Message, h.key)
+	symlink := !byProvider && (p.Status.Phase == corev1.PodFailed || exit != 0) && strings.Contains(logs, crossesSymlink)
+	ok := true
 	switch {
 	case h.want == refused && !byProvider:
+		ok = false
 		t.Errorf("pod %s %s, want it refused naming %s", p.Name, got, h.key)
-	case h.want == refused && !strings.Contains(p.Status.Message, h.key):
+	case h.want == refused && !named:
+		ok = false
 		t.Errorf("pod %s %s: the reason does not name %s", p.Name, got, h.key)
 	case h.want == accepted && p.Status.Phase != corev1.PodSucceeded:
+		ok = false
 		t.Errorf("pod %s %s, want it run to Succeeded", p.Name, got)
+	case h.want == accepted && !strings.Contains(logs, h.logs):
+		ok = false
+		t.Errorf("pod %s %s: its logs lack %q:\n%s", p.Name, got, h.logs, logs)
+	case h.want == symlinkRefused && !symlink:
+		ok = false
+		t.Errorf("pod %s %s, want its container ended non-zero, its log saying %q:\n%s", p.Name, got, crossesSymlink, logs)
+	case h.want == refusedOrSymlink && !named && !symlink:
+		ok = false
+		t.Errorf("pod %s %s, want it refused naming %s, or its container ended non-zero, its log saying %q:\n%s", p.Name, got, h.key, crossesSymlink, logs)
 	}
-	return got
+	if !ok {
+		s.keep(t, p)
+	}
+	return got, logs
+}
+
+// waitEnded waits until pod is Succeeded or Failed.
+func (s *stack) waitEnded(t *testing.T, pod string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		p, _ := s.kubectlRun(t, "get", "pod", pod, "-o", "jsonpath={.status.phase}")
+		if p == "Succeeded" || p == "Failed" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pod %s is %q after %s, want it ended", pod, p, within)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// kept is where keep copies what a failure's report needs; made once.
+var kept struct {
+	sync.Once
+	dir string
+}
+
+// keep copies, for a failure's report, the sidecar's log and what it keeps
+// of pod p (its job's directory, files up to 1 MiB), or only the log when p
+// is nil, to a directory left after the test, and logs where.
+func (s *stack) keep(t *testing.T, p *corev1.Pod) {
+	t.Helper()
+	kept.Do(func() {
+		kept.dir, _ = os.MkdirTemp("", "interlink-hostile-kept-")
+		t.Logf("what the failures left (the sidecar's log, the failed pods' job directories) is kept in %s", kept.dir)
+	})
+	if kept.dir == "" {
+		return
+	}
+	copyFile := func(src, dst string) {
+		b, err := os.ReadFile(src)
+		if err == nil {
+			_ = os.MkdirAll(filepath.Dir(dst), 0o700)
+			err = os.WriteFile(dst, b, 0o600) //nolint:gosec // dst is below the kept directory
+		}
+		if err != nil {
+			t.Logf("keep %s: %v", src, err)
+		}
+	}
+	copyFile(filepath.Join(s.Dir, "sidecar.log"), filepath.Join(kept.dir, "sidecar.log"))
+	if p == nil {
+		return
+	}
+	job := filepath.Join(s.Dir, "jobs", p.Namespace+"-"+string(p.UID))
+	_ = filepath.WalkDir(job, func(f string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil //nolint:nilerr // keep what can be read
+		}
+		if fi, err := d.Info(); err == nil && fi.Size() <= 1<<20 {
+			rel, _ := filepath.Rel(job, f)
+			copyFile(f, filepath.Join(kept.dir, p.Name, rel))
+		}
+		return nil
+	})
 }
 
 // checkMarker fails t for every file a payload left in the marker directory.
@@ -347,11 +633,171 @@ func checkMarker(t *testing.T, marker string) {
 	}
 }
 
+// newSecret is a string that appears nowhere until the test writes it.
+func newSecret(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return "interlink-hostile-secret-" + hex.EncodeToString(b)
+}
+
+// plant writes secret to a new file interlink-hostile-planted-* in dir,
+// readable by anyone (only confinement keeps it from a container), removed
+// when the test ends, and returns its path.
+func plant(t *testing.T, dir, secret string) string {
+	t.Helper()
+	f, err := os.CreateTemp(dir, "interlink-hostile-planted-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(f.Name()) })
+	if _, err := f.WriteString(secret + "\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return f.Name()
+}
+
+// entries lists the names in dir.
+func entries(t *testing.T, dir string) []string {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// checkNoNewEntry fails t for every name in dir that is not in before.
+func checkNoNewEntry(t *testing.T, dir string, before []string) {
+	t.Helper()
+	for _, n := range entries(t, dir) {
+		if !slices.Contains(before, n) {
+			t.Errorf("a hostile image name left %s", filepath.Join(dir, n))
+		}
+	}
+}
+
+// vmRSS is the resident set of process pid, in bytes.
+func vmRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			var kb int64
+			if _, err := fmt.Sscan(v, &kb); err != nil {
+				return 0, fmt.Errorf("VmRSS %q: %w", v, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
+
+// watchRSS samples the resident set of process pid every 100 ms until
+// stop, which returns the largest sample in bytes.
+func watchRSS(pid int) (stop func() (int64, error)) {
+	var (
+		mu   sync.Mutex
+		most int64
+		serr error
+	)
+	sample := func() {
+		n, err := vmRSS(pid)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil && serr == nil {
+			serr = err
+		}
+		most = max(most, n)
+	}
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			sample()
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() (int64, error) {
+		close(quit)
+		<-done
+		sample()
+		mu.Lock()
+		defer mu.Unlock()
+		return most, serr
+	}
+}
+
+// sidecarPID is the demo's SLURM sidecar's process, from its PID file.
+func (s *stack) sidecarPID(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.Dir, "sidecar.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	if _, err := fmt.Sscan(string(b), &pid); err != nil {
+		t.Fatalf("sidecar.pid: %v", err)
+	}
+	if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) != "interlink-slurm" {
+		t.Fatalf("process %d of sidecar.pid is %q, not interlink-slurm", pid, comm)
+	}
+	return pid
+}
+
+// tail runs kubectl logs --tail=1 on pod, for at most 60 s, and returns
+// the line it printed and how long it took.
+func (s *stack) tail(pod string) (string, time.Duration, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	start := time.Now()
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, s.kubectl, "--kubeconfig", s.kubeconfig, "logs", "--tail=1", pod)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	took := time.Since(start)
+	if err != nil {
+		return "", took, fmt.Errorf("kubectl logs --tail=1 %s (%s): %w: %s", pod, took.Round(time.Millisecond), err, stderr.String())
+	}
+	return strings.TrimSuffix(string(out), "\n"), took, nil
+}
+
+// linePiece is the most of a line the job writes as one log line.
+const linePiece = 16384
+
+// maxSidecarRSS bounds the SLURM sidecar's resident set while it serves a
+// 200 MiB line.
+const maxSidecarRSS = 300_000_000
+
 // TestE2EHostilePods applies pods that try to run commands on the SLURM
 // host, through every field of a pod that reaches the job, to make demo's
-// real stack. Each must be refused, naming the config key that would allow
-// it, or run confined in its container; none may touch the marker
-// directory, and a long-running pod of another namespace lives through it all.
+// real stack, and pods that try to leave their volumes through symlinks,
+// bind host directories, read the data of others, name images that are
+// not there, or print a 200 MiB line. Each must be refused, naming the
+// config key that would allow it, or run confined in its container; none
+// may touch the marker directory or print a planted secret, the sidecar's
+// memory stays bounded, and a long-running pod of another namespace, with
+// a Secret, lives through it all.
 func TestE2EHostilePods(t *testing.T) {
 	requireRoot(t)
 	mpiexec, err := exec.LookPath("mpiexec")
@@ -370,16 +816,55 @@ func TestE2EHostilePods(t *testing.T) {
 	if err := os.Chmod(marker, 0o777); err != nil { //nolint:gosec // the payloads' target
 		t.Fatal(err)
 	}
+	// The one directory hostPath volumes may use: real, with a file to
+	// read; swap, where a pod may make a symlink; symlinks out of it (to /
+	// and to the marker directory) and back into it.
+	allowed := filepath.Join(t.TempDir(), "allowed")
+	hostFile := "planted in the allowed directory"
+	for _, d := range []string{"real", "swap"} {
+		if err := os.MkdirAll(filepath.Join(allowed, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(allowed+"-sibling", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(allowed, "real", "planted"), []byte(hostFile+"\n"), 0o644); err != nil { //nolint:gosec // read in a container
+		t.Fatal(err)
+	}
+	for link, target := range map[string]string{"escape": "/", "escape2": marker, "inner": filepath.Join(allowed, "real")} {
+		if err := os.Symlink(target, filepath.Join(allowed, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// -n with one value is allowed: the allow-list is checked, not a blanket refusal.
 	conf := filepath.Join(t.TempDir(), "slurm-hostile.yaml")
-	if err := os.WriteFile(conf, fmt.Appendf(nil, "AllowedMPIFlags: [\"-n=\"]\nMpiexecPath: %s\n", mpiexec), 0o600); err != nil {
+	if err := os.WriteFile(conf, fmt.Appendf(nil, "AllowedMPIFlags: [\"-n=\"]\nMpiexecPath: %s\nAllowedHostPaths: [%q]\n", mpiexec, allowed), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s := runDemo(t, "AUTH=static", "DEMO_SLURM_CONFIG="+conf)
+	t.Cleanup(func() {
+		if t.Failed() {
+			s.keep(t, nil)
+		}
+	})
 
+	// Secrets of others the hostile pods look for: files on the host, in
+	// /tmp and in root's home, and the victim's Secret.
+	secrets := []struct{ what, value string }{
+		{"the file planted in /tmp", newSecret(t)},
+		{"the file planted in /root", newSecret(t)},
+		{"the victim's Secret", newSecret(t)},
+	}
+	plant(t, "/tmp", secrets[0].value)
+	rootPlanted := plant(t, "/root", secrets[1].value)
+	victimSecret := &corev1.Secret{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "victim", Name: "victim-secret"}, StringData: map[string]string{"token": secrets[2].value}}
 	victim := demoPod("victim", "sleeper", "sleep", "3600")
+	victim.Spec.Volumes = []corev1.Volume{{Name: "secret", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "victim-secret"}}}}
+	victim.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "secret", MountPath: "/secret"}}
 	ns := &corev1.Namespace{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"}, ObjectMeta: metav1.ObjectMeta{Name: "victim"}}
-	if out, err := s.apply(t, ns, victim); err != nil {
+	if out, err := s.apply(t, ns, victimSecret, victim); err != nil {
 		t.Fatalf("kubectl apply: %v\n%s", err, out)
 	}
 	var jobID string
@@ -396,6 +881,15 @@ func TestE2EHostilePods(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
+	// The victim's Secret is on the host where the read variants look.
+	victimData := filepath.Join(s.Dir, "jobs", "victim-*", "data", "volumes", "*", "*")
+	found, _ := filepath.Glob(victimData)
+	if !slices.ContainsFunc(found, func(f string) bool {
+		b, _ := os.ReadFile(f)
+		return bytes.Contains(b, []byte(secrets[2].value))
+	}) {
+		t.Fatalf("the victim's Secret is not in %s: %v", victimData, found)
+	}
 	// checkVictim: still Running, as the same job, in squeue too.
 	checkVictim := func(t *testing.T) {
 		t.Helper()
@@ -411,14 +905,29 @@ func TestE2EHostilePods(t *testing.T) {
 		}
 	}
 
-	classes := []struct {
+	imagesDir := filepath.Join(s.Dir, "images")
+	imagesBefore, rootBefore := entries(t, imagesDir), entries(t, "/")
+	type class struct {
 		name     string
 		variants []hostile
-	}{
-		{"annotation", annotationVariants(marker)},
-		{"sbatch", sbatchVariants(marker)},
-		{"mpi", mpiVariants(marker)},
-		{"env", envVariants(marker)},
+		showLogs bool               // log what its pods printed
+		after    func(t *testing.T) // more checks once its pods ended
+	}
+	classes := []class{
+		{name: "annotation", variants: annotationVariants(marker)},
+		{name: "sbatch", variants: sbatchVariants(marker)},
+		{name: "mpi", variants: mpiVariants(marker)},
+		{name: "env", variants: envVariants(marker)},
+		{name: "subpath", variants: subPathVariants(marker, rootPlanted)},
+		{name: "hostpath", variants: hostPathVariants(marker, allowed, hostFile)},
+		{name: "read", variants: readVariants(s.Dir), showLogs: true},
+		{name: "image", variants: imageVariants(marker), after: func(t *testing.T) {
+			// Refused before anything was written for them: nothing new in
+			// the image root, nor in the host's / (bind points for the image /).
+			checkNoNewEntry(t, imagesDir, imagesBefore)
+			checkNoNewEntry(t, "/", rootBefore)
+		}},
+		{name: "volume", variants: volumeVariants()},
 	}
 	// Every pod at once; names only some API servers accept, one by one.
 	objs := []any{hostileBin(marker)}
@@ -447,6 +956,32 @@ func TestE2EHostilePods(t *testing.T) {
 	var table strings.Builder
 	tw := tabwriter.NewWriter(&table, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "CLASS\tVARIANT\tOUTCOME")
+	row := func(h hostile, got string) {
+		// A refusal's message ends with the sidecar's own words
+		// ("pod default/NAME: REASON"), after those of interlink.
+		if i := strings.LastIndex(got, h.podName()+": "); strings.HasPrefix(got, "refused: ") && i >= 0 {
+			got = "refused: " + got[i+len(h.podName())+2:]
+		}
+		if len(got) > 200 {
+			got = got[:200] + "..."
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", h.class, h.name, strings.ReplaceAll(got, "\n", `\n`))
+	}
+	// checkSecrets fails t when logs hold a planted secret, and says which.
+	checkSecrets := func(t *testing.T, pod, logs string) string {
+		t.Helper()
+		var leaked []string
+		for _, sec := range secrets {
+			if strings.Contains(logs, sec.value) {
+				t.Errorf("pod %s printed %s", pod, sec.what)
+				leaked = append(leaked, sec.what)
+			}
+		}
+		if len(leaked) == 0 {
+			return ""
+		}
+		return "; LEAKED " + strings.Join(leaked, ", ")
+	}
 	for _, c := range classes {
 		t.Run(c.name, func(t *testing.T) {
 			for _, h := range c.variants {
@@ -454,22 +989,85 @@ func TestE2EHostilePods(t *testing.T) {
 				if ok {
 					got = "refused by the API server: " + got
 				} else {
-					got = s.judge(t, h)
+					var logs string
+					got, logs = s.judge(t, h)
+					got += checkSecrets(t, h.podName(), logs)
+					if c.showLogs {
+						if len(logs) > 2000 {
+							logs = logs[:2000] + "..."
+						}
+						t.Logf("pod %s printed:\n%s", h.podName(), logs)
+					}
 				}
-				// A refusal's message ends with the sidecar's own words
-				// ("pod default/NAME: REASON"), after those of interlink.
-				if i := strings.LastIndex(got, h.podName()+": "); strings.HasPrefix(got, "refused: ") && i >= 0 {
-					got = "refused: " + got[i+len(h.podName())+2:]
-				}
-				if len(got) > 200 {
-					got = got[:200] + "..."
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", c.name, h.name, strings.ReplaceAll(got, "\n", `\n`))
+				row(h, got)
+			}
+			if c.after != nil {
+				c.after(t)
 			}
 			checkMarker(t, marker)
 			checkVictim(t)
 		})
 	}
+
+	// A 200 MiB line, alone (it holds a CPU of the demo's SLURM for
+	// minutes): kubectl logs --tail=1 answers within 60 s while it is
+	// written and after, and the sidecar's memory stays bounded.
+	t.Run("log", func(t *testing.T) {
+		h := hugeLine()
+		pid := s.sidecarPID(t)
+		before, err := vmRSS(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := watchRSS(pid)
+		if out, err := s.apply(t, h.pod()); err != nil {
+			t.Fatalf("kubectl apply: %v\n%s", err, out)
+		}
+		var during string
+		var slowest time.Duration
+		eventually(t, "a piece of the line in kubectl logs --tail=1 while it is written", 3*time.Minute, func() error {
+			line, took, err := s.tail(h.podName())
+			slowest = max(slowest, took)
+			if err == nil && line == "" {
+				err = fmt.Errorf("nothing yet")
+			}
+			during = line
+			return err
+		})
+		phase, _ := s.kubectlRun(t, "get", "pod", h.podName(), "-o", "jsonpath={.status.phase}")
+		if len(during) > linePiece || strings.Trim(during, "x") != "" {
+			t.Errorf("kubectl logs --tail=1 %s while it ran: %d bytes, want up to %d x: %.100q", h.podName(), len(during), linePiece, during)
+		}
+		got, _ := s.judge(t, h)
+		after, took, err := s.tail(h.podName())
+		slowest = max(slowest, took)
+		if err != nil {
+			t.Error(err)
+		} else if len(after) != linePiece || strings.Trim(after, "x") != "" {
+			t.Errorf("kubectl logs --tail=1 %s once it ended: %d bytes, want %d x: %.100q", h.podName(), len(after), linePiece, after)
+		}
+		if slowest >= 60*time.Second {
+			t.Errorf("kubectl logs --tail=1 %s took %s", h.podName(), slowest)
+		}
+		most, err := stop()
+		if err != nil {
+			t.Errorf("the sidecar's RSS: %v", err)
+		}
+		end, err := vmRSS(pid)
+		if err != nil {
+			t.Errorf("the sidecar's RSS after: %v", err)
+		}
+		mb := func(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/1e6) }
+		t.Logf("the SLURM sidecar's RSS (VmRSS of process %d): %s before the pod, at most %s while it ran and its logs were read (sampled every 100 ms), %s after",
+			pid, mb(before), mb(most), mb(end))
+		if most > maxSidecarRSS || end > maxSidecarRSS {
+			t.Errorf("the SLURM sidecar's RSS reached %s (%s after), over %s", mb(most), mb(end), mb(maxSidecarRSS))
+		}
+		row(h, fmt.Sprintf("%s; tail -1 while %s: %d chars; once ended: %d chars; slowest tail %s; sidecar RSS at most %s",
+			got, phase, len(during), len(after), slowest.Round(time.Millisecond), mb(most)))
+		checkMarker(t, marker)
+		checkVictim(t)
+	})
 	_ = tw.Flush()
 	t.Logf("hostile pods:\n%s", table.String())
 

@@ -199,8 +199,8 @@ func (l *logWriter) emit(s string) error {
 
 // maxLogLine is the longest log line read at once: a longer one (a
 // container writing gigabytes without a newline) comes in pieces, each one
-// a line, as the CRI splits long lines. The job's logger splits lines at
-// 16384 characters already; this bounds what the sidecar reads whatever
+// a line, as the CRI splits long lines. The job's logger (interlink-envexec
+// log) splits lines at 16 KiB already; this bounds what the sidecar reads whatever
 // the file holds.
 const maxLogLine = 64 << 10
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -97,6 +98,7 @@ func buildJob(cfg *Config, st *site, data *api.RetrievedPodData, dir string) (*j
 		return nil, invalid(err)
 	}
 	rt := newRuntime(rtName, cfg, imageRoot)
+	b.imageRoot = imageRoot
 	if b.singOpts, err = b.singularityOptions(); err != nil {
 		return nil, invalid(err)
 	}
@@ -145,10 +147,10 @@ func (b *builder) runtimeChoice() (rtName, imageRoot string, err error) {
 	if err := b.need(runtimeKey[rtName], "runtime "+rtName); err != nil {
 		return "", "", err
 	}
-	if newRuntime(rtName, b.cfg, "").env() == envHelper {
-		if err := b.need("EnvExecPath", "runtime "+rtName); err != nil {
-			return "", "", err
-		}
+	// Every job logs through the helper; helper runtimes run it in their
+	// containers too.
+	if err := b.need("EnvExecPath", "runtime "+rtName); err != nil {
+		return "", "", err
 	}
 	imageRoot = b.cfg.ImageRoot
 	if r, ok := a[AnnotationImageRoot]; ok {
@@ -176,6 +178,8 @@ type builder struct {
 	site *site
 	// singOpts are the options of the singularity annotations, checked.
 	singOpts []string
+	// imageRoot is the pod's image root (ImageRoot, or one it chose).
+	imageRoot string
 }
 
 // sbatchArgs are the job's options: name, output, resources, partition,
@@ -437,6 +441,9 @@ func (b *builder) container(c *corev1.Container, vols map[string]poddata.Volume,
 	var errs []error
 	var files []poddata.File
 	img, err := rt.image(c.Image)
+	if err == nil && filepath.IsAbs(c.Image) {
+		err = b.checkImagePath(c.Image)
+	}
 	if err != nil {
 		errs = append(errs, fmt.Errorf("container %s: %w", c.Name, err))
 	}
@@ -483,9 +490,6 @@ func (b *builder) container(c *corev1.Container, vols map[string]poddata.Volume,
 		}
 		if mnt.beneath != nil {
 			mnt.host = fdMarker(len(ct.mounts))
-			if err := b.need("EnvExecPath", "a subPath or hostPath mount"); err != nil {
-				errs = append(errs, fmt.Errorf("container %s: %w", c.Name, err))
-			}
 		}
 		ct.mounts = append(ct.mounts, mnt)
 	}
@@ -536,6 +540,22 @@ func (b *builder) container(c *corev1.Container, vols map[string]poddata.Volume,
 		}
 	}
 	return ct, files, errors.Join(errs...)
+}
+
+// checkImagePath refuses an image given as a host path outside the image
+// roots the operator set: a pod must not run the host's / (or any other
+// directory or file) as its image.
+func (b *builder) checkImagePath(p string) error {
+	var roots []string
+	for _, r := range append([]string{b.cfg.ImageRoot, b.imageRoot}, b.cfg.AllowedImageRoots...) {
+		if r != "" {
+			roots = append(roots, r)
+		}
+	}
+	if !poddata.AllowedHostPath(roots, p) {
+		return fmt.Errorf("image %q is a host path outside ImageRoot and AllowedImageRoots (in the sidecar's config)", p)
+	}
+	return nil
 }
 
 // prepareImage makes the container's bind points and working directory in
@@ -638,6 +658,9 @@ func quote(s string) (string, error) {
 	return q, nil
 }
 
+// ilEnvExec is the word for the helper's path in the job ("$IL_ENVEXEC").
+const ilEnvExec = "\x00IL_ENVEXEC\x00"
+
 // fdMarker stands, in a runtime's words, for the host side of mount i,
 // which the job opens beneath its root (bindBeneath).
 func fdMarker(i int) string { return fmt.Sprintf("\x00IL_FD%d\x00", i) }
@@ -666,7 +689,7 @@ func (b *builder) bindBeneath(argv []string, mounts []mount) []string {
 	if len(groups) == 0 {
 		return argv
 	}
-	out := append([]string{b.cfg.EnvExecPath, envexec.BindMode}, groups...)
+	out := append([]string{ilEnvExec, envexec.BindMode}, groups...)
 	return append(append(out, "--"), argv...)
 }
 
@@ -689,6 +712,8 @@ func readImageConfig(cmd func([]string) string, podman, image string) string {
 // image's entrypoint and command (podman) become their arrays.
 func word(w string) (string, error) {
 	switch w {
+	case ilEnvExec:
+		return `"$IL_ENVEXEC"`, nil
 	case imageEntrypoint:
 		return `"${il_ep[@]}"`, nil
 	case imageCmd:
@@ -749,6 +774,7 @@ func (b *builder) script(rt runtime, inits, mains []*container, files []poddata.
 	w("# containers/NAME.log, their exit codes to containers/NAME.exit.\n")
 	w("umask 077\n")
 	w("IL_DIR=%s\n", q(b.dir))
+	w("IL_ENVEXEC=%s\n", q(b.cfg.EnvExecPath))
 	if b.cfg.SharedFS {
 		w("IL_DATA=\"$IL_DIR\"/%s\n", dataDirName)
 	} else {
@@ -773,21 +799,14 @@ func (b *builder) script(rt runtime, inits, mains []*container, files []poddata.
 		IL_NOW=$(date -u +%%Y-%%m-%%dT%%H:%%M:%%S.%%NZ)
 	fi
 }
-# il_log prefixes each line with the time it was read; a line longer than
-# 16384 characters comes in pieces, as the CRI splits long lines.
-il_log() {
-	local line
-	while IFS= read -r -n 16384 line || [[ -n $line ]]; do
-		il_now
-		printf '%%s %%s\n' "$IL_NOW" "$line"
-	done
-}
 # il_run NAME FUNCTION runs a container, recording its start, output and exit code.
 il_run() {
 	local name=$1 code
 	il_now
 	printf '%%s\n' "$IL_NOW" >"$IL_DIR/containers/$name.started"
-	"$2" 2>&1 | il_log >>"$IL_DIR/containers/$name.log"
+	# The helper's log mode prefixes each line with the time it was read, and
+	# splits a line longer than 16 KiB into pieces, as the CRI does.
+	"$2" 2>&1 | "$IL_ENVEXEC" log >>"$IL_DIR/containers/$name.log"
 	code=${PIPESTATUS[0]}
 	il_now
 	printf '%%s %%s\n' "$code" "$IL_NOW" >"$IL_DIR/containers/$name.exit.tmp"
@@ -835,7 +854,7 @@ il_run() {
 		if c.envDir != "" {
 			// The container's own copy of the helper: runtimes that bind
 			// read-write cannot let one pod change another's.
-			w("\t%s || return\n", cmd([]string{"cp", "--", b.cfg.EnvExecPath, dataRef(path.Join(c.envDir, "envexec"))}))
+			w("\tcp -- \"$IL_ENVEXEC\" %s || return\n", cmd([]string{dataRef(path.Join(c.envDir, "envexec"))}))
 		}
 		steps := rt.commands(c, c.image)
 		for j, step := range steps {

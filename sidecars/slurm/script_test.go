@@ -76,6 +76,7 @@ func testConfig(t *testing.T) Config {
 	cfg := DefaultConfig()
 	cfg.DataRootFolder = "/data/interlink/jobs"
 	cfg.EnvExecPath = "/opt/interlink/bin/interlink-envexec"
+	cfg.AllowedImageRoots = []string{"/images"} // the test pod's /images/tools.sif
 	cfg.StatePath = filepath.Join(t.TempDir(), "state.db")
 	return cfg
 }
@@ -303,6 +304,10 @@ func TestRefusedPods(t *testing.T) {
 		{"singularity bind that is not a bind", func(c *Config) { c.AllowedHostPaths = []string{"/scratch"} },
 			func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationSingularityMounts] = "--overlay /scratch" }, `only --bind`},
 		{"image root not allowed", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationImageRoot] = "/home/other/images" }, `AllowedImageRoots`},
+		{"host root as the image", func(c *Config) { c.Runtime, c.ImageRoot = RuntimeCharliecloud, "/images" },
+			func(d *api.RetrievedPodData) { d.Pod.Spec.Containers[0].Image = "/" }, `outside ImageRoot and AllowedImageRoots`},
+		{"a host file as the image", nil, func(d *api.RetrievedPodData) { d.Pod.Spec.Containers[0].Image = "/etc/passwd" }, `outside ImageRoot`},
+		{"an escaping path as the image", nil, func(d *api.RetrievedPodData) { d.Pod.Spec.Containers[0].Image = "/images/../etc" }, `outside ImageRoot`},
 		{"runtime not allowed", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationRuntime] = RuntimePodman }, `runtime "podman" is not allowed (AllowedRuntimes`},
 		{"runtime not installed", func(c *Config) { c.AllowedRuntimes = []string{RuntimePodman} },
 			func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationRuntime] = RuntimePodman }, `PodmanPath`},

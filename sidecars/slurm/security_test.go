@@ -178,7 +178,7 @@ func FuzzJobScript(f *testing.F) {
 		}
 		allowed := hostPrograms(&cfg)
 		cmds, _ := commandWords(t, j.script, map[string]bool{cfg.MpiexecPath: true},
-			map[string]bool{cfg.SingularityPath: true}, cfg.EnvExecPath)
+			map[string]bool{cfg.SingularityPath: true}, "IL_ENVEXEC")
 		for _, w := range cmds {
 			if !allowed[w] {
 				t.Fatalf("the script runs %q", w)
@@ -213,9 +213,8 @@ func commandWords(t *testing.T, script string, launchers map[string]bool, progra
 			// "--" are data (paths it opens); they are taken out here.
 			args := slices.Clone(n.Args)
 			for i := 0; i+1 < len(args); i++ {
-				w, _ := expand.Literal(nil, args[i])
 				b, _ := expand.Literal(nil, args[i+1])
-				if w != helper || b != envexec.BindMode {
+				if !isParam(args[i], helper) || b != envexec.BindMode {
 					continue
 				}
 				end := slices.IndexFunc(args[i:], func(a *syntax.Word) bool { return a.Lit() == "--" })
@@ -256,6 +255,19 @@ func commandWords(t *testing.T, script string, launchers map[string]bool, progra
 		return true
 	})
 	return cmds, assigned
+}
+
+// isParam tells whether w is "$name".
+func isParam(w *syntax.Word, name string) bool {
+	if len(w.Parts) != 1 {
+		return false
+	}
+	dq, ok := w.Parts[0].(*syntax.DblQuoted)
+	if !ok || len(dq.Parts) != 1 {
+		return false
+	}
+	pe, ok := dq.Parts[0].(*syntax.ParamExp)
+	return ok && pe.Param.Value == name
 }
 
 // hostPrograms are the only commands a job script may run: the operator's
@@ -313,7 +325,7 @@ func TestNoPodWordInCommandPosition(t *testing.T) {
 					continue
 				}
 				runtimesAt := map[string]bool{cfg.SingularityPath: true, cfg.ApptainerPath: true, cfg.EnrootPath: true, cfg.ChRunPath: true, cfg.PodmanPath: true}
-				cmds, assigned := commandWords(t, j.script, map[string]bool{cfg.MpiexecPath: true}, runtimesAt, cfg.EnvExecPath)
+				cmds, assigned := commandWords(t, j.script, map[string]bool{cfg.MpiexecPath: true}, runtimesAt, "IL_ENVEXEC")
 				for _, c := range cmds {
 					if !allowed[c] {
 						t.Errorf("%s %s=%q: the script runs %q", rt, ann, v, c)
@@ -322,7 +334,7 @@ func TestNoPodWordInCommandPosition(t *testing.T) {
 				for _, a := range assigned {
 					if a != "IL_DIR" && a != "IL_DATA" && a != "IL_NOW" && a != "IL_SSH_PID" && a != "IL_SOCKS_PORT" && a != "code" &&
 						a != "il_exit" && a != "il_pids" && a != "il_code" && a != "t" && a != "s" && a != "line" && a != "name" && a != "IFS" &&
-						a != "TZ" && a != "il_ep" && a != "il_cmd" {
+						a != "TZ" && a != "IL_ENVEXEC" && a != "il_ep" && a != "il_cmd" {
 						t.Errorf("%s: the script assigns %q", rt, a)
 					}
 				}

@@ -53,6 +53,7 @@ echo "$@" >>"$D/cancelled"
 	// Absolute: taken as is, as for a runtime the compute nodes alone have.
 	cfg.SingularityPath = "/opt/apptainer/bin/singularity"
 	cfg.EnvExecPath = testEnvExec(t)
+	cfg.AllowedImageRoots = []string{"/images"} // the test pod's /images/tools.sif
 	return cfg, dir
 }
 

@@ -1,6 +1,7 @@
 package envexec
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -155,4 +157,41 @@ func OpenBeneath(root, rel string, mkdir bool) (int, error) {
 		dir = next
 	}
 	return dir, nil
+}
+
+// LogMode is the first argument of the log mode: the job pipes a
+// container's output through it, and it writes each line prefixed with the
+// time it was read (RFC 3339, UTC), a line longer than LogPiece bytes in
+// pieces, each one a line, as the CRI splits long lines. It reads with one
+// buffer whatever the container writes.
+const LogMode = "log"
+
+// LogPiece is the longest line the log mode writes.
+const LogPiece = 16 << 10
+
+// Log copies in to out as timestamped lines.
+func Log(in io.Reader, out io.Writer, now func() time.Time) error {
+	r := bufio.NewReaderSize(in, LogPiece)
+	buf := make([]byte, 0, LogPiece+64)
+	for {
+		line, err := r.ReadSlice('\n')
+		if len(line) > 0 {
+			buf = now().UTC().AppendFormat(buf[:0], time.RFC3339Nano)
+			buf = append(buf, ' ')
+			buf = append(buf, line...)
+			if buf[len(buf)-1] != '\n' {
+				buf = append(buf, '\n')
+			}
+			if _, werr := out.Write(buf); werr != nil {
+				return werr
+			}
+		}
+		switch {
+		case errors.Is(err, bufio.ErrBufferFull):
+		case errors.Is(err, io.EOF):
+			return nil
+		case err != nil:
+			return err
+		}
+	}
 }

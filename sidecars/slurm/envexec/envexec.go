@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // MaxFileBytes caps the env file the helper reads.
@@ -69,6 +70,13 @@ const (
 func Main(args []string, stderr io.Writer) int {
 	if len(args) > 1 && args[1] == BindMode {
 		return bindMain(args[2:], stderr)
+	}
+	if len(args) == 2 && args[1] == LogMode {
+		if err := Log(os.Stdin, os.Stdout, time.Now); err != nil {
+			fmt.Fprintf(stderr, "interlink-envexec log: %v\n", err)
+			return codeError
+		}
+		return 0
 	}
 	dir, file, argv, err := parseArgs(args[1:])
 	if err != nil {

@@ -1,13 +1,16 @@
 package envexec
 
 import (
+	"bytes"
 	"debug/elf"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -186,4 +189,44 @@ func TestBindBeneath(t *testing.T) {
 			t.Errorf("%q accepted", bad)
 		}
 	}
+}
+
+// TestLog: lines get the time they were read; a 100 MiB line without a
+// newline comes out in pieces of LogPiece bytes, each one a line.
+func TestLog(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 600000000, time.UTC)
+	var out bytes.Buffer
+	if err := Log(strings.NewReader("a\n\nb c\nlast"), &out, func() time.Time { return at }); err != nil {
+		t.Fatal(err)
+	}
+	want := "2026-01-02T03:04:05.6Z a\n2026-01-02T03:04:05.6Z \n2026-01-02T03:04:05.6Z b c\n2026-01-02T03:04:05.6Z last\n"
+	if out.String() != want {
+		t.Errorf("got %q, want %q", out.String(), want)
+	}
+	const size = 100 << 20
+	lines, longest := 0, 0
+	w := writerFunc(func(p []byte) (int, error) {
+		lines++
+		longest = max(longest, len(p))
+		return len(p), nil
+	})
+	if err := Log(io.LimitReader(repeat('x'), size), w, time.Now); err != nil {
+		t.Fatal(err)
+	}
+	if lines != size/LogPiece || longest > LogPiece+64 {
+		t.Errorf("%d lines, the longest %d bytes; want %d of at most %d", lines, longest, size/LogPiece, LogPiece+64)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+type repeat byte
+
+func (b repeat) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(b)
+	}
+	return len(p), nil
 }

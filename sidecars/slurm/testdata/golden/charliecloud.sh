@@ -19,6 +19,7 @@
 # containers/NAME.log, their exit codes to containers/NAME.exit.
 umask 077
 IL_DIR=/data/interlink/jobs/team-a-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a
+IL_ENVEXEC=/opt/interlink/bin/interlink-envexec
 IL_DATA="$IL_DIR"/data
 mkdir -p "$IL_DIR"/containers "$IL_DATA" && cd "$IL_DIR" || exit 1
 il_cleanup() {
@@ -35,21 +36,14 @@ il_now() {
 		IL_NOW=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
 	fi
 }
-# il_log prefixes each line with the time it was read; a line longer than
-# 16384 characters comes in pieces, as the CRI splits long lines.
-il_log() {
-	local line
-	while IFS= read -r -n 16384 line || [[ -n $line ]]; do
-		il_now
-		printf '%s %s\n' "$IL_NOW" "$line"
-	done
-}
 # il_run NAME FUNCTION runs a container, recording its start, output and exit code.
 il_run() {
 	local name=$1 code
 	il_now
 	printf '%s\n' "$IL_NOW" >"$IL_DIR/containers/$name.started"
-	"$2" 2>&1 | il_log >>"$IL_DIR/containers/$name.log"
+	# The helper's log mode prefixes each line with the time it was read, and
+	# splits a line longer than 16 KiB into pieces, as the CRI does.
+	"$2" 2>&1 | "$IL_ENVEXEC" log >>"$IL_DIR/containers/$name.log"
 	code=${PIPESTATUS[0]}
 	il_now
 	printf '%s %s\n' "$code" "$IL_NOW" >"$IL_DIR/containers/$name.exit.tmp"
@@ -59,20 +53,20 @@ il_run() {
 
 # container setup, image /images/busybox:1.36
 il_c0() {
-	cp -- /opt/interlink/bin/interlink-envexec "$IL_DATA"/.interlink/setup/envexec || return
+	cp -- "$IL_ENVEXEC" "$IL_DATA"/.interlink/setup/envexec || return
 	ch-run --private-tmp '--unset-env=*' '--bind='"$IL_DATA"/volumes/work:/work '--bind='"$IL_DATA"/.interlink/setup:/.interlink /images/busybox:1.36 -- /.interlink/envexec /.interlink/env -- /bin/sh -c 'echo init > /work/ready'
 }
 
 # container main, image /images/ghcr.io/acme/app:v1
 il_c1() {
-	cp -- /opt/interlink/bin/interlink-envexec "$IL_DATA"/.interlink/main/envexec || return
+	cp -- "$IL_ENVEXEC" "$IL_DATA"/.interlink/main/envexec || return
 	ch-run --private-tmp '--unset-env=*' '--bind='"$IL_DATA"/volumes/config:/etc/app '--bind='"$IL_DATA"/volumes/creds:/etc/creds '--bind='"$IL_DATA"/volumes/token:/var/run/secrets/tokens '--bind='"$IL_DATA"/volumes/work:/work '--bind='"$IL_DATA"/.interlink/main:/.interlink '--cd=/srv' /images/ghcr.io/acme/app:v1 -- /.interlink/envexec /.interlink/env -- /app --serve "it's ok"
 }
 
 # container sidecar, image /images/tools.sif
 il_c2() {
-	cp -- /opt/interlink/bin/interlink-envexec "$IL_DATA"/.interlink/sidecar/envexec || return
-	/opt/interlink/bin/interlink-envexec bind 3 "$IL_DATA"/volumes/work logs 1 '--bind=' :/work -- ch-run --private-tmp '--unset-env=*' '--bind=:/work' '--bind='"$IL_DATA"/.interlink/sidecar:/.interlink /images/tools.sif -- /.interlink/envexec /.interlink/env -- watch
+	cp -- "$IL_ENVEXEC" "$IL_DATA"/.interlink/sidecar/envexec || return
+	"$IL_ENVEXEC" bind 3 "$IL_DATA"/volumes/work logs 1 '--bind=' :/work -- ch-run --private-tmp '--unset-env=*' '--bind=:/work' '--bind='"$IL_DATA"/.interlink/sidecar:/.interlink /images/tools.sif -- /.interlink/envexec /.interlink/env -- watch
 }
 
 # Init containers run in order; the first that fails ends the job.

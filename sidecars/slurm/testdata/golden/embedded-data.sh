@@ -4,6 +4,7 @@
 # containers/NAME.log, their exit codes to containers/NAME.exit.
 umask 077
 IL_DIR=/data/interlink/jobs/team-a-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a
+IL_ENVEXEC=/opt/interlink/bin/interlink-envexec
 # Compute nodes do not share the pod directory's data: it is embedded below
 # and written to node-local storage for the job's lifetime.
 IL_DATA=$(mktemp -d "${TMPDIR:-/tmp}/interlink-XXXXXXXX") || exit 1
@@ -23,21 +24,14 @@ il_now() {
 		IL_NOW=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
 	fi
 }
-# il_log prefixes each line with the time it was read; a line longer than
-# 16384 characters comes in pieces, as the CRI splits long lines.
-il_log() {
-	local line
-	while IFS= read -r -n 16384 line || [[ -n $line ]]; do
-		il_now
-		printf '%s %s\n' "$IL_NOW" "$line"
-	done
-}
 # il_run NAME FUNCTION runs a container, recording its start, output and exit code.
 il_run() {
 	local name=$1 code
 	il_now
 	printf '%s\n' "$IL_NOW" >"$IL_DIR/containers/$name.started"
-	"$2" 2>&1 | il_log >>"$IL_DIR/containers/$name.log"
+	# The helper's log mode prefixes each line with the time it was read, and
+	# splits a line longer than 16 KiB into pieces, as the CRI does.
+	"$2" 2>&1 | "$IL_ENVEXEC" log >>"$IL_DIR/containers/$name.log"
 	code=${PIPESTATUS[0]}
 	il_now
 	printf '%s %s\n' "$code" "$IL_NOW" >"$IL_DIR/containers/$name.exit.tmp"
@@ -87,7 +81,7 @@ il_c1() {
 
 # container sidecar, image /images/tools.sif
 il_c2() {
-	/opt/interlink/bin/interlink-envexec bind 7 "$IL_DATA"/volumes/work logs 1 '' :/work -- singularity run --containall --no-home --env-file "$IL_DATA"/env/sidecar.env --bind :/work /images/tools.sif watch
+	"$IL_ENVEXEC" bind 7 "$IL_DATA"/volumes/work logs 1 '' :/work -- singularity run --containall --no-home --env-file "$IL_DATA"/env/sidecar.env --bind :/work /images/tools.sif watch
 }
 
 # Init containers run in order; the first that fails ends the job.

@@ -19,6 +19,7 @@
 # containers/NAME.log, their exit codes to containers/NAME.exit.
 umask 077
 IL_DIR=/data/interlink/jobs/team-a-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a
+IL_ENVEXEC=/opt/interlink/bin/interlink-envexec
 IL_DATA="$IL_DIR"/data
 mkdir -p "$IL_DIR"/containers "$IL_DATA" && cd "$IL_DIR" || exit 1
 il_cleanup() {
@@ -35,21 +36,14 @@ il_now() {
 		IL_NOW=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
 	fi
 }
-# il_log prefixes each line with the time it was read; a line longer than
-# 16384 characters comes in pieces, as the CRI splits long lines.
-il_log() {
-	local line
-	while IFS= read -r -n 16384 line || [[ -n $line ]]; do
-		il_now
-		printf '%s %s\n' "$IL_NOW" "$line"
-	done
-}
 # il_run NAME FUNCTION runs a container, recording its start, output and exit code.
 il_run() {
 	local name=$1 code
 	il_now
 	printf '%s\n' "$IL_NOW" >"$IL_DIR/containers/$name.started"
-	"$2" 2>&1 | il_log >>"$IL_DIR/containers/$name.log"
+	# The helper's log mode prefixes each line with the time it was read, and
+	# splits a line longer than 16 KiB into pieces, as the CRI does.
+	"$2" 2>&1 | "$IL_ENVEXEC" log >>"$IL_DIR/containers/$name.log"
 	code=${PIPESTATUS[0]}
 	il_now
 	printf '%s %s\n' "$code" "$IL_NOW" >"$IL_DIR/containers/$name.exit.tmp"
@@ -59,7 +53,7 @@ il_run() {
 
 # container setup, image docker://busybox:1.36
 il_c0() {
-	cp -- /opt/interlink/bin/interlink-envexec "$IL_DATA"/.interlink/setup/envexec || return
+	cp -- "$IL_ENVEXEC" "$IL_DATA"/.interlink/setup/envexec || return
 	mkdir -p "$IL_DATA"/images || return
 	enroot import --output "$IL_DATA"/images/setup.sqsh docker://busybox:1.36 || return
 	enroot create --force --name il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-setup "$IL_DATA"/images/setup.sqsh || return
@@ -72,7 +66,7 @@ il_c0_cleanup() {
 
 # container main, image 'docker://ghcr.io#acme/app:v1'
 il_c1() {
-	cp -- /opt/interlink/bin/interlink-envexec "$IL_DATA"/.interlink/main/envexec || return
+	cp -- "$IL_ENVEXEC" "$IL_DATA"/.interlink/main/envexec || return
 	mkdir -p "$IL_DATA"/images || return
 	enroot import --output "$IL_DATA"/images/main.sqsh 'docker://ghcr.io#acme/app:v1' || return
 	enroot create --force --name il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main "$IL_DATA"/images/main.sqsh || return
@@ -85,11 +79,11 @@ il_c1_cleanup() {
 
 # container sidecar, image /images/tools.sif
 il_c2() {
-	cp -- /opt/interlink/bin/interlink-envexec "$IL_DATA"/.interlink/sidecar/envexec || return
+	cp -- "$IL_ENVEXEC" "$IL_DATA"/.interlink/sidecar/envexec || return
 	mkdir -p "$IL_DATA"/images || return
 	enroot import --output "$IL_DATA"/images/sidecar.sqsh /images/tools.sif || return
 	enroot create --force --name il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar "$IL_DATA"/images/sidecar.sqsh || return
-	/opt/interlink/bin/interlink-envexec bind 4 "$IL_DATA"/volumes/work logs 1 '' ' /work none x-create=dir,bind' -- enroot start --rw --mount ' /work none x-create=dir,bind' --mount "$IL_DATA"'/.interlink/sidecar /.interlink none x-create=dir,bind,ro' il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar /.interlink/envexec /.interlink/env -- /etc/rc watch
+	"$IL_ENVEXEC" bind 4 "$IL_DATA"/volumes/work logs 1 '' ' /work none x-create=dir,bind' -- enroot start --rw --mount ' /work none x-create=dir,bind' --mount "$IL_DATA"'/.interlink/sidecar /.interlink none x-create=dir,bind,ro' il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar /.interlink/envexec /.interlink/env -- /etc/rc watch
 }
 il_c2_cleanup() {
 	enroot remove --force il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar >/dev/null 2>&1

@@ -19,6 +19,7 @@
 # containers/NAME.log, their exit codes to containers/NAME.exit.
 umask 077
 IL_DIR=/data/interlink/jobs/team-a-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a
+IL_ENVEXEC=/opt/interlink/bin/interlink-envexec
 IL_DATA="$IL_DIR"/data
 mkdir -p "$IL_DIR"/containers "$IL_DATA" && cd "$IL_DIR" || exit 1
 il_cleanup() {
@@ -35,21 +36,14 @@ il_now() {
 		IL_NOW=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
 	fi
 }
-# il_log prefixes each line with the time it was read; a line longer than
-# 16384 characters comes in pieces, as the CRI splits long lines.
-il_log() {
-	local line
-	while IFS= read -r -n 16384 line || [[ -n $line ]]; do
-		il_now
-		printf '%s %s\n' "$IL_NOW" "$line"
-	done
-}
 # il_run NAME FUNCTION runs a container, recording its start, output and exit code.
 il_run() {
 	local name=$1 code
 	il_now
 	printf '%s\n' "$IL_NOW" >"$IL_DIR/containers/$name.started"
-	"$2" 2>&1 | il_log >>"$IL_DIR/containers/$name.log"
+	# The helper's log mode prefixes each line with the time it was read, and
+	# splits a line longer than 16 KiB into pieces, as the CRI does.
+	"$2" 2>&1 | "$IL_ENVEXEC" log >>"$IL_DIR/containers/$name.log"
 	code=${PIPESTATUS[0]}
 	il_now
 	printf '%s %s\n' "$code" "$IL_NOW" >"$IL_DIR/containers/$name.exit.tmp"
@@ -59,7 +53,7 @@ il_run() {
 
 # container setup, image busybox:1.36
 il_c0() {
-	cp -- /opt/interlink/bin/interlink-envexec "$IL_DATA"/.interlink/setup/envexec || return
+	cp -- "$IL_ENVEXEC" "$IL_DATA"/.interlink/setup/envexec || return
 	podman run --rm '--name=il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-setup' '--network=host' '--volume='"$IL_DATA"/volumes/work:/work '--volume='"$IL_DATA"/.interlink/setup:/.interlink:ro '--entrypoint=["/.interlink/envexec","/.interlink/env","--"]' busybox:1.36 /bin/sh -c 'echo init > /work/ready'
 }
 il_c0_cleanup() {
@@ -69,7 +63,7 @@ il_c0_cleanup() {
 
 # container main, image ghcr.io/acme/app:v1
 il_c1() {
-	cp -- /opt/interlink/bin/interlink-envexec "$IL_DATA"/.interlink/main/envexec || return
+	cp -- "$IL_ENVEXEC" "$IL_DATA"/.interlink/main/envexec || return
 	podman run --rm '--name=il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main' '--network=host' '--volume='"$IL_DATA"/volumes/config:/etc/app:ro '--volume='"$IL_DATA"/volumes/creds:/etc/creds:ro '--volume='"$IL_DATA"/volumes/token:/var/run/secrets/tokens:ro '--volume='"$IL_DATA"/volumes/work:/work '--volume='"$IL_DATA"/.interlink/main:/.interlink:ro '--workdir=/srv' '--device=nvidia.com/gpu=all' '--entrypoint=["/.interlink/envexec","/.interlink/env","--"]' ghcr.io/acme/app:v1 /app --serve "it's ok"
 }
 il_c1_cleanup() {
@@ -79,12 +73,12 @@ il_c1_cleanup() {
 
 # container sidecar, image /images/tools.sif
 il_c2() {
-	cp -- /opt/interlink/bin/interlink-envexec "$IL_DATA"/.interlink/sidecar/envexec || return
+	cp -- "$IL_ENVEXEC" "$IL_DATA"/.interlink/sidecar/envexec || return
 	podman image exists -- /images/tools.sif >/dev/null 2>&1 || podman pull -q -- /images/tools.sif >/dev/null || return
 	local il_ep il_cmd
 	mapfile -d '' -t il_ep < <(podman image inspect --format '{{range .Config.Entrypoint}}{{.}}{{"\x00"}}{{end}}' -- /images/tools.sif)
 	mapfile -d '' -t il_cmd < <(podman image inspect --format '{{range .Config.Cmd}}{{.}}{{"\x00"}}{{end}}' -- /images/tools.sif)
-	/opt/interlink/bin/interlink-envexec bind 5 "$IL_DATA"/volumes/work logs 1 '--volume=' :/work -- podman run --rm '--name=il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar' '--network=host' '--volume=:/work' '--volume='"$IL_DATA"/.interlink/sidecar:/.interlink:ro '--entrypoint=["/.interlink/envexec","/.interlink/env","--"]' /images/tools.sif "${il_ep[@]}" watch
+	"$IL_ENVEXEC" bind 5 "$IL_DATA"/volumes/work logs 1 '--volume=' :/work -- podman run --rm '--name=il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar' '--network=host' '--volume=:/work' '--volume='"$IL_DATA"/.interlink/sidecar:/.interlink:ro '--entrypoint=["/.interlink/envexec","/.interlink/env","--"]' /images/tools.sif "${il_ep[@]}" watch
 }
 il_c2_cleanup() {
 	podman rm --force --ignore il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar >/dev/null 2>&1
