@@ -323,9 +323,20 @@ func TestE2EDemoSlurm(t *testing.T) {
 			return fmt.Errorf("jobs left in squeue:\n%s", q)
 		}
 		var left []string
+		// The sidecar's own entries stay: its lock and its copy of the
+		// interlink-envexec helper, alone in .interlink.
 		entries, _ := os.ReadDir(filepath.Join(s.Dir, "jobs"))
 		for _, e := range entries {
-			if e.Name() != ".interlink-slurm.lock" {
+			switch e.Name() {
+			case ".interlink-slurm.lock":
+			case ".interlink":
+				own, _ := os.ReadDir(filepath.Join(s.Dir, "jobs", e.Name()))
+				for _, o := range own {
+					if o.Name() != "interlink-envexec" {
+						left = append(left, fmt.Sprintf("%s/%s (%v)", e.Name(), o.Name(), o.Type()))
+					}
+				}
+			default:
 				left = append(left, fmt.Sprintf("%s (%v)", e.Name(), e.Type()))
 			}
 		}
