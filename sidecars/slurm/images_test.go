@@ -62,3 +62,19 @@ func TestPrepareImage(t *testing.T) {
 		t.Error("a file taken as an image directory")
 	}
 }
+
+// TestRefusedImageIsNotWritten: an image path outside the image roots is
+// refused before any bind point is made in it.
+func TestRefusedImageIsNotWritten(t *testing.T) {
+	host := t.TempDir() // stands for the host's /
+	cfg := testConfig(t)
+	cfg.Runtime, cfg.ImageRoot = RuntimeCharliecloud, t.TempDir()
+	data := testPod()
+	data.Pod.Spec.Containers[0].Image = host
+	if _, err := buildJob(&cfg, &site{images: localImages{}}, data, "/d"); err == nil || !strings.Contains(err.Error(), "outside ImageRoot") {
+		t.Fatalf("%v, want the image refused", err)
+	}
+	if entries, _ := os.ReadDir(host); len(entries) != 0 {
+		t.Errorf("a refused image was written to: %v", entries)
+	}
+}

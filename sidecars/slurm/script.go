@@ -444,6 +444,7 @@ func (b *builder) container(c *corev1.Container, vols map[string]poddata.Volume,
 	if err == nil && filepath.IsAbs(c.Image) {
 		err = b.checkImagePath(c.Image)
 	}
+	imageOK := err == nil
 	if err != nil {
 		errs = append(errs, fmt.Errorf("container %s: %w", c.Name, err))
 	}
@@ -531,7 +532,7 @@ func (b *builder) container(c *corev1.Container, vols map[string]poddata.Volume,
 			poddata.File{Path: ct.envFile, Data: data, Mode: poddata.ModeSecret})
 		ct.mounts = append(ct.mounts, mount{host: dataRef(ct.envDir), ctr: helperDir, ro: true})
 	}
-	if cc, ok := rt.(charliecloud); ok && b.site.images != nil && cc.imageDir(img) {
+	if cc, ok := rt.(charliecloud); ok && imageOK && b.site.images != nil && cc.imageDir(img) {
 		// ch-run binds only onto directories inside the image, and starts
 		// only in one that exists: make them there, as the container will
 		// resolve them.
