@@ -61,10 +61,8 @@ func TestSidecarAuthValidate(t *testing.T) {
 }
 
 func TestSidecarListen(t *testing.T) {
-	home, err := os.UserHomeDir()
-	if err != nil {
-		t.Skip(err)
-	}
+	home := t.TempDir()
+	t.Setenv("HOME", home)
 	for _, tc := range []struct{ listen, port, want string }{
 		{"~/.local/interlink/slurm.sock", "", filepath.Join(home, ".local/interlink/slurm.sock")},
 		{"~/.local/interlink/slurm.sock", "4001", "127.0.0.1:4001"},

@@ -136,9 +136,6 @@ func TestExecFailures(t *testing.T) {
 // The helper runs in images without a C library: it must stay static
 // whatever CGO_ENABLED says.
 func TestHelperIsStatic(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds a binary")
-	}
 	bin := filepath.Join(t.TempDir(), "interlink-envexec")
 	build := exec.Command("go", "build", "-o", bin, "../cmd/interlink-envexec")
 	build.Env = append(os.Environ(), "CGO_ENABLED=1")
