@@ -213,10 +213,32 @@ func (p *Provider) retryLater(t *tracked, pod *corev1.Pod, err error) {
 	})
 	cp := t.pod.DeepCopy()
 	cp.Status.Phase = corev1.PodPending
-	cp.Status.Reason, cp.Status.Message = "SubmissionRetry", "waiting for interLink: "+err.Error()
+	if api.ReasonOf(err) == api.ReasonImageNotFound {
+		// As a kubelet shows a failed pull: the containers wait with
+		// ErrImagePull, then ImagePullBackOff while the pull is retried.
+		reason := "ErrImagePull"
+		if t.tries > 1 {
+			reason = "ImagePullBackOff"
+		}
+		cp.Status.Reason, cp.Status.Message = "", ""
+		cp.Status.InitContainerStatuses = waitingStatuses(cp.Spec.InitContainers, reason, err.Error())
+		cp.Status.ContainerStatuses = waitingStatuses(cp.Spec.Containers, reason, err.Error())
+	} else {
+		cp.Status.Reason, cp.Status.Message = "SubmissionRetry", "waiting for interLink: "+err.Error()
+	}
 	t.pod = cp
 	p.mu.Unlock()
 	p.pushIfTracked(cp)
+}
+
+// waitingStatuses are the statuses of containers waiting for reason.
+func waitingStatuses(cs []corev1.Container, reason, msg string) []corev1.ContainerStatus {
+	out := make([]corev1.ContainerStatus, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, corev1.ContainerStatus{Name: c.Name, Image: c.Image,
+			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: msg}}})
+	}
+	return out
 }
 
 // retrySubmits is the sweep: it starts the submissions whose retry is

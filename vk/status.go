@@ -38,7 +38,7 @@ func podStatus(pod *corev1.Pod, st *api.PodStatus, hostIP string, now metav1.Tim
 			initDone, initFailed = false, true
 		}
 	}
-	running, terminated, failed, ready := 0, 0, 0, 0
+	running, terminated, failed, ready, backingOff := 0, 0, 0, 0, 0
 	for _, cs := range out.ContainerStatuses {
 		switch {
 		case cs.State.Running != nil:
@@ -48,6 +48,12 @@ func podStatus(pod *corev1.Pod, st *api.PodStatus, hostIP string, now metav1.Tim
 			if cs.State.Terminated.ExitCode != 0 {
 				failed++
 			}
+		case cs.State.Waiting != nil && cs.LastTerminationState.Terminated != nil:
+			// Waiting to start again (CrashLoopBackOff): stopped and not
+			// succeeded, as the kubelet counts it.
+			terminated++
+			failed++
+			backingOff++
 		}
 		if cs.Ready {
 			ready++
@@ -62,7 +68,10 @@ func podStatus(pod *corev1.Pod, st *api.PodStatus, hostIP string, now metav1.Tim
 		out.Phase = corev1.PodPending
 	case n > 0 && terminated == n && failed == 0 && pod.Spec.RestartPolicy != corev1.RestartPolicyAlways:
 		out.Phase = corev1.PodSucceeded
-	case n > 0 && terminated == n && failed > 0 && never:
+	case n > 0 && terminated == n && failed > 0 && (never || backingOff == 0):
+		// Never: nothing restarts. Otherwise every container ended and
+		// none waits to start again: the backend will not restart them
+		// (the job ended: its time limit, a cancellation, a node failure).
 		out.Phase = corev1.PodFailed
 	case running > 0 || terminated > 0:
 		out.Phase = corev1.PodRunning

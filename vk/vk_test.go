@@ -45,6 +45,10 @@ func TestPodStatusPhases(t *testing.T) {
 	cs := func(name string, s corev1.ContainerState) corev1.ContainerStatus {
 		return corev1.ContainerStatus{Name: name, State: s}
 	}
+	backingOff := func(name string, code int32) corev1.ContainerStatus {
+		return corev1.ContainerStatus{Name: name, RestartCount: 1, LastTerminationState: exited(code),
+			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}}}
+	}
 	tests := []struct {
 		name   string
 		policy corev1.RestartPolicy
@@ -60,7 +64,12 @@ func TestPodStatusPhases(t *testing.T) {
 		{"all running", corev1.RestartPolicyNever, []corev1.ContainerStatus{cs("init", exited(0))}, []corev1.ContainerStatus{cs("a", running()), cs("b", running())}, corev1.PodRunning, corev1.ConditionTrue},
 		{"all succeeded", corev1.RestartPolicyNever, []corev1.ContainerStatus{cs("init", exited(0))}, []corev1.ContainerStatus{cs("a", exited(0)), cs("b", exited(0))}, corev1.PodSucceeded, corev1.ConditionFalse},
 		{"one failed, Never", corev1.RestartPolicyNever, []corev1.ContainerStatus{cs("init", exited(0))}, []corev1.ContainerStatus{cs("a", exited(0)), cs("b", exited(3))}, corev1.PodFailed, corev1.ConditionFalse},
-		{"one failed, OnFailure restarts", corev1.RestartPolicyOnFailure, []corev1.ContainerStatus{cs("init", exited(0))}, []corev1.ContainerStatus{cs("a", exited(0)), cs("b", exited(3))}, corev1.PodRunning, corev1.ConditionFalse},
+		// A backend waiting to restart a container says so (waiting, with its
+		// last termination); one that reports every container ended, one
+		// failed, restarts nothing more.
+		{"one failed, OnFailure backs off", corev1.RestartPolicyOnFailure, []corev1.ContainerStatus{cs("init", exited(0))}, []corev1.ContainerStatus{cs("a", exited(0)), backingOff("b", 3)}, corev1.PodRunning, corev1.ConditionFalse},
+		{"one failed, OnFailure, not restarted", corev1.RestartPolicyOnFailure, []corev1.ContainerStatus{cs("init", exited(0))}, []corev1.ContainerStatus{cs("a", exited(0)), cs("b", exited(3))}, corev1.PodFailed, corev1.ConditionFalse},
+		{"deadline, Always", corev1.RestartPolicyAlways, []corev1.ContainerStatus{cs("init", exited(0))}, []corev1.ContainerStatus{cs("a", exited(137)), backingOff("b", 0)}, corev1.PodRunning, corev1.ConditionFalse},
 		{"all ended, Always restarts", corev1.RestartPolicyAlways, []corev1.ContainerStatus{cs("init", exited(0))}, []corev1.ContainerStatus{cs("a", exited(0)), cs("b", exited(0))}, corev1.PodRunning, corev1.ConditionFalse},
 	}
 	for _, tt := range tests {
@@ -76,9 +85,50 @@ func TestPodStatusPhases(t *testing.T) {
 				t.Errorf("status %+v", st)
 			}
 			for _, c := range st.ContainerStatuses {
-				if c.State.Running == nil && c.State.Terminated == nil && (c.State.Waiting == nil || c.State.Waiting.Reason != "ContainerCreating") {
+				if c.State.Running == nil && c.State.Terminated == nil && (c.State.Waiting == nil || c.State.Waiting.Reason != "ContainerCreating" && c.State.Waiting.Reason != "CrashLoopBackOff") {
 					t.Errorf("unreported container %s: %+v", c.Name, c.State)
 				}
+			}
+		})
+	}
+}
+
+// TestPodStatusCrashLoop: a container waiting to start again after a run
+// (CrashLoopBackOff) counts as stopped and not succeeded, as the kubelet
+// counts it; its restart count and last state reach the pod.
+func TestPodStatusCrashLoop(t *testing.T) {
+	crashing := func(code int32) corev1.ContainerStatus {
+		return corev1.ContainerStatus{Name: "a", RestartCount: 2, LastTerminationState: exited(code),
+			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: "back-off 40s restarting failed container a"}}}
+	}
+	tests := []struct {
+		name   string
+		policy corev1.RestartPolicy
+		init   bool
+		code   int32
+		phase  corev1.PodPhase
+	}{
+		{"OnFailure", corev1.RestartPolicyOnFailure, false, 1, corev1.PodRunning},
+		{"Always after a failure", corev1.RestartPolicyAlways, false, 1, corev1.PodRunning},
+		{"Always after a success", corev1.RestartPolicyAlways, false, 0, corev1.PodRunning},
+		{"init container", corev1.RestartPolicyOnFailure, true, 1, corev1.PodPending},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pod := &corev1.Pod{Spec: corev1.PodSpec{RestartPolicy: tt.policy, Containers: []corev1.Container{{Name: "a"}}}}
+			st := &api.PodStatus{Containers: []corev1.ContainerStatus{crashing(tt.code)}}
+			if tt.init {
+				pod.Spec.InitContainers, pod.Spec.Containers = pod.Spec.Containers, []corev1.Container{{Name: "b"}}
+				st = &api.PodStatus{InitContainers: st.Containers}
+			}
+			got := podStatus(pod, st, "", now)
+			if got.Phase != tt.phase {
+				t.Errorf("phase %s, want %s", got.Phase, tt.phase)
+			}
+			cs := append(got.InitContainerStatuses, got.ContainerStatuses...)[0]
+			if cs.RestartCount != 2 || cs.LastTerminationState.Terminated == nil || cs.LastTerminationState.Terminated.ExitCode != tt.code ||
+				cs.State.Waiting == nil || cs.State.Waiting.Reason != "CrashLoopBackOff" || cs.Ready {
+				t.Errorf("container status %+v", cs)
 			}
 		})
 	}
@@ -401,6 +451,48 @@ func TestSubmissionRetriedWhileInterlinkIsDown(t *testing.T) {
 	}
 	if len(il.created) != 1 {
 		t.Errorf("created %v", il.created)
+	}
+}
+
+// TestMissingImageWaitsAsAPullDoes: a sidecar without the pod's image
+// leaves the pod Pending with its containers waiting as a kubelet shows a
+// failed pull (ErrImagePull, then ImagePullBackOff), and the pod is
+// submitted again until the image is there.
+func TestMissingImageWaitsAsAPullDoes(t *testing.T) {
+	il := &fakeIL{statuses: map[string]api.PodStatus{}, createErr: api.ImageNotFound(`image "nope:1" is not at this site`)}
+	p, pushed := newProvider(t, il)
+	ctx := context.Background()
+	pod := apiPod(t, p, "a", "u1")
+	pod.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "nope:1"}}
+	if err := p.CreatePod(ctx, pod); err != nil {
+		t.Fatalf("a missing image must not fail CreatePod: %v", err)
+	}
+	check := func(want string) {
+		t.Helper()
+		last := (*pushed)[len(*pushed)-1]
+		if last.Status.Phase != corev1.PodPending || last.Status.Reason != "" {
+			t.Errorf("pod %s %q, want Pending without a reason", last.Status.Phase, last.Status.Reason)
+		}
+		all := append(slices.Clone(last.Status.InitContainerStatuses), last.Status.ContainerStatuses...)
+		if len(all) != 2 {
+			t.Fatalf("statuses %+v, want one per container", all)
+		}
+		for _, cs := range all {
+			if w := cs.State.Waiting; w == nil || w.Reason != want || !strings.Contains(w.Message, `"nope:1"`) {
+				t.Errorf("container %s: %+v, want waiting %s naming the image", cs.Name, cs.State, want)
+			}
+		}
+	}
+	check("ErrImagePull")
+	p.submit(ctx, "u1")
+	check("ImagePullBackOff")
+	il.createErr = nil
+	p.submit(ctx, "u1")
+	p.mu.Lock()
+	jid := p.pods["u1"].jobID
+	p.mu.Unlock()
+	if jid != "job-u1" {
+		t.Errorf("job %q once the image is there, want job-u1", jid)
 	}
 }
 

@@ -45,6 +45,9 @@ const (
 	symlinkRefused
 	// refusedOrSymlink: refused naming the key, or symlinkRefused.
 	refusedOrSymlink
+	// imagePull: Pending, its container waiting as for a failed pull
+	// (ErrImagePull or ImagePullBackOff), the message naming the key.
+	imagePull
 )
 
 // crossesSymlink is what a container's log says when the job refused one
@@ -383,13 +386,14 @@ func readVariants(demoDir string) []hostile {
 // name not there, a path out of the image root, the host's own root. Each
 // is refused before anything is written for it.
 func imageVariants(m string) []hostile {
-	const missing = "does not exist"
+	const invalid = "not a valid image reference"
 	return []hostile{
-		{name: "semicolon", want: refused, key: missing, image: "busybox;" + touch(m, "image-semicolon")},
-		{name: "subst", want: refused, key: missing, image: "$(" + touch(m, "image-subst") + ")"},
-		{name: "backtick", want: refused, key: missing, image: "`" + touch(m, "image-backtick") + "`"},
-		{name: "newline", want: refused, key: missing, image: "busybox\n" + touch(m, "image-newline"), apiMayRefuse: true},
-		{name: "missing", want: refused, key: missing, image: "nosuchimage"},
+		{name: "semicolon", want: refused, key: invalid, image: "busybox;" + touch(m, "image-semicolon")},
+		{name: "subst", want: refused, key: invalid, image: "$(" + touch(m, "image-subst") + ")"},
+		{name: "backtick", want: refused, key: invalid, image: "`" + touch(m, "image-backtick") + "`"},
+		{name: "newline", want: refused, key: invalid, image: "busybox\n" + touch(m, "image-newline"), apiMayRefuse: true},
+		// Not refused for good: it waits for the image, as a kubelet's pull.
+		{name: "missing", want: imagePull, key: "is not under the image root", image: "nosuchimage"},
 		{name: "parent", want: refused, key: "escapes the image root", image: "../busybox"},
 		// The host's / as an image directory: the host's files in the container.
 		{name: "host-root", want: refused, key: "ImageRoot", image: "/", command: shell("cat /root/interlink-hostile-planted-*; echo ran")},
@@ -507,6 +511,9 @@ func (s *stack) squeue(t *testing.T) string {
 // t when that is not h.want.
 func (s *stack) judge(t *testing.T, h hostile) (got, logs string) {
 	t.Helper()
+	if h.want == imagePull {
+		return s.judgeImagePull(t, h), ""
+	}
 	if h.within > 0 {
 		s.waitEnded(t, h.podName(), h.within)
 	} else {
@@ -558,6 +565,34 @@ func (s *stack) judge(t *testing.T, h hostile) (got, logs string) {
 		s.keep(t, p)
 	}
 	return got, logs
+}
+
+// judgeImagePull waits until h's pod waits for its image, as a kubelet
+// shows a failed pull.
+func (s *stack) judgeImagePull(t *testing.T, h hostile) string {
+	t.Helper()
+	var got string
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		p, err := s.getPod(t, "default", h.podName())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = "phase " + string(p.Status.Phase)
+		if cs := p.Status.ContainerStatuses; len(cs) > 0 && cs[0].State.Waiting != nil {
+			w := cs[0].State.Waiting
+			got = fmt.Sprintf("waiting %s: %s", w.Reason, w.Message)
+			if p.Status.Phase == corev1.PodPending && (w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff") && strings.Contains(w.Message, h.key) {
+				return got
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("pod %s %s after 2 minutes, want it Pending, waiting for its image, the message naming %q", h.podName(), got, h.key)
+			s.keep(t, p)
+			return got
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 // waitEnded waits until pod is Succeeded or Failed.

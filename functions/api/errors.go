@@ -24,6 +24,11 @@ const (
 	ReasonForbidden        Reason = "Forbidden"
 	ReasonNotImplemented   Reason = "NotImplemented"
 	ReasonInternal         Reason = "Internal"
+	// ReasonImageNotFound: a container's image is neither at the site nor
+	// pullable. The VK leaves the pod Pending, its containers waiting with
+	// ErrImagePull then ImagePullBackOff, and submits it again later, as a
+	// kubelet retries a pull.
+	ReasonImageNotFound Reason = "ImageNotFound"
 )
 
 // Status is the body of a typed JSON error, and the per-pod error of a
@@ -59,6 +64,11 @@ func Unavailable(format string, args ...any) error {
 	return NewError(ReasonUnavailable, format, args...)
 }
 
+// ImageNotFound reports an image the backend does not have and cannot pull.
+func ImageNotFound(format string, args ...any) error {
+	return NewError(ReasonImageNotFound, format, args...)
+}
+
 // ReasonOf classifies err.
 func ReasonOf(err error) Reason {
 	var e *Error
@@ -86,7 +96,8 @@ func HTTPStatus(r Reason) int {
 	switch r {
 	case ReasonInvalid:
 		return http.StatusBadRequest
-	case ReasonNotFound:
+	case ReasonNotFound, ReasonImageNotFound:
+		// A peer that reads no typed body sees a 404, which it retries.
 		return http.StatusNotFound
 	case ReasonUnavailable:
 		return http.StatusServiceUnavailable

@@ -382,6 +382,128 @@ func TestE2EJobs(t *testing.T) {
 			t.Errorf("since the last line's time: %q", got)
 		}
 	})
+	// ch-run binds only read-write: the helper makes a readOnly mount
+	// read-only, and the reader can undo it neither by a remount nor with a
+	// capability; the writer of the same emptyDir still writes.
+	t.Run("ReadOnlyMount", func(t *testing.T) {
+		t.Parallel()
+		d := e2ePod("readonly",
+			`echo data > /shared/from-writer; while [ ! -f /signal/done ]; do sleep 0.2; done; cat /shared/from-writer; echo more >> /shared/from-writer && echo writer-still-writes`,
+			`while [ ! -f /shared/from-writer ]; do sleep 0.2; done
+rm /shared/from-writer 2>/dev/null || echo rm-refused
+touch /shared/new 2>/dev/null || echo touch-refused
+mount -o remount,rw /shared 2>/dev/null || echo remount-refused
+touch /shared/new 2>/dev/null || echo still-refused
+touch /.interlink/new 2>/dev/null || echo helper-dir-refused
+grep CapBnd /proc/self/status
+cat /shared/from-writer
+touch /signal/done`)
+		d.Pod.Spec.Volumes = []corev1.Volume{
+			{Name: "shared", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+			{Name: "signal", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+		}
+		d.Pod.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "shared", MountPath: "/shared"}, {Name: "signal", MountPath: "/signal"}}
+		d.Pod.Spec.Containers[1].VolumeMounts = []corev1.VolumeMount{{Name: "shared", MountPath: "/shared", ReadOnly: true}, {Name: "signal", MountPath: "/signal"}}
+		create(t, s, d)
+		st := waitFor(t, s, &d.Pod, time.Minute, "terminated", terminated)
+		for _, c := range st.Containers {
+			if c.State.Terminated == nil || c.State.Terminated.ExitCode != 0 {
+				t.Errorf("container %s: %+v, want exit 0", c.Name, c.State)
+			}
+		}
+		if got := logs(t, s, &d.Pod, "c0", api.ContainerLogOpts{}); got != "data\nwriter-still-writes\n" {
+			t.Errorf("writer logs %q: want its file kept and still writable", got)
+		}
+		got := logs(t, s, &d.Pod, "c1", api.ContainerLogOpts{})
+		head, bnd, _ := strings.Cut(got, "CapBnd:")
+		if want := "rm-refused\ntouch-refused\nremount-refused\nstill-refused\nhelper-dir-refused\n"; head != want {
+			t.Errorf("reader logs %q: want %q first", got, want)
+		}
+		var caps uint64
+		if _, err := fmt.Sscanf(strings.TrimSpace(bnd), "%x", &caps); err != nil || caps&(1<<21) != 0 { // CAP_SYS_ADMIN
+			t.Errorf("reader's bounding set %q (%v): want it without CAP_SYS_ADMIN", bnd, err)
+		}
+		if !strings.HasSuffix(got, "\ndata\n") {
+			t.Errorf("reader logs %q: want the writer's file", got)
+		}
+	})
+	// restartPolicy OnFailure: an init container and a container that each
+	// fail on their first run (a counter in an emptyDir) are started again
+	// after the kubelet's first back-off, 10 s, and the pod succeeds.
+	t.Run("RestartOnFailure", func(t *testing.T) {
+		t.Parallel()
+		failOnce := func(name string) string {
+			return "n=$(cat /data/" + name + " 2>/dev/null || echo 0); n=$((n+1)); echo $n > /data/" + name + "; echo " + name + "-run$n; [ $n -ge 2 ]"
+		}
+		d := e2ePod("restart-on-failure", failOnce("main"))
+		d.Pod.Spec.RestartPolicy = corev1.RestartPolicyOnFailure
+		d.Pod.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "busybox", Command: []string{"/bin/sh", "-c", failOnce("init")}}}
+		d.Pod.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+		for _, c := range []*corev1.Container{&d.Pod.Spec.InitContainers[0], &d.Pod.Spec.Containers[0]} {
+			c.VolumeMounts = []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}
+		}
+		jid := create(t, s, d)
+		backedOff := map[string]bool{}
+		st := waitFor(t, s, &d.Pod, 2*time.Minute, "terminated", func(st api.PodStatus) bool {
+			for _, c := range append(append([]corev1.ContainerStatus{}, st.InitContainers...), st.Containers...) {
+				if w := c.State.Waiting; w != nil && w.Reason == "CrashLoopBackOff" {
+					backedOff[c.Name] = true
+					if want := "back-off 10s restarting failed container " + c.Name; w.Message != want || c.RestartCount != 0 ||
+						c.LastTerminationState.Terminated == nil || c.LastTerminationState.Terminated.ExitCode != 1 {
+						t.Errorf("waiting to restart: %+v, want %q, no restart yet and the failed run as last state", c, want)
+					}
+				}
+			}
+			return terminated(st)
+		})
+		for _, c := range append(st.InitContainers, st.Containers...) {
+			if tm := c.State.Terminated; tm == nil || tm.ExitCode != 0 || tm.Reason != "Completed" || c.RestartCount != 1 ||
+				c.LastTerminationState.Terminated == nil || c.LastTerminationState.Terminated.ExitCode != 1 ||
+				tm.StartedAt.Sub(c.LastTerminationState.Terminated.FinishedAt.Time) < 9*time.Second {
+				t.Errorf("container %s: %+v, want it succeeded after one restart, 10 s after the failed run", c.Name, c)
+			}
+			if !backedOff[c.Name] {
+				t.Errorf("container %s was never seen in CrashLoopBackOff", c.Name)
+			}
+		}
+		if got := logs(t, s, &d.Pod, "c0", api.ContainerLogOpts{}); got != "main-run1\nmain-run2\n" {
+			t.Errorf("logs %q, want both runs", got)
+		}
+		if out := strings.TrimSpace(slurmCmd(t, "squeue", "--noheader", "--states=all", "--jobs="+jid, "--format=%T")); out != "COMPLETED" && out != "COMPLETING" {
+			t.Errorf("job %s is %s, want COMPLETED", jid, out)
+		}
+	})
+	// restartPolicy Always: a container that exits 0 is started again, and
+	// its pod does not end until the job's time limit.
+	t.Run("RestartAlways", func(t *testing.T) {
+		t.Parallel()
+		d := e2ePod("restart-always", "echo tick")
+		d.Pod.Spec.RestartPolicy = corev1.RestartPolicyAlways
+		d.Pod.Spec.ActiveDeadlineSeconds = ptr(int64(30)) // Slurm rounds up to a minute
+		jid := create(t, s, d)
+		st := waitFor(t, s, &d.Pod, 2*time.Minute, "restarted and waiting again", func(st api.PodStatus) bool {
+			if c := st.Containers[0]; c.State.Terminated != nil {
+				t.Fatalf("the container ended: %+v", c)
+			}
+			c := st.Containers[0]
+			return c.RestartCount >= 1 && c.State.Waiting != nil && c.State.Waiting.Reason == "CrashLoopBackOff"
+		})
+		c := st.Containers[0]
+		if last := c.LastTerminationState.Terminated; last == nil || last.ExitCode != 0 || last.Reason != "Completed" ||
+			!strings.HasPrefix(c.State.Waiting.Message, "back-off 20s ") {
+			t.Errorf("container %+v: want the second back-off (20 s) after a run that exited 0", c)
+		}
+		if got := logs(t, s, &d.Pod, "c0", api.ContainerLogOpts{}); !strings.HasPrefix(got, "tick\ntick\n") {
+			t.Errorf("logs %q, want every run's lines", got)
+		}
+		if out := strings.TrimSpace(slurmCmd(t, "squeue", "--noheader", "--states=all", "--jobs="+jid, "--format=%T")); out != "RUNNING" {
+			t.Errorf("job %s is %s, want RUNNING", jid, out)
+		}
+		st = waitFor(t, s, &d.Pod, 3*time.Minute, "terminated", terminated)
+		if c := st.Containers[0]; c.State.Terminated.Reason != "DeadlineExceeded" || c.RestartCount < 2 {
+			t.Errorf("at the time limit: %+v, want DeadlineExceeded after restarts", c)
+		}
+	})
 	t.Run("ConcurrentCreatesOneJob", func(t *testing.T) {
 		t.Parallel()
 		d := e2ePod("once", "sleep 2")

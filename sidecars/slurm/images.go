@@ -1,14 +1,22 @@
 package slurm
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/distribution/reference"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/seed-3f807049/interlink/functions/api"
 )
 
 // site is what a job's build knows of the sidecar's host: the programs not
@@ -21,9 +29,12 @@ type site struct {
 	images imagePreparer
 }
 
-// imagePreparer checks that an image directory exists and makes the
-// directories a container binds onto or starts in, inside it.
+// imagePreparer finds image directories, reads their config, and makes
+// the directories a container binds onto or starts in, inside them.
 type imagePreparer interface {
+	// find resolves a pod's image reference to an image directory (an
+	// absolute ref is one already) and reads its config (nil: none).
+	find(root, ref string) (string, *imageConfig, error)
 	// prepare resolves each absolute container path inside image as the
 	// container will see it (the image's own symlinks followed, never out
 	// of it), creates the missing directories, and returns the resolved
@@ -41,7 +52,7 @@ func (localImages) prepare(image string, dirs []string) ([]string, error) {
 	st, err := os.Lstat(image)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, fmt.Errorf("image %s does not exist", image)
+		return nil, api.ImageNotFound("image %s does not exist", image)
 	case err != nil:
 		return nil, fmt.Errorf("image %s: %w", image, err)
 	case !st.IsDir():
@@ -106,4 +117,152 @@ func resolveIn(root *os.Root, p string) (string, error) {
 		todo = append(strings.Split(target, "/"), todo...)
 	}
 	return "/" + path.Join(cur...), nil
+}
+
+// imageConfig is what an image says about how to run it: its OCI config
+// (ENTRYPOINT, CMD, ENV, WORKDIR).
+type imageConfig = ocispec.ImageConfig
+
+// maxImageConfigBytes caps an image's config file.
+const maxImageConfigBytes = 1 << 20
+
+// Where ch-image keeps an image's config inside its directory: the pulled
+// OCI config as it came, and ch-image's own metadata (WORKDIR and ENV of
+// images it built or imported).
+const (
+	chConfigPulled = "ch/config.pulled.json"
+	chMetadata     = "ch/metadata.json"
+)
+
+// chNames turns a ch-image storage name back into the reference it stands
+// for ('%' for '/', '+' for ':'), as ch-run's img_name2path writes it.
+var chNames = strings.NewReplacer("%", "/", "+", ":")
+
+// normalizeRef is ref as Docker names it in full: docker.io/library/busybox:latest
+// for busybox.
+func normalizeRef(ref string) (string, error) {
+	n, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return "", fmt.Errorf("image %q is not a valid image reference: %w", ref, err)
+	}
+	return reference.TagNameOnly(n).String(), nil
+}
+
+// find resolves a pod's image: an absolute path is the image directory
+// itself; a reference is looked up under root, either ch-image storage
+// (root/img/NAME) or a directory of images (root/NAME), NAME being the
+// reference as ch-image writes it (busybox+latest, docker.io%library%busybox+latest)
+// or as a relative path. References are compared as Docker normalizes
+// them, so busybox, busybox:latest and docker.io/library/busybox:latest
+// are one image. It returns the directory and the image's config (nil
+// when it has none).
+func (localImages) find(root, ref string) (string, *imageConfig, error) {
+	dir := ref
+	if !filepath.IsAbs(ref) {
+		var err error
+		if dir, err = findImage(root, ref); err != nil {
+			return "", nil, err
+		}
+	}
+	cfg, err := loadImageConfig(dir)
+	if err != nil {
+		return "", nil, fmt.Errorf("image %s: %w", ref, err)
+	}
+	return dir, cfg, nil
+}
+
+func findImage(root, ref string) (string, error) {
+	want, err := normalizeRef(ref)
+	if err != nil {
+		return "", err
+	}
+	var found []string
+	for _, d := range []string{filepath.Join(root, "img"), root} {
+		entries, err := os.ReadDir(d)
+		if err != nil {
+			continue // no ch-image storage, or no root yet: not found below
+		}
+		for _, e := range entries {
+			if !e.IsDir() || (d == root && e.Name() == "img") {
+				continue
+			}
+			if n, err := normalizeRef(chNames.Replace(e.Name())); err == nil && n == want {
+				found = append(found, filepath.Join(d, e.Name()))
+			}
+		}
+		if len(found) > 0 {
+			break // ch-image storage first
+		}
+	}
+	if len(found) == 0 && filepath.IsLocal(ref) {
+		// A relative path to an image directory (library/busybox).
+		if st, err := os.Lstat(filepath.Join(root, ref)); err == nil && st.IsDir() {
+			found = append(found, filepath.Join(root, ref))
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", api.ImageNotFound("image %q (%s) is not under the image root %s: no image directory of that name there or in its ch-image storage (img/%s)",
+			ref, want, root, strings.NewReplacer("/", "%", ":", "+").Replace(want))
+	case 1:
+		return found[0], nil
+	default:
+		return "", fmt.Errorf("image %q (%s) names several images under %s: %s", ref, want, root, strings.Join(found, ", "))
+	}
+}
+
+// loadImageConfig reads an image directory's config: the OCI config
+// ch-image pulled, or else ch-image's metadata (WORKDIR and ENV only).
+// Neither is there: nil.
+func loadImageConfig(dir string) (*imageConfig, error) {
+	root, err := os.OpenRoot(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, api.ImageNotFound("image directory %s does not exist", dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = root.Close() }()
+	var pulled ocispec.Image
+	switch err := readJSON(root, chConfigPulled, &pulled); {
+	case err == nil:
+		return &pulled.Config, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, err
+	}
+	var meta struct {
+		Cwd string            `json:"cwd"`
+		Env map[string]string `json:"env"`
+	}
+	switch err := readJSON(root, chMetadata, &meta); {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	cfg := &imageConfig{WorkingDir: meta.Cwd}
+	for _, k := range slices.Sorted(maps.Keys(meta.Env)) {
+		cfg.Env = append(cfg.Env, k+"="+meta.Env[k])
+	}
+	return cfg, nil
+}
+
+// readJSON decodes the file name of root into v, read up to maxImageConfigBytes.
+func readJSON(root *os.Root, name string, v any) error {
+	f, err := root.Open(name)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = f.Close() }()
+	data, err := io.ReadAll(io.LimitReader(f, maxImageConfigBytes+1))
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if len(data) > maxImageConfigBytes {
+		return fmt.Errorf("%s is larger than %d bytes", name, maxImageConfigBytes)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
 }

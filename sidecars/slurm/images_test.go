@@ -3,10 +3,14 @@ package slurm
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/seed-3f807049/interlink/functions/api"
 )
 
 // TestPrepareImage: bind points are resolved as the container sees them
@@ -76,5 +80,136 @@ func TestRefusedImageIsNotWritten(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(host); len(entries) != 0 {
 		t.Errorf("a refused image was written to: %v", entries)
+	}
+}
+
+// chImage makes an image directory at dir with the files ch-run needs and,
+// when config is not empty, ch/config.pulled.json.
+func chImage(t *testing.T, dir, config string) {
+	t.Helper()
+	for _, d := range []string{"bin", "etc", "ch"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if config != "" {
+		if err := os.WriteFile(filepath.Join(dir, chConfigPulled), []byte(config), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestFindImage: a reference finds its image in ch-image storage or a
+// directory of images however it is spelt, as Docker normalizes it; a
+// missing image is ImageNotFound (the pod waits), a malformed or ambiguous
+// one is an error naming it.
+func TestFindImage(t *testing.T) {
+	root := t.TempDir()
+	chImage(t, filepath.Join(root, "img", "busybox+latest"), "")
+	chImage(t, filepath.Join(root, "img", "interlink-test%debian+bookworm"), "")
+	chImage(t, filepath.Join(root, "img", "ghcr.io%acme%app+v1"), "")
+	chImage(t, filepath.Join(root, "alpine"), "")
+	chImage(t, filepath.Join(root, "library", "python"), "")
+	chImage(t, filepath.Join(root, "dup"), "")
+	chImage(t, filepath.Join(root, "dup+latest"), "")
+	for ref, want := range map[string]string{
+		"busybox":                          "img/busybox+latest",
+		"busybox:latest":                   "img/busybox+latest",
+		"docker.io/library/busybox:latest": "img/busybox+latest",
+		"library/busybox":                  "img/busybox+latest",
+		"interlink-test/debian:bookworm":   "img/interlink-test%debian+bookworm",
+		"ghcr.io/acme/app:v1":              "img/ghcr.io%acme%app+v1",
+		"alpine:latest":                    "alpine",
+		"docker.io/library/alpine":         "alpine",
+		"library/python":                   "library/python",
+	} {
+		got, err := findImage(root, ref)
+		if err != nil || got != filepath.Join(root, want) {
+			t.Errorf("%s: %s %v, want %s", ref, got, err, want)
+		}
+	}
+	for ref, want := range map[string]string{
+		"busybox:1.36":         "is not under the image root",
+		"ghcr.io/acme/app":     "is not under the image root",
+		"busybox;touch x":      "not a valid image reference",
+		"$(touch x)":           "not a valid image reference",
+		"Busybox":              "not a valid image reference",
+		"dup":                  "names several images",
+		"docker.io/dup:latest": "names several images",
+	} {
+		_, err := findImage(root, ref)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error saying %q", ref, err, want)
+		}
+		if notFound := api.ReasonOf(err) == api.ReasonImageNotFound; notFound != (want == "is not under the image root") {
+			t.Errorf("%s: reason %s", ref, api.ReasonOf(err))
+		}
+	}
+}
+
+// TestImageConfigApplies: a container without command runs its image's
+// ENTRYPOINT with its args or else the image's CMD; the image's ENV comes
+// before the pod's (whose values win) and its WORKDIR applies unless the
+// pod sets one; an image with neither command nor config is refused.
+func TestImageConfigApplies(t *testing.T) {
+	root := t.TempDir()
+	chImage(t, filepath.Join(root, "img", "deb+1"), `{"architecture":"amd64","os":"linux","config":{
+		"Entrypoint":["/bin/echo","entrypoint"],"Cmd":["from-cmd"],
+		"Env":["PATH=/usr/bin:/bin","IMAGE_VAR=from the image","SHARED=image"],"WorkingDir":"/srv/app"}}`)
+	chImage(t, filepath.Join(root, "img", "meta+1"), "")
+	if err := os.WriteFile(filepath.Join(root, "img", "meta+1", chMetadata), []byte(`{"cwd":"/data","env":{"B":"2","A":"1"}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	chImage(t, filepath.Join(root, "img", "bare+1"), "")
+	cfg := testConfig(t)
+	cfg.Runtime, cfg.ImageRoot = RuntimeCharliecloud, root
+	build := func(c corev1.Container) (*container, error) {
+		t.Helper()
+		c.Name = "c"
+		b := &builder{cfg: &cfg, pod: &corev1.Pod{}, dir: "/d", site: &site{images: localImages{}}, imageRoot: root}
+		ct, _, err := b.container(&c, nil, newRuntime(RuntimeCharliecloud, &cfg, root))
+		return ct, err
+	}
+	for _, tc := range []struct {
+		name          string
+		c             corev1.Container
+		command, args []string
+		workDir       string
+	}{
+		{"neither", corev1.Container{Image: "deb:1"}, []string{"/bin/echo", "entrypoint"}, []string{"from-cmd"}, "/srv/app"},
+		{"args", corev1.Container{Image: "deb:1", Args: []string{"x"}}, []string{"/bin/echo", "entrypoint"}, []string{"x"}, "/srv/app"},
+		{"command", corev1.Container{Image: "deb:1", Command: []string{"/bin/true"}}, []string{"/bin/true"}, nil, "/srv/app"},
+		{"both", corev1.Container{Image: "deb:1", Command: []string{"/bin/sh"}, Args: []string{"-c", "x"}, WorkingDir: "/w"}, []string{"/bin/sh"}, []string{"-c", "x"}, "/w"},
+		{"metadata", corev1.Container{Image: "meta:1", Command: []string{"env"}}, []string{"env"}, nil, "/data"},
+	} {
+		ct, err := build(tc.c)
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if !slices.Equal(ct.command, tc.command) || !slices.Equal(ct.args, tc.args) || ct.workDir != tc.workDir {
+			t.Errorf("%s: command %q args %q dir %q, want %q %q %q", tc.name, ct.command, ct.args, ct.workDir, tc.command, tc.args, tc.workDir)
+		}
+	}
+	ct, err := build(corev1.Container{Image: "deb:1", Command: []string{"env"}, Env: []corev1.EnvVar{{Name: "SHARED", Value: "pod"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][2]string{{"PATH", "/usr/bin:/bin"}, {"IMAGE_VAR", "from the image"}, {"SHARED", "image"}, {"SHARED", "pod"}}
+	if d := cmp.Diff(want, ct.env); d != "" {
+		t.Errorf("env, set in order (-want +got):\n%s", d)
+	}
+	ct, err = build(corev1.Container{Image: "meta:1", Command: []string{"env"}})
+	if err != nil || !slices.Equal(ct.env, [][2]string{{"A", "1"}, {"B", "2"}}) {
+		t.Errorf("metadata env: %v %v", ct.env, err)
+	}
+	if _, err := build(corev1.Container{Image: "bare:1"}); err == nil || !strings.Contains(err.Error(), "no ENTRYPOINT or CMD") {
+		t.Errorf("no command anywhere: %v", err)
+	}
+	data := testPod()
+	data.Pod.Spec.InitContainers = nil
+	data.Pod.Spec.Containers = []corev1.Container{{Name: "c", Image: "nope:2", Command: []string{"true"}}}
+	if _, err := buildJob(&cfg, &site{images: localImages{}}, data, "/d"); api.ReasonOf(err) != api.ReasonImageNotFound {
+		t.Errorf("missing image: %v (%s), want ImageNotFound", err, api.ReasonOf(err))
 	}
 }

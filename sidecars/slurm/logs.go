@@ -26,7 +26,7 @@ func (s *Slurm) Logs(ctx context.Context, req *api.LogStruct) (io.ReadCloser, er
 		return nil, api.NotFound("pod %s/%s has no container %q", req.Namespace, req.PodName, req.ContainerName)
 	}
 	if req.Opts.Previous {
-		return nil, api.NotFound("container %q of pod %s/%s has no previous instance: the SLURM sidecar does not restart containers", req.ContainerName, req.Namespace, req.PodName)
+		return nil, api.NotFound("container %q of pod %s/%s: previous instances are not kept apart: its log holds every run's lines", req.ContainerName, req.Namespace, req.PodName)
 	}
 	name := path.Join(rec.Dir, containersDir, req.ContainerName+".log")
 	f, err := s.root.Open(name)

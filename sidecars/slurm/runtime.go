@@ -79,12 +79,18 @@ type runtime interface {
 }
 
 // helperArgv is the start of a helper runtime's container command: the
-// helper, its env file and, when set, the working directory.
-func helperArgv(workDir string) []string {
+// helper, its env file and, when set, the working directory and the
+// container paths of the binds it makes read-only (for a runtime that
+// cannot bind read-only itself).
+func helperArgv(workDir string, readOnly []string) []string {
+	argv := []string{helperPath}
 	if workDir != "" {
-		return []string{helperPath, "-C", workDir, helperEnv, "--"}
+		argv = append(argv, "-C", workDir)
 	}
-	return []string{helperPath, helperEnv, "--"}
+	for _, p := range readOnly {
+		argv = append(argv, "-r", p)
+	}
+	return append(argv, helperEnv, "--")
 }
 
 func newRuntime(name string, cfg *Config, imageRoot string) runtime {
@@ -211,7 +217,7 @@ func (e enroot) commands(c *container, image string) [][]string {
 	}
 	start = append(start, c.id)
 	// enroot has no working-directory option: the helper changes to it.
-	start = append(start, helperArgv(c.workDir)...)
+	start = append(start, helperArgv(c.workDir, nil)...)
 	if len(c.command) == 0 {
 		// The image's own start (its entrypoint and command).
 		start = append(start, "/etc/rc")
@@ -257,15 +263,24 @@ func (c charliecloud) commands(ct *container, image string) [][]string {
 	// A private /tmp and no host home: the host's files stay out of sight.
 	// No variable of the job reaches the container (--unset-env); the
 	// helper sets the pod's.
-	argv := []string{c.cfg.ChRunPath, "--private-tmp", "--unset-env=*"}
+	// ch-run binds only read-write: the helper, started as uid 0 of the
+	// container's user namespace (with its capabilities there, as a
+	// Kubernetes container's root), remounts the read-only binds read-only
+	// at the paths the binds went to (ctr, as prepareImage resolved it),
+	// then drops the capabilities that could undo it (envexec).
+	argv := []string{c.cfg.ChRunPath, "--private-tmp", "--unset-env=*", "--uid=0", "--gid=0"}
+	var readOnly []string
 	for _, m := range ct.mounts {
 		argv = append(argv, "--bind="+m.host+":"+m.ctr)
+		if m.ro {
+			readOnly = append(readOnly, m.ctr)
+		}
 	}
 	if ct.workDir != "" {
 		argv = append(argv, "--cd="+ct.workDir)
 	}
 	argv = append(argv, image, "--")
-	argv = append(argv, helperArgv("")...)
+	argv = append(argv, helperArgv("", readOnly)...)
 	argv = append(argv, ct.command...)
 	return [][]string{append(argv, ct.args...)}
 }
@@ -296,7 +311,7 @@ func (p podman) commands(c *container, image string) [][]string {
 	}
 	// The helper is the entrypoint; the pod's command, or else the image's
 	// entrypoint (read by the job from the image), follows it.
-	ep, _ := json.Marshal(helperArgv("")) // a []string always marshals
+	ep, _ := json.Marshal(helperArgv("", nil)) // a []string always marshals
 	argv = append(argv, "--entrypoint="+string(ep), image)
 	if len(c.command) > 0 {
 		return [][]string{append(append(argv, c.command...), c.args...)}

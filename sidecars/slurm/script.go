@@ -50,8 +50,11 @@ const (
 // makes its directory itself.
 const (
 	outputSuffix = ".out"
-	// containersDir holds, per container, NAME.log (timestamped lines),
-	// NAME.started and NAME.exit ("CODE TIME").
+	// containersDir holds, per container, NAME.log (timestamped lines of
+	// every run), NAME.started ("TIME", and once restarted "TIME COUNT CODE
+	// STARTED FINISHED": the restarts so far and the previous run's end) and
+	// NAME.exit ("CODE TIME", and "CODE TIME DUE SECONDS" when the container
+	// waits to start again at DUE). il_run in the job script writes them.
 	containersDir = "containers"
 	// dataDirName is the data directory (volumes, env files) when the
 	// compute nodes share DataRootFolder.
@@ -120,6 +123,10 @@ func buildJob(cfg *Config, st *site, data *api.RetrievedPodData, dir string) (*j
 		files = append(files, fs...)
 	}
 	if err := errors.Join(errs...); err != nil {
+		if onlyReason(err, api.ReasonImageNotFound) {
+			// Not the pod's fault for good: the image may come.
+			return nil, api.NewError(api.ReasonImageNotFound, "pod %s/%s: %w", pod.Namespace, pod.Name, err)
+		}
 		return nil, invalid(err)
 	}
 	script, err := b.script(rt, inits, mains, files)
@@ -130,6 +137,31 @@ func buildJob(cfg *Config, st *site, data *api.RetrievedPodData, dir string) (*j
 		files = nil // embedded in the script
 	}
 	return &job{args: args, script: script, files: files}, nil
+}
+
+// onlyReason tells whether every error joined in err has reason r.
+func onlyReason(err error, r api.Reason) bool {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			if !onlyReason(e, r) {
+				return false
+			}
+		}
+		return true
+	}
+	return api.ReasonOf(err) == r
+}
+
+// imageEnv turns an image's NAME=VALUE entries into env pairs; an entry
+// without a valid name is left out.
+func imageEnv(entries []string) [][2]string {
+	out := make([][2]string, 0, len(entries))
+	for _, e := range entries {
+		if k, v, ok := strings.Cut(e, "="); ok && len(validation.IsEnvVarName(k)) == 0 {
+			out = append(out, [2]string{k, v})
+		}
+	}
+	return out
 }
 
 // runtimeChoice is the pod's runtime and image root: the config's, or what
@@ -444,6 +476,15 @@ func (b *builder) container(c *corev1.Container, vols map[string]poddata.Volume,
 	if err == nil && filepath.IsAbs(c.Image) {
 		err = b.checkImagePath(c.Image)
 	}
+	// Charliecloud's image directories are found by reference under the
+	// image root, as Docker normalizes references, and their config
+	// (ENTRYPOINT, CMD, ENV, WORKDIR) applies as a container runtime's does.
+	_, chDirs := rt.(charliecloud)
+	chDirs = chDirs && b.site.images != nil && (filepath.IsAbs(c.Image) || b.imageRoot != "")
+	var icfg *imageConfig
+	if err == nil && chDirs {
+		img, icfg, err = b.site.images.find(b.imageRoot, c.Image)
+	}
 	imageOK := err == nil
 	if err != nil {
 		errs = append(errs, fmt.Errorf("container %s: %w", c.Name, err))
@@ -458,6 +499,23 @@ func (b *builder) container(c *corev1.Container, vols map[string]poddata.Volume,
 			continue
 		}
 		ct.env = append(ct.env, [2]string{e.Name, e.Value})
+	}
+	if icfg != nil {
+		ct.env = append(imageEnv(icfg.Env), ct.env...) // the pod's values win
+		if len(c.Command) == 0 {
+			// As Kubernetes defines it: the image's ENTRYPOINT, with the
+			// pod's args or else the image's CMD.
+			ct.command = icfg.Entrypoint
+			if len(c.Args) == 0 {
+				ct.args = icfg.Cmd
+			}
+		}
+		if ct.workDir == "" {
+			ct.workDir = icfg.WorkingDir
+		}
+	}
+	if chDirs && imageOK && len(ct.command)+len(ct.args) == 0 {
+		errs = append(errs, fmt.Errorf("container %s: no command to run: the pod gives none and image %s has no ENTRYPOINT or CMD (%s in its directory)", c.Name, c.Image, chConfigPulled))
 	}
 	for _, m := range c.VolumeMounts {
 		v, ok := vols[m.Name]
@@ -791,28 +849,49 @@ func (b *builder) script(rt runtime, inits, mains []*container, files []poddata.
 		w("\trm -rf -- \"$IL_DATA\"\n")
 	}
 	w("\treturn 0\n}\ntrap il_cleanup EXIT\n")
-	w(`il_now() {
+	w(`# il_now [SECONDS] sets IL_NOW to the time (SECONDS from now), in UTC.
+il_now() {
 	if [[ -n ${EPOCHREALTIME-} ]]; then
 		local t=${EPOCHREALTIME/,/.} s
-		TZ=UTC printf -v s '%%(%%Y-%%m-%%dT%%H:%%M:%%S)T' "${t%%.*}"
+		TZ=UTC printf -v s '%%(%%Y-%%m-%%dT%%H:%%M:%%S)T' "$((${t%%.*} + ${1:-0}))"
 		IL_NOW="$s.${t#*.}Z"
 	else
-		IL_NOW=$(date -u +%%Y-%%m-%%dT%%H:%%M:%%S.%%NZ)
+		IL_NOW=$(date -u -d "+${1:-0} seconds" +%%Y-%%m-%%dT%%H:%%M:%%S.%%NZ)
 	fi
 }
-# il_run NAME FUNCTION runs a container, recording its start, output and exit code.
+# il_run NAME FUNCTION POLICY [CLEANUP] runs a container, recording its start,
+# output and exit code, then CLEANUP. POLICY tells whether it starts again:
+# Never, OnFailure (after a non-zero exit code) or Always. Restarts back off as
+# the kubelet's do: 10 s, doubled each time up to 5 min, 10 s again after a run
+# of 10 min. NAME.exit is "CODE TIME", and "CODE TIME DUE SECONDS" when the
+# container starts again at DUE; once restarted, NAME.started is "TIME COUNT
+# CODE STARTED FINISHED": the restarts so far and how the previous run ended.
 il_run() {
-	local name=$1 code
-	il_now
-	printf '%%s\n' "$IL_NOW" >"$IL_DIR/containers/$name.started"
-	# The helper's log mode prefixes each line with the time it was read, and
-	# splits a line longer than 16 KiB into pieces, as the CRI does.
-	"$2" 2>&1 | "$IL_ENVEXEC" log >>"$IL_DIR/containers/$name.log"
-	code=${PIPESTATUS[0]}
-	il_now
-	printf '%%s %%s\n' "$code" "$IL_NOW" >"$IL_DIR/containers/$name.exit.tmp"
-	mv -f "$IL_DIR/containers/$name.exit.tmp" "$IL_DIR/containers/$name.exit"
-	return "$code"
+	local base=$IL_DIR/containers/$1 code started ended last= backoff since delay=0 restarts=0
+	while :; do
+		rm -f -- "$base.exit"
+		il_now
+		started=$IL_NOW since=$SECONDS
+		printf '%%s%%s\n' "$started" "$last" >"$base.started.tmp"
+		mv -f "$base.started.tmp" "$base.started"
+		# The helper's log mode prefixes each line with the time it was read, and
+		# splits a line longer than 16 KiB into pieces, as the CRI does.
+		"$2" 2>&1 | "$IL_ENVEXEC" log >>"$base.log"
+		code=${PIPESTATUS[0]} backoff=
+		if [[ $3 == Always || ( $3 == OnFailure && $code != 0 ) ]]; then
+			if ((delay == 0 || SECONDS - since >= 600)); then delay=10; else delay=$((delay * 2 < 300 ? delay * 2 : 300)); fi
+			il_now "$delay"
+			backoff=" $IL_NOW $delay"
+		fi
+		il_now
+		ended=$IL_NOW
+		printf '%%s %%s%%s\n' "$code" "$ended" "$backoff" >"$base.exit.tmp"
+		mv -f "$base.exit.tmp" "$base.exit"
+		[[ -z ${4-} ]] || "$4"
+		[[ -n $backoff ]] || return "$code"
+		sleep "$delay"
+		restarts=$((restarts + 1)) last=" $restarts $code $started $ended"
+	done
 }
 `)
 	if !b.cfg.SharedFS && len(files) > 0 {
@@ -879,23 +958,35 @@ il_run() {
 			w("\treturn 0\n}\n")
 		}
 	}
-	w("\n# Init containers run in order; the first that fails ends the job.\n")
-	for i, c := range inits {
-		w("il_run %s il_c%d", q(c.name), i)
+	policy, err := restartPolicy(p.Spec.RestartPolicy)
+	if err != nil {
+		return "", err
+	}
+	// An init container that succeeded never runs again.
+	initPolicy := policy
+	if policy == corev1.RestartPolicyAlways {
+		initPolicy = corev1.RestartPolicyOnFailure
+	}
+	run := func(c *container, i int, rp corev1.RestartPolicy) {
+		w("il_run %s il_c%d %s", q(c.name), i, q(string(rp)))
 		if rt.cleanup(c) != nil {
-			w("; il_code=$?; il_c%d_cleanup; (exit $il_code)", i)
+			w(" il_c%d_cleanup", i)
 		}
+	}
+	if policy == corev1.RestartPolicyNever {
+		w("\n# Init containers run in order; the first that fails ends the job.\n")
+	} else {
+		w("\n# Init containers run in order, each started again until it succeeds.\n")
+	}
+	for i, c := range inits {
+		run(c, i, initPolicy)
 		w(" || exit $?\n")
 	}
-	w("# Containers run side by side; the job's exit code is the first non-zero one.\n")
+	w("# Containers run side by side (restartPolicy %s); the job's exit code is the first non-zero one.\n", policy)
 	w("il_pids=()\n")
 	for j, c := range mains {
-		i := len(inits) + j
-		w("{ il_run %s il_c%d", q(c.name), i)
-		if rt.cleanup(c) != nil {
-			w("; il_code=$?; il_c%d_cleanup; exit $il_code", i)
-		}
-		w("; } &\nil_pids+=($!)\n")
+		run(c, len(inits)+j, policy)
+		w(" &\nil_pids+=($!)\n")
 	}
 	w(`il_exit=0
 for pid in "${il_pids[@]}"; do
@@ -904,6 +995,18 @@ done
 exit "$il_exit"
 `)
 	return s.String(), errors.Join(errs...)
+}
+
+// restartPolicy is the pod's restart policy, Always when unset (as the API
+// server defaults it).
+func restartPolicy(p corev1.RestartPolicy) (corev1.RestartPolicy, error) {
+	switch p {
+	case "":
+		return corev1.RestartPolicyAlways, nil
+	case corev1.RestartPolicyAlways, corev1.RestartPolicyOnFailure, corev1.RestartPolicyNever:
+		return p, nil
+	}
+	return "", fmt.Errorf("restartPolicy %q is not Always, OnFailure or Never", p)
 }
 
 // tsocks starts the SSH SOCKS tunnel to the login node and writes the

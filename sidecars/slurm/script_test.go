@@ -119,6 +119,9 @@ func TestGoldenScripts(t *testing.T) {
 		{"enroot", func(c *Config) { c.Runtime = RuntimeEnroot }, nil},
 		{"charliecloud", func(c *Config) { c.Runtime = RuntimeCharliecloud; c.ImageRoot = "/images" }, nil},
 		{"podman", func(c *Config) { c.Runtime = RuntimePodman }, nil},
+		// Containers start again; init containers until they succeed.
+		{"restart-always", func(c *Config) { c.Runtime = RuntimePodman },
+			func(d *api.RetrievedPodData) { d.Pod.Spec.RestartPolicy = corev1.RestartPolicyAlways }},
 		{"tsocks", func(c *Config) {
 			c.Tsocks, c.TsocksPath, c.TsocksLoginNode = true, "/usr/lib/x86_64-linux-gnu/libtsocks.so", "user@login01"
 		}, nil},
@@ -321,6 +324,7 @@ func TestRefusedPods(t *testing.T) {
 		{"bad env name", nil, func(d *api.RetrievedPodData) {
 			d.Pod.Spec.Containers[0].Env = append(d.Pod.Spec.Containers[0].Env, corev1.EnvVar{Name: "A=B; id", Value: "x"})
 		}, `env name`},
+		{"unknown restart policy", nil, func(d *api.RetrievedPodData) { d.Pod.Spec.RestartPolicy = "Sometimes" }, `restartPolicy "Sometimes" is not`},
 		{"negative deadline", nil, func(d *api.RetrievedPodData) { d.Pod.Spec.ActiveDeadlineSeconds = ptr(int64(-1)) }, `not positive`},
 	}
 	for _, tt := range tests {

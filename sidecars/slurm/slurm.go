@@ -404,9 +404,11 @@ func (s *Slurm) saveFinal(rec record) {
 	}
 }
 
+// allExited tells whether every container recorded its last exit code
+// (none waits to start again).
 func allExited(files map[string]ctrFiles) bool {
 	for _, f := range files {
-		if !f.exited {
+		if !f.exited || f.restarting() {
 			return false
 		}
 	}

@@ -165,29 +165,76 @@ func jobChunks(ids []string) [][]string {
 	return append(chunks, ids[start:])
 }
 
-// ctrFiles is what a container's files in the pod directory say.
+// ctrFiles is what a container's files in the pod directory say: its
+// current run (started, and its end once exited) and its restarts.
 type ctrFiles struct {
 	started  time.Time
 	exited   bool
 	code     int32
 	finished time.Time
+	// restarts is how many times the container was started again, last how
+	// its previous run ended (nil before a restart).
+	restarts int32
+	last     *corev1.ContainerStateTerminated
+	// delay is set when the run that ended is followed by another one, due
+	// at backoff.
+	delay   time.Duration
+	backoff time.Time
 }
 
+// restarting tells whether the container's run ended and it waits to start
+// again.
+func (f ctrFiles) restarting() bool { return f.exited && f.delay > 0 }
+
 // readCtrFiles reads a container's files, through the data root: the job
-// writes them, so they must not lead outside it.
+// writes them, so they must not lead outside it. Each file is written
+// whole (a temporary file renamed), in the formats il_run's comment gives.
 func readCtrFiles(root *poddata.Dir, dir, name string) ctrFiles {
 	var f ctrFiles
 	if b, err := readSmall(root, path.Join(dir, containersDir, name+".started")); err == nil {
-		f.started, _ = time.Parse(time.RFC3339Nano, strings.TrimSpace(string(b)))
+		w := strings.Fields(string(b))
+		if len(w) > 0 {
+			f.started, _ = time.Parse(time.RFC3339Nano, w[0])
+		}
+		if len(w) == 5 {
+			n, err1 := strconv.ParseInt(w[1], 10, 32)
+			code, err2 := strconv.ParseInt(w[2], 10, 32)
+			started, err3 := time.Parse(time.RFC3339Nano, w[3])
+			finished, err4 := time.Parse(time.RFC3339Nano, w[4])
+			if errors.Join(err1, err2, err3, err4) == nil && n > 0 {
+				f.restarts, f.last = int32(n), runEnd(int32(code), started, finished)
+			}
+		}
 	}
 	if b, err := readSmall(root, path.Join(dir, containersDir, name+".exit")); err == nil {
-		code, at, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
-		if n, err := strconv.ParseInt(code, 10, 32); err == nil {
-			f.exited, f.code = true, int32(n)
-			f.finished, _ = time.Parse(time.RFC3339Nano, at)
+		w := strings.Fields(string(b))
+		if len(w) > 0 {
+			if n, err := strconv.ParseInt(w[0], 10, 32); err == nil {
+				f.exited, f.code = true, int32(n)
+			}
+		}
+		if f.exited && len(w) > 1 {
+			f.finished, _ = time.Parse(time.RFC3339Nano, w[1])
+		}
+		if f.exited && len(w) == 4 {
+			due, err1 := time.Parse(time.RFC3339Nano, w[2])
+			secs, err2 := strconv.ParseInt(w[3], 10, 32)
+			if err1 == nil && err2 == nil && secs > 0 {
+				f.backoff, f.delay = due, time.Duration(secs)*time.Second
+			}
 		}
 	}
 	return f
+}
+
+// runEnd is the state of a run that recorded its exit code.
+func runEnd(code int32, started, finished time.Time) *corev1.ContainerStateTerminated {
+	reason := "Completed"
+	if code != 0 {
+		reason = "Error"
+	}
+	return &corev1.ContainerStateTerminated{ExitCode: code, Reason: reason,
+		StartedAt: metav1.NewTime(started), FinishedAt: metav1.NewTime(finished)}
 }
 
 // signalSettle is how long a container killed by a signal waits for its
@@ -260,28 +307,30 @@ func ending(js jobState, output string) (reason string, code int32) {
 // containerStatus is one container's status from its job's state and its
 // own files.
 func containerStatus(name, jobID string, js jobState, f ctrFiles, output func() string, initDone bool) corev1.ContainerStatus {
-	cs := corev1.ContainerStatus{Name: name, ContainerID: "slurm://" + jobID + "/" + name}
+	cs := corev1.ContainerStatus{Name: name, ContainerID: "slurm://" + jobID + "/" + name, RestartCount: f.restarts}
+	cs.LastTerminationState.Terminated = f.last
 	switch {
+	case f.restarting() && !js.terminal():
+		// Its run ended and it waits to start again, as in the kubelet's
+		// CrashLoopBackOff.
+		cs.LastTerminationState.Terminated = runEnd(f.code, f.started, f.finished)
+		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff",
+			Message: fmt.Sprintf("back-off %s restarting failed container %s", f.delay, name)}
 	case f.exited && f.code > 128 && !js.terminal() && !js.At.IsZero() && js.At.Sub(f.finished) < signalSettle:
 		// Killed by a signal while Slurm does not show the job ended yet
 		// (scancel, a time limit: the job is still COMPLETING): report
 		// its end once Slurm says why, or after signalSettle.
 		cs.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(f.started)}
 		cs.Started = ptr(true)
-	case f.exited:
-		reason := "Completed"
-		if f.code != 0 {
-			reason = "Error"
-		}
+	case f.exited && !f.restarting():
+		cs.State.Terminated = runEnd(f.code, f.started, f.finished)
 		if f.code > 128 && js.terminal() {
 			// Killed by a signal as its job ended: Slurm's reason (time
 			// limit, memory, cancellation) says why.
 			if r, _ := ending(js, output()); r != "Error" && r != "Completed" {
-				reason = r
+				cs.State.Terminated.Reason = r
 			}
 		}
-		cs.State.Terminated = &corev1.ContainerStateTerminated{ExitCode: f.code, Reason: reason,
-			StartedAt: metav1.NewTime(f.started), FinishedAt: metav1.NewTime(f.finished)}
 	case js.terminal():
 		out := output()
 		reason, code := ending(js, out)
@@ -289,10 +338,16 @@ func containerStatus(name, jobID string, js jobState, f ctrFiles, output func() 
 		if js.State == stateLost {
 			msg = fmt.Sprintf("Slurm job %s is no longer known to Slurm", jobID)
 		}
+		started := f.started
+		if f.restarting() {
+			// The job ended while the container waited to start again.
+			cs.LastTerminationState.Terminated = runEnd(f.code, f.started, f.finished)
+			started = f.finished
+			msg += " while the container waited to restart"
+		}
 		if code != 0 && out != "" {
 			msg += "; job output: " + out
 		}
-		started := f.started
 		if started.IsZero() {
 			started = js.At
 		}

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
 )
 
 func TestContainerStatus(t *testing.T) {
@@ -62,6 +65,77 @@ func TestContainerStatus(t *testing.T) {
 			}
 			if got != tt.want || code != tt.wantCode {
 				t.Errorf("got %s (%d), want %s (%d): %+v", got, code, tt.want, tt.wantCode, cs.State)
+			}
+		})
+	}
+}
+
+// TestContainerStatusRestarts: a container that ran and starts again (its
+// exit file has a back-off) waits in CrashLoopBackOff with that run as its
+// last state; once restarted, its count and previous run are reported
+// whatever its current state.
+func TestContainerStatusRestarts(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	first := runEnd(1, at, at.Add(time.Second))
+	// waiting: the first run ended with code and waits delay.
+	waiting := func(code int32, delay time.Duration) ctrFiles {
+		return ctrFiles{started: at, exited: true, code: code, finished: at.Add(time.Second), backoff: at.Add(time.Second + delay), delay: delay}
+	}
+	again := at.Add(20 * time.Second) // the second run's start
+	tests := []struct {
+		name        string
+		js          jobState
+		f           ctrFiles
+		want        string // waiting reason, "running", or terminated reason
+		wantCode    int32
+		wantMessage string
+		restarts    int32
+		last        *corev1.ContainerStateTerminated
+	}{
+		{"waits to restart", jobState{State: "RUNNING", At: at.Add(2 * time.Second)}, waiting(1, 10*time.Second),
+			"CrashLoopBackOff", 0, "back-off 10s restarting failed container main", 0, first},
+		{"waits to restart after a success (Always)", jobState{State: "RUNNING", At: at.Add(2 * time.Second)}, waiting(0, 10*time.Second),
+			"CrashLoopBackOff", 0, "back-off 10s restarting failed container main", 0, runEnd(0, at, at.Add(time.Second))},
+		{"killed by a signal, waits to restart: no settling", jobState{State: "RUNNING", At: at.Add(2 * time.Second)}, waiting(137, 5*time.Minute),
+			"CrashLoopBackOff", 0, "back-off 5m0s restarting failed container main", 0, runEnd(137, at, at.Add(time.Second))},
+		{"restarted, running", jobState{State: "RUNNING"}, ctrFiles{started: again, restarts: 1, last: first},
+			"running", 0, "", 1, first},
+		{"restarted, succeeded", jobState{State: "COMPLETED", At: again.Add(time.Minute)},
+			ctrFiles{started: again, exited: true, finished: again.Add(time.Second), restarts: 1, last: first},
+			"Completed", 0, "", 1, first},
+		{"restarted, waits again", jobState{State: "RUNNING", At: again.Add(2 * time.Second)},
+			ctrFiles{started: again, exited: true, code: 2, finished: again.Add(time.Second), restarts: 1, last: first,
+				backoff: again.Add(21 * time.Second), delay: 20 * time.Second},
+			"CrashLoopBackOff", 0, "back-off 20s restarting failed container main", 1, runEnd(2, again, again.Add(time.Second))},
+		{"time limit while waiting", jobState{State: "TIMEOUT", At: at.Add(5 * time.Second)}, waiting(1, 10*time.Second),
+			"DeadlineExceeded", 137, "Slurm job 7 ended TIMEOUT while the container waited to restart", 0, first},
+		{"time limit, restarted and running", jobState{State: "TIMEOUT", At: again.Add(time.Minute)}, ctrFiles{started: again, restarts: 1, last: first},
+			"DeadlineExceeded", 137, "Slurm job 7 ended TIMEOUT", 1, first},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cs := containerStatus("main", "7", tt.js, tt.f, func() string { return "" }, true)
+			var got, msg string
+			var code int32
+			switch st := cs.State; {
+			case st.Waiting != nil:
+				got, msg = st.Waiting.Reason, st.Waiting.Message
+			case st.Running != nil:
+				got = "running"
+			case st.Terminated != nil:
+				got, code, msg = st.Terminated.Reason, st.Terminated.ExitCode, st.Terminated.Message
+			}
+			if got != tt.want || code != tt.wantCode || msg != tt.wantMessage {
+				t.Errorf("got %s (%d) %q, want %s (%d) %q", got, code, msg, tt.want, tt.wantCode, tt.wantMessage)
+			}
+			if cs.RestartCount != tt.restarts {
+				t.Errorf("restart count %d, want %d", cs.RestartCount, tt.restarts)
+			}
+			if diff := cmp.Diff(tt.last, cs.LastTerminationState.Terminated); diff != "" {
+				t.Errorf("last state (-want +got):\n%s", diff)
+			}
+			if cs.State.Waiting != nil && cs.Ready {
+				t.Error("a waiting container is ready")
 			}
 		})
 	}

@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -55,8 +57,9 @@ func Decode(data []byte) ([][2]string, error) {
 	return env, nil
 }
 
-// usage is how the job calls the helper.
-const usage = "usage: interlink-envexec [-C DIR] ENVFILE -- COMMAND [ARG...]"
+// usage is how the job calls the helper: -C changes to DIR, each -r makes
+// the bind mounted at PATH read-only (see remountReadOnly).
+const usage = "usage: interlink-envexec [-C DIR] [-r PATH]... ENVFILE -- COMMAND [ARG...]"
 
 // Exit codes, as a shell gives them.
 const (
@@ -78,20 +81,34 @@ func Main(args []string, stderr io.Writer) int {
 		}
 		return 0
 	}
-	dir, file, argv, err := parseArgs(args[1:])
+	a, err := parseArgs(args[1:])
 	if err != nil {
 		fmt.Fprintf(stderr, "interlink-envexec: %v\n%s\n", err, usage)
 		return codeError
 	}
-	if err := setEnv(file); err != nil {
+	argv := a.argv
+	if err := setEnv(a.file); err != nil {
 		fmt.Fprintf(stderr, "interlink-envexec: %v\n", err)
 		return codeError
 	}
-	if dir != "" {
-		if err := os.Chdir(dir); err != nil {
+	// A bind that should be read-only and is not stops the container.
+	for _, p := range a.readOnly {
+		if err := remountReadOnly(p); err != nil {
+			fmt.Fprintf(stderr, "interlink-envexec: %v: the container does not start with it writable\n", err)
+			return codeError
+		}
+	}
+	if a.dir != "" {
+		if err := os.Chdir(a.dir); err != nil {
 			fmt.Fprintf(stderr, "interlink-envexec: working directory: %v\n", err)
 			return codeError
 		}
+	}
+	// Locked until the exec, never unlocked: see dropCapabilities.
+	runtime.LockOSThread()
+	if err := dropCapabilities(); err != nil {
+		fmt.Fprintf(stderr, "interlink-envexec: %v\n", err)
+		return codeError
 	}
 	prog, err := lookPath(argv[0])
 	if err != nil {
@@ -111,14 +128,32 @@ func Main(args []string, stderr io.Writer) int {
 	return codeNotRunnable
 }
 
-func parseArgs(args []string) (dir, file string, argv []string, err error) {
-	if len(args) > 1 && args[0] == "-C" {
-		dir, args = args[1], args[2:]
+// containerArgs are the arguments of the helper in a container.
+type containerArgs struct {
+	dir      string   // -C
+	readOnly []string // each -r, in order
+	file     string   // ENVFILE
+	argv     []string // COMMAND [ARG...]
+}
+
+func parseArgs(args []string) (containerArgs, error) {
+	var a containerArgs
+	for len(args) > 1 && (args[0] == "-C" || args[0] == "-r") {
+		if args[0] == "-C" {
+			a.dir = args[1]
+		} else {
+			if !path.IsAbs(args[1]) {
+				return containerArgs{}, fmt.Errorf("-r %q: not an absolute path", args[1])
+			}
+			a.readOnly = append(a.readOnly, args[1])
+		}
+		args = args[2:]
 	}
 	if len(args) < 3 || args[1] != "--" {
-		return "", "", nil, errors.New("missing ENVFILE, -- or COMMAND")
+		return containerArgs{}, errors.New("missing ENVFILE, -- or COMMAND")
 	}
-	return dir, args[0], args[2:], nil
+	a.file, a.argv = args[0], args[2:]
+	return a, nil
 }
 
 // setEnv replaces the environment with the runtime's, overlaid by the

@@ -27,28 +27,49 @@ il_cleanup() {
 	return 0
 }
 trap il_cleanup EXIT
+# il_now [SECONDS] sets IL_NOW to the time (SECONDS from now), in UTC.
 il_now() {
 	if [[ -n ${EPOCHREALTIME-} ]]; then
 		local t=${EPOCHREALTIME/,/.} s
-		TZ=UTC printf -v s '%(%Y-%m-%dT%H:%M:%S)T' "${t%.*}"
+		TZ=UTC printf -v s '%(%Y-%m-%dT%H:%M:%S)T' "$((${t%.*} + ${1:-0}))"
 		IL_NOW="$s.${t#*.}Z"
 	else
-		IL_NOW=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
+		IL_NOW=$(date -u -d "+${1:-0} seconds" +%Y-%m-%dT%H:%M:%S.%NZ)
 	fi
 }
-# il_run NAME FUNCTION runs a container, recording its start, output and exit code.
+# il_run NAME FUNCTION POLICY [CLEANUP] runs a container, recording its start,
+# output and exit code, then CLEANUP. POLICY tells whether it starts again:
+# Never, OnFailure (after a non-zero exit code) or Always. Restarts back off as
+# the kubelet's do: 10 s, doubled each time up to 5 min, 10 s again after a run
+# of 10 min. NAME.exit is "CODE TIME", and "CODE TIME DUE SECONDS" when the
+# container starts again at DUE; once restarted, NAME.started is "TIME COUNT
+# CODE STARTED FINISHED": the restarts so far and how the previous run ended.
 il_run() {
-	local name=$1 code
-	il_now
-	printf '%s\n' "$IL_NOW" >"$IL_DIR/containers/$name.started"
-	# The helper's log mode prefixes each line with the time it was read, and
-	# splits a line longer than 16 KiB into pieces, as the CRI does.
-	"$2" 2>&1 | "$IL_ENVEXEC" log >>"$IL_DIR/containers/$name.log"
-	code=${PIPESTATUS[0]}
-	il_now
-	printf '%s %s\n' "$code" "$IL_NOW" >"$IL_DIR/containers/$name.exit.tmp"
-	mv -f "$IL_DIR/containers/$name.exit.tmp" "$IL_DIR/containers/$name.exit"
-	return "$code"
+	local base=$IL_DIR/containers/$1 code started ended last= backoff since delay=0 restarts=0
+	while :; do
+		rm -f -- "$base.exit"
+		il_now
+		started=$IL_NOW since=$SECONDS
+		printf '%s%s\n' "$started" "$last" >"$base.started.tmp"
+		mv -f "$base.started.tmp" "$base.started"
+		# The helper's log mode prefixes each line with the time it was read, and
+		# splits a line longer than 16 KiB into pieces, as the CRI does.
+		"$2" 2>&1 | "$IL_ENVEXEC" log >>"$base.log"
+		code=${PIPESTATUS[0]} backoff=
+		if [[ $3 == Always || ( $3 == OnFailure && $code != 0 ) ]]; then
+			if ((delay == 0 || SECONDS - since >= 600)); then delay=10; else delay=$((delay * 2 < 300 ? delay * 2 : 300)); fi
+			il_now "$delay"
+			backoff=" $IL_NOW $delay"
+		fi
+		il_now
+		ended=$IL_NOW
+		printf '%s %s%s\n' "$code" "$ended" "$backoff" >"$base.exit.tmp"
+		mv -f "$base.exit.tmp" "$base.exit"
+		[[ -z ${4-} ]] || "$4"
+		[[ -n $backoff ]] || return "$code"
+		sleep "$delay"
+		restarts=$((restarts + 1)) last=" $restarts $code $started $ended"
+	done
 }
 
 # container setup, image busybox:1.36
@@ -86,12 +107,12 @@ il_c2_cleanup() {
 }
 
 # Init containers run in order; the first that fails ends the job.
-il_run setup il_c0; il_code=$?; il_c0_cleanup; (exit $il_code) || exit $?
-# Containers run side by side; the job's exit code is the first non-zero one.
+il_run setup il_c0 Never il_c0_cleanup || exit $?
+# Containers run side by side (restartPolicy Never); the job's exit code is the first non-zero one.
 il_pids=()
-{ il_run main il_c1; il_code=$?; il_c1_cleanup; exit $il_code; } &
+il_run main il_c1 Never il_c1_cleanup &
 il_pids+=($!)
-{ il_run sidecar il_c2; il_code=$?; il_c2_cleanup; exit $il_code; } &
+il_run sidecar il_c2 Never il_c2_cleanup &
 il_pids+=($!)
 il_exit=0
 for pid in "${il_pids[@]}"; do
