@@ -39,7 +39,7 @@ unit:
 ## e2e: the end-to-end tiers (real processes)
 .PHONY: e2e
 e2e:
-	@TIERS="e2e-api e2e-auth e2e-vk e2e-slurm hostile e2e-docker demo observability faults installer e2e-chart" .ci/test.sh
+	@TIERS="e2e-api e2e-auth e2e-vk e2e-slurm hostile behaviour e2e-docker demo observability faults installer e2e-chart" .ci/test.sh
 
 ## fuzz: every fuzz target of the API and sidecar SDK decoders, FUZZTIME each (default 2m)
 .PHONY: fuzz
@@ -50,6 +50,11 @@ fuzz:
 .PHONY: chart
 chart:
 	@TIERS=e2e-chart .ci/test.sh
+
+## behaviour: the pod-behaviour suite on Charliecloud and Docker (tier behaviour); INTERLINK_UPDATE_DOCS=1 rewrites docs/slurm.md's table
+.PHONY: behaviour
+behaviour:
+	@TIERS=behaviour .ci/test.sh
 
 ## hostile: hostile pods (annotations, sbatch and mpiexec flags, env) against make demo's SLURM stack (tier hostile)
 .PHONY: hostile

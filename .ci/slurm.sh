@@ -6,6 +6,7 @@
 #   .ci/slurm.sh install            apt-get what is missing (root only)
 #   .ci/slurm.sh image DIR          busybox image: DIR/busybox (ch-run), DIR/busybox.tar
 #   .ci/slurm.sh up DIR             start munged, slurmctld, slurmd; writes DIR/env
+#                                   (SLURM_NODE_CPUS: the node's CPUs, default 2)
 #   .ci/slurm.sh down DIR           stop them by PID
 #   .ci/slurm.sh restart-ctld DIR   restart slurmctld only (state is kept)
 #   .ci/slurm.sh sshd-up DIR        sshd on 127.0.0.1; writes DIR/ssh.env, DIR/ssh_config (Host login)
@@ -144,6 +145,8 @@ up() {
 	d_port=$(free_port)
 	while [ "$d_port" = "$ctld_port" ]; do d_port=$(free_port); done
 	# Memory the node offers: the machine's, capped at 20000 MB.
+	cpus=${SLURM_NODE_CPUS:-2}
+	[[ $cpus =~ ^[1-9][0-9]{0,3}$ ]] || die "SLURM_NODE_CPUS=$cpus is not a number of CPUs"
 	mem=$(awk '/^MemTotal:/ { m = int($2 / 1024); print (m > 20000 ? 20000 : m) }' /proc/meminfo)
 	cat >"$dir/slurm.conf" <<CONF
 # Written by .ci/slurm.sh up: a private single-node SLURM under $dir.
@@ -190,7 +193,7 @@ JobAcctGatherFrequency=task=2
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/filetxt
 JobCompLoc=$dir/jobcomp.txt
-NodeName=localhost CPUs=2 RealMemory=$mem Gres=gpu:2 State=UNKNOWN
+NodeName=localhost CPUs=$cpus RealMemory=$mem Gres=gpu:2 State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 PartitionName=short Nodes=localhost MaxTime=1 State=UP
 CONF

@@ -6,7 +6,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . .ci/lib.sh
 
-TIERS=${TIERS:-"lint verify unit e2e-api e2e-auth e2e-vk e2e-slurm hostile e2e-docker demo observability faults fuzz installer e2e-chart"}
+TIERS=${TIERS:-"lint verify unit e2e-api e2e-auth e2e-vk e2e-slurm hostile behaviour e2e-docker demo observability faults fuzz installer e2e-chart"}
 passed=0 failed=0 summary=()
 
 tier_lint() { "$(golangci_lint)" run ./...; }
@@ -65,6 +65,17 @@ tier_hostile() {
 	go test -count=1 -timeout 20m -tags e2e -run 'TestE2EHostilePods' -v ./examples/demo/
 }
 
+# The pod-behaviour tier: one suite of ordinary pods (command/args over the
+# image's ENTRYPOINT/CMD, exact env and files, readOnly, subPath, init
+# containers, exit codes and OOM, restarts, logs, symlinked image paths,
+# localhost, image references) applied with kubectl to make demo's stack on
+# each backend: SLURM with Charliecloud, and the Docker sidecar. The test
+# images are built locally (.ci/images.sh: mmdebstrap, docker build).
+tier_behaviour() {
+	.ci/slurm.sh install && .ci/docker.sh install && .ci/images.sh install || return 1
+	go test -count=1 -timeout 25m -tags e2e -run 'TestE2EPodBehaviour' -v ./examples/demo/
+}
+
 # The Docker tier: a private dockerd and containerd (Debian's docker.io,
 # installed with apt when missing, as root) with busybox imported from a
 # tarball, and a loopback registry requiring basic auth.
@@ -89,7 +100,7 @@ tier_installer() {
 # every block of the docs marked runnable run against it.
 tier_demo() {
 	.ci/slurm.sh install && .ci/docker.sh install && .ci/hydra.sh build >/dev/null || return 1
-	go test -p 1 -count=1 -timeout 25m -tags e2e -run 'TestE2E' -skip 'TestE2EHostilePods' -v ./examples/demo/ ./docs/
+	go test -p 1 -count=1 -timeout 25m -tags e2e -run 'TestE2E' -skip 'TestE2EHostilePods|TestE2EPodBehaviour' -v ./examples/demo/ ./docs/
 }
 
 # The fault tier: the whole chain (a real control plane, the VK, interlink

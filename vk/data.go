@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -308,17 +310,14 @@ func downward(pod *corev1.Pod, list []corev1.DownwardAPIVolumeFile, files map[st
 }
 
 func fieldValue(pod *corev1.Pod, path string) (string, error) {
+	// As the kubelet writes them: sorted key="value" lines, quoted as Go
+	// quotes, without a newline after the last.
 	kv := func(m map[string]string) string {
-		ks := make([]string, 0, len(m))
-		for k := range m {
-			ks = append(ks, k)
+		lines := make([]string, 0, len(m))
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			lines = append(lines, k+"="+strconv.Quote(m[k]))
 		}
-		slices.Sort(ks)
-		var b strings.Builder
-		for _, k := range ks {
-			fmt.Fprintf(&b, "%s=%q\n", k, m[k])
-		}
-		return b.String()
+		return strings.Join(lines, "\n")
 	}
 	switch path {
 	case "metadata.name":

@@ -225,7 +225,7 @@ func TestDataRequest(t *testing.T) {
 	if len(req.ConfigMaps) != 1 || len(req.Secrets) != 1 || len(req.ProjectedVolumeMaps) != 1 {
 		t.Fatalf("request %+v", req)
 	}
-	want := map[string]string{"dir/b.txt": "2", "p": "s3cret", "name": "p", "labels": "app=\"x\"\n", "cpu": "2"}
+	want := map[string]string{"dir/b.txt": "2", "p": "s3cret", "name": "p", "labels": `app="x"`, "cpu": "2"}
 	if diff := cmp.Diff(want, req.ProjectedVolumeMaps[0].Data); diff != "" {
 		t.Errorf("projected files (-want +got):\n%s", diff)
 	}

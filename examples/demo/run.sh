@@ -24,6 +24,10 @@
 #   DEMO_SLURM_CONFIG     a file of YAML lines appended to the SLURM
 #                         sidecar's config after the demo's keys, such as
 #                         AllowedMPIFlags: ["-n="] (SIDECAR=slurm)
+#   DEMO_IMAGE_ROOT       the SLURM sidecar's ImageRoot: a directory of
+#                         image directories or ch-image storage (default:
+#                         a busybox image made in the demo's directory)
+#   SLURM_NODE_CPUS       the SLURM node's CPUs (default 2)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . .ci/lib.sh
@@ -51,6 +55,7 @@ python3 -c 'import ipaddress,sys; ipaddress.ip_address(sys.argv[1])' "$NODE_ADDR
 # The path goes into YAML configs and a JSON body: plain characters only.
 [[ $DEMO_DIR =~ ^/[A-Za-z0-9_./-]+$ ]] || die "INTERLINK_DEMO_DIR must be an absolute path of letters, digits and _ . / - only, not '$DEMO_DIR'"
 SLURM_EXTRA=${DEMO_SLURM_CONFIG:-}
+[ -z "${DEMO_IMAGE_ROOT:-}" ] || [ -d "$DEMO_IMAGE_ROOT" ] || die "DEMO_IMAGE_ROOT=$DEMO_IMAGE_ROOT is not a directory"
 [ -z "$SLURM_EXTRA" ] || { [ -f "$SLURM_EXTRA" ] && [ -r "$SLURM_EXTRA" ]; } || die "DEMO_SLURM_CONFIG=$SLURM_EXTRA is not a readable file"
 for tool in curl openssl python3; do command -v "$tool" >/dev/null || die "$tool is needed by the demo"; done
 for b in interlink "interlink-$SIDECAR" interlink-vk interlink-token-refresher; do
@@ -125,7 +130,8 @@ fi
 case $SIDECAR in
 slurm)
 	progress "SLURM, munge and Charliecloud (Debian packages, with apt when missing)" "$STEPS/slurm-install.log" .ci/slurm.sh install
-	progress "a busybox image directory for Charliecloud" "$STEPS/image.log" .ci/slurm.sh image "$DEMO_DIR/images"
+	[ -n "${DEMO_IMAGE_ROOT:-}" ] ||
+		progress "a busybox image directory for Charliecloud" "$STEPS/image.log" .ci/slurm.sh image "$DEMO_DIR/images"
 	;;
 docker) progress "Docker Engine (Debian's docker.io, with apt when missing)" "$STEPS/docker-install.log" .ci/docker.sh install ;;
 esac
@@ -156,7 +162,7 @@ Listen: unix://$SOCK
 DataRootFolder: $DEMO_DIR/jobs
 StatePath: $DEMO_DIR/slurm-sidecar.db
 Runtime: charliecloud
-ImageRoot: $DEMO_DIR/images
+ImageRoot: ${DEMO_IMAGE_ROOT:-$DEMO_DIR/images}
 Partition: debug
 YAML
 	[ -z "$SLURM_EXTRA" ] || cat "$SLURM_EXTRA" >>"$DEMO_DIR/config/slurm.yaml"

@@ -35,11 +35,19 @@ type imagePreparer interface {
 	// find resolves a pod's image reference to an image directory (an
 	// absolute ref is one already) and reads its config (nil: none).
 	find(root, ref string) (string, *imageConfig, error)
-	// prepare resolves each absolute container path inside image as the
-	// container will see it (the image's own symlinks followed, never out
-	// of it), creates the missing directories, and returns the resolved
-	// paths.
-	prepare(image string, dirs []string) ([]string, error)
+	// prepare resolves each bind point inside image as the container will
+	// see it (the image's own symlinks followed, never out of it), creates
+	// the missing directories (and, for a file bind, an empty file), and
+	// returns the resolved paths.
+	prepare(image string, points []bindPoint) ([]string, error)
+}
+
+// bindPoint is an absolute path in a container that something is bound
+// onto or started in: a directory, or a file when a file is bound there (a
+// ConfigMap key's subPath).
+type bindPoint struct {
+	path string
+	file bool
 }
 
 // localImages prepares image directories the sidecar's host sees.
@@ -48,7 +56,7 @@ type localImages struct{}
 // maxImageLinks bounds the symlinks followed while resolving one path.
 const maxImageLinks = 40
 
-func (localImages) prepare(image string, dirs []string) ([]string, error) {
+func (localImages) prepare(image string, points []bindPoint) ([]string, error) {
 	st, err := os.Lstat(image)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -63,20 +71,43 @@ func (localImages) prepare(image string, dirs []string) ([]string, error) {
 		return nil, fmt.Errorf("image %s: %w", image, err)
 	}
 	defer func() { _ = root.Close() }()
-	out := make([]string, len(dirs))
-	for i, d := range dirs {
-		r, err := resolveIn(root, d)
+	out := make([]string, len(points))
+	for i, pt := range points {
+		r, err := resolveIn(root, pt.path)
 		if err != nil {
-			return nil, fmt.Errorf("image %s: %s: %w", image, d, err)
+			return nil, fmt.Errorf("image %s: %s: %w", image, pt.path, err)
 		}
 		if rel := strings.TrimPrefix(r, "/"); rel != "" {
-			if err := root.MkdirAll(rel, 0o755); err != nil {
+			if err := makeBindPoint(root, rel, pt.file); err != nil {
 				return nil, fmt.Errorf("image %s: make the bind point %s: %w", image, r, err)
 			}
 		}
 		out[i] = r
 	}
 	return out, nil
+}
+
+// makeBindPoint makes rel in root: a directory, or an empty file (its
+// directory made) when file; one that is there already must be of that kind.
+func makeBindPoint(root *os.Root, rel string, file bool) error {
+	if !file {
+		return root.MkdirAll(rel, 0o755)
+	}
+	if err := root.MkdirAll(path.Dir(rel), 0o755); err != nil {
+		return err
+	}
+	f, err := root.OpenFile(rel, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err == nil {
+		return f.Close()
+	}
+	if !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	st, err := root.Lstat(rel)
+	if err == nil && st.IsDir() {
+		return errors.New("a file is bound there and the image has a directory")
+	}
+	return err
 }
 
 // resolveIn resolves the absolute path p inside root as if root were '/':

@@ -33,8 +33,8 @@ func TestPrepareImage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got, err := localImages{}.prepare(img, []string{
-		"/var/run/secrets/kubernetes.io/serviceaccount", "/up/x", "/abs/y", "/etc/app", "/a/../b", "/"})
+	got, err := localImages{}.prepare(img, points(
+		"/var/run/secrets/kubernetes.io/serviceaccount", "/up/x", "/abs/y", "/etc/app", "/a/../b", "/"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,10 +50,10 @@ func TestPrepareImage(t *testing.T) {
 	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
 		t.Errorf("a bind point was made outside the image: %v", entries)
 	}
-	if _, err := (localImages{}).prepare(img, []string{"/loop/x"}); err == nil || !strings.Contains(err.Error(), "too many symlinks") {
+	if _, err := (localImages{}).prepare(img, points("/loop/x")); err == nil || !strings.Contains(err.Error(), "too many symlinks") {
 		t.Errorf("symlink loop: %v", err)
 	}
-	if _, err := (localImages{}).prepare(filepath.Join(base, "busybox;touch x"), []string{"/etc"}); err == nil || !strings.Contains(err.Error(), "does not exist") {
+	if _, err := (localImages{}).prepare(filepath.Join(base, "busybox;touch x"), points("/etc")); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("missing image: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(base, "busybox;touch x")); !os.IsNotExist(err) {
@@ -64,6 +64,38 @@ func TestPrepareImage(t *testing.T) {
 	}
 	if _, err := (localImages{}).prepare(filepath.Join(base, "file"), nil); err == nil {
 		t.Error("a file taken as an image directory")
+	}
+}
+
+func points(dirs ...string) []bindPoint {
+	out := make([]bindPoint, len(dirs))
+	for i, d := range dirs {
+		out[i] = bindPoint{path: d}
+	}
+	return out
+}
+
+// TestFileBindPoint: a file bound into an image gets an empty file to bind
+// onto, made through the image's symlinks; a directory there is an error.
+func TestFileBindPoint(t *testing.T) {
+	img := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(img, "opt", "app", "dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../opt/app", filepath.Join(img, "etc")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := localImages{}.prepare(img, []bindPoint{{path: "/etc/new/app.conf", file: true}, {path: "/etc/app.conf", file: true}})
+	if err != nil || !slices.Equal(got, []string{"/opt/app/new/app.conf", "/opt/app/app.conf"}) {
+		t.Fatalf("%v %v", got, err)
+	}
+	for _, f := range []string{"opt/app/new/app.conf", "opt/app/app.conf"} {
+		if st, err := os.Lstat(filepath.Join(img, f)); err != nil || !st.Mode().IsRegular() {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	if _, err := (localImages{}).prepare(img, []bindPoint{{path: "/etc/dir", file: true}}); err == nil || !strings.Contains(err.Error(), "has a directory") {
+		t.Errorf("a file onto a directory: %v", err)
 	}
 }
 

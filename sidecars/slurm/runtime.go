@@ -32,6 +32,8 @@ type container struct {
 type mount struct {
 	host, ctr string
 	ro        bool
+	// file: a file is bound (a ConfigMap key's subPath), not a directory.
+	file bool
 	// beneath, when set, is opened by the job at start (host is then an
 	// fdMarker).
 	beneath *beneathSpec

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"os"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -95,6 +96,10 @@ func buildJob(cfg *Config, st *site, data *api.RetrievedPodData, dir string) (*j
 	vols, files, err := poddata.Volumes(data, poddata.Options{ExportPodData: cfg.ExportPodData, AllowedHostPaths: cfg.AllowedHostPaths})
 	if err != nil {
 		return nil, err
+	}
+	b.dataFiles = map[string]bool{}
+	for _, f := range files {
+		b.dataFiles[f.Path] = !f.Dir
 	}
 	rtName, imageRoot, err := b.runtimeChoice()
 	if err != nil {
@@ -212,6 +217,9 @@ type builder struct {
 	singOpts []string
 	// imageRoot is the pod's image root (ImageRoot, or one it chose).
 	imageRoot string
+	// dataFiles are the data-relative paths of the pod's data files (not
+	// directories): a subPath naming one binds a file.
+	dataFiles map[string]bool
 }
 
 // sbatchArgs are the job's options: name, output, resources, partition,
@@ -535,7 +543,12 @@ func (b *builder) container(c *corev1.Container, vols map[string]poddata.Volume,
 		if host == "" {
 			host = dataRef(dir)
 		}
-		mnt := mount{host: host, ctr: path.Clean(m.MountPath), ro: v.ReadOnly || m.ReadOnly}
+		mnt := mount{host: host, ctr: path.Clean(m.MountPath), ro: v.ReadOnly || m.ReadOnly, file: b.dataFiles[dir]}
+		if hostPath != "" && b.site.images != nil {
+			// A host file (the sidecar's host sees the allowed paths).
+			st, err := os.Lstat(hostPath)
+			mnt.file = err == nil && st.Mode().IsRegular()
+		}
 		// A subPath, or a hostPath, is opened by the job beneath its volume
 		// or allowed directory when the container starts: a container may
 		// have swapped a directory of it for a symlink since the pod was
@@ -620,14 +633,14 @@ func (b *builder) checkImagePath(p string) error {
 // prepareImage makes the container's bind points and working directory in
 // its image directory, and binds onto the paths as resolved there.
 func (b *builder) prepareImage(ct *container, image string) error {
-	dirs := make([]string, 0, len(ct.mounts)+1)
+	points := make([]bindPoint, 0, len(ct.mounts)+1)
 	for _, m := range ct.mounts {
-		dirs = append(dirs, m.ctr)
+		points = append(points, bindPoint{path: m.ctr, file: m.file})
 	}
 	if ct.workDir != "" {
-		dirs = append(dirs, path.Clean("/"+ct.workDir))
+		points = append(points, bindPoint{path: path.Clean("/" + ct.workDir)})
 	}
-	resolved, err := b.site.images.prepare(image, dirs)
+	resolved, err := b.site.images.prepare(image, points)
 	if err != nil {
 		return err
 	}
