@@ -43,7 +43,11 @@ type Docker struct {
 	wg      sync.WaitGroup
 	mu      sync.Mutex
 	driving map[string]context.CancelFunc
-	metrics atomic.Pointer[metrics] // nil until Register
+	// histories hold, by container ID, what Docker's state of a container
+	// does not: its last terminations and the starts the sidecar retried
+	// (history.go). Guarded by mu.
+	histories map[string]*history
+	metrics   atomic.Pointer[metrics] // nil until Register
 }
 
 var (
@@ -73,6 +77,11 @@ func New(cfg Config, log *slog.Logger) (*Docker, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &Docker{cfg: cfg, log: log, api: c, data: data, dataDir: dataDir, ctx: ctx, cancel: cancel, driving: map[string]context.CancelFunc{}}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.watchEvents(ctx)
+	}()
 	pods, err := d.pods(ctx, "")
 	if err != nil {
 		log.Warn("could not list the pods on the Docker Engine; they resume on their next create", "err", err)
@@ -289,105 +298,6 @@ func hostname(p *corev1.Pod) string {
 	return p.Name
 }
 
-// startDriver runs drive for uid unless it already runs.
-func (d *Docker) startDriver(uid string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if _, ok := d.driving[uid]; ok || d.ctx.Err() != nil {
-		return
-	}
-	ctx, cancel := context.WithCancel(d.ctx)
-	d.driving[uid] = cancel
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		defer func() {
-			d.mu.Lock()
-			delete(d.driving, uid)
-			d.mu.Unlock()
-			cancel()
-		}()
-		for attempt := 0; ; attempt++ {
-			err := d.drive(ctx, uid)
-			if err == nil || ctx.Err() != nil {
-				return
-			}
-			d.log.Warn("pod driver failed; retrying", "uid", uid, "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(min(time.Duration(attempt+1)*time.Second, 30*time.Second)):
-			}
-		}
-	}()
-}
-
-func (d *Docker) stopDriver(uid string) {
-	d.mu.Lock()
-	cancel := d.driving[uid]
-	d.mu.Unlock()
-	if cancel != nil {
-		cancel()
-	}
-}
-
-// drive runs the pod's init containers in order (the first that fails
-// stops the pod from starting), then starts its other containers. It is
-// resumable: what already ran is not run again.
-func (d *Docker) drive(ctx context.Context, uid string) error {
-	pods, err := d.pods(ctx, uid)
-	if err != nil {
-		return err
-	}
-	cs := pods[uid]
-	for _, c := range cs {
-		if c.Labels[LabelRole] != roleInit {
-			continue
-		}
-		code, err := d.runToEnd(ctx, c)
-		if err != nil {
-			return err
-		}
-		if code != 0 {
-			return nil // the pod failed; its status says so
-		}
-	}
-	for _, c := range cs {
-		if c.Labels[LabelRole] == roleApp && c.State == container.StateCreated {
-			start := time.Now()
-			_, err := d.api.ContainerStart(ctx, c.ID, client.ContainerStartOptions{})
-			d.observe("start", start, err)
-			if err != nil {
-				return unavailable("start container "+c.Labels[LabelContainer], err)
-			}
-		}
-	}
-	return nil
-}
-
-// runToEnd starts an init container unless it ran, and waits for its end.
-func (d *Docker) runToEnd(ctx context.Context, c container.Summary) (int, error) {
-	if c.State == container.StateExited {
-		in, err := d.api.ContainerInspect(ctx, c.ID, client.ContainerInspectOptions{})
-		if err != nil {
-			return 0, unavailable("inspect", err)
-		}
-		return in.Container.State.ExitCode, nil
-	}
-	wait := d.api.ContainerWait(ctx, c.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
-	if c.State == container.StateCreated {
-		if _, err := d.api.ContainerStart(ctx, c.ID, client.ContainerStartOptions{}); err != nil {
-			return 0, unavailable("start init container "+c.Labels[LabelContainer], err)
-		}
-	}
-	select {
-	case res := <-wait.Result:
-		return int(res.StatusCode), nil
-	case err := <-wait.Error:
-		return 0, unavailable("wait for init container "+c.Labels[LabelContainer], err)
-	}
-}
-
 // Delete stops the pod's containers within its grace period, removes them
 // and its data.
 func (d *Docker) Delete(ctx context.Context, p *corev1.Pod) error {
@@ -436,6 +346,11 @@ func (d *Docker) Delete(ctx context.Context, p *corev1.Pod) error {
 			return unavailable("remove container "+c.Labels[LabelContainer], err)
 		}
 	}
+	ids := make([]string, len(cs))
+	for i, c := range cs {
+		ids[i] = c.ID
+	}
+	d.forget(ids...)
 	if err := d.data.RemoveAll(p.Namespace + "-" + uid); err != nil {
 		return fmt.Errorf("remove the data of pod %s/%s: %w", p.Namespace, p.Name, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -99,8 +100,14 @@ func registryHost(server string) string {
 }
 
 // pullImages pulls each distinct image as its pull policy says: Always, or
-// when missing (IfNotPresent, the default here), never with Never (a
-// missing image is then an error naming it).
+// when missing (IfNotPresent, the default here), never with Never. An
+// image that is not on the Docker host and cannot be pulled (or that
+// Always wants pulled and cannot be) is an api.ImageNotFound error naming
+// the image and why: the VK then leaves the pod Pending, its containers
+// waiting with ErrImagePull then ImagePullBackOff, and retries, as a
+// kubelet does. Docker normalizes references ("busybox",
+// "busybox:latest" and "docker.io/library/busybox:latest" are one image):
+// they are passed to it as written.
 func (d *Docker) pullImages(ctx context.Context, specs []spec, auths map[string]registry.AuthConfig) error {
 	images := specs
 	if len(specs) > 1 {
@@ -113,22 +120,28 @@ func (d *Docker) pullImages(ctx context.Context, specs []spec, auths map[string]
 		}
 		done[s.image] = true
 		if s.policy != corev1.PullAlways {
+			start := time.Now()
 			_, err := d.api.ImageInspect(ctx, s.image)
-			if err == nil {
+			d.observe("inspect", start, err)
+			switch {
+			case err == nil:
 				continue
-			}
-			if s.policy == corev1.PullNever {
-				return api.Invalid("image %q is not on the Docker host and its pull policy is Never", s.image)
+			case !cerrdefs.IsNotFound(err):
+				return unavailable(fmt.Sprintf("inspect image %q", s.image), err)
+			case s.policy == corev1.PullNever:
+				return api.ImageNotFound("image %q is not on the Docker host and its pull policy is Never", s.image)
 			}
 		}
-		if err := d.pull(ctx, s.image, auths); err != nil {
+		if err := d.pull(ctx, s.image, auths, s.policy == corev1.PullAlways); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (d *Docker) pull(ctx context.Context, image string, auths map[string]registry.AuthConfig) error {
+// pull pulls image; always tells that the pull policy asked for it (the
+// image may be on the host), for the message of a failed pull.
+func (d *Docker) pull(ctx context.Context, image string, auths map[string]registry.AuthConfig, always bool) error {
 	ref, err := reference.ParseNormalizedNamed(image)
 	if err != nil {
 		return api.Invalid("image %q: %w", image, err)
@@ -161,29 +174,17 @@ func (d *Docker) pull(ctx context.Context, image string, auths map[string]regist
 		return api.Unavailable("image %q is still being pulled (it goes on; retry the create)", image)
 	}
 	if err := res.Err; err != nil {
-		// An image that does not exist or whose credentials are refused is
-		// the pod's problem (400, it fails); a registry or network hiccup
-		// is not (503, retried).
-		if pullRefused(err) {
-			return api.Invalid("pull image %q: %w", image, err)
+		if client.IsErrConnectionFailed(err) || errors.Is(err, context.Canceled) {
+			// The Docker Engine, not the image, is missing.
+			return api.Unavailable("pull image %q: %w", image, err)
 		}
-		return api.Unavailable("pull image %q: %w", image, err)
+		// Whatever the registry said (unknown image, refused credentials,
+		// unreachable), the image cannot be had: the pod waits for it.
+		if always {
+			return api.ImageNotFound("image %q could not be pulled (imagePullPolicy Always): %w", image, err)
+		}
+		return api.ImageNotFound("image %q is not on the Docker host and could not be pulled: %w", image, err)
 	}
 	d.log.Info("image pulled", "image", image)
 	return nil
-}
-
-// pullRefused tells whether a pull failed for good: unknown image, refused
-// or missing credentials.
-func pullRefused(err error) bool {
-	if cerrdefs.IsNotFound(err) || cerrdefs.IsUnauthorized(err) || cerrdefs.IsPermissionDenied(err) || cerrdefs.IsInvalidArgument(err) {
-		return true
-	}
-	msg := err.Error()
-	for _, m := range []string{"no basic auth credentials", "unauthorized", "authentication required", "manifest unknown", "not found", "denied", "invalid reference"} {
-		if strings.Contains(msg, m) {
-			return true
-		}
-	}
-	return false
 }

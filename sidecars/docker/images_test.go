@@ -58,13 +58,13 @@ func TestPullOutlivesItsCreate(t *testing.T) {
 	t.Cleanup(func() { _ = d.Close() })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	err = d.pull(ctx, "registry.example.org/big/image:1", nil)
+	err = d.pull(ctx, "registry.example.org/big/image:1", nil, false)
 	cancel()
 	if api.ReasonOf(err) != api.ReasonUnavailable || !strings.Contains(err.Error(), "still being pulled") {
 		t.Fatalf("a create that stops waiting: %v, want a 503 saying the pull goes on", err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- d.pull(context.Background(), "registry.example.org/big/image:1", nil) }()
+	go func() { done <- d.pull(context.Background(), "registry.example.org/big/image:1", nil, false) }()
 	time.Sleep(200 * time.Millisecond)
 	close(release)
 	select {

@@ -11,6 +11,8 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/seed-3f807049/interlink/functions/api"
 )
@@ -34,25 +36,47 @@ func (d *Docker) find(ctx context.Context, namespace, podName, uid, name string)
 }
 
 // Logs streams a container's logs from the Docker API, stdout and stderr
-// demultiplexed, with every option of kubectl logs.
+// demultiplexed, with every option of kubectl logs. Docker keeps one log
+// for all the runs of a restarted container: as a kubelet does, it shows
+// the current run's, or with Previous the run's before (by time: runs are
+// apart by Docker's restart delay, at least 100 ms).
 func (d *Docker) Logs(ctx context.Context, req *api.LogStruct) (io.ReadCloser, error) {
 	c, err := d.find(ctx, req.Namespace, req.PodName, req.PodUID, req.ContainerName)
 	if err != nil {
 		return nil, err
 	}
-	if req.Opts.Previous {
-		return nil, api.NotFound("container %q of pod %s/%s: Docker keeps no log of a previous instance", req.ContainerName, req.Namespace, req.PodName)
-	}
 	o := req.Opts
-	opts := client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Follow: o.Follow, Timestamps: o.Timestamps, Tail: "all"}
+	in, err := d.inspect(ctx, c.ID)
+	if err != nil {
+		return nil, err
+	}
+	var since time.Time
+	switch {
+	case o.SinceSeconds > 0:
+		since = time.Now().Add(-time.Duration(o.SinceSeconds) * time.Second)
+	case !o.SinceTime.IsZero():
+		since = o.SinceTime
+	}
+	from, until, ok := runWindow(in, d.historyCopy(c.ID).ends, o.Previous)
+	if !ok {
+		return nil, api.NotFound("previous terminated container %q in pod %q not found", req.ContainerName, req.PodName)
+	}
+	if o.Previous && o.Tail > 0 {
+		return nil, api.Invalid("container %q of pod %s/%s: the Docker sidecar cannot tail the log of a previous run (Docker counts lines from the end of all runs)",
+			req.ContainerName, req.Namespace, req.PodName)
+	}
+	if from.After(since) {
+		since = from
+	}
+	opts := client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Follow: o.Follow && !o.Previous, Timestamps: o.Timestamps, Tail: "all"}
 	if o.Tail > 0 {
 		opts.Tail = strconv.Itoa(o.Tail)
 	}
-	switch {
-	case o.SinceSeconds > 0:
-		opts.Since = strconv.Itoa(o.SinceSeconds) + "s"
-	case !o.SinceTime.IsZero():
-		opts.Since = fmt.Sprintf("%d.%09d", o.SinceTime.Unix(), o.SinceTime.Nanosecond())
+	if !since.IsZero() {
+		opts.Since = fmt.Sprintf("%d.%09d", since.Unix(), since.Nanosecond())
+	}
+	if !until.IsZero() {
+		opts.Until = fmt.Sprintf("%d.%09d", until.Unix(), until.Nanosecond())
 	}
 	if o.Follow && c.State == container.StateCreated {
 		// Docker ends a followed log of a container not started yet at
@@ -79,6 +103,44 @@ func (d *Docker) Logs(ctx context.Context, req *api.LogStruct) (io.ReadCloser, e
 		pw.CloseWithError(err)
 	}()
 	return pr, nil
+}
+
+// runMargin is how long before a run's recorded start its first lines may
+// be logged (Docker stamps a line when it reads it; the start is recorded
+// once the process runs): half the shortest restart delay.
+const runMargin = 50 * time.Millisecond
+
+// runWindow is the time window of a container's current run in its log,
+// or with previous of the run before: zero times for no bound. False when
+// previous is asked of a container that never restarted.
+func runWindow(in container.InspectResponse, ends []corev1.ContainerStateTerminated, previous bool) (from, until time.Time, ok bool) {
+	if in.RestartCount == 0 {
+		return time.Time{}, time.Time{}, !previous
+	}
+	cur := parseTime(in.State.StartedAt)
+	if cur.IsZero() {
+		return time.Time{}, time.Time{}, !previous
+	}
+	// boundary is where the run that started at start begins, given the
+	// end of the run before it, if known.
+	boundary := func(start metav1.Time, before *corev1.ContainerStateTerminated) time.Time {
+		b := start.Add(-runMargin)
+		if before != nil {
+			if gap := start.Sub(before.FinishedAt.Time); gap > 0 && gap/2 < runMargin {
+				b = start.Add(-gap / 2)
+			}
+		}
+		return b
+	}
+	prev := previousEnd(ends, cur)
+	curFrom := boundary(cur, prev)
+	if !previous {
+		return curFrom, time.Time{}, true
+	}
+	if prev == nil || prev.StartedAt.IsZero() {
+		return time.Time{}, curFrom, true // every run before the current one
+	}
+	return boundary(prev.StartedAt, previousEnd(ends, prev.StartedAt)), curFrom, true
 }
 
 // Bounds of what the sidecar holds of a container's output.
@@ -141,16 +203,18 @@ func demux(w io.Writer, src io.Reader) (int64, error) {
 	}
 }
 
-// waitStarted polls until the container has left the created state.
+// waitStarted polls until the container has left the created state, or
+// Docker failed to start it (its log is then empty; a retried start is
+// not waited for).
 func (d *Docker) waitStarted(ctx context.Context, id string) error {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
-		in, err := d.api.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+		in, err := d.inspect(ctx, id)
 		if err != nil {
-			return unavailable("inspect", err)
+			return err
 		}
-		if in.Container.State != nil && in.Container.State.Status != container.StateCreated {
+		if in.State.Status != container.StateCreated || startFailed(in.State) {
 			return nil
 		}
 		select {

@@ -157,6 +157,8 @@ func logsEngine(t *testing.T, tail *atomic.Value) *httptest.Server {
 		case strings.HasSuffix(r.URL.Path, "/containers/json"):
 			_, _ = w.Write([]byte(`[{"Id":"0123456789abcdef","State":"exited","Labels":{"` + LabelUID + `":"uid-1","` + LabelNamespace + `":"ns","` +
 				LabelName + `":"p","` + LabelContainer + `":"c0","` + LabelRole + `":"app","` + LabelIndex + `":"0"}}]`))
+		case strings.HasSuffix(r.URL.Path, "/containers/0123456789abcdef/json"):
+			_, _ = w.Write([]byte(`{"Id":"0123456789abcdef","State":{"Status":"exited","StartedAt":"2026-01-02T03:04:05Z"},"HostConfig":{}}`))
 		case strings.HasSuffix(r.URL.Path, "/containers/0123456789abcdef/logs"):
 			tail.Store(r.URL.Query().Get("tail"))
 			w.Header().Set("Content-Type", "application/vnd.docker.multiplexed-stream")

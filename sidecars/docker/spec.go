@@ -1,9 +1,11 @@
 package docker
 
 import (
+	"cmp"
 	"fmt"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -47,6 +49,16 @@ type spec struct {
 	host   container.HostConfig
 	// fromImage, when set, asks for the image's user (imageUsers).
 	fromImage *fromImage
+	// emptyDirs are the container's mounts of emptyDir volumes.
+	emptyDirs []emptyDirMount
+}
+
+// emptyDirMount is a container's mount of an emptyDir volume.
+type emptyDirMount struct {
+	volume  string // the volume's directory, relative to the pod's data
+	subPath string // cleaned; "" for the whole volume
+	target  string
+	ro      bool
 }
 
 // containerName is the Docker name of a pod's container: unique per pod.
@@ -81,7 +93,82 @@ func (d *Docker) podSpecs(data *api.RetrievedPodData, dataDir string) ([]spec, [
 	if len(errs) > 0 {
 		return nil, nil, api.Invalid("pod %s/%s: %w", p.Namespace, p.Name, api.JoinErrors(errs))
 	}
+	files = append(files, pinSubPaths(specs, dataDir)...)
 	return specs, files, nil
+}
+
+// pinSubPaths makes the subPaths of the pod's emptyDirs safe to bind, and
+// returns the directories to create for them (mode 0777, as the kubelet
+// gives them the mode of the volume). Docker binds a subPath by its path
+// on the host at every start of its container: a container of the pod
+// that mounts the volume above it could have replaced a directory on that
+// path by a symlink (to / on the host, say) in the meantime. So every
+// directory on the path of a subPath is bound again onto itself in each
+// container that sees it through a writable or read-only mount of the
+// volume above it: a mount point, which no process in the container can
+// rename or remove (EBUSY). The directories are made before any container
+// of the pod exists.
+func pinSubPaths(specs []spec, dataDir string) []poddata.File {
+	pins := map[string][]string{} // volume directory -> directories to pin, parents first
+	seen := map[string]bool{}
+	for _, s := range specs {
+		for _, m := range s.emptyDirs {
+			if m.subPath == "" {
+				continue
+			}
+			parts := strings.Split(m.subPath, "/")
+			for i := range parts {
+				p := strings.Join(parts[:i+1], "/")
+				if k := m.volume + "\x00" + p; !seen[k] {
+					seen[k] = true
+					pins[m.volume] = append(pins[m.volume], p)
+				}
+			}
+		}
+	}
+	var files []poddata.File
+	for vol, ps := range pins {
+		slices.SortFunc(ps, func(a, b string) int { return cmp.Compare(strings.Count(a, "/"), strings.Count(b, "/")) })
+		pins[vol] = ps
+		for _, p := range ps {
+			files = append(files, poddata.File{Path: path.Join(vol, p), Dir: true, Mode: 0o777})
+		}
+	}
+	slices.SortFunc(files, func(a, b poddata.File) int { return cmp.Compare(a.Path, b.Path) })
+	for i := range specs {
+		s := &specs[i]
+		own := slices.Clone(s.host.Mounts) // the pod's mounts, without the pins
+		for _, m := range s.emptyDirs {
+			for _, p := range pins[m.volume] {
+				rel := p
+				if m.subPath != "" {
+					var ok bool
+					if rel, ok = strings.CutPrefix(p, m.subPath+"/"); !ok {
+						continue
+					}
+				}
+				target := path.Join(m.target, rel)
+				if shadowed(own, m.target, target) {
+					continue
+				}
+				s.host.Mounts = append(s.host.Mounts, mount.Mount{Type: mount.TypeBind,
+					Source: filepath.Join(dataDir, filepath.FromSlash(m.volume), filepath.FromSlash(p)), Target: target, ReadOnly: m.ro})
+			}
+		}
+	}
+	return files
+}
+
+// shadowed tells whether target, below the mount at parent, is at or below
+// another mount of the container deeper than parent: it is a mount point
+// there already, or hidden.
+func shadowed(mounts []mount.Mount, parent, target string) bool {
+	for _, mt := range mounts {
+		if len(mt.Target) > len(parent) && (target == mt.Target || strings.HasPrefix(target, mt.Target+"/")) {
+			return true
+		}
+	}
+	return false
 }
 
 func labels(p *corev1.Pod, name, role string, index int) map[string]string {
@@ -101,19 +188,26 @@ func (d *Docker) containerSpec(p *corev1.Pod, c *corev1.Container, role string, 
 	if c.Stdin || c.TTY {
 		return spec{}, nil, fmt.Errorf("stdin and tty are not supported")
 	}
+	if c.RestartPolicy != nil {
+		// A sidecar container: it runs beside the others, which start once
+		// it has; the VK waits for every init container to end.
+		return spec{}, nil, fmt.Errorf("restartPolicy %q (a sidecar container) is not supported by the Docker sidecar", *c.RestartPolicy)
+	}
+	env, err := poddata.Env(c)
+	if err != nil {
+		return spec{}, nil, err
+	}
 	s := spec{name: c.Name, role: role, index: index, image: c.Image, policy: c.ImagePullPolicy}
+	// As Kubernetes defines them, Docker's way: a command replaces the
+	// image's ENTRYPOINT and drops its CMD; args alone replace its CMD;
+	// the image's ENV and WORKDIR hold unless the pod sets them.
 	s.create = container.Config{
 		Image:      c.Image,
-		Entrypoint: c.Command,
-		Cmd:        c.Args,
+		Entrypoint: poddata.ExpandAll(c.Command, env),
+		Cmd:        poddata.ExpandAll(c.Args, env),
+		Env:        dockerEnv(env),
 		WorkingDir: c.WorkingDir,
 		Labels:     labels(p, c.Name, role, index),
-	}
-	for _, e := range c.Env {
-		if msgs := validation.IsEnvVarName(e.Name); len(msgs) > 0 {
-			return spec{}, nil, fmt.Errorf("env name %q: %s", e.Name, strings.Join(msgs, "; "))
-		}
-		s.create.Env = append(s.create.Env, e.Name+"="+e.Value)
 	}
 	if errs := d.containerSecurity(p, c, &s); len(errs) > 0 {
 		return spec{}, nil, api.JoinErrors(errs)
@@ -127,22 +221,29 @@ func (d *Docker) containerSpec(p *corev1.Pod, c *corev1.Container, role string, 
 			}
 			continue
 		}
-		if m.SubPath != "" && (v.EmptyDir || v.HostPath != "") {
-			// A container could replace the subPath by a symlink before
-			// Docker (as root) binds it: the host would be exposed.
-			return spec{}, nil, fmt.Errorf("volume mount %q: subPath on an emptyDir or hostPath volume is refused by the Docker sidecar", m.Name)
+		if m.SubPath != "" && v.HostPath != "" {
+			// Anyone who can write there could replace the subPath by a
+			// symlink before Docker (as root) binds it.
+			return spec{}, nil, fmt.Errorf("volume mount %q: subPath on a hostPath volume is refused by the Docker sidecar", m.Name)
 		}
-		dir, hostPath, mkdir, err := poddata.Mount(v, m)
+		dir, hostPath, _, err := poddata.Mount(v, m)
 		if err != nil {
 			return spec{}, nil, err
 		}
-		files = append(files, mkdir...)
 		source := hostPath
 		if source == "" {
 			source = filepath.Join(dataDir, filepath.FromSlash(dir))
 		}
-		s.host.Mounts = append(s.host.Mounts, mount.Mount{Type: mount.TypeBind, Source: source,
-			Target: path.Clean(m.MountPath), ReadOnly: v.ReadOnly || m.ReadOnly})
+		target, ro := path.Clean(m.MountPath), v.ReadOnly || m.ReadOnly
+		s.host.Mounts = append(s.host.Mounts, mount.Mount{Type: mount.TypeBind, Source: source, Target: target, ReadOnly: ro})
+		if v.EmptyDir {
+			// Its subPath directories are made, and pinned, by pinSubPaths.
+			sub := path.Clean(m.SubPath)
+			if m.SubPath == "" || sub == "." {
+				sub = ""
+			}
+			s.emptyDirs = append(s.emptyDirs, emptyDirMount{volume: v.Dir, subPath: sub, target: target, ro: ro})
+		}
 	}
 	limit := func(n corev1.ResourceName) (q int64, milli int64, ok bool) {
 		v, ok := c.Resources.Limits[n]
@@ -155,18 +256,22 @@ func (d *Docker) containerSpec(p *corev1.Pod, c *corev1.Container, role string, 
 		s.host.NanoCPUs = m * 1_000_000
 	}
 	if v, _, ok := limit(corev1.ResourceMemory); ok {
-		s.host.Memory = v
+		// No swap beyond the limit, as the kubelet runs containers: over
+		// it, the container is OOM-killed (Docker's default would let it
+		// swap as much again).
+		s.host.Memory, s.host.MemorySwap = v, v
 	}
 	if g, _, ok := limit(resourceNvidiaGPU); ok && g > 0 {
 		s.host.DeviceRequests = []container.DeviceRequest{{Driver: d.cfg.GPUDriver, Count: int(g), Capabilities: [][]string{{"gpu"}}}}
 	}
-	if role == roleApp {
-		switch p.Spec.RestartPolicy {
-		case corev1.RestartPolicyAlways, "":
-			s.host.RestartPolicy = container.RestartPolicy{Name: container.RestartPolicyAlways}
-		case corev1.RestartPolicyOnFailure:
-			s.host.RestartPolicy = container.RestartPolicy{Name: container.RestartPolicyOnFailure}
-		}
+	// Docker restarts what exits as the pod's restartPolicy says; init
+	// containers are run again until they succeed unless it is Never.
+	switch {
+	case p.Spec.RestartPolicy == corev1.RestartPolicyNever:
+	case role == roleInit || p.Spec.RestartPolicy == corev1.RestartPolicyOnFailure:
+		s.host.RestartPolicy = container.RestartPolicy{Name: container.RestartPolicyOnFailure}
+	default: // Always, the default
+		s.host.RestartPolicy = container.RestartPolicy{Name: container.RestartPolicyAlways}
 	}
 	return s, files, nil
 }

@@ -62,12 +62,14 @@ func (d *Docker) Status(ctx context.Context, pods []corev1.Pod) ([]api.PodStatus
 		if len(asked[i]) == 0 {
 			continue
 		}
-		out = append(out, podStatus(asked[i], inspected[i]))
+		out = append(out, podStatus(asked[i], inspected[i], d.historyCopy))
 	}
 	return out, nil
 }
 
-func podStatus(cs []container.Summary, in []*container.InspectResponse) api.PodStatus {
+// podStatus maps the pod's containers (cs, as inspected in), with what
+// the sidecar knows of their pasts (hist).
+func podStatus(cs []container.Summary, in []*container.InspectResponse, hist func(id string) history) api.PodStatus {
 	st := api.PodStatus{PodUID: cs[0].Labels[LabelUID], PodNamespace: cs[0].Labels[LabelNamespace], PodName: cs[0].Labels[LabelName]}
 	if h, ok := holder(cs); ok {
 		st.JobID = h.ID[:12]
@@ -84,7 +86,7 @@ func podStatus(cs []container.Summary, in []*container.InspectResponse) api.PodS
 		if c.Labels[LabelRole] == rolePause {
 			continue
 		}
-		cst := containerStatus(c, in[i], initDone)
+		cst := containerStatus(c, in[i], initDone, hist(c.ID))
 		if c.Labels[LabelRole] == roleInit {
 			initDone = initDone && cst.State.Terminated != nil && cst.State.Terminated.ExitCode == 0
 			st.InitContainers = append(st.InitContainers, cst)
@@ -103,40 +105,63 @@ func parseTime(s string) metav1.Time {
 	return metav1.NewTime(t)
 }
 
-// containerStatus maps Docker's state of one container.
-func containerStatus(c container.Summary, in *container.InspectResponse, initDone bool) corev1.ContainerStatus {
+// containerStatus maps Docker's state of one container, and what the
+// sidecar saw of it (h): starts it retried, which count as restarts, and
+// how its last run ended.
+func containerStatus(c container.Summary, in *container.InspectResponse, initDone bool, h history) corev1.ContainerStatus {
 	cs := corev1.ContainerStatus{Name: c.Labels[LabelContainer], Image: c.Image, ImageID: c.ImageID, ContainerID: "docker://" + c.ID}
 	if in == nil || in.State == nil {
 		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "Unknown", Message: "the container could not be inspected"}
 		return cs
 	}
 	s := in.State
-	cs.RestartCount = int32(min(in.RestartCount, 1<<30)) //nolint:gosec // bounded above
-	switch s.Status {
-	case container.StateRunning:
+	restart := in.HostConfig != nil && restarts(in.HostConfig)
+	cs.RestartCount = int32(min(in.RestartCount+h.retries, 1<<30)) //nolint:gosec // bounded above
+	switch {
+	case s.Status == container.StateRunning:
 		cs.State.Running = &corev1.ContainerStateRunning{StartedAt: parseTime(s.StartedAt)}
 		cs.Ready, cs.Started = true, ptr(true)
-	case container.StateRestarting:
+	case s.Status == container.StateRestarting:
 		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: "restarting after exit code " + strconv.Itoa(s.ExitCode)}
 		cs.LastTerminationState.Terminated = terminated(s)
-	case container.StateExited, container.StateDead:
-		if t := parseTime(s.StartedAt); t.IsZero() {
-			// Never started: Docker failed to start it (bad command, say).
-			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "CreateContainerError", Message: s.Error}
-			break
+	case s.Error != "" && (s.Status == container.StateCreated || !started(s)):
+		// Docker could not start it: its command is missing (127) or not
+		// executable (126), or a mount failed (128). The sidecar retries
+		// when the pod's restartPolicy restarts it.
+		t := &corev1.ContainerStateTerminated{ExitCode: exitCode(s.ExitCode, 128), Reason: ReasonCannotRun, Message: s.Error}
+		if restart {
+			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: "back-off restarting a container Docker could not start: " + s.Error}
+			cs.LastTerminationState.Terminated = t
+		} else {
+			cs.State.Terminated = t
 		}
+	case s.Status == container.StateExited || s.Status == container.StateDead:
 		cs.State.Terminated = terminated(s)
 	default: // created, paused, removing
 		reason := "ContainerCreating"
 		if !initDone && c.Labels[LabelRole] == roleApp {
 			reason = "PodInitializing"
 		}
-		if s.Error != "" {
-			reason = "CreateContainerError"
-		}
 		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: reason, Message: s.Error}
 	}
+	if cs.LastTerminationState.Terminated == nil && cs.RestartCount > 0 && started(s) {
+		// The run before this one, as the events told it.
+		cs.LastTerminationState.Terminated = previousEnd(h.ends, parseTime(s.StartedAt))
+	}
 	return cs
+}
+
+// ReasonCannotRun is the reason of a container that Docker could not
+// start, as a kubelet on Docker (dockershim) reports it; its exit code is
+// Docker's: 127 for a command not found, 126 for one not executable.
+const ReasonCannotRun = "ContainerCannotRun"
+
+// exitCode is code as an int32, or def when code is 0.
+func exitCode(code, def int) int32 {
+	if code == 0 {
+		code = def
+	}
+	return int32(min(max(code, -1<<31), 1<<31-1)) //nolint:gosec // clamped
 }
 
 func terminated(s *container.State) *corev1.ContainerStateTerminated {
@@ -147,8 +172,8 @@ func terminated(s *container.State) *corev1.ContainerStateTerminated {
 	case s.ExitCode != 0:
 		reason = "Error"
 	}
-	return &corev1.ContainerStateTerminated{ExitCode: int32(min(max(s.ExitCode, -1<<31), 1<<31-1)), Reason: reason, Message: s.Error, //nolint:gosec // clamped
-		StartedAt: parseTime(s.StartedAt), FinishedAt: parseTime(s.FinishedAt), ContainerID: ""}
+	return &corev1.ContainerStateTerminated{ExitCode: exitCode(s.ExitCode, 0), Reason: reason, Message: s.Error,
+		StartedAt: parseTime(s.StartedAt), FinishedAt: parseTime(s.FinishedAt)}
 }
 
 func ptr[T any](v T) *T { return &v }
