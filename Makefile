@@ -39,7 +39,7 @@ unit:
 ## e2e: the end-to-end tiers (real processes)
 .PHONY: e2e
 e2e:
-	@TIERS="e2e-api e2e-auth e2e-vk e2e-slurm hostile behaviour e2e-docker demo observability faults installer e2e-chart" .ci/test.sh
+	@TIERS="e2e-api e2e-auth e2e-vk e2e-slurm hostile behavior e2e-docker demo observability faults installer e2e-chart" .ci/test.sh
 
 ## fuzz: every fuzz target of the API and sidecar SDK decoders, FUZZTIME each (default 2m)
 .PHONY: fuzz
@@ -51,12 +51,12 @@ fuzz:
 chart:
 	@TIERS=e2e-chart .ci/test.sh
 
-## behaviour: the pod-behaviour suite on Charliecloud and Docker (tier behaviour); INTERLINK_UPDATE_DOCS=1 rewrites docs/slurm.md's table
-.PHONY: behaviour
-behaviour:
-	@TIERS=behaviour .ci/test.sh
+## behavior: the pod-behavior suite on Charliecloud, Apptainer, Podman and Docker (tier behavior); INTERLINK_UPDATE_DOCS=1 rewrites docs/slurm.md's table
+.PHONY: behavior
+behavior:
+	@TIERS=behavior .ci/test.sh
 
-## hostile: hostile pods (annotations, sbatch and mpiexec flags, env) against make demo's SLURM stack (tier hostile)
+## hostile: hostile pods (annotations, sbatch and mpiexec flags, env) against make demo's SLURM stack on Apptainer and Charliecloud (tier hostile)
 .PHONY: hostile
 hostile:
 	@TIERS=hostile .ci/test.sh
@@ -104,7 +104,7 @@ bench-auth:
 	.ci/hydra.sh build >/dev/null && .ci/oauth2-proxy.sh build >/dev/null
 	go test -tags e2e -run '^$$' -bench AuthFronts -benchtime 3000x ./proxy/
 
-## demo: the main job on loopback: control plane, SLURM + Charliecloud (SIDECAR=docker), Hydra (AUTH=static), kubectl
+## demo: the main job on loopback: control plane, SLURM + Apptainer (RUNTIME=charliecloud|podman, SIDECAR=docker), Hydra (AUTH=static), kubectl
 .PHONY: demo
 demo: build
 	@examples/demo/run.sh

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test images of the pod-behaviour suite, built offline: nothing is pulled
+# The test images of the pod-behavior suite, built offline: nothing is pulled
 # from a registry. Debian comes from the apt mirror the machine uses
 # (mmdebstrap), busybox from busybox-static (.ci/docker.sh's busybox_tar).
 #

@@ -6,8 +6,17 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . .ci/lib.sh
 
-TIERS=${TIERS:-"lint verify unit e2e-api e2e-auth e2e-vk e2e-slurm hostile behaviour e2e-docker demo observability faults fuzz installer e2e-chart"}
+TIERS=${TIERS:-"lint verify unit e2e-api e2e-auth e2e-vk e2e-slurm hostile behavior e2e-docker demo observability faults fuzz installer e2e-chart"}
 passed=0 failed=0 summary=()
+
+# need_apptainer: Apptainer's packages installed and Apptainer built (once
+# into the cache, about 10-15 minutes cold; a second or so warm), saying how
+# long that took.
+need_apptainer() {
+	local t0=$SECONDS
+	.ci/apptainer.sh install && .ci/apptainer.sh build >/dev/null || return 1
+	log "Apptainer ready in $((SECONDS - t0))s (.ci/apptainer.sh build)"
+}
 
 tier_lint() { "$(golangci_lint)" run ./...; }
 tier_verify() {
@@ -50,30 +59,33 @@ tier_observability() {
 	go test -count=1 -timeout 15m -tags e2e -v ./observability/
 }
 # The SLURM tier: a private slurm-wlm (installed with apt when missing, as
-# root) on free loopback ports, jobs running busybox with Charliecloud.
+# root) on free loopback ports, jobs running busybox with Charliecloud, and
+# with Podman (Debian's, .ci/podman.sh) on a private storage.
 tier_e2e-slurm() {
-	.ci/slurm.sh install || return 1
+	.ci/slurm.sh install && .ci/podman.sh install || return 1
 	go test -count=1 -timeout 15m -tags e2e -run 'TestE2E' -v ./sidecars/slurm/
 }
 # The hostile tier: make demo's whole stack (control plane, VK, interlink,
-# the SLURM sidecar on a private slurm-wlm, Charliecloud in real jobs) fed
-# hostile pods with kubectl: annotations, sbatch and mpiexec flags and
-# container env that try to run commands on the host. Each is refused or
-# runs confined, and a long-running pod of another namespace lives on.
+# the SLURM sidecar on a private slurm-wlm, Apptainer then Charliecloud in
+# real jobs: HOSTILE_RUNTIMES) fed hostile pods with kubectl: annotations,
+# sbatch and mpiexec flags and container env that try to run commands on the
+# host. Each is refused or runs confined, and a long-running pod of another
+# namespace lives on.
 tier_hostile() {
-	.ci/slurm.sh install || return 1
-	go test -count=1 -timeout 20m -tags e2e -run 'TestE2EHostilePods' -v ./examples/demo/
+	.ci/slurm.sh install && .ci/images.sh install && need_apptainer || return 1
+	go test -count=1 -timeout 45m -tags e2e -run 'TestE2EHostilePods' -v ./examples/demo/
 }
 
-# The pod-behaviour tier: one suite of ordinary pods (command/args over the
+# The pod-behavior tier: one suite of ordinary pods (command/args over the
 # image's ENTRYPOINT/CMD, exact env and files, readOnly, subPath, init
 # containers, exit codes and OOM, restarts, logs, symlinked image paths,
 # localhost, image references) applied with kubectl to make demo's stack on
-# each backend: SLURM with Charliecloud, and the Docker sidecar. The test
-# images are built locally (.ci/images.sh: mmdebstrap, docker build).
-tier_behaviour() {
-	.ci/slurm.sh install && .ci/docker.sh install && .ci/images.sh install || return 1
-	go test -count=1 -timeout 25m -tags e2e -run 'TestE2EPodBehaviour' -v ./examples/demo/
+# each backend: SLURM with Charliecloud, SLURM with Apptainer, SLURM with
+# Podman (Debian's, .ci/podman.sh), and the Docker sidecar. The test images
+# are built locally (.ci/images.sh: mmdebstrap, docker build).
+tier_behavior() {
+	.ci/slurm.sh install && .ci/docker.sh install && .ci/images.sh install && .ci/podman.sh install && need_apptainer || return 1
+	go test -count=1 -timeout 45m -tags e2e -run 'TestE2EPodBehavior' -v ./examples/demo/
 }
 
 # The Docker tier: a private dockerd and containerd (Debian's docker.io,
@@ -95,12 +107,13 @@ tier_installer() {
 	examples/cluster/build.sh >/dev/null || return 1
 	go test -count=1 -timeout 15m -tags e2e -run 'TestE2E' -v ./functions/installer/
 }
-# The demo tier: make demo as a user runs it (SLURM + Charliecloud + Hydra;
+# The demo tier: make demo as a user runs it (SLURM + Apptainer + Hydra;
 # then Docker against an existing cluster), every example applied to it, and
 # every block of the docs marked runnable run against it.
 tier_demo() {
-	.ci/slurm.sh install && .ci/docker.sh install && .ci/hydra.sh build >/dev/null || return 1
-	go test -p 1 -count=1 -timeout 25m -tags e2e -run 'TestE2E' -skip 'TestE2EHostilePods|TestE2EPodBehaviour' -v ./examples/demo/ ./docs/
+	.ci/slurm.sh install && .ci/docker.sh install && .ci/images.sh install && need_apptainer || return 1
+	.ci/hydra.sh build >/dev/null || return 1
+	go test -p 1 -count=1 -timeout 25m -tags e2e -run 'TestE2E' -skip 'TestE2EHostilePods|TestE2EPodBehavior' -v ./examples/demo/ ./docs/
 }
 
 # The fault tier: the whole chain (a real control plane, the VK, interlink

@@ -251,7 +251,11 @@ func TestE2EDemoSlurm(t *testing.T) {
 		`hello\s+Pending`, `hello\s+Running`, `default-hello\s+RUNNING`, `hello\s+Succeeded`,
 		`kubectl logs hello`, `hello from interLink`, `bye`,
 		`failing: phase Failed, reason Error, exit code 1`, `about to fail`,
-		`ticker\s+Running`, `default-ticker\s+RUNNING`, `tick 2`, `pod "ticker" deleted`,
+		`ticker\s+Running`, `default-ticker\s+RUNNING`,
+		// The job's script runs the container with Apptainer (make demo's
+		// default runtime), as root in a user namespace.
+		`scontrol write batch_script \d+ -`, `/apptainer --quiet exec --containall --no-home --userns .* /\.interlink/envexec /\.interlink/env -- `,
+		`tick 2`, `pod "ticker" deleted`,
 		`nothing is left running`)
 	s.checkSecretFiles(t, "client-secret", "client.json", "vk-token")
 	env := append(os.Environ(), "SLURM_CONF="+filepath.Join(s.Dir, "slurm", "slurm.conf"))

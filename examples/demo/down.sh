@@ -45,6 +45,8 @@ if [ -n "$EXTERNAL" ] && [ -n "$KUBECONFIG_FILE" ] && [ -n "$NODE" ]; then
 fi
 [ -d "$DEMO_DIR/slurm" ] && .ci/slurm.sh down "$DEMO_DIR/slurm" >/dev/null 2>&1
 [ -d "$DEMO_DIR/docker" ] && .ci/docker.sh down "$DEMO_DIR/docker" >/dev/null 2>&1
+# RUNTIME=podman's private Podman, when .ci/podman.sh can stop it.
+[ -d "$DEMO_DIR/podman" ] && [ -x .ci/podman.sh ] && { .ci/podman.sh down "$DEMO_DIR/podman" >/dev/null 2>&1 || true; }
 [ -d "$DEMO_DIR/hydra" ] && .ci/hydra.sh down "$DEMO_DIR/hydra"
 [ -d "$DEMO_DIR/cluster" ] && examples/cluster/cluster.sh down "$DEMO_DIR/cluster"
 rm -f "$DEMO_DIR/settings"

@@ -122,9 +122,30 @@ func annotationVariants(m string) []hostile {
 		"pre-exec-subst", "echo $("+touch(m, "annotation-pre-exec-subst")+")")
 	hs = append(hs, refusals("AllowedSingularityOptions", options,
 		"options", "--bind /:/host",
-		"options-subst", "--env=X=$("+touch(m, "annotation-options-subst")+")")...)
+		"options-subst", "--env=X=$("+touch(m, "annotation-options-subst")+")",
+		// Options that would undo --containall or show the host's files.
+		"options-short-bind", "-B /:/host",
+		"options-mount", "--mount type=bind,src=/,dst=/host",
+		"options-containall-false", "--containall=false",
+		"options-contain-false", "--contain=false",
+		"options-no-mount", "--no-mount tmp,home",
+		"options-home", "--home /root",
+		"options-env-file", "--env-file /etc/environment",
+		"options-writable", "--writable",
+		"options-overlay", "--overlay /",
+		"options-fakeroot", "--fakeroot",
+		"options-userns-false", "--userns=false",
+		"options-pid-false", "--pid=false")...)
+	// Allowed options, written to undo a clean environment: the container
+	// still sees nothing of the job's (its variables, its data directory,
+	// the host's /tmp).
+	hs = append(hs, hostile{name: "options-cleanenv-false", want: accepted, logs: "contained",
+		annotations: ann(options, "--cleanenv=false --no-eval=false"),
+		command:     []string{"sh", "-c", `[ -z "${SLURM_JOB_ID-}${IL_DATA-}${IL_DIR-}" ] && ! ls ` + m + ` && echo contained`}})
 	hs = append(hs, refusals("AllowedHostPaths", mounts,
 		"mounts", "--bind /etc:/host-etc",
+		"mounts-root", "--bind /:/host",
+		"mounts-short", "-B /root:/r:rw",
 		"mounts-subst", "--bind $("+touch(m, "annotation-mounts-subst")+"):/x")...)
 	// The marker directory itself, bound into a container that writes there.
 	hs = append(hs, hostile{name: "mounts-marker", want: refused, key: "AllowedHostPaths",
@@ -255,7 +276,8 @@ const hostileBinName = "hostile-bin"
 func hostileBin(marker string) *corev1.ConfigMap {
 	payload := "touch '" + marker + "'/\"${SLURM_JOB_NAME:-container}\"-"
 	data := map[string]string{"hook": payload + "hook\n"}
-	for _, p := range []string{"ch-run", "mkdir", "bash", "sh", "cat", "mv", "date", "printf", "mpiexec", "podman"} {
+	for _, p := range []string{"ch-run", "apptainer", "singularity", "newuidmap", "squashfuse", "fuse-overlayfs", "ldconfig",
+		"mkdir", "bash", "sh", "cat", "mv", "date", "printf", "mpiexec", "podman"} {
 		data[p] = "#!/bin/sh\n" + payload + p + "\n"
 	}
 	return &corev1.ConfigMap{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
@@ -493,6 +515,26 @@ func (s *stack) getPod(t *testing.T, namespace, name string) (*corev1.Pod, error
 	}
 	var p corev1.Pod
 	return &p, json.Unmarshal([]byte(out), &p)
+}
+
+// imageRoot is the ImageRoot of the demo's SLURM sidecar (the last one its
+// config gives).
+func (s *stack) imageRoot(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.Dir, "config", "slurm.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var root string
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "ImageRoot:"); ok {
+			root = strings.TrimSpace(v)
+		}
+	}
+	if !filepath.IsAbs(root) {
+		t.Fatalf("no absolute ImageRoot in the demo's slurm.yaml:\n%s", b)
+	}
+	return root
 }
 
 // squeue lists the demo SLURM's jobs that have not ended: "ID NAME STATE" lines.
@@ -832,9 +874,22 @@ const maxSidecarRSS = 300_000_000
 // config key that would allow it, or run confined in its container; none
 // may touch the marker directory or print a planted secret, the sidecar's
 // memory stays bounded, and a long-running pod of another namespace, with
-// a Secret, lives through it all.
+// a Secret, lives through it all. It runs on each container runtime of
+// HOSTILE_RUNTIMES (make demo's RUNTIME values; default: every runtime
+// that runs here), one demo stack each, with the same variants.
 func TestE2EHostilePods(t *testing.T) {
 	requireRoot(t)
+	runtimes := strings.Fields(os.Getenv("HOSTILE_RUNTIMES"))
+	if len(runtimes) == 0 {
+		runtimes = []string{"apptainer", "charliecloud"}
+	}
+	for _, rt := range runtimes {
+		t.Run(rt, func(t *testing.T) { hostilePods(t, rt) })
+	}
+}
+
+// hostilePods is TestE2EHostilePods on make demo's stack with runtime rt.
+func hostilePods(t *testing.T, rt string) {
 	mpiexec, err := exec.LookPath("mpiexec")
 	if err != nil {
 		e2eenv.Prerequisite(t, "mpiexec (Debian's mpich; .ci/slurm.sh install installs it)")
@@ -877,7 +932,7 @@ func TestE2EHostilePods(t *testing.T) {
 	if err := os.WriteFile(conf, fmt.Appendf(nil, "AllowedMPIFlags: [\"-n=\"]\nMpiexecPath: %s\nAllowedHostPaths: [%q]\n", mpiexec, allowed), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := runDemo(t, "AUTH=static", "DEMO_SLURM_CONFIG="+conf)
+	s := runDemo(t, "AUTH=static", "RUNTIME="+rt, "DEMO_SLURM_CONFIG="+conf)
 	t.Cleanup(func() {
 		if t.Failed() {
 			s.keep(t, nil)
@@ -940,7 +995,7 @@ func TestE2EHostilePods(t *testing.T) {
 		}
 	}
 
-	imagesDir := filepath.Join(s.Dir, "images")
+	imagesDir := s.imageRoot(t)
 	imagesBefore, rootBefore := entries(t, imagesDir), entries(t, "/")
 	type class struct {
 		name     string

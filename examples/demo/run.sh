@@ -6,8 +6,13 @@
 # user would. The stack keeps running; `make demo-down` stops it.
 #
 # Settings (environment, or make variables: make demo SIDECAR=docker):
-#   SIDECAR=slurm|docker  the remote side: SLURM jobs running Charliecloud
-#                         containers (default), or a Docker Engine
+#   SIDECAR=slurm|docker  the remote side: SLURM jobs running containers
+#                         (default), or a Docker Engine
+#   RUNTIME=apptainer|charliecloud|podman
+#                         the container runtime of the SLURM jobs: Apptainer
+#                         (default; built once from its Go module, about 15
+#                         minutes), Charliecloud (Debian's), or Podman
+#                         (.ci/podman.sh)
 #   AUTH=oidc|static      a real OIDC access token from Ory Hydra, refreshed
 #                         by interlink-token-refresher (default; Hydra is
 #                         built once, about 4 minutes), or a static token
@@ -26,7 +31,8 @@
 #                         AllowedMPIFlags: ["-n="] (SIDECAR=slurm)
 #   DEMO_IMAGE_ROOT       the SLURM sidecar's ImageRoot: a directory of
 #                         image directories or ch-image storage (default:
-#                         a busybox image made in the demo's directory)
+#                         the test images of .ci/images.sh, busybox among
+#                         them, as ch-image storage in the demo's directory)
 #   SLURM_NODE_CPUS       the SLURM node's CPUs (default 2)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -35,6 +41,7 @@ cd "$(dirname "$0")/../.."
 DEMO_DIR=${INTERLINK_DEMO_DIR:-/tmp/interlink-demo}
 BIN=${BIN:-$PWD/bin}
 SIDECAR=${SIDECAR:-slurm}
+RUNTIME=${RUNTIME:-apptainer}
 AUTH=${AUTH:-oidc}
 NODE=${DEMO_NODE:-interlink-demo}
 NODE_ADDRESS=${DEMO_NODE_ADDRESS:-127.0.0.1}
@@ -47,6 +54,10 @@ esac
 EXTERNAL=${KUBECONFIG:+1}
 
 case $SIDECAR in slurm | docker) ;; *) die "SIDECAR must be slurm or docker, not '$SIDECAR'" ;; esac
+case $RUNTIME in apptainer | charliecloud | podman) ;; *) die "RUNTIME must be apptainer, charliecloud or podman, not '$RUNTIME'" ;; esac
+if [ "$SIDECAR" = slurm ] && [ "$RUNTIME" = podman ] && [ ! -x .ci/podman.sh ]; then
+	die "RUNTIME=podman needs .ci/podman.sh (its 'up DIR' and 'load DIR TAR'), which this checkout lacks: use RUNTIME=apptainer or charliecloud"
+fi
 case $AUTH in oidc | static) ;; *) die "AUTH must be oidc or static, not '$AUTH'" ;; esac
 [ "$(id -u)" -eq 0 ] || die "the demo starts a private $SIDECAR daemon (and installs it with apt when missing): run it as root"
 [[ $NODE =~ ^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$ ]] || die "DEMO_NODE '$NODE' is not a valid node name (lower-case letters, digits, '-' and '.')"
@@ -93,7 +104,7 @@ mkdir -p "$DEMO_DIR/steps" "$DEMO_DIR/config"
 chmod 755 "$DEMO_DIR"
 chmod 700 "$DEMO_DIR/config"
 # down.sh reads what to stop from here.
-printf 'SIDECAR=%s\nEXTERNAL=%s\nNODE=%s\n' "$SIDECAR" "$EXTERNAL" "$NODE" >"$DEMO_DIR/settings"
+printf 'SIDECAR=%s\nRUNTIME=%s\nEXTERNAL=%s\nNODE=%s\n' "$SIDECAR" "$RUNTIME" "$EXTERNAL" "$NODE" >"$DEMO_DIR/settings"
 [ -n "$EXTERNAL" ] && printf 'KUBECONFIG=%s\n' "$KUBECONFIG" >>"$DEMO_DIR/settings"
 STEPS=$DEMO_DIR/steps
 
@@ -103,6 +114,22 @@ start() {
 	shift
 	"$@" >"$DEMO_DIR/$name.log" 2>&1 &
 	echo $! >"$DEMO_DIR/$name.pid"
+}
+# job_env FILE: the variables FILE sets (NAME=VALUE lines, exported or not)
+# as the SLURM sidecar's JobEnv, which its jobs get.
+job_env() {
+	printf 'JobEnv:\n'
+	(
+		set -a
+		# shellcheck disable=SC1090
+		. "$1"
+		python3 - "$1" <<'PY'
+import json, os, re, sys
+names = sorted(set(re.findall(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=", open(sys.argv[1]).read(), re.M)))
+for n in names:
+    print("  %s: %s" % (n, json.dumps(os.environ[n])))
+PY
+	)
 }
 # wait_until WHAT SECONDS CMD...: poll CMD until it succeeds.
 wait_until() {
@@ -130,8 +157,22 @@ fi
 case $SIDECAR in
 slurm)
 	progress "SLURM, munge and Charliecloud (Debian packages, with apt when missing)" "$STEPS/slurm-install.log" .ci/slurm.sh install
-	[ -n "${DEMO_IMAGE_ROOT:-}" ] ||
-		progress "a busybox image directory for Charliecloud" "$STEPS/image.log" .ci/slurm.sh image "$DEMO_DIR/images"
+	case $RUNTIME in
+	apptainer)
+		progress "Apptainer's build and run dependencies (Debian packages, with apt when missing)" \
+			"$STEPS/apptainer-install.log" .ci/apptainer.sh install
+		progress "Apptainer from its Go module (once; about 15 minutes)" "$STEPS/apptainer-build.log" .ci/apptainer.sh build
+		APPTAINER_BIN=$(.ci/apptainer.sh build 2>/dev/null)
+		;;
+	podman) progress "Podman and runc (Debian packages, with apt when missing)" "$STEPS/podman-install.log" .ci/podman.sh install ;;
+	esac
+	IMAGE_ROOT=${DEMO_IMAGE_ROOT:-$DEMO_DIR/images/ch}
+	if [ -z "${DEMO_IMAGE_ROOT:-}" ] || [ "$RUNTIME" = podman ]; then
+		# busybox and the pod-behavior suite's images, built offline once
+		# (mmdebstrap, docker build), as ch-image storage and a docker save.
+		progress "the test images' tools (Debian packages, with apt when missing)" "$STEPS/images-install.log" .ci/images.sh install
+		progress "the test images (once; a few minutes)" "$STEPS/images.log" .ci/images.sh build "$DEMO_DIR/images"
+	fi
 	;;
 docker) progress "Docker Engine (Debian's docker.io, with apt when missing)" "$STEPS/docker-install.log" .ci/docker.sh install ;;
 esac
@@ -157,14 +198,36 @@ slurm)
 	export SLURM_CONF
 	mkdir -p "$DEMO_DIR/jobs"
 	cat >"$DEMO_DIR/config/slurm.yaml" <<YAML
-# interlink-slurm: one SLURM job per pod, containers run by Charliecloud.
+# interlink-slurm: one SLURM job per pod, containers run by $RUNTIME.
 Listen: unix://$SOCK
 DataRootFolder: $DEMO_DIR/jobs
 StatePath: $DEMO_DIR/slurm-sidecar.db
-Runtime: charliecloud
-ImageRoot: ${DEMO_IMAGE_ROOT:-$DEMO_DIR/images}
+Runtime: $RUNTIME
+ImageRoot: $IMAGE_ROOT
 Partition: debug
 YAML
+	case $RUNTIME in
+	apptainer)
+		# The jobs run as root here, and root's capabilities on these machines
+		# are not all Apptainer asks for: --userns runs it in a user namespace
+		# (docs/slurm.md). --containall and --no-home are the defaults.
+		cat >>"$DEMO_DIR/config/slurm.yaml" <<YAML
+ApptainerPath: $APPTAINER_BIN/apptainer
+SingularityDefaultOptions: [--containall, --no-home, --userns]
+YAML
+		;;
+	podman)
+		# A private Podman (storage and config in the demo's directory), the
+		# test images loaded; its jobs get the environment that selects it.
+		progress "a private Podman" "$STEPS/podman-up.log" .ci/podman.sh up "$DEMO_DIR/podman"
+		progress "the test images loaded into it" "$STEPS/podman-load.log" .ci/podman.sh load "$DEMO_DIR/podman" "$DEMO_DIR/images/images.tar"
+		job_env "$DEMO_DIR/podman/env" >>"$DEMO_DIR/config/slurm.yaml" || die "could not read $DEMO_DIR/podman/env"
+		set -a
+		# shellcheck disable=SC1091 # written by .ci/podman.sh up
+		. "$DEMO_DIR/podman/env"
+		set +a
+		;;
+	esac
 	[ -z "$SLURM_EXTRA" ] || cat "$SLURM_EXTRA" >>"$DEMO_DIR/config/slurm.yaml"
 	start sidecar "$BIN/interlink-slurm" --config "$DEMO_DIR/config/slurm.yaml"
 	;;
@@ -333,6 +396,17 @@ show kubectl logs failing
 say "a long-running pod: follow its logs, then delete it (examples/pods/long-running.yaml)"
 show kubectl apply -f examples/pods/long-running.yaml
 follow ticker Running Failed Succeeded
+if [ "$SIDECAR" = slurm ]; then
+	say "how its job runs the container ($RUNTIME), from the job's script in SLURM"
+	job=$(kubectl get pod ticker -o jsonpath='{.metadata.annotations.JobID}')
+	case $RUNTIME in
+	apptainer) run_line='apptainer (--quiet )?exec ' ;;
+	charliecloud) run_line='ch-run ' ;;
+	podman) run_line='podman run ' ;;
+	esac
+	printf "\033[2m\$ scontrol write batch_script %s - | grep -E '%s'\033[0m\n" "$job" "$run_line"
+	scontrol write batch_script "$job" - | grep -E -- "$run_line" || die "no '$run_line' line in job $job's script"
+fi
 printf '\033[2m$ timeout 4 kubectl logs -f ticker\033[0m\n'
 timeout 4 "$K8S_BIN/kubectl" logs -f ticker || true
 show kubectl delete pod ticker --wait=true --timeout=60s
@@ -342,16 +416,16 @@ remote
 say "cleaning up the pods of the demo"
 show kubectl delete pod hello failing --wait=true --timeout=60s
 
-where=""
+where="" runs=""
 [ -z "$EXTERNAL" ] && where=" on a local control plane"
 case $SIDECAR in
-slurm) look="SLURM_CONF=$SLURM_CONF squeue" ;;
+slurm) look="SLURM_CONF=$SLURM_CONF squeue" runs=" (containers run by $RUNTIME)" ;;
 docker) look="docker --host $DOCKER_HOST ps" ;;
 esac
 cat <<MSG
 
 $(printf '\033[1m')The virtual node $NODE is running$where, in front of interlink (auth: $AUTH)
-and the $SIDECAR sidecar.$(printf '\033[0m') Try the other examples:
+and the $SIDECAR sidecar$runs.$(printf '\033[0m') Try the other examples:
 
   export KUBECONFIG=$KUBECONFIG
   alias kubectl=$K8S_BIN/kubectl

@@ -205,7 +205,7 @@ func StartDemo(t *testing.T, repo, bin string, register func(*Demo), extra ...st
 	var env []string
 	for _, kv := range os.Environ() {
 		switch name, _, _ := strings.Cut(kv, "="); name {
-		case "KUBECONFIG", "SIDECAR", "AUTH", "DEMO_NODE", "DEMO_NODE_ADDRESS", "DEMO_SLURM_CONFIG", "INTERLINK_DEMO_DIR", "BIN":
+		case "KUBECONFIG", "SIDECAR", "RUNTIME", "AUTH", "DEMO_NODE", "DEMO_NODE_ADDRESS", "DEMO_SLURM_CONFIG", "DEMO_IMAGE_ROOT", "INTERLINK_DEMO_DIR", "BIN":
 		default:
 			env = append(env, kv)
 		}

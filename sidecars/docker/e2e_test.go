@@ -644,9 +644,9 @@ func b64(kind string, items ...string) string {
 	return b.String()
 }
 
-// TestE2EKubeletBehaviour: what a kubelet does for ordinary pods, the
+// TestE2EKubeletBehavior: what a kubelet does for ordinary pods, the
 // Docker sidecar does too.
-func TestE2EKubeletBehaviour(t *testing.T) {
+func TestE2EKubeletBehavior(t *testing.T) {
 	d := newSidecar(t, testConfig(t))
 	entry := entryImage(t)
 

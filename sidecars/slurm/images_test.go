@@ -179,11 +179,19 @@ func TestFindImage(t *testing.T) {
 	}
 }
 
-// TestImageConfigApplies: a container without command runs its image's
-// ENTRYPOINT with its args or else the image's CMD; the image's ENV comes
-// before the pod's (whose values win) and its WORKDIR applies unless the
-// pod sets one; an image with neither command nor config is refused.
+// TestImageConfigApplies: on each runtime that runs the site's image
+// directories, a container without command runs its image's ENTRYPOINT
+// with its args or else the image's CMD (the args alone when the image has
+// no ENTRYPOINT); the image's ENV comes before the pod's (whose values
+// win) and its WORKDIR applies unless the pod sets one; an image with
+// neither command nor config is refused.
 func TestImageConfigApplies(t *testing.T) {
+	for _, rt := range []string{RuntimeCharliecloud, RuntimeApptainer, RuntimeSingularity} {
+		t.Run(rt, func(t *testing.T) { testImageConfigApplies(t, rt) })
+	}
+}
+
+func testImageConfigApplies(t *testing.T, rt string) {
 	root := t.TempDir()
 	chImage(t, filepath.Join(root, "img", "deb+1"), `{"architecture":"amd64","os":"linux","config":{
 		"Entrypoint":["/bin/echo","entrypoint"],"Cmd":["from-cmd"],
@@ -194,12 +202,12 @@ func TestImageConfigApplies(t *testing.T) {
 	}
 	chImage(t, filepath.Join(root, "img", "bare+1"), "")
 	cfg := testConfig(t)
-	cfg.Runtime, cfg.ImageRoot = RuntimeCharliecloud, root
+	cfg.Runtime, cfg.ImageRoot = rt, root
 	build := func(c corev1.Container) (*container, error) {
 		t.Helper()
 		c.Name = "c"
 		b := &builder{cfg: &cfg, pod: &corev1.Pod{}, dir: "/d", site: &site{images: localImages{}}, imageRoot: root}
-		ct, _, err := b.container(&c, nil, newRuntime(RuntimeCharliecloud, &cfg, root))
+		ct, _, err := b.container(&c, nil, newRuntime(rt, &cfg, root))
 		return ct, err
 	}
 	for _, tc := range []struct {
@@ -213,6 +221,8 @@ func TestImageConfigApplies(t *testing.T) {
 		{"command", corev1.Container{Image: "deb:1", Command: []string{"/bin/true"}}, []string{"/bin/true"}, nil, "/srv/app"},
 		{"both", corev1.Container{Image: "deb:1", Command: []string{"/bin/sh"}, Args: []string{"-c", "x"}, WorkingDir: "/w"}, []string{"/bin/sh"}, []string{"-c", "x"}, "/w"},
 		{"metadata", corev1.Container{Image: "meta:1", Command: []string{"env"}}, []string{"env"}, nil, "/data"},
+		// No ENTRYPOINT: the args are the command.
+		{"args without entrypoint", corev1.Container{Image: "meta:1", Args: []string{"env", "-0"}}, []string{"env", "-0"}, nil, "/data"},
 	} {
 		ct, err := build(tc.c)
 		if err != nil {
@@ -241,6 +251,78 @@ func TestImageConfigApplies(t *testing.T) {
 	data := testPod()
 	data.Pod.Spec.InitContainers = nil
 	data.Pod.Spec.Containers = []corev1.Container{{Name: "c", Image: "nope:2", Command: []string{"true"}}}
+	if _, err := buildJob(&cfg, &site{images: localImages{}}, data, "/d"); api.ReasonOf(err) != api.ReasonImageNotFound {
+		t.Errorf("missing image: %v (%s), want ImageNotFound", err, api.ReasonOf(err))
+	}
+}
+
+// TestApptainerImageDirs: Apptainer runs an image directory of the site
+// found by reference with exec through the helper, writable with the
+// image's own /tmp, the image's ENV first in its env file, its WORKDIR as
+// --pwd, binds onto the paths resolved inside the image (read-only ones
+// with :ro); an image file under the image root and a URI are run as they
+// are, with the image's own start when the pod gives no command.
+func TestApptainerImageDirs(t *testing.T) {
+	root := t.TempDir()
+	deb := filepath.Join(root, "img", "interlink-test%debian+bookworm")
+	chImage(t, deb, `{"architecture":"amd64","os":"linux","config":{
+		"Entrypoint":["/bin/echo","entrypoint"],"Cmd":["from-cmd"],
+		"Env":["PATH=/usr/bin:/bin","SHARED=image"],"WorkingDir":"/srv/app"}}`)
+	if err := os.Symlink("../run", filepath.Join(deb, "var-run")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(deb, "var"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(deb, "var-run"), filepath.Join(deb, "var", "run")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "tools.sif"), []byte("SIF"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t)
+	cfg.Runtime, cfg.ImageRoot, cfg.ApptainerPath = RuntimeApptainer, root, "/opt/apptainer/bin/apptainer"
+	cfg.SingularityDefaultOptions = append(cfg.SingularityDefaultOptions, "--userns")
+	data := testPod()
+	data.Pod.Spec.InitContainers = nil
+	main := &data.Pod.Spec.Containers[0]
+	main.Image, main.Command, main.Args, main.WorkingDir = "interlink-test/debian:bookworm", nil, []string{"one arg"}, ""
+	main.Env = []corev1.EnvVar{{Name: "SHARED", Value: "pod's"}}
+	main.Resources = corev1.ResourceRequirements{}
+	side := &data.Pod.Spec.Containers[1]
+	side.Image, side.VolumeMounts = "tools.sif", nil
+	data.Pod.Spec.Containers = append(data.Pod.Spec.Containers, corev1.Container{Name: "remote", Image: "docker://busybox:1.36"})
+	data.Containers = append(data.Containers, api.RetrievedContainer{Name: "remote"})
+	j, err := buildJob(&cfg, &site{images: localImages{}}, data, "/d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`/opt/apptainer/bin/apptainer --quiet exec --containall --no-home --userns --writable-tmpfs --no-mount tmp --no-eval --env-file "$IL_DATA"/env/main.env` +
+			` --bind "$IL_DATA"/volumes/config:/etc/app:ro --bind "$IL_DATA"/volumes/creds:/etc/creds:ro` +
+			` --bind "$IL_DATA"/volumes/token:/run/secrets/tokens:ro --bind "$IL_DATA"/volumes/work:/work --bind "$IL_DATA"/.interlink/main:/.interlink:ro` +
+			` --pwd /srv/app ` + deb + ` /.interlink/envexec /.interlink/env -- /bin/echo entrypoint 'one arg'`,
+		`/opt/apptainer/bin/apptainer --quiet run --containall --no-home --userns --no-eval --env-file "$IL_DATA"/env/sidecar.env ` + filepath.Join(root, "tools.sif") + " watch",
+		`/opt/apptainer/bin/apptainer --quiet run --containall --no-home --userns --no-eval --env-file "$IL_DATA"/env/remote.env docker://busybox:1.36` + "\n",
+	} {
+		if !strings.Contains(j.script, want) {
+			t.Errorf("the script lacks\n%s\n---\n%s", want, j.script)
+		}
+	}
+	for _, f := range j.files {
+		if f.Path == "env/main.env" {
+			if got, want := string(f.Data), "PATH=/usr/bin:/bin\nSHARED=image\nSHARED=\"pod's\"\n"; got != want {
+				t.Errorf("env file %q, want %q", got, want)
+			}
+		}
+	}
+	for _, d := range []string{"srv/app", "run/secrets/tokens", "etc/app", "etc/creds", "work", ".interlink"} {
+		if st, err := os.Stat(filepath.Join(deb, d)); err != nil || !st.IsDir() {
+			t.Errorf("bind point %s was not made in the image: %v", d, err)
+		}
+	}
+	// A missing image waits, as a failed pull.
+	data.Pod.Spec.Containers[0].Image = "interlink-test/absent:1"
 	if _, err := buildJob(&cfg, &site{images: localImages{}}, data, "/d"); api.ReasonOf(err) != api.ReasonImageNotFound {
 		t.Errorf("missing image: %v (%s), want ImageNotFound", err, api.ReasonOf(err))
 	}

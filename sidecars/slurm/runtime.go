@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
+
+	"github.com/seed-3f807049/interlink/sidecars/slurm/envexec"
 )
 
 // container is one container of a job, in the terms every runtime needs.
@@ -22,10 +25,15 @@ type container struct {
 	// envFile is the data-relative path of the env file: quoted words for
 	// envQuotedFile runtimes, NUL-separated entries in envDir for helpers.
 	envFile string
-	// envDir is the data-relative directory bound at helperDir (envHelper).
+	// envDir is the data-relative directory bound at helperDir: the helper
+	// and its env file (envHelper; for envQuotedFile runtimes an empty one,
+	// the helper only running the command).
 	envDir string
 	// extra options from the pod's annotations (Singularity/Apptainer only).
 	options []string
+	// siteImage: the image is an image directory of the site, its config
+	// applied (siteImageRuntime).
+	siteImage bool
 }
 
 // mount binds host (a word: a data path or an allowed host path) at ctr.
@@ -80,6 +88,17 @@ type runtime interface {
 	cleanup(c *container) [][]string
 }
 
+// siteImageRuntime is a runtime that runs image directories of the site.
+// An image it takes for one (imageDirs) is found by reference under the
+// pod's image root (ch-image storage or a directory of images, references
+// compared as Docker normalizes them) or given by its absolute path; its
+// config (ENTRYPOINT, CMD, ENV, WORKDIR) applies as a kubelet applies an
+// image's, and its bind points and working directory are made in it, as
+// the container will resolve them (prepareImage).
+type siteImageRuntime interface {
+	imageDirs(ref string) bool
+}
+
 // helperArgv is the start of a helper runtime's container command: the
 // helper, its env file and, when set, the working directory and the
 // container paths of the binds it makes read-only (for a runtime that
@@ -131,6 +150,16 @@ type singularity struct {
 
 func (singularity) env() envMode { return envQuotedFile }
 
+// imageDirs: a sandbox directory is an image of Singularity/Apptainer as it
+// is. Image files (SIF, and the older .simg/.img) and URIs are run as
+// they are, without the site's image config.
+func (singularity) imageDirs(ref string) bool { return !hasScheme(ref) && !isImageFile(ref) }
+
+// isImageFile tells whether ref names a Singularity/Apptainer image file.
+func isImageFile(ref string) bool {
+	return slices.ContainsFunc([]string{".sif", ".simg", ".img"}, func(ext string) bool { return strings.HasSuffix(ref, ext) })
+}
+
 func (s singularity) image(ref string) (string, error) {
 	switch {
 	case filepath.IsAbs(ref) || hasScheme(ref):
@@ -147,16 +176,28 @@ func (s singularity) commands(c *container, image string) [][]string {
 	if len(c.command) == 0 {
 		sub = "run"
 	}
-	argv := []string{s.bin, sub}
+	// --quiet: the runtime's warnings stay out of the container's log,
+	// its errors do not.
+	argv := []string{s.bin, "--quiet", sub}
 	argv = append(argv, s.cfg.SingularityDefaultOptions...)
 	argv = append(argv, c.options...)
+	if c.siteImage {
+		// As a Kubernetes container: the image's root filesystem, its /tmp
+		// included, writable (in memory, within the runtime's session size),
+		// rather than a new /tmp over the image's that would hide the bind
+		// points made there (prepareImage).
+		argv = append(argv, "--writable-tmpfs", "--no-mount", "tmp")
+	}
 	switch c.gpu {
 	case "nvidia":
 		argv = append(argv, "--nv")
 	case "amd":
 		argv = append(argv, "--rocm")
 	}
-	argv = append(argv, "--env-file", dataRef(c.envFile))
+	// The env file's values are literal words: without --no-eval the
+	// runtime would shell-evaluate them again in the container ($VAR,
+	// $(...), backquotes), so that they would not arrive byte for byte.
+	argv = append(argv, "--no-eval", "--env-file", dataRef(c.envFile))
 	for _, m := range c.mounts {
 		b := m.host + ":" + m.ctr
 		if m.ro {
@@ -168,6 +209,12 @@ func (s singularity) commands(c *container, image string) [][]string {
 		argv = append(argv, "--pwd", c.workDir)
 	}
 	argv = append(argv, image)
+	if c.envDir != "" {
+		// The helper runs the command, with the env the runtime set: one
+		// that cannot run exits 126 or 127, as a kubelet reports it (the
+		// runtime's own exec ends 255 for any failure).
+		argv = append(argv, helperArgv("", nil)...)
+	}
 	argv = append(argv, c.command...)
 	argv = append(argv, c.args...)
 	return [][]string{argv}
@@ -255,9 +302,8 @@ func (c charliecloud) image(ref string) (string, error) {
 	}
 }
 
-// imageDir tells whether the image is a directory of the host (absolute),
-// rather than a name in ch-image's storage.
-func (charliecloud) imageDir(image string) bool { return filepath.IsAbs(image) }
+// imageDirs: Charliecloud runs image directories only.
+func (charliecloud) imageDirs(string) bool { return true }
 
 // commands run ch-run; the sidecar made the bind points and the working
 // directory in the image when it built the job (prepareImage).
@@ -289,15 +335,31 @@ func (c charliecloud) commands(ct *container, image string) [][]string {
 
 func (charliecloud) cleanup(*container) [][]string { return nil }
 
-// podman runs containers with podman run, on the host network.
+// podman runs containers with podman run, on the host network. Images are
+// references as Docker normalizes them (busybox is
+// docker.io/library/busybox:latest), as a kubelet names them: podman never
+// resolves a short name (no registry search, no prompt), and a pod cannot
+// name a transport or a host path (docker-archive:/path, oci:...).
 type podman struct{ cfg *Config }
 
 func (podman) env() envMode { return envHelper }
 
-func (podman) image(ref string) (string, error) { return ref, nil }
+func (podman) image(ref string) (string, error) { return normalizeRef(ref) }
 
+// commands run podman run under the helper's subreaper mode: conmon, the
+// parent of the container's processes, leaves podman's process tree; the
+// helper adopts it, so that Slurm's process tracking counts the
+// container's memory and signals it with the job (envexec reap). The
+// container writes straight into the job's log pipe
+// (--log-driver=passthrough). A container of the same name left by a
+// killed job is removed first: podman 4.3 fails to remove one whose
+// processes were killed with its conmon ("could not be stopped: container
+// state improper"), but that failure records it as stopped, and --replace
+// then removes it.
 func (p podman) commands(c *container, image string) [][]string {
-	argv := []string{p.cfg.PodmanPath, "run", "--rm", "--name=" + c.id, "--network=host"}
+	steps := [][]string{{stepMayFail, p.cfg.PodmanPath, "rm", "--force", "--ignore", "--time=0", "--", c.id}}
+	argv := []string{ilEnvExec, envexec.ReapMode, "--", p.cfg.PodmanPath, "run", "--rm", "--replace", "--name=" + c.id,
+		"--network=host", "--log-driver=passthrough"}
 	for _, m := range c.mounts {
 		v := m.host + ":" + m.ctr
 		if m.ro {
@@ -305,18 +367,18 @@ func (p podman) commands(c *container, image string) [][]string {
 		}
 		argv = append(argv, "--volume="+v)
 	}
-	if c.workDir != "" {
-		argv = append(argv, "--workdir="+c.workDir)
-	}
 	if c.gpu == "nvidia" {
 		argv = append(argv, "--device=nvidia.com/gpu=all")
 	}
 	// The helper is the entrypoint; the pod's command, or else the image's
-	// entrypoint (read by the job from the image), follows it.
-	ep, _ := json.Marshal(helperArgv("", nil)) // a []string always marshals
+	// entrypoint (read by the job from the image), follows it. podman
+	// starts in the image's WORKDIR; the helper changes to the pod's
+	// workingDir, making it when missing (podman run --workdir refuses a
+	// directory the image lacks, which a kubelet's runtime makes).
+	ep, _ := json.Marshal(helperArgv(c.workDir, nil)) // a []string always marshals
 	argv = append(argv, "--entrypoint="+string(ep), image)
 	if len(c.command) > 0 {
-		return [][]string{append(append(argv, c.command...), c.args...)}
+		return append(steps, append(append(argv, c.command...), c.args...))
 	}
 	args := []string{imageEntrypoint}
 	if len(c.args) > 0 {
@@ -324,13 +386,15 @@ func (p podman) commands(c *container, image string) [][]string {
 	} else {
 		args = append(args, imageCmd)
 	}
-	return [][]string{{stepReadImageConfig, p.cfg.PodmanPath, image}, append(argv, args...)}
+	return append(steps, []string{stepReadImageConfig, p.cfg.PodmanPath, image}, append(argv, args...))
 }
 
-// A podman step that reads the image's entrypoint and command into the job's
-// arrays il_ep and il_cmd (pulling the image first), and the words that
-// stand for those arrays in a later step.
+// Marks of podman's steps: a step whose failure (and output) is ignored; a
+// step that reads the image's entrypoint and command into the job's arrays
+// il_ep and il_cmd (pulling the image first), and the words that stand for
+// those arrays in a later step.
 const (
+	stepMayFail         = "\x00IL_MAY_FAIL\x00"
 	stepReadImageConfig = "\x00IL_READ_IMAGE_CONFIG\x00"
 	imageEntrypoint     = "\x00IL_IMAGE_ENTRYPOINT\x00"
 	imageCmd            = "\x00IL_IMAGE_CMD\x00"

@@ -76,6 +76,9 @@ type job struct {
 	args   []string // sbatch arguments, before the script's path
 	script string
 	files  []poddata.File // pod data written into the data directory (shared mode)
+	// podmanImages are the images the sidecar checks at create when it
+	// sees the jobs' podman storage (PodmanLocalStorage).
+	podmanImages []podmanImage
 }
 
 // buildJob turns a pod into sbatch arguments, a job script and the files of
@@ -141,7 +144,11 @@ func buildJob(cfg *Config, st *site, data *api.RetrievedPodData, dir string) (*j
 	if !cfg.SharedFS {
 		files = nil // embedded in the script
 	}
-	return &job{args: args, script: script, files: files}, nil
+	j := &job{args: args, script: script, files: files}
+	if _, ok := rt.(podman); ok {
+		j.podmanImages = podmanImages(pod, inits, mains)
+	}
+	return j, nil
 }
 
 // onlyReason tells whether every error joined in err has reason r.
@@ -475,7 +482,7 @@ func (b *builder) container(c *corev1.Container, vols map[string]poddata.Volume,
 		return nil, nil, fmt.Errorf("container name %q: %s", c.Name, strings.Join(msgs, "; "))
 	}
 	ct := &container{
-		name: c.Name, id: "il-" + string(b.pod.UID) + "-" + c.Name, image: c.Image,
+		name: c.Name, id: containerID(b.pod.UID, c.Name), image: c.Image,
 		command: c.Command, args: c.Args, workDir: c.WorkingDir,
 	}
 	var errs []error
@@ -484,13 +491,14 @@ func (b *builder) container(c *corev1.Container, vols map[string]poddata.Volume,
 	if err == nil && filepath.IsAbs(c.Image) {
 		err = b.checkImagePath(c.Image)
 	}
-	// Charliecloud's image directories are found by reference under the
-	// image root, as Docker normalizes references, and their config
-	// (ENTRYPOINT, CMD, ENV, WORKDIR) applies as a container runtime's does.
-	_, chDirs := rt.(charliecloud)
-	chDirs = chDirs && b.site.images != nil && (filepath.IsAbs(c.Image) || b.imageRoot != "")
+	// The site's image directories are found by reference under the image
+	// root, as Docker normalizes references, and their config (ENTRYPOINT,
+	// CMD, ENV, WORKDIR) applies as a container runtime's does
+	// (siteImageRuntime).
+	sr, dirs := rt.(siteImageRuntime)
+	dirs = dirs && err == nil && sr.imageDirs(c.Image) && b.site.images != nil && (filepath.IsAbs(c.Image) || b.imageRoot != "")
 	var icfg *imageConfig
-	if err == nil && chDirs {
+	if dirs {
 		img, icfg, err = b.site.images.find(b.imageRoot, c.Image)
 	}
 	imageOK := err == nil
@@ -500,14 +508,14 @@ func (b *builder) container(c *corev1.Container, vols map[string]poddata.Volume,
 	if c.Image == "" || strings.HasPrefix(c.Image, "-") {
 		errs = append(errs, fmt.Errorf("container %s: image %q is empty or starts with '-'", c.Name, c.Image))
 	}
-	ct.image = img
-	for _, e := range c.Env {
-		if msgs := validation.IsEnvVarName(e.Name); len(msgs) > 0 {
-			errs = append(errs, fmt.Errorf("container %s: env name %q: %s", c.Name, e.Name, strings.Join(msgs, "; ")))
-			continue
-		}
-		ct.env = append(ct.env, [2]string{e.Name, e.Value})
+	ct.image, ct.siteImage = img, dirs && imageOK
+	env, err := poddata.Env(c)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("container %s: %w", c.Name, err))
 	}
+	// As the kubelet does: $(VAR) in command and args from the pod's env
+	// (not the image's).
+	ct.env, ct.command, ct.args = env, poddata.ExpandAll(c.Command, env), poddata.ExpandAll(c.Args, env)
 	if icfg != nil {
 		ct.env = append(imageEnv(icfg.Env), ct.env...) // the pod's values win
 		if len(c.Command) == 0 {
@@ -522,8 +530,14 @@ func (b *builder) container(c *corev1.Container, vols map[string]poddata.Volume,
 			ct.workDir = icfg.WorkingDir
 		}
 	}
-	if chDirs && imageOK && len(ct.command)+len(ct.args) == 0 {
+	if dirs && imageOK && len(ct.command)+len(ct.args) == 0 {
 		errs = append(errs, fmt.Errorf("container %s: no command to run: the pod gives none and image %s has no ENTRYPOINT or CMD (%s in its directory)", c.Name, c.Image, chConfigPulled))
+	}
+	if dirs && len(ct.command) == 0 {
+		// Neither the pod nor the image gives a command (ENTRYPOINT): the
+		// args (the pod's, or else the image's CMD) are the command, run
+		// as they are (not the image's own start, as an image file's).
+		ct.command, ct.args = ct.args, nil
 	}
 	for _, m := range c.VolumeMounts {
 		v, ok := vols[m.Name]
@@ -592,6 +606,14 @@ func (b *builder) container(c *corev1.Container, vols map[string]poddata.Volume,
 			sb.WriteString(kv[0] + "=" + q + "\n")
 		}
 		files = append(files, poddata.File{Path: ct.envFile, Data: []byte(sb.String()), Mode: poddata.ModeSecret})
+		if len(ct.command) > 0 {
+			// The helper runs the command (the runtime execs it); its env
+			// file is empty: the runtime's is the container's env.
+			ct.envDir = path.Join(helperDataDir, c.Name)
+			files = append(files, poddata.File{Path: ct.envDir, Dir: true, Mode: 0o700},
+				poddata.File{Path: path.Join(ct.envDir, "env"), Data: []byte{}, Mode: poddata.ModeSecret})
+			ct.mounts = append(ct.mounts, mount{host: dataRef(ct.envDir), ctr: helperDir, ro: true})
+		}
 	case envHelper:
 		ct.envDir = path.Join(helperDataDir, c.Name)
 		ct.envFile = path.Join(ct.envDir, "env")
@@ -603,10 +625,11 @@ func (b *builder) container(c *corev1.Container, vols map[string]poddata.Volume,
 			poddata.File{Path: ct.envFile, Data: data, Mode: poddata.ModeSecret})
 		ct.mounts = append(ct.mounts, mount{host: dataRef(ct.envDir), ctr: helperDir, ro: true})
 	}
-	if cc, ok := rt.(charliecloud); ok && imageOK && b.site.images != nil && cc.imageDir(img) {
-		// ch-run binds only onto directories inside the image, and starts
-		// only in one that exists: make them there, as the container will
-		// resolve them.
+	if dirs && imageOK {
+		// Bind points and the working directory are made in the image (ch-run
+		// binds only onto directories there, and starts only in one that
+		// exists), at the paths the container resolves them to through the
+		// image's own symlinks (/var/run -> /run), and the binds go there.
 		if err := b.prepareImage(ct, img); err != nil {
 			errs = append(errs, fmt.Errorf("container %s: %w", c.Name, err))
 		}
@@ -766,15 +789,19 @@ func (b *builder) bindBeneath(argv []string, mounts []mount) []string {
 }
 
 // readImageConfig is a podman step: pull the image when missing, then read
-// its entrypoint and command into the arrays il_ep and il_cmd, as data.
+// its entrypoint and command into the arrays il_ep and il_cmd, as data
+// (NUL-separated; podman ends its output with a newline, which is no
+// element). A failed inspect fails the container.
 func readImageConfig(cmd func([]string) string, podman, image string) string {
 	format := func(field string) string {
 		return "{{range .Config." + field + "}}{{.}}{{\"\\x00\"}}{{end}}"
 	}
 	return fmt.Sprintf("\t%s >/dev/null 2>&1 || %s >/dev/null || return\n"+
 		"\tlocal il_ep il_cmd\n"+
-		"\tmapfile -d '' -t il_ep < <(%s)\n"+
-		"\tmapfile -d '' -t il_cmd < <(%s)\n",
+		"\tmapfile -d '' -t il_ep < <(%s) && wait $! || return\n"+
+		"\tmapfile -d '' -t il_cmd < <(%s) && wait $! || return\n"+
+		"\t((${#il_ep[@]})) && [[ ${il_ep[-1]} == $'\\n' ]] && unset 'il_ep[-1]'\n"+
+		"\t((${#il_cmd[@]})) && [[ ${il_cmd[-1]} == $'\\n' ]] && unset 'il_cmd[-1]'\n",
 		cmd([]string{podman, "image", "exists", "--", image}), cmd([]string{podman, "pull", "-q", "--", image}),
 		cmd([]string{podman, "image", "inspect", "--format", format("Entrypoint"), "--", image}),
 		cmd([]string{podman, "image", "inspect", "--format", format("Cmd"), "--", image}))
@@ -951,8 +978,12 @@ il_run() {
 		}
 		steps := rt.commands(c, c.image)
 		for j, step := range steps {
-			if step[0] == stepReadImageConfig {
+			switch step[0] {
+			case stepReadImageConfig:
 				w("%s", readImageConfig(cmd, step[1], step[2]))
+				continue
+			case stepMayFail:
+				w("\t%s >/dev/null 2>&1\n", cmd(step[1:]))
 				continue
 			}
 			if j == len(steps)-1 {

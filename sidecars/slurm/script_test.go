@@ -118,10 +118,17 @@ func TestGoldenScripts(t *testing.T) {
 		}},
 		{"enroot", func(c *Config) { c.Runtime = RuntimeEnroot }, nil},
 		{"charliecloud", func(c *Config) { c.Runtime = RuntimeCharliecloud; c.ImageRoot = "/images" }, nil},
-		{"podman", func(c *Config) { c.Runtime = RuntimePodman }, nil},
+		// podman runs images by reference (normalized, as Docker does): the
+		// sidecar container's is one; without a command, the job reads
+		// the image's ENTRYPOINT and CMD.
+		{"podman", func(c *Config) { c.Runtime = RuntimePodman },
+			func(d *api.RetrievedPodData) { d.Pod.Spec.Containers[1].Image = "acme/tools" }},
 		// Containers start again; init containers until they succeed.
 		{"restart-always", func(c *Config) { c.Runtime = RuntimePodman },
-			func(d *api.RetrievedPodData) { d.Pod.Spec.RestartPolicy = corev1.RestartPolicyAlways }},
+			func(d *api.RetrievedPodData) {
+				d.Pod.Spec.RestartPolicy = corev1.RestartPolicyAlways
+				d.Pod.Spec.Containers[1].Image = "acme/tools"
+			}},
 		{"tsocks", func(c *Config) {
 			c.Tsocks, c.TsocksPath, c.TsocksLoginNode = true, "/usr/lib/x86_64-linux-gnu/libtsocks.so", "user@login01"
 		}, nil},

@@ -105,10 +105,14 @@ func TestHostileValuesStayWords(t *testing.T) {
 			if rt == RuntimeCharliecloud {
 				cfg.ImageRoot = "/images"
 			}
-			benign := render(t, cfg, testPod())
+			pod := testPod
+			if rt == RuntimePodman {
+				pod = podmanTestPod // podman runs image references only
+			}
+			benign := render(t, cfg, pod())
 			base := expansions(t, benign)
 			for _, v := range hostile {
-				data := testPod()
+				data := pod()
 				c := &data.Pod.Spec.Containers[0]
 				c.Command = []string{v}
 				c.Args = []string{v, "--flag=" + v}
@@ -209,20 +213,21 @@ func commandWords(t *testing.T, script string, launchers map[string]bool, progra
 			for _, a := range n.Assigns {
 				assigned = append(assigned, a.Name.Value)
 			}
-			// The helper's bind mode runs a program too: its words up to
-			// "--" are data (paths it opens); they are taken out here.
+			// The helper's bind and reap modes run a program too: their
+			// words up to "--" are data (paths it opens); they are taken
+			// out here, so that the program they run is checked.
 			args := slices.Clone(n.Args)
 			for i := 0; i+1 < len(args); i++ {
 				b, _ := expand.Literal(nil, args[i+1])
-				if !isParam(args[i], helper) || b != envexec.BindMode {
+				if !isParam(args[i], helper) || b != envexec.BindMode && b != envexec.ReapMode {
 					continue
 				}
 				end := slices.IndexFunc(args[i:], func(a *syntax.Word) bool { return a.Lit() == "--" })
 				if end < 0 {
-					t.Fatalf("the helper's bind mode without --")
+					t.Fatalf("the helper's %s mode without --", b)
 				}
 				args = append(args[:i], args[i+end+1:]...)
-				break
+				i-- // the program run may be the helper again
 			}
 			for i, a := range args {
 				w, err := expand.Literal(nil, a)
@@ -308,10 +313,14 @@ func TestNoPodWordInCommandPosition(t *testing.T) {
 		cfg.AllowedHostPaths = []string{"/scratch"}
 		cfg.AllowedImageRoots = []string{"/images2"}
 		allowed := hostPrograms(&cfg)
+		built := 0
 		for _, v := range values {
 			for _, ann := range []string{AnnotationFlags, AnnotationMPIFlags, AnnotationSingularityOptions, AnnotationSingularityMounts,
 				AnnotationImageRoot, AnnotationRuntime} {
 				data := testPod()
+				if rt == RuntimePodman || ann == AnnotationRuntime && v == RuntimePodman {
+					data = podmanTestPod() // podman runs image references only
+				}
 				data.Pod.Annotations[ann] = v
 				for _, n := range names {
 					c := &data.Pod.Spec.Containers[0]
@@ -347,7 +356,11 @@ func TestNoPodWordInCommandPosition(t *testing.T) {
 				if strings.Contains(j.script, "\n\t. ") || strings.Contains(j.script, "source ") || strings.Contains(j.script, "set -a") {
 					t.Errorf("%s: the script sources a file", rt)
 				}
+				built++
 			}
+		}
+		if built == 0 {
+			t.Errorf("%s: every pod was refused: nothing was checked", rt)
 		}
 	}
 }

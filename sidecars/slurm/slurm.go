@@ -148,6 +148,11 @@ func (s *Slurm) Create(ctx context.Context, data *api.RetrievedPodData) (api.Cre
 	if err != nil {
 		return api.CreateStruct{}, err
 	}
+	if s.cfg.PodmanLocalStorage && len(j.podmanImages) > 0 {
+		if err := s.checkPodmanImages(ctx, p, j.podmanImages); err != nil {
+			return api.CreateStruct{}, err
+		}
+	}
 	fail := func(err error) (api.CreateStruct, error) {
 		_ = s.root.RemoveAll(dir)
 		return api.CreateStruct{}, err
@@ -276,6 +281,9 @@ func (s *Slurm) Delete(ctx context.Context, p *corev1.Pod) error {
 		if _, err := s.cmd.run(ctx, s.cfg.ScancelPath, rec.JobID); err != nil && !jobGone(err) {
 			return fmt.Errorf("scancel job %s: %w", rec.JobID, err)
 		}
+	}
+	if s.cfg.PodmanLocalStorage && s.podmanPod(p) {
+		s.removePodmanContainers(ctx, p)
 	}
 	if err := s.root.Remove(rec.Dir + outputSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove the output of pod %s/%s: %w", p.Namespace, p.Name, err)

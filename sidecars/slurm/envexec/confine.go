@@ -140,7 +140,7 @@ func dropCapabilities() error {
 		return fmt.Errorf("clear the ambient capabilities: %w", err)
 	}
 	for i := range data {
-		k := uint32(keep >> (32 * i))
+		k := uint32(keep >> (32 * i) & 0xffffffff) //nolint:gosec // masked to 32 bits
 		data[i].Effective &= k
 		data[i].Permitted &= k
 		data[i].Inheritable &= k

@@ -57,8 +57,9 @@ func Decode(data []byte) ([][2]string, error) {
 	return env, nil
 }
 
-// usage is how the job calls the helper: -C changes to DIR, each -r makes
-// the bind mounted at PATH read-only (see remountReadOnly).
+// usage is how the job calls the helper: -C changes to DIR (made when
+// missing, as container runtimes make a container's working directory),
+// each -r makes the bind mounted at PATH read-only (see remountReadOnly).
 const usage = "usage: interlink-envexec [-C DIR] [-r PATH]... ENVFILE -- COMMAND [ARG...]"
 
 // Exit codes, as a shell gives them.
@@ -73,6 +74,9 @@ const (
 func Main(args []string, stderr io.Writer) int {
 	if len(args) > 1 && args[1] == BindMode {
 		return bindMain(args[2:], stderr)
+	}
+	if len(args) > 1 && args[1] == ReapMode {
+		return reapMain(args[2:], stderr)
 	}
 	if len(args) == 2 && args[1] == LogMode {
 		if err := Log(os.Stdin, os.Stdout, time.Now); err != nil {
@@ -99,7 +103,13 @@ func Main(args []string, stderr io.Writer) int {
 		}
 	}
 	if a.dir != "" {
-		if err := os.Chdir(a.dir); err != nil {
+		err := os.Chdir(a.dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			if err = os.MkdirAll(a.dir, 0o755); err == nil { //nolint:gosec // a working directory, as runtimes make it
+				err = os.Chdir(a.dir)
+			}
+		}
+		if err != nil {
 			fmt.Fprintf(stderr, "interlink-envexec: working directory: %v\n", err)
 			return codeError
 		}

@@ -106,6 +106,12 @@ func TestExecSetsEnvExactly(t *testing.T) {
 	if code != 0 || strings.TrimSpace(out) != dir {
 		t.Errorf("pwd: %q (exit %d), want %s", out, code, dir)
 	}
+	// A missing working directory is made, as container runtimes make it.
+	made := filepath.Join(dir, "made", "by", "the", "helper")
+	out, code = run(t, "-C", made, file, "--", "pwd")
+	if code != 0 || strings.TrimSpace(out) != made {
+		t.Errorf("pwd: %q (exit %d), want %s", out, code, made)
+	}
 }
 
 func TestExecFailures(t *testing.T) {
@@ -124,7 +130,7 @@ func TestExecFailures(t *testing.T) {
 		{[]string{file, "--"}, 1, "usage"},
 		{[]string{file, "ls"}, 1, "usage"},
 		{[]string{filepath.Join(dir, "missing"), "--", "true"}, 1, "env file"},
-		{[]string{"-C", filepath.Join(dir, "nodir"), file, "--", "true"}, 1, "working directory"},
+		{[]string{"-C", filepath.Join(notExec, "sub"), file, "--", "true"}, 1, "working directory"},
 	} {
 		out, code := run(t, c.args...)
 		if code != c.code || !strings.Contains(out, c.msg) {

@@ -9,7 +9,11 @@
 # dir  volumes/work
 # dir  env
 # file env/setup.env -rw------- 
+# dir  .interlink/setup
+# file .interlink/setup/env -rw------- 
 # file env/main.env -rw------- GREETING='hello world'\nEMPTY=''\n
+# dir  .interlink/main
+# file .interlink/main/env -rw------- 
 # dir  volumes/work/logs
 # file env/sidecar.env -rw------- 
 #!/bin/bash
@@ -74,17 +78,19 @@ export OMP_NUM_THREADS=4
 
 # container setup, image docker://busybox:1.36
 il_c0() {
-	singularity exec --containall --no-home --env-file "$IL_DATA"/env/setup.env --bind "$IL_DATA"/volumes/work:/work docker://busybox:1.36 /bin/sh -c 'echo init > /work/ready'
+	cp -- "$IL_ENVEXEC" "$IL_DATA"/.interlink/setup/envexec || return
+	singularity --quiet exec --containall --no-home --no-eval --env-file "$IL_DATA"/env/setup.env --bind "$IL_DATA"/volumes/work:/work --bind "$IL_DATA"/.interlink/setup:/.interlink:ro docker://busybox:1.36 /.interlink/envexec /.interlink/env -- /bin/sh -c 'echo init > /work/ready'
 }
 
 # container main, image docker://ghcr.io/acme/app:v1
 il_c1() {
-	singularity exec --containall --no-home --nv --env-file "$IL_DATA"/env/main.env --bind "$IL_DATA"/volumes/config:/etc/app:ro --bind "$IL_DATA"/volumes/creds:/etc/creds:ro --bind "$IL_DATA"/volumes/token:/var/run/secrets/tokens:ro --bind "$IL_DATA"/volumes/work:/work --pwd /srv docker://ghcr.io/acme/app:v1 /app --serve "it's ok"
+	cp -- "$IL_ENVEXEC" "$IL_DATA"/.interlink/main/envexec || return
+	singularity --quiet exec --containall --no-home --nv --no-eval --env-file "$IL_DATA"/env/main.env --bind "$IL_DATA"/volumes/config:/etc/app:ro --bind "$IL_DATA"/volumes/creds:/etc/creds:ro --bind "$IL_DATA"/volumes/token:/var/run/secrets/tokens:ro --bind "$IL_DATA"/volumes/work:/work --bind "$IL_DATA"/.interlink/main:/.interlink:ro --pwd /srv docker://ghcr.io/acme/app:v1 /.interlink/envexec /.interlink/env -- /app --serve "it's ok"
 }
 
 # container sidecar, image /images/tools.sif
 il_c2() {
-	"$IL_ENVEXEC" bind 7 "$IL_DATA"/volumes/work logs 1 '' :/work -- singularity run --containall --no-home --env-file "$IL_DATA"/env/sidecar.env --bind :/work /images/tools.sif watch
+	"$IL_ENVEXEC" bind 9 "$IL_DATA"/volumes/work logs 1 '' :/work -- singularity --quiet run --containall --no-home --no-eval --env-file "$IL_DATA"/env/sidecar.env --bind :/work /images/tools.sif watch
 }
 
 # Init containers run in order; the first that fails ends the job.

@@ -72,10 +72,11 @@ il_run() {
 	done
 }
 
-# container setup, image busybox:1.36
+# container setup, image docker.io/library/busybox:1.36
 il_c0() {
 	cp -- "$IL_ENVEXEC" "$IL_DATA"/.interlink/setup/envexec || return
-	podman run --rm '--name=il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-setup' '--network=host' '--volume='"$IL_DATA"/volumes/work:/work '--volume='"$IL_DATA"/.interlink/setup:/.interlink:ro '--entrypoint=["/.interlink/envexec","/.interlink/env","--"]' busybox:1.36 /bin/sh -c 'echo init > /work/ready'
+	podman rm --force --ignore '--time=0' -- il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-setup >/dev/null 2>&1
+	"$IL_ENVEXEC" reap -- podman run --rm --replace '--name=il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-setup' '--network=host' '--log-driver=passthrough' '--volume='"$IL_DATA"/volumes/work:/work '--volume='"$IL_DATA"/.interlink/setup:/.interlink:ro '--entrypoint=["/.interlink/envexec","/.interlink/env","--"]' docker.io/library/busybox:1.36 /bin/sh -c 'echo init > /work/ready'
 }
 il_c0_cleanup() {
 	podman rm --force --ignore il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-setup >/dev/null 2>&1
@@ -85,21 +86,25 @@ il_c0_cleanup() {
 # container main, image ghcr.io/acme/app:v1
 il_c1() {
 	cp -- "$IL_ENVEXEC" "$IL_DATA"/.interlink/main/envexec || return
-	podman run --rm '--name=il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main' '--network=host' '--volume='"$IL_DATA"/volumes/config:/etc/app:ro '--volume='"$IL_DATA"/volumes/creds:/etc/creds:ro '--volume='"$IL_DATA"/volumes/token:/var/run/secrets/tokens:ro '--volume='"$IL_DATA"/volumes/work:/work '--volume='"$IL_DATA"/.interlink/main:/.interlink:ro '--workdir=/srv' '--device=nvidia.com/gpu=all' '--entrypoint=["/.interlink/envexec","/.interlink/env","--"]' ghcr.io/acme/app:v1 /app --serve "it's ok"
+	podman rm --force --ignore '--time=0' -- il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main >/dev/null 2>&1
+	"$IL_ENVEXEC" reap -- podman run --rm --replace '--name=il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main' '--network=host' '--log-driver=passthrough' '--volume='"$IL_DATA"/volumes/config:/etc/app:ro '--volume='"$IL_DATA"/volumes/creds:/etc/creds:ro '--volume='"$IL_DATA"/volumes/token:/var/run/secrets/tokens:ro '--volume='"$IL_DATA"/volumes/work:/work '--volume='"$IL_DATA"/.interlink/main:/.interlink:ro '--device=nvidia.com/gpu=all' '--entrypoint=["/.interlink/envexec","-C","/srv","/.interlink/env","--"]' ghcr.io/acme/app:v1 /app --serve "it's ok"
 }
 il_c1_cleanup() {
 	podman rm --force --ignore il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main >/dev/null 2>&1
 	return 0
 }
 
-# container sidecar, image /images/tools.sif
+# container sidecar, image docker.io/acme/tools:latest
 il_c2() {
 	cp -- "$IL_ENVEXEC" "$IL_DATA"/.interlink/sidecar/envexec || return
-	podman image exists -- /images/tools.sif >/dev/null 2>&1 || podman pull -q -- /images/tools.sif >/dev/null || return
+	podman rm --force --ignore '--time=0' -- il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar >/dev/null 2>&1
+	podman image exists -- docker.io/acme/tools:latest >/dev/null 2>&1 || podman pull -q -- docker.io/acme/tools:latest >/dev/null || return
 	local il_ep il_cmd
-	mapfile -d '' -t il_ep < <(podman image inspect --format '{{range .Config.Entrypoint}}{{.}}{{"\x00"}}{{end}}' -- /images/tools.sif)
-	mapfile -d '' -t il_cmd < <(podman image inspect --format '{{range .Config.Cmd}}{{.}}{{"\x00"}}{{end}}' -- /images/tools.sif)
-	"$IL_ENVEXEC" bind 5 "$IL_DATA"/volumes/work logs 1 '--volume=' :/work -- podman run --rm '--name=il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar' '--network=host' '--volume=:/work' '--volume='"$IL_DATA"/.interlink/sidecar:/.interlink:ro '--entrypoint=["/.interlink/envexec","/.interlink/env","--"]' /images/tools.sif "${il_ep[@]}" watch
+	mapfile -d '' -t il_ep < <(podman image inspect --format '{{range .Config.Entrypoint}}{{.}}{{"\x00"}}{{end}}' -- docker.io/acme/tools:latest) && wait $! || return
+	mapfile -d '' -t il_cmd < <(podman image inspect --format '{{range .Config.Cmd}}{{.}}{{"\x00"}}{{end}}' -- docker.io/acme/tools:latest) && wait $! || return
+	((${#il_ep[@]})) && [[ ${il_ep[-1]} == $'\n' ]] && unset 'il_ep[-1]'
+	((${#il_cmd[@]})) && [[ ${il_cmd[-1]} == $'\n' ]] && unset 'il_cmd[-1]'
+	"$IL_ENVEXEC" bind 10 "$IL_DATA"/volumes/work logs 1 '--volume=' :/work -- "$IL_ENVEXEC" reap -- podman run --rm --replace '--name=il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar' '--network=host' '--log-driver=passthrough' '--volume=:/work' '--volume='"$IL_DATA"/.interlink/sidecar:/.interlink:ro '--entrypoint=["/.interlink/envexec","/.interlink/env","--"]' docker.io/acme/tools:latest "${il_ep[@]}" watch
 }
 il_c2_cleanup() {
 	podman rm --force --ignore il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar >/dev/null 2>&1

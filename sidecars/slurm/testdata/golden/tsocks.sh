@@ -9,7 +9,11 @@
 # dir  volumes/work
 # dir  env
 # file env/setup.env -rw------- LD_PRELOAD=/opt/interlink-tsocks/libtsocks.so\nTSOCKS_CONF_FILE=/etc/interlink-tsocks/tsocks.conf\n
+# dir  .interlink/setup
+# file .interlink/setup/env -rw------- 
 # file env/main.env -rw------- GREETING='hello world'\nEMPTY=''\nLD_PRELOAD=/opt/interlink-tsocks/libtsocks.so\nTSOCKS_CONF_FILE=/etc/interlink-tsocks/tsocks.conf\n
+# dir  .interlink/main
+# file .interlink/main/env -rw------- 
 # dir  volumes/work/logs
 # file env/sidecar.env -rw------- LD_PRELOAD=/opt/interlink-tsocks/libtsocks.so\nTSOCKS_CONF_FILE=/etc/interlink-tsocks/tsocks.conf\n
 #!/bin/bash
@@ -88,17 +92,19 @@ chmod 0755 "$IL_DATA/tsocks"; chmod 0644 "$IL_DATA/tsocks/tsocks.conf"
 
 # container setup, image docker://busybox:1.36
 il_c0() {
-	singularity exec --containall --no-home --env-file "$IL_DATA"/env/setup.env --bind "$IL_DATA"/volumes/work:/work --bind /usr/lib/x86_64-linux-gnu:/opt/interlink-tsocks:ro --bind "$IL_DATA"/tsocks:/etc/interlink-tsocks:ro docker://busybox:1.36 /bin/sh -c 'echo init > /work/ready'
+	cp -- "$IL_ENVEXEC" "$IL_DATA"/.interlink/setup/envexec || return
+	singularity --quiet exec --containall --no-home --no-eval --env-file "$IL_DATA"/env/setup.env --bind "$IL_DATA"/volumes/work:/work --bind /usr/lib/x86_64-linux-gnu:/opt/interlink-tsocks:ro --bind "$IL_DATA"/tsocks:/etc/interlink-tsocks:ro --bind "$IL_DATA"/.interlink/setup:/.interlink:ro docker://busybox:1.36 /.interlink/envexec /.interlink/env -- /bin/sh -c 'echo init > /work/ready'
 }
 
 # container main, image docker://ghcr.io/acme/app:v1
 il_c1() {
-	singularity exec --containall --no-home --nv --env-file "$IL_DATA"/env/main.env --bind "$IL_DATA"/volumes/config:/etc/app:ro --bind "$IL_DATA"/volumes/creds:/etc/creds:ro --bind "$IL_DATA"/volumes/token:/var/run/secrets/tokens:ro --bind "$IL_DATA"/volumes/work:/work --bind /usr/lib/x86_64-linux-gnu:/opt/interlink-tsocks:ro --bind "$IL_DATA"/tsocks:/etc/interlink-tsocks:ro --pwd /srv docker://ghcr.io/acme/app:v1 /app --serve "it's ok"
+	cp -- "$IL_ENVEXEC" "$IL_DATA"/.interlink/main/envexec || return
+	singularity --quiet exec --containall --no-home --nv --no-eval --env-file "$IL_DATA"/env/main.env --bind "$IL_DATA"/volumes/config:/etc/app:ro --bind "$IL_DATA"/volumes/creds:/etc/creds:ro --bind "$IL_DATA"/volumes/token:/var/run/secrets/tokens:ro --bind "$IL_DATA"/volumes/work:/work --bind /usr/lib/x86_64-linux-gnu:/opt/interlink-tsocks:ro --bind "$IL_DATA"/tsocks:/etc/interlink-tsocks:ro --bind "$IL_DATA"/.interlink/main:/.interlink:ro --pwd /srv docker://ghcr.io/acme/app:v1 /.interlink/envexec /.interlink/env -- /app --serve "it's ok"
 }
 
 # container sidecar, image /images/tools.sif
 il_c2() {
-	"$IL_ENVEXEC" bind 7 "$IL_DATA"/volumes/work logs 1 '' :/work -- singularity run --containall --no-home --env-file "$IL_DATA"/env/sidecar.env --bind :/work --bind /usr/lib/x86_64-linux-gnu:/opt/interlink-tsocks:ro --bind "$IL_DATA"/tsocks:/etc/interlink-tsocks:ro /images/tools.sif watch
+	"$IL_ENVEXEC" bind 9 "$IL_DATA"/volumes/work logs 1 '' :/work -- singularity --quiet run --containall --no-home --no-eval --env-file "$IL_DATA"/env/sidecar.env --bind :/work --bind /usr/lib/x86_64-linux-gnu:/opt/interlink-tsocks:ro --bind "$IL_DATA"/tsocks:/etc/interlink-tsocks:ro /images/tools.sif watch
 }
 
 # Init containers run in order; the first that fails ends the job.

@@ -28,13 +28,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// The pod-behaviour suite: ordinary pods, written once, run through kubectl
+// The pod-behavior suite: ordinary pods, written once, run through kubectl
 // against make demo's whole stack on each backend, checking what users'
 // pods rely on a kubelet for. Its table is docs/slurm.md's runtime × case
 // table.
 
 var updateDocs = flag.Bool("update-docs", os.Getenv("INTERLINK_UPDATE_DOCS") == "1",
-	"rewrite docs/slurm.md's pod-behaviour table from this run")
+	"rewrite docs/slurm.md's pod-behavior table from this run")
 
 // The test images (.ci/images.sh): each with its ENTRYPOINT, CMD, ENV and
 // WORKDIR given by docker build.
@@ -42,19 +42,19 @@ const (
 	imgBusybox = "busybox:latest"
 	imgDebian  = "interlink-test/debian:bookworm"
 	imgLinks   = "interlink-test/links:1"
-	nsBehave   = "behaviour"
+	nsBehave   = "behavior"
 )
 
-// behaviourCase is one case: its objects (a pod, with the ConfigMaps and
+// behaviorCase is one case: its objects (a pod, with the ConfigMaps and
 // Secrets it needs) and the check of what the pod came to.
-type behaviourCase struct {
+type behaviorCase struct {
 	name string
 	// what the case checks, for the docs' table.
 	what string
 	objs []any
 	pod  *corev1.Pod
 	// check returns nil when the pod behaved; it may wait (eventually).
-	check func(t *testing.T, s *run, c *behaviourCase) error
+	check func(t *testing.T, s *run, c *behaviorCase) error
 }
 
 // backend is one column of the table: a stack to start and what its
@@ -65,7 +65,7 @@ type backend struct {
 	unsupported map[string]string
 }
 
-func behaviourPod(name, image string, command ...string) *corev1.Pod {
+func behaviorPod(name, image string, command ...string) *corev1.Pod {
 	p := demoPod(nsBehave, name, command...)
 	p.Spec.Containers[0].Image = image
 	return p
@@ -100,11 +100,11 @@ var exactEnv = map[string]string{
 	"SEMICOLON":     "a; touch /tmp/x && echo b",
 }
 
-func behaviourCases(port int) []*behaviourCase {
-	var cs []*behaviourCase
-	add := func(name, what string, pod *corev1.Pod, check func(*testing.T, *run, *behaviourCase) error, objs ...any) {
+func behaviorCases(port int) []*behaviorCase {
+	var cs []*behaviorCase
+	add := func(name, what string, pod *corev1.Pod, check func(*testing.T, *run, *behaviorCase) error, objs ...any) {
 		pod.Name = name
-		cs = append(cs, &behaviourCase{name: name, what: what, pod: pod, objs: append(objs, pod), check: check})
+		cs = append(cs, &behaviorCase{name: name, what: what, pod: pod, objs: append(objs, pod), check: check})
 	}
 
 	// command and args, as Kubernetes defines them over ENTRYPOINT and CMD.
@@ -118,22 +118,27 @@ func behaviourCases(port int) []*behaviourCase {
 		{"cmd-command", "command only: CMD is not used", []string{"/bin/echo", "own command"}, nil, "own command"},
 		{"cmd-both", "command and args", []string{"/bin/echo"}, []string{"x", "y"}, "x y"},
 	} {
-		p := behaviourPod("", imgDebian)
+		p := behaviorPod("", imgDebian)
 		p.Spec.Containers[0].Command, p.Spec.Containers[0].Args = c.command, c.args
 		add(c.name, c.what, p, succeedsWith("main", c.want))
 	}
 	add("image-env-workdir", "the image's ENV and WORKDIR apply; the pod's env wins",
-		withEnv(behaviourPod("", imgDebian, "/bin/sh", "-c", `printf '%s|%s|%s\n' "$PWD" "$IMAGE_VAR" "$OVERRIDDEN"`),
+		withEnv(behaviorPod("", imgDebian, "/bin/sh", "-c", `printf '%s|%s|%s\n' "$PWD" "$IMAGE_VAR" "$OVERRIDDEN"`),
 			corev1.EnvVar{Name: "OVERRIDDEN", Value: "by the pod"}),
 		succeedsWith("main", "/srv/app|from the image|by the pod"))
+
+	add("expansion", "$(VAR) in env, command and args; $$ escapes it",
+		withEnv(behaviorPod("", imgBusybox, "echo", "$(B)", "$(C)", "$$(A)", "$(UNDEFINED)"),
+			corev1.EnvVar{Name: "A", Value: "x"}, corev1.EnvVar{Name: "B", Value: "$(A)-y"}, corev1.EnvVar{Name: "C", Value: "$$(A)"}),
+		succeedsWith("main", "x-y $(A) $(A) $(UNDEFINED)"))
 
 	// env, envFrom, secretKeyRef, byte for byte.
 	envCM := &corev1.ConfigMap{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"}, ObjectMeta: metav1.ObjectMeta{Namespace: nsBehave, Name: "env-from"},
 		Data: map[string]string{"FROM_CM_QUOTES": `it's "quoted"`, "FROM_CM_NEWLINE": "a\nb"}}
 	envSecret := &corev1.Secret{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}, ObjectMeta: metav1.ObjectMeta{Namespace: nsBehave, Name: "env-secret"},
 		Data: map[string][]byte{"value": []byte("s3cr$t\\n\nend")}}
-	want := map[string]string{"FROM_CM_QUOTES": `it's "quoted"`, "FROM_CM_NEWLINE": "a\nb", "FROM_SECRET": "s3cr$t\\n\nend", "POD_NAME": "env-exact"}
-	p := behaviourPod("", imgDebian)
+	want := map[string]string{"FROM_CM_QUOTES": `it's "quoted"`, "FROM_CM_NEWLINE": "a\nb", "FROM_SECRET": "s3cr$t\\n\nend", "POD_NAME": "env-exact"} //nolint:gosec // test data, no credential
+	p := behaviorPod("", imgDebian)
 	for _, k := range slices.Sorted(maps.Keys(exactEnv)) {
 		p.Spec.Containers[0].Env = append(p.Spec.Containers[0].Env, corev1.EnvVar{Name: k, Value: exactEnv[k]})
 		want[k] = exactEnv[k]
@@ -152,7 +157,7 @@ func behaviourCases(port int) []*behaviourCase {
 		BinaryData: map[string][]byte{"binary": {0, 1, 2, 0xfe, 0xff, '\n'}}}
 	fileSecret := &corev1.Secret{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}, ObjectMeta: metav1.ObjectMeta{Namespace: nsBehave, Name: "files-secret"},
 		Data: map[string][]byte{"key": []byte("-----BEGIN-----\nbinary\x00byte\n")}}
-	p = behaviourPod("", imgDebian)
+	p = behaviorPod("", imgDebian)
 	p.Labels = map[string]string{"app": "files", "quoted": "a-b"}
 	p.Annotations = map[string]string{"note": "with \"quotes\" and\nnewline"}
 	p.Spec.Volumes = []corev1.Volume{
@@ -182,7 +187,7 @@ func behaviourCases(port int) []*behaviourCase {
 	add("files-exact", "ConfigMap, Secret, projected and downward-API files byte for byte", p, filesAre("main", files), fileCM, fileSecret)
 
 	// readOnly, a shared emptyDir, a configMap mount (always read-only).
-	p = behaviourPod("", imgBusybox, "sh", "-c", "echo data > /shared/w && sleep 8")
+	p = behaviorPod("", imgBusybox, "sh", "-c", "echo data > /shared/w && sleep 8")
 	p.Spec.Containers[0].Name = "writer"
 	p.Spec.Volumes = []corev1.Volume{emptyDir(), {Name: "cm", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "files"}}}}}
 	p.Spec.Volumes[0].Name = "shared"
@@ -197,7 +202,7 @@ cat /shared/w`},
 		VolumeMounts: []corev1.VolumeMount{{Name: "shared", MountPath: "/shared", ReadOnly: true}, {Name: "cm", MountPath: "/cm"}}})
 	add("readonly-mounts", "a readOnly mount and a ConfigMap mount cannot be written", p, succeedsWith("reader", "KEPT\ndata"))
 
-	p = behaviourPod("", imgBusybox, "sh", "-c", "echo from-writer > /shared/f; sleep 6")
+	p = behaviorPod("", imgBusybox, "sh", "-c", "echo from-writer > /shared/f; sleep 6")
 	p.Spec.Containers[0].Name = "writer"
 	p.Spec.Volumes = []corev1.Volume{{Name: "shared", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
 	p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "shared", MountPath: "/shared"}}
@@ -207,7 +212,7 @@ cat /shared/w`},
 	add("emptydir-shared", "an emptyDir shared by the containers of a pod", p, succeedsWith("reader", "from-writer"))
 
 	// subPath of a ConfigMap key and of an emptyDir directory.
-	p = behaviourPod("", imgBusybox, "sh", "-c", "cat /etc/app.conf; echo; cat /data/f; ls /data")
+	p = behaviorPod("", imgBusybox, "sh", "-c", "cat /etc/app.conf; echo; cat /data/f; ls /data")
 	p.Spec.Volumes = []corev1.Volume{{Name: "cm", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "files"}}}},
 		{Name: "work", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
 	p.Spec.InitContainers = []corev1.Container{{Name: "init", Image: imgBusybox, ImagePullPolicy: corev1.PullIfNotPresent,
@@ -218,7 +223,7 @@ cat /shared/w`},
 	add("subpath", "subPath of a ConfigMap key and of an emptyDir directory", p, succeedsWith("main", "no newline\nin-subdir\nf"), fileCM)
 
 	// init containers in order, and a failed one.
-	p = behaviourPod("", imgBusybox, "cat", "/w/order")
+	p = behaviorPod("", imgBusybox, "cat", "/w/order")
 	p.Spec.Volumes = []corev1.Volume{{Name: "w", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
 	for i := range 3 {
 		p.Spec.InitContainers = append(p.Spec.InitContainers, corev1.Container{Name: fmt.Sprintf("init-%d", i+1), Image: imgBusybox, ImagePullPolicy: corev1.PullIfNotPresent,
@@ -227,59 +232,59 @@ cat /shared/w`},
 	}
 	p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "w", MountPath: "/w"}}
 	add("init-order", "init containers run one after another, before the containers", p, succeedsWith("main", "1\n2\n3"))
-	p = behaviourPod("", imgBusybox, "echo", "main-ran")
+	p = behaviorPod("", imgBusybox, "echo", "main-ran")
 	p.Spec.InitContainers = []corev1.Container{{Name: "init", Image: imgBusybox, ImagePullPolicy: corev1.PullIfNotPresent, Command: []string{"sh", "-c", "exit 3"}}}
 	add("init-failed", "a failed init container fails the pod; the containers never start", p, initFailed)
 
 	// exit codes and their reasons.
-	add("exit-0", "exit code 0: Completed, Succeeded", behaviourPod("", imgBusybox, "true"), exited(0, corev1.PodSucceeded, "Completed"))
-	add("exit-1", "exit code 1: Error, Failed", behaviourPod("", imgBusybox, "sh", "-c", "exit 1"), exited(1, corev1.PodFailed, "Error"))
-	add("exit-126", "a command that is not executable: 126", behaviourPod("", imgBusybox, "/etc/passwd"), exited(126, corev1.PodFailed, ""))
-	add("exit-127", "a command that does not exist: 127", behaviourPod("", imgBusybox, "/no/such/program"), exited(127, corev1.PodFailed, ""))
-	p = behaviourPod("", imgDebian, "/usr/bin/python3", "-c", "import time; b = b'x' * (300 << 20); print('allocated', flush=True); time.sleep(60)")
+	add("exit-0", "exit code 0: Completed, Succeeded", behaviorPod("", imgBusybox, "true"), exited(0, corev1.PodSucceeded, "Completed"))
+	add("exit-1", "exit code 1: Error, Failed", behaviorPod("", imgBusybox, "sh", "-c", "exit 1"), exited(1, corev1.PodFailed, "Error"))
+	add("exit-126", "a command that is not executable: 126", behaviorPod("", imgBusybox, "/etc/passwd"), exited(126, corev1.PodFailed, ""))
+	add("exit-127", "a command that does not exist: 127", behaviorPod("", imgBusybox, "/no/such/program"), exited(127, corev1.PodFailed, ""))
+	p = behaviorPod("", imgDebian, "/usr/bin/python3", "-c", "import time; b = b'x' * (300 << 20); print('allocated', flush=True); time.sleep(60)")
 	p.Spec.Containers[0].Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("50Mi")}
 	add("exit-oom", "over its memory limit: OOMKilled, 137", p, exited(137, corev1.PodFailed, "OOMKilled"))
 
 	// restartPolicy.
-	p = behaviourPod("", imgBusybox, "sh", "-c", "if [ -e /w/ran ]; then echo second; exit 0; fi; touch /w/ran; echo first; exit 1")
+	p = behaviorPod("", imgBusybox, "sh", "-c", "if [ -e /w/ran ]; then echo second; exit 0; fi; touch /w/ran; echo first; exit 1")
 	p.Spec.RestartPolicy = corev1.RestartPolicyOnFailure
 	p.Spec.Volumes = []corev1.Volume{{Name: "w", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
 	p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "w", MountPath: "/w"}}
 	add("restart-onfailure", "restartPolicy OnFailure: a failed container runs again", p, restartedOnFailure)
-	p = behaviourPod("", imgBusybox, "sh", "-c", "echo run; sleep 1")
+	p = behaviorPod("", imgBusybox, "sh", "-c", "echo run; sleep 1")
 	p.Spec.RestartPolicy = corev1.RestartPolicyAlways
 	add("restart-always", "restartPolicy Always: an ended container runs again", p, restartedAlways)
 
 	// logs.
 	add("logs", "logs with --timestamps, --since-time, --tail and -f",
-		behaviourPod("", imgBusybox, "sh", "-c", "sleep 3; for i in 1 2 3 4 5; do echo line-$i; sleep 1; done; echo done"), logsBehave)
+		behaviorPod("", imgBusybox, "sh", "-c", "sleep 20; for i in 1 2 3 4 5; do echo line-$i; sleep 1; done; echo done"), logsBehave)
 
 	// workingDir.
-	add("workdir", "workingDir, made when the image lacks it", behaviourPod("", imgBusybox, "pwd"), succeedsWith("main", "/made/by/the/runtime"))
+	add("workdir", "workingDir, made when the image lacks it", behaviorPod("", imgBusybox, "pwd"), succeedsWith("main", "/made/by/the/runtime"))
 	cs[len(cs)-1].pod.Spec.Containers[0].WorkingDir = "/made/by/the/runtime"
 
 	// images whose /var/run, /tmp or /etc paths are symlinks.
-	p = behaviourPod("", imgDebian, "/bin/sh", "-c", "cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; echo; test -s /var/run/secrets/kubernetes.io/serviceaccount/token && echo token")
+	p = behaviorPod("", imgDebian, "/bin/sh", "-c", "cat /var/run/secrets/kubernetes.io/serviceaccount/namespace; echo; test -s /var/run/secrets/kubernetes.io/serviceaccount/token && echo token")
 	add("symlink-var-run", "the ServiceAccount token under /var/run -> /run", p, succeedsWith("main", nsBehave+"\ntoken"))
-	p = behaviourPod("", imgLinks, "sh", "-c", "echo x > /tmp/scratch/f && cat /tmp/scratch/f && cat /etc/app/conf/newline && cat /var/run/secrets/kubernetes.io/serviceaccount/namespace")
+	p = behaviorPod("", imgLinks, "sh", "-c", "echo x > /tmp/scratch/f && cat /tmp/scratch/f && cat /etc/app/conf/newline && cat /var/run/secrets/kubernetes.io/serviceaccount/namespace")
 	p.Spec.Volumes = []corev1.Volume{{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 		{Name: "cm", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "files"}}}}}
 	p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "scratch", MountPath: "/tmp/scratch"}, {Name: "cm", MountPath: "/etc/app/conf"}}
 	add("symlink-tmp-etc", "mounts under /tmp -> /var/tmp and /etc/app -> /opt/app", p, succeedsWith("main", "x\na\n"+nsBehave))
 
 	// containers of one pod share localhost.
-	p = behaviourPod("", imgBusybox, "sh", "-c", fmt.Sprintf("mkdir -p /tmp/www && echo pong > /tmp/www/index.html && exec httpd -f -p 127.0.0.1:%d -h /tmp/www", port))
+	p = behaviorPod("", imgBusybox, "sh", "-c", fmt.Sprintf("mkdir -p /tmp/www && echo pong > /tmp/www/index.html && exec httpd -f -p 127.0.0.1:%d -h /tmp/www", port))
 	p.Spec.Containers[0].Name = "server"
 	withContainer(p, corev1.Container{Name: "client", Image: imgBusybox, Command: []string{"sh", "-c",
-		fmt.Sprintf("for i in $(seq 100); do wget -qO- http://127.0.0.1:%d/ && exit 0; sleep 0.2; done; exit 1", port)}})
+		fmt.Sprintf("for i in $(seq 100); do wget -qO- http://127.0.0.1:%d/ 2>/dev/null && exit 0; sleep 0.2; done; exit 1", port)}})
 	add("localhost", "containers of a pod share localhost", p, clientGotPong)
 
 	// image references, normalized as Docker does.
 	for i, ref := range []string{"busybox", "busybox:latest", "docker.io/library/busybox:latest"} {
-		add(fmt.Sprintf("image-ref-%d", i+1), "image reference "+ref, behaviourPod("", ref, "echo", "ok"), succeedsWith("main", "ok"))
+		add(fmt.Sprintf("image-ref-%d", i+1), "image reference "+ref, behaviorPod("", ref, "echo", "ok"), succeedsWith("main", "ok"))
 	}
 	add("image-missing", "a missing image: waiting ErrImagePull/ImagePullBackOff, Pending",
-		behaviourPod("", "interlink-test/absent:1", "true"), waitsForImage("interlink-test/absent:1"))
+		behaviorPod("", "interlink-test/absent:1", "true"), waitsForImage("interlink-test/absent:1"))
 	return cs
 }
 
@@ -370,8 +375,8 @@ func (s *run) logsOf(t *testing.T, pod, container string, args ...string) (strin
 }
 
 // succeedsWith: the pod Succeeds and container's logs are want.
-func succeedsWith(container, want string) func(*testing.T, *run, *behaviourCase) error {
-	return func(t *testing.T, s *run, c *behaviourCase) error {
+func succeedsWith(container, want string) func(*testing.T, *run, *behaviorCase) error {
+	return func(t *testing.T, s *run, c *behaviorCase) error {
 		p, err := s.waitPod(t, c.pod.Name, ended)
 		if err != nil {
 			return err
@@ -381,7 +386,7 @@ func succeedsWith(container, want string) func(*testing.T, *run, *behaviourCase)
 			return fmt.Errorf("phase %s, want Succeeded; %s logs: %q", p.Status.Phase, container, logs)
 		}
 		if lerr != nil {
-			return fmt.Errorf("kubectl logs: %v: %s", lerr, logs)
+			return fmt.Errorf("kubectl logs: %w: %s", lerr, logs)
 		}
 		if got := strings.TrimRight(logs, "\n"); got != want {
 			return fmt.Errorf("%s logs %q, want %q", container, got, want)
@@ -391,18 +396,18 @@ func succeedsWith(container, want string) func(*testing.T, *run, *behaviourCase)
 }
 
 // dumpIs: the pod Succeeds and container printed the JSON object want.
-func dumpIs(container string, want map[string]string) func(*testing.T, *run, *behaviourCase) error {
-	return func(t *testing.T, s *run, c *behaviourCase) error {
+func dumpIs(container string, want map[string]string) func(*testing.T, *run, *behaviorCase) error {
+	return func(t *testing.T, s *run, c *behaviorCase) error {
 		if _, err := s.waitPod(t, c.pod.Name, ended); err != nil {
 			return err
 		}
 		logs, err := s.logsOf(t, c.pod.Name, container)
 		if err != nil {
-			return fmt.Errorf("kubectl logs: %v: %s", err, logs)
+			return fmt.Errorf("kubectl logs: %w: %s", err, logs)
 		}
 		var got map[string]*string
 		if err := json.Unmarshal([]byte(strings.TrimSpace(logs)), &got); err != nil {
-			return fmt.Errorf("%s printed %q: %v", container, logs, err)
+			return fmt.Errorf("%s printed %q: %w", container, logs, err)
 		}
 		var diffs []string
 		for _, k := range slices.Sorted(maps.Keys(want)) {
@@ -421,13 +426,13 @@ func dumpIs(container string, want map[string]string) func(*testing.T, *run, *be
 }
 
 // filesAre: the pod Succeeds and the files hold want byte for byte.
-func filesAre(container string, want map[string]string) func(*testing.T, *run, *behaviourCase) error {
+func filesAre(container string, want map[string]string) func(*testing.T, *run, *behaviorCase) error {
 	enc := map[string]string{}
 	for k, v := range want {
 		enc[k] = base64.StdEncoding.EncodeToString([]byte(v))
 	}
 	check := dumpIs(container, enc)
-	return func(t *testing.T, s *run, c *behaviourCase) error {
+	return func(t *testing.T, s *run, c *behaviorCase) error {
 		err := check(t, s, c)
 		if err != nil {
 			return fmt.Errorf("file contents (base64): %w", err)
@@ -436,7 +441,7 @@ func filesAre(container string, want map[string]string) func(*testing.T, *run, *
 	}
 }
 
-func initFailed(t *testing.T, s *run, c *behaviourCase) error {
+func initFailed(t *testing.T, s *run, c *behaviorCase) error {
 	p, err := s.waitPod(t, c.pod.Name, ended)
 	if err != nil {
 		return err
@@ -460,8 +465,8 @@ func initFailed(t *testing.T, s *run, c *behaviourCase) error {
 // exited: the pod ends in phase with its container's exit code and, when
 // given, reason (exit codes of a command that cannot run have no one
 // reason across kubelets: StartError, ContainerCannotRun, Error).
-func exited(code int32, phase corev1.PodPhase, reason string) func(*testing.T, *run, *behaviourCase) error {
-	return func(t *testing.T, s *run, c *behaviourCase) error {
+func exited(code int32, phase corev1.PodPhase, reason string) func(*testing.T, *run, *behaviorCase) error {
+	return func(t *testing.T, s *run, c *behaviorCase) error {
 		p, err := s.waitPod(t, c.pod.Name, ended)
 		if err != nil {
 			return err
@@ -478,7 +483,7 @@ func exited(code int32, phase corev1.PodPhase, reason string) func(*testing.T, *
 	}
 }
 
-func restartedOnFailure(t *testing.T, s *run, c *behaviourCase) error {
+func restartedOnFailure(t *testing.T, s *run, c *behaviorCase) error {
 	p, err := s.waitPod(t, c.pod.Name, ended)
 	if err != nil {
 		return err
@@ -497,7 +502,7 @@ func restartedOnFailure(t *testing.T, s *run, c *behaviourCase) error {
 	return nil
 }
 
-func restartedAlways(t *testing.T, s *run, c *behaviourCase) error {
+func restartedAlways(t *testing.T, s *run, c *behaviorCase) error {
 	p, err := s.waitPod(t, c.pod.Name, func(p *corev1.Pod) error {
 		if cs := statusOf(p, "main"); cs == nil || cs.RestartCount < 1 {
 			return fmt.Errorf("phase %s, status %+v, want restarted", p.Status.Phase, cs)
@@ -515,8 +520,9 @@ func restartedAlways(t *testing.T, s *run, c *behaviourCase) error {
 
 var tsLine = regexp.MustCompile(`^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z) (.*)$`)
 
-func logsBehave(t *testing.T, s *run, c *behaviourCase) error {
-	// -f from while it runs, to its end.
+func logsBehave(t *testing.T, s *run, c *behaviorCase) error {
+	// -f from while it runs (it prints nothing for 20 s: every backend
+	// shows it Running by then, however busy), to its end.
 	if _, err := s.waitPod(t, c.pod.Name, func(p *corev1.Pod) error {
 		if p.Status.Phase != corev1.PodRunning {
 			return fmt.Errorf("phase %s", p.Status.Phase)
@@ -531,7 +537,7 @@ func logsBehave(t *testing.T, s *run, c *behaviourCase) error {
 	var followed bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &followed, &followed
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("kubectl logs -f: %v: %s", err, followed.String())
+		return fmt.Errorf("kubectl logs -f: %w: %s", err, followed.String())
 	}
 	want := "line-1\nline-2\nline-3\nline-4\nline-5\ndone"
 	if got := strings.TrimSpace(followed.String()); got != want {
@@ -542,7 +548,7 @@ func logsBehave(t *testing.T, s *run, c *behaviourCase) error {
 	}
 	out, err := s.logsOf(t, c.pod.Name, "main", "--timestamps")
 	if err != nil {
-		return fmt.Errorf("--timestamps: %v: %s", err, out)
+		return fmt.Errorf("--timestamps: %w: %s", err, out)
 	}
 	var stamps []string
 	var lines []string
@@ -561,18 +567,18 @@ func logsBehave(t *testing.T, s *run, c *behaviourCase) error {
 		return fmt.Errorf("timestamps out of order: %q", stamps)
 	}
 	if out, err = s.logsOf(t, c.pod.Name, "main", "--tail=2"); err != nil || strings.TrimSpace(out) != "line-5\ndone" {
-		return fmt.Errorf("--tail=2: %q %v", out, err)
+		return fmt.Errorf("--tail=2: %q %w", out, err)
 	}
 	if out, err = s.logsOf(t, c.pod.Name, "main", "--since-time="+stamps[3]); err != nil || strings.TrimSpace(out) != "line-4\nline-5\ndone" {
-		return fmt.Errorf("--since-time=%s (line-4's): %q %v", stamps[3], out, err)
+		return fmt.Errorf("--since-time=%s (line-4's): %q %w", stamps[3], out, err)
 	}
 	if out, err = s.logsOf(t, c.pod.Name, "main", "--since=10m"); err != nil || strings.TrimSpace(out) != want {
-		return fmt.Errorf("--since=10m: %q %v", out, err)
+		return fmt.Errorf("--since=10m: %q %w", out, err)
 	}
 	return nil
 }
 
-func clientGotPong(t *testing.T, s *run, c *behaviourCase) error {
+func clientGotPong(t *testing.T, s *run, c *behaviorCase) error {
 	p, err := s.waitPod(t, c.pod.Name, func(p *corev1.Pod) error {
 		if cs := statusOf(p, "client"); cs == nil || cs.State.Terminated == nil {
 			return fmt.Errorf("client %+v", cs)
@@ -589,8 +595,8 @@ func clientGotPong(t *testing.T, s *run, c *behaviourCase) error {
 	return nil
 }
 
-func waitsForImage(image string) func(*testing.T, *run, *behaviourCase) error {
-	return func(t *testing.T, s *run, c *behaviourCase) error {
+func waitsForImage(image string) func(*testing.T, *run, *behaviorCase) error {
+	return func(t *testing.T, s *run, c *behaviorCase) error {
 		_, err := s.waitPod(t, c.pod.Name, func(p *corev1.Pod) error {
 			cs := statusOf(p, "main")
 			if cs == nil || cs.State.Waiting == nil {
@@ -619,11 +625,27 @@ func buildImages(t *testing.T) string {
 	return dir
 }
 
-// behaviourBackends are the table's columns.
-func behaviourBackends() []backend {
+// behaviorBackends are the table's columns.
+func behaviorBackends() []backend {
 	return []backend{
 		{name: "Charliecloud", start: func(t *testing.T, images string) *stack {
-			return runDemo(t, "AUTH=static", "DEMO_IMAGE_ROOT="+filepath.Join(images, "ch"), "SLURM_NODE_CPUS=16")
+			return runDemo(t, "AUTH=static", "RUNTIME=charliecloud", "DEMO_IMAGE_ROOT="+filepath.Join(images, "ch"), "SLURM_NODE_CPUS=16")
+		}},
+		// Apptainer on the same image directories, as sandboxes (the demo
+		// builds it, and sets ApptainerPath and --userns).
+		{name: "Apptainer", start: func(t *testing.T, images string) *stack {
+			return runDemo(t, "AUTH=static", "RUNTIME=apptainer", "DEMO_IMAGE_ROOT="+filepath.Join(images, "ch"), "SLURM_NODE_CPUS=16")
+		}},
+		// Podman (Debian's 4.3) in the jobs, on a private storage the demo
+		// makes (.ci/podman.sh up) and loads with the test images. The
+		// sidecar shares its host and storage with the jobs: it checks the
+		// images at create (a missing one is ErrImagePull).
+		{name: "Podman", start: func(t *testing.T, images string) *stack {
+			conf := filepath.Join(t.TempDir(), "slurm-podman.yaml")
+			if err := os.WriteFile(conf, []byte("PodmanLocalStorage: true\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return runDemo(t, "AUTH=static", "RUNTIME=podman", "DEMO_SLURM_CONFIG="+conf, "SLURM_NODE_CPUS=16")
 		}},
 		{name: "Docker", start: func(t *testing.T, images string) *stack {
 			s := runDemo(t, "AUTH=static", "SIDECAR=docker")
@@ -643,18 +665,18 @@ func behaviourBackends() []backend {
 	}
 }
 
-// TestE2EPodBehaviour runs the suite on each backend and checks (or, with
+// TestE2EPodBehavior runs the suite on each backend and checks (or, with
 // -update-docs, rewrites) docs/slurm.md's table.
-func TestE2EPodBehaviour(t *testing.T) {
+func TestE2EPodBehavior(t *testing.T) {
 	requireRoot(t)
 	images := buildImages(t)
 	port := 20000 + rand.IntN(20000) //nolint:gosec // a port, not a secret
-	backends := behaviourBackends()
-	cases := behaviourCases(port)
+	backends := behaviorBackends()
+	cases := behaviorCases(port)
 	results := map[string]map[string]string{}
 	for _, b := range backends {
-		results[b.name] = map[string]string{}
 		t.Run(b.name, func(t *testing.T) {
+			results[b.name] = map[string]string{}
 			s := b.start(t, images)
 			ns := &corev1.Namespace{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"}, ObjectMeta: metav1.ObjectMeta{Name: nsBehave}}
 			if out, err := s.apply(t, ns); err != nil {
@@ -665,7 +687,7 @@ func TestE2EPodBehaviour(t *testing.T) {
 			eventually(t, "the default ServiceAccount of "+nsBehave, time.Minute, func() error {
 				out, err := s.kubectlRun(t, "get", "serviceaccount", "-n", nsBehave, "default")
 				if err != nil {
-					return fmt.Errorf("%v: %s", err, out)
+					return fmt.Errorf("%w: %s", err, out)
 				}
 				return nil
 			})
@@ -725,14 +747,54 @@ func TestE2EPodBehaviour(t *testing.T) {
 			s.mustKubectl(t, "delete", "namespace", nsBehave, "--wait=true", "--timeout=120s")
 		})
 	}
-	if len(results) != len(backends) || t.Failed() && !*updateDocs {
+	if len(results) == 0 || t.Failed() && !*updateDocs {
 		return
 	}
-	checkBehaviourTable(t, behaviourTable(backends, cases, results))
+	// The columns of backends this run left out (go test -run) are the
+	// table's as it is.
+	doc := docTable(t)
+	for _, b := range backends {
+		if _, ran := results[b.name]; !ran {
+			results[b.name] = doc[b.name]
+		}
+	}
+	checkBehaviorTable(t, behaviorTable(backends, cases, results))
 }
 
-// behaviourTable is the runtime × case table in Markdown.
-func behaviourTable(backends []backend, cases []*behaviourCase, results map[string]map[string]string) string {
+// docTable reads docs/slurm.md's table: backend -> case -> result.
+func docTable(t *testing.T) map[string]map[string]string {
+	t.Helper()
+	doc, err := os.ReadFile(filepath.Join(repoDir, "docs", "slurm.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[string]string{}
+	begin, end := bytes.Index(doc, []byte(tableBegin)), bytes.Index(doc, []byte(tableEnd))
+	if begin < 0 || end < begin {
+		return out
+	}
+	var header []string
+	for _, line := range strings.Split(string(doc[begin+len(tableBegin):end]), "\n") {
+		cells := strings.Split(strings.Trim(line, "| "), " | ")
+		switch {
+		case len(cells) < 3 || strings.HasPrefix(line, "|---"):
+		case header == nil:
+			header = cells
+		default:
+			name := strings.Trim(cells[0], "`")
+			for i := 2; i < len(cells) && i < len(header); i++ {
+				if out[header[i]] == nil {
+					out[header[i]] = map[string]string{}
+				}
+				out[header[i]][name] = cells[i]
+			}
+		}
+	}
+	return out
+}
+
+// behaviorTable is the runtime × case table in Markdown.
+func behaviorTable(backends []backend, cases []*behaviorCase, results map[string]map[string]string) string {
 	var b strings.Builder
 	b.WriteString("| case | what it checks |")
 	for _, be := range backends {
@@ -754,13 +816,13 @@ func behaviourTable(backends []backend, cases []*behaviourCase, results map[stri
 }
 
 const (
-	tableBegin = "<!-- pod-behaviour table: generated by TestE2EPodBehaviour (examples/demo); INTERLINK_UPDATE_DOCS=1 rewrites it -->\n"
-	tableEnd   = "<!-- end of pod-behaviour table -->\n"
+	tableBegin = "<!-- pod-behavior table: generated by TestE2EPodBehavior (examples/demo); INTERLINK_UPDATE_DOCS=1 rewrites it -->\n"
+	tableEnd   = "<!-- end of pod-behavior table -->\n"
 )
 
-// checkBehaviourTable compares docs/slurm.md's table with this run's, or
+// checkBehaviorTable compares docs/slurm.md's table with this run's, or
 // rewrites it with -update-docs.
-func checkBehaviourTable(t *testing.T, table string) {
+func checkBehaviorTable(t *testing.T, table string) {
 	t.Helper()
 	path := filepath.Join(repoDir, "docs", "slurm.md")
 	doc, err := os.ReadFile(path)
@@ -776,7 +838,7 @@ func checkBehaviourTable(t *testing.T, table string) {
 		return
 	}
 	if !*updateDocs {
-		t.Errorf("docs/slurm.md's pod-behaviour table is not this run's: run the suite with INTERLINK_UPDATE_DOCS=1 (make behaviour-docs). This run's:\n%s", table)
+		t.Errorf("docs/slurm.md's pod-behavior table is not this run's: run the suite with INTERLINK_UPDATE_DOCS=1 (make behavior-docs). This run's:\n%s", table)
 		return
 	}
 	out := slices.Concat(doc[:begin+len(tableBegin)], []byte(table), doc[end:])
