@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/seed-3f807049/interlink/observability/e2eenv"
 	"github.com/seed-3f807049/interlink/sidecars/poddata"
 )
 
@@ -35,7 +36,7 @@ func jobFunctions(t *testing.T) string {
 func TestRestartLoop(t *testing.T) {
 	bash, err := exec.LookPath("bash")
 	if err != nil {
-		t.Skip("no bash")
+		e2eenv.Prerequisite(t, "bash")
 	}
 	funcs := jobFunctions(t)
 	tests := []struct {

@@ -482,8 +482,7 @@ func (b *builder) container(c *corev1.Container, vols map[string]poddata.Volume,
 		return nil, nil, fmt.Errorf("container name %q: %s", c.Name, strings.Join(msgs, "; "))
 	}
 	ct := &container{
-		name: c.Name, id: containerID(b.pod.UID, c.Name), image: c.Image,
-		command: c.Command, args: c.Args, workDir: c.WorkingDir,
+		name: c.Name, id: containerID(b.pod.UID, c.Name), image: c.Image, workDir: c.WorkingDir,
 	}
 	var errs []error
 	var files []poddata.File
@@ -609,21 +608,15 @@ func (b *builder) container(c *corev1.Container, vols map[string]poddata.Volume,
 		if len(ct.command) > 0 {
 			// The helper runs the command (the runtime execs it); its env
 			// file is empty: the runtime's is the container's env.
-			ct.envDir = path.Join(helperDataDir, c.Name)
-			files = append(files, poddata.File{Path: ct.envDir, Dir: true, Mode: 0o700},
-				poddata.File{Path: path.Join(ct.envDir, "env"), Data: []byte{}, Mode: poddata.ModeSecret})
-			ct.mounts = append(ct.mounts, mount{host: dataRef(ct.envDir), ctr: helperDir, ro: true})
+			files = append(files, ct.bindHelper([]byte{})...)
 		}
 	case envHelper:
-		ct.envDir = path.Join(helperDataDir, c.Name)
-		ct.envFile = path.Join(ct.envDir, "env")
 		data, err := envexec.Encode(ct.env)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("container %s: %w", c.Name, err))
 		}
-		files = append(files, poddata.File{Path: ct.envDir, Dir: true, Mode: 0o700},
-			poddata.File{Path: ct.envFile, Data: data, Mode: poddata.ModeSecret})
-		ct.mounts = append(ct.mounts, mount{host: dataRef(ct.envDir), ctr: helperDir, ro: true})
+		files = append(files, ct.bindHelper(data)...)
+		ct.envFile = path.Join(ct.envDir, "env")
 	}
 	if dirs && imageOK {
 		// Bind points and the working directory are made in the image (ch-run
@@ -671,6 +664,16 @@ func (b *builder) prepareImage(ct *container, image string) error {
 		ct.mounts[i].ctr = resolved[i]
 	}
 	return nil
+}
+
+// bindHelper gives the container its helper directory (the helper's copy
+// and an env file holding env) bound read-only at helperDir, and returns
+// the files to write.
+func (ct *container) bindHelper(env []byte) []poddata.File {
+	ct.envDir = path.Join(helperDataDir, ct.name)
+	ct.mounts = append(ct.mounts, mount{host: dataRef(ct.envDir), ctr: helperDir, ro: true})
+	return []poddata.File{{Path: ct.envDir, Dir: true, Mode: 0o700},
+		{Path: path.Join(ct.envDir, "env"), Data: env, Mode: poddata.ModeSecret}}
 }
 
 // helperDataDir holds, per container, the helper's copy and its env file.
