@@ -140,17 +140,44 @@ tier_e2e-chart() {
 	go test -count=1 -timeout 20m -tags e2e -v ./charts/
 }
 
+# digest LOG: what the failed tests of a tier's output said (go test -v):
+# the lines each failed test printed, its subtests' included, at most 25 a
+# test and 200 in all, so that the end of a long run tells why it failed.
+digest() {
+	awk '
+		FNR == 1 { pass++ }
+		/^[[:space:]]*--- FAIL: / { if (pass == 1) { n = $3; failed[n] = 1 } next }
+		/^=== (RUN|CONT|NAME|PAUSE) / { cur = $3; next }
+		pass == 2 && cur != "" && (cur in failed) && lines[cur] < 25 && total < 200 &&
+			!/^[[:space:]]*(--- (PASS|SKIP)|PASS$|FAIL$|ok |FAIL\t)/ {
+			if (!(cur in said)) { print "[" cur "]"; said[cur] = 1 }
+			print; lines[cur]++; total++
+		}
+		pass == 2 && /^(panic:|fatal error:|FAIL\t)/ && total < 200 { print; total++ }
+	' "$1" "$1"
+}
+
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+failures=()
 for tier in $TIERS; do
 	log "tier $tier"
 	start=$(date +%s)
-	if "tier_$tier"; then
+	if "tier_$tier" 2>&1 | tee "$logs/$tier.log"; then
 		status=passed; passed=$((passed + 1))
 	else
-		status=FAILED; failed=$((failed + 1))
+		status=FAILED; failed=$((failed + 1)); failures+=("$tier")
 	fi
 	secs=$(( $(date +%s) - start ))
 	summary+=("$(printf '%-10s %-7s %4ds' "$tier" "$status" "$secs")")
 	log "tier $tier $status in ${secs}s"
+done
+
+for tier in "${failures[@]}"; do
+	echo
+	log "why tier $tier failed (its failed tests' output; the whole of it is above)"
+	d=$(digest "$logs/$tier.log")
+	if [ -n "$d" ]; then printf '%s\n' "$d"; else tail -n 40 "$logs/$tier.log"; fi
 done
 
 echo

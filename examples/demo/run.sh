@@ -407,8 +407,10 @@ if [ "$SIDECAR" = slurm ]; then
 	printf "\033[2m\$ scontrol write batch_script %s - | grep -E '%s'\033[0m\n" "$job" "$run_line"
 	scontrol write batch_script "$job" - | grep -E -- "$run_line" || die "no '$run_line' line in job $job's script"
 fi
-printf '\033[2m$ timeout 4 kubectl logs -f ticker\033[0m\n'
-timeout 4 "$K8S_BIN/kubectl" logs -f ticker || true
+# Follow its logs until its third line (the container may still be starting
+# when the pod turns Running on a busy machine), for at most 60 s.
+printf "\033[2m\$ kubectl logs -f ticker | sed '/^tick 3\$/q'\033[0m\n"
+{ timeout 60 "$K8S_BIN/kubectl" logs -f ticker || true; } | sed '/^tick 3$/q'
 show kubectl delete pod ticker --wait=true --timeout=60s
 say "nothing is left running on the remote side"
 remote

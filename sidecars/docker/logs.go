@@ -106,13 +106,19 @@ func (d *Docker) Logs(ctx context.Context, req *api.LogStruct) (io.ReadCloser, e
 }
 
 // runMargin is how long before a run's recorded start its first lines may
-// be logged (Docker stamps a line when it reads it; the start is recorded
-// once the process runs): half the shortest restart delay.
+// be logged when the end of the run before it is not known (Docker stamps a
+// line when it reads it; the start is recorded once the process runs): half
+// the shortest restart delay.
 const runMargin = 50 * time.Millisecond
 
 // runWindow is the time window of a container's current run in its log,
 // or with previous of the run before: zero times for no bound. False when
 // previous is asked of a container that never restarted.
+//
+// A run's lines come after the end of the run before it: Docker reads the
+// whole output of a run before it records its end (the die event), and
+// starts the next run after its restart delay. Only when that end is not
+// known is the boundary taken from the run's start, less runMargin.
 func runWindow(in container.InspectResponse, ends []corev1.ContainerStateTerminated, previous bool) (from, until time.Time, ok bool) {
 	if in.RestartCount == 0 {
 		return time.Time{}, time.Time{}, !previous
@@ -124,20 +130,17 @@ func runWindow(in container.InspectResponse, ends []corev1.ContainerStateTermina
 	// boundary is where the run that started at start begins, given the
 	// end of the run before it, if known.
 	boundary := func(start metav1.Time, before *corev1.ContainerStateTerminated) time.Time {
-		b := start.Add(-runMargin)
-		if before != nil {
-			if gap := start.Sub(before.FinishedAt.Time); gap > 0 && gap/2 < runMargin {
-				b = start.Add(-gap / 2)
-			}
+		if before != nil && !before.FinishedAt.IsZero() && before.FinishedAt.Before(&start) {
+			return before.FinishedAt.Time
 		}
-		return b
+		return start.Add(-runMargin)
 	}
 	prev := previousEnd(ends, cur)
 	curFrom := boundary(cur, prev)
 	if !previous {
 		return curFrom, time.Time{}, true
 	}
-	if prev == nil || prev.StartedAt.IsZero() {
+	if prev == nil || prev.StartedAt.IsZero() || in.RestartCount == 1 {
 		return time.Time{}, curFrom, true // every run before the current one
 	}
 	return boundary(prev.StartedAt, previousEnd(ends, prev.StartedAt)), curFrom, true
