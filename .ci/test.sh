@@ -66,13 +66,13 @@ tier_e2e-slurm() {
 	go test -count=1 -timeout 15m -tags e2e -run 'TestE2E' -v ./sidecars/slurm/
 }
 # The hostile tier: make demo's whole stack (control plane, VK, interlink,
-# the SLURM sidecar on a private slurm-wlm, Apptainer then Charliecloud in
-# real jobs: HOSTILE_RUNTIMES) fed hostile pods with kubectl: annotations,
+# the SLURM sidecar on a private slurm-wlm, Apptainer, Charliecloud then
+# Podman in real jobs: HOSTILE_RUNTIMES) fed hostile pods with kubectl: annotations,
 # sbatch and mpiexec flags and container env that try to run commands on the
 # host. Each is refused or runs confined, and a long-running pod of another
 # namespace lives on.
 tier_hostile() {
-	.ci/slurm.sh install && .ci/images.sh install && need_apptainer || return 1
+	.ci/slurm.sh install && .ci/images.sh install && .ci/podman.sh install && need_apptainer || return 1
 	go test -count=1 -timeout 45m -tags e2e -run 'TestE2EHostilePods' -v ./examples/demo/
 }
 

@@ -90,7 +90,18 @@ func FromConfig(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Handl
 		}
 		m = NewMetrics(reg, names)
 	}
+	js, err := NewJobScripter(cfg)
+	if err != nil {
+		return nil, srv, err
+	}
+	if cfg.JobScriptTemplate != "" {
+		log.Info("job scripts rendered from JobScriptTemplate", "template", cfg.JobScriptTemplate)
+	}
+	if len(cfg.JobScriptBuilderURLs) > 0 {
+		log.Info("job script builders allowed", "urls", cfg.JobScriptBuilderURLs)
+	}
 	h, err := New(HandlerConfig{
+		JobScript:       js.Fill,
 		Metrics:         m,
 		Sidecars:        scs,
 		Default:         cfg.Default(),
@@ -149,10 +160,17 @@ type App struct {
 	// (without authentication) on that listener.
 	Metrics       http.Handler
 	MetricsServer server.Config
+	// Pprof, when Config.Pprof.Enabled, serves net/http/pprof (without
+	// authentication) on PprofServer.
+	Pprof       http.Handler
+	PprofServer server.Config
 }
 
 // NewApp builds interlink from a validated Config.
 func NewApp(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
+	for _, w := range cfg.CompatWarnings() {
+		log.Warn(w)
+	}
 	reg := metrics.New("interlink")
 	h, srv, err := FromConfig(cfg, log, reg)
 	if err != nil {
@@ -171,6 +189,13 @@ func NewApp(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		m := http.NewServeMux()
 		m.Handle("/metrics", metrics.Handler(reg))
 		app.Metrics, app.MetricsServer = m, server.Config{Listen: cfg.MetricsListen}
+	}
+	if cfg.Pprof.Enabled {
+		listen, err := cfg.Pprof.Listen()
+		if err != nil {
+			return nil, err
+		}
+		app.Pprof, app.PprofServer = PprofHandler(), server.Config{Listen: listen}
 	}
 	return app, nil
 }

@@ -66,6 +66,20 @@ type Config struct {
 	ErrorsOnlyLogging bool              `json:"ErrorsOnlyLogging" env:"ERRORSONLYLOGGING" doc:"Log errors only (original key)."`
 	LogFormat         string            `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
 	Tracing           tracing.Config    `json:"Tracing" envPrefix:"INTERLINK_TRACING_" doc:"OpenTelemetry tracing."`
+
+	JobScriptTemplate       string            `json:"JobScriptTemplate" env:"INTERLINK_JOBSCRIPT_TEMPLATE" doc:"Go text/template file, parsed at start, rendered at each create with the pod's data (.Pod, .Containers, .JobScriptBuild) into the jobScript sent to the sidecar (original key). Pod values are data, never template code."`
+	JobScriptBuildConfig    ScriptBuildConfig `json:"JobScriptBuildConfig" doc:"Sent as jobConfig to a job script builder (original key); needs JobScriptBuilderURLs."`
+	JobScriptBuilderURLs    []string          `json:"JobScriptBuilderURLs" env:"INTERLINK_JOBSCRIPT_BUILDER_URLS" envSeparator:"," doc:"Job script builders interlink may call: a create whose jobscriptURL (the VK's JobScriptBuilderURL) is not listed here exactly is refused with 400. Empty: none."`
+	JobScriptBuilderTimeout config.Duration   `json:"JobScriptBuilderTimeout" env:"INTERLINK_JOBSCRIPT_BUILDER_TIMEOUT" doc:"Timeout of one call to a job script builder."`
+	JobScriptMaxBytes       int64             `json:"JobScriptMaxBytes" env:"INTERLINK_JOBSCRIPT_MAX_BYTES" doc:"Largest job script, rendered from JobScriptTemplate or replied by a builder."`
+	Pprof                   PprofConfig       `json:"Pprof" doc:"Profiling server (original key)."`
+	DataRootFolder          string            `json:"DataRootFolder" doc:"Accepted and without effect, as in the original since 0.4; a warning is logged."`
+	ExportPodData           bool              `json:"ExportPodData" doc:"Accepted and without effect (an original 0.3 key); a warning is logged."`
+	// impliedClientCerts: Auth.ClientCerts was turned on by originalMTLS.
+	impliedClientCerts bool
+	// OriginalTelemetry holds the original's ENABLE_TRACING and TELEMETRY_*
+	// variables, read only to refuse or warn about them (see compat.go).
+	OriginalTelemetry OriginalTelemetry `json:"-"`
 }
 
 // DefaultConfig returns the defaults.
@@ -81,11 +95,17 @@ func DefaultConfig() Config {
 		Tracing:          tracing.DefaultConfig(),
 		LogFormat:        "json",
 		Auth:             proxy.DefaultConfig(),
+
+		JobScriptBuilderTimeout: config.D(DefaultJobScriptBuilderTimeout),
+		JobScriptMaxBytes:       DefaultJobScriptMaxBytes,
+		Pprof:                   PprofConfig{Address: DefaultPprofAddress, Port: DefaultPprofPort},
 	}
 }
 
-// Validate reports every problem at once.
+// Validate reports every problem at once. It first completes an original
+// mTLS config (see originalMTLS).
 func (c *Config) Validate() error {
+	c.originalMTLS()
 	var errs []error
 	if _, err := c.Listen(); err != nil {
 		errs = append(errs, err)
@@ -129,6 +149,7 @@ func (c *Config) Validate() error {
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		errs = append(errs, fmt.Errorf("LogFormat %q: want json or text", c.LogFormat))
 	}
+	errs = append(errs, c.compatProblems()...)
 	return errors.Join(errs...)
 }
 

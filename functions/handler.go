@@ -47,6 +47,9 @@ type HandlerConfig struct {
 	Logger *slog.Logger
 	// Metrics; nil counts nothing.
 	Metrics *Metrics
+	// JobScript fills the jobScript of a create (JobScripter.Fill); nil
+	// refuses creates that name a jobscriptURL.
+	JobScript func(ctx context.Context, session string, req *api.PodCreateRequests, data *api.RetrievedPodData) error
 }
 
 // Handler serves the interLink API.
@@ -179,8 +182,17 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 	}
+	data := RetrievePodData(&req)
+	switch {
+	case h.cfg.JobScript != nil:
+		if err := h.cfg.JobScript(r.Context(), r.Header.Get(api.HeaderSession), &req, data); err != nil {
+			return err
+		}
+	case req.JobScriptURL != "":
+		return api.Invalid("pod %s/%s: jobscriptURL %q: this interlink calls no job script builder", pod.Namespace, pod.Name, req.JobScriptURL)
+	}
 	noteSidecar(r.Context(), name)
-	res, err := sc.Create(r.Context(), RetrievePodData(&req))
+	res, err := sc.Create(r.Context(), data)
 	if err != nil {
 		h.cfg.Metrics.sidecarError(name, err)
 		return fmt.Errorf("create pod %s/%s on sidecar %s: %w", pod.Namespace, pod.Name, name, err)
@@ -495,6 +507,9 @@ func (h *Handler) ping(w http.ResponseWriter, r *http.Request) error {
 			h.log.WarnContext(r.Context(), "sidecar ping failed", "sidecar", name, "err", rp.err)
 		} else {
 			up++
+			if err := rp.res.Problem; err != nil {
+				h.log.WarnContext(r.Context(), "sidecar's ping reply is not a ping response; its resources are not read", "sidecar", name, "err", err)
+			}
 			if err := sum.add(rp.res.Resources); err != nil {
 				h.log.WarnContext(r.Context(), "sidecar reported bad resources; ignored", "sidecar", name, "err", err)
 			}
@@ -558,7 +573,7 @@ func (s *resources) add(r *api.Resources) error {
 		if _, ok := s.acc[a.ResourceType]; !ok {
 			s.accOrder = append(s.accOrder, a.ResourceType)
 		}
-		s.acc[a.ResourceType] += a.Available
+		s.acc[a.ResourceType] += int(a.Available)
 		s.any = true
 	}
 	return errors.Join(errs...)
@@ -579,7 +594,7 @@ func (s *resources) result() *api.Resources {
 		out.Pods = s.pods.String()
 	}
 	for _, t := range s.accOrder {
-		out.Accelerators = append(out.Accelerators, api.Accelerator{ResourceType: t, Available: s.acc[t]})
+		out.Accelerators = append(out.Accelerators, api.Accelerator{ResourceType: t, Available: api.Count(s.acc[t])})
 	}
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,6 +37,18 @@ type dataSource struct {
 	secrets    corev1listers.SecretLister
 	wait       time.Duration
 	kubeconfig *kubeconfigSource
+	// pods reads the informer's pods, whose env is as written (nil in
+	// unit tests: the pod given is).
+	pods corev1listers.PodLister
+	// kubeAPIHost and kubeAPIPort, when both set, are the Kubernetes API as
+	// the remote side reaches it (KubernetesApiAddr, KubernetesApiPort).
+	kubeAPIHost, kubeAPIPort string
+	// kubeRootCA replaces kube-root-ca.crt in projected volumes.
+	kubeRootCA string
+	// noProjected leaves projected and downwardAPI volumes out.
+	noProjected bool
+	// jobScriptURL goes into every create request.
+	jobScriptURL string
 }
 
 // ref is one ConfigMap or Secret a pod uses.
@@ -111,8 +124,16 @@ func dedupe(rs []ref) []ref {
 // (waiting up to d.wait for missing ones; optional ones are skipped) and one
 // map per projected or downwardAPI volume.
 func (d *dataSource) request(ctx context.Context, pod *corev1.Pod) (*api.PodCreateRequests, error) {
+	written := d.written(pod)
+	pod = offloaded(pod)
+	if d.noProjected {
+		pod = withoutProjected(pod)
+	}
 	cmRefs, secRefs := refs(pod)
-	req := &api.PodCreateRequests{Pod: *pod.DeepCopy()}
+	req := &api.PodCreateRequests{Pod: *pod.DeepCopy(), JobScriptURL: d.jobScriptURL}
+	if d.kubeAPIHost != "" && d.kubeAPIPort != "" {
+		addKubernetesEnv(&req.Pod, d.kubeAPIHost, d.kubeAPIPort, written)
+	}
 	deadline := time.Now().Add(d.wait)
 	for {
 		req.ConfigMaps, req.Secrets = nil, nil
@@ -174,6 +195,90 @@ func (d *dataSource) request(ctx context.Context, pod *corev1.Pod) (*api.PodCrea
 	return req, nil
 }
 
+// kubeRootCAConfigMap is the ConfigMap holding the cluster's CA in every
+// namespace, projected into service-account volumes.
+const kubeRootCAConfigMap = "kube-root-ca.crt"
+
+// written returns, per container name, the env names its spec sets as
+// written (the pod given has its env resolved, service variables added).
+func (d *dataSource) written(pod *corev1.Pod) map[string]map[string]bool {
+	spec := pod
+	if d.pods != nil {
+		if p, err := d.pods.Pods(pod.Namespace).Get(pod.Name); err == nil && p.UID == pod.UID {
+			spec = p
+		}
+	}
+	out := map[string]map[string]bool{}
+	for _, c := range append(append([]corev1.Container{}, spec.Spec.InitContainers...), spec.Spec.Containers...) {
+		names := map[string]bool{}
+		for _, e := range c.Env {
+			names[e.Name] = true
+		}
+		out[c.Name] = names
+	}
+	return out
+}
+
+// addKubernetesEnv points every container's Kubernetes service variables
+// at host:port (KubernetesApiAddr, KubernetesApiPort), as the original VK
+// does; a variable the container's spec sets itself is kept.
+func addKubernetesEnv(pod *corev1.Pod, host, port string, written map[string]map[string]bool) {
+	hostPort := net.JoinHostPort(host, port)
+	vars := []corev1.EnvVar{
+		{Name: "KUBERNETES_SERVICE_HOST", Value: host},
+		{Name: "KUBERNETES_SERVICE_PORT", Value: port},
+		{Name: "KUBERNETES_SERVICE_PORT_HTTPS", Value: port},
+		{Name: "KUBERNETES_PORT", Value: "tcp://" + hostPort},
+		{Name: "KUBERNETES_PORT_443_TCP", Value: "tcp://" + hostPort},
+		{Name: "KUBERNETES_PORT_443_TCP_ADDR", Value: host},
+		{Name: "KUBERNETES_PORT_443_TCP_PORT", Value: port},
+		{Name: "KUBERNETES_PORT_443_TCP_PROTO", Value: "tcp"},
+	}
+	set := func(cs []corev1.Container) {
+		for i := range cs {
+			c := &cs[i]
+			env := slices.Clone(c.Env)
+			for _, v := range vars {
+				if written[c.Name][v.Name] {
+					continue
+				}
+				if j := slices.IndexFunc(env, func(e corev1.EnvVar) bool { return e.Name == v.Name }); j >= 0 {
+					env[j] = v // a service variable of the cluster, resolved for us
+					continue
+				}
+				env = append(env, v)
+			}
+			c.Env = env
+		}
+	}
+	set(pod.Spec.InitContainers)
+	set(pod.Spec.Containers)
+}
+
+// withoutProjected returns pod without its projected and downwardAPI
+// volumes and their mounts (DisableProjectedVolumes).
+func withoutProjected(pod *corev1.Pod) *corev1.Pod {
+	drop := map[string]bool{}
+	for _, v := range pod.Spec.Volumes {
+		if v.Projected != nil || v.DownwardAPI != nil {
+			drop[v.Name] = true
+		}
+	}
+	if len(drop) == 0 {
+		return pod
+	}
+	out := pod.DeepCopy()
+	out.Spec.Volumes = slices.DeleteFunc(out.Spec.Volumes, func(v corev1.Volume) bool { return drop[v.Name] })
+	strip := func(cs []corev1.Container) {
+		for i := range cs {
+			cs[i].VolumeMounts = slices.DeleteFunc(cs[i].VolumeMounts, func(m corev1.VolumeMount) bool { return drop[m.Name] })
+		}
+	}
+	strip(out.Spec.InitContainers)
+	strip(out.Spec.Containers)
+	return out
+}
+
 // configMap reads from the informer cache, then from the API server (the
 // cache may lag behind a ConfigMap created just before the pod).
 func (d *dataSource) configMap(ctx context.Context, ns, name string) (*corev1.ConfigMap, error) {
@@ -205,6 +310,15 @@ func (d *dataSource) projected(ctx context.Context, pod *corev1.Pod, v *corev1.V
 				return nil, err
 			}
 			files[s.ServiceAccountToken.Path] = tok
+		case s.ConfigMap != nil && s.ConfigMap.Name == kubeRootCAConfigMap && d.kubeRootCA != "":
+			// The cluster's CA as the remote side sees it
+			// (KubernetesApiCaCrt), under each item's path.
+			if len(s.ConfigMap.Items) == 0 {
+				files["ca.crt"] = d.kubeRootCA
+			}
+			for _, it := range s.ConfigMap.Items {
+				files[it.Path] = d.kubeRootCA
+			}
 		case s.ConfigMap != nil:
 			i := slices.IndexFunc(req.ConfigMaps, func(c corev1.ConfigMap) bool { return c.Name == s.ConfigMap.Name })
 			if i < 0 {

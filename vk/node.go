@@ -48,14 +48,25 @@ func nodeSpec(cfg *Config, node *corev1.Node) error {
 	if node.Labels == nil {
 		node.Labels = map[string]string{}
 	}
-	for k, v := range map[string]string{
-		"type": "virtual-kubelet", "kubernetes.io/role": "agent", "kubernetes.io/hostname": cfg.NodeName,
-		"kubernetes.io/os": "linux", "kubernetes.io/arch": runtime.GOARCH, "node.kubernetes.io/exclude-from-external-load-balancers": "true",
-	} {
-		node.Labels[k] = v
+	// The original's default labels (all its versions'), then the
+	// accelerator models' labels, then NodeLabels, which override them.
+	// kubernetes.io/os is linux (the original's HEAD says virtual-kubelet):
+	// DaemonSets and pods selecting linux nodes expect it.
+	models, _ := cfg.Resources.modelLabels()
+	for _, labels := range []map[string]string{{
+		"type": "virtual-kubelet", "virtual-node.interlink/type": "virtual-kubelet",
+		"kubernetes.io/role": "agent", "kubernetes.io/hostname": cfg.NodeName,
+		"kubernetes.io/os": "linux", "kubernetes.io/arch": runtime.GOARCH,
+		"alpha.service-controller.kubernetes.io/exclude-balancer": "true",
+		"node.kubernetes.io/exclude-from-external-load-balancers": "true",
+	}, models, cfg.NodeLabels} {
+		for k, v := range labels {
+			node.Labels[k] = v
+		}
 	}
-	for k, v := range cfg.NodeLabels {
-		node.Labels[k] = v
+	node.Spec.ProviderID = "external:///" + cfg.NodeName
+	if cfg.PodCIDR.Subnet != "" {
+		node.Spec.PodCIDR, node.Spec.PodCIDRs = cfg.PodCIDR.Subnet, []string{cfg.PodCIDR.Subnet}
 	}
 	node.Spec.Taints = taints
 	node.Status.Capacity = capacity
@@ -208,7 +219,7 @@ func (n *nodeProvider) applyPing(node *corev1.Node, res *api.PingResponse) {
 		set(corev1.ResourceMemory, r.Memory)
 		set(corev1.ResourcePods, r.Pods)
 		for _, a := range r.Accelerators {
-			set(corev1.ResourceName(a.ResourceType), strconv.Itoa(a.Available))
+			set(corev1.ResourceName(a.ResourceType), strconv.Itoa(int(a.Available)))
 		}
 	}
 	if res.Taints != nil {

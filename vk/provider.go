@@ -99,8 +99,24 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 		return nil
 	}
 	p.track(pod.DeepCopy(), "")
+	if reason, msg := unsendable(pod); reason != "" {
+		p.log.Warn("pod failed: "+msg, "pod", pod.Name, "namespace", pod.Namespace, "uid", pod.UID)
+		p.fail(pod, reason, msg)
+		return nil
+	}
 	p.submit(ctx, pod.UID)
 	return nil
+}
+
+// unsendable says why a pod cannot be sent to interLink at all, if so.
+func unsendable(pod *corev1.Pod) (reason, msg string) {
+	if _, ok := pod.Annotations[AnnotationPodVPN]; ok {
+		return ReasonPodVPNNotSupported, "annotation " + AnnotationPodVPN + ": this virtual node allocates no pod-vpn addresses; remove it (" + AnnotationPodIP + " sets a fixed pod IP)"
+	}
+	if len(pod.Spec.Containers) > 0 && len(offloaded(pod).Spec.Containers) == 0 {
+		return ReasonNothingToOffload, "annotation " + AnnotationDisableOffloadContainers + " names every container: nothing is left to send to interLink, and this virtual node cannot run containers in the cluster"
+	}
+	return "", ""
 }
 
 // submitBackoff bounds the wait between submission attempts of one pod.
@@ -166,7 +182,7 @@ func (p *Provider) submit(ctx context.Context, uid types.UID) {
 	if p.pods[pod.UID] != t {
 		// Deleted while the create was in flight: end the job just made.
 		p.mu.Unlock()
-		if err := p.il.Delete(ctx, pod); err != nil && !api.IsNotFound(err) {
+		if err := p.il.Delete(ctx, offloaded(pod)); err != nil && !api.IsNotFound(err) {
 			log.Warn("pod deleted during its submission; deleting its job failed", "job_id", res.PodJID, "err", err)
 		}
 		return
@@ -421,7 +437,8 @@ func (p *Provider) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 	}
 	p.mu.Unlock()
 	if !failedBeforeSubmit {
-		if err := p.il.Delete(ctx, pod); err != nil && !api.IsNotFound(err) {
+		// interLink knows the pod without the containers kept out of it.
+		if err := p.il.Delete(ctx, offloaded(pod)); err != nil && !api.IsNotFound(err) {
 			return fmt.Errorf("delete pod %s/%s: %w", pod.Namespace, pod.Name, err)
 		}
 	}
@@ -513,7 +530,8 @@ func (p *Provider) syncStatus(ctx context.Context) {
 	for _, t := range p.pods {
 		ph := t.pod.Status.Phase
 		if t.jobID != "" && ph != corev1.PodSucceeded && ph != corev1.PodFailed {
-			pods = append(pods, t.pod)
+			// As sent to /create: without the containers kept out.
+			pods = append(pods, offloaded(t.pod))
 		}
 	}
 	p.mu.Unlock()

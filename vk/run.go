@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -55,7 +56,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
-	il, err := client.New(client.Config{URL: cfg.InterlinkEndpoint(), TokenFile: cfg.VKTokenFile, CAFile: cfg.InterlinkCAFile})
+	cc, cleanup, err := interlinkClientConfig(&cfg)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	il, err := client.New(cc)
 	if err != nil {
 		return err
 	}
@@ -86,8 +92,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 				il: il, client: cs, nodeName: cfg.NodeName, hostIP: cfg.NodeAddress, interval: cfg.StatusInterval.Duration,
 				log: log.With("component", "pods"), started: time.Now(),
 				data: &dataSource{client: cs, configMaps: pc.ConfigMaps, secrets: pc.Secrets, wait: cfg.DataWait.Duration,
-					kubeconfig: &kubeconfigSource{client: cs, rest: rc, serviceAccount: cfg.ServiceAccount, namespace: cfg.Namespace,
-						customPath: cfg.CustomKubeconfig, ttlSeconds: int64(cfg.KubeconfigTokenTTL.Seconds())}},
+					kubeconfig: &kubeconfigSource{client: cs, rest: podsRestConfig(rc, &cfg), serviceAccount: cfg.ServiceAccount, namespace: cfg.Namespace,
+						customPath: cfg.CustomKubeconfig, ttlSeconds: int64(cfg.KubeconfigTokenTTL.Seconds())},
+					pods: pc.Pods, kubeAPIHost: cfg.KubernetesAPIAddr, kubeAPIPort: cfg.KubernetesAPIPort, kubeRootCA: cfg.KubernetesAPICaCrt,
+					noProjected: cfg.DisableProjectedVolumes, jobScriptURL: cfg.JobScriptBuilderURL},
 				pods: map[types.UID]*tracked{}, byName: map[string]types.UID{}, retries: make(chan types.UID, 4096), podLister: pc.Pods,
 			}
 			return prov, np, nil
@@ -114,7 +122,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return nil
 		}),
 		func(nc *nodeutil.NodeConfig) error {
-			nc.HTTPListenAddr = net.JoinHostPort("", cfg.KubeletPort)
+			nc.HTTPListenAddr = net.JoinHostPort(cfg.KubeletAddress, cfg.KubeletPort)
 			nc.TLSConfig = tlsCfg
 			nc.Handler = nodeutil.WithAuth(auth, mux)
 			nc.NumWorkers = cfg.Workers
@@ -148,6 +156,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return np.Run(gctx) })
 	g.Go(func() error { return prov.RunStatus(gctx) })
+	if cfg.Pprof.Enabled {
+		g.Go(func() error { return servePprof(gctx, net.JoinHostPort(cfg.Pprof.Address, cfg.Pprof.Port), log) })
+	}
 	g.Go(func() error {
 		if err := n.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
 			return fmt.Errorf("virtual node: %w", err)
@@ -162,6 +173,89 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 	return err
+}
+
+// csrSigner is the signer of the kubelet-serving CSR.
+func (c *Config) csrSigner() string {
+	if c.KubeletCSRSignerName != "" {
+		return c.KubeletCSRSignerName
+	}
+	return certificatesv1.KubeletServingSignerName
+}
+
+// interlinkClientConfig maps our keys and the original's TLS and HTTP
+// blocks onto the client's config. The original reads HTTP.CaCert as DER:
+// such a file is handed to the client as a PEM copy, removed by cleanup.
+func interlinkClientConfig(cfg *Config) (cc client.Config, cleanup func(), err error) {
+	cc = client.Config{URL: cfg.InterlinkEndpoint(), TokenFile: cfg.VKTokenFile, CAFile: cfg.InterlinkCAFile}
+	cleanup = func() {}
+	if cc.CAFile == "" {
+		cc.CAFile = cfg.interlinkCAFromOriginal()
+	}
+	if cfg.TLS.Enabled {
+		cc.CertFile, cc.KeyFile = cfg.TLS.CertFile, cfg.TLS.KeyFile
+	}
+	if cc.CAFile == "" {
+		return cc, cleanup, nil
+	}
+	b, err := os.ReadFile(cc.CAFile)
+	if err != nil {
+		return cc, cleanup, fmt.Errorf("read interLink CA: %w", err)
+	}
+	if blk, _ := pem.Decode(b); blk != nil {
+		return cc, cleanup, nil
+	}
+	if _, err := x509.ParseCertificate(b); err != nil {
+		return cc, cleanup, fmt.Errorf("interLink CA %s is neither PEM nor a DER certificate: %w", cc.CAFile, err)
+	}
+	f, err := os.CreateTemp("", "interlink-ca-*.pem")
+	if err != nil {
+		return cc, cleanup, fmt.Errorf("interLink CA: %w", err)
+	}
+	werr := pem.Encode(f, &pem.Block{Type: "CERTIFICATE", Bytes: b})
+	if err := errors.Join(werr, f.Close()); err != nil {
+		_ = os.Remove(f.Name())
+		return cc, cleanup, fmt.Errorf("interLink CA: %w", err)
+	}
+	cc.CAFile = f.Name()
+	return cc, func() { _ = os.Remove(f.Name()) }, nil
+}
+
+// podsRestConfig is where the kubeconfig delivered to pods points: the API
+// server as the VK reaches it, or KubernetesApiAddr:KubernetesApiPort (and
+// KubernetesApiCaCrt) as the remote side reaches it.
+func podsRestConfig(rc *rest.Config, cfg *Config) *rest.Config {
+	if cfg.KubernetesAPIAddr == "" || cfg.KubernetesAPIPort == "" {
+		return rc
+	}
+	out := rest.CopyConfig(rc)
+	out.Host = "https://" + net.JoinHostPort(cfg.KubernetesAPIAddr, cfg.KubernetesAPIPort)
+	if cfg.KubernetesAPICaCrt != "" {
+		out.CAData, out.CAFile = []byte(cfg.KubernetesAPICaCrt), ""
+	}
+	return out
+}
+
+// servePprof serves Go's profiles without authentication (the original's
+// Pprof block) until ctx ends.
+func servePprof(ctx context.Context, addr string, log *slog.Logger) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	// A CPU profile or trace takes 30 s by default.
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 5 * time.Minute, IdleTimeout: time.Minute}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	log.Info("serving profiles", "address", addr)
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("pprof server: %w", err)
+	}
+	return nil
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {
@@ -186,14 +280,7 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 // the authenticator.
 func servingTLS(ctx context.Context, cs kubernetes.Interface, cfg *Config, log *slog.Logger) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, ClientAuth: tls.RequestClientCert}
-	mode := cfg.KubeletCertMode
-	if mode == CertModeAuto {
-		mode = CertModeSelfSigned
-		if cfg.KubeletCertFile != "" {
-			mode = CertModeFiles
-		}
-	}
-	switch mode {
+	switch cfg.certMode() {
 	case CertModeFiles:
 		// Reloaded when the files change (a renewed certificate).
 		reloader, err := server.NewCertReloader(cfg.KubeletCertFile, cfg.KubeletKeyFile, log)
@@ -207,7 +294,7 @@ func servingTLS(ctx context.Context, cs kubernetes.Interface, cfg *Config, log *
 			return nil, err
 		}
 		mgr.Start()
-		log.Info("kubelet serving certificate requested through the CSR API; it must be approved", "signer", certificatesv1.KubeletServingSignerName)
+		log.Info("kubelet serving certificate requested through the CSR API; it must be approved", "signer", cfg.csrSigner())
 		tc.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			if c := mgr.Current(); c != nil {
 				return c, nil
@@ -243,7 +330,7 @@ func csrManager(ctx context.Context, cs kubernetes.Interface, cfg *Config) (cert
 				IPAddresses: []net.IP{net.ParseIP(cfg.NodeAddress)},
 			}
 		},
-		SignerName:       certificatesv1.KubeletServingSignerName,
+		SignerName:       cfg.csrSigner(),
 		Usages:           []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageServerAuth},
 		CertificateStore: store,
 		Name:             "kubelet-serving",

@@ -1,6 +1,9 @@
 package vk
 
 import (
+	"fmt"
+	"net"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -25,11 +28,23 @@ func podStatus(pod *corev1.Pod, st *api.PodStatus, hostIP string, now metav1.Tim
 	if st.PodIP != "" {
 		out.PodIP, out.PodIPs = st.PodIP, []corev1.PodIP{{IP: st.PodIP}}
 	}
+	if ip := pod.Annotations[AnnotationPodIP]; net.ParseIP(ip) != nil {
+		// The original's pod-ip annotation: the pod's address, as set.
+		out.PodIP, out.PodIPs = ip, []corev1.PodIP{{IP: ip}}
+	}
+	// Containers kept out of interLink (the disable-offload annotations)
+	// wait with a reason, and the phase follows the others only.
+	skipInit, skip := notOffloaded(pod)
 	out.InitContainerStatuses = containerStatuses(pod.Spec.InitContainers, st.InitContainers, st.JobID)
 	out.ContainerStatuses = containerStatuses(pod.Spec.Containers, st.Containers, st.JobID)
+	markNotOffloaded(out.InitContainerStatuses, skipInit, AnnotationDisableOffloadInitContainers)
+	markNotOffloaded(out.ContainerStatuses, skip, AnnotationDisableOffloadContainers)
 
 	initDone, initFailed := true, false
 	for _, cs := range out.InitContainerStatuses {
+		if skipInit[cs.Name] {
+			continue
+		}
 		t := cs.State.Terminated
 		switch {
 		case t == nil:
@@ -38,8 +53,12 @@ func podStatus(pod *corev1.Pod, st *api.PodStatus, hostIP string, now metav1.Tim
 			initDone, initFailed = false, true
 		}
 	}
-	running, terminated, failed, ready, backingOff := 0, 0, 0, 0, 0
+	running, terminated, failed, ready, backingOff, n := 0, 0, 0, 0, 0, 0
 	for _, cs := range out.ContainerStatuses {
+		if skip[cs.Name] {
+			continue
+		}
+		n++
 		switch {
 		case cs.State.Running != nil:
 			running++
@@ -59,7 +78,6 @@ func podStatus(pod *corev1.Pod, st *api.PodStatus, hostIP string, now metav1.Tim
 			ready++
 		}
 	}
-	n := len(out.ContainerStatuses)
 	never := pod.Spec.RestartPolicy == corev1.RestartPolicyNever
 	switch {
 	case initFailed && never:
@@ -131,6 +149,18 @@ func containerStatuses(spec []corev1.Container, reported []corev1.ContainerStatu
 		out[i] = cs
 	}
 	return out
+}
+
+// markNotOffloaded shows the containers in skip as waiting, not offloaded.
+func markNotOffloaded(cs []corev1.ContainerStatus, skip map[string]bool, annotation string) {
+	for i := range cs {
+		if skip[cs[i].Name] {
+			started := false
+			cs[i].State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: ReasonNotOffloaded,
+				Message: fmt.Sprintf(notOffloadedMessage, annotation)}}
+			cs[i].Ready, cs[i].Started, cs[i].ContainerID = false, &started, ""
+		}
+	}
 }
 
 // terminate marks every container of s that has not ended as terminated with

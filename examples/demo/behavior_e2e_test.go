@@ -638,14 +638,11 @@ func behaviorBackends() []backend {
 		}},
 		// Podman (Debian's 4.3) in the jobs, on a private storage the demo
 		// makes (.ci/podman.sh up) and loads with the test images. The
-		// sidecar shares its host and storage with the jobs: it checks the
-		// images at create (a missing one is ErrImagePull).
+		// sidecar shares its host and storage with the jobs (make demo sets
+		// PodmanLocalStorage): it checks the images at create (a missing
+		// one is ErrImagePull).
 		{name: "Podman", start: func(t *testing.T, images string) *stack {
-			conf := filepath.Join(t.TempDir(), "slurm-podman.yaml")
-			if err := os.WriteFile(conf, []byte("PodmanLocalStorage: true\n"), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			return runDemo(t, "AUTH=static", "RUNTIME=podman", "DEMO_SLURM_CONFIG="+conf, "SLURM_NODE_CPUS=16")
+			return runDemo(t, "AUTH=static", "RUNTIME=podman", "SLURM_NODE_CPUS=16")
 		}},
 		{name: "Docker", start: func(t *testing.T, images string) *stack {
 			s := runDemo(t, "AUTH=static", "SIDECAR=docker")

@@ -109,7 +109,7 @@ func refusals(key, annotation string, nameValues ...string) []hostile {
 
 // annotationVariants use the other annotations that reach the job script or
 // the runtime's command line: each is off unless the operator allows it.
-func annotationVariants(m string) []hostile {
+func annotationVariants(m, runtime string) []hostile {
 	const (
 		preExec    = "slurm-job.vk.io/pre-exec"
 		options    = "slurm-job.vk.io/singularity-options"
@@ -154,10 +154,15 @@ func annotationVariants(m string) []hostile {
 		"image-root", "/",
 		"image-root-parent", "../../..",
 		"image-root-subst", "$("+touch(m, "annotation-image-root-subst")+")")...)
-	return append(hs, refusals("AllowedRuntimes", runtimeAnn,
-		"runtime-podman", "podman",
-		"runtime-singularity", "singularity",
-		"runtime-subst", "charliecloud;"+touch(m, "annotation-runtime-subst"))...)
+	// Every runtime but the one this stack runs (the only one allowed).
+	var other []string
+	for _, r := range []string{"podman", "singularity", "apptainer", "charliecloud", "enroot"} {
+		if r != runtime {
+			other = append(other, "runtime-"+r, r)
+		}
+	}
+	other = append(other, "runtime-subst", runtime+";"+touch(m, "annotation-runtime-subst"))
+	return append(hs, refusals("AllowedRuntimes", runtimeAnn, other...)...)
 }
 
 // sbatchVariants give sbatch options that change what it prints (its reply
@@ -407,19 +412,24 @@ func readVariants(demoDir string) []hostile {
 // imageVariants give images that name no image directory: shell syntax, a
 // name not there, a path out of the image root, the host's own root. Each
 // is refused before anything is written for it.
-func imageVariants(m string) []hostile {
+func imageVariants(m, runtime string) []hostile {
 	const invalid = "not a valid image reference"
+	missing, parent, root := "is not under the image root", "escapes the image root", "ImageRoot"
+	if runtime == "podman" {
+		// Images are podman's, by reference: a path is no reference.
+		missing, parent, root = "is not in podman's storage", invalid, invalid
+	}
 	return []hostile{
 		{name: "semicolon", want: refused, key: invalid, image: "busybox;" + touch(m, "image-semicolon")},
 		{name: "subst", want: refused, key: invalid, image: "$(" + touch(m, "image-subst") + ")"},
 		{name: "backtick", want: refused, key: invalid, image: "`" + touch(m, "image-backtick") + "`"},
 		{name: "newline", want: refused, key: invalid, image: "busybox\n" + touch(m, "image-newline"), apiMayRefuse: true},
 		// Not refused for good: it waits for the image, as a kubelet's pull.
-		{name: "missing", want: imagePull, key: "is not under the image root", image: "nosuchimage"},
-		{name: "parent", want: refused, key: "escapes the image root", image: "../busybox"},
+		{name: "missing", want: imagePull, key: missing, image: "nosuchimage"},
+		{name: "parent", want: refused, key: parent, image: "../busybox"},
 		// The host's / as an image directory: the host's files in the container.
-		{name: "host-root", want: refused, key: "ImageRoot", image: "/", command: shell("cat /root/interlink-hostile-planted-*; echo ran")},
-		{name: "proc-root", want: refused, key: "ImageRoot", image: "/proc/1/root", command: shell("cat /root/interlink-hostile-planted-*; echo ran")},
+		{name: "host-root", want: refused, key: root, image: "/", command: shell("cat /root/interlink-hostile-planted-*; echo ran")},
+		{name: "proc-root", want: refused, key: root, image: "/proc/1/root", command: shell("cat /root/interlink-hostile-planted-*; echo ran")},
 	}
 }
 
@@ -881,7 +891,7 @@ func TestE2EHostilePods(t *testing.T) {
 	requireRoot(t)
 	runtimes := strings.Fields(os.Getenv("HOSTILE_RUNTIMES"))
 	if len(runtimes) == 0 {
-		runtimes = []string{"apptainer", "charliecloud"}
+		runtimes = []string{"apptainer", "charliecloud", "podman"}
 	}
 	for _, rt := range runtimes {
 		t.Run(rt, func(t *testing.T) { hostilePods(t, rt) })
@@ -1004,14 +1014,14 @@ func hostilePods(t *testing.T, rt string) {
 		after    func(t *testing.T) // more checks once its pods ended
 	}
 	classes := []class{
-		{name: "annotation", variants: annotationVariants(marker)},
+		{name: "annotation", variants: annotationVariants(marker, rt)},
 		{name: "sbatch", variants: sbatchVariants(marker)},
 		{name: "mpi", variants: mpiVariants(marker)},
 		{name: "env", variants: envVariants(marker)},
 		{name: "subpath", variants: subPathVariants(marker, rootPlanted)},
 		{name: "hostpath", variants: hostPathVariants(marker, allowed, hostFile)},
 		{name: "read", variants: readVariants(s.Dir), showLogs: true},
-		{name: "image", variants: imageVariants(marker), after: func(t *testing.T) {
+		{name: "image", variants: imageVariants(marker, rt), after: func(t *testing.T) {
 			// Refused before anything was written for them: nothing new in
 			// the image root, nor in the host's / (bind points for the image /).
 			checkNoNewEntry(t, imagesDir, imagesBefore)

@@ -221,6 +221,9 @@ YAML
 		# test images loaded; its jobs get the environment that selects it.
 		progress "a private Podman" "$STEPS/podman-up.log" .ci/podman.sh up "$DEMO_DIR/podman"
 		progress "the test images loaded into it" "$STEPS/podman-load.log" .ci/podman.sh load "$DEMO_DIR/podman" "$DEMO_DIR/images/images.tar"
+		# The sidecar shares the jobs' host and image storage: it checks
+		# each image at create (a missing one waits as ErrImagePull).
+		echo "PodmanLocalStorage: true" >>"$DEMO_DIR/config/slurm.yaml"
 		job_env "$DEMO_DIR/podman/env" >>"$DEMO_DIR/config/slurm.yaml" || die "could not read $DEMO_DIR/podman/env"
 		set -a
 		# shellcheck disable=SC1091 # written by .ci/podman.sh up

@@ -149,10 +149,23 @@ func DoJSON(ctx context.Context, hc *http.Client, e Endpoint, r Request, out any
 		_, _ = io.Copy(io.Discard, resp.Body)
 		return nil
 	}
+	if d, ok := out.(ReplyDecoder); ok {
+		if err := d.DecodeReply(resp.Body); err != nil {
+			return fmt.Errorf("%s %s: %w", r.Method, r.Path, err)
+		}
+		return nil
+	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 		return Unavailable("%s %s: decode reply: %w", r.Method, r.Path, err)
 	}
 	return nil
+}
+
+// ReplyDecoder is a reply that reads itself from a body (a PingResponse,
+// whose peers answer in several forms); DoJSON uses it instead of
+// encoding/json.
+type ReplyDecoder interface {
+	DecodeReply(body io.Reader) error
 }
 
 // Retryable tells whether a call that failed with err may be repeated: the

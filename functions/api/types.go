@@ -1,10 +1,16 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -97,7 +103,51 @@ type ExecRequest struct {
 // Accelerator is a count of one accelerator resource.
 type Accelerator struct {
 	ResourceType string `json:"resourceType"`
-	Available    int    `json:"available"`
+	Available    Count  `json:"available"`
+}
+
+// Count is a non-negative count sent as a JSON number, and read from a
+// number or from a string holding one: the original interLink sends an
+// accelerator's available count as a string since its 0.6.1, as a number
+// before.
+type Count int
+
+// UnmarshalJSON reads a number, a string holding a whole number (a
+// Kubernetes quantity such as "8"), or null (0).
+func (c *Count) UnmarshalJSON(b []byte) error {
+	s := string(bytes.TrimSpace(b))
+	if s == "null" {
+		*c = 0
+		return nil
+	}
+	if strings.HasPrefix(s, `"`) {
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		if s == "" {
+			*c = 0
+			return nil
+		}
+		q, err := resource.ParseQuantity(s)
+		if err != nil {
+			return fmt.Errorf("count %q: %w", s, err)
+		}
+		n, ok := q.AsInt64()
+		if !ok || n < 0 || n > math.MaxInt32 {
+			return fmt.Errorf("count %q is not a whole number from 0 to %d", s, math.MaxInt32)
+		}
+		*c = Count(n)
+		return nil
+	}
+	var n int64
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("count %s: %w", s, err)
+	}
+	if n < 0 || n > math.MaxInt32 {
+		return fmt.Errorf("count %d is not from 0 to %d", n, math.MaxInt32)
+	}
+	*c = Count(n)
+	return nil
 }
 
 // Resources are the capacity a sidecar offers, as Kubernetes quantities.
@@ -126,6 +176,43 @@ type PingResponse struct {
 	// Sidecars is an extension of interLink's /pinglink reply: the health of
 	// each sidecar behind it.
 	Sidecars []SidecarHealth `json:"sidecars,omitempty"`
+
+	// Problem is why a reply that was a JSON object gave no resources (it
+	// did not decode; DecodeReply), or nil. It is never sent.
+	Problem error `json:"-"`
+}
+
+// MaxPingReply caps what is read of a ping reply.
+const MaxPingReply = 1 << 20
+
+// DecodeReply reads a ping reply as the original interLink does: a 2xx
+// reply is healthy whatever its body (an original Docker plugin answers
+// null, older SLURM plugins null, [] or the text of sinfo -s), and the
+// node's resources, taints and health are read only from a JSON object.
+// An object that does not decode leaves them unread: Problem says why.
+// Only a reply that cannot be read (a broken connection, one larger than
+// MaxPingReply) is an error. DoJSON decodes a PingResponse with it.
+func (p *PingResponse) DecodeReply(body io.Reader) error {
+	b, err := io.ReadAll(io.LimitReader(body, MaxPingReply+1))
+	if err != nil {
+		return Unavailable("read ping reply: %w", err)
+	}
+	if len(b) > MaxPingReply {
+		return Unavailable("ping reply larger than %d bytes", MaxPingReply)
+	}
+	*p = PingResponse{}
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || b[0] != '{' {
+		return nil
+	}
+	type plain PingResponse // without this method
+	var v plain
+	if err := json.Unmarshal(b, &v); err != nil {
+		p.Problem = fmt.Errorf("ping reply %.200q: %w", b, err)
+		return nil
+	}
+	*p = PingResponse(v)
+	return nil
 }
 
 // SidecarHealth is the health of one sidecar in an aggregated ping.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -140,5 +141,64 @@ func TestStatusPodOfEncodesAsTrimForStatus(t *testing.T) {
 		if diff := cmp.Diff(a, b); diff != "" {
 			t.Errorf("StatusPodOf and TrimForStatus differ (-trim +statusPod):\n%s", diff)
 		}
+	}
+}
+
+// TestPingReplyForms: a 2xx ping reply is healthy whatever its body, as the
+// original interLink takes it; resources are read from an object only. The
+// bodies are those of the original's plugins: the Docker plugin (null), the
+// SLURM plugin up to 0.5.0 (null, or its last status list), from 0.5.1 to
+// 0.6.2 (the text of sinfo -s), and since (a PingResponse object whose
+// accelerator counts are strings); and an original interLink 0.3's "0".
+func TestPingReplyForms(t *testing.T) {
+	for _, tc := range []struct {
+		name, body string
+		cpu        string
+		gpus       Count
+		problem    bool
+	}{
+		{name: "DockerPluginNull", body: "null"},
+		{name: "EmptyArray", body: "[]"},
+		{name: "OldSlurmStatusList", body: `[{"name":"p","UID":"u","namespace":"n","JID":"1","containers":[]}]`},
+		{name: "SinfoText", body: "PARTITION AVAIL  TIMELIMIT   NODES(A/I/O/T) NODELIST\ndebug*       up   infinite        0/1/0/1 node1\n"},
+		{name: "OldInterlinkZero", body: "0"},
+		{name: "Empty", body: ""},
+		{name: "Object", body: `{"status":"ok","resources":{"cpu":"128","memory":"512000Mi","accelerators":[{"resourceType":"nvidia.com/gpu","available":"8"}]}}`, cpu: "128", gpus: 8},
+		{name: "ObjectNumberCount", body: `{"resources":{"cpu":"4","accelerators":[{"resourceType":"nvidia.com/gpu","available":2}]}}`, cpu: "4", gpus: 2},
+		{name: "ObjectBad", body: `{"resources":{"cpu":4}}`, problem: true},
+		{name: "ObjectNegativeCount", body: `{"resources":{"accelerators":[{"resourceType":"x/y","available":"-1"}]}}`, problem: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var p PingResponse
+			if err := p.DecodeReply(strings.NewReader(tc.body)); err != nil {
+				t.Fatalf("DecodeReply(%q): %v, want a healthy reply", tc.body, err)
+			}
+			if (p.Problem != nil) != tc.problem {
+				t.Errorf("Problem = %v, want a problem: %v", p.Problem, tc.problem)
+			}
+			var cpu string
+			var gpus Count
+			if p.Resources != nil {
+				cpu = p.Resources.CPU
+				for _, a := range p.Resources.Accelerators {
+					gpus += a.Available
+				}
+			}
+			if cpu != tc.cpu || gpus != tc.gpus {
+				t.Errorf("cpu %q gpus %d, want %q %d", cpu, gpus, tc.cpu, tc.gpus)
+			}
+		})
+	}
+	var p PingResponse
+	if err := p.DecodeReply(strings.NewReader(strings.Repeat(" ", MaxPingReply+1))); err == nil {
+		t.Error("a reply larger than MaxPingReply was read")
+	}
+}
+
+// TestCountEncodesAsNumber: counts go out as numbers, as our peers read them.
+func TestCountEncodesAsNumber(t *testing.T) {
+	b, err := json.Marshal(Accelerator{ResourceType: "nvidia.com/gpu", Available: 3})
+	if err != nil || string(b) != `{"resourceType":"nvidia.com/gpu","available":3}` {
+		t.Errorf("%s %v", b, err)
 	}
 }

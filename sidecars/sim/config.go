@@ -47,7 +47,17 @@ type Config struct {
 	// holds a duplicate job, so a test sees any that interLink and the VK
 	// let through.
 	OriginalPlugin bool `json:"OriginalPlugin" env:"INTERLINK_SIM_ORIGINAL_PLUGIN" doc:"Behave as an original interLink plugin does, for tests of what interLink does in front of one: replies carry no Interlink-Api-Version header, and a create for a pod already held makes another job (counted as duplicateJobs in /sim/stats)."`
+	// OriginalPing is how an original plugin answers a ping.
+	OriginalPing string `json:"OriginalPing" env:"INTERLINK_SIM_ORIGINAL_PING" doc:"With OriginalPlugin, how a ping (a status call for no pod) is answered, as one kind of original plugin does: object (a PingResponse, as the SLURM plugin since 0.6.2), array ([], an empty status list), null (the Docker plugin, and the SLURM plugin up to 0.5.0) or text (the text of sinfo -s, as the SLURM plugin from 0.5.1 to 0.6.2)."`
 }
+
+// OriginalPing values.
+const (
+	PingObject = "object"
+	PingArray  = "array"
+	PingNull   = "null"
+	PingText   = "text"
+)
 
 // Faults makes the sim answer slowly or fail, for a while, as a struggling
 // backend would. They apply to /create, /delete, /status (pings included)
@@ -79,6 +89,7 @@ func DefaultConfig() Config {
 		Tracing:      tracing.DefaultConfig(),
 		LogFormat:    "json",
 		LogLevel:     "info",
+		OriginalPing: PingObject,
 	}
 }
 
@@ -90,6 +101,11 @@ func (c *Config) Validate() error {
 	}
 	if c.PendingDelay.Duration < 0 || c.RunDuration.Duration < 0 {
 		errs = append(errs, errors.New("PendingDelay and RunDuration must not be negative"))
+	}
+	switch c.OriginalPing {
+	case PingObject, PingArray, PingNull, PingText:
+	default:
+		errs = append(errs, fmt.Errorf("OriginalPing %q: want object, array, null or text", c.OriginalPing))
 	}
 	if c.LogInterval.Duration <= 0 {
 		errs = append(errs, errors.New("LogInterval must be positive"))

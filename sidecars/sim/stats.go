@@ -1,7 +1,9 @@
 package sim
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"sync"
@@ -181,7 +183,7 @@ func (c *counters) leave(path string) {
 func (s *Sim) Handler(protocol http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	if s.cfg.OriginalPlugin {
-		protocol = withoutVersion(protocol)
+		protocol = withoutVersion(s.originalPing(protocol))
 	}
 	mux.Handle("/", s.faulty(protocol))
 	mux.HandleFunc(PathStats, func(w http.ResponseWriter, r *http.Request) {
@@ -248,6 +250,45 @@ func countedPath(path string) string {
 		return path
 	}
 	return "other"
+}
+
+// originalPing answers a ping (a status call for no pod) as the kind of
+// original plugin OriginalPing names; an object is the PingResponse of
+// Ping, as ours.
+func (s *Sim) originalPing(next http.Handler) http.Handler {
+	var body string
+	switch s.cfg.OriginalPing {
+	case PingArray:
+		body = "[]"
+	case PingNull:
+		body = "null"
+	case PingText:
+		body = "PARTITION AVAIL  TIMELIMIT   NODES(A/I/O/T) NODELIST\nsim*         up   infinite        0/1/0/1 sim1\n"
+	default:
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != api.PathStatus {
+			next.ServeHTTP(w, r)
+			return
+		}
+		b, err := io.ReadAll(io.LimitReader(r.Body, s.cfg.MaxBodyBytes+1))
+		if err != nil {
+			api.WriteError(w, r, api.Invalid("read the body: %v", err))
+			return
+		}
+		var pods []json.RawMessage
+		if json.Unmarshal(b, &pods) != nil || len(pods) > 0 {
+			r.Body = io.NopCloser(bytes.NewReader(b))
+			next.ServeHTTP(w, r)
+			return
+		}
+		s.counts.add(&s.counts.pings, 1)
+		if s.cfg.OriginalPing == PingText {
+			w.Header().Set("Content-Type", "text/plain")
+		}
+		_, _ = io.WriteString(w, body)
+	})
 }
 
 // withoutVersion drops the Interlink-Api-Version header from every reply:

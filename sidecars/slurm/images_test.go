@@ -207,7 +207,7 @@ func testImageConfigApplies(t *testing.T, rt string) {
 		t.Helper()
 		c.Name = "c"
 		b := &builder{cfg: &cfg, pod: &corev1.Pod{}, dir: "/d", site: &site{images: localImages{}}, imageRoot: root}
-		ct, _, err := b.container(&c, nil, newRuntime(rt, &cfg, root))
+		ct, _, err := b.container(&c, nil, newRuntime(rt, &cfg, root, cfg.ImagePrefix))
 		return ct, err
 	}
 	for _, tc := range []struct {

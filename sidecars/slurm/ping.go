@@ -1,9 +1,14 @@
 package slurm
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -24,8 +29,70 @@ type sinfoNode struct {
 }
 
 // Ping reports the cluster's free CPUs, memory and GPUs, summed over the
-// nodes that take jobs.
+// nodes that take jobs (or what ResourceScriptPath says), and the
+// configured Taints.
 func (s *Slurm) Ping(ctx context.Context) (api.PingResponse, error) {
+	var resp api.PingResponse
+	var err error
+	if s.cfg.ResourceScriptPath != "" {
+		resp, err = s.resourceScript(ctx)
+	} else {
+		resp, err = s.sinfoResources(ctx)
+	}
+	if err == nil && len(s.cfg.Taints) > 0 {
+		taints := slices.Clone(s.cfg.Taints)
+		resp.Taints = &taints
+	}
+	return resp, err
+}
+
+// resourceScript runs ResourceScriptPath and reads its standard output, a
+// ping reply, within CommandTimeout and MaxPingReply bytes.
+func (s *Slurm) resourceScript(ctx context.Context) (api.PingResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.CommandTimeout.Duration)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, s.cfg.ResourceScriptPath) //nolint:gosec // the operator's program
+	cmd.Env = s.cmd.env
+	cmd.Stdin = nil
+	out := &cappedBuffer{limit: api.MaxPingReply}
+	cmd.Stdout, cmd.Stderr = out, io.Discard
+	err := cmd.Run()
+	switch {
+	case out.over:
+		return api.PingResponse{}, api.Unavailable("ResourceScriptPath %s: more than %d bytes of output", s.cfg.ResourceScriptPath, api.MaxPingReply)
+	case ctx.Err() != nil:
+		return api.PingResponse{}, api.Unavailable("ResourceScriptPath %s: no answer within %s", s.cfg.ResourceScriptPath, s.cfg.CommandTimeout.Duration)
+	case err != nil:
+		return api.PingResponse{}, api.Unavailable("ResourceScriptPath %s: %w", s.cfg.ResourceScriptPath, err)
+	}
+	var resp api.PingResponse
+	if err := json.Unmarshal(out.buf.Bytes(), &resp); err != nil {
+		return api.PingResponse{}, api.Unavailable("ResourceScriptPath %s: its output is not a ping reply in JSON: %w", s.cfg.ResourceScriptPath, err)
+	}
+	if resp.Status == "" {
+		resp.Status = api.PingOK
+	}
+	resp.Sidecars = nil
+	return resp, nil
+}
+
+// cappedBuffer keeps up to limit bytes and notes whether more came.
+type cappedBuffer struct {
+	buf   bytes.Buffer
+	limit int
+	over  bool
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	if c.buf.Len()+len(p) > c.limit {
+		c.over = true
+		return 0, errors.New("output too long")
+	}
+	return c.buf.Write(p)
+}
+
+// sinfoResources sums the free resources of the nodes sinfo lists.
+func (s *Slurm) sinfoResources(ctx context.Context) (api.PingResponse, error) {
 	out, err := s.cmd.run(ctx, s.cfg.SinfoPath, "--json")
 	if err != nil {
 		return api.PingResponse{}, fmt.Errorf("sinfo: %w", err)
@@ -47,7 +114,7 @@ func (s *Slurm) Ping(ctx context.Context) (api.PingResponse, error) {
 	}
 	res := api.Resources{CPU: strconv.FormatInt(cpu, 10), Memory: strconv.FormatInt(mem, 10) + "Mi"}
 	if gpus > 0 {
-		res.Accelerators = []api.Accelerator{{ResourceType: string(resourceNvidiaGPU), Available: int(gpus)}}
+		res.Accelerators = []api.Accelerator{{ResourceType: string(resourceNvidiaGPU), Available: api.Count(gpus)}}
 	}
 	return api.PingResponse{Status: api.PingOK, Resources: &res}, nil
 }

@@ -31,6 +31,9 @@ type container struct {
 	envDir string
 	// extra options from the pod's annotations (Singularity/Apptainer only).
 	options []string
+	// enrootOptions are the options and mounts of the pod's enroot
+	// annotations (enroot only).
+	enrootOptions []string
 	// siteImage: the image is an image directory of the site, its config
 	// applied (siteImageRuntime).
 	siteImage bool
@@ -114,18 +117,18 @@ func helperArgv(workDir string, readOnly []string) []string {
 	return append(argv, helperEnv, "--")
 }
 
-func newRuntime(name string, cfg *Config, imageRoot string) runtime {
+func newRuntime(name string, cfg *Config, imageRoot, prefix string) runtime {
 	switch name {
 	case RuntimeEnroot:
-		return enroot{cfg: cfg, imageRoot: imageRoot}
+		return enroot{cfg: cfg, imageRoot: imageRoot, prefix: prefix}
 	case RuntimeCharliecloud:
 		return charliecloud{cfg: cfg, imageRoot: imageRoot}
 	case RuntimePodman:
 		return podman{cfg: cfg}
 	case RuntimeApptainer:
-		return singularity{cfg: cfg, bin: cfg.ApptainerPath, imageRoot: imageRoot}
+		return singularity{cfg: cfg, bin: cfg.ApptainerPath, imageRoot: imageRoot, prefix: prefix}
 	default:
-		return singularity{cfg: cfg, bin: cfg.SingularityPath, imageRoot: imageRoot}
+		return singularity{cfg: cfg, bin: cfg.SingularityPath, imageRoot: imageRoot, prefix: prefix}
 	}
 }
 
@@ -146,6 +149,7 @@ type singularity struct {
 	cfg       *Config
 	bin       string
 	imageRoot string
+	prefix    string // ImagePrefix, or the pod's URI prefix
 }
 
 func (singularity) env() envMode { return envQuotedFile }
@@ -167,7 +171,7 @@ func (s singularity) image(ref string) (string, error) {
 	case s.imageRoot != "":
 		return localImage(s.imageRoot, ref)
 	default:
-		return s.cfg.ImagePrefix + ref, nil
+		return s.prefix + ref, nil
 	}
 }
 
@@ -227,6 +231,7 @@ func (singularity) cleanup(*container) [][]string { return nil }
 type enroot struct {
 	cfg       *Config
 	imageRoot string
+	prefix    string // ImagePrefix, or the pod's URI prefix
 }
 
 func (enroot) env() envMode { return envHelper }
@@ -244,7 +249,7 @@ func (e enroot) image(ref string) (string, error) {
 	if i := strings.IndexByte(ref, '/'); i > 0 && strings.ContainsAny(ref[:i], ".:") {
 		ref = ref[:i] + "#" + ref[i+1:]
 	}
-	return e.cfg.ImagePrefix + ref, nil
+	return e.prefix + ref, nil
 }
 
 func (e enroot) commands(c *container, image string) [][]string {
@@ -256,7 +261,8 @@ func (e enroot) commands(c *container, image string) [][]string {
 		image = sqsh
 	}
 	steps = append(steps, []string{e.cfg.EnrootPath, "create", "--force", "--name", c.id, image})
-	start := []string{e.cfg.EnrootPath, "start", "--rw"}
+	start := append([]string{e.cfg.EnrootPath, "start"}, e.cfg.EnrootDefaultOptions...)
+	start = append(start, c.enrootOptions...)
 	for _, m := range c.mounts {
 		mnt := m.host + " " + m.ctr + " none x-create=dir,bind"
 		if m.ro {

@@ -34,6 +34,9 @@ const (
 	AnnotationMPIFlags           = "slurm-job.vk.io/mpi-flags"
 	AnnotationRuntime            = "interlink.io/runtime"
 	AnnotationFlavor             = "interlink.io/flavor"
+	AnnotationFlavorOriginal     = "slurm-job.vk.io/flavor"
+	AnnotationEnrootMounts       = "slurm-job.vk.io/enroot-mounts"
+	AnnotationEnrootOptions      = "slurm-job.vk.io/enroot-options"
 	AnnotationPartition          = "interlink.io/partition"
 	AnnotationAccount            = "interlink.io/account"
 	AnnotationQOS                = "interlink.io/qos"
@@ -73,7 +76,10 @@ func dataRef(rel string) string { return dataMarker + "/" + rel }
 
 // job is what Create submits.
 type job struct {
-	args   []string // sbatch arguments, before the script's path
+	args []string // sbatch arguments, before the script's path
+	// uid is the job's uid (sbatch --uid), or -1: the sidecar's account.
+	// The pod's directory and files are given to it.
+	uid    int64
 	script string
 	files  []poddata.File // pod data written into the data directory (shared mode)
 	// podmanImages are the images the sidecar checks at create when it
@@ -108,9 +114,12 @@ func buildJob(cfg *Config, st *site, data *api.RetrievedPodData, dir string) (*j
 	if err != nil {
 		return nil, invalid(err)
 	}
-	rt := newRuntime(rtName, cfg, imageRoot)
+	rt := newRuntime(rtName, cfg, imageRoot, b.imagePrefix)
 	b.imageRoot = imageRoot
 	if b.singOpts, err = b.singularityOptions(); err != nil {
+		return nil, invalid(err)
+	}
+	if b.enrootOpts, err = b.enrootOptions(); err != nil {
 		return nil, invalid(err)
 	}
 	var errs []error
@@ -144,7 +153,7 @@ func buildJob(cfg *Config, st *site, data *api.RetrievedPodData, dir string) (*j
 	if !cfg.SharedFS {
 		files = nil // embedded in the script
 	}
-	j := &job{args: args, script: script, files: files}
+	j := &job{args: args, script: script, files: files, uid: b.uid}
 	if _, ok := rt.(podman); ok {
 		j.podmanImages = podmanImages(pod, inits, mains)
 	}
@@ -197,6 +206,18 @@ func (b *builder) runtimeChoice() (rtName, imageRoot string, err error) {
 		return "", "", err
 	}
 	imageRoot = b.cfg.ImageRoot
+	b.imagePrefix = b.cfg.ImagePrefix
+	if r, ok := a[AnnotationImageRoot]; ok && hasScheme(r) {
+		// A URI prefix, as the original: the pod's images are prefix+image.
+		if r != b.cfg.ImagePrefix && !slices.Contains(b.cfg.AllowedImageRoots, r) {
+			return "", "", fmt.Errorf("annotation %s=%q: the image prefix is not allowed (AllowedImageRoots in the sidecar's config: list the URI prefix there)", AnnotationImageRoot, r)
+		}
+		if rtName != RuntimeSingularity && rtName != RuntimeApptainer && rtName != RuntimeEnroot {
+			return "", "", fmt.Errorf("annotation %s=%q: a URI prefix applies to the singularity, apptainer and enroot runtimes, not %s", AnnotationImageRoot, r, rtName)
+		}
+		b.imagePrefix = r
+		return rtName, "", nil
+	}
 	if r, ok := a[AnnotationImageRoot]; ok {
 		c := path.Clean(r)
 		if !path.IsAbs(r) || (c != path.Clean(b.cfg.ImageRoot) && !slices.ContainsFunc(b.cfg.AllowedImageRoots, func(p string) bool { return path.Clean(p) == c })) {
@@ -222,6 +243,13 @@ type builder struct {
 	site *site
 	// singOpts are the options of the singularity annotations, checked.
 	singOpts []string
+	// enrootOpts are the options of the enroot annotations, checked.
+	enrootOpts []string
+	// imagePrefix turns image references into URIs (ImagePrefix, or the
+	// URI prefix the pod chose with the image-root annotation).
+	imagePrefix string
+	// uid is the job's uid (sbatch --uid), or -1.
+	uid int64
 	// imageRoot is the pod's image root (ImageRoot, or one it chose).
 	imageRoot string
 	// dataFiles are the data-relative paths of the pod's data files (not
@@ -246,11 +274,27 @@ func (b *builder) sbatchArgs() ([]string, error) {
 		"--chdir=" + path.Dir(b.dir),
 	}
 	cpu, mem, gpus := podResources(p)
-	if cpu.IsZero() && flavor != nil && flavor.CPU != "" {
-		cpu = resource.MustParse(flavor.CPU)
+	var flavorFlags []string
+	if flavor != nil {
+		fcpu, err1 := flavor.cpu()
+		fmem, err2 := flavor.memory()
+		fl, err3 := flavor.flags()
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return nil, fmt.Errorf("flavor %s: %w", flavor.Name, err)
+		}
+		if cpu.IsZero() {
+			cpu = fcpu
+		}
+		if mem.IsZero() {
+			mem = fmem
+		}
+		flavorFlags = fl
 	}
-	if mem.IsZero() && flavor != nil && flavor.Memory != "" {
-		mem = resource.MustParse(flavor.Memory)
+	if b.uid, err = b.jobUID(flavor); err != nil {
+		return nil, err
+	}
+	if b.uid >= 0 {
+		args = append(args, "--uid="+strconv.FormatInt(b.uid, 10))
 	}
 	if !cpu.IsZero() {
 		args = append(args, "--cpus-per-task="+strconv.FormatInt((cpu.MilliValue()+999)/1000, 10))
@@ -291,9 +335,7 @@ func (b *builder) sbatchArgs() ([]string, error) {
 			args = append(args, o.flag+v)
 		}
 	}
-	if flavor != nil {
-		args = append(args, flavor.Flags...)
-	}
+	args = append(args, flavorFlags...)
 	if f, ok := a[AnnotationFlags]; ok {
 		flags, err := allowedWords(f, b.cfg.AllowedSbatchFlags, "AllowedSbatchFlags")
 		if err != nil {
@@ -308,27 +350,129 @@ func (b *builder) sbatchArgs() ([]string, error) {
 // a crash is found again.
 func jobComment(uid types.UID) string { return "interlink-pod=" + string(uid) }
 
+// flavor is the pod's flavor: the one its annotation names (either
+// spelling), else for a pod asking for GPUs a GPU flavor (gpuFlavor), else
+// DefaultFlavor; nil when none applies. An unknown name is a 400 (the
+// original logged it and went on).
 func (b *builder) flavor() (*Flavor, error) {
-	name, named := b.pod.Annotations[AnnotationFlavor]
-	if !named {
-		if _, _, gpus := podResources(b.pod); gpus > 0 {
-			for i := range b.cfg.Flavors {
-				if b.cfg.Flavors[i].GPU {
-					return &b.cfg.Flavors[i], nil
-				}
+	a := b.pod.Annotations
+	name, named := a[AnnotationFlavor]
+	if orig, ok := a[AnnotationFlavorOriginal]; ok {
+		if named && orig != name {
+			return nil, fmt.Errorf("annotations %s=%q and %s=%q disagree", AnnotationFlavor, name, AnnotationFlavorOriginal, orig)
+		}
+		name, named = orig, true
+	}
+	if named {
+		for i := range b.cfg.Flavors {
+			if b.cfg.Flavors[i].Name == name {
+				return &b.cfg.Flavors[i], nil
 			}
 		}
-		name = b.cfg.DefaultFlavor
+		names := make([]string, 0, len(b.cfg.Flavors))
+		for _, f := range b.cfg.Flavors {
+			names = append(names, f.Name)
+		}
+		return nil, fmt.Errorf("annotation %s: no flavor %q (Flavors in the sidecar's config has: %s)", AnnotationFlavor, name, strings.Join(names, ", "))
 	}
-	if name == "" {
-		return nil, nil
+	if _, _, gpus := podResources(b.pod); gpus > 0 {
+		if f := gpuFlavor(b.cfg.Flavors, gpus); f != nil {
+			return f, nil
+		}
 	}
 	for i := range b.cfg.Flavors {
-		if b.cfg.Flavors[i].Name == name {
+		if b.cfg.Flavors[i].Name == b.cfg.DefaultFlavor {
 			return &b.cfg.Flavors[i], nil
 		}
 	}
-	return nil, fmt.Errorf("annotation %s: no flavor %q", AnnotationFlavor, name)
+	return nil, nil
+}
+
+// gpuFlavor chooses a flavor for a pod asking for n GPUs, as the original:
+// among the flavors with GPU set, or whose flags or name mention gpu, the
+// first whose --gres=gpu:N asks for exactly n, else the first with GPU set
+// or gpu in its flags. Flavors are in the config's order (a map's by name).
+func gpuFlavor(flavors []Flavor, n int64) *Flavor {
+	var first *Flavor
+	for i := range flavors {
+		f := &flavors[i]
+		flags := strings.ToLower(strings.Join(append(slices.Clone(f.Flags), f.SlurmFlags...), " "))
+		inFlags := strings.Contains(flags, "gpu")
+		if !f.GPU && !inFlags && !strings.Contains(strings.ToLower(f.Name), "gpu") {
+			continue
+		}
+		if gresGPUs(f) == n {
+			return f
+		}
+		if first == nil && (f.GPU || inFlags) {
+			first = f
+		}
+	}
+	return first
+}
+
+// gresGPUs is the count of a flavor's --gres=gpu:N (or gpu:TYPE:N), or 0.
+func gresGPUs(f *Flavor) int64 {
+	flags, _ := f.flags()
+	for _, fl := range flags {
+		v, ok := strings.CutPrefix(fl, "--gres=")
+		if !ok {
+			continue
+		}
+		for item := range strings.SplitSeq(v, ",") {
+			if !strings.HasPrefix(item, "gpu:") {
+				continue
+			}
+			if n, err := strconv.ParseInt(item[strings.LastIndexByte(item, ':')+1:], 10, 64); err == nil {
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+// jobUID is the uid the job runs as (sbatch --uid), or -1 for the
+// sidecar's own account: the pod's runAsUser, else the namespace's uid
+// (NamespaceUIDs), else its flavor's UID, else DefaultUID, always within
+// AllowedUIDs. A runAsUser equal to the sidecar's uid needs no --uid.
+func (b *builder) jobUID(flavor *Flavor) (int64, error) {
+	var asked *int64
+	if sc := b.pod.Spec.SecurityContext; sc != nil {
+		asked = sc.RunAsUser
+	}
+	ranges, err := parseUIDRanges(b.cfg.AllowedUIDs)
+	if err != nil {
+		return 0, fmt.Errorf("AllowedUIDs: %w", err)
+	}
+	if nsUID, ok := b.cfg.NamespaceUIDs[b.pod.Namespace]; ok {
+		if asked != nil && *asked != nsUID {
+			return 0, fmt.Errorf("securityContext.runAsUser %d: pods of namespace %s run as uid %d (NamespaceUIDs in the sidecar's config)", *asked, b.pod.Namespace, nsUID)
+		}
+		asked = &nsUID
+	}
+	if asked != nil {
+		switch {
+		case len(ranges) == 0 && *asked == int64(geteuid()):
+			return -1, nil // the sidecar's own account: nothing to ask
+		case len(ranges) == 0:
+			return 0, fmt.Errorf("securityContext.runAsUser %d: jobs run as the sidecar's account (uid %d); running them as other uids needs AllowedUIDs in the sidecar's config", *asked, geteuid())
+		case !uidAllowed(ranges, *asked):
+			return 0, fmt.Errorf("securityContext.runAsUser %d is not within AllowedUIDs in the sidecar's config", *asked)
+		}
+		return *asked, nil
+	}
+	switch {
+	case flavor != nil && flavor.UID != nil:
+		asked = flavor.UID
+	case b.cfg.DefaultUID.Set:
+		asked = &b.cfg.DefaultUID.UID
+	default:
+		return -1, nil
+	}
+	if !uidAllowed(ranges, *asked) {
+		return 0, fmt.Errorf("uid %d (a flavor's UID or DefaultUID) is not within AllowedUIDs in the sidecar's config", *asked)
+	}
+	return *asked, nil
 }
 
 // podResources is what the pod asks for, as the scheduler counts it: the
@@ -592,6 +736,7 @@ func (b *builder) container(c *corev1.Container, vols map[string]poddata.Volume,
 		ct.gpu = "amd"
 	}
 	ct.options = b.singOpts
+	ct.enrootOptions = b.enrootOpts
 	switch rt.env() {
 	case envQuotedFile:
 		ct.envFile = path.Join("env", c.Name+".env")
@@ -702,6 +847,88 @@ func (b *builder) singularityOptions() ([]string, error) {
 		out = append(out, binds...)
 	}
 	return out, nil
+}
+
+// enrootOptions are the options of the enroot-options annotation (within
+// AllowedEnrootOptions) and the mounts of enroot-mounts (sources under
+// AllowedHostPaths), as enroot start words.
+func (b *builder) enrootOptions() ([]string, error) {
+	var out []string
+	if s, ok := b.pod.Annotations[AnnotationEnrootOptions]; ok {
+		w, err := allowedWords(s, b.cfg.AllowedEnrootOptions, "AllowedEnrootOptions")
+		if err != nil {
+			return nil, fmt.Errorf("annotation %s: %w", AnnotationEnrootOptions, err)
+		}
+		out = append(out, w...)
+	}
+	if s, ok := b.pod.Annotations[AnnotationEnrootMounts]; ok {
+		mounts, err := enrootMounts(s, b.cfg.AllowedHostPaths)
+		if err != nil && !strings.Contains(err.Error(), "AllowedHostPaths") {
+			err = fmt.Errorf("%w (mounts of sources under AllowedHostPaths in the sidecar's config are accepted)", err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("annotation %s: %w", AnnotationEnrootMounts, err)
+		}
+		out = append(out, mounts...)
+	}
+	return out, nil
+}
+
+// enrootMounts checks the mounts of the enroot-mounts annotation
+// (--mount SRC[:DST[:ro|rw]], -m, comma-separated lists, as the binds of
+// singularity-mounts) and returns them as enroot start's fstab-like
+// --mount words.
+func enrootMounts(s string, allowed []string) ([]string, error) {
+	w, err := words(s)
+	if err != nil {
+		return nil, err
+	}
+	var binds []string
+	for i := 0; i < len(w); i++ {
+		spec, ok := strings.CutPrefix(w[i], "--mount=")
+		if !ok {
+			if w[i] != "--mount" && w[i] != "-m" || i+1 >= len(w) {
+				return nil, fmt.Errorf("%q: only --mount SRC[:DST[:ro]] (or -m) is accepted", w[i])
+			}
+			i++
+			spec = w[i]
+		}
+		binds = append(binds, "--bind", spec)
+	}
+	checked, err := singularityBinds(strings.Join(quoteAll(binds), " "), allowed)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for i := 1; i < len(checked); i += 2 {
+		f := strings.Split(checked[i], ":")
+		src, dst, opts := f[0], f[0], "x-create=dir,bind"
+		if len(f) > 1 {
+			dst = f[1]
+		}
+		if strings.ContainsAny(src+dst, " \t\\") {
+			return nil, fmt.Errorf("mount %q: enroot reads its paths as fstab fields: no blank or backslash", checked[i])
+		}
+		if len(f) > 2 && f[2] == "ro" {
+			opts += ",ro"
+		}
+		out = append(out, "--mount", src+" "+dst+" none "+opts)
+	}
+	return out, nil
+}
+
+// quoteAll quotes words for words() to read back; a word that cannot be
+// quoted (it holds NUL) is left as is, and refused there.
+func quoteAll(ws []string) []string {
+	out := make([]string, len(ws))
+	for i, w := range ws {
+		if q, err := quote(w); err == nil {
+			out[i] = q
+		} else {
+			out[i] = w
+		}
+	}
+	return out
 }
 
 // singularityBinds checks the binds of the singularity-mounts annotation
@@ -871,7 +1098,7 @@ func (b *builder) script(rt runtime, inits, mains []*container, files []poddata.
 		return r
 	}
 	p := b.pod
-	w("#!/bin/bash\n")
+	w("#!%s\n", b.cfg.BashPath)
 	w("# Job of pod %s, written by interlink-slurm. The containers' output goes to\n", q(p.Namespace+"/"+p.Name))
 	w("# containers/NAME.log, their exit codes to containers/NAME.exit.\n")
 	w("umask 077\n")

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -103,6 +104,7 @@ func render(t *testing.T, cfg Config, data *api.RetrievedPodData) string {
 }
 
 func TestGoldenScripts(t *testing.T) {
+	asEUID(t, 0) // sbatch --uid (the original-slurm-config case)
 	tests := []struct {
 		name   string
 		config func(*Config)
@@ -147,6 +149,26 @@ func TestGoldenScripts(t *testing.T) {
 			d.Pod.Annotations[AnnotationPreExec] = "export OMP_NUM_THREADS=4"
 			d.Pod.Spec.ActiveDeadlineSeconds = ptr(int64(5430))
 		}},
+		// The original SLURM plugin's keys and annotations: a flavors map,
+		// ContainerRuntime, BashPath, DefaultUID within AllowedUIDs, the
+		// enroot annotations and an image-root URI prefix.
+		{"original-slurm-config", func(c *Config) {
+			c.ContainerRuntime, c.BashPath = RuntimeEnroot, "/usr/local/bin/bash"
+			c.EnrootDefaultOptions = []string{"--rw", "--conf=/etc/enroot/site.conf"}
+			c.AllowedUIDs, c.DefaultUID = []string{"1000-1999"}, UID(1001)
+			c.AllowedEnrootOptions, c.AllowedHostPaths = []string{"--root"}, []string{"/cvmfs"}
+			c.AllowedImageRoots = append(c.AllowedImageRoots, "oras://registry.example/")
+			c.DefaultFlavor = "default"
+			if err := c.Flavors.UnmarshalJSON([]byte(`{"default": {"CPUDefault": 4, "MemoryDefault": "16G", "SlurmFlags": ["--partition=cpu"]},
+				"gpu-nvidia": {"CPUDefault": 8, "MemoryDefault": "64G", "UID": 1500, "SlurmFlags": ["--gres=gpu:1", "--partition=gpu", "--time 04:00:00"]}}`)); err != nil {
+				panic(err)
+			}
+		}, func(d *api.RetrievedPodData) {
+			d.Pod.Annotations[AnnotationFlavorOriginal] = "gpu-nvidia"
+			d.Pod.Annotations[AnnotationEnrootOptions] = "--root"
+			d.Pod.Annotations[AnnotationEnrootMounts] = "--mount /cvmfs:/cvmfs:ro"
+			d.Pod.Annotations[AnnotationImageRoot] = "oras://registry.example/"
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -162,6 +184,10 @@ func TestGoldenScripts(t *testing.T) {
 				tt.pod(data)
 			}
 			got := render(t, cfg, data)
+			if tt.name == "original-slurm-config" {
+				// The job's uid, beside its script.
+				got = "# uid " + strconv.FormatInt(mustJob(t, cfg, data).uid, 10) + "\n" + got
+			}
 			golden := filepath.Join("testdata", "golden", tt.name+".sh")
 			if *update {
 				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
@@ -181,6 +207,16 @@ func TestGoldenScripts(t *testing.T) {
 			bashSyntax(t, got)
 		})
 	}
+}
+
+// mustJob builds the pod's job.
+func mustJob(t *testing.T, cfg Config, data *api.RetrievedPodData) *job {
+	t.Helper()
+	j, err := buildJob(&cfg, nil, data, "/data/interlink/jobs/team-a-"+testUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
 }
 
 // bashSyntax checks a script with bash -n, when bash is here.

@@ -155,16 +155,25 @@ func FuzzJobScript(f *testing.F) {
 	}
 	f.Add("sh", "BASH_ENV", "/x", "k", "-n 1 /bin/sh -c id --")
 	f.Add("sh", "PATH", "data/volumes/bin", "k", "--bind /etc:/x")
+	f.Add("sh", "X", "y", "k", "--mount /scratch/a:/x:ro")
+	f.Add("sh", "X", "y", "k", "--root --env 'A=$(id)'")
+	f.Add("sh", "X", "y", "k", "oras://registry.example/")
 	f.Fuzz(func(t *testing.T, cmd, name, env, key, ann string) {
 		cfg := testConfig(t)
 		cfg.AllowedMPIFlags, cfg.AllowedHostPaths = []string{"-n="}, []string{"/scratch"}
+		cfg.AllowedEnrootOptions = []string{"--root", "--env="}
+		if len(cmd)%2 == 1 {
+			cfg.Runtime = RuntimeEnroot // where the enroot annotations apply
+		}
+		cfg.AllowedImageRoots = append(cfg.AllowedImageRoots, "oras://registry.example/")
 		base := expansions(t, render(t, cfg, testPod()))
 		data := testPod()
 		c := &data.Pod.Spec.Containers[0]
 		c.Command = []string{cmd}
 		c.Env = append(c.Env, corev1.EnvVar{Name: name, Value: env})
 		data.Containers[1].ConfigMaps[0].Data[key] = env
-		for _, a := range []string{AnnotationFlags, AnnotationMPIFlags, AnnotationSingularityOptions, AnnotationSingularityMounts} {
+		for _, a := range []string{AnnotationFlags, AnnotationMPIFlags, AnnotationSingularityOptions, AnnotationSingularityMounts,
+			AnnotationEnrootOptions, AnnotationEnrootMounts, AnnotationImageRoot, AnnotationFlavorOriginal} {
 			data.Pod.Annotations[a] = ann
 		}
 		j, err := buildJob(&cfg, nil, data, "/data/interlink/jobs/team-a-"+testUID)
@@ -182,7 +191,7 @@ func FuzzJobScript(f *testing.F) {
 		}
 		allowed := hostPrograms(&cfg)
 		cmds, _ := commandWords(t, j.script, map[string]bool{cfg.MpiexecPath: true},
-			map[string]bool{cfg.SingularityPath: true}, "IL_ENVEXEC")
+			map[string]bool{cfg.SingularityPath: true, cfg.EnrootPath: true}, "IL_ENVEXEC")
 		for _, w := range cmds {
 			if !allowed[w] {
 				t.Fatalf("the script runs %q", w)
@@ -302,7 +311,9 @@ func hostPrograms(cfg *Config) map[string]bool {
 func TestNoPodWordInCommandPosition(t *testing.T) {
 	values := append(slices.Clone(hostile), "-n 1 /bin/sh -c 'touch /tmp/x' --", "-n 1 : /bin/id", "-V", "--version",
 		"--help", "--test-only", "--te", "--exclusive /tmp/evil.sh", "--bind /etc:/x", "--bind=/scratch/../etc:/x",
-		"-B /scratch:/s,/etc:/e", "--home /", "--nv --no-home=false", "/etc", "podman", "../x", "-n=1;touch /x")
+		"-B /scratch:/s,/etc:/e", "--home /", "--nv --no-home=false", "/etc", "podman", "../x", "-n=1;touch /x",
+		"--mount /scratch/a:/x:ro", "-m /scratch:/s,/etc:/e", "--mount '/scratch/a /etc none bind'", "--root --env A=B",
+		"--root /bin/sh", "docker://", "oras://registry.example/", "oras://registry.example/$(id)", "gpu", "default")
 	names := []string{"PATH", "LD_PRELOAD", "BASH_ENV", "ENV", "IFS", "SHELLOPTS", "PS4", "PROMPT_COMMAND", "BASHOPTS",
 		"IL_DATA", "IL_DIR", "SLURM_CONF", "a.b-c", "_"}
 	for _, rt := range runtimes {
@@ -311,12 +322,14 @@ func TestNoPodWordInCommandPosition(t *testing.T) {
 		cfg.AllowedRuntimes = slices.Clone(runtimes)
 		cfg.AllowedMPIFlags = []string{"-n=", "-np="}
 		cfg.AllowedHostPaths = []string{"/scratch"}
-		cfg.AllowedImageRoots = []string{"/images2"}
+		cfg.AllowedImageRoots = []string{"/images2", "oras://registry.example/"}
+		cfg.AllowedEnrootOptions = []string{"--root", "--env="}
+		cfg.Flavors = Flavors{{Name: "default", SlurmFlags: []string{"--partition=cpu"}}, {Name: "gpu", GPU: true}}
 		allowed := hostPrograms(&cfg)
 		built := 0
 		for _, v := range values {
 			for _, ann := range []string{AnnotationFlags, AnnotationMPIFlags, AnnotationSingularityOptions, AnnotationSingularityMounts,
-				AnnotationImageRoot, AnnotationRuntime} {
+				AnnotationImageRoot, AnnotationRuntime, AnnotationEnrootOptions, AnnotationEnrootMounts, AnnotationFlavorOriginal} {
 				data := testPod()
 				if rt == RuntimePodman || ann == AnnotationRuntime && v == RuntimePodman {
 					data = podmanTestPod() // podman runs image references only

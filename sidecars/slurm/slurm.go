@@ -83,6 +83,16 @@ func New(cfg Config, log *slog.Logger) (*Slurm, error) {
 	for key, err := range missing {
 		log.Debug("program not found: pods that need it are refused", "key", key, "err", err)
 	}
+	if len(cfg.AllowedUIDs) > 0 {
+		// Jobs running as other uids reach their own directory through it
+		// (traverse only: they cannot list it).
+		if err := root.Chmod(".", 0o711); err != nil {
+			log.Warn("could not make DataRootFolder traversable for the jobs' uids", "err", err)
+		}
+	}
+	for _, w := range cfg.Warnings() {
+		log.Warn("config key without effect", "detail", w)
+	}
 	s := &Slurm{cfg: cfg, log: log, cmd: newCommands(&cfg), store: st, root: root, rootDir: rootDir, lock: lock, missing: missing}
 	log.Info("slurm sidecar state loaded", "pods", st.len(), "state", statePath, "data", rootDir)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.CommandTimeout.Duration)
@@ -159,6 +169,11 @@ func (s *Slurm) Create(ctx context.Context, data *api.RetrievedPodData) (api.Cre
 	}
 	if err := s.writeData(dir, j.files); err != nil {
 		return fail(fmt.Errorf("pod %s/%s: write its data: %w", p.Namespace, p.Name, err))
+	}
+	if j.uid >= 0 {
+		if err := s.giveTo(dir, int(j.uid)); err != nil {
+			return fail(fmt.Errorf("pod %s/%s: give its directory to uid %d: %w", p.Namespace, p.Name, j.uid, err))
+		}
 	}
 	start := time.Now()
 	// The script goes to sbatch's standard input: Slurm keeps it (scontrol
@@ -266,6 +281,31 @@ func (s *Slurm) writeData(dir string, files []poddata.File) error {
 		return err
 	}
 	return s.root.Write(path.Join(dir, dataDirName), files)
+}
+
+// giveTo makes the pod's directory, its files and its job output (made
+// empty here) belong to uid, the job's (sbatch --uid): the job writes
+// there as that uid. The group is left as it is.
+func (s *Slurm) giveTo(dir string, uid int) error {
+	if err := s.root.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	out, err := s.root.OpenFile(dir+outputSuffix, os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	if err := s.root.Lchown(dir+outputSuffix, uid, -1); err != nil {
+		return err
+	}
+	return fs.WalkDir(s.root.FS(), dir, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return s.root.Lchown(p, uid, -1)
+	})
 }
 
 // Delete cancels the pod's job and removes its directory and record.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -139,6 +140,58 @@ func BenchmarkWholeChain(b *testing.B) {
 		if err := rep.write(out); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkOriginalPluginChain is a 10,000-pod burst (bound to the node,
+// 16 created at a time) through the whole chain in front of the sim as an
+// original plugin: no version header (interlink asks for a pod's status
+// before each create, and sends whole pods), and its ping answered as
+// INTERLINK_BENCH_ORIGINAL_PING says (object, array, null or text; default
+// array). It fails when no pod changes phase for 30 s.
+func BenchmarkOriginalPluginChain(b *testing.B) {
+	ping := os.Getenv("INTERLINK_BENCH_ORIGINAL_PING")
+	if ping == "" {
+		ping = sim.PingArray
+	}
+	n := 10000
+	if v, err := strconv.Atoi(os.Getenv("INTERLINK_BENCH_ORIGINAL_PODS")); err == nil && v > 0 {
+		n = v
+	}
+	s := startStack(b, options{
+		simEnv: []string{"INTERLINK_SIM_PENDING_DELAY=" + benchPending.String(), "INTERLINK_SIM_RUN_DURATION=" + benchRun.String(),
+			"INTERLINK_SIM_ORIGINAL_PLUGIN=true", "INTERLINK_SIM_ORIGINAL_PING=" + ping},
+		vkEnv: []string{"INTERLINK_KUBE_API_QPS=" + benchVKQPS, "INTERLINK_KUBE_API_BURST=" + benchVKBurst},
+	})
+	ns := fmt.Sprintf("original%d", n)
+	s.namespace(b, ns)
+	tr := newTracker(b, s, ns, ns)
+	pods := make([]*corev1.Pod, n)
+	names := make([]string, n)
+	for i := range pods {
+		names[i] = fmt.Sprintf("o-%05d", i)
+		pods[i] = s.benchPod(ns, names[i], sim.OutcomeRunning, nil)
+	}
+	if err := tr.createAll(context.Background(), s, pods, createWorkers); err != nil {
+		b.Fatal(err)
+	}
+	if err := tr.waitNoStall("all Running", 20*time.Minute, 30*time.Second, func(sm sample) bool { return sm.Running == n }); err != nil {
+		b.Fatal(err)
+	}
+	secs := tr.span(func(tr *tracker) map[string]time.Time { return tr.running }).Seconds()
+	st := s.simStats(b, "")
+	b.ReportMetric(secs, "s-to-running")
+	b.ReportMetric(float64(n)/secs, "pods/s")
+	b.ReportMetric(float64(st.DuplicateJobs), "duplicate-jobs")
+	b.ReportMetric(s.vk.usage().PeakRSSMB, "vk-peak-MB")
+	if st.DuplicateJobs != 0 {
+		b.Errorf("%d duplicate jobs", st.DuplicateJobs)
+	}
+	if err := tr.deleteAll(context.Background(), s, ns, names, deleteWorkers); err != nil {
+		b.Fatal(err)
+	}
+	if err := tr.waitFor("all deleted", 10*time.Minute, func(sm sample) bool { return sm.Gone == n }); err != nil {
+		b.Fatal(err)
 	}
 }
 

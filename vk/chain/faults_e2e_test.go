@@ -43,9 +43,18 @@ func TestFaults(t *testing.T) {
 		// The sim as an original plugin: its create is not idempotent, so
 		// a create that interLink and the VK let through twice for one pod
 		// is a duplicate job (interLink asks such a plugin for the pod's
-		// status before each create).
+		// status before each create). Its ping reply is null, as the
+		// original Docker plugin's: the node is Ready all the same.
 		simEnv: []string{"INTERLINK_SIM_PENDING_DELAY=" + faultPending.String(), "INTERLINK_SIM_RUN_DURATION=" + faultRun.String(),
-			"INTERLINK_SIM_ORIGINAL_PLUGIN=true"},
+			"INTERLINK_SIM_ORIGINAL_PLUGIN=true", "INTERLINK_SIM_ORIGINAL_PING=null"},
+	})
+
+	// 1,000 pods bound to the node, created 16 at a time, in front of the
+	// sim as an original plugin (no version header, arrays, its ping a
+	// PingResponse object): all Running, no duplicate job, and never a
+	// 30 s stretch in which no pod changes phase.
+	t.Run("OriginalPluginBurst", func(t *testing.T) {
+		s.originalBurst(t, "original-burst", originalBurstPods)
 	})
 
 	t.Run("VKKilledMidBurst", func(t *testing.T) {
@@ -194,6 +203,46 @@ func TestFaults(t *testing.T) {
 			}
 		})
 	})
+}
+
+// originalBurstPods is the size of the original-plugin burst.
+const originalBurstPods = 1000
+
+// originalBurst creates n pods bound to the node, createWorkers at a time,
+// and waits until all run, failing as soon as no pod changed phase for
+// 30 s; then deletes them and checks that no job is left or was made twice.
+func (s *stack) originalBurst(t *testing.T, ns string, n int) {
+	ctx := context.Background()
+	start := time.Now()
+	s.namespace(t, ns)
+	before := s.simStats(t, "")
+	tr := newTracker(t, s, ns, ns)
+	pods := make([]*corev1.Pod, n)
+	names := make([]string, n)
+	for i := range pods {
+		names[i] = fmt.Sprintf("o-%05d", i)
+		pods[i] = s.benchPod(ns, names[i], sim.OutcomeRunning, nil)
+	}
+	if err := tr.createAll(ctx, s, pods, createWorkers); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.waitNoStall("all Running", 5*time.Minute, 30*time.Second, func(sm sample) bool { return sm.Running == n }); err != nil {
+		t.Fatalf("%v; not running: %s", err, stuck(tr))
+	}
+	running := time.Since(start)
+	if d := s.simStats(t, "").DuplicateJobs - before.DuplicateJobs; d != 0 {
+		t.Errorf("%d duplicate jobs", d)
+	}
+	if err := tr.deleteAll(ctx, s, ns, names, deleteWorkers); err != nil {
+		t.Fatal(err)
+	}
+	e2eenv.Eventually(t, "pods and jobs gone", 3*time.Minute, func() error {
+		if held := heldIn(s.simStats(t, "?pods=1"), ns); held != 0 {
+			return fmt.Errorf("%d jobs held", held)
+		}
+		return nil
+	})
+	t.Logf("%s: %d pods Running in %s in front of an original plugin, all deleted in %s", ns, n, running.Round(100*time.Millisecond), time.Since(start).Round(time.Second))
 }
 
 // faultCase creates faultPods pods in namespace ns (at rate pods/s, or at

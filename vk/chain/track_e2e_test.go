@@ -30,6 +30,7 @@ type tracker struct {
 	phase                        map[string]corev1.PodPhase
 	pods                         map[string]*corev1.Pod
 	samples                      []sample
+	lastChange                   time.Time // a pod's phase last changed
 	createErrors                 atomic.Int64
 	stop                         chan struct{}
 	stopped                      sync.WaitGroup
@@ -84,6 +85,9 @@ func (tr *tracker) seen(p *corev1.Pod) {
 	now := time.Now()
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
+	if old, ok := tr.phase[p.Name]; !ok || old != p.Status.Phase {
+		tr.lastChange = now
+	}
 	tr.phase[p.Name] = p.Status.Phase
 	tr.pods[p.Name] = p
 	switch p.Status.Phase {
@@ -235,6 +239,28 @@ func (tr *tracker) waitFor(what string, timeout time.Duration, cond func(sm samp
 		sm := tr.snapshot()
 		if cond(sm) {
 			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: not within %s (%+v)", what, timeout, sm)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitNoStall is waitFor that fails early when no pod changed phase for
+// stall: a stalled chain, told apart from a slow one.
+func (tr *tracker) waitNoStall(what string, timeout, stall time.Duration, cond func(sm sample) bool) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		sm := tr.snapshot()
+		if cond(sm) {
+			return nil
+		}
+		tr.mu.Lock()
+		last := tr.lastChange
+		tr.mu.Unlock()
+		if !last.IsZero() && time.Since(last) > stall {
+			return fmt.Errorf("%s: stalled, no pod changed phase for %s (%+v)", what, stall, sm)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s: not within %s (%+v)", what, timeout, sm)

@@ -25,10 +25,20 @@ func main() {
 }
 
 func run() error {
+	orig, err := functions.ApplyOriginalFlags() // -interlinkconfigpath, -verbose, -errorsonly, -version
+	if err != nil || orig.Version {
+		if err == nil {
+			fmt.Println("interlink", functions.Version())
+		}
+		return err
+	}
 	cfg := functions.DefaultConfig()
 	log, flags, err := cli.Start("interlink", "INTERLINKCONFIGPATH", &cfg)
 	if err != nil {
 		return err
+	}
+	if orig.DefaultPath != "" {
+		log.Info("config file read from the original's default path", "path", orig.DefaultPath)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -49,6 +59,9 @@ func run() error {
 	g.Go(func() error { return server.Run(ctx, app.Server, app.Handler, log) })
 	if app.Metrics != nil {
 		g.Go(func() error { return server.Run(ctx, app.MetricsServer, app.Metrics, log) })
+	}
+	if app.Pprof != nil {
+		g.Go(func() error { return server.Run(ctx, app.PprofServer, app.Pprof, log.With("server", "pprof")) })
 	}
 	return g.Wait()
 }

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/seed-3f807049/interlink/observability/cli"
+	"github.com/seed-3f807049/interlink/observability/logging"
 	"github.com/seed-3f807049/interlink/vk"
 )
 
@@ -21,13 +22,28 @@ func main() {
 }
 
 func run() error {
-	cfg := vk.DefaultConfig()
-	log, flags, err := cli.Start("interlink-vk", "VK_CONFIG_PATH", &cfg)
-	if err != nil || flags.Test {
-		if err == nil {
-			fmt.Println("config OK")
-		}
+	// Not cli.Start: the original's flags (-configpath, -nodename) and
+	// variables (CONFIGPATH, ENABLE_TRACING, ...) are read too.
+	flags, err := vk.ParseFlags(os.Args[1:], os.Getenv)
+	if err != nil {
 		return err
+	}
+	cfg := vk.DefaultConfig()
+	warnings, err := vk.Load(&cfg, flags, os.Getenv)
+	if err != nil {
+		return err
+	}
+	log, err := logging.New(os.Stderr, cfg.LogFormat, logging.Level(cfg.VerboseLogging, cfg.ErrorsOnlyLogging))
+	if err != nil {
+		return err
+	}
+	logging.Bridge(log)
+	for _, w := range warnings {
+		log.Warn(w)
+	}
+	if flags.Test {
+		fmt.Println("config OK")
+		return nil
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -1,0 +1,127 @@
+# uid 1500
+# sbatch --parsable --job-name=team-a-web --comment=interlink-pod=0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a --output=/data/interlink/jobs/team-a-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a.out --chdir=/data/interlink/jobs --uid=1500 --cpus-per-task=2 --mem=1024M --gres=gpu:1 --gres=gpu:1 --partition=gpu --time=04:00:00
+# dir  volumes/config
+# file volumes/config/app.yaml -rw-r--r-- port: 8080\n
+# file volumes/config/nested/dir.conf -rw-r--r-- x=1
+# dir  volumes/creds
+# file volumes/creds/password -rw------- s3cr3t
+# dir  volumes/token
+# file volumes/token/token -rw------- eyJ.token
+# dir  volumes/work
+# dir  .interlink/setup
+# file .interlink/setup/env -rw------- 
+# dir  .interlink/main
+# file .interlink/main/env -rw------- GREETING=hello world\0EMPTY=\0
+# dir  volumes/work/logs
+# dir  .interlink/sidecar
+# file .interlink/sidecar/env -rw------- 
+#!/usr/local/bin/bash
+# Job of pod team-a/web, written by interlink-slurm. The containers' output goes to
+# containers/NAME.log, their exit codes to containers/NAME.exit.
+umask 077
+IL_DIR=/data/interlink/jobs/team-a-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a
+IL_ENVEXEC=/opt/interlink/bin/interlink-envexec
+IL_DATA="$IL_DIR"/data
+mkdir -p "$IL_DIR"/containers "$IL_DATA" && cd "$IL_DIR" || exit 1
+il_cleanup() {
+	[[ -n ${IL_SSH_PID-} ]] && kill "$IL_SSH_PID" 2>/dev/null
+	return 0
+}
+trap il_cleanup EXIT
+# il_now [SECONDS] sets IL_NOW to the time (SECONDS from now), in UTC.
+il_now() {
+	if [[ -n ${EPOCHREALTIME-} ]]; then
+		local t=${EPOCHREALTIME/,/.} s
+		TZ=UTC printf -v s '%(%Y-%m-%dT%H:%M:%S)T' "$((${t%.*} + ${1:-0}))"
+		IL_NOW="$s.${t#*.}Z"
+	else
+		IL_NOW=$(date -u -d "+${1:-0} seconds" +%Y-%m-%dT%H:%M:%S.%NZ)
+	fi
+}
+# il_run NAME FUNCTION POLICY [CLEANUP] runs a container, recording its start,
+# output and exit code, then CLEANUP. POLICY tells whether it starts again:
+# Never, OnFailure (after a non-zero exit code) or Always. Restarts back off as
+# the kubelet's do: 10 s, doubled each time up to 5 min, 10 s again after a run
+# of 10 min. NAME.exit is "CODE TIME", and "CODE TIME DUE SECONDS" when the
+# container starts again at DUE; once restarted, NAME.started is "TIME COUNT
+# CODE STARTED FINISHED": the restarts so far and how the previous run ended.
+il_run() {
+	local base=$IL_DIR/containers/$1 code started ended last= backoff since delay=0 restarts=0
+	while :; do
+		rm -f -- "$base.exit"
+		il_now
+		started=$IL_NOW since=$SECONDS
+		printf '%s%s\n' "$started" "$last" >"$base.started.tmp"
+		mv -f "$base.started.tmp" "$base.started"
+		# The helper's log mode prefixes each line with the time it was read, and
+		# splits a line longer than 16 KiB into pieces, as the CRI does.
+		"$2" 2>&1 | "$IL_ENVEXEC" log >>"$base.log"
+		code=${PIPESTATUS[0]} backoff=
+		if [[ $3 == Always || ( $3 == OnFailure && $code != 0 ) ]]; then
+			if ((delay == 0 || SECONDS - since >= 600)); then delay=10; else delay=$((delay * 2 < 300 ? delay * 2 : 300)); fi
+			il_now "$delay"
+			backoff=" $IL_NOW $delay"
+		fi
+		il_now
+		ended=$IL_NOW
+		printf '%s %s%s\n' "$code" "$ended" "$backoff" >"$base.exit.tmp"
+		mv -f "$base.exit.tmp" "$base.exit"
+		[[ -z ${4-} ]] || "$4"
+		[[ -n $backoff ]] || return "$code"
+		sleep "$delay"
+		restarts=$((restarts + 1)) last=" $restarts $code $started $ended"
+	done
+}
+
+# container setup, image oras://registry.example/busybox:1.36
+il_c0() {
+	cp -- "$IL_ENVEXEC" "$IL_DATA"/.interlink/setup/envexec || return
+	mkdir -p "$IL_DATA"/images || return
+	enroot import --output "$IL_DATA"/images/setup.sqsh oras://registry.example/busybox:1.36 || return
+	enroot create --force --name il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-setup "$IL_DATA"/images/setup.sqsh || return
+	enroot start --rw '--conf=/etc/enroot/site.conf' --root --mount '/cvmfs /cvmfs none x-create=dir,bind,ro' --mount "$IL_DATA"'/volumes/work /work none x-create=dir,bind' --mount "$IL_DATA"'/.interlink/setup /.interlink none x-create=dir,bind,ro' il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-setup /.interlink/envexec /.interlink/env -- /bin/sh -c 'echo init > /work/ready'
+}
+il_c0_cleanup() {
+	enroot remove --force il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-setup >/dev/null 2>&1
+	return 0
+}
+
+# container main, image 'oras://registry.example/ghcr.io#acme/app:v1'
+il_c1() {
+	cp -- "$IL_ENVEXEC" "$IL_DATA"/.interlink/main/envexec || return
+	mkdir -p "$IL_DATA"/images || return
+	enroot import --output "$IL_DATA"/images/main.sqsh 'oras://registry.example/ghcr.io#acme/app:v1' || return
+	enroot create --force --name il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main "$IL_DATA"/images/main.sqsh || return
+	enroot start --rw '--conf=/etc/enroot/site.conf' --root --mount '/cvmfs /cvmfs none x-create=dir,bind,ro' --mount "$IL_DATA"'/volumes/config /etc/app none x-create=dir,bind,ro' --mount "$IL_DATA"'/volumes/creds /etc/creds none x-create=dir,bind,ro' --mount "$IL_DATA"'/volumes/token /var/run/secrets/tokens none x-create=dir,bind,ro' --mount "$IL_DATA"'/volumes/work /work none x-create=dir,bind' --mount "$IL_DATA"'/.interlink/main /.interlink none x-create=dir,bind,ro' il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main /.interlink/envexec -C /srv /.interlink/env -- /app --serve "it's ok"
+}
+il_c1_cleanup() {
+	enroot remove --force il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main >/dev/null 2>&1
+	return 0
+}
+
+# container sidecar, image /images/tools.sif
+il_c2() {
+	cp -- "$IL_ENVEXEC" "$IL_DATA"/.interlink/sidecar/envexec || return
+	mkdir -p "$IL_DATA"/images || return
+	enroot import --output "$IL_DATA"/images/sidecar.sqsh /images/tools.sif || return
+	enroot create --force --name il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar "$IL_DATA"/images/sidecar.sqsh || return
+	"$IL_ENVEXEC" bind 8 "$IL_DATA"/volumes/work logs 1 '' ' /work none x-create=dir,bind' -- enroot start --rw '--conf=/etc/enroot/site.conf' --root --mount '/cvmfs /cvmfs none x-create=dir,bind,ro' --mount ' /work none x-create=dir,bind' --mount "$IL_DATA"'/.interlink/sidecar /.interlink none x-create=dir,bind,ro' il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar /.interlink/envexec /.interlink/env -- /etc/rc watch
+}
+il_c2_cleanup() {
+	enroot remove --force il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar >/dev/null 2>&1
+	return 0
+}
+
+# Init containers run in order; the first that fails ends the job.
+il_run setup il_c0 Never il_c0_cleanup || exit $?
+# Containers run side by side (restartPolicy Never); the job's exit code is the first non-zero one.
+il_pids=()
+il_run main il_c1 Never il_c1_cleanup &
+il_pids+=($!)
+il_run sidecar il_c2 Never il_c2_cleanup &
+il_pids+=($!)
+il_exit=0
+for pid in "${il_pids[@]}"; do
+	wait "$pid" || { code=$?; [[ $il_exit -eq 0 ]] && il_exit=$code; }
+done
+exit "$il_exit"
