@@ -186,6 +186,9 @@ func (d *Docker) Create(ctx context.Context, data *api.RetrievedPodData) (api.Cr
 	if len(p.Spec.Containers) == 0 {
 		return api.CreateStruct{}, api.Invalid("pod %s/%s has no containers", p.Namespace, p.Name)
 	}
+	if data.JobScript != "" {
+		return api.CreateStruct{}, api.Invalid("pod %s/%s carries a job script from interlink (the original interLink's JobScriptTemplate or jobscriptURL builder): the Docker sidecar runs containers, never scripts", p.Namespace, p.Name)
+	}
 	unlock := d.locks.Lock(uid)
 	defer unlock()
 	existing, err := d.pods(ctx, uid)

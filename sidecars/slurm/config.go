@@ -215,6 +215,7 @@ type Config struct {
 	SacctArgs                 []string          `json:"SacctArgs" env:"INTERLINK_SLURM_SACCT_ARGS" doc:"Extra sacct arguments (e.g. -c to read a jobcomp file)."`
 	CommandTimeout            config.Duration   `json:"CommandTimeout" env:"INTERLINK_SLURM_COMMAND_TIMEOUT" doc:"Time limit of each Slurm command."`
 	CommandPrefix             string            `json:"CommandPrefix" env:"COMMANDPREFIX" doc:"Shell run at the start of every job script, before the containers (original key; trusted: it comes from the operator)."`
+	JobScriptTemplate         string            `json:"JobScriptTemplate" env:"INTERLINK_SLURM_JOB_SCRIPT_TEMPLATE" doc:"File of a Go text/template whose output every job script runs after CommandPrefix, before the containers (the site's job-script template; trusted). It reads the pod as data: .Namespace, .Name, .UID, .Labels, .Annotations (maps), .InitContainers and .Containers (each .Name, .Image), .Dir (the pod's directory) and .JobUID (sbatch --uid, or -1); every string prints as one quoted shell word. Parsed at start; a pod carrying a job script from interlink (the original's JobScriptTemplate on interLink's side) is refused."`
 	ExportPodData             bool              `json:"ExportPodData" env:"EXPORTPODDATA" doc:"Deliver ConfigMaps, Secrets, projected volumes and emptyDirs to the containers (original key)."`
 	DataRootFolder            string            `json:"DataRootFolder" env:"DATAROOTFOLDER" doc:"Directory of the per-pod directories (scripts, logs, pod data); must be visible from the compute nodes unless SharedFS is off (original key)."`
 	SharedFS                  bool              `json:"SharedFS" env:"SHARED_FS" doc:"Compute nodes share DataRootFolder. Off: pod data is embedded in the job script and written to node-local storage."`
@@ -483,6 +484,9 @@ func (c *Config) ListenAddr() string {
 
 // Validate reports every problem at once.
 func (c *Config) Validate() error {
+	if _, err := loadJobTemplate(c.JobScriptTemplate); err != nil {
+		return err
+	}
 	errs := c.resolveOriginal()
 	errs = append(errs, c.checkUIDs()...)
 	if addr, err := server.SidecarListen(c.Listen, c.SidecarPort); c.Listen == "" {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"text/template"
 
 	"github.com/distribution/reference"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -25,6 +26,8 @@ import (
 // image directories as they are.
 type site struct {
 	missing map[string]error
+	// jobTemplate is the operator's JobScriptTemplate, parsed (nil: none).
+	jobTemplate *template.Template
 	// images, when set, checks image directories and makes bind points.
 	images imagePreparer
 }

@@ -98,6 +98,9 @@ func buildJob(cfg *Config, st *site, data *api.RetrievedPodData, dir string) (*j
 	}
 	b := &builder{cfg: cfg, pod: pod, dir: dir, site: st}
 	invalid := func(err error) error { return api.Invalid("pod %s/%s: %w", pod.Namespace, pod.Name, err) }
+	if data.JobScript != "" {
+		return nil, invalid(errJobScript)
+	}
 	args, err := b.sbatchArgs()
 	if err != nil {
 		return nil, invalid(err)
@@ -1176,6 +1179,13 @@ il_run() {
 	}
 	if b.cfg.CommandPrefix != "" {
 		w("# CommandPrefix (from the sidecar's config)\n%s\n", b.cfg.CommandPrefix)
+	}
+	if b.site.jobTemplate != nil {
+		out, err := renderJobTemplate(b.site.jobTemplate, b)
+		if err != nil {
+			return "", err
+		}
+		w("# JobScriptTemplate (from the sidecar's config)\n%s\n", out)
 	}
 	if b.cfg.Tsocks {
 		b.tsocks(&s, q, cmd)

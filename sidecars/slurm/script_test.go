@@ -224,7 +224,7 @@ func bashSyntax(t *testing.T, script string) {
 	t.Helper()
 	bash, err := exec.LookPath("bash")
 	if err != nil {
-		return
+		t.Fatalf("bash is needed to check job scripts: %v", err)
 	}
 	cmd := exec.Command(bash, "-n")
 	cmd.Stdin = strings.NewReader(script)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"text/template"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -29,6 +30,8 @@ type Slurm struct {
 	cmd   *commands
 	store *store
 	root  *poddata.Dir // DataRootFolder: every pod path is opened through it
+	// jobTemplate is the operator's JobScriptTemplate, parsed once.
+	jobTemplate *template.Template
 	// rootDir is DataRootFolder, absolute.
 	rootDir string
 	locks   sidecars.KeyedMutex
@@ -49,6 +52,10 @@ var (
 // New opens the state store and the data root.
 func New(cfg Config, log *slog.Logger) (*Slurm, error) {
 	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("slurm config: %w", err)
+	}
+	tmpl, err := loadJobTemplate(cfg.JobScriptTemplate)
+	if err != nil {
 		return nil, fmt.Errorf("slurm config: %w", err)
 	}
 	rootDir, _ := config.ExpandHome(cfg.DataRootFolder)
@@ -93,7 +100,7 @@ func New(cfg Config, log *slog.Logger) (*Slurm, error) {
 	for _, w := range cfg.Warnings() {
 		log.Warn("config key without effect", "detail", w)
 	}
-	s := &Slurm{cfg: cfg, log: log, cmd: newCommands(&cfg), store: st, root: root, rootDir: rootDir, lock: lock, missing: missing}
+	s := &Slurm{cfg: cfg, log: log, cmd: newCommands(&cfg), store: st, root: root, rootDir: rootDir, lock: lock, missing: missing, jobTemplate: tmpl}
 	log.Info("slurm sidecar state loaded", "pods", st.len(), "state", statePath, "data", rootDir)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.CommandTimeout.Duration)
 	defer cancel()
@@ -154,7 +161,7 @@ func (s *Slurm) Create(ctx context.Context, data *api.RetrievedPodData) (api.Cre
 	begin := time.Now()
 	rec := record{UID: uid, Namespace: p.Namespace, Name: p.Name, Dir: dir, Created: time.Now().UTC(),
 		InitContainers: names(p.Spec.InitContainers), Containers: names(p.Spec.Containers)}
-	j, err := buildJob(&s.cfg, &site{missing: s.missing, images: localImages{}}, data, filepath.Join(s.rootDir, dir))
+	j, err := buildJob(&s.cfg, &site{missing: s.missing, images: localImages{}, jobTemplate: s.jobTemplate}, data, filepath.Join(s.rootDir, dir))
 	if err != nil {
 		return api.CreateStruct{}, err
 	}
