@@ -27,7 +27,8 @@ const maxJobTemplate = 1 << 20
 type shellWord string
 
 // String quotes w for bash. A value bash cannot hold (a NUL byte) prints
-// as ” (the pod was refused before, in any field that reaches a job).
+// as an empty word (a pod with one is refused before, in any field that
+// reaches a job).
 func (w shellWord) String() string {
 	q, err := quote(string(w))
 	if err != nil {
