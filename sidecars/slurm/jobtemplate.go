@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
+	"strings"
 	"text/template"
 
 	corev1 "k8s.io/api/core/v1"
@@ -27,8 +29,7 @@ const maxJobTemplate = 1 << 20
 type shellWord string
 
 // String quotes w for bash. A value bash cannot hold (a NUL byte) prints
-// as an empty word (a pod with one is refused before, in any field that
-// reaches a job).
+// as an empty word; renderJobTemplate refuses such a pod first.
 func (w shellWord) String() string {
 	q, err := quote(string(w))
 	if err != nil {
@@ -83,24 +84,35 @@ func loadJobTemplate(path string) (*template.Template, error) {
 // renderJobTemplate renders t for the pod of b.
 func renderJobTemplate(t *template.Template, b *builder) (string, error) {
 	p := b.pod
-	words := func(m map[string]string) map[string]shellWord {
+	var bad []string
+	word := func(what, v string) shellWord {
+		if strings.ContainsRune(v, 0) {
+			bad = append(bad, what)
+		}
+		return shellWord(v)
+	}
+	words := func(what string, m map[string]string) map[string]shellWord {
 		out := make(map[string]shellWord, len(m))
 		for k, v := range m {
-			out[k] = shellWord(v)
+			out[k] = word(what+" "+k, v)
 		}
 		return out
 	}
 	containers := func(cs []corev1.Container) []jobTemplateContainer {
 		out := make([]jobTemplateContainer, 0, len(cs))
 		for _, c := range cs {
-			out = append(out, jobTemplateContainer{Name: shellWord(c.Name), Image: shellWord(c.Image)})
+			out = append(out, jobTemplateContainer{Name: shellWord(c.Name), Image: word("the image of container "+c.Name, c.Image)})
 		}
 		return out
 	}
 	d := jobTemplateData{Namespace: shellWord(p.Namespace), Name: shellWord(p.Name), UID: shellWord(p.UID),
-		Labels: words(p.Labels), Annotations: words(p.Annotations),
+		Labels: words("label", p.Labels), Annotations: words("annotation", p.Annotations),
 		InitContainers: containers(p.Spec.InitContainers), Containers: containers(p.Spec.Containers),
 		Dir: shellWord(b.dir), JobUID: b.uid}
+	if len(bad) > 0 {
+		sort.Strings(bad)
+		return "", fmt.Errorf("a NUL byte cannot reach the job's shell (JobScriptTemplate): %s", strings.Join(bad, ", "))
+	}
 	var out bytes.Buffer
 	if err := t.Execute(&limited{w: &out, n: maxJobTemplate}, d); err != nil {
 		return "", fmt.Errorf("JobScriptTemplate %s: %w", t.Name(), err)

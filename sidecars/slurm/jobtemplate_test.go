@@ -127,6 +127,11 @@ func TestSlurmJobScriptTemplateErrors(t *testing.T) {
 		t.Errorf("an output past the cap: %v", err)
 	}
 	data := testPod()
+	data.Pod.Annotations["nul"] = "a\x00b"
+	if _, err := buildJob(&cfg, &site{jobTemplate: tmpl}, data, "/d"); err == nil || !strings.Contains(err.Error(), "annotation nul") {
+		t.Errorf("a NUL byte in an annotation: %v, want an error naming it", err)
+	}
+	data = testPod()
 	data.JobScript = "#!/bin/sh\ntouch /tmp/x\n"
 	if _, err := buildJob(&cfg, nil, data, "/d"); api.ReasonOf(err) != api.ReasonInvalid || !strings.Contains(err.Error(), "JobScriptTemplate") {
 		t.Errorf("a job script from interlink: %v, want a 400 naming JobScriptTemplate", err)
