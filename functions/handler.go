@@ -47,8 +47,9 @@ type HandlerConfig struct {
 	Logger *slog.Logger
 	// Metrics; nil counts nothing.
 	Metrics *Metrics
-	// JobScript fills the jobScript of a create (JobScripter.Fill); nil
-	// refuses creates that name a jobscriptURL.
+	// JobScript fills the jobScript of a create (JobScripter.Fill); nil is
+	// the zero JobScripter's, which renders nothing and refuses creates
+	// that name a jobscriptURL.
 	JobScript func(ctx context.Context, session string, req *api.PodCreateRequests, data *api.RetrievedPodData) error
 }
 
@@ -74,6 +75,9 @@ func New(cfg HandlerConfig) (*Handler, error) {
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = sidecars.DefaultMaxBodyBytes
+	}
+	if cfg.JobScript == nil {
+		cfg.JobScript = (&JobScripter{}).Fill
 	}
 	h := &Handler{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
 	if h.log == nil {
@@ -183,13 +187,8 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	data := RetrievePodData(&req)
-	switch {
-	case h.cfg.JobScript != nil:
-		if err := h.cfg.JobScript(r.Context(), r.Header.Get(api.HeaderSession), &req, data); err != nil {
-			return err
-		}
-	case req.JobScriptURL != "":
-		return api.Invalid("pod %s/%s: jobscriptURL %q: this interlink calls no job script builder", pod.Namespace, pod.Name, req.JobScriptURL)
+	if err := h.cfg.JobScript(r.Context(), r.Header.Get(api.HeaderSession), &req, data); err != nil {
+		return err
 	}
 	noteSidecar(r.Context(), name)
 	res, err := sc.Create(r.Context(), data)

@@ -1,6 +1,8 @@
 package vk
 
 import (
+	"fmt"
+	"net"
 	"slices"
 	"strings"
 
@@ -69,4 +71,30 @@ func offloaded(pod *corev1.Pod) *corev1.Pod {
 	out.Spec.InitContainers = slices.DeleteFunc(out.Spec.InitContainers, func(c corev1.Container) bool { return skipInit[c.Name] })
 	out.Spec.Containers = slices.DeleteFunc(out.Spec.Containers, func(c corev1.Container) bool { return skip[c.Name] })
 	return out
+}
+
+// ReasonPodIPNotAllowed fails a pod whose interlink.eu/pod-ip this node
+// does not accept.
+const ReasonPodIPNotAllowed = "PodIPNotAllowed"
+
+// annotatedPodIP is the pod's interlink.eu/pod-ip ("" when it has none),
+// checked: the original takes any address, which lets a pod claim the
+// address of another pod, of a Service or of the node's loopback, and be
+// sent their traffic by the Services that select it. Here it must be a
+// unicast address inside the node's PodCIDR.Subnet.
+func annotatedPodIP(pod *corev1.Pod, podNet *net.IPNet) (string, error) {
+	v, ok := pod.Annotations[AnnotationPodIP]
+	if !ok {
+		return "", nil
+	}
+	ip := net.ParseIP(v)
+	switch {
+	case ip == nil:
+		return "", fmt.Errorf("annotation %s=%q is not an IP address", AnnotationPodIP, v)
+	case podNet == nil:
+		return "", fmt.Errorf("annotation %s: this node has no PodCIDR.Subnet, and a pod may claim an address only inside it", AnnotationPodIP)
+	case !podNet.Contains(ip) || ip.IsLoopback() || ip.IsUnspecified() || ip.IsMulticast() || ip.IsLinkLocalUnicast() || ip.Equal(podNet.IP):
+		return "", fmt.Errorf("annotation %s=%s is not a unicast address of this node's PodCIDR.Subnet %s", AnnotationPodIP, v, podNet)
+	}
+	return ip.String(), nil
 }

@@ -213,7 +213,8 @@ func TestDisableOffloadAnnotations(t *testing.T) {
 		InitContainers: []corev1.ContainerStatus{{Name: "fetch", State: exited(0)}},
 		Containers:     []corev1.ContainerStatus{{Name: "main", State: running()}}}
 	p.syncStatus(ctx)
-	check(corev1.PodRunning, corev1.ConditionTrue)
+	// Running, never Ready: containers of it never run.
+	check(corev1.PodRunning, corev1.ConditionFalse)
 	if len(il.statusPods) != 1 || !slices.Equal(containerNames(il.statusPods[0].Spec.Containers), []string{"main"}) {
 		t.Errorf("pods sent to /status: %+v", il.statusPods)
 	}
@@ -257,14 +258,41 @@ func TestEveryContainerNotOffloaded(t *testing.T) {
 // interlink.eu/pod-vpn (an address from PodCIDR) fails the pod with a
 // reason; the tunnel and mesh annotations change nothing.
 func TestPodIPAnnotations(t *testing.T) {
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{AnnotationPodIP: "10.7.0.9"}},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "a"}}}}
-	st := podStatus(pod, &api.PodStatus{PodIP: "10.0.0.1", Containers: []corev1.ContainerStatus{{Name: "a", State: running()}}}, "10.1.1.1", now)
-	if st.PodIP != "10.7.0.9" || st.PodIPs[0].IP != "10.7.0.9" {
-		t.Errorf("pod IP %s", st.PodIP)
+	_, podNet, _ := net.ParseCIDR("10.7.0.0/16")
+	for ip, ok := range map[string]bool{"10.7.0.9": true, "10.8.0.9": false, "127.0.0.1": false, "169.254.169.254": false,
+		"10.7.0.0": false, "0.0.0.0": false, "x": false} {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{AnnotationPodIP: ip}}}
+		got, err := annotatedPodIP(pod, podNet)
+		if (err == nil) != ok || ok && got != ip {
+			t.Errorf("pod-ip %s: %q %v, want accepted %v", ip, got, err, ok)
+		}
+		if _, err := annotatedPodIP(pod, nil); err == nil {
+			t.Errorf("pod-ip %s accepted on a node without PodCIDR.Subnet", ip)
+		}
 	}
-	il := &fakeIL{}
+	il := &fakeIL{statuses: map[string]api.PodStatus{}}
 	p, pushed := newProvider(t, il)
+	p.podNet = podNet
+	ipPod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "ip", Namespace: "ns", UID: "u0", Annotations: map[string]string{AnnotationPodIP: "10.7.0.9"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "a"}}}}
+	if err := p.CreatePod(context.Background(), ipPod); err != nil {
+		t.Fatal(err)
+	}
+	il.statuses["u0"] = api.PodStatus{PodUID: "u0", PodIP: "10.0.0.1", Containers: []corev1.ContainerStatus{{Name: "a", State: running()}}}
+	p.syncStatus(context.Background())
+	if got, _ := p.GetPod(context.Background(), "ns", "ip"); got == nil || got.Status.PodIP != "10.7.0.9" {
+		t.Errorf("pod IP %+v, want the annotation's 10.7.0.9", got)
+	}
+	spoof := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "spoof", Namespace: "ns", UID: "u9", Annotations: map[string]string{AnnotationPodIP: "10.96.0.1"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "a"}}}}
+	n := len(*pushed)
+	if err := p.CreatePod(context.Background(), spoof); err != nil {
+		t.Fatal(err)
+	}
+	if len(*pushed) != n+1 || (*pushed)[n].Status.Reason != ReasonPodIPNotAllowed {
+		t.Errorf("a pod claiming 10.96.0.1: pushed %+v, want it failed with %s", (*pushed)[n:], ReasonPodIPNotAllowed)
+	}
+	*pushed, il.created = nil, nil
 	vpn := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "v", Namespace: "ns", UID: "u1", Annotations: map[string]string{AnnotationPodVPN: ""}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "a"}}}}
 	if err := p.CreatePod(context.Background(), vpn); err != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,6 +64,8 @@ type Provider struct {
 	data     *dataSource
 	nodeName string
 	hostIP   string
+	// podNet is PodCIDR.Subnet (nil: none), where pod-ip annotations must lie.
+	podNet   *net.IPNet
 	interval time.Duration
 	log      *slog.Logger
 	started  time.Time
@@ -99,7 +102,7 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 		return nil
 	}
 	p.track(pod.DeepCopy(), "")
-	if reason, msg := unsendable(pod); reason != "" {
+	if reason, msg := p.unsendable(pod); reason != "" {
 		p.log.Warn("pod failed: "+msg, "pod", pod.Name, "namespace", pod.Namespace, "uid", pod.UID)
 		p.fail(pod, reason, msg)
 		return nil
@@ -109,7 +112,10 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 }
 
 // unsendable says why a pod cannot be sent to interLink at all, if so.
-func unsendable(pod *corev1.Pod) (reason, msg string) {
+func (p *Provider) unsendable(pod *corev1.Pod) (reason, msg string) {
+	if _, err := annotatedPodIP(pod, p.podNet); err != nil {
+		return ReasonPodIPNotAllowed, err.Error()
+	}
 	if _, ok := pod.Annotations[AnnotationPodVPN]; ok {
 		return ReasonPodVPNNotSupported, "annotation " + AnnotationPodVPN + ": this virtual node allocates no pod-vpn addresses; remove it (" + AnnotationPodIP + " sets a fixed pod IP)"
 	}
@@ -560,6 +566,12 @@ func (p *Provider) syncStatus(ctx context.Context) {
 		}
 		t.missing = 0
 		next := podStatus(t.pod, st, p.hostIP, now)
+		if ip, err := annotatedPodIP(t.pod, p.podNet); err != nil {
+			p.log.Warn("pod IP annotation ignored", "pod", t.pod.Name, "namespace", t.pod.Namespace, "err", err)
+		} else if ip != "" {
+			// The original's pod-ip annotation: the pod's address.
+			next.PodIP, next.PodIPs = ip, []corev1.PodIP{{IP: ip}}
+		}
 		if equality.Semantic.DeepEqual(next, t.pod.Status) {
 			return
 		}

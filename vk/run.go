@@ -88,7 +88,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 				return nil, nil, err
 			}
 			np.node = pc.Node.DeepCopy()
-			prov = &Provider{
+			var podNet *net.IPNet
+			if cfg.PodCIDR.Subnet != "" {
+				_, podNet, _ = net.ParseCIDR(cfg.PodCIDR.Subnet) // validated with the config
+			}
+			prov = &Provider{podNet: podNet,
 				il: il, client: cs, nodeName: cfg.NodeName, hostIP: cfg.NodeAddress, interval: cfg.StatusInterval.Duration,
 				log: log.With("component", "pods"), started: time.Now(),
 				data: &dataSource{client: cs, configMaps: pc.ConfigMaps, secrets: pc.Secrets, wait: cfg.DataWait.Duration,

@@ -2,7 +2,6 @@ package vk
 
 import (
 	"fmt"
-	"net"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,10 +27,6 @@ func podStatus(pod *corev1.Pod, st *api.PodStatus, hostIP string, now metav1.Tim
 	if st.PodIP != "" {
 		out.PodIP, out.PodIPs = st.PodIP, []corev1.PodIP{{IP: st.PodIP}}
 	}
-	if ip := pod.Annotations[AnnotationPodIP]; net.ParseIP(ip) != nil {
-		// The original's pod-ip annotation: the pod's address, as set.
-		out.PodIP, out.PodIPs = ip, []corev1.PodIP{{IP: ip}}
-	}
 	// Containers kept out of interLink (the disable-offload annotations)
 	// wait with a reason, and the phase follows the others only.
 	skipInit, skip := notOffloaded(pod)
@@ -41,8 +36,10 @@ func podStatus(pod *corev1.Pod, st *api.PodStatus, hostIP string, now metav1.Tim
 	markNotOffloaded(out.ContainerStatuses, skip, AnnotationDisableOffloadContainers)
 
 	initDone, initFailed := true, false
+	kept := 0 // containers kept out of interLink
 	for _, cs := range out.InitContainerStatuses {
 		if skipInit[cs.Name] {
+			kept++
 			continue
 		}
 		t := cs.State.Terminated
@@ -56,6 +53,7 @@ func podStatus(pod *corev1.Pod, st *api.PodStatus, hostIP string, now metav1.Tim
 	running, terminated, failed, ready, backingOff, n := 0, 0, 0, 0, 0, 0
 	for _, cs := range out.ContainerStatuses {
 		if skip[cs.Name] {
+			kept++
 			continue
 		}
 		n++
@@ -96,7 +94,9 @@ func podStatus(pod *corev1.Pod, st *api.PodStatus, hostIP string, now metav1.Tim
 	default:
 		out.Phase = corev1.PodPending
 	}
-	allReady := n > 0 && ready == n
+	// A container kept out never runs: the pod is never Ready (Services
+	// must not send it traffic), whatever the others do.
+	allReady := n > 0 && ready == n && kept == 0
 	out.Conditions = []corev1.PodCondition{
 		condition(old, corev1.PodScheduled, true, now),
 		condition(old, corev1.PodInitialized, initDone, now),

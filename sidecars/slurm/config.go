@@ -78,8 +78,8 @@ type Flavor struct {
 	GPU           bool     `json:"GPU" doc:"Chosen for pods that request GPUs when no flavor is named."`
 	Partition     string   `json:"Partition" doc:"Partition of the flavor's jobs."`
 	Flags         []string `json:"Flags" doc:"Extra sbatch flags, one per item (e.g. --constraint=a100)."`
-	SlurmFlags    []string `json:"SlurmFlags" doc:"The original's Flags: sbatch options, one per item; \"--time 01:00:00\" (an option and its value) is taken as --time=01:00:00."`
-	UID           *int64   `json:"UID" doc:"sbatch --uid of the flavor's pods that set no runAsUser (original key); must be within AllowedUIDs."`
+	SlurmFlags    []string `json:"SlurmFlags" doc:"The original's Flags: sbatch options, read as shell words (as on an #SBATCH line); an option and its value as two words (\"--time 01:00:00\") is taken as --time=01:00:00, and an item may hold several options (\"--nodes 1 --ntasks 4\")."`
+	UID           *int64   `json:"UID" doc:"sbatch --uid of the flavor's pods that set no runAsUser (original key); must be within AllowedUIDs, and not a uid NamespaceUIDs gives to a namespace."`
 }
 
 // Flavors is the list of flavors. In YAML it is a list (ours) or, as the
@@ -151,29 +151,43 @@ func (f *Flavor) memory() (resource.Quantity, error) {
 	return resource.Quantity{}, nil
 }
 
-// flags are the flavor's sbatch options: Flags, then SlurmFlags, each an
-// option (an original "--name value" item joined into --name=value).
+// flags are the flavor's sbatch options: Flags, then SlurmFlags, each item
+// read as shell words as sbatch reads an #SBATCH line, so it may hold
+// several options; an option and its value in two words ("--name value",
+// "-x value") are joined into one (--name=value, -xvalue). Every option is
+// then checked.
 func (f *Flavor) flags() ([]string, error) {
 	out := slices.Clone(f.Flags)
 	for _, fl := range f.SlurmFlags {
 		w, err := words(fl)
-		switch {
-		case err != nil:
+		if err != nil {
 			return nil, fmt.Errorf("SlurmFlags: %w", err)
-		case len(w) == 1:
-			out = append(out, w[0])
-		case len(w) == 2 && strings.HasPrefix(w[0], "--") && !strings.Contains(w[0], "="):
-			out = append(out, w[0]+"="+w[1])
-		case len(w) == 2 && len(w[0]) == 2 && w[0][0] == '-' && w[0] != "--":
-			out = append(out, w[0]+w[1])
-		default:
-			return nil, fmt.Errorf("SlurmFlags: %q is not one sbatch option (want --name=value, --name value or -x value)", fl)
+		}
+		for i := 0; i < len(w); i++ {
+			o := w[i]
+			if i+1 < len(w) && optionValue(w[i+1]) {
+				switch {
+				case strings.HasPrefix(o, "--") && len(o) > 2 && !strings.Contains(o, "="):
+					o += "=" + w[i+1]
+					i++
+				case len(o) == 2 && o[0] == '-' && strings.ContainsRune(shortWithArg, rune(o[1])):
+					o += w[i+1]
+					i++
+				}
+			}
+			out = append(out, o)
 		}
 	}
 	if err := checkFlags(out); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (in Flags or SlurmFlags)", err)
 	}
 	return out, nil
+}
+
+// optionValue tells whether a word after an option is its value: not an
+// option itself (a negative number is a value).
+func optionValue(w string) bool {
+	return !strings.HasPrefix(w, "-") || len(w) > 1 && w[1] >= '0' && w[1] <= '9'
 }
 
 // parseMemory reads the original's MemoryDefault: a whole number of bytes,
@@ -250,9 +264,9 @@ type Config struct {
 	AllowedSingularityOptions []string          `json:"AllowedSingularityOptions" env:"INTERLINK_SLURM_ALLOWED_SINGULARITY_OPTIONS" doc:"singularity/apptainer options a pod may give in slurm-job.vk.io/singularity-options, written as AllowedSbatchFlags."`
 	AllowedImageRoots         []string          `json:"AllowedImageRoots" env:"INTERLINK_SLURM_ALLOWED_IMAGE_ROOTS" doc:"What a pod may name in slurm-job.vk.io/image-root besides ImageRoot and ImagePrefix: directories, and URI prefixes (docker://, oras://ghcr.io/org/) put before the pod's images (none by default)."`
 	AllowedEnrootOptions      []string          `json:"AllowedEnrootOptions" env:"INTERLINK_SLURM_ALLOWED_ENROOT_OPTIONS" doc:"enroot start options a pod may give in slurm-job.vk.io/enroot-options, written as AllowedSbatchFlags (none by default: the annotation is refused). Binds of slurm-job.vk.io/enroot-mounts need AllowedHostPaths."`
-	DefaultUID                OptionalUID       `json:"DefaultUID" env:"INTERLINK_SLURM_DEFAULT_UID" doc:"sbatch --uid of pods that set no runAsUser and whose flavor sets no UID (original key); must be within AllowedUIDs."`
-	AllowedUIDs               []string          `json:"AllowedUIDs" env:"INTERLINK_SLURM_ALLOWED_UIDS" doc:"uids (1000, or ranges 1000-1999) jobs may run as with sbatch --uid: the pod's securityContext.runAsUser, else its flavor's UID, else DefaultUID. Empty (the default): every job runs as the sidecar's account, and a runAsUser other than it is refused. Needs the sidecar to run as root; 0 only when listed."`
-	NamespaceUIDs             map[string]int64  `json:"NamespaceUIDs" env:"INTERLINK_SLURM_NAMESPACE_UIDS" doc:"uid the pods of a namespace run as (namespace: uid), within AllowedUIDs: a pod there whose runAsUser differs is refused; flavor UIDs and DefaultUID do not apply there."`
+	DefaultUID                OptionalUID       `json:"DefaultUID" env:"INTERLINK_SLURM_DEFAULT_UID" doc:"sbatch --uid of pods that set no runAsUser and whose flavor sets no UID (original key); must be within AllowedUIDs, and not a uid NamespaceUIDs gives to a namespace (refused at start: it applies to every namespace)."`
+	AllowedUIDs               []string          `json:"AllowedUIDs" env:"INTERLINK_SLURM_ALLOWED_UIDS" doc:"uids (1000, or ranges 1000-1999) jobs may run as with sbatch --uid: the pod's securityContext.runAsUser, else NamespaceUIDs, else its flavor's UID, else DefaultUID. Empty (the default): every job runs as the sidecar's account, and a runAsUser other than it is refused. Needs the sidecar to run as root; 0 only when listed. Set, every job needs a uid: a pod that names none (no runAsUser within AllowedUIDs, no NamespaceUIDs entry for its namespace, no flavor UID, no DefaultUID) is refused with a 400 rather than run as root."`
+	NamespaceUIDs             map[string]int64  `json:"NamespaceUIDs" env:"INTERLINK_SLURM_NAMESPACE_UIDS" doc:"uid the pods of a namespace run as (namespace: uid), within AllowedUIDs: a pod there whose runAsUser differs is refused; flavor UIDs and DefaultUID do not apply there. A uid listed here belongs to its namespaces: a pod of another namespace asking for it (runAsUser or a flavor's UID) is refused with a 400, and DefaultUID or a flavor UID equal to it is refused at start."`
 	EnvExecPath               string            `json:"EnvExecPath" env:"INTERLINK_SLURM_ENVEXEC_PATH" doc:"The interlink-envexec helper, which sets a container's env inside the container (empty: beside the sidecar's executable, then on PATH). With SharedFS it is copied into DataRootFolder."`
 	JobEnv                    map[string]string `json:"JobEnv" env:"INTERLINK_SLURM_JOB_ENV" doc:"Environment given to sbatch beside PATH, HOME, USER, LANG, TMPDIR and SLURM_CONF; the sidecar's own environment is never passed to jobs."`
 	Tsocks                    bool              `json:"Tsocks" env:"TSOCKS" doc:"Route the containers' TCP connections through an SSH SOCKS tunnel to TsocksLoginNode (original key)."`
@@ -413,12 +427,21 @@ func (c *Config) checkUIDs() []error {
 			errs = append(errs, fmt.Errorf("%s %d is not within AllowedUIDs: list it there to run jobs as that uid with sbatch --uid (the sidecar must run as root)", key, uid))
 		}
 	}
+	// DefaultUID and flavor UIDs serve pods of every namespace: a uid
+	// NamespaceUIDs gives to some namespaces only cannot be one of them.
+	bound := func(key string, uid int64) {
+		if ns := uidNamespaces(c.NamespaceUIDs, uid); len(ns) > 0 {
+			errs = append(errs, fmt.Errorf("%s %d is the uid NamespaceUIDs gives to namespace %s: it would run other namespaces' pods as that tenant; choose another uid", key, uid, strings.Join(ns, ", ")))
+		}
+	}
 	if c.DefaultUID.Set {
 		check("DefaultUID", c.DefaultUID.UID)
+		bound("DefaultUID", c.DefaultUID.UID)
 	}
 	for _, f := range c.Flavors {
 		if f.UID != nil {
 			check("Flavors["+f.Name+"].UID", *f.UID)
+			bound("Flavors["+f.Name+"].UID", *f.UID)
 		}
 	}
 	for _, ns := range slices.Sorted(maps.Keys(c.NamespaceUIDs)) {

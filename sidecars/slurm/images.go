@@ -30,6 +30,12 @@ type site struct {
 	jobTemplate *template.Template
 	// images, when set, checks image directories and makes bind points.
 	images imagePreparer
+	// statHost, when set, tells whether a host path an annotation binds
+	// exists (nil: not asked).
+	statHost func(string) (os.FileInfo, error)
+	// primaryGID, when set, gives the primary group of a job's uid (sbatch
+	// --uid): the job runs with it (--gid), never with the sidecar's group.
+	primaryGID func(uid int64) (int64, error)
 }
 
 // imagePreparer finds image directories, reads their config, and makes

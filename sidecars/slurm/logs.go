@@ -29,7 +29,7 @@ func (s *Slurm) Logs(ctx context.Context, req *api.LogStruct) (io.ReadCloser, er
 		return nil, api.NotFound("container %q of pod %s/%s: previous instances are not kept apart: its log holds every run's lines", req.ContainerName, req.Namespace, req.PodName)
 	}
 	name := path.Join(rec.Dir, containersDir, req.ContainerName+".log")
-	f, err := s.root.Open(name)
+	f, err := openJobFile(s.root, name)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		f = nil // not started yet
@@ -118,7 +118,7 @@ func (l *logWriter) run(ctx context.Context, f *os.File) error {
 	for {
 		ended := l.ended()
 		if r == nil {
-			if nf, err := l.s.root.Open(l.name); err == nil {
+			if nf, err := openJobFile(l.s.root, l.name); err == nil {
 				f = nf
 				r = bufio.NewReaderSize(f, maxLogLine)
 			}

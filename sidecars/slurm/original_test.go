@@ -2,9 +2,15 @@ package slurm
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,6 +22,7 @@ import (
 
 	"github.com/seed-3f807049/interlink/functions/api"
 	"github.com/seed-3f807049/interlink/observability/config"
+	"github.com/seed-3f807049/interlink/observability/e2eenv"
 )
 
 // asEUID makes the sidecar believe it runs as uid for the test.
@@ -122,6 +129,13 @@ func TestOriginalConfigRefusals(t *testing.T) {
 		{"enroot allow-list", "AllowedEnrootOptions: ['--mount ']", `AllowedEnrootOptions`},
 		{"taint effect", "Taints: [{Key: a, Effect: Never}]", `Taints`},
 		{"relative ResourceScriptPath", "ResourceScriptPath: res.sh", `ResourceScriptPath "res.sh" must be an absolute path`},
+		// DefaultUID and flavor UIDs apply to every namespace.
+		{"DefaultUID of a namespace", "AllowedUIDs: ['1000-1999']\nNamespaceUIDs: {team-a: 1100}\nDefaultUID: 1100",
+			`DefaultUID 1100 is the uid NamespaceUIDs gives to namespace team-a`},
+		{"flavor UID of a namespace", "AllowedUIDs: ['1000-1999']\nNamespaceUIDs: {team-a: 1100, team-b: 1100}\nFlavors: {a: {UID: 1100}}",
+			`Flavors[a].UID 1100 is the uid NamespaceUIDs gives to namespace team-a, team-b`},
+		{"several options in one item, one reserved", "Flavors: {a: {SlurmFlags: ['--nodes 1 --uid 0']}}", `option --uid (--uid) is set by the sidecar`},
+		{"a short option without a value, then a word", "Flavors: {a: {SlurmFlags: ['-s x']}}", `"x" is not an option`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -230,8 +244,8 @@ func TestOriginalFlavors(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Flavors = originalFlavors(t)
 	for ann, want := range map[string]string{
-		AnnotationFlavorOriginal: `no flavor "huge" (Flavors in the sidecar's config has: default, gpu-nvidia, gpu-quad, high-io)`,
-		AnnotationFlavor:         `no flavor "huge"`,
+		AnnotationFlavorOriginal: `annotation slurm-job.vk.io/flavor: no flavor "huge" (Flavors in the sidecar's config has: default, gpu-nvidia, gpu-quad, high-io)`,
+		AnnotationFlavor:         `annotation interlink.io/flavor: no flavor "huge"`,
 	} {
 		data := testPod()
 		data.Pod.Annotations[ann] = "huge"
@@ -243,6 +257,97 @@ func TestOriginalFlavors(t *testing.T) {
 	data.Pod.Annotations[AnnotationFlavorOriginal], data.Pod.Annotations[AnnotationFlavor] = "default", "high-io"
 	if _, err := buildJob(&cfg, nil, data, "/d"); api.ReasonOf(err) != api.ReasonInvalid || !strings.Contains(err.Error(), "disagree") {
 		t.Errorf("two flavor annotations that disagree: %v", err)
+	}
+}
+
+// TestEmptyFlavorAnnotation: an empty flavor annotation (either spelling)
+// names no flavor: DefaultFlavor applies, and an empty one beside a named
+// one does not disagree.
+func TestEmptyFlavorAnnotation(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Flavors, cfg.DefaultFlavor = originalFlavors(t), "high-io"
+	for _, anns := range []map[string]string{
+		{AnnotationFlavor: ""},
+		{AnnotationFlavorOriginal: ""},
+		{AnnotationFlavor: "", AnnotationFlavorOriginal: ""},
+	} {
+		data := testPod()
+		data.Pod.Spec.Containers[0].Resources.Limits = nil // no GPU flavor
+		maps.Copy(data.Pod.Annotations, anns)
+		j, err := buildJob(&cfg, nil, data, "/d")
+		if err != nil || !slices.Contains(j.args, "--constraint=highio") {
+			t.Errorf("%v: %v, want DefaultFlavor high-io", anns, err)
+		}
+	}
+	for _, anns := range []map[string]string{
+		{AnnotationFlavor: "", AnnotationFlavorOriginal: "default"},
+		{AnnotationFlavor: "default", AnnotationFlavorOriginal: ""},
+	} {
+		data := testPod()
+		maps.Copy(data.Pod.Annotations, anns)
+		j, err := buildJob(&cfg, nil, data, "/d")
+		if err != nil || !slices.Contains(j.args, "--partition=cpu") {
+			t.Errorf("%v: %v, want flavor default", anns, err)
+		}
+	}
+}
+
+// TestGPUFlavorMarked: when some flavors have GPU: true, a GPU pod gets one
+// of them, never a flavor that only mentions gpu in its name or flags
+// (--constraint=nogpu); the heuristic is for the original's map form.
+func TestGPUFlavorMarked(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Flavors = Flavors{
+		{Name: "cpu-only", Flags: []string{"--constraint=nogpu"}},
+		{Name: "gpu-small", Flags: []string{"--gres=gpu:1"}},
+		{Name: "accel", GPU: true, Flags: []string{"--constraint=a100"}},
+	}
+	data := testPod() // one nvidia.com/gpu
+	j, err := buildJob(&cfg, nil, data, "/d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(j.args, "--constraint=a100") || slices.Contains(j.args, "--constraint=nogpu") {
+		t.Errorf("sbatch %q: want the GPU: true flavor accel", j.args)
+	}
+	// Without any GPU: true, the name and flags decide, as the original.
+	cfg.Flavors = cfg.Flavors[:2]
+	if j, err = buildJob(&cfg, nil, data, "/d"); err != nil || !slices.Contains(j.args, "--gres=gpu:1") {
+		t.Errorf("sbatch %q (%v): want gpu-small, whose --gres=gpu:1 matches", j.args, err)
+	}
+}
+
+// TestSlurmFlagsSeveralOptions: a SlurmFlags item holding several options,
+// as an #SBATCH line may, becomes several options, each checked.
+func TestSlurmFlagsSeveralOptions(t *testing.T) {
+	for item, want := range map[string][]string{
+		"--nodes 1 --ntasks 4":            {"--nodes=1", "--ntasks=4"},
+		"--exclusive --time 01:00:00":     {"--exclusive", "--time=01:00:00"},
+		"-N 2 -n 4 --nice -5":             {"-N2", "-n4", "--nice=-5"},
+		"--time 01:00:00":                 {"--time=01:00:00"},
+		`--constraint 'a100|h100' -p gpu`: {"--constraint=a100|h100", "-pgpu"},
+	} {
+		f := Flavor{Name: "x", SlurmFlags: []string{item}}
+		got, err := f.flags()
+		if err != nil {
+			t.Errorf("%q: %v", item, err)
+			continue
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%q (-want +got):\n%s", item, diff)
+		}
+	}
+	for item, msg := range map[string]string{
+		"--nodes 1 --uid 0":     "option --uid (--uid) is set by the sidecar",
+		"--nodes 1 -o /tmp/x":   "option -o is set by the sidecar",
+		"--nodes 1 $(reboot)":   "would be expanded",
+		"--nodes 1 --out=/x":    "option --out (--output) is set by the sidecar",
+		"--ntasks 4 stray word": `"stray" is not an option`,
+	} {
+		f := Flavor{Name: "x", SlurmFlags: []string{item}}
+		if _, err := f.flags(); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("%q: %v, want an error containing %q", item, err, msg)
+		}
 	}
 }
 
@@ -285,6 +390,23 @@ func TestJobUID(t *testing.T) {
 		{"namespace uid and another runAsUser", func(c *Config) {
 			c.AllowedUIDs, c.NamespaceUIDs = []string{"1000-1999"}, map[string]int64{"team-a": 1100}
 		}, i64(1200), "", "error: pods of namespace team-a run as uid 1100 (NamespaceUIDs"},
+		// With AllowedUIDs the sidecar runs as root: a pod naming no uid
+		// would run its job as root.
+		{"AllowedUIDs and no uid anywhere", func(c *Config) { c.AllowedUIDs = []string{"1000-1999"} }, nil, "",
+			"error: the pod names no uid, and with AllowedUIDs set in the sidecar's config (which runs as root) every job needs one: set securityContext.runAsUser within AllowedUIDs, or have the operator set NamespaceUIDs[team-a] or DefaultUID"},
+		{"AllowedUIDs and a flavor without UID", func(c *Config) {
+			c.AllowedUIDs, c.Flavors = []string{"1000-1999"}, Flavors{{Name: "plain"}}
+		}, nil, "plain", "error: the pod names no uid"},
+		// Another tenant's uid, bound to its namespace.
+		{"runAsUser of another namespace's uid", func(c *Config) {
+			c.AllowedUIDs, c.NamespaceUIDs = []string{"1000-1999"}, map[string]int64{"team-b": 1100}
+		}, i64(1100), "", "error: securityContext.runAsUser 1100: that uid belongs to namespace team-b (NamespaceUIDs"},
+		{"runAsUser of a uid no namespace holds", func(c *Config) {
+			c.AllowedUIDs, c.NamespaceUIDs = []string{"1000-1999"}, map[string]int64{"team-b": 1100}
+		}, i64(1200), "", "--uid=1200"},
+		{"uid shared by two namespaces", func(c *Config) {
+			c.AllowedUIDs, c.NamespaceUIDs = []string{"1000-1999"}, map[string]int64{"team-a": 1100, "team-b": 1100}
+		}, nil, "", "--uid=1100"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -327,23 +449,31 @@ func TestJobUID(t *testing.T) {
 // directory, its files and the job's output belong to that uid.
 func TestCreateGivesTheJobsFilesToItsUID(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root, as sbatch --uid does")
+		e2eenv.Prerequisite(t, "root, as sbatch --uid needs")
 	}
 	cfg, dir := fakeSlurm(t)
-	cfg.AllowedUIDs = []string{"4242"}
+	// nobody, an account of every Debian: sbatch --uid needs one, and the
+	// job takes its primary group (--gid), never the sidecar's.
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.ParseInt(nobody.Uid, 10, 64)
+	gid, _ := strconv.ParseInt(nobody.Gid, 10, 64)
+	cfg.AllowedUIDs = []string{nobody.Uid}
 	s, err := New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = s.Close() }()
 	data := testPod()
-	data.Pod.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: ptr(int64(4242))}
+	data.Pod.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: ptr(uid)}
 	if _, err := s.Create(context.Background(), data); err != nil {
 		t.Fatal(err)
 	}
 	args, err := os.ReadFile(filepath.Join(dir, "args.100"))
-	if err != nil || !strings.Contains(string(args), "--uid=4242\n") {
-		t.Errorf("sbatch got %q (%v), want --uid=4242", args, err)
+	if want := fmt.Sprintf("--uid=%d\n--gid=%d\n", uid, gid); err != nil || !strings.Contains(string(args), want) {
+		t.Errorf("sbatch got %q (%v), want %q", args, err, want)
 	}
 	jobs := filepath.Join(dir, "jobs")
 	if st, err := os.Stat(jobs); err != nil || st.Mode().Perm() != 0o711 {
@@ -356,16 +486,30 @@ func TestCreateGivesTheJobsFilesToItsUID(t *testing.T) {
 			return err
 		}
 		n++
-		if uid := fileUID(fi); uid != 4242 {
-			t.Errorf("%s belongs to uid %d, want 4242", p, uid)
+		if u, g := fileOwner(fi); u != uid || g != gid {
+			t.Errorf("%s belongs to %d:%d, want %d:%d", p, u, g, uid, gid)
 		}
 		return nil
 	})
 	if err != nil || n < 5 {
 		t.Errorf("walked %d files: %v", n, err)
 	}
-	if fi, err := os.Stat(podDir + outputSuffix); err != nil || fileUID(fi) != 4242 {
-		t.Errorf("the job's output: %v, want it made for uid 4242", err)
+	if fi, err := os.Stat(podDir + outputSuffix); err != nil || fileUID(fi) != uid {
+		t.Errorf("the job's output: %v, want it made for uid %d", err, uid)
+	}
+	// A uid without an account is refused: the job could take no group.
+	data = testPod()
+	data.Pod.UID = "other"
+	cfg2, _ := fakeSlurm(t)
+	cfg2.AllowedUIDs = []string{"4242"}
+	s2, err := New(cfg2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s2.Close() }()
+	data.Pod.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: ptr(int64(4242))}
+	if _, err := s2.Create(context.Background(), data); api.ReasonOf(err) != api.ReasonInvalid || !strings.Contains(err.Error(), "has no account") {
+		t.Errorf("a uid without an account: %v, want a 400 saying so", err)
 	}
 }
 
@@ -507,6 +651,13 @@ func TestResourceScriptAndTaints(t *testing.T) {
 }
 
 // fileUID is the owner of a file.
+func fileOwner(fi os.FileInfo) (uid, gid int64) {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return int64(st.Uid), int64(st.Gid)
+	}
+	return -1, -1
+}
+
 func fileUID(fi os.FileInfo) int64 {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		return int64(st.Uid)
@@ -540,5 +691,185 @@ func TestOriginalSlurmEnv(t *testing.T) {
 	want := []any{"127.0.0.1:4001", "/opt/slurm/bin/sbatch", "/opt/slurm/bin/scancel", "/opt/slurm/bin/sinfo", "/opt/apptainer/bin/singularity", true, "/usr/lib/libtsocks.so", false}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// TestJobFilesFollowNoSymlink: with sbatch --uid the job's account owns the
+// pod's directory; a symlink it plants in place of a file the sidecar reads
+// (a log, .exit, .started, the output) or of containers/ itself, leading to
+// another pod's data, is not followed, and a FIFO does not block the read.
+func TestJobFilesFollowNoSymlink(t *testing.T) {
+	cfg, dir := fakeSlurm(t)
+	s, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	data := testPod()
+	if _, err := s.Create(context.Background(), data); err != nil {
+		t.Fatal(err)
+	}
+	jobs := filepath.Join(dir, "jobs")
+	pod := "team-a-" + testUID
+	other := filepath.Join(jobs, "team-b-x", "data", "volumes", "secret")
+	if err := os.MkdirAll(other, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	const secret = "0 2026-01-01T00:00:00Z TOP-SECRET\n" //nolint:gosec // a marker, not a credential
+	for _, name := range []string{"main.log", "main.exit", "main.started", "x"} {
+		if err := os.WriteFile(filepath.Join(other, name), []byte(secret), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctrs := filepath.Join(jobs, pod, containersDir)
+	if err := os.MkdirAll(ctrs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"main.log", "main.exit", "main.started"} {
+		if err := os.Symlink("../../team-b-x/data/volumes/secret/"+name, filepath.Join(ctrs, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(pod+"/../team-b-x/data/volumes/secret/x", filepath.Join(jobs, pod+outputSuffix)); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(ctrs, "sidecar.log"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := func(container string) string {
+		t.Helper()
+		rc, err := s.Logs(context.Background(), &api.LogStruct{Namespace: "team-a", PodUID: testUID, PodName: "web", ContainerName: container})
+		if err != nil {
+			return err.Error()
+		}
+		defer func() { _ = rc.Close() }()
+		b, _ := io.ReadAll(rc)
+		return string(b)
+	}
+	if got := logs("main"); strings.Contains(got, "TOP-SECRET") {
+		t.Errorf("logs through a planted symlink: %q", got)
+	}
+	done := make(chan string)
+	go func() { done <- logs("sidecar") }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("logs of a FIFO blocked")
+	}
+	if f := readCtrFiles(s.root, pod, "main"); f.exited || !f.started.IsZero() {
+		t.Errorf("status read .exit or .started through a planted symlink: %+v", f)
+	}
+	if out := outputTail(s.root, pod, 4096); strings.Contains(out, "TOP-SECRET") {
+		t.Errorf("the job's output through a planted symlink: %q", out)
+	}
+	// containers/ itself replaced by a symlink into the other pod's data.
+	if err := os.RemoveAll(ctrs); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../team-b-x/data/volumes/secret", ctrs); err != nil {
+		t.Fatal(err)
+	}
+	if got := logs("main"); strings.Contains(got, "TOP-SECRET") {
+		t.Errorf("logs through a planted containers/ symlink: %q", got)
+	}
+	if f := readCtrFiles(s.root, pod, "main"); f.exited {
+		t.Errorf("status through a planted containers/ symlink: %+v", f)
+	}
+	// A regular file still reads.
+	if err := os.Remove(ctrs); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(ctrs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ctrs, "main.exit"), []byte("3 2026-01-01T00:00:00Z\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if f := readCtrFiles(s.root, pod, "main"); !f.exited || f.code != 3 {
+		t.Errorf("a regular .exit: %+v", f)
+	}
+}
+
+// TestAnnotationMountSourceMustExist: a singularity-mounts or enroot-mounts
+// source under AllowedHostPaths that does not exist at submit is refused
+// naming it: its symlinks could not be resolved.
+func TestAnnotationMountSourceMustExist(t *testing.T) {
+	allowed := t.TempDir()
+	if err := os.Mkdir(filepath.Join(allowed, "there"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	st := &site{statHost: os.Stat}
+	for _, tt := range []struct{ runtime, annotation, value string }{
+		{RuntimeSingularity, AnnotationSingularityMounts, "--bind %s:/x"},
+		{RuntimeEnroot, AnnotationEnrootMounts, "--mount %s:/x"},
+	} {
+		cfg := testConfig(t)
+		cfg.Runtime, cfg.AllowedHostPaths = tt.runtime, []string{allowed}
+		data := testPod()
+		missing := filepath.Join(allowed, "later")
+		data.Pod.Annotations[tt.annotation] = fmt.Sprintf(tt.value, missing)
+		_, err := buildJob(&cfg, st, data, "/d")
+		if api.ReasonOf(err) != api.ReasonInvalid || !strings.Contains(err.Error(), fmt.Sprintf("bind source %q does not exist", missing)) {
+			t.Errorf("%s of a missing source: %v, want a 400 naming it", tt.annotation, err)
+		}
+		data.Pod.Annotations[tt.annotation] = fmt.Sprintf(tt.value, filepath.Join(allowed, "there"))
+		if _, err := buildJob(&cfg, st, data, "/d"); err != nil {
+			t.Errorf("%s of an existing source: %v", tt.annotation, err)
+		}
+	}
+}
+
+// TestResourceScriptChildHoldsOutput: a ResourceScriptPath whose child
+// keeps its output open (in the background, or past the timeout) fails the
+// ping within the timeout and the runner's wait delay, not when the child
+// ends.
+func TestResourceScriptChildHoldsOutput(t *testing.T) {
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.CommandTimeout = config.D(500 * time.Millisecond)
+	s := &Slurm{cfg: cfg, cmd: newCommands(&cfg)}
+	for name, body := range map[string]string{
+		"background.sh": `sleep 30 & echo '{"resources": {"cpu": "1"}}'`,
+		"foreground.sh": `sleep 30`,
+	} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		s.cfg.ResourceScriptPath = p
+		start := time.Now()
+		_, err := s.Ping(context.Background())
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("%s: the ping took %s", name, d)
+		}
+		if api.ReasonOf(err) != api.ReasonUnavailable || !strings.Contains(err.Error(), "ResourceScriptPath") {
+			t.Errorf("%s: %v, want an Unavailable error naming ResourceScriptPath", name, err)
+		}
+	}
+}
+
+// TestFailedSubmissionRemovesOutput: a submission that fails after the
+// job's output was made for its uid removes that file with the directory.
+func TestFailedSubmissionRemovesOutput(t *testing.T) {
+	asEUID(t, 0)
+	cfg, dir := fakeSlurm(t)
+	me := os.Geteuid()
+	cfg.AllowedUIDs = []string{strconv.Itoa(me)}
+	s, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	data := testPod()
+	data.Pod.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: ptr(int64(me))}
+	data.Pod.Spec.Containers[0].Args = []string{"REFUSE"}
+	if _, err := s.Create(context.Background(), data); api.ReasonOf(err) != api.ReasonInvalid {
+		t.Fatalf("create: %v, want Slurm's refusal", err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "jobs", "team-a-"+testUID+outputSuffix)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the refused job's output is left: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "jobs", "team-a-"+testUID)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the refused job's directory is left: %v", err)
 	}
 }

@@ -1,13 +1,9 @@
 package slurm
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,24 +45,12 @@ func (s *Slurm) Ping(ctx context.Context) (api.PingResponse, error) {
 // resourceScript runs ResourceScriptPath and reads its standard output, a
 // ping reply, within CommandTimeout and MaxPingReply bytes.
 func (s *Slurm) resourceScript(ctx context.Context) (api.PingResponse, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.CommandTimeout.Duration)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, s.cfg.ResourceScriptPath) //nolint:gosec // the operator's program
-	cmd.Env = s.cmd.env
-	cmd.Stdin = nil
-	out := &cappedBuffer{limit: api.MaxPingReply}
-	cmd.Stdout, cmd.Stderr = out, io.Discard
-	err := cmd.Run()
-	switch {
-	case out.over:
-		return api.PingResponse{}, api.Unavailable("ResourceScriptPath %s: more than %d bytes of output", s.cfg.ResourceScriptPath, api.MaxPingReply)
-	case ctx.Err() != nil:
-		return api.PingResponse{}, api.Unavailable("ResourceScriptPath %s: no answer within %s", s.cfg.ResourceScriptPath, s.cfg.CommandTimeout.Duration)
-	case err != nil:
-		return api.PingResponse{}, api.Unavailable("ResourceScriptPath %s: %w", s.cfg.ResourceScriptPath, err)
+	out, err := s.cmd.runCapped(ctx, api.MaxPingReply, s.cfg.ResourceScriptPath)
+	if err != nil {
+		return api.PingResponse{}, api.Unavailable("ResourceScriptPath: %w", err)
 	}
 	var resp api.PingResponse
-	if err := json.Unmarshal(out.buf.Bytes(), &resp); err != nil {
+	if err := json.Unmarshal(out, &resp); err != nil {
 		return api.PingResponse{}, api.Unavailable("ResourceScriptPath %s: its output is not a ping reply in JSON: %w", s.cfg.ResourceScriptPath, err)
 	}
 	if resp.Status == "" {
@@ -74,21 +58,6 @@ func (s *Slurm) resourceScript(ctx context.Context) (api.PingResponse, error) {
 	}
 	resp.Sidecars = nil
 	return resp, nil
-}
-
-// cappedBuffer keeps up to limit bytes and notes whether more came.
-type cappedBuffer struct {
-	buf   bytes.Buffer
-	limit int
-	over  bool
-}
-
-func (c *cappedBuffer) Write(p []byte) (int, error) {
-	if c.buf.Len()+len(p) > c.limit {
-		c.over = true
-		return 0, errors.New("output too long")
-	}
-	return c.buf.Write(p)
 }
 
 // sinfoResources sums the free resources of the nodes sinfo lists.

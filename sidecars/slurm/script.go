@@ -79,7 +79,9 @@ type job struct {
 	args []string // sbatch arguments, before the script's path
 	// uid is the job's uid (sbatch --uid), or -1: the sidecar's account.
 	// The pod's directory and files are given to it.
-	uid    int64
+	uid int64
+	// gid is the job's group (sbatch --gid, the uid's primary group), or -1.
+	gid    int64
 	script string
 	files  []poddata.File // pod data written into the data directory (shared mode)
 	// podmanImages are the images the sidecar checks at create when it
@@ -156,7 +158,7 @@ func buildJob(cfg *Config, st *site, data *api.RetrievedPodData, dir string) (*j
 	if !cfg.SharedFS {
 		files = nil // embedded in the script
 	}
-	j := &job{args: args, script: script, files: files, uid: b.uid}
+	j := &job{args: args, script: script, files: files, uid: b.uid, gid: b.gid}
 	if _, ok := rt.(podman); ok {
 		j.podmanImages = podmanImages(pod, inits, mains)
 	}
@@ -253,6 +255,8 @@ type builder struct {
 	imagePrefix string
 	// uid is the job's uid (sbatch --uid), or -1.
 	uid int64
+	// gid is the job's group (sbatch --gid), or -1.
+	gid int64
 	// imageRoot is the pod's image root (ImageRoot, or one it chose).
 	imageRoot string
 	// dataFiles are the data-relative paths of the pod's data files (not
@@ -296,8 +300,17 @@ func (b *builder) sbatchArgs() ([]string, error) {
 	if b.uid, err = b.jobUID(flavor); err != nil {
 		return nil, err
 	}
+	b.gid = -1
 	if b.uid >= 0 {
 		args = append(args, "--uid="+strconv.FormatInt(b.uid, 10))
+		// Without --gid the job keeps the group of the sidecar (root's):
+		// it would read what that group may.
+		if b.site.primaryGID != nil {
+			if b.gid, err = b.site.primaryGID(b.uid); err != nil {
+				return nil, err
+			}
+			args = append(args, "--gid="+strconv.FormatInt(b.gid, 10))
+		}
 	}
 	if !cpu.IsZero() {
 		args = append(args, "--cpus-per-task="+strconv.FormatInt((cpu.MilliValue()+999)/1000, 10))
@@ -355,18 +368,19 @@ func jobComment(uid types.UID) string { return "interlink-pod=" + string(uid) }
 
 // flavor is the pod's flavor: the one its annotation names (either
 // spelling), else for a pod asking for GPUs a GPU flavor (gpuFlavor), else
-// DefaultFlavor; nil when none applies. An unknown name is a 400 (the
-// original logged it and went on).
+// DefaultFlavor; nil when none applies. An empty annotation names none. An
+// unknown name is a 400 naming the annotation (the original logged it and
+// went on).
 func (b *builder) flavor() (*Flavor, error) {
 	a := b.pod.Annotations
-	name, named := a[AnnotationFlavor]
-	if orig, ok := a[AnnotationFlavorOriginal]; ok {
-		if named && orig != name {
+	name, ann := a[AnnotationFlavor], AnnotationFlavor
+	if orig := a[AnnotationFlavorOriginal]; orig != "" {
+		if name != "" && orig != name {
 			return nil, fmt.Errorf("annotations %s=%q and %s=%q disagree", AnnotationFlavor, name, AnnotationFlavorOriginal, orig)
 		}
-		name, named = orig, true
+		name, ann = orig, AnnotationFlavorOriginal
 	}
-	if named {
+	if name != "" {
 		for i := range b.cfg.Flavors {
 			if b.cfg.Flavors[i].Name == name {
 				return &b.cfg.Flavors[i], nil
@@ -376,7 +390,7 @@ func (b *builder) flavor() (*Flavor, error) {
 		for _, f := range b.cfg.Flavors {
 			names = append(names, f.Name)
 		}
-		return nil, fmt.Errorf("annotation %s: no flavor %q (Flavors in the sidecar's config has: %s)", AnnotationFlavor, name, strings.Join(names, ", "))
+		return nil, fmt.Errorf("annotation %s: no flavor %q (Flavors in the sidecar's config has: %s)", ann, name, strings.Join(names, ", "))
 	}
 	if _, _, gpus := podResources(b.pod); gpus > 0 {
 		if f := gpuFlavor(b.cfg.Flavors, gpus); f != nil {
@@ -391,17 +405,22 @@ func (b *builder) flavor() (*Flavor, error) {
 	return nil, nil
 }
 
-// gpuFlavor chooses a flavor for a pod asking for n GPUs, as the original:
-// among the flavors with GPU set, or whose flags or name mention gpu, the
+// gpuFlavor chooses a flavor for a pod asking for n GPUs: when some flavors
+// have GPU set, among them only; else, as the original (whose map form has
+// no GPU key), among those whose flags or name mention gpu. Of these, the
 // first whose --gres=gpu:N asks for exactly n, else the first with GPU set
 // or gpu in its flags. Flavors are in the config's order (a map's by name).
 func gpuFlavor(flavors []Flavor, n int64) *Flavor {
+	marked := slices.ContainsFunc(flavors, func(f Flavor) bool { return f.GPU })
 	var first *Flavor
 	for i := range flavors {
 		f := &flavors[i]
 		flags := strings.ToLower(strings.Join(append(slices.Clone(f.Flags), f.SlurmFlags...), " "))
 		inFlags := strings.Contains(flags, "gpu")
-		if !f.GPU && !inFlags && !strings.Contains(strings.ToLower(f.Name), "gpu") {
+		switch {
+		case marked && !f.GPU:
+			continue
+		case !f.GPU && !inFlags && !strings.Contains(strings.ToLower(f.Name), "gpu"):
 			continue
 		}
 		if gresGPUs(f) == n {
@@ -437,45 +456,63 @@ func gresGPUs(f *Flavor) int64 {
 // jobUID is the uid the job runs as (sbatch --uid), or -1 for the
 // sidecar's own account: the pod's runAsUser, else the namespace's uid
 // (NamespaceUIDs), else its flavor's UID, else DefaultUID, always within
-// AllowedUIDs. A runAsUser equal to the sidecar's uid needs no --uid.
+// AllowedUIDs. A uid NamespaceUIDs binds to namespaces serves only their
+// pods. With AllowedUIDs set a pod must end with a uid: the sidecar runs as
+// root, and a job without --uid would too. Without AllowedUIDs, a
+// runAsUser equal to the sidecar's uid needs no --uid.
 func (b *builder) jobUID(flavor *Flavor) (int64, error) {
-	var asked *int64
-	if sc := b.pod.Spec.SecurityContext; sc != nil {
-		asked = sc.RunAsUser
-	}
 	ranges, err := parseUIDRanges(b.cfg.AllowedUIDs)
 	if err != nil {
 		return 0, fmt.Errorf("AllowedUIDs: %w", err)
 	}
-	if nsUID, ok := b.cfg.NamespaceUIDs[b.pod.Namespace]; ok {
-		if asked != nil && *asked != nsUID {
-			return 0, fmt.Errorf("securityContext.runAsUser %d: pods of namespace %s run as uid %d (NamespaceUIDs in the sidecar's config)", *asked, b.pod.Namespace, nsUID)
-		}
-		asked = &nsUID
+	ns := b.pod.Namespace
+	var asked *int64
+	what := "securityContext.runAsUser"
+	if sc := b.pod.Spec.SecurityContext; sc != nil {
+		asked = sc.RunAsUser
 	}
-	if asked != nil {
-		switch {
-		case len(ranges) == 0 && *asked == int64(geteuid()):
-			return -1, nil // the sidecar's own account: nothing to ask
-		case len(ranges) == 0:
-			return 0, fmt.Errorf("securityContext.runAsUser %d: jobs run as the sidecar's account (uid %d); running them as other uids needs AllowedUIDs in the sidecar's config", *asked, geteuid())
-		case !uidAllowed(ranges, *asked):
-			return 0, fmt.Errorf("securityContext.runAsUser %d is not within AllowedUIDs in the sidecar's config", *asked)
+	if nsUID, ok := b.cfg.NamespaceUIDs[ns]; ok {
+		if asked != nil && *asked != nsUID {
+			return 0, fmt.Errorf("securityContext.runAsUser %d: pods of namespace %s run as uid %d (NamespaceUIDs in the sidecar's config)", *asked, ns, nsUID)
 		}
-		return *asked, nil
+		asked, what = &nsUID, "NamespaceUIDs["+ns+"]"
+	}
+	if asked == nil {
+		switch {
+		case flavor != nil && flavor.UID != nil:
+			asked, what = flavor.UID, "flavor "+flavor.Name+"'s UID"
+		case b.cfg.DefaultUID.Set:
+			asked, what = &b.cfg.DefaultUID.UID, "DefaultUID"
+		case len(ranges) > 0:
+			return 0, fmt.Errorf("the pod names no uid, and with AllowedUIDs set in the sidecar's config (which runs as root) every job needs one: set securityContext.runAsUser within AllowedUIDs, or have the operator set NamespaceUIDs[%s] or DefaultUID", ns)
+		default:
+			return -1, nil
+		}
+	}
+	if owners := uidNamespaces(b.cfg.NamespaceUIDs, *asked); len(owners) > 0 && !slices.Contains(owners, ns) {
+		return 0, fmt.Errorf("%s %d: that uid belongs to namespace %s (NamespaceUIDs in the sidecar's config), and only its pods run as it", what, *asked, strings.Join(owners, ", "))
 	}
 	switch {
-	case flavor != nil && flavor.UID != nil:
-		asked = flavor.UID
-	case b.cfg.DefaultUID.Set:
-		asked = &b.cfg.DefaultUID.UID
-	default:
-		return -1, nil
-	}
-	if !uidAllowed(ranges, *asked) {
-		return 0, fmt.Errorf("uid %d (a flavor's UID or DefaultUID) is not within AllowedUIDs in the sidecar's config", *asked)
+	case len(ranges) == 0 && *asked == int64(geteuid()):
+		return -1, nil // the sidecar's own account: nothing to ask
+	case len(ranges) == 0:
+		return 0, fmt.Errorf("%s %d: jobs run as the sidecar's account (uid %d); running them as other uids needs AllowedUIDs in the sidecar's config", what, *asked, geteuid())
+	case !uidAllowed(ranges, *asked):
+		return 0, fmt.Errorf("%s %d is not within AllowedUIDs in the sidecar's config", what, *asked)
 	}
 	return *asked, nil
+}
+
+// uidNamespaces are the namespaces NamespaceUIDs binds uid to, sorted.
+func uidNamespaces(m map[string]int64, uid int64) []string {
+	var out []string
+	for ns, u := range m {
+		if u == uid {
+			out = append(out, ns)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // podResources is what the pod asks for, as the scheduler counts it: the
@@ -840,7 +877,7 @@ func (b *builder) singularityOptions() ([]string, error) {
 		out = append(out, w...)
 	}
 	if s, ok := b.pod.Annotations[AnnotationSingularityMounts]; ok {
-		binds, err := singularityBinds(s, b.cfg.AllowedHostPaths)
+		binds, err := singularityBinds(s, b.cfg.AllowedHostPaths, b.site.statHost)
 		if err != nil && !strings.Contains(err.Error(), "AllowedHostPaths") {
 			err = fmt.Errorf("%w (binds of sources under AllowedHostPaths in the sidecar's config are accepted)", err)
 		}
@@ -865,7 +902,7 @@ func (b *builder) enrootOptions() ([]string, error) {
 		out = append(out, w...)
 	}
 	if s, ok := b.pod.Annotations[AnnotationEnrootMounts]; ok {
-		mounts, err := enrootMounts(s, b.cfg.AllowedHostPaths)
+		mounts, err := enrootMounts(s, b.cfg.AllowedHostPaths, b.site.statHost)
 		if err != nil && !strings.Contains(err.Error(), "AllowedHostPaths") {
 			err = fmt.Errorf("%w (mounts of sources under AllowedHostPaths in the sidecar's config are accepted)", err)
 		}
@@ -881,7 +918,7 @@ func (b *builder) enrootOptions() ([]string, error) {
 // (--mount SRC[:DST[:ro|rw]], -m, comma-separated lists, as the binds of
 // singularity-mounts) and returns them as enroot start's fstab-like
 // --mount words.
-func enrootMounts(s string, allowed []string) ([]string, error) {
+func enrootMounts(s string, allowed []string, stat func(string) (os.FileInfo, error)) ([]string, error) {
 	w, err := words(s)
 	if err != nil {
 		return nil, err
@@ -898,7 +935,7 @@ func enrootMounts(s string, allowed []string) ([]string, error) {
 		}
 		binds = append(binds, "--bind", spec)
 	}
-	checked, err := singularityBinds(strings.Join(quoteAll(binds), " "), allowed)
+	checked, err := singularityBinds(strings.Join(quoteAll(binds), " "), allowed, stat)
 	if err != nil {
 		return nil, err
 	}
@@ -936,8 +973,9 @@ func quoteAll(ws []string) []string {
 
 // singularityBinds checks the binds of the singularity-mounts annotation
 // (--bind SRC[:DST[:ro|rw]], -B, comma-separated lists): each source must
-// be under an allowed host path, symlinks resolved.
-func singularityBinds(s string, allowed []string) ([]string, error) {
+// be under an allowed host path, symlinks resolved, and exist (stat; nil:
+// not asked). This is checked at submit only.
+func singularityBinds(s string, allowed []string, stat func(string) (os.FileInfo, error)) ([]string, error) {
 	w, err := words(s)
 	if err != nil {
 		return nil, err
@@ -964,6 +1002,13 @@ func singularityBinds(s string, allowed []string) ([]string, error) {
 			}
 			if !poddata.AllowedHostPath(allowed, f[0]) {
 				return nil, fmt.Errorf("bind source %q is not under AllowedHostPaths in the sidecar's config", f[0])
+			}
+			// A source that does not exist yet could not have its
+			// symlinks resolved.
+			if stat != nil {
+				if _, err := stat(f[0]); err != nil {
+					return nil, fmt.Errorf("bind source %q does not exist: a source must exist under AllowedHostPaths when the pod is submitted", f[0])
+				}
 			}
 			out = append(out, "--bind", one)
 		}

@@ -7,8 +7,10 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/user"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -161,7 +163,7 @@ func (s *Slurm) Create(ctx context.Context, data *api.RetrievedPodData) (api.Cre
 	begin := time.Now()
 	rec := record{UID: uid, Namespace: p.Namespace, Name: p.Name, Dir: dir, Created: time.Now().UTC(),
 		InitContainers: names(p.Spec.InitContainers), Containers: names(p.Spec.Containers)}
-	j, err := buildJob(&s.cfg, &site{missing: s.missing, images: localImages{}, jobTemplate: s.jobTemplate}, data, filepath.Join(s.rootDir, dir))
+	j, err := buildJob(&s.cfg, &site{missing: s.missing, images: localImages{}, jobTemplate: s.jobTemplate, statHost: os.Stat, primaryGID: primaryGID}, data, filepath.Join(s.rootDir, dir))
 	if err != nil {
 		return api.CreateStruct{}, err
 	}
@@ -172,13 +174,14 @@ func (s *Slurm) Create(ctx context.Context, data *api.RetrievedPodData) (api.Cre
 	}
 	fail := func(err error) (api.CreateStruct, error) {
 		_ = s.root.RemoveAll(dir)
+		_ = s.root.Remove(dir + outputSuffix) // giveTo made it for the job's uid
 		return api.CreateStruct{}, err
 	}
 	if err := s.writeData(dir, j.files); err != nil {
 		return fail(fmt.Errorf("pod %s/%s: write its data: %w", p.Namespace, p.Name, err))
 	}
 	if j.uid >= 0 {
-		if err := s.giveTo(dir, int(j.uid)); err != nil {
+		if err := s.giveTo(dir, int(j.uid), int(j.gid)); err != nil {
 			return fail(fmt.Errorf("pod %s/%s: give its directory to uid %d: %w", p.Namespace, p.Name, j.uid, err))
 		}
 	}
@@ -293,7 +296,7 @@ func (s *Slurm) writeData(dir string, files []poddata.File) error {
 // giveTo makes the pod's directory, its files and its job output (made
 // empty here) belong to uid, the job's (sbatch --uid): the job writes
 // there as that uid. The group is left as it is.
-func (s *Slurm) giveTo(dir string, uid int) error {
+func (s *Slurm) giveTo(dir string, uid, gid int) error {
 	if err := s.root.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
@@ -304,14 +307,14 @@ func (s *Slurm) giveTo(dir string, uid int) error {
 	if err := out.Close(); err != nil {
 		return err
 	}
-	if err := s.root.Lchown(dir+outputSuffix, uid, -1); err != nil {
+	if err := s.root.Lchown(dir+outputSuffix, uid, gid); err != nil {
 		return err
 	}
 	return fs.WalkDir(s.root.FS(), dir, func(p string, _ fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		return s.root.Lchown(p, uid, -1)
+		return s.root.Lchown(p, uid, gid)
 	})
 }
 
@@ -468,4 +471,18 @@ func allExited(files map[string]ctrFiles) bool {
 		}
 	}
 	return true
+}
+
+// primaryGID is the primary group of the account of uid on the sidecar's
+// host: sbatch --uid needs an account, whose group the job takes.
+func primaryGID(uid int64) (int64, error) {
+	u, err := user.LookupId(strconv.FormatInt(uid, 10))
+	if err != nil {
+		return 0, fmt.Errorf("uid %d has no account on the sidecar's host (sbatch --uid runs the job as an account, with its primary group): %w", uid, err)
+	}
+	gid, err := strconv.ParseInt(u.Gid, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("uid %d: primary group %q: %w", uid, u.Gid, err)
+	}
+	return gid, nil
 }

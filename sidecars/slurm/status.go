@@ -7,10 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -247,9 +251,54 @@ const signalSettle = 10 * time.Second
 // being killed", then "Exceeded job memory limit": matched in lower case.
 var oomMarkers = []string{"exceeded memory limit", "exceeded job memory limit", "oom-kill", "out of memory"}
 
-// readSmall reads at most 4 KiB of a file under root.
+// openJobFile opens for reading name (slash-separated, relative to root), a
+// file the job writes, following no symlink on the way: with sbatch --uid
+// the job's account owns the pod's directory and could plant one leading to
+// another pod's data, which os.Root would follow (it stays inside the root,
+// and os.Root ignores O_NOFOLLOW). Anything but a regular file (a FIFO,
+// say) is refused too.
+func openJobFile(root *poddata.Dir, name string) (*os.File, error) {
+	parts := strings.Split(name, "/")
+	if slices.ContainsFunc(parts, func(p string) bool { return p == "" || p == "." || p == ".." }) {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrInvalid}
+	}
+	top, err := root.Open(".")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = top.Close() }()
+	fd, owned := int(top.Fd()), -1 //nolint:gosec // a descriptor fits an int
+	for i, p := range parts {
+		flags := syscall.O_RDONLY | syscall.O_NOFOLLOW | syscall.O_CLOEXEC
+		if i < len(parts)-1 {
+			flags |= syscall.O_DIRECTORY
+		} else {
+			flags |= syscall.O_NONBLOCK // a FIFO must not block the open
+		}
+		next, err := syscall.Openat(fd, p, flags, 0)
+		if owned >= 0 {
+			_ = syscall.Close(owned)
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+		}
+		fd, owned = next, next
+	}
+	if err := syscall.SetNonblock(fd, false); err != nil {
+		_ = syscall.Close(fd)
+		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), name) //nolint:gosec // fd is a descriptor, not negative
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		_ = f.Close()
+		return nil, &fs.PathError{Op: "open", Path: name, Err: errors.New("not a regular file")}
+	}
+	return f, nil
+}
+
+// readSmall reads at most 4 KiB of a file the job writes under root.
 func readSmall(root *poddata.Dir, name string) ([]byte, error) {
-	f, err := root.Open(name)
+	f, err := openJobFile(root, name)
 	if err != nil {
 		return nil, err
 	}
@@ -259,7 +308,7 @@ func readSmall(root *poddata.Dir, name string) ([]byte, error) {
 
 // outputTail returns the end of the job's output, for messages.
 func outputTail(root *poddata.Dir, dir string, n int64) string {
-	f, err := root.Open(dir + outputSuffix)
+	f, err := openJobFile(root, dir+outputSuffix)
 	if err != nil {
 		return ""
 	}
