@@ -195,7 +195,7 @@ func NewApp(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		if err != nil {
 			return nil, err
 		}
-		app.Pprof, app.PprofServer = PprofHandler(), server.Config{Listen: listen}
+		app.Pprof, app.PprofServer = server.Pprof(), server.Config{Listen: listen}
 	}
 	return app, nil
 }

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
-	"net/http/pprof" //nolint:gosec // served only on the Pprof listener, when enabled
 	"net/url"
 	"os"
 	"reflect"
@@ -335,17 +333,6 @@ func ParseOriginalFlags(args []string, getenv func(string) string, exists func(s
 		out = append(out, "-config-test")
 	}
 	return append(out, fs.Args()...), f, nil
-}
-
-// PprofHandler serves the net/http/pprof pages under /debug/pprof/.
-func PprofHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	return mux
 }
 
 // ApplyOriginalFlags is ParseOriginalFlags for a binary's main: it reads

@@ -15,7 +15,6 @@ import (
 	"math/big"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"time"
 
@@ -154,8 +153,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	mux.Handle("/metrics", metrics.Handler(reg))
 	// Go's profiles, as a kubelet serves them: behind the same
 	// authentication and authorization as the rest of the kubelet API.
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.Handle("/debug/pprof/", server.Pprof())
 	log.Info("starting virtual node", "node", cfg.NodeName, "interlink", cfg.InterlinkEndpoint(), "kubelet_port", cfg.KubeletPort)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return np.Run(gctx) })
@@ -243,23 +241,8 @@ func podsRestConfig(rc *rest.Config, cfg *Config) *rest.Config {
 // servePprof serves Go's profiles without authentication (the original's
 // Pprof block) until ctx ends.
 func servePprof(ctx context.Context, addr string, log *slog.Logger) error {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	// A CPU profile or trace takes 30 s by default.
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 5 * time.Minute, IdleTimeout: time.Minute}
-	go func() {
-		<-ctx.Done()
-		_ = srv.Close()
-	}()
 	log.Info("serving profiles", "address", addr)
-	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("pprof server: %w", err)
-	}
-	return nil
+	return server.Run(ctx, server.Config{Listen: addr}, server.Pprof(), log.With("server", "pprof"))
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {
