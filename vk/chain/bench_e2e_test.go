@@ -163,36 +163,11 @@ func BenchmarkOriginalPluginChain(b *testing.B) {
 			"INTERLINK_SIM_ORIGINAL_PLUGIN=true", "INTERLINK_SIM_ORIGINAL_PING=" + ping},
 		vkEnv: []string{"INTERLINK_KUBE_API_QPS=" + benchVKQPS, "INTERLINK_KUBE_API_BURST=" + benchVKBurst},
 	})
-	ns := fmt.Sprintf("original%d", n)
-	s.namespace(b, ns)
-	tr := newTracker(b, s, ns, ns)
-	pods := make([]*corev1.Pod, n)
-	names := make([]string, n)
-	for i := range pods {
-		names[i] = fmt.Sprintf("o-%05d", i)
-		pods[i] = s.benchPod(ns, names[i], sim.OutcomeRunning, nil)
-	}
-	if err := tr.createAll(context.Background(), s, pods, createWorkers); err != nil {
-		b.Fatal(err)
-	}
-	if err := tr.waitNoStall("all Running", 20*time.Minute, 30*time.Second, func(sm sample) bool { return sm.Running == n }); err != nil {
-		b.Fatal(err)
-	}
-	secs := tr.span(func(tr *tracker) map[string]time.Time { return tr.running }).Seconds()
-	st := s.simStats(b, "")
+	secs := s.originalBurst(b, fmt.Sprintf("original%d", n), n, 20*time.Minute)
 	b.ReportMetric(secs, "s-to-running")
 	b.ReportMetric(float64(n)/secs, "pods/s")
-	b.ReportMetric(float64(st.DuplicateJobs), "duplicate-jobs")
+	b.ReportMetric(float64(s.simStats(b, "").DuplicateJobs), "duplicate-jobs")
 	b.ReportMetric(s.vk.usage().PeakRSSMB, "vk-peak-MB")
-	if st.DuplicateJobs != 0 {
-		b.Errorf("%d duplicate jobs", st.DuplicateJobs)
-	}
-	if err := tr.deleteAll(context.Background(), s, ns, names, deleteWorkers); err != nil {
-		b.Fatal(err)
-	}
-	if err := tr.waitFor("all deleted", 10*time.Minute, func(sm sample) bool { return sm.Gone == n }); err != nil {
-		b.Fatal(err)
-	}
 }
 
 func (s *stack) namespace(t testing.TB, ns string) {

@@ -54,7 +54,7 @@ func TestFaults(t *testing.T) {
 	// PingResponse object): all Running, no duplicate job, and never a
 	// 30 s stretch in which no pod changes phase.
 	t.Run("OriginalPluginBurst", func(t *testing.T) {
-		s.originalBurst(t, "original-burst", originalBurstPods)
+		s.originalBurst(t, "original-burst", originalBurstPods, 5*time.Minute)
 	})
 
 	t.Run("VKKilledMidBurst", func(t *testing.T) {
@@ -209,9 +209,12 @@ func TestFaults(t *testing.T) {
 const originalBurstPods = 1000
 
 // originalBurst creates n pods bound to the node, createWorkers at a time,
-// and waits until all run, failing as soon as no pod changed phase for
-// 30 s; then deletes them and checks that no job is left or was made twice.
-func (s *stack) originalBurst(t *testing.T, ns string, n int) {
+// and waits (at most within) until all run, failing as soon as no pod
+// changed phase for 30 s or any job was made twice; then deletes them and
+// waits until the pods and their jobs are gone. It returns the seconds
+// from the first create to the last pod Running.
+func (s *stack) originalBurst(t testing.TB, ns string, n int, within time.Duration) float64 {
+	t.Helper()
 	ctx := context.Background()
 	start := time.Now()
 	s.namespace(t, ns)
@@ -226,23 +229,27 @@ func (s *stack) originalBurst(t *testing.T, ns string, n int) {
 	if err := tr.createAll(ctx, s, pods, createWorkers); err != nil {
 		t.Fatal(err)
 	}
-	if err := tr.waitNoStall("all Running", 5*time.Minute, 30*time.Second, func(sm sample) bool { return sm.Running == n }); err != nil {
+	if err := tr.waitNoStall("all Running", within, 30*time.Second, func(sm sample) bool { return sm.Running == n }); err != nil {
 		t.Fatalf("%v; not running: %s", err, stuck(tr))
 	}
-	running := time.Since(start)
+	secs := tr.span(func(tr *tracker) map[string]time.Time { return tr.running }).Seconds()
 	if d := s.simStats(t, "").DuplicateJobs - before.DuplicateJobs; d != 0 {
 		t.Errorf("%d duplicate jobs", d)
 	}
 	if err := tr.deleteAll(ctx, s, ns, names, deleteWorkers); err != nil {
 		t.Fatal(err)
 	}
-	e2eenv.Eventually(t, "pods and jobs gone", 3*time.Minute, func() error {
+	if err := tr.waitFor("all deleted", 10*time.Minute, func(sm sample) bool { return sm.Gone == n }); err != nil {
+		t.Fatal(err)
+	}
+	e2eenv.Eventually(t, "jobs gone", 3*time.Minute, func() error {
 		if held := heldIn(s.simStats(t, "?pods=1"), ns); held != 0 {
 			return fmt.Errorf("%d jobs held", held)
 		}
 		return nil
 	})
-	t.Logf("%s: %d pods Running in %s in front of an original plugin, all deleted in %s", ns, n, running.Round(100*time.Millisecond), time.Since(start).Round(time.Second))
+	t.Logf("%s: %d pods Running in %.1fs in front of an original plugin, all deleted in %s", ns, n, secs, time.Since(start).Round(time.Second))
+	return secs
 }
 
 // faultCase creates faultPods pods in namespace ns (at rate pods/s, or at
