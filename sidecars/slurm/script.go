@@ -877,48 +877,40 @@ const helperDataDir = ".interlink"
 // (within AllowedSingularityOptions) and the binds of singularity-mounts
 // (sources under AllowedHostPaths).
 func (b *builder) singularityOptions() ([]string, error) {
-	var out []string
-	if s, ok := b.pod.Annotations[AnnotationSingularityOptions]; ok {
-		w, err := allowedWords(s, b.cfg.AllowedSingularityOptions, "AllowedSingularityOptions")
-		if err != nil {
-			return nil, fmt.Errorf("annotation %s: %w", AnnotationSingularityOptions, err)
-		}
-		out = append(out, w...)
-	}
-	if s, ok := b.pod.Annotations[AnnotationSingularityMounts]; ok {
-		binds, err := singularityBinds(s, b.cfg.AllowedHostPaths, b.site.statHost)
-		if err != nil && !strings.Contains(err.Error(), "AllowedHostPaths") {
-			err = fmt.Errorf("%w (binds of sources under AllowedHostPaths in the sidecar's config are accepted)", err)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("annotation %s: %w", AnnotationSingularityMounts, err)
-		}
-		out = append(out, binds...)
-	}
-	return out, nil
+	return b.runtimeOptions(AnnotationSingularityOptions, b.cfg.AllowedSingularityOptions, "AllowedSingularityOptions",
+		AnnotationSingularityMounts, "binds", singularityBinds)
 }
 
 // enrootOptions are the options of the enroot-options annotation (within
 // AllowedEnrootOptions) and the mounts of enroot-mounts (sources under
 // AllowedHostPaths), as enroot start words.
 func (b *builder) enrootOptions() ([]string, error) {
+	return b.runtimeOptions(AnnotationEnrootOptions, b.cfg.AllowedEnrootOptions, "AllowedEnrootOptions",
+		AnnotationEnrootMounts, "mounts", enrootMounts)
+}
+
+// runtimeOptions are the words of a runtime's two annotations: options
+// (optsAnn, each within allowed, the config key optsKey) and host mounts
+// (mountsAnn, turned into words by mount, sources under AllowedHostPaths).
+func (b *builder) runtimeOptions(optsAnn string, allowed []string, optsKey, mountsAnn, noun string,
+	mount func(string, []string, func(string) (os.FileInfo, error)) ([]string, error)) ([]string, error) {
 	var out []string
-	if s, ok := b.pod.Annotations[AnnotationEnrootOptions]; ok {
-		w, err := allowedWords(s, b.cfg.AllowedEnrootOptions, "AllowedEnrootOptions")
+	if s, ok := b.pod.Annotations[optsAnn]; ok {
+		w, err := allowedWords(s, allowed, optsKey)
 		if err != nil {
-			return nil, fmt.Errorf("annotation %s: %w", AnnotationEnrootOptions, err)
+			return nil, fmt.Errorf("annotation %s: %w", optsAnn, err)
 		}
 		out = append(out, w...)
 	}
-	if s, ok := b.pod.Annotations[AnnotationEnrootMounts]; ok {
-		mounts, err := enrootMounts(s, b.cfg.AllowedHostPaths, b.site.statHost)
+	if s, ok := b.pod.Annotations[mountsAnn]; ok {
+		words, err := mount(s, b.cfg.AllowedHostPaths, b.site.statHost)
 		if err != nil && !strings.Contains(err.Error(), "AllowedHostPaths") {
-			err = fmt.Errorf("%w (mounts of sources under AllowedHostPaths in the sidecar's config are accepted)", err)
+			err = fmt.Errorf("%w (%s of sources under AllowedHostPaths in the sidecar's config are accepted)", err, noun)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("annotation %s: %w", AnnotationEnrootMounts, err)
+			return nil, fmt.Errorf("annotation %s: %w", mountsAnn, err)
 		}
-		out = append(out, mounts...)
+		out = append(out, words...)
 	}
 	return out, nil
 }
