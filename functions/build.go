@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -77,7 +76,7 @@ func FromConfig(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Handl
 		}
 		log.Info("sidecar configured", "sidecar", name, "url", shown, "default", name == cfg.Default(),
 			"token", header != nil, "client_certificate", cfg.SidecarCertFile != "")
-		if header != nil && ep.Socket == "" && ep.Base.Scheme == "http" && !loopback(ep.Base.Hostname()) {
+		if header != nil && ep.Socket == "" && ep.Base.Scheme == "http" && !server.Loopback(ep.Base.Hostname()) {
 			log.Warn("the sidecars' token crosses the network in clear to this sidecar: serve it over https (its Auth.CertFile) or reach it on loopback",
 				"sidecar", name, "url", shown)
 		}
@@ -140,15 +139,6 @@ func sidecarTLS(cfg Config, log *slog.Logger) (*tls.Config, error) {
 	return tc, nil
 }
 
-// loopback tells whether host names this host.
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 // App is interlink assembled: the API handlers with /metrics, behind the
 // authenticating proxy.
 type App struct {
@@ -191,7 +181,7 @@ func NewApp(ctx context.Context, cfg Config, log *slog.Logger) (*App, error) {
 		app.Metrics, app.MetricsServer = m, server.Config{Listen: cfg.MetricsListen}
 	}
 	if cfg.Pprof.Enabled {
-		listen, err := cfg.Pprof.Listen()
+		listen, err := cfg.Pprof.Listen(DefaultPprofPort)
 		if err != nil {
 			return nil, err
 		}

@@ -5,12 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
 	"os"
 	"reflect"
 	"runtime/debug"
-	"strconv"
 	"strings"
 )
 
@@ -21,9 +19,6 @@ import (
 
 // Defaults of the original-only settings.
 const (
-	// DefaultPprofAddress is where the profiling server listens (the
-	// original's default): loopback, as its profiles are not authenticated.
-	DefaultPprofAddress = "127.0.0.1"
 	// DefaultPprofPort is the original interLink's profiling port.
 	DefaultPprofPort = "6061"
 	// OriginalConfigPath is the file the original reads when neither its
@@ -103,31 +98,6 @@ func (s *ScriptBuildConfig) wire() any {
 	}
 }
 
-// PprofConfig is the original's Pprof block: a net/http/pprof server.
-type PprofConfig struct {
-	Enabled bool   `json:"Enabled" env:"ENABLE_PPROF" doc:"Serve net/http/pprof on Address:Port, without authentication (original key)."`
-	Address string `json:"Address" env:"PPROF_ADDRESS" doc:"Host the profiling server listens on; keep it on loopback (original key)."`
-	Port    string `json:"Port" env:"PPROF_PORT" doc:"Port of the profiling server (original key)."`
-}
-
-// Listen is the profiling server's host:port.
-func (p *PprofConfig) Listen() (string, error) {
-	host, port := p.Address, p.Port
-	if host == "" {
-		host = DefaultPprofAddress
-	}
-	if port == "" {
-		port = DefaultPprofPort
-	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return "", fmt.Errorf("Pprof.Port %q (PPROF_PORT): want a port number", port)
-	}
-	if strings.ContainsAny(host, "/ ") || strings.Contains(host, "://") {
-		return "", fmt.Errorf("Pprof.Address %q (PPROF_ADDRESS): want a host name or IP, without scheme or port", host)
-	}
-	return net.JoinHostPort(strings.Trim(host, "[]"), port), nil
-}
-
 // OriginalTelemetry holds the original's tracing variables. interlink
 // exports spans over OTLP/HTTP (Tracing.Endpoint); the original over
 // OTLP/gRPC to TELEMETRY_ENDPOINT, which interlink cannot speak: see
@@ -195,7 +165,7 @@ func (c *Config) compatProblems() []error {
 		errs = append(errs, fmt.Errorf("InterlinkAddress %s needs TLS.Enabled: true with TLS.CertFile and TLS.KeyFile", c.InterlinkAddress))
 	}
 	if c.Pprof.Enabled {
-		if _, err := c.Pprof.Listen(); err != nil {
+		if _, err := c.Pprof.Listen(DefaultPprofPort); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -259,12 +229,8 @@ func (c *Config) CompatWarnings() []string {
 	if t.EnableTracing != "1" && len(transport)+len(other) > 0 {
 		out = append(out, strings.Join(append(transport, other...), ", ")+" have no effect without ENABLE_TRACING=1, as in the original; interlink traces when Tracing.Endpoint (INTERLINK_TRACING_ENDPOINT) is set")
 	}
-	if c.Pprof.Enabled {
-		if l, err := c.Pprof.Listen(); err == nil {
-			if host, _, _ := net.SplitHostPort(l); !loopback(host) {
-				out = append(out, fmt.Sprintf("Pprof serves profiles without authentication on %s, not on loopback: anyone who reaches it can read interlink's memory", l))
-			}
-		}
+	if w := c.Pprof.Warning("interlink", DefaultPprofPort); w != "" {
+		out = append(out, w)
 	}
 	return out
 }

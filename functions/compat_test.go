@@ -59,7 +59,7 @@ func TestOriginalInterlinkConfigFiles(t *testing.T) {
 			listen, _ := cfg.Listen()
 			urls, _ := cfg.SidecarURLs()
 			_, level := cfg.LogSettings()
-			pprof, _ := cfg.Pprof.Listen()
+			pprof, _ := cfg.Pprof.Listen(DefaultPprofPort)
 			if listen != "0.0.0.0:3000" || urls[DefaultSidecarName] != "http://plugin:4000" || level != "debug" || !cfg.Pprof.Enabled || pprof != "127.0.0.1:6061" {
 				t.Errorf("listen %q sidecars %v level %q pprof %v %q", listen, urls, level, cfg.Pprof.Enabled, pprof)
 			}
@@ -168,7 +168,7 @@ func TestOriginalEnvOverrides(t *testing.T) {
 	}
 	listen, _ := cfg.Listen()
 	urls, _ := cfg.SidecarURLs()
-	pprof, _ := cfg.Pprof.Listen()
+	pprof, _ := cfg.Pprof.Listen(DefaultPprofPort)
 	if listen != "10.0.0.1:3100" || urls[DefaultSidecarName] != "http://sidecar.example:4000" || pprof != "[::1]:7000" {
 		t.Errorf("listen %q sidecars %v pprof %q", listen, urls, pprof)
 	}
@@ -383,7 +383,7 @@ func runBash(t *testing.T, script string) string {
 	t.Helper()
 	bash, err := exec.LookPath("bash")
 	if err != nil {
-		t.Skip("no bash:", err)
+		t.Fatalf("bash is needed to run the rendered job script: %v", err)
 	}
 	dir := t.TempDir()
 	cmd := exec.Command(bash, "--norc", "--noprofile", "-s") //nolint:gosec // the test's own script

@@ -10,6 +10,7 @@ import (
 
 	"github.com/seed-3f807049/interlink/observability/config"
 	"github.com/seed-3f807049/interlink/observability/logging"
+	"github.com/seed-3f807049/interlink/observability/server"
 	"github.com/seed-3f807049/interlink/observability/tracing"
 	"github.com/seed-3f807049/interlink/proxy"
 	"github.com/seed-3f807049/interlink/sidecars"
@@ -67,14 +68,14 @@ type Config struct {
 	LogFormat         string            `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
 	Tracing           tracing.Config    `json:"Tracing" envPrefix:"INTERLINK_TRACING_" doc:"OpenTelemetry tracing."`
 
-	JobScriptTemplate       string            `json:"JobScriptTemplate" env:"INTERLINK_JOBSCRIPT_TEMPLATE" doc:"Go text/template file, parsed at start, rendered at each create with the pod's data (.Pod, .Containers, .JobScriptBuild) into the jobScript sent to the sidecar (original key). Pod values are data, never template code, and every action prints its value shell-quoted (as one bash word) by default: do not quote actions yourself; end an action with raw (as in {{ raw .JobScriptBuild.VolumesOptions.ScratchArea }}) only for the operator's trusted text, never for a pod's value."`
-	JobScriptBuildConfig    ScriptBuildConfig `json:"JobScriptBuildConfig" doc:"Sent as jobConfig to a job script builder (original key); needs JobScriptBuilderURLs."`
-	JobScriptBuilderURLs    []string          `json:"JobScriptBuilderURLs" env:"INTERLINK_JOBSCRIPT_BUILDER_URLS" envSeparator:"," doc:"Job script builders interlink may call, as http(s)://host/path (no user info, query or fragment: credentials belong in a header, not in a logged URL): a create whose jobscriptURL (the VK's JobScriptBuilderURL) is not listed here exactly is refused with 400. Empty: none."`
-	JobScriptBuilderTimeout config.Duration   `json:"JobScriptBuilderTimeout" env:"INTERLINK_JOBSCRIPT_BUILDER_TIMEOUT" doc:"Timeout of one call to a job script builder."`
-	JobScriptMaxBytes       int64             `json:"JobScriptMaxBytes" env:"INTERLINK_JOBSCRIPT_MAX_BYTES" doc:"Largest job script, rendered from JobScriptTemplate or replied by a builder."`
-	Pprof                   PprofConfig       `json:"Pprof" doc:"Profiling server (original key)."`
-	DataRootFolder          string            `json:"DataRootFolder" doc:"Accepted and without effect, as in the original since 0.4; a warning is logged."`
-	ExportPodData           bool              `json:"ExportPodData" doc:"Accepted and without effect (an original 0.3 key); a warning is logged."`
+	JobScriptTemplate       string             `json:"JobScriptTemplate" env:"INTERLINK_JOBSCRIPT_TEMPLATE" doc:"Go text/template file, parsed at start, rendered at each create with the pod's data (.Pod, .Containers, .JobScriptBuild) into the jobScript sent to the sidecar (original key). Pod values are data, never template code, and every action prints its value shell-quoted (as one bash word) by default: do not quote actions yourself; end an action with raw (as in {{ raw .JobScriptBuild.VolumesOptions.ScratchArea }}) only for the operator's trusted text, never for a pod's value."`
+	JobScriptBuildConfig    ScriptBuildConfig  `json:"JobScriptBuildConfig" doc:"Sent as jobConfig to a job script builder (original key); needs JobScriptBuilderURLs."`
+	JobScriptBuilderURLs    []string           `json:"JobScriptBuilderURLs" env:"INTERLINK_JOBSCRIPT_BUILDER_URLS" envSeparator:"," doc:"Job script builders interlink may call, as http(s)://host/path (no user info, query or fragment: credentials belong in a header, not in a logged URL): a create whose jobscriptURL (the VK's JobScriptBuilderURL) is not listed here exactly is refused with 400. Empty: none."`
+	JobScriptBuilderTimeout config.Duration    `json:"JobScriptBuilderTimeout" env:"INTERLINK_JOBSCRIPT_BUILDER_TIMEOUT" doc:"Timeout of one call to a job script builder."`
+	JobScriptMaxBytes       int64              `json:"JobScriptMaxBytes" env:"INTERLINK_JOBSCRIPT_MAX_BYTES" doc:"Largest job script, rendered from JobScriptTemplate or replied by a builder."`
+	Pprof                   server.PprofConfig `json:"Pprof" doc:"Profiling server (original key)."`
+	DataRootFolder          string             `json:"DataRootFolder" doc:"Accepted and without effect, as in the original since 0.4; a warning is logged."`
+	ExportPodData           bool               `json:"ExportPodData" doc:"Accepted and without effect (an original 0.3 key); a warning is logged."`
 	// impliedClientCerts: Auth.ClientCerts was turned on by originalMTLS.
 	impliedClientCerts bool
 	// OriginalTelemetry holds the original's ENABLE_TRACING and TELEMETRY_*
@@ -98,7 +99,7 @@ func DefaultConfig() Config {
 
 		JobScriptBuilderTimeout: config.D(DefaultJobScriptBuilderTimeout),
 		JobScriptMaxBytes:       DefaultJobScriptMaxBytes,
-		Pprof:                   PprofConfig{Address: DefaultPprofAddress, Port: DefaultPprofPort},
+		Pprof:                   server.PprofConfig{Address: server.PprofAddress, Port: DefaultPprofPort},
 	}
 }
 

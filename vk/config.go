@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"strings"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 
 	"github.com/seed-3f807049/interlink/observability/config"
 	"github.com/seed-3f807049/interlink/observability/logging"
+	"github.com/seed-3f807049/interlink/observability/server"
 	"github.com/seed-3f807049/interlink/observability/tracing"
 )
 
@@ -85,13 +85,6 @@ type PodCIDRConfig struct {
 	MinIP  int    `json:"MinIP" doc:"See MaxIP."`
 }
 
-// PprofConfig is the original's Pprof block.
-type PprofConfig struct {
-	Enabled bool   `json:"Enabled" env:"ENABLE_PPROF" doc:"Serve Go's profiles (net/http/pprof), without authentication, on Address:Port (original key and env). The kubelet API serves them too, authenticated, at /debug/pprof/."`
-	Address string `json:"Address" env:"PPROF_ADDRESS" doc:"Listen address of the profiles; a non-loopback address is logged as a warning."`
-	Port    string `json:"Port" env:"PPROF_PORT" doc:"Listen port of the profiles."`
-}
-
 // Config is the virtual kubelet's configuration. The original's keys and
 // environment variables keep working.
 type Config struct {
@@ -127,23 +120,23 @@ type Config struct {
 	LogFormat          string          `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
 	Tracing            tracing.Config  `json:"Tracing" envPrefix:"INTERLINK_TRACING_" doc:"OpenTelemetry tracing."`
 	// The original's keys below have no name of ours.
-	KubeletAddress            string        `json:"KubeletAddress" env:"KUBELET_URL" doc:"Listen address (host, no port) of the kubelet API; empty: all interfaces (original env KUBELET_URL)."`
-	KubernetesAPIAddr         string        `json:"KubernetesApiAddr" env:"INTERLINK_KUBERNETES_API_ADDR" doc:"Host of the Kubernetes API as the remote side reaches it. With KubernetesApiPort, every offloaded container gets KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT, KUBERNETES_SERVICE_PORT_HTTPS, KUBERNETES_PORT and KUBERNETES_PORT_443_TCP(_ADDR, _PORT, _PROTO) pointing there (a name the container sets in its own env wins), and the kubeconfig delivered for ServiceAccount points there too (original key)."`
-	KubernetesAPIPort         string        `json:"KubernetesApiPort" env:"INTERLINK_KUBERNETES_API_PORT" doc:"Port of KubernetesApiAddr (original key)."`
-	KubernetesAPICaCrt        string        `json:"KubernetesApiCaCrt" env:"INTERLINK_KUBERNETES_API_CA_CRT" doc:"PEM content (not a path) of the Kubernetes API's CA as the remote side sees it: replaces the kube-root-ca.crt ConfigMap in projected volumes sent to interLink, and the CA of the kubeconfig delivered for ServiceAccount (original key)."`
-	DisableProjectedVolumes   bool          `json:"DisableProjectedVolumes" env:"INTERLINK_DISABLE_PROJECTED_VOLUMES" doc:"Send no projected or downwardAPI volume (nor their mounts) to interLink (original key)."`
-	SkipDownwardAPIResolution bool          `json:"SkipDownwardAPIResolution" doc:"Original key. Environment values (valueFrom, envFrom) are always resolved before a pod is sent, which is what the remote side saw with either value: accepted with a warning that it has no effect."`
-	JobScriptBuilderURL       string        `json:"JobScriptBuilderURL" env:"INTERLINK_JOB_SCRIPT_BUILDER_URL" doc:"Sent in every create request as jobscriptURL: interLink asks that URL for the job script (original key)."`
-	KubeletCSRSignerName      string        `json:"KubeletCSRSignerName" env:"INTERLINK_KUBELET_CSR_SIGNER_NAME" doc:"Signer of the kubelet-serving CSR in csr mode (empty: kubernetes.io/kubelet-serving). Set with KubeletCertMode auto and no KubeletCertFile, it selects csr mode, as the original does (original key)."`
-	DisableCSR                bool          `json:"DisableCSR" env:"INTERLINK_DISABLE_CSR" doc:"With KubeletCertMode auto: a self-signed kubelet certificate, never a CSR (original key)."`
-	TLS                       TLSConfig     `json:"TLS" doc:"The original's mTLS toward interLink."`
-	HTTP                      HTTPConfig    `json:"HTTP" doc:"The original's client settings toward interLink."`
-	KubeletHTTP               HTTPConfig    `json:"KubeletHTTP" doc:"The original's kubelet API settings: no effect, with a warning."`
-	PodCIDR                   PodCIDRConfig `json:"PodCIDR" doc:"The original's pod network."`
-	Network                   Network       `json:"Network" doc:"The original's tunnel and mesh settings (EnableTunnel, FullMesh, WildcardDNS, ...). This VK has no tunnel or mesh: EnableTunnel or FullMesh true is refused at start; other keys have no effect without them, and are logged as such."`
-	Pprof                     PprofConfig   `json:"Pprof" doc:"The original's profiling server."`
-	VKConfigPath              string        `json:"VKConfigPath" doc:"Original key without effect (in the original too): accepted with a warning."`
-	PodIP                     string        `json:"PodIP" doc:"Original key without effect (the original takes the node's address from POD_IP, as NodeAddress does): accepted with a warning."`
+	KubeletAddress            string             `json:"KubeletAddress" env:"KUBELET_URL" doc:"Listen address (host, no port) of the kubelet API; empty: all interfaces (original env KUBELET_URL)."`
+	KubernetesAPIAddr         string             `json:"KubernetesApiAddr" env:"INTERLINK_KUBERNETES_API_ADDR" doc:"Host of the Kubernetes API as the remote side reaches it. With KubernetesApiPort, every offloaded container gets KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT, KUBERNETES_SERVICE_PORT_HTTPS, KUBERNETES_PORT and KUBERNETES_PORT_443_TCP(_ADDR, _PORT, _PROTO) pointing there (a name the container sets in its own env wins), and the kubeconfig delivered for ServiceAccount points there too (original key)."`
+	KubernetesAPIPort         string             `json:"KubernetesApiPort" env:"INTERLINK_KUBERNETES_API_PORT" doc:"Port of KubernetesApiAddr (original key)."`
+	KubernetesAPICaCrt        string             `json:"KubernetesApiCaCrt" env:"INTERLINK_KUBERNETES_API_CA_CRT" doc:"PEM content (not a path) of the Kubernetes API's CA as the remote side sees it: replaces the kube-root-ca.crt ConfigMap in projected volumes sent to interLink, and the CA of the kubeconfig delivered for ServiceAccount (original key)."`
+	DisableProjectedVolumes   bool               `json:"DisableProjectedVolumes" env:"INTERLINK_DISABLE_PROJECTED_VOLUMES" doc:"Send no projected or downwardAPI volume (nor their mounts) to interLink (original key)."`
+	SkipDownwardAPIResolution bool               `json:"SkipDownwardAPIResolution" doc:"Original key. Environment values (valueFrom, envFrom) are always resolved before a pod is sent, which is what the remote side saw with either value: accepted with a warning that it has no effect."`
+	JobScriptBuilderURL       string             `json:"JobScriptBuilderURL" env:"INTERLINK_JOB_SCRIPT_BUILDER_URL" doc:"Sent in every create request as jobscriptURL: interLink asks that URL for the job script (original key)."`
+	KubeletCSRSignerName      string             `json:"KubeletCSRSignerName" env:"INTERLINK_KUBELET_CSR_SIGNER_NAME" doc:"Signer of the kubelet-serving CSR in csr mode (empty: kubernetes.io/kubelet-serving). Set with KubeletCertMode auto and no KubeletCertFile, it selects csr mode, as the original does (original key)."`
+	DisableCSR                bool               `json:"DisableCSR" env:"INTERLINK_DISABLE_CSR" doc:"With KubeletCertMode auto: a self-signed kubelet certificate, never a CSR (original key)."`
+	TLS                       TLSConfig          `json:"TLS" doc:"The original's mTLS toward interLink."`
+	HTTP                      HTTPConfig         `json:"HTTP" doc:"The original's client settings toward interLink."`
+	KubeletHTTP               HTTPConfig         `json:"KubeletHTTP" doc:"The original's kubelet API settings: no effect, with a warning."`
+	PodCIDR                   PodCIDRConfig      `json:"PodCIDR" doc:"The original's pod network."`
+	Network                   Network            `json:"Network" doc:"The original's tunnel and mesh settings (EnableTunnel, FullMesh, WildcardDNS, ...). This VK has no tunnel or mesh: EnableTunnel or FullMesh true is refused at start; other keys have no effect without them, and are logged as such."`
+	Pprof                     server.PprofConfig `json:"Pprof" doc:"The original's profiling server (the kubelet API serves the profiles too, authenticated, at /debug/pprof/)."`
+	VKConfigPath              string             `json:"VKConfigPath" doc:"Original key without effect (in the original too): accepted with a warning."`
+	PodIP                     string             `json:"PodIP" doc:"Original key without effect (the original takes the node's address from POD_IP, as NodeAddress does): accepted with a warning."`
 	// DeleteNodeOnShutdown removes the Node object at a graceful stop.
 	DeleteNodeOnShutdown bool `json:"DeleteNodeOnShutdown" env:"INTERLINK_DELETE_NODE_ON_SHUTDOWN" doc:"Delete the Node object when the VK stops gracefully (SIGTERM) and no pod that has not ended is bound to it, so a stopped node does not linger NotReady. A node with live pods is kept: Kubernetes would force-delete the pods of a missing node and leave their remote jobs running."`
 }
@@ -177,7 +170,7 @@ func DefaultConfig() Config {
 		KubeAPIBurst:       DefaultKubeAPIBurst,
 		Workers:            DefaultWorkers,
 		Tracing:            tracing.DefaultConfig(),
-		Pprof:              PprofConfig{Address: DefaultPprofAddress, Port: DefaultPprofPort},
+		Pprof:              server.PprofConfig{Address: DefaultPprofAddress, Port: DefaultPprofPort},
 		LogFormat:          "json",
 		// On by default: a stopped VK's node does not linger NotReady.
 		DeleteNodeOnShutdown: true,
@@ -340,8 +333,8 @@ func (c *Config) validateOriginal() []error {
 		errs = append(errs, errors.New("InterlinkCAFile and the original's TLS.CACertFile or HTTP.CaCert name different CAs: set one"))
 	}
 	if c.Pprof.Enabled {
-		if _, err := strconv.ParseUint(c.Pprof.Port, 10, 16); err != nil {
-			errs = append(errs, fmt.Errorf("Pprof.Port (PPROF_PORT) %q: want a port number", c.Pprof.Port))
+		if _, err := c.Pprof.Listen(DefaultPprofPort); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errs
@@ -412,10 +405,8 @@ func (c *Config) Warnings() []string {
 	if c.ServiceAccount != "" {
 		warn("ServiceAccount %s/%s: every pod is sent a kubeconfig with a token of this service account (the original VK did not use this key; remove it if pods should not get one)", c.Namespace, c.ServiceAccount)
 	}
-	if c.Pprof.Enabled {
-		if ip := net.ParseIP(c.Pprof.Address); ip == nil || !ip.IsLoopback() {
-			warn("Pprof serves profiles without authentication on %s, which is not a loopback address", c.Pprof.Address)
-		}
+	if w := c.Pprof.Warning("the virtual kubelet", DefaultPprofPort); w != "" {
+		warn("%s", w)
 	}
 	return out
 }

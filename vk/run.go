@@ -159,7 +159,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g.Go(func() error { return np.Run(gctx) })
 	g.Go(func() error { return prov.RunStatus(gctx) })
 	if cfg.Pprof.Enabled {
-		g.Go(func() error { return servePprof(gctx, net.JoinHostPort(cfg.Pprof.Address, cfg.Pprof.Port), log) })
+		addr, err := cfg.Pprof.Listen(DefaultPprofPort) // validated with the config
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return servePprof(gctx, addr, log) })
 	}
 	g.Go(func() error {
 		if err := n.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
