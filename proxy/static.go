@@ -102,6 +102,11 @@ func (s *staticTokens) watch(ctx context.Context) error {
 	if err := w.Add(filepath.Dir(s.path)); err != nil {
 		return fmt.Errorf("watch static tokens: %w", err)
 	}
+	// A change made between the first load and the watch would have no
+	// event: read the file once more now that changes are seen.
+	if err := s.load(); err != nil {
+		s.log.Warn("static tokens file not reloaded; keeping the previous tokens", "err", err)
+	}
 	name := filepath.Clean(s.path)
 	for {
 		select {
