@@ -144,13 +144,21 @@ tier_e2e-chart() {
 	go test -count=1 -timeout 20m -tags e2e -v ./charts/
 }
 
-# digest LOG: what the failed tests of a tier's output said (go test -v):
-# the lines each failed test printed, its subtests' included, at most 25 a
-# test and 200 in all, so that the end of a long run tells why it failed.
+# digest LOG: what the failed tests of a tier's output said: with go test
+# -v the lines each failed test printed under its === headers, its
+# subtests' included; without -v the indented lines after its --- FAIL. At
+# most 25 lines a test and 200 in all, so that the end of a long run tells
+# why it failed.
 digest() {
 	awk '
 		FNR == 1 { pass++ }
-		/^[[:space:]]*--- FAIL: / { if (pass == 1) { n = $3; failed[n] = 1 } next }
+		/^[[:space:]]*--- FAIL: / {
+			if (pass == 1) { failed[$3] = 1 }
+			if (pass == 2 && total < 200) { print; total++; after = 1 }
+			next
+		}
+		pass == 2 && after && /^[[:space:]]+/ && !/^[[:space:]]*--- (PASS|SKIP)/ && total < 200 { print; total++; next }
+		{ after = 0 }
 		/^=== (RUN|CONT|NAME|PAUSE) / { cur = $3; next }
 		pass == 2 && cur != "" && (cur in failed) && lines[cur] < 25 && total < 200 &&
 			!/^[[:space:]]*(--- (PASS|SKIP)|PASS$|FAIL$|ok |FAIL\t)/ {
