@@ -136,9 +136,13 @@ func containerStatuses(spec []corev1.Container, reported []corev1.ContainerStatu
 			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}}
 		if r, ok := byName[c.Name]; ok {
 			cs.State, cs.LastTerminationState, cs.RestartCount = r.State, r.LastTerminationState, r.RestartCount
-			cs.Ready = r.Ready || (r.State.Running != nil && c.ReadinessProbe == nil)
-			started := r.State.Running != nil
+			// Started is the sidecar's when it runs startup probes or
+			// postStart hooks; a sidecar that says nothing (an original
+			// plugin) has started whatever runs. A container is ready only
+			// once started: by its readiness probe, or without one at once.
+			started := r.State.Running != nil && (r.Started == nil || *r.Started)
 			cs.Started = &started
+			cs.Ready = started && (r.Ready || c.ReadinessProbe == nil)
 			if jobID != "" {
 				cs.ContainerID = "interlink://" + jobID + "/" + c.Name
 			}

@@ -145,6 +145,37 @@ func TestPodStatusKeepsTransitionTimes(t *testing.T) {
 	}
 }
 
+// TestPodStatusProbes: readiness and started come from the sidecar's
+// probes; a container is never ready before it has started, and a sidecar
+// that reports no Started (an original plugin) starts what runs.
+func TestPodStatusProbes(t *testing.T) {
+	probe := &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"true"}}}}
+	for _, c := range []struct {
+		name           string
+		ctr            corev1.Container
+		rep            corev1.ContainerStatus
+		ready, started bool
+	}{
+		{"no probe, nothing said", corev1.Container{}, corev1.ContainerStatus{State: running()}, true, true},
+		{"readiness not passed", corev1.Container{ReadinessProbe: probe}, corev1.ContainerStatus{State: running(), Started: ptr.To(true)}, false, true},
+		{"readiness passed", corev1.Container{ReadinessProbe: probe}, corev1.ContainerStatus{State: running(), Ready: true, Started: ptr.To(true)}, true, true},
+		{"startup not passed", corev1.Container{StartupProbe: probe}, corev1.ContainerStatus{State: running(), Started: ptr.To(false)}, false, false},
+		{"ready but not started is not ready", corev1.Container{ReadinessProbe: probe, StartupProbe: probe}, corev1.ContainerStatus{State: running(), Ready: true, Started: ptr.To(false)}, false, false},
+		{"exited", corev1.Container{}, corev1.ContainerStatus{State: exited(0), Ready: true, Started: ptr.To(true)}, false, false},
+	} {
+		c.ctr.Name, c.rep.Name = "a", "a"
+		pod := &corev1.Pod{Spec: corev1.PodSpec{Containers: []corev1.Container{c.ctr}}}
+		st := podStatus(pod, &api.PodStatus{Containers: []corev1.ContainerStatus{c.rep}}, "", now)
+		cs := st.ContainerStatuses[0]
+		if cs.Ready != c.ready || *cs.Started != c.started {
+			t.Errorf("%s: ready %v started %v, want %v %v", c.name, cs.Ready, *cs.Started, c.ready, c.started)
+		}
+		if ready := st.Conditions[3].Status == corev1.ConditionTrue; ready != c.ready {
+			t.Errorf("%s: pod Ready %v, want %v", c.name, ready, c.ready)
+		}
+	}
+}
+
 func TestConfigValidation(t *testing.T) {
 	cfg := DefaultConfig()
 	if err := cfg.Validate(); err != nil {
