@@ -285,7 +285,7 @@ cat /shared/w`},
 	}
 	add("image-missing", "a missing image: waiting ErrImagePull/ImagePullBackOff, Pending",
 		behaviorPod("", "interlink-test/absent:1", "true"), waitsForImage("interlink-test/absent:1"))
-	return cs
+	return append(cs, lifecycleCases(port)...)
 }
 
 func withEnv(p *corev1.Pod, env ...corev1.EnvVar) *corev1.Pod {

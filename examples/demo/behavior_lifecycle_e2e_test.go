@@ -1,0 +1,258 @@
+//go:build e2e
+
+package demo
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// Probes, lifecycle hooks and termination messages: the pod-behavior cases
+// of a kubelet's lifecycle (issue 21). Each pod keeps its own port: on the
+// SLURM backends every pod shares the node's network.
+
+func execProbe(period, failures int32, command ...string) *corev1.Probe {
+	return &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: command}},
+		PeriodSeconds: period, TimeoutSeconds: 5, FailureThreshold: failures, SuccessThreshold: 1}
+}
+
+func lifecycleCases(port int) []*behaviorCase {
+	var cs []*behaviorCase
+	add := func(name, what string, pod *corev1.Pod, check func(*testing.T, *run, *behaviorCase) error) {
+		pod.Name = name
+		cs = append(cs, &behaviorCase{name: name, what: what, pod: pod, objs: []any{pod}, check: check})
+	}
+
+	// Not ready for 12 s, ready for 15 s, then not ready again.
+	p := behaviorPod("", imgBusybox, "sh", "-c", "sleep 12; touch /tmp/ready; sleep 15; rm /tmp/ready; sleep 600")
+	p.Spec.Containers[0].ReadinessProbe = execProbe(1, 1, "cat", "/tmp/ready")
+	add("probe-readiness", "a readiness probe failing, passing, failing: Ready flips", p, readinessFlips)
+
+	p = behaviorPod("", imgBusybox, "sh", "-c", "touch /tmp/alive; sleep 8; rm /tmp/alive; sleep 600")
+	p.Spec.RestartPolicy = corev1.RestartPolicyAlways
+	p.Spec.Containers[0].LivenessProbe = execProbe(1, 2, "cat", "/tmp/alive")
+	add("probe-liveness", "a failing liveness probe restarts the container", p, livenessRestarts)
+
+	// The liveness probe would fail at once: it must not run before the
+	// startup probe passes (after 8 s).
+	p = behaviorPod("", imgBusybox, "sh", "-c", "sleep 8; touch /tmp/started; sleep 600")
+	p.Spec.RestartPolicy = corev1.RestartPolicyAlways
+	p.Spec.Containers[0].StartupProbe = execProbe(1, 60, "cat", "/tmp/started")
+	p.Spec.Containers[0].LivenessProbe = execProbe(1, 1, "cat", "/tmp/started")
+	add("probe-startup", "a startup probe gates liveness; started follows it", p, startupGates)
+
+	p = behaviorPod("", imgBusybox, "sh", "-c", fmt.Sprintf("sleep 6; mkdir -p /tmp/www && echo ok > /tmp/www/healthz && exec httpd -f -p %d -h /tmp/www", port+1))
+	p.Spec.Containers[0].Ports = []corev1.ContainerPort{{Name: "web", ContainerPort: int32(port + 1)}}
+	p.Spec.Containers[0].ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("web")}},
+		PeriodSeconds: 1, TimeoutSeconds: 2, FailureThreshold: 1, SuccessThreshold: 1}
+	add("probe-http", "an httpGet readiness probe against a real listener", p, becomesReady)
+
+	p = behaviorPod("", imgBusybox, "sh", "-c", fmt.Sprintf("sleep 6; mkdir -p /tmp/www && exec httpd -f -p %d -h /tmp/www", port+2))
+	p.Spec.Containers[0].ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(int32(port + 2))}},
+		PeriodSeconds: 1, TimeoutSeconds: 2, FailureThreshold: 1, SuccessThreshold: 1}
+	add("probe-tcp", "a tcpSocket readiness probe against a real listener", p, becomesReady)
+
+	p = behaviorPod("", imgBusybox, "sh", "-c", "for i in $(seq 300); do [ -s /tmp/hook ] && break; sleep 0.1; done; cat /tmp/hook")
+	p.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{
+		Exec: &corev1.ExecAction{Command: []string{"sh", "-c", "echo from-poststart > /tmp/hook"}}}}
+	add("hook-poststart", "postStart runs in the container; its output is seen there", p, succeedsWith("main", "from-poststart"))
+
+	// preStop tells a listener pod (by its pod IP) that it ran, then the
+	// container gets its stop signal.
+	p = behaviorPod("", imgBusybox, "sh", "-c", fmt.Sprintf("while :; do nc -l -p %d </dev/null; done", port+3))
+	add("hook-prestop", "preStop runs on delete, before the container stops", p, preStopRuns(port+3))
+
+	p = behaviorPod("", imgBusybox, "sh", "-c", "printf 'bye\\nnow' > /dev/termination-log; exit 3")
+	add("termination-message", "the message of /dev/termination-log", p, terminatedWith(3, "bye\nnow"))
+	p = behaviorPod("", imgBusybox, "sh", "-c", "printf 'custom' > /tmp/msg; exit 0")
+	p.Spec.Containers[0].TerminationMessagePath = "/tmp/msg"
+	add("termination-path", "terminationMessagePath elsewhere", p, terminatedWith(0, "custom"))
+	p = behaviorPod("", imgBusybox, "sh", "-c", "for i in $(seq 100); do echo line-$i; done; exit 2")
+	p.Spec.Containers[0].TerminationMessagePolicy = corev1.TerminationMessageFallbackToLogsOnError
+	want := ""
+	for i := 21; i <= 100; i++ {
+		want += fmt.Sprintf("line-%d\n", i)
+	}
+	add("termination-fallback", "FallbackToLogsOnError: the log's last 80 lines", p, terminatedWith(2, want))
+	return cs
+}
+
+func podReady(p *corev1.Pod) (bool, time.Time) {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue, c.LastTransitionTime.Time
+		}
+	}
+	return false, time.Time{}
+}
+
+func runningNotReady(p *corev1.Pod) error {
+	cs := statusOf(p, "main")
+	if ready, _ := podReady(p); p.Status.Phase != corev1.PodRunning || cs == nil || cs.State.Running == nil || ready || cs.Ready {
+		return fmt.Errorf("phase %s, container %+v, want running and not ready", p.Status.Phase, cs)
+	}
+	return nil
+}
+
+func readyAfter(after time.Time) func(p *corev1.Pod) error {
+	return func(p *corev1.Pod) error {
+		ready, since := podReady(p)
+		if cs := statusOf(p, "main"); !ready || cs == nil || !cs.Ready || since.Before(after.Truncate(time.Second)) {
+			return fmt.Errorf("Ready %v since %s (want after %s)", ready, since, after)
+		}
+		return nil
+	}
+}
+
+// readinessFlips: running and not ready, then ready, then not ready, each
+// transition time after the one before.
+func readinessFlips(t *testing.T, s *run, c *behaviorCase) error {
+	p, err := s.waitPod(t, c.pod.Name, runningNotReady)
+	if err != nil {
+		return err
+	}
+	_, first := podReady(p)
+	if p, err = s.waitPod(t, c.pod.Name, readyAfter(first)); err != nil {
+		return err
+	}
+	_, became := podReady(p)
+	p, err = s.waitPod(t, c.pod.Name, func(p *corev1.Pod) error {
+		ready, since := podReady(p)
+		if ready || !since.After(became) {
+			return fmt.Errorf("Ready %v since %s, want false after %s", ready, since, became)
+		}
+		return runningNotReady(p)
+	})
+	if err != nil {
+		return err
+	}
+	if cs := statusOf(p, "main"); cs.RestartCount != 0 {
+		return fmt.Errorf("restarted %d times: readiness must not restart", cs.RestartCount)
+	}
+	return nil
+}
+
+func livenessRestarts(t *testing.T, s *run, c *behaviorCase) error {
+	p, err := s.waitPod(t, c.pod.Name, func(p *corev1.Pod) error {
+		cs := statusOf(p, "main")
+		if cs == nil || cs.RestartCount < 1 || cs.LastTerminationState.Terminated == nil {
+			return fmt.Errorf("phase %s, container %+v, want restarted", p.Status.Phase, cs)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if p.Status.Phase != corev1.PodRunning {
+		return fmt.Errorf("phase %s, want Running (restarted)", p.Status.Phase)
+	}
+	return nil
+}
+
+func startupGates(t *testing.T, s *run, c *behaviorCase) error {
+	if _, err := s.waitPod(t, c.pod.Name, func(p *corev1.Pod) error {
+		cs := statusOf(p, "main")
+		if cs == nil || cs.State.Running == nil || cs.Started == nil || *cs.Started || cs.Ready {
+			return fmt.Errorf("container %+v, want running, not started, not ready", cs)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	p, err := s.waitPod(t, c.pod.Name, func(p *corev1.Pod) error {
+		cs := statusOf(p, "main")
+		if cs == nil || cs.Started == nil || !*cs.Started || !cs.Ready {
+			return fmt.Errorf("container %+v, want started and ready", cs)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	time.Sleep(5 * time.Second) // the liveness probe now runs, and passes
+	if p, err = s.getPod(t, nsBehave, c.pod.Name); err != nil {
+		return err
+	}
+	if cs := statusOf(p, "main"); cs.RestartCount != 0 {
+		return fmt.Errorf("restarted %d times: liveness ran before the startup probe passed", cs.RestartCount)
+	}
+	return nil
+}
+
+func becomesReady(t *testing.T, s *run, c *behaviorCase) error {
+	p, err := s.waitPod(t, c.pod.Name, runningNotReady)
+	if err != nil {
+		return err
+	}
+	_, first := podReady(p)
+	_, err = s.waitPod(t, c.pod.Name, readyAfter(first))
+	return err
+}
+
+// preStopRuns starts a pod whose preStop hook calls the listener (the
+// case's pod) at its pod IP, deletes it, and finds the call in the
+// listener's log.
+func preStopRuns(port int) func(*testing.T, *run, *behaviorCase) error {
+	return func(t *testing.T, s *run, c *behaviorCase) error {
+		l, err := s.waitPod(t, c.pod.Name, func(p *corev1.Pod) error {
+			if p.Status.Phase != corev1.PodRunning {
+				return fmt.Errorf("phase %s", p.Status.Phase)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		// SLURM's pods share the node's network (make demo's node is this
+		// host) and report no pod IP.
+		ip := l.Status.PodIP
+		if ip == "" {
+			ip = "127.0.0.1"
+		}
+		name := c.pod.Name + "-stopped"
+		p := behaviorPod(name, imgBusybox, "sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done")
+		p.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
+			Command: []string{"wget", "-q", "-T", "3", "-O-", fmt.Sprintf("http://%s:%d/prestop-ran", ip, port)}}}}
+		if out, err := s.apply(t, p); err != nil {
+			return fmt.Errorf("kubectl apply: %w: %s", err, out)
+		}
+		if _, err := s.waitPod(t, name, func(p *corev1.Pod) error {
+			if cs := statusOf(p, "main"); cs == nil || cs.State.Running == nil {
+				return fmt.Errorf("phase %s, container %+v", p.Status.Phase, cs)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		if out, err := s.kubectlRun(t, "delete", "pod", "-n", nsBehave, name, "--wait=true", "--timeout=90s"); err != nil {
+			return fmt.Errorf("kubectl delete: %w: %s", err, out)
+		}
+		logs, err := s.logsOf(t, c.pod.Name, "main")
+		if err != nil || !strings.Contains(logs, "GET /prestop-ran") {
+			return fmt.Errorf("listener's log %q (%v), want the preStop hook's request", logs, err)
+		}
+		return nil
+	}
+}
+
+func terminatedWith(code int32, message string) func(*testing.T, *run, *behaviorCase) error {
+	return func(t *testing.T, s *run, c *behaviorCase) error {
+		p, err := s.waitPod(t, c.pod.Name, ended)
+		if err != nil {
+			return err
+		}
+		cs := statusOf(p, "main")
+		if cs == nil || cs.State.Terminated == nil {
+			return fmt.Errorf("container %+v, want terminated", cs)
+		}
+		if term := cs.State.Terminated; term.ExitCode != code || term.Message != message {
+			return fmt.Errorf("exit code %d, message %q; want %d, %q", term.ExitCode, term.Message, code, message)
+		}
+		return nil
+	}
+}
