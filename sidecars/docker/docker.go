@@ -42,7 +42,7 @@ type Docker struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	mu      sync.Mutex
-	driving map[string]context.CancelFunc
+	driving map[string]*driverRun
 	// histories hold, by container ID, what Docker's state of a container
 	// does not: its last terminations and the starts the sidecar retried
 	// (history.go). Guarded by mu.
@@ -76,7 +76,7 @@ func New(cfg Config, log *slog.Logger) (*Docker, error) {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &Docker{cfg: cfg, log: log, api: c, data: data, dataDir: dataDir, ctx: ctx, cancel: cancel, driving: map[string]context.CancelFunc{}}
+	d := &Docker{cfg: cfg, log: log, api: c, data: data, dataDir: dataDir, ctx: ctx, cancel: cancel, driving: map[string]*driverRun{}}
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
@@ -204,6 +204,7 @@ func (d *Docker) Create(ctx context.Context, data *api.RetrievedPodData) (api.Cr
 	if err != nil {
 		return api.CreateStruct{}, err
 	}
+	files = append(files, terminationMounts(specs, d.dataDir+"/"+dir)...)
 	auths, err := pullAuths(data)
 	if err != nil {
 		return api.CreateStruct{}, api.Invalid("pod %s/%s: %w", p.Namespace, p.Name, err)
@@ -315,10 +316,10 @@ func (d *Docker) Delete(ctx context.Context, p *corev1.Pod) error {
 	if len(cs) == 0 {
 		return api.NotFound("pod %s/%s (uid %s) not found", p.Namespace, p.Name, uid)
 	}
-	d.stopDriver(uid)
-	grace := int(DefaultGracePeriod / time.Second)
+	d.stopDriver(ctx, uid)
+	grace := int64(DefaultGracePeriod / time.Second)
 	if g := p.Spec.TerminationGracePeriodSeconds; g != nil {
-		grace = int(*g)
+		grace = max(*g, 0)
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(cs))
@@ -329,11 +330,9 @@ func (d *Docker) Delete(ctx context.Context, p *corev1.Pod) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			start := time.Now()
-			_, err := d.api.ContainerStop(ctx, c.ID, client.ContainerStopOptions{Timeout: &grace})
-			d.observe("stop", start, err)
-			if err != nil && !cerrdefs.IsNotFound(err) {
-				errs[i] = unavailable("stop container "+c.Labels[LabelContainer], err)
+			// Its preStop hook, then SIGTERM, all within the grace period.
+			if err := d.stopRun(ctx, c.ID, lifecycleOf(c.Labels), &grace); err != nil {
+				errs[i] = fmt.Errorf("container %s: %w", c.Labels[LabelContainer], err)
 			}
 		}()
 	}

@@ -19,6 +19,12 @@ const (
 	maxStartBackoff = time.Minute
 )
 
+// driverRun is one pod's driver: its cancel, and done closed at its end.
+type driverRun struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
 // startDriver runs drive for uid unless it already runs.
 func (d *Docker) startDriver(uid string) {
 	d.mu.Lock()
@@ -27,7 +33,8 @@ func (d *Docker) startDriver(uid string) {
 		return
 	}
 	ctx, cancel := context.WithCancel(d.ctx)
-	d.driving[uid] = cancel
+	run := &driverRun{cancel: cancel, done: make(chan struct{})}
+	d.driving[uid] = run
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
@@ -36,6 +43,7 @@ func (d *Docker) startDriver(uid string) {
 			delete(d.driving, uid)
 			d.mu.Unlock()
 			cancel()
+			close(run.done)
 		}()
 		for attempt := 0; ; attempt++ {
 			err := d.drive(ctx, uid)
@@ -50,12 +58,19 @@ func (d *Docker) startDriver(uid string) {
 	}()
 }
 
-func (d *Docker) stopDriver(uid string) {
+// stopDriver stops the driver of uid, its probes and hooks with it, and
+// waits for its end (or for the end of ctx).
+func (d *Docker) stopDriver(ctx context.Context, uid string) {
 	d.mu.Lock()
-	cancel := d.driving[uid]
+	run := d.driving[uid]
 	d.mu.Unlock()
-	if cancel != nil {
-		cancel()
+	if run == nil {
+		return
+	}
+	run.cancel()
+	select {
+	case <-run.done:
+	case <-ctx.Done():
 	}
 }
 
@@ -80,11 +95,23 @@ func (d *Docker) drive(ctx context.Context, uid string) error {
 			return nil // the pod failed; its status says so
 		}
 	}
+	// Each app container is started if it was not, then supervised
+	// (supervise.go) while it runs: its hooks, probes and termination
+	// messages.
 	g, gctx := errgroup.WithContext(ctx)
 	for _, c := range cs {
-		if c.Labels[LabelRole] == roleApp && c.State == container.StateCreated {
-			g.Go(func() error { return d.startApp(gctx, c) })
+		if c.Labels[LabelRole] != roleApp {
+			continue
 		}
+		g.Go(func() error {
+			fresh := c.State == container.StateCreated
+			if fresh {
+				if err := d.startApp(gctx, c); err != nil {
+					return err
+				}
+			}
+			return d.supervise(gctx, c, fresh)
+		})
 	}
 	return g.Wait()
 }

@@ -32,6 +32,73 @@ type history struct {
 	oom       bool
 	// ends are its last two terminations, the latest last.
 	ends []corev1.ContainerStateTerminated
+
+	// What the supervisor (supervise.go) found of the container's runs.
+	// run is Docker's StartedAt of the run that started and ready are
+	// about: started once postStart is done and the startup probe passed,
+	// ready per the readiness probe.
+	run            string
+	started, ready bool
+	// killed says why the sidecar stopped run, once it did.
+	killed string
+	// backoff, while set, says why the sidecar is about to start again
+	// the container it stopped (a failed liveness probe, say).
+	backoff string
+	// msgs are the termination messages of its last runs, the latest last.
+	msgs []runMessage
+}
+
+// runMessage is the termination message of one run, by its end.
+type runMessage struct {
+	finished time.Time
+	text     string
+}
+
+// maxMessages bounds the runs whose messages are kept.
+const maxMessages = 3
+
+// messageOf is the message of the run that ended at finished: the one
+// recorded nearest to it, within within (a second for the ends of history,
+// whose times are those of Docker's die events, a little after the run's
+// end; 0 for Docker's FinishedAt, which the messages are recorded at).
+func messageOf(msgs []runMessage, finished time.Time, within time.Duration) (string, bool) {
+	best, found := within, -1
+	for i, m := range msgs {
+		if d := m.finished.Sub(finished).Abs(); d <= best {
+			best, found = d, i
+		}
+	}
+	if found < 0 {
+		return "", false
+	}
+	return msgs[found].text, true
+}
+
+// addMessage records the termination message of the run of a container
+// that ended at finished; a message recorded already stays unless empty.
+func (d *Docker) addMessage(id string, finished time.Time, text string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	h := d.historyOf(id)
+	for i := range h.msgs {
+		if h.msgs[i].finished.Equal(finished) {
+			if h.msgs[i].text == "" {
+				h.msgs[i].text = text
+			}
+			return
+		}
+	}
+	h.msgs = append(h.msgs, runMessage{finished, text})
+	if len(h.msgs) > maxMessages {
+		h.msgs = h.msgs[len(h.msgs)-maxMessages:]
+	}
+}
+
+// setProbed records what the supervisor found of a container's run.
+func (d *Docker) setProbed(id string, update func(h *history)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	update(d.historyOf(id))
 }
 
 func (d *Docker) historyOf(id string) *history {
@@ -81,6 +148,7 @@ func (d *Docker) historyCopy(id string) history {
 	}
 	c := *h
 	c.ends = append([]corev1.ContainerStateTerminated(nil), h.ends...)
+	c.msgs = append([]runMessage(nil), h.msgs...)
 	return c
 }
 

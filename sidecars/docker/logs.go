@@ -263,21 +263,43 @@ func (d *Docker) Exec(ctx context.Context, req *api.ExecRequest, out io.Writer) 
 	if c.State != container.StateRunning {
 		return 0, api.Invalid("container %q of pod %s/%s is not running", req.ContainerName, req.Namespace, req.PodName)
 	}
-	ex, err := d.api.ExecCreate(ctx, c.ID, client.ExecCreateOptions{Cmd: req.Command, AttachStdout: true, AttachStderr: true})
+	return d.execIn(ctx, c.ID, req.ContainerName, req.Command, out)
+}
+
+// execIn runs cmd in the running container id (named name) and returns its
+// exit code once its output ended. When ctx ends the output is no longer
+// read (Docker has no way to stop the command: it runs on in the
+// container).
+func (d *Docker) execIn(ctx context.Context, id, name string, cmd []string, out io.Writer) (int, error) {
+	ex, err := d.api.ExecCreate(ctx, id, client.ExecCreateOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
 	if err != nil {
-		return 0, unavailable("exec in "+req.ContainerName, err)
+		return 0, unavailable("exec in "+name, err)
 	}
 	att, err := d.api.ExecAttach(ctx, ex.ID, client.ExecAttachOptions{})
 	if err != nil {
-		return 0, unavailable("exec in "+req.ContainerName, err)
+		return 0, unavailable("exec in "+name, err)
 	}
 	defer att.Close()
+	stop := context.AfterFunc(ctx, att.Close)
+	defer stop()
 	if _, err := demux(out, att.Reader); err != nil {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
 		return 0, fmt.Errorf("exec output: %w", err)
 	}
-	res, err := d.api.ExecInspect(ctx, ex.ID, client.ExecInspectOptions{})
-	if err != nil {
-		return 0, unavailable("exec in "+req.ContainerName, err)
+	// The output ends a moment before Docker records the exit code.
+	for range 20 {
+		res, err := d.api.ExecInspect(ctx, ex.ID, client.ExecInspectOptions{})
+		if err != nil {
+			return 0, unavailable("exec in "+name, err)
+		}
+		if !res.Running {
+			return res.ExitCode, nil
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return 0, err
+		}
 	}
-	return res.ExitCode, nil
+	return 0, unavailable("exec in "+name, errors.New("the command's output ended but Docker says it still runs"))
 }

@@ -77,6 +77,9 @@ func (d *Docker) podSpecs(data *api.RetrievedPodData, dataDir string) ([]spec, [
 	errs := d.podSecurity(p)
 	add := func(c *corev1.Container, role string, i int) {
 		s, fs, err := d.containerSpec(p, c, role, i, vols, dataDir)
+		if err == nil {
+			err = d.setLifecycle(p, c, &s)
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("container %s: %w", c.Name, err))
 			return

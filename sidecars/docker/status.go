@@ -53,6 +53,11 @@ func (d *Docker) Status(ctx context.Context, pods []corev1.Pod) ([]api.PodStatus
 			d.observe("inspect", start, err)
 			if err == nil {
 				inspected[j.pod][j.i] = &res.Container
+				if st := res.Container.State; st != nil && (st.Status == container.StateExited || st.Status == container.StateDead) && started(st) {
+					in := res.Container
+					in.Config = withLabels(in.Config, j.c.Labels)
+					d.recordEnd(ctx, in, lifecycleOf(j.c.Labels), "")
+				}
 			}
 		}()
 	}
@@ -147,8 +152,39 @@ func containerStatus(c container.Summary, in *container.InspectResponse, initDon
 	if cs.LastTerminationState.Terminated == nil && cs.RestartCount > 0 && started(s) {
 		// The run before this one, as the events told it.
 		cs.LastTerminationState.Terminated = previousEnd(h.ends, parseTime(s.StartedAt))
+		if t := cs.LastTerminationState.Terminated; t != nil {
+			if msg, ok := messageOf(h.msgs, t.FinishedAt.Time, time.Second); ok && msg != "" {
+				t.Message = msg
+			}
+		}
 	}
+	supervised(&cs, s, lifecycleOf(c.Labels), h)
 	return cs
+}
+
+// supervised completes a container's status with what its supervisor
+// found (supervise.go): whether its run started and is ready when hooks
+// and probes say so, the termination message of its last run, and the
+// restart the sidecar is about to make after it stopped the container.
+func supervised(cs *corev1.ContainerStatus, s *container.State, l lifecycle, h history) {
+	if cs.State.Running != nil && l.gated() {
+		cur := h.run == s.StartedAt
+		cs.Started, cs.Ready = ptr(cur && h.started), cur && h.ready
+	}
+	t := cs.State.Terminated
+	if s.Status == container.StateRestarting {
+		t = cs.LastTerminationState.Terminated
+	}
+	if t == nil || t.Reason == ReasonCannotRun {
+		return
+	}
+	if msg, ok := messageOf(h.msgs, parseTime(s.FinishedAt).Time, 0); ok && msg != "" {
+		t.Message = msg
+	}
+	if h.backoff != "" && cs.State.Terminated != nil {
+		cs.State.Terminated, cs.LastTerminationState.Terminated = nil, t
+		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: "back-off restarting the container after: " + h.backoff}
+	}
 }
 
 // ReasonCannotRun is the reason of a container that Docker could not

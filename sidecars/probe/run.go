@@ -153,7 +153,7 @@ func Run(ctx context.Context, c *corev1.Container, t Target, r Report) {
 				return true
 			})
 		})
-	} else if r.Ready != nil {
+	} else if r.Ready != nil && ctx.Err() == nil {
 		r.Ready(true)
 	}
 	if p := c.LivenessProbe; p != nil {
