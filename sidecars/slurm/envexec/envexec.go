@@ -59,8 +59,10 @@ func Decode(data []byte) ([][2]string, error) {
 
 // usage is how the job calls the helper: -C changes to DIR (made when
 // missing, as container runtimes make a container's working directory),
-// each -r makes the bind mounted at PATH read-only (see remountReadOnly).
-const usage = "usage: interlink-envexec [-C DIR] [-r PATH]... ENVFILE -- COMMAND [ARG...]"
+// each -r makes the bind mounted at PATH read-only (see remountReadOnly),
+// -t PATH=OUT runs the command as a child and keeps its termination
+// message (see termination.go).
+const usage = "usage: interlink-envexec [-C DIR] [-r PATH]... [-t PATH=OUT] ENVFILE -- COMMAND [ARG...]"
 
 // Exit codes, as a shell gives them.
 const (
@@ -128,6 +130,9 @@ func Main(args []string, stderr io.Writer) int {
 		}
 		return codeNotFound
 	}
+	if a.term != nil {
+		return supervise(prog, argv, a.term, stderr)
+	}
 	// Inside the container: running the pod's command is the helper's job.
 	err = syscall.Exec(prog, argv, os.Environ()) //nolint:gosec // see above
 
@@ -140,18 +145,26 @@ func Main(args []string, stderr io.Writer) int {
 
 // containerArgs are the arguments of the helper in a container.
 type containerArgs struct {
-	dir      string   // -C
-	readOnly []string // each -r, in order
-	file     string   // ENVFILE
-	argv     []string // COMMAND [ARG...]
+	dir      string       // -C
+	readOnly []string     // each -r, in order
+	term     *termination // -t
+	file     string       // ENVFILE
+	argv     []string     // COMMAND [ARG...]
 }
 
 func parseArgs(args []string) (containerArgs, error) {
 	var a containerArgs
-	for len(args) > 1 && (args[0] == "-C" || args[0] == "-r") {
-		if args[0] == "-C" {
+	for len(args) > 1 && (args[0] == "-C" || args[0] == "-r" || args[0] == "-t") {
+		switch args[0] {
+		case "-C":
 			a.dir = args[1]
-		} else {
+		case "-t":
+			t, err := parseTermination(args[1])
+			if err != nil {
+				return containerArgs{}, err
+			}
+			a.term = t
+		default:
 			if !path.IsAbs(args[1]) {
 				return containerArgs{}, fmt.Errorf("-r %q: not an absolute path", args[1])
 			}

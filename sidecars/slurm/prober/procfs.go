@@ -1,0 +1,196 @@
+package prober
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// procFS reads the processes the prober looks at from a proc file system
+// (/proc; a fake tree in tests).
+type procFS struct {
+	// root is the proc file system's mount point.
+	root string
+	// self is the name of the prober's own entry ("self").
+	self string
+	// userNSDepth tells how deep pid's user namespace is nested in the
+	// prober's (0: the same); false when it is not within it.
+	userNSDepth func(pid int) (int, bool)
+}
+
+// hostProc is the real /proc.
+var hostProc = procFS{root: "/proc", self: "self", userNSDepth: userNSDepth}
+
+// procID tells one process apart from an earlier one of the same pid.
+type procID struct {
+	pid   int
+	start uint64 // starttime of /proc/PID/stat, in clock ticks since boot
+}
+
+// stat reads a process's parent and start time; a missing process is
+// fs.ErrNotExist. A zombie counts as gone.
+func (p procFS) stat(pid int) (ppid int, start uint64, err error) {
+	b, err := os.ReadFile(filepath.Join(p.root, strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, 0, err
+	}
+	// The command name, in parentheses, may hold anything: fields follow
+	// its last ')'. They are then: state ppid ... (starttime is field 22).
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	f := bytes.Fields(b[i+1:])
+	if len(f) < 20 {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f)+2)
+	}
+	if f[0][0] == 'Z' || f[0][0] == 'X' {
+		return 0, 0, fmt.Errorf("process %d: %w (a zombie)", pid, os.ErrNotExist)
+	}
+	ppid, err1 := strconv.Atoi(string(f[1]))
+	start, err2 := strconv.ParseUint(string(f[19]), 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return ppid, start, nil
+}
+
+// alive tells whether id is still the process it was.
+func (p procFS) alive(id procID) bool {
+	_, start, err := p.stat(id.pid)
+	return err == nil && start == id.start
+}
+
+// parents maps each process to its parent.
+func (p procFS) parents() map[int]int {
+	entries, _ := os.ReadDir(p.root)
+	m := make(map[int]int, len(entries))
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if ppid, _, err := p.stat(pid); err == nil {
+			m[pid] = ppid
+		}
+	}
+	return m
+}
+
+// descendants lists pid's descendants breadth first, lower pids first
+// among the children of one process.
+func descendants(parents map[int]int, pid int) []int {
+	children := map[int][]int{}
+	for c, pp := range parents {
+		if c != pp {
+			children[pp] = append(children[pp], c)
+		}
+	}
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 && len(out) <= len(parents) {
+		kids := children[queue[0]]
+		slices.Sort(kids)
+		out = append(out, kids...)
+		queue = append(queue[1:], kids...)
+	}
+	return out
+}
+
+// ns reads which namespace of kind (mnt, user, pid…) pid is in, as the
+// link /proc/PID/ns/KIND names it; pid 0 is the prober's own.
+func (p procFS) ns(pid int, kind string) (string, error) {
+	name := p.self
+	if pid != 0 {
+		name = strconv.Itoa(pid)
+	}
+	return os.Readlink(filepath.Join(p.root, name, "ns", kind))
+}
+
+// nsGetParent is NS_GET_PARENT, _IO(0xb7, 0x2), which x/sys/unix lacks.
+const nsGetParent = 0xb702
+
+// maxUserNSDepth is the kernel's limit of nested user namespaces.
+const maxUserNSDepth = 32
+
+// userNSDepth counts the steps from pid's user namespace up to the
+// prober's.
+func userNSDepth(pid int) (int, bool) {
+	var own unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/user", &own); err != nil {
+		return 0, false
+	}
+	fd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/user", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, false
+	}
+	defer func() { _ = unix.Close(fd) }()
+	for depth := 0; depth <= maxUserNSDepth; depth++ {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return 0, false
+		}
+		if st.Dev == own.Dev && st.Ino == own.Ino {
+			return depth, true
+		}
+		parent, err := unix.IoctlRetInt(fd, nsGetParent)
+		if err != nil { // EPERM: past the prober's own
+			return 0, false
+		}
+		_ = unix.Close(fd)
+		fd = parent
+	}
+	return 0, false
+}
+
+// owner is the uid that owns /proc/PID: the process's effective uid.
+func (p procFS) owner(pid int) (uint32, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(p.root, strconv.Itoa(pid)), &st); err != nil {
+		return 0, err
+	}
+	return st.Uid, nil
+}
+
+// jobRoot is the first of pid's ancestors (pid itself included) whose
+// parent is not the user's: in a Slurm job, the batch script, of which
+// every container of the job descends (slurmstepd runs as root).
+func (p procFS) jobRoot(pid int) int {
+	uid, err := p.owner(pid)
+	if err != nil {
+		return pid
+	}
+	for range 1 << 16 {
+		ppid, _, err := p.stat(pid)
+		if err != nil || ppid <= 1 {
+			return pid
+		}
+		if u, err := p.owner(ppid); err != nil || u != uid {
+			return pid
+		}
+		pid = ppid
+	}
+	return pid
+}
+
+// descends tells whether pid is ancestor or one of its descendants,
+// walking up from pid.
+func (p procFS) descends(pid, ancestor int) bool {
+	for range 1 << 16 {
+		if pid == ancestor {
+			return true
+		}
+		ppid, _, err := p.stat(pid)
+		if err != nil || ppid <= 0 || ppid == pid {
+			return false
+		}
+		pid = ppid
+	}
+	return false
+}

@@ -1,0 +1,248 @@
+package prober
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/seed-3f807049/interlink/sidecars/probe"
+	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// PollInterval is how often the prober reads each container's pid file.
+const PollInterval = 200 * time.Millisecond
+
+// Grace periods, in seconds.
+const (
+	// DefaultGracePeriodSeconds is used when the Spec says 0 (the API
+	// server defaults a pod's to 30).
+	DefaultGracePeriodSeconds = 30
+	// MaxGracePeriodSeconds caps any grace period: the job's time limit
+	// ends it anyway.
+	MaxGracePeriodSeconds = 3600
+)
+
+// hookTimeout is a postStart hook's: none but the run's end.
+const hookTimeout = 100 * 365 * 24 * time.Hour
+
+// prober watches the containers of one job.
+type prober struct {
+	spec Spec
+	// dir is the pod's containers/ directory.
+	dir  string
+	proc procFS
+	// ancestor: a container's pid must descend from it (0: unchecked).
+	ancestor int
+	poll     time.Duration
+	log      *slog.Logger
+}
+
+// run watches every container of the Spec until ctx ends.
+func (p *prober) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for i := range p.spec.Containers {
+		c := &p.spec.Containers[i]
+		wg.Go(func() { p.watch(ctx, c) })
+	}
+	wg.Wait()
+}
+
+// activeRun is the prober's work on one run of a container.
+type activeRun struct {
+	id     procID
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// stop ends the run's hooks and probes and waits until they are over.
+func (r *activeRun) stop() {
+	r.cancel()
+	<-r.done
+}
+
+// watch follows c's pid file: a new live pid starts a run; the end of its
+// process, or another pid, ends it.
+func (p *prober) watch(ctx context.Context, c *Container) {
+	pidPath := filepath.Join(p.dir, c.Name+pidSuffix)
+	var last procID
+	var cur *activeRun
+	tick := time.NewTicker(p.poll)
+	defer tick.Stop()
+	for {
+		id, ok := p.current(pidPath)
+		if cur != nil && (!ok || id != cur.id) {
+			cur.stop()
+			cur = nil
+		}
+		if ok && id != last {
+			last = id
+			if p.ancestor == 0 || p.proc.descends(id.pid, p.ancestor) {
+				cur = p.start(ctx, c, id)
+			} else {
+				p.log.Warn("pid file names a process outside the job: ignored", "container", c.Name, "pid", id.pid)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if cur != nil {
+				cur.stop()
+			}
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// current is the live process a pid file names.
+func (p *prober) current(pidPath string) (procID, bool) {
+	pid := readPID(pidPath)
+	if pid == 0 {
+		return procID{}, false
+	}
+	_, start, err := p.proc.stat(pid)
+	if err != nil {
+		return procID{}, false
+	}
+	return procID{pid: pid, start: start}, true
+}
+
+// start begins a run of c: its hooks and probes, in a goroutine.
+func (p *prober) start(ctx context.Context, c *Container, id procID) *activeRun {
+	ctx, cancel := context.WithCancel(ctx)
+	r := &activeRun{id: id, cancel: cancel, done: make(chan struct{})}
+	st := &stateFile{path: filepath.Join(p.dir, c.Name+stateSuffix)}
+	go func() {
+		defer close(r.done)
+		defer st.end()
+		p.runOnce(ctx, c, id, st)
+	}()
+	return r
+}
+
+// runOnce runs c's postStart hook and probes for the run id, and stops the
+// run when the hook or a startup or liveness probe fails.
+func (p *prober) runOnce(ctx context.Context, c *Container, id procID, st *stateFile) {
+	log := p.log.With("container", c.Name, "pid", id.pid)
+	write := func(f func(*State)) {
+		if err := st.update(f); err != nil {
+			log.Error("write probe state", "err", err)
+		}
+	}
+	write(func(s *State) { *s = State{PID: id.pid} })
+	t := target(c, id.pid, p.proc)
+	if !p.waitContainer(ctx, c, id) {
+		return
+	}
+	if c.Lifecycle != nil && c.Lifecycle.PostStart != nil {
+		res := probe.HookAction(c.Lifecycle.PostStart).Run(ctx, t, hookTimeout)
+		if ctx.Err() != nil {
+			return
+		}
+		if !res.OK {
+			p.kill(ctx, log, id, st, "PostStart hook failed: "+res.Message, grace(p.spec.GracePeriodSeconds, nil))
+			return
+		}
+	}
+	var killedBy *corev1.Probe
+	var killMsg string
+	probes := &corev1.Container{Name: c.Name, StartupProbe: c.StartupProbe, LivenessProbe: c.LivenessProbe,
+		ReadinessProbe: c.ReadinessProbe, Ports: c.Ports}
+	probe.Run(ctx, probes, t, probe.Report{
+		Started: func() { write(func(s *State) { s.Started = true }) },
+		Ready: func(ready bool) {
+			write(func(s *State) { s.Ready, s.Since = ready, now() })
+		},
+		Kill: func(kind probe.Kind, msg string) {
+			killedBy, killMsg = c.LivenessProbe, msg
+			if kind == probe.Startup {
+				killedBy = c.StartupProbe
+			}
+		},
+		Result: func(kind probe.Kind, r probe.Result) {
+			if !r.OK {
+				log.Info("probe failed", "probe", string(kind), "message", r.Message)
+			}
+		},
+	})
+	if killMsg != "" && ctx.Err() == nil {
+		p.kill(ctx, log, id, st, killMsg, grace(p.spec.GracePeriodSeconds, killedBy))
+	}
+}
+
+// waitContainer waits until the run's container is there to enter: a
+// runtime enters the container's namespaces some time after the job
+// recorded its pid. Hooks and probes start then. It is false when ctx
+// ends first.
+func (p *prober) waitContainer(ctx context.Context, c *Container, id procID) bool {
+	if len(c.Exec) > 0 || c.Nsenter == "" {
+		return true
+	}
+	tick := time.NewTicker(p.poll / 4)
+	defer tick.Stop()
+	for {
+		if _, err := containerProcess(p.proc, id.pid); err == nil {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
+}
+
+// now is the time a state records.
+func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
+
+// kill records why the run is stopped, then stops it.
+func (p *prober) kill(ctx context.Context, log *slog.Logger, id procID, st *stateFile, msg string, g time.Duration) {
+	log.Info("stopping the container", "reason", msg)
+	if err := st.update(func(s *State) { s.Killed, s.Ready, s.Since = msg, false, now() }); err != nil {
+		log.Error("write probe state", "err", err)
+	}
+	p.terminate(ctx, id, time.Now().Add(g))
+}
+
+// grace is the grace period of a container stopped for a failing probe
+// (nil: for another reason): the probe's terminationGracePeriodSeconds,
+// else the pod's, within (0, MaxGracePeriodSeconds].
+func grace(pod int64, p *corev1.Probe) time.Duration {
+	s := pod
+	if p != nil && p.TerminationGracePeriodSeconds != nil {
+		s = *p.TerminationGracePeriodSeconds
+	}
+	if s <= 0 {
+		s = DefaultGracePeriodSeconds
+	}
+	return time.Duration(min(s, MaxGracePeriodSeconds)) * time.Second
+}
+
+// terminate sends SIGTERM to id, then SIGKILL at killAt if it is still
+// there; it returns once the process is gone, after SIGKILL, or when ctx
+// ends.
+func (p *prober) terminate(ctx context.Context, id procID, killAt time.Time) {
+	p.signal(id, unix.SIGTERM)
+	tick := time.NewTicker(p.poll / 2)
+	defer tick.Stop()
+	for p.proc.alive(id) {
+		if !time.Now().Before(killAt) {
+			p.signal(id, unix.SIGKILL)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// signal sends sig to id if it is still the process it was.
+func (p *prober) signal(id procID, sig unix.Signal) {
+	if p.proc.alive(id) {
+		_ = unix.Kill(id.pid, sig)
+	}
+}

@@ -1,0 +1,180 @@
+package prober
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/seed-3f807049/interlink/sidecars/probe"
+	"github.com/seed-3f807049/interlink/sidecars/slurm/envexec"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultHost is where network probes connect when neither the handler
+// nor the Spec names a host.
+const DefaultHost = "127.0.0.1"
+
+// execWaitDelay bounds the wait for a killed command's output.
+const execWaitDelay = 2 * time.Second
+
+// errNotRunning: the container has no process in a namespace of its own.
+var errNotRunning = errors.New("container not running")
+
+// target is where c's probes and hooks act during the run of pid.
+func target(c *Container, pid int, proc procFS) probe.Target {
+	t := probe.Target{Host: c.Host, Ports: c.Ports}
+	if t.Host == "" {
+		t.Host = DefaultHost
+	}
+	switch {
+	case len(c.Exec) > 0:
+		t.Exec = func(ctx context.Context, cmd []string) (int, []byte, error) {
+			// The runtime's own exec (podman exec), with the prober's env.
+			return runCapped(ctx, execArgv(c.Exec, pid, cmd), nil)
+		}
+	case c.Nsenter != "":
+		t.Exec = func(ctx context.Context, cmd []string) (int, []byte, error) {
+			argv, err := nsenterArgv(c, pid, proc, cmd)
+			if err != nil {
+				return 0, nil, err
+			}
+			// None of the job's variables reach the container: the helper
+			// (Inner) sets the container's.
+			return runCapped(ctx, argv, []string{"PATH=" + envexec.DefaultPath})
+		}
+	}
+	return t
+}
+
+// execArgv is exec + cmd, each word of exec equal to PIDPlaceholder
+// replaced by pid. The command's words stay argv elements.
+func execArgv(exec []string, pid int, cmd []string) []string {
+	argv := make([]string, 0, len(exec)+len(cmd))
+	for _, w := range exec {
+		if w == PIDPlaceholder {
+			w = strconv.Itoa(pid)
+		}
+		argv = append(argv, w)
+	}
+	return append(argv, cmd...)
+}
+
+// containerProcess finds the container's first process: pid itself when
+// it is in a mount namespace other than the prober's (ch-run execs the
+// container), else such a descendant (a runtime that starts the container
+// as a child): the one in the least nested user namespace, the first
+// breadth first among those. A user namespace that a container's process
+// made within the container's (where its root could trace what enters)
+// is always more nested than the container's own.
+func containerProcess(proc procFS, pid int) (int, error) {
+	own, err := proc.ns(0, "mnt")
+	if err != nil {
+		return 0, fmt.Errorf("own mount namespace: %w", err)
+	}
+	depth := func(p int) (int, bool) {
+		mnt, err := proc.ns(p, "mnt")
+		if err != nil || mnt == own {
+			return 0, false
+		}
+		if proc.userNSDepth == nil {
+			return 0, true
+		}
+		return proc.userNSDepth(p)
+	}
+	if _, ok := depth(pid); ok {
+		return pid, nil
+	}
+	best, bestDepth := 0, maxUserNSDepth+1
+	for _, p := range descendants(proc.parents(), pid) {
+		if d, ok := depth(p); ok && d < bestDepth {
+			best, bestDepth = p, d
+		}
+	}
+	if best == 0 {
+		return 0, errNotRunning
+	}
+	return best, nil
+}
+
+// nsFlags are the namespaces entered only when the container's differs
+// from the prober's, with nsenter's options for each.
+var nsFlags = []struct {
+	kind  string
+	flags []string
+}{
+	// Joining the container's user namespace keeps the prober's uid and
+	// gids, as they are mapped there (ch-run maps the user to 0).
+	{"user", []string{"--user", "--preserve-credentials"}},
+	{"ipc", []string{"--ipc"}},
+	{"uts", []string{"--uts"}},
+	{"net", []string{"--net"}},
+	// nsenter forks by itself once it has entered a pid namespace.
+	{"pid", []string{"--pid"}},
+}
+
+// nsenterArgv is the nsenter command that runs cmd in the container of
+// the run of pid: in the namespaces of its first process, at that
+// process's root and working directory, behind c.Inner.
+func nsenterArgv(c *Container, pid int, proc procFS, cmd []string) ([]string, error) {
+	p, err := containerProcess(proc, pid)
+	if err != nil {
+		return nil, err
+	}
+	// --root and --wd without a value: the target's root and directory.
+	argv := []string{c.Nsenter, "--target=" + strconv.Itoa(p), "--mount", "--root", "--wd"}
+	for _, n := range nsFlags {
+		theirs, err1 := proc.ns(p, n.kind)
+		ours, err2 := proc.ns(0, n.kind)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, fmt.Errorf("%s namespace of process %d: %w", n.kind, p, err)
+		}
+		if theirs != ours {
+			argv = append(argv, n.flags...)
+		}
+	}
+	argv = append(argv, "--")
+	argv = append(argv, c.Inner...)
+	return append(argv, cmd...), nil
+}
+
+// runCapped runs argv (env nil: the prober's) in a process group of its
+// own, killed whole when ctx ends, and returns its exit code (128+N for
+// signal N) and the first probe.MaxOutputBytes of its output.
+func runCapped(ctx context.Context, argv []string, env []string) (int, []byte, error) {
+	// argv is the sidecar's program followed by the command's words, each
+	// one argv element: no shell ever reads them.
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...) //nolint:gosec // see above
+	cmd.Env = env
+	cmd.Dir = "/"
+	out := &capped{max: probe.MaxOutputBytes}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return unix.Kill(-cmd.Process.Pid, unix.SIGKILL) }
+	cmd.WaitDelay = execWaitDelay
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal()), out.b, nil
+		}
+		return ee.ExitCode(), out.b, nil
+	}
+	return 0, out.b, err
+}
+
+// capped keeps the first max bytes written to it.
+type capped struct {
+	b   []byte
+	max int
+}
+
+func (c *capped) Write(p []byte) (int, error) {
+	if room := c.max - len(c.b); room > 0 {
+		c.b = append(c.b, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
