@@ -2,7 +2,7 @@
 SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := help
 
-BINARIES := functions/cmd/interlink sidecars/sim/cmd/interlink-sim sidecars/slurm/cmd/interlink-slurm sidecars/slurm/cmd/interlink-envexec sidecars/docker/cmd/interlink-docker vk/cmd/interlink-vk vk/cmd/interlink-token-refresher proxy/cmd/interlink-proxy functions/cmd/interlink-installer
+BINARIES := functions/cmd/interlink sidecars/sim/cmd/interlink-sim sidecars/slurm/cmd/interlink-slurm sidecars/slurm/cmd/interlink-envexec sidecars/slurm/cmd/interlink-prober sidecars/docker/cmd/interlink-docker vk/cmd/interlink-vk vk/cmd/interlink-token-refresher proxy/cmd/interlink-proxy functions/cmd/interlink-installer
 BIN := bin
 
 ## help: list the targets

@@ -128,7 +128,8 @@ func TestE2EDashboardsHaveData(t *testing.T) {
 	// Binaries and daemons.
 	bin := filepath.Join(dir, "bin")
 	build := exec.Command("go", "build", "-o", bin+"/", "./functions/cmd/interlink", "./vk/cmd/interlink-vk",
-		"./sidecars/sim/cmd/interlink-sim", "./sidecars/slurm/cmd/interlink-slurm", "./sidecars/slurm/cmd/interlink-envexec", "./sidecars/docker/cmd/interlink-docker")
+		"./sidecars/sim/cmd/interlink-sim", "./sidecars/slurm/cmd/interlink-slurm", "./sidecars/slurm/cmd/interlink-envexec", "./sidecars/slurm/cmd/interlink-prober",
+		"./sidecars/docker/cmd/interlink-docker")
 	build.Dir = repo
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)

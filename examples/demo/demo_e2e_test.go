@@ -328,7 +328,7 @@ func TestE2EDemoSlurm(t *testing.T) {
 		}
 		var left []string
 		// The sidecar's own entries stay: its lock and its copy of the
-		// interlink-envexec helper, alone in .interlink.
+		// interlink-envexec and interlink-prober helpers, alone in .interlink.
 		entries, _ := os.ReadDir(filepath.Join(s.Dir, "jobs"))
 		for _, e := range entries {
 			switch e.Name() {
@@ -336,7 +336,7 @@ func TestE2EDemoSlurm(t *testing.T) {
 			case ".interlink":
 				own, _ := os.ReadDir(filepath.Join(s.Dir, "jobs", e.Name()))
 				for _, o := range own {
-					if o.Name() != "interlink-envexec" {
+					if o.Name() != "interlink-envexec" && o.Name() != "interlink-prober" {
 						left = append(left, fmt.Sprintf("%s/%s (%v)", e.Name(), o.Name(), o.Type()))
 					}
 				}

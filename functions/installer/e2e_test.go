@@ -80,7 +80,8 @@ func build(t *testing.T) {
 	once.Do(func() {
 		cmd := exec.Command("go", "build", "-o", binDir+"/",
 			"./functions/cmd/interlink", "./functions/cmd/interlink-installer", "./sidecars/docker/cmd/interlink-docker",
-			"./sidecars/slurm/cmd/interlink-slurm", "./sidecars/slurm/cmd/interlink-envexec", "./vk/cmd/interlink-token-refresher")
+			"./sidecars/slurm/cmd/interlink-slurm", "./sidecars/slurm/cmd/interlink-envexec", "./sidecars/slurm/cmd/interlink-prober",
+			"./vk/cmd/interlink-token-refresher")
 		cmd.Dir = repoDir
 		out, err := cmd.CombinedOutput()
 		if err != nil {

@@ -268,6 +268,8 @@ type Config struct {
 	AllowedUIDs               []string          `json:"AllowedUIDs" env:"INTERLINK_SLURM_ALLOWED_UIDS" doc:"uids (1000, or ranges 1000-1999) jobs may run as with sbatch --uid: the pod's securityContext.runAsUser, else NamespaceUIDs, else its flavor's UID, else DefaultUID. Empty (the default): every job runs as the sidecar's account, and a runAsUser other than it is refused. Needs the sidecar to run as root; 0 only when listed. Set, every job needs a uid: a pod that names none (no runAsUser within AllowedUIDs, no NamespaceUIDs entry for its namespace, no flavor UID, no DefaultUID) is refused with a 400 rather than run as root."`
 	NamespaceUIDs             map[string]int64  `json:"NamespaceUIDs" env:"INTERLINK_SLURM_NAMESPACE_UIDS" doc:"uid the pods of a namespace run as (namespace: uid), within AllowedUIDs: a pod there whose runAsUser differs is refused; flavor UIDs and DefaultUID do not apply there. A uid listed here belongs to its namespaces: a pod of another namespace asking for it (runAsUser or a flavor's UID) is refused with a 400, and DefaultUID or a flavor UID equal to it is refused at start."`
 	EnvExecPath               string            `json:"EnvExecPath" env:"INTERLINK_SLURM_ENVEXEC_PATH" doc:"The interlink-envexec helper, which sets a container's env inside the container (empty: beside the sidecar's executable, then on PATH). With SharedFS it is copied into DataRootFolder."`
+	ProberPath                string            `json:"ProberPath" env:"INTERLINK_SLURM_PROBER_PATH" doc:"The interlink-prober helper, which runs the probes and lifecycle hooks of a pod's containers in its job (empty: beside the sidecar's executable, then on PATH; build it with CGO_ENABLED=0, as it runs on the compute nodes). With SharedFS it is copied into DataRootFolder. Without it, pods with probes or hooks are refused."`
+	NsenterPath               string            `json:"NsenterPath" env:"INTERLINK_SLURM_NSENTER_PATH" doc:"util-linux nsenter, with which the prober runs exec probes and hooks inside Charliecloud, Apptainer, Singularity and Enroot containers."`
 	JobEnv                    map[string]string `json:"JobEnv" env:"INTERLINK_SLURM_JOB_ENV" doc:"Environment given to sbatch beside PATH, HOME, USER, LANG, TMPDIR and SLURM_CONF; the sidecar's own environment is never passed to jobs."`
 	Tsocks                    bool              `json:"Tsocks" env:"TSOCKS" doc:"Route the containers' TCP connections through an SSH SOCKS tunnel to TsocksLoginNode (original key)."`
 	TsocksPath                string            `json:"TsocksPath" env:"TSOCKSPATH" doc:"Path of libtsocks.so on the compute nodes (original key)."`
@@ -281,7 +283,7 @@ type Config struct {
 	LogLevel                  string            `json:"LogLevel" env:"INTERLINK_LOG_LEVEL" doc:"Log level: debug, info, warn or error."`
 	VerboseLogging            bool              `json:"VerboseLogging" env:"VERBOSELOGGING" doc:"Log at debug level (original key)."`
 	ErrorsOnlyLogging         bool              `json:"ErrorsOnlyLogging" env:"ERRORSONLYLOGGING" doc:"Log errors only (original key)."`
-	EnableProbes              bool              `json:"EnableProbes" doc:"No effect: probes are not run in jobs (a container is ready once it runs); accepted with a warning when on (original key)."`
+	EnableProbes              bool              `json:"EnableProbes" doc:"No effect: probes and lifecycle hooks always run in the job (ProberPath); accepted with a warning when on (original key)."`
 	VKConfigPath              string            `json:"VKConfigPath" doc:"No effect (nor in the original): accepted with a warning."`
 	Namespace                 string            `json:"Namespace" doc:"No effect (nor in the original): accepted with a warning."`
 }
@@ -299,7 +301,7 @@ func (c *Config) Warnings() []string {
 		}
 	}
 	if c.EnableProbes {
-		out = append(out, "EnableProbes has no effect: probes are not run in jobs, a container is ready once it runs")
+		out = append(out, "EnableProbes has no effect: probes and lifecycle hooks always run in the job (ProberPath)")
 	}
 	slices.Sort(out)
 	return out
@@ -479,6 +481,7 @@ func DefaultConfig() Config {
 		EnrootDefaultOptions:      []string{"--rw"},
 		BashPath:                  DefaultBashPath,
 		ChRunPath:                 "ch-run",
+		NsenterPath:               "nsenter",
 		PodmanPath:                "podman",
 		MpiexecPath:               "mpiexec",
 		SingularityDefaultOptions: []string{"--containall", "--no-home"},

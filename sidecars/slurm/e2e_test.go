@@ -40,6 +40,8 @@ var (
 	slurmDir string // the private SLURM's directory
 	imageDir string // holds the busybox image directory
 	envExec  string // the interlink-envexec helper, built for the tests
+	// proberBin is the interlink-prober helper, built for the tests.
+	proberBin string
 )
 
 func TestMain(m *testing.M) {
@@ -71,6 +73,13 @@ func runMain(m *testing.M) int {
 	slurmDir, imageDir, envExec = filepath.Join(base, "slurm"), filepath.Join(base, "images"), filepath.Join(base, "interlink-envexec")
 	if out, err := exec.Command("go", "build", "-o", envExec, "./cmd/interlink-envexec").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build interlink-envexec: %v\n%s", err, out)
+		return 1
+	}
+	proberBin = filepath.Join(base, "interlink-prober")
+	build := exec.Command("go", "build", "-o", proberBin, "./cmd/interlink-prober")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build interlink-prober: %v\n%s", err, out)
 		return 1
 	}
 	for _, args := range [][]string{{"image", imageDir}, {"up", slurmDir}} {
@@ -105,6 +114,7 @@ func newSidecar(t testing.TB, stateDir string) *Slurm {
 	cfg.Runtime = RuntimeCharliecloud
 	cfg.ImageRoot = imageDir
 	cfg.EnvExecPath = envExec
+	cfg.ProberPath = proberBin
 	cfg.Accounting = true
 	cfg.SacctArgs = []string{"-c"} // the jobcomp file: no slurmdbd here
 	cfg.LogPollInterval = config.D(100 * time.Millisecond)

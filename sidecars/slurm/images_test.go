@@ -301,7 +301,8 @@ func TestApptainerImageDirs(t *testing.T) {
 		`/opt/apptainer/bin/apptainer --quiet exec --containall --no-home --userns --writable-tmpfs --no-mount tmp --no-eval --env-file "$IL_DATA"/env/main.env` +
 			` --bind "$IL_DATA"/volumes/config:/etc/app:ro --bind "$IL_DATA"/volumes/creds:/etc/creds:ro` +
 			` --bind "$IL_DATA"/volumes/token:/run/secrets/tokens:ro --bind "$IL_DATA"/volumes/work:/work --bind "$IL_DATA"/.interlink/main:/.interlink:ro` +
-			` --pwd /srv/app ` + deb + ` /.interlink/envexec /.interlink/env -- /bin/echo entrypoint 'one arg'`,
+			` --bind "$IL_DATA"/.interlink/main/msg:/.interlink/msg --pwd /srv/app ` + deb +
+			` /.interlink/envexec -t '/dev/termination-log=/.interlink/msg/termination-log' /.interlink/env -- /bin/echo entrypoint 'one arg'`,
 		`/opt/apptainer/bin/apptainer --quiet run --containall --no-home --userns --no-eval --env-file "$IL_DATA"/env/sidecar.env ` + filepath.Join(root, "tools.sif") + " watch",
 		`/opt/apptainer/bin/apptainer --quiet run --containall --no-home --userns --no-eval --env-file "$IL_DATA"/env/remote.env docker://busybox:1.36` + "\n",
 	} {

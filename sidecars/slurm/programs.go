@@ -16,9 +16,12 @@ import (
 // envExecName is the helper's file name, beside the sidecar or on PATH.
 const envExecName = "interlink-envexec"
 
-// envExecCopy is where the helper is copied in DataRootFolder, so that
-// compute nodes sharing it find the helper.
-const envExecCopy = ".interlink/" + envExecName
+// proberName is the prober's file name, beside the sidecar or on PATH.
+const proberName = "interlink-prober"
+
+// helperCopyDir is where the helpers are copied in DataRootFolder, so that
+// compute nodes sharing it find them.
+const helperCopyDir = ".interlink"
 
 // programKeys are the config keys of the host programs the sidecar and its
 // jobs run.
@@ -28,6 +31,7 @@ func programKeys(cfg *Config) map[string]*string {
 		"SinfoPath": &cfg.SinfoPath, "SacctPath": &cfg.SacctPath, "SingularityPath": &cfg.SingularityPath,
 		"ApptainerPath": &cfg.ApptainerPath, "EnrootPath": &cfg.EnrootPath, "ChRunPath": &cfg.ChRunPath,
 		"PodmanPath": &cfg.PodmanPath, "MpiexecPath": &cfg.MpiexecPath, "SSHPath": &cfg.SSHPath,
+		"NsenterPath": &cfg.NsenterPath,
 	}
 }
 
@@ -59,38 +63,50 @@ func resolvePrograms(cfg *Config, root *poddata.Dir, rootDir string) map[string]
 		}
 		*p = abs
 	}
-	helper, err := findEnvExec(cfg.EnvExecPath)
-	if err == nil && cfg.SharedFS {
-		helper, err = copyEnvExec(helper, root, rootDir)
-	}
-	if err != nil {
-		missing["EnvExecPath"] = err
-	} else {
-		cfg.EnvExecPath = helper
+	for _, h := range []struct {
+		key, name string
+		path      *string
+		static    bool
+	}{{"EnvExecPath", envExecName, &cfg.EnvExecPath, true}, {"ProberPath", proberName, &cfg.ProberPath, false}} {
+		helper, err := findHelper(h.name, *h.path, h.static)
+		if err == nil && cfg.SharedFS {
+			helper, err = copyHelper(helper, h.name, root, rootDir)
+		}
+		if err != nil {
+			missing[h.key] = err
+		} else {
+			*h.path = helper
+		}
 	}
 	return missing
 }
 
-// findEnvExec returns the helper's absolute path: p if set, else beside the
-// sidecar's executable, else on PATH. It must be a static executable, as
-// it runs inside any image.
-func findEnvExec(p string) (string, error) {
+// findHelper returns the absolute path of the helper name: p if set, else
+// beside the sidecar's executable, else on PATH. With static it must be a
+// static executable (envexec runs inside any image).
+func findHelper(name, p string, static bool) (string, error) {
 	if p == "" {
 		if exe, err := os.Executable(); err == nil {
-			if c := filepath.Join(filepath.Dir(exe), envExecName); isFile(c) {
+			if c := filepath.Join(filepath.Dir(exe), name); isFile(c) {
 				p = c
 			}
 		}
 	}
 	if p == "" {
 		var err error
-		if p, err = exec.LookPath(envExecName); err != nil {
-			return "", fmt.Errorf("%s was found neither beside the sidecar's executable nor on its PATH", envExecName)
+		if p, err = exec.LookPath(name); err != nil {
+			return "", fmt.Errorf("%s was found neither beside the sidecar's executable nor on its PATH", name)
 		}
 	}
 	p, err := filepath.Abs(p)
 	if err != nil {
 		return "", err
+	}
+	if !static {
+		if !isFile(p) {
+			return "", fmt.Errorf("%s is not a file", p)
+		}
+		return p, nil
 	}
 	f, err := elf.Open(p)
 	if err != nil {
@@ -113,9 +129,10 @@ func isFile(p string) bool {
 // maxEnvExecBytes bounds the helper copied into DataRootFolder.
 const maxEnvExecBytes = 64 << 20
 
-// copyEnvExec copies the helper into DataRootFolder (mode 0755), unless an
-// identical copy is there, and returns the copy's path.
-func copyEnvExec(src string, root *poddata.Dir, rootDir string) (string, error) {
+// copyHelper copies the helper src into DataRootFolder as name (mode
+// 0755), unless an identical copy is there, and returns the copy's path.
+func copyHelper(src, name string, root *poddata.Dir, rootDir string) (string, error) {
+	dstRel := helperCopyDir + "/" + name
 	f, err := os.Open(src)
 	if err != nil {
 		return "", err
@@ -128,18 +145,18 @@ func copyEnvExec(src string, root *poddata.Dir, rootDir string) (string, error) 
 	if len(data) > maxEnvExecBytes {
 		return "", fmt.Errorf("%s is larger than %d bytes", src, maxEnvExecBytes)
 	}
-	dst := filepath.Join(rootDir, envExecCopy)
-	if cur, err := root.ReadFile(envExecCopy); err == nil && bytes.Equal(cur, data) {
+	dst := filepath.Join(rootDir, dstRel)
+	if cur, err := root.ReadFile(dstRel); err == nil && bytes.Equal(cur, data) {
 		return dst, nil
 	}
-	if err := root.MkdirAll(filepath.Dir(envExecCopy), 0o755); err != nil {
+	if err := root.MkdirAll(helperCopyDir, 0o755); err != nil {
 		return "", err
 	}
-	tmp := envExecCopy + ".tmp"
+	tmp := dstRel + ".tmp"
 	if err := root.WriteFile(tmp, data, 0o755); err != nil {
-		return "", fmt.Errorf("copy %s into DataRootFolder: %w", envExecName, err)
+		return "", fmt.Errorf("copy %s into DataRootFolder: %w", name, err)
 	}
-	if err := root.Rename(tmp, envExecCopy); err != nil {
+	if err := root.Rename(tmp, dstRel); err != nil {
 		return "", errors.Join(err, root.Remove(tmp))
 	}
 	return dst, nil

@@ -37,6 +37,11 @@ type container struct {
 	// siteImage: the image is an image directory of the site, its config
 	// applied (siteImageRuntime).
 	siteImage bool
+	// msgPath is the container's terminationMessagePath, which the helper
+	// copies to helperMsg when the command exits ("": none, the helper
+	// does not run the command or the runtime cannot give the container
+	// that file).
+	msgPath string
 }
 
 // mount binds host (a word: a data path or an allowed host path) at ctr.
@@ -103,14 +108,16 @@ type siteImageRuntime interface {
 }
 
 // helperArgv is the start of a helper runtime's container command: the
-// helper, its env file and, when set, the working directory and the
-// container paths of the binds it makes read-only (for a runtime that
-// cannot bind read-only itself).
-func helperArgv(workDir string, readOnly []string) []string {
+// helper, its env file and, when set, the working directory, the
+// termination message path (messageArgs) and the container paths of the
+// binds it makes read-only (for a runtime that cannot bind read-only
+// itself).
+func helperArgv(workDir string, readOnly []string, msg string) []string {
 	argv := []string{helperPath}
 	if workDir != "" {
 		argv = append(argv, "-C", workDir)
 	}
+	argv = append(argv, messageArgs(msg)...)
 	for _, p := range readOnly {
 		argv = append(argv, "-r", p)
 	}
@@ -217,7 +224,7 @@ func (s singularity) commands(c *container, image string) [][]string {
 		// The helper runs the command, with the env the runtime set: one
 		// that cannot run exits 126 or 127, as a kubelet reports it (the
 		// runtime's own exec ends 255 for any failure).
-		argv = append(argv, helperArgv("", nil)...)
+		argv = append(argv, helperArgv("", nil, c.msgPath)...)
 	}
 	argv = append(argv, c.command...)
 	argv = append(argv, c.args...)
@@ -272,7 +279,7 @@ func (e enroot) commands(c *container, image string) [][]string {
 	}
 	start = append(start, c.id)
 	// enroot has no working-directory option: the helper changes to it.
-	start = append(start, helperArgv(c.workDir, nil)...)
+	start = append(start, helperArgv(c.workDir, nil, c.msgPath)...)
 	if len(c.command) == 0 {
 		// The image's own start (its entrypoint and command).
 		start = append(start, "/etc/rc")
@@ -334,7 +341,7 @@ func (c charliecloud) commands(ct *container, image string) [][]string {
 		argv = append(argv, "--cd="+ct.workDir)
 	}
 	argv = append(argv, image, "--")
-	argv = append(argv, helperArgv("", readOnly)...)
+	argv = append(argv, helperArgv("", readOnly, ct.msgPath)...)
 	argv = append(argv, ct.command...)
 	return [][]string{append(argv, ct.args...)}
 }
@@ -381,7 +388,7 @@ func (p podman) commands(c *container, image string) [][]string {
 	// starts in the image's WORKDIR; the helper changes to the pod's
 	// workingDir, making it when missing (podman run --workdir refuses a
 	// directory the image lacks, which a kubelet's runtime makes).
-	ep, _ := json.Marshal(helperArgv(c.workDir, nil)) // a []string always marshals
+	ep, _ := json.Marshal(helperArgv(c.workDir, nil, c.msgPath)) // a []string always marshals
 	argv = append(argv, "--entrypoint="+string(ep), image)
 	if len(c.command) > 0 {
 		return append(steps, append(append(argv, c.command...), c.args...))

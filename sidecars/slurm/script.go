@@ -87,6 +87,12 @@ type job struct {
 	// podmanImages are the images the sidecar checks at create when it
 	// sees the jobs' podman storage (PodmanLocalStorage).
 	podmanImages []podmanImage
+	// spec is the prober's spec (prober.SpecFile), written by the sidecar
+	// in the pod's directory with SharedFS (else embedded in the script);
+	// nil when no container has probes or hooks.
+	spec []byte
+	// status is what the status of the pod's containers needs to know.
+	status podProbes
 }
 
 // annotationTunnelCommands is the original VK's wstunnel client command
@@ -128,6 +134,9 @@ func buildJob(cfg *Config, st *site, data *api.RetrievedPodData, dir string) (*j
 	if err != nil {
 		return nil, invalid(err)
 	}
+	if err := b.checkProbes(rtName); err != nil {
+		return nil, invalid(err)
+	}
 	rt := newRuntime(rtName, cfg, imageRoot, b.imagePrefix)
 	b.imageRoot = imageRoot
 	if b.singOpts, err = b.singularityOptions(); err != nil {
@@ -160,14 +169,20 @@ func buildJob(cfg *Config, st *site, data *api.RetrievedPodData, dir string) (*j
 		}
 		return nil, invalid(err)
 	}
+	if b.spec, err = b.proberSpec(rtName, mains); err != nil {
+		return nil, invalid(err)
+	}
+	b.grace = stopGrace(pod)
 	script, err := b.script(rt, inits, mains, files)
 	if err != nil {
 		return nil, invalid(err)
 	}
+	j := &job{args: args, script: script, files: files, uid: b.uid, gid: b.gid, status: b.podProbes(inits, mains)}
 	if !cfg.SharedFS {
-		files = nil // embedded in the script
+		j.files = nil // embedded in the script
+	} else {
+		j.spec = b.spec
 	}
-	j := &job{args: args, script: script, files: files, uid: b.uid, gid: b.gid}
 	if _, ok := rt.(podman); ok {
 		j.podmanImages = podmanImages(pod, inits, mains)
 	}
@@ -271,6 +286,10 @@ type builder struct {
 	// dataFiles are the data-relative paths of the pod's data files (not
 	// directories): a subPath naming one binds a file.
 	dataFiles map[string]bool
+	// spec is the prober's spec, nil without probes and hooks; grace is
+	// the job's stop time on SIGUSR1 (stopGrace), 0 when it does not trap it.
+	spec  []byte
+	grace int64
 }
 
 // sbatchArgs are the job's options: name, output, resources, partition,
@@ -799,10 +818,18 @@ func (b *builder) container(c *corev1.Container, vols map[string]poddata.Volume,
 			sb.WriteString(kv[0] + "=" + q + "\n")
 		}
 		files = append(files, poddata.File{Path: ct.envFile, Data: []byte(sb.String()), Mode: poddata.ModeSecret})
-		if len(ct.command) > 0 {
+		if len(ct.command) > 0 || probed(c) {
 			// The helper runs the command (the runtime execs it); its env
-			// file is empty: the runtime's is the container's env.
-			files = append(files, ct.bindHelper([]byte{})...)
+			// file is empty: the runtime's is the container's env. The
+			// prober's exec handlers enter the container without the
+			// runtime: with probes or hooks the helper's file holds the env.
+			env := []byte{}
+			if probed(c) {
+				if env, err = envexec.Encode(ct.env); err != nil {
+					errs = append(errs, fmt.Errorf("container %s: %w", c.Name, err))
+				}
+			}
+			files = append(files, ct.bindHelper(env)...)
 		}
 	case envHelper:
 		data, err := envexec.Encode(ct.env)
@@ -811,6 +838,9 @@ func (b *builder) container(c *corev1.Container, vols map[string]poddata.Volume,
 		}
 		files = append(files, ct.bindHelper(data)...)
 		ct.envFile = path.Join(ct.envDir, "env")
+	}
+	if ct.envDir != "" && (rt.env() == envHelper || len(ct.command) > 0) {
+		ct.msgPath = messagePath(c, rt) // the helper runs the command
 	}
 	if dirs && imageOK {
 		// Bind points and the working directory are made in the image (ch-run
@@ -861,12 +891,15 @@ func (b *builder) prepareImage(ct *container, image string) error {
 }
 
 // bindHelper gives the container its helper directory (the helper's copy
-// and an env file holding env) bound read-only at helperDir, and returns
-// the files to write.
+// and an env file holding env) bound read-only at helperDir, with its msg
+// directory bound read-write at helperMsgDir (the termination message),
+// and returns the files to write.
 func (ct *container) bindHelper(env []byte) []poddata.File {
 	ct.envDir = path.Join(helperDataDir, ct.name)
-	ct.mounts = append(ct.mounts, mount{host: dataRef(ct.envDir), ctr: helperDir, ro: true})
-	return []poddata.File{{Path: ct.envDir, Dir: true, Mode: 0o700},
+	msgDir := path.Join(ct.envDir, path.Dir(msgName))
+	ct.mounts = append(ct.mounts, mount{host: dataRef(ct.envDir), ctr: helperDir, ro: true},
+		mount{host: dataRef(msgDir), ctr: helperMsgDir})
+	return []poddata.File{{Path: ct.envDir, Dir: true, Mode: 0o700}, {Path: msgDir, Dir: true, Mode: 0o700},
 		{Path: path.Join(ct.envDir, "env"), Data: env, Mode: poddata.ModeSecret}}
 }
 
@@ -1153,6 +1186,9 @@ func (b *builder) script(rt runtime, inits, mains []*container, files []poddata.
 	w("umask 077\n")
 	w("IL_DIR=%s\n", q(b.dir))
 	w("IL_ENVEXEC=%s\n", q(b.cfg.EnvExecPath))
+	if b.spec != nil {
+		w("IL_PROBER=%s\n", q(b.cfg.ProberPath))
+	}
 	if b.cfg.SharedFS {
 		w("IL_DATA=\"$IL_DIR\"/%s\n", dataDirName)
 	} else {
@@ -1164,6 +1200,9 @@ func (b *builder) script(rt runtime, inits, mains []*container, files []poddata.
 	w(`il_cleanup() {
 	[[ -n ${IL_SSH_PID-} ]] && kill "$IL_SSH_PID" 2>/dev/null
 `)
+	if b.spec != nil {
+		w("\t[[ -n ${IL_PROBER_PID-} ]] && kill \"$IL_PROBER_PID\" 2>/dev/null\n")
+	}
 	if !b.cfg.SharedFS {
 		w("\trm -rf -- \"$IL_DATA\"\n")
 	}
@@ -1178,17 +1217,27 @@ il_now() {
 		IL_NOW=$(date -u -d "+${1:-0} seconds" +%%Y-%%m-%%dT%%H:%%M:%%S.%%NZ)
 	fi
 }
+# il_pid NAME records the pid of this (sub)shell, which then execs the
+# container's runtime: NAME.pid is the run's pid.
+il_pid() {
+	echo "$BASHPID" >"$IL_DIR/containers/$1.pid.tmp" && mv -f -- "$IL_DIR/containers/$1.pid.tmp" "$IL_DIR/containers/$1.pid"
+}
 # il_run NAME FUNCTION POLICY [CLEANUP] runs a container, recording its start,
 # output and exit code, then CLEANUP. POLICY tells whether it starts again:
-# Never, OnFailure (after a non-zero exit code) or Always. Restarts back off as
-# the kubelet's do: 10 s, doubled each time up to 5 min, 10 s again after a run
-# of 10 min. NAME.exit is "CODE TIME", and "CODE TIME DUE SECONDS" when the
-# container starts again at DUE; once restarted, NAME.started is "TIME COUNT
-# CODE STARTED FINISHED": the restarts so far and how the previous run ended.
+# Never, OnFailure (after a non-zero exit code) or Always, unless the pod is
+# being deleted (containers/%[1]s). Restarts back off as the kubelet's do:
+# 10 s, doubled each time up to 5 min, 10 s again after a run of 10 min.
+# NAME.exit is "CODE TIME", and "CODE TIME DUE SECONDS" when the container
+# starts again at DUE; once restarted, NAME.started is "TIME COUNT CODE STARTED
+# FINISHED": the restarts so far and how the previous run ended. The previous
+# run's NAME.pid and NAME.probe (the prober's) become NAME.pid.last and
+# NAME.probe.last.
 il_run() {
 	local base=$IL_DIR/containers/$1 code started ended last= backoff since delay=0 restarts=0
 	while :; do
-		rm -f -- "$base.exit"
+		rm -f -- "$base.exit" "$base.pid.last" "$base.probe.last"
+		[[ ! -e $base.pid ]] || mv -f -- "$base.pid" "$base.pid.last"
+		[[ ! -e $base.probe ]] || mv -f -- "$base.probe" "$base.probe.last"
 		il_now
 		started=$IL_NOW since=$SECONDS
 		printf '%%s%%s\n' "$started" "$last" >"$base.started.tmp"
@@ -1197,7 +1246,7 @@ il_run() {
 		# splits a line longer than 16 KiB into pieces, as the CRI does.
 		"$2" 2>&1 | "$IL_ENVEXEC" log >>"$base.log"
 		code=${PIPESTATUS[0]} backoff=
-		if [[ $3 == Always || ( $3 == OnFailure && $code != 0 ) ]]; then
+		if [[ ! -e $IL_DIR/containers/%[1]s && ( $3 == Always || ( $3 == OnFailure && $code != 0 ) ) ]]; then
 			if ((delay == 0 || SECONDS - since >= 600)); then delay=10; else delay=$((delay * 2 < 300 ? delay * 2 : 300)); fi
 			il_now "$delay"
 			backoff=" $IL_NOW $delay"
@@ -1209,10 +1258,11 @@ il_run() {
 		[[ -z ${4-} ]] || "$4"
 		[[ -n $backoff ]] || return "$code"
 		sleep "$delay"
+		[[ ! -e $IL_DIR/containers/%[1]s ]] || return "$code"
 		restarts=$((restarts + 1)) last=" $restarts $code $started $ended"
 	done
 }
-`)
+`, stoppingFile)
 	if !b.cfg.SharedFS && len(files) > 0 {
 		w("il_file() { mkdir -p -- \"$(dirname -- \"$IL_DATA/$2\")\" && base64 -d >\"$IL_DATA/$2\" && chmod \"$1\" \"$IL_DATA/$2\"; }\n")
 		for _, f := range files {
@@ -1257,6 +1307,10 @@ il_run() {
 	for i, c := range all {
 		w("\n# container %s, image %s\n", c.name, q(c.image))
 		w("il_c%d() {\n", i)
+		if c.msgPath != "" {
+			// A run's termination message is its own.
+			w("\trm -f -- %s\n", cmd([]string{dataRef(path.Join(c.envDir, msgName))}))
+		}
 		if c.envDir != "" {
 			// The container's own copy of the helper: runtimes that bind
 			// read-write cannot let one pod change another's.
@@ -1273,8 +1327,10 @@ il_run() {
 				continue
 			}
 			if j == len(steps)-1 {
+				// The runtime takes the shell's place (il_run runs this
+				// function in a subshell): the run's pid is the runtime's.
 				step = append(slices.Clone(mpi), b.bindBeneath(step, c.mounts)...)
-				w("\t%s\n", cmd(step))
+				w("\til_pid %s || return\n\texec %s\n", q(c.name), cmd(step))
 				break
 			}
 			w("\t%s || return\n", cmd(step))
@@ -1303,6 +1359,7 @@ il_run() {
 			w(" il_c%d_cleanup", i)
 		}
 	}
+	b.proberScript(w, q, b.spec, inits, mains, b.grace)
 	if policy == corev1.RestartPolicyNever {
 		w("\n# Init containers run in order; the first that fails ends the job.\n")
 	} else {
@@ -1310,6 +1367,11 @@ il_run() {
 	}
 	for i, c := range inits {
 		run(c, i, initPolicy)
+		if b.grace > 0 {
+			// In the background: the shell runs its traps in wait only.
+			w(" &\nwait $! || exit $?\n")
+			continue
+		}
 		w(" || exit $?\n")
 	}
 	w("# Containers run side by side (restartPolicy %s); the job's exit code is the first non-zero one.\n", policy)

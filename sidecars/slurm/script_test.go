@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/seed-3f807049/interlink/functions/api"
 )
@@ -77,6 +78,8 @@ func testConfig(t *testing.T) Config {
 	cfg := DefaultConfig()
 	cfg.DataRootFolder = "/data/interlink/jobs"
 	cfg.EnvExecPath = "/opt/interlink/bin/interlink-envexec"
+	cfg.ProberPath = "/opt/interlink/bin/interlink-prober"
+	cfg.NsenterPath = "/usr/bin/nsenter"
 	cfg.AllowedImageRoots = []string{"/images"} // the test pod's /images/tools.sif
 	cfg.StatePath = filepath.Join(t.TempDir(), "state.db")
 	return cfg
@@ -98,6 +101,9 @@ func render(t *testing.T, cfg Config, data *api.RetrievedPodData) string {
 		} else {
 			b.WriteString("# file " + f.Path + " " + f.Mode.String() + " " + strings.NewReplacer("\n", `\n`, "\x00", `\0`).Replace(string(f.Data)) + "\n")
 		}
+	}
+	if j.spec != nil {
+		b.WriteString("# file probes.json " + string(j.spec) + "\n")
 	}
 	b.WriteString(j.script)
 	return b.String()
@@ -152,6 +158,14 @@ func TestGoldenScripts(t *testing.T) {
 		// The original SLURM plugin's keys and annotations: a flavors map,
 		// ContainerRuntime, BashPath, DefaultUID within AllowedUIDs, the
 		// enroot annotations and an image-root URI prefix.
+		// Probes and hooks: the prober's spec beside the script, the
+		// prober started before the init containers, the stop trap.
+		{"probes-charliecloud", func(c *Config) { c.Runtime = RuntimeCharliecloud; c.ImageRoot = "/images" }, withProbes},
+		{"probes-podman", func(c *Config) { c.Runtime = RuntimePodman },
+			func(d *api.RetrievedPodData) { withProbes(d); d.Pod.Spec.Containers[1].Image = "acme/tools" }},
+		// SharedFS off: the spec is embedded; Apptainer's helper holds the
+		// env of a container with probes.
+		{"probes-embedded", func(c *Config) { c.Runtime = RuntimeApptainer; c.SharedFS = false }, withProbes},
 		{"original-slurm-config", func(c *Config) {
 			c.ContainerRuntime, c.BashPath = RuntimeEnroot, "/usr/local/bin/bash"
 			c.EnrootDefaultOptions = []string{"--rw", "--conf=/etc/enroot/site.conf"}
@@ -406,4 +420,19 @@ func TestSecretModes(t *testing.T) {
 			t.Errorf("configmap file mode %v, want 0644", f.Mode)
 		}
 	}
+}
+
+// withProbes gives the test pod's main container every probe and hook, a
+// termination message path and policy, and the pod a grace period.
+func withProbes(d *api.RetrievedPodData) {
+	d.Pod.Spec.TerminationGracePeriodSeconds = ptr(int64(20))
+	c := &d.Pod.Spec.Containers[0]
+	c.Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}
+	c.StartupProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromString("http")}}, PeriodSeconds: 1}
+	c.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt32(8080)}}}
+	c.LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"/bin/sh", "-c", "test -e /tmp/alive; echo $(id)"}}},
+		FailureThreshold: 2}
+	c.Lifecycle = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"touch", "/tmp/alive"}}},
+		PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"/bin/sh", "-c", "echo bye > /work/bye"}}}}
+	c.TerminationMessagePath, c.TerminationMessagePolicy = "/tmp/termination-log", corev1.TerminationMessageFallbackToLogsOnError
 }

@@ -190,7 +190,7 @@ func FuzzJobScript(f *testing.F) {
 			t.Fatalf("command %q is not one word", cmd)
 		}
 		allowed := hostPrograms(&cfg)
-		cmds, _ := commandWords(t, j.script, map[string]bool{cfg.MpiexecPath: true},
+		cmds, _ := commandWords(t, j.script, map[string]bool{cfg.MpiexecPath: true, "exec": true},
 			map[string]bool{cfg.SingularityPath: true, cfg.EnrootPath: true}, "IL_ENVEXEC")
 		for _, w := range cmds {
 			if !allowed[w] {
@@ -294,6 +294,7 @@ func hostPrograms(cfg *Config) map[string]bool {
 	for _, w := range []string{"mkdir", "cd", "kill", "return", "trap", "printf", "date", "read", "mv", "exit", "wait", "cp",
 		"il_now", "il_log", "il_run", "il_file", "il_cleanup", "rm", "base64", "chmod", "dirname", "mapfile", "seq", "sleep",
 		"set", "exec", "<expansion>", "[[", "unset", "for", "local", "umask", "ssh", "", ":",
+		"echo", "il_pid", "il_signal", "il_stop", "shift",
 		"/usr/lib/x86_64-linux-gnu/libtsocks.so"} {
 		ok[w] = true
 	}
@@ -347,7 +348,7 @@ func TestNoPodWordInCommandPosition(t *testing.T) {
 					continue
 				}
 				runtimesAt := map[string]bool{cfg.SingularityPath: true, cfg.ApptainerPath: true, cfg.EnrootPath: true, cfg.ChRunPath: true, cfg.PodmanPath: true}
-				cmds, assigned := commandWords(t, j.script, map[string]bool{cfg.MpiexecPath: true}, runtimesAt, "IL_ENVEXEC")
+				cmds, assigned := commandWords(t, j.script, map[string]bool{cfg.MpiexecPath: true, "exec": true}, runtimesAt, "IL_ENVEXEC")
 				for _, c := range cmds {
 					if !allowed[c] {
 						t.Errorf("%s %s=%q: the script runs %q", rt, ann, v, c)

@@ -180,6 +180,10 @@ func (s *Slurm) Create(ctx context.Context, data *api.RetrievedPodData) (api.Cre
 	if err := s.writeData(dir, j.files); err != nil {
 		return fail(fmt.Errorf("pod %s/%s: write its data: %w", p.Namespace, p.Name, err))
 	}
+	if err := s.writeSpec(dir, j.spec); err != nil {
+		return fail(fmt.Errorf("pod %s/%s: write its probes: %w", p.Namespace, p.Name, err))
+	}
+	rec.podProbes = j.status
 	if j.uid >= 0 {
 		if err := s.giveTo(dir, int(j.uid), int(j.gid)); err != nil {
 			return fail(fmt.Errorf("pod %s/%s: give its directory to uid %d: %w", p.Namespace, p.Name, j.uid, err))
@@ -321,6 +325,11 @@ func (s *Slurm) giveTo(dir string, uid, gid int) error {
 // Delete cancels the pod's job and removes its directory and record.
 func (s *Slurm) Delete(ctx context.Context, p *corev1.Pod) error {
 	uid := string(p.UID)
+	// The graceful stop waits without the pod's lock, which a status
+	// recording the job's end takes.
+	if rec, ok := s.store.get(uid); ok && rec.Final == nil && rec.StopGrace > 0 {
+		s.stopJob(ctx, &rec, p)
+	}
 	unlock := s.locks.Lock(uid)
 	defer unlock()
 	rec, ok := s.store.get(uid)
@@ -328,7 +337,10 @@ func (s *Slurm) Delete(ctx context.Context, p *corev1.Pod) error {
 		return api.NotFound("pod %s/%s (uid %s) not found", p.Namespace, p.Name, uid)
 	}
 	if rec.Final == nil {
-		if _, err := s.cmd.run(ctx, s.cfg.ScancelPath, rec.JobID); err != nil && !jobGone(err) {
+		// Not the request's context alone: a caller gone during the
+		// graceful stop must still see the job cancelled (CommandTimeout
+		// bounds it).
+		if _, err := s.cmd.run(context.WithoutCancel(ctx), s.cfg.ScancelPath, rec.JobID); err != nil && !jobGone(err) {
 			return fmt.Errorf("scancel job %s: %w", rec.JobID, err)
 		}
 	}
@@ -407,7 +419,9 @@ func (s *Slurm) podStatus(rec *record, states map[string]jobState) api.PodStatus
 	st := api.PodStatus{PodName: rec.Name, PodUID: rec.UID, PodNamespace: rec.Namespace, JobID: rec.JobID}
 	files := map[string]ctrFiles{}
 	for _, n := range append(append([]string{}, rec.InitContainers...), rec.Containers...) {
-		files[n] = readCtrFiles(s.root, dir, n)
+		f := readCtrFiles(s.root, dir, n)
+		readProbeFiles(s.root, dir, n, &rec.podProbes, &f)
+		files[n] = f
 	}
 	var js jobState
 	switch {

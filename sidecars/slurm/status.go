@@ -184,6 +184,13 @@ type ctrFiles struct {
 	// at backoff.
 	delay   time.Duration
 	backoff time.Time
+	// probed: the container has probes or hooks, and ready and
+	// startedProbe are what the prober says of the current run.
+	probed, ready, startedProbe bool
+	// message is the termination message of the run that ended (the
+	// current one once exited): its own, or why the prober stopped it;
+	// lastMessage why the prober stopped the previous run.
+	message, lastMessage string
 }
 
 // restarting tells whether the container's run ended and it waits to start
@@ -358,11 +365,17 @@ func ending(js jobState, output string) (reason string, code int32) {
 func containerStatus(name, jobID string, js jobState, f ctrFiles, output func() string, initDone bool) corev1.ContainerStatus {
 	cs := corev1.ContainerStatus{Name: name, ContainerID: "slurm://" + jobID + "/" + name, RestartCount: f.restarts}
 	cs.LastTerminationState.Terminated = f.last
+	if f.last != nil && f.lastMessage != "" {
+		last := *f.last
+		last.Message = f.lastMessage
+		cs.LastTerminationState.Terminated = &last
+	}
 	switch {
 	case f.restarting() && !js.terminal():
 		// Its run ended and it waits to start again, as in the kubelet's
 		// CrashLoopBackOff.
 		cs.LastTerminationState.Terminated = runEnd(f.code, f.started, f.finished)
+		cs.LastTerminationState.Terminated.Message = f.message
 		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff",
 			Message: fmt.Sprintf("back-off %s restarting failed container %s", f.delay, name)}
 	case f.exited && f.code > 128 && !js.terminal() && !js.At.IsZero() && js.At.Sub(f.finished) < signalSettle:
@@ -373,6 +386,7 @@ func containerStatus(name, jobID string, js jobState, f ctrFiles, output func() 
 		cs.Started = ptr(true)
 	case f.exited && !f.restarting():
 		cs.State.Terminated = runEnd(f.code, f.started, f.finished)
+		cs.State.Terminated.Message = f.message
 		if f.code > 128 && js.terminal() {
 			// Killed by a signal as its job ended: Slurm's reason (time
 			// limit, memory, cancellation) says why.
@@ -391,6 +405,7 @@ func containerStatus(name, jobID string, js jobState, f ctrFiles, output func() 
 		if f.restarting() {
 			// The job ended while the container waited to start again.
 			cs.LastTerminationState.Terminated = runEnd(f.code, f.started, f.finished)
+			cs.LastTerminationState.Terminated.Message = f.message
 			started = f.finished
 			msg += " while the container waited to restart"
 		}
@@ -412,6 +427,10 @@ func containerStatus(name, jobID string, js jobState, f ctrFiles, output func() 
 	case !f.started.IsZero():
 		cs.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(f.started)}
 		cs.Ready, cs.Started = true, ptr(true)
+		if f.probed {
+			// As the prober says of this run (nothing yet: neither).
+			cs.Ready, cs.Started = f.ready, ptr(f.startedProbe)
+		}
 	case !initDone:
 		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "PodInitializing"}
 	default:

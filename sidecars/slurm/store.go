@@ -24,6 +24,8 @@ type record struct {
 	// Final is the job's end as Slurm last told it, kept once seen so that
 	// a job purged from squeue still has its fate.
 	Final *jobState `json:"final,omitempty"`
+	// Probes, hooks and termination messages (absent in older records).
+	podProbes
 }
 
 // store maps pod UIDs to records, in memory and in a bbolt file, so that a

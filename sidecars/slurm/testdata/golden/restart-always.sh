@@ -8,11 +8,14 @@
 # file volumes/token/token -rw------- eyJ.token
 # dir  volumes/work
 # dir  .interlink/setup
+# dir  .interlink/setup/msg
 # file .interlink/setup/env -rw------- 
 # dir  .interlink/main
+# dir  .interlink/main/msg
 # file .interlink/main/env -rw------- GREETING=hello world\0EMPTY=\0
 # dir  volumes/work/logs
 # dir  .interlink/sidecar
+# dir  .interlink/sidecar/msg
 # file .interlink/sidecar/env -rw------- 
 #!/bin/bash
 # Job of pod team-a/web, written by interlink-slurm. The containers' output goes to
@@ -37,17 +40,27 @@ il_now() {
 		IL_NOW=$(date -u -d "+${1:-0} seconds" +%Y-%m-%dT%H:%M:%S.%NZ)
 	fi
 }
+# il_pid NAME records the pid of this (sub)shell, which then execs the
+# container's runtime: NAME.pid is the run's pid.
+il_pid() {
+	echo "$BASHPID" >"$IL_DIR/containers/$1.pid.tmp" && mv -f -- "$IL_DIR/containers/$1.pid.tmp" "$IL_DIR/containers/$1.pid"
+}
 # il_run NAME FUNCTION POLICY [CLEANUP] runs a container, recording its start,
 # output and exit code, then CLEANUP. POLICY tells whether it starts again:
-# Never, OnFailure (after a non-zero exit code) or Always. Restarts back off as
-# the kubelet's do: 10 s, doubled each time up to 5 min, 10 s again after a run
-# of 10 min. NAME.exit is "CODE TIME", and "CODE TIME DUE SECONDS" when the
-# container starts again at DUE; once restarted, NAME.started is "TIME COUNT
-# CODE STARTED FINISHED": the restarts so far and how the previous run ended.
+# Never, OnFailure (after a non-zero exit code) or Always, unless the pod is
+# being deleted (containers/.stopping). Restarts back off as the kubelet's do:
+# 10 s, doubled each time up to 5 min, 10 s again after a run of 10 min.
+# NAME.exit is "CODE TIME", and "CODE TIME DUE SECONDS" when the container
+# starts again at DUE; once restarted, NAME.started is "TIME COUNT CODE STARTED
+# FINISHED": the restarts so far and how the previous run ended. The previous
+# run's NAME.pid and NAME.probe (the prober's) become NAME.pid.last and
+# NAME.probe.last.
 il_run() {
 	local base=$IL_DIR/containers/$1 code started ended last= backoff since delay=0 restarts=0
 	while :; do
-		rm -f -- "$base.exit"
+		rm -f -- "$base.exit" "$base.pid.last" "$base.probe.last"
+		[[ ! -e $base.pid ]] || mv -f -- "$base.pid" "$base.pid.last"
+		[[ ! -e $base.probe ]] || mv -f -- "$base.probe" "$base.probe.last"
 		il_now
 		started=$IL_NOW since=$SECONDS
 		printf '%s%s\n' "$started" "$last" >"$base.started.tmp"
@@ -56,7 +69,7 @@ il_run() {
 		# splits a line longer than 16 KiB into pieces, as the CRI does.
 		"$2" 2>&1 | "$IL_ENVEXEC" log >>"$base.log"
 		code=${PIPESTATUS[0]} backoff=
-		if [[ $3 == Always || ( $3 == OnFailure && $code != 0 ) ]]; then
+		if [[ ! -e $IL_DIR/containers/.stopping && ( $3 == Always || ( $3 == OnFailure && $code != 0 ) ) ]]; then
 			if ((delay == 0 || SECONDS - since >= 600)); then delay=10; else delay=$((delay * 2 < 300 ? delay * 2 : 300)); fi
 			il_now "$delay"
 			backoff=" $IL_NOW $delay"
@@ -68,15 +81,18 @@ il_run() {
 		[[ -z ${4-} ]] || "$4"
 		[[ -n $backoff ]] || return "$code"
 		sleep "$delay"
+		[[ ! -e $IL_DIR/containers/.stopping ]] || return "$code"
 		restarts=$((restarts + 1)) last=" $restarts $code $started $ended"
 	done
 }
 
 # container setup, image docker.io/library/busybox:1.36
 il_c0() {
+	rm -f -- "$IL_DATA"/.interlink/setup/msg/termination-log
 	cp -- "$IL_ENVEXEC" "$IL_DATA"/.interlink/setup/envexec || return
 	podman rm --force --ignore '--time=0' -- il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-setup >/dev/null 2>&1
-	"$IL_ENVEXEC" reap -- podman run --rm --replace '--name=il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-setup' '--network=host' '--log-driver=passthrough' '--volume='"$IL_DATA"/volumes/work:/work '--volume='"$IL_DATA"/.interlink/setup:/.interlink:ro '--entrypoint=["/.interlink/envexec","/.interlink/env","--"]' docker.io/library/busybox:1.36 /bin/sh -c 'echo init > /work/ready'
+	il_pid setup || return
+	exec "$IL_ENVEXEC" reap -- podman run --rm --replace '--name=il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-setup' '--network=host' '--log-driver=passthrough' '--volume='"$IL_DATA"/volumes/work:/work '--volume='"$IL_DATA"/.interlink/setup:/.interlink:ro '--volume='"$IL_DATA"/.interlink/setup/msg:/.interlink/msg '--entrypoint=["/.interlink/envexec","-t","/dev/termination-log=/.interlink/msg/termination-log","/.interlink/env","--"]' docker.io/library/busybox:1.36 /bin/sh -c 'echo init > /work/ready'
 }
 il_c0_cleanup() {
 	podman rm --force --ignore il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-setup >/dev/null 2>&1
@@ -85,9 +101,11 @@ il_c0_cleanup() {
 
 # container main, image ghcr.io/acme/app:v1
 il_c1() {
+	rm -f -- "$IL_DATA"/.interlink/main/msg/termination-log
 	cp -- "$IL_ENVEXEC" "$IL_DATA"/.interlink/main/envexec || return
 	podman rm --force --ignore '--time=0' -- il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main >/dev/null 2>&1
-	"$IL_ENVEXEC" reap -- podman run --rm --replace '--name=il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main' '--network=host' '--log-driver=passthrough' '--volume='"$IL_DATA"/volumes/config:/etc/app:ro '--volume='"$IL_DATA"/volumes/creds:/etc/creds:ro '--volume='"$IL_DATA"/volumes/token:/var/run/secrets/tokens:ro '--volume='"$IL_DATA"/volumes/work:/work '--volume='"$IL_DATA"/.interlink/main:/.interlink:ro '--device=nvidia.com/gpu=all' '--entrypoint=["/.interlink/envexec","-C","/srv","/.interlink/env","--"]' ghcr.io/acme/app:v1 /app --serve "it's ok"
+	il_pid main || return
+	exec "$IL_ENVEXEC" reap -- podman run --rm --replace '--name=il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main' '--network=host' '--log-driver=passthrough' '--volume='"$IL_DATA"/volumes/config:/etc/app:ro '--volume='"$IL_DATA"/volumes/creds:/etc/creds:ro '--volume='"$IL_DATA"/volumes/token:/var/run/secrets/tokens:ro '--volume='"$IL_DATA"/volumes/work:/work '--volume='"$IL_DATA"/.interlink/main:/.interlink:ro '--volume='"$IL_DATA"/.interlink/main/msg:/.interlink/msg '--device=nvidia.com/gpu=all' '--entrypoint=["/.interlink/envexec","-C","/srv","-t","/dev/termination-log=/.interlink/msg/termination-log","/.interlink/env","--"]' ghcr.io/acme/app:v1 /app --serve "it's ok"
 }
 il_c1_cleanup() {
 	podman rm --force --ignore il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main >/dev/null 2>&1
@@ -96,6 +114,7 @@ il_c1_cleanup() {
 
 # container sidecar, image docker.io/acme/tools:latest
 il_c2() {
+	rm -f -- "$IL_DATA"/.interlink/sidecar/msg/termination-log
 	cp -- "$IL_ENVEXEC" "$IL_DATA"/.interlink/sidecar/envexec || return
 	podman rm --force --ignore '--time=0' -- il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar >/dev/null 2>&1
 	podman image exists -- docker.io/acme/tools:latest >/dev/null 2>&1 || podman pull -q -- docker.io/acme/tools:latest >/dev/null || return
@@ -104,7 +123,8 @@ il_c2() {
 	mapfile -d '' -t il_cmd < <(podman image inspect --format '{{range .Config.Cmd}}{{.}}{{"\x00"}}{{end}}' -- docker.io/acme/tools:latest) && wait $! || return
 	((${#il_ep[@]})) && [[ ${il_ep[-1]} == $'\n' ]] && unset 'il_ep[-1]'
 	((${#il_cmd[@]})) && [[ ${il_cmd[-1]} == $'\n' ]] && unset 'il_cmd[-1]'
-	"$IL_ENVEXEC" bind 10 "$IL_DATA"/volumes/work logs 1 '--volume=' :/work -- "$IL_ENVEXEC" reap -- podman run --rm --replace '--name=il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar' '--network=host' '--log-driver=passthrough' '--volume=:/work' '--volume='"$IL_DATA"/.interlink/sidecar:/.interlink:ro '--entrypoint=["/.interlink/envexec","/.interlink/env","--"]' docker.io/acme/tools:latest "${il_ep[@]}" watch
+	il_pid sidecar || return
+	exec "$IL_ENVEXEC" bind 10 "$IL_DATA"/volumes/work logs 1 '--volume=' :/work -- "$IL_ENVEXEC" reap -- podman run --rm --replace '--name=il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar' '--network=host' '--log-driver=passthrough' '--volume=:/work' '--volume='"$IL_DATA"/.interlink/sidecar:/.interlink:ro '--volume='"$IL_DATA"/.interlink/sidecar/msg:/.interlink/msg '--entrypoint=["/.interlink/envexec","-t","/dev/termination-log=/.interlink/msg/termination-log","/.interlink/env","--"]' docker.io/acme/tools:latest "${il_ep[@]}" watch
 }
 il_c2_cleanup() {
 	podman rm --force --ignore il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar >/dev/null 2>&1

@@ -10,9 +10,11 @@
 # dir  env
 # file env/setup.env -rw------- 
 # dir  .interlink/setup
+# dir  .interlink/setup/msg
 # file .interlink/setup/env -rw------- 
 # file env/main.env -rw------- GREETING='hello world'\nEMPTY=''\n
 # dir  .interlink/main
+# dir  .interlink/main/msg
 # file .interlink/main/env -rw------- 
 # dir  volumes/work/logs
 # file env/sidecar.env -rw------- 
@@ -39,17 +41,27 @@ il_now() {
 		IL_NOW=$(date -u -d "+${1:-0} seconds" +%Y-%m-%dT%H:%M:%S.%NZ)
 	fi
 }
+# il_pid NAME records the pid of this (sub)shell, which then execs the
+# container's runtime: NAME.pid is the run's pid.
+il_pid() {
+	echo "$BASHPID" >"$IL_DIR/containers/$1.pid.tmp" && mv -f -- "$IL_DIR/containers/$1.pid.tmp" "$IL_DIR/containers/$1.pid"
+}
 # il_run NAME FUNCTION POLICY [CLEANUP] runs a container, recording its start,
 # output and exit code, then CLEANUP. POLICY tells whether it starts again:
-# Never, OnFailure (after a non-zero exit code) or Always. Restarts back off as
-# the kubelet's do: 10 s, doubled each time up to 5 min, 10 s again after a run
-# of 10 min. NAME.exit is "CODE TIME", and "CODE TIME DUE SECONDS" when the
-# container starts again at DUE; once restarted, NAME.started is "TIME COUNT
-# CODE STARTED FINISHED": the restarts so far and how the previous run ended.
+# Never, OnFailure (after a non-zero exit code) or Always, unless the pod is
+# being deleted (containers/.stopping). Restarts back off as the kubelet's do:
+# 10 s, doubled each time up to 5 min, 10 s again after a run of 10 min.
+# NAME.exit is "CODE TIME", and "CODE TIME DUE SECONDS" when the container
+# starts again at DUE; once restarted, NAME.started is "TIME COUNT CODE STARTED
+# FINISHED": the restarts so far and how the previous run ended. The previous
+# run's NAME.pid and NAME.probe (the prober's) become NAME.pid.last and
+# NAME.probe.last.
 il_run() {
 	local base=$IL_DIR/containers/$1 code started ended last= backoff since delay=0 restarts=0
 	while :; do
-		rm -f -- "$base.exit"
+		rm -f -- "$base.exit" "$base.pid.last" "$base.probe.last"
+		[[ ! -e $base.pid ]] || mv -f -- "$base.pid" "$base.pid.last"
+		[[ ! -e $base.probe ]] || mv -f -- "$base.probe" "$base.probe.last"
 		il_now
 		started=$IL_NOW since=$SECONDS
 		printf '%s%s\n' "$started" "$last" >"$base.started.tmp"
@@ -58,7 +70,7 @@ il_run() {
 		# splits a line longer than 16 KiB into pieces, as the CRI does.
 		"$2" 2>&1 | "$IL_ENVEXEC" log >>"$base.log"
 		code=${PIPESTATUS[0]} backoff=
-		if [[ $3 == Always || ( $3 == OnFailure && $code != 0 ) ]]; then
+		if [[ ! -e $IL_DIR/containers/.stopping && ( $3 == Always || ( $3 == OnFailure && $code != 0 ) ) ]]; then
 			if ((delay == 0 || SECONDS - since >= 600)); then delay=10; else delay=$((delay * 2 < 300 ? delay * 2 : 300)); fi
 			il_now "$delay"
 			backoff=" $IL_NOW $delay"
@@ -70,25 +82,31 @@ il_run() {
 		[[ -z ${4-} ]] || "$4"
 		[[ -n $backoff ]] || return "$code"
 		sleep "$delay"
+		[[ ! -e $IL_DIR/containers/.stopping ]] || return "$code"
 		restarts=$((restarts + 1)) last=" $restarts $code $started $ended"
 	done
 }
 
 # container setup, image docker://busybox:1.36
 il_c0() {
+	rm -f -- "$IL_DATA"/.interlink/setup/msg/termination-log
 	cp -- "$IL_ENVEXEC" "$IL_DATA"/.interlink/setup/envexec || return
-	singularity --quiet exec --containall --no-home --no-eval --env-file "$IL_DATA"/env/setup.env --bind "$IL_DATA"/volumes/work:/work --bind "$IL_DATA"/.interlink/setup:/.interlink:ro docker://busybox:1.36 /.interlink/envexec /.interlink/env -- /bin/sh -c 'echo init > /work/ready'
+	il_pid setup || return
+	exec singularity --quiet exec --containall --no-home --no-eval --env-file "$IL_DATA"/env/setup.env --bind "$IL_DATA"/volumes/work:/work --bind "$IL_DATA"/.interlink/setup:/.interlink:ro --bind "$IL_DATA"/.interlink/setup/msg:/.interlink/msg docker://busybox:1.36 /.interlink/envexec -t '/dev/termination-log=/.interlink/msg/termination-log' /.interlink/env -- /bin/sh -c 'echo init > /work/ready'
 }
 
 # container main, image docker://ghcr.io/acme/app:v1
 il_c1() {
+	rm -f -- "$IL_DATA"/.interlink/main/msg/termination-log
 	cp -- "$IL_ENVEXEC" "$IL_DATA"/.interlink/main/envexec || return
-	singularity --quiet exec --containall --no-home --nv --no-eval --env-file "$IL_DATA"/env/main.env --bind "$IL_DATA"/volumes/config:/etc/app:ro --bind "$IL_DATA"/volumes/creds:/etc/creds:ro --bind "$IL_DATA"/volumes/token:/var/run/secrets/tokens:ro --bind "$IL_DATA"/volumes/work:/work --bind "$IL_DATA"/.interlink/main:/.interlink:ro --pwd /srv docker://ghcr.io/acme/app:v1 /.interlink/envexec /.interlink/env -- /app --serve "it's ok"
+	il_pid main || return
+	exec singularity --quiet exec --containall --no-home --nv --no-eval --env-file "$IL_DATA"/env/main.env --bind "$IL_DATA"/volumes/config:/etc/app:ro --bind "$IL_DATA"/volumes/creds:/etc/creds:ro --bind "$IL_DATA"/volumes/token:/var/run/secrets/tokens:ro --bind "$IL_DATA"/volumes/work:/work --bind "$IL_DATA"/.interlink/main:/.interlink:ro --bind "$IL_DATA"/.interlink/main/msg:/.interlink/msg --pwd /srv docker://ghcr.io/acme/app:v1 /.interlink/envexec -t '/dev/termination-log=/.interlink/msg/termination-log' /.interlink/env -- /app --serve "it's ok"
 }
 
 # container sidecar, image /images/tools.sif
 il_c2() {
-	"$IL_ENVEXEC" bind 9 "$IL_DATA"/volumes/work logs 1 '' :/work -- singularity --quiet run --containall --no-home --no-eval --env-file "$IL_DATA"/env/sidecar.env --bind :/work /images/tools.sif watch
+	il_pid sidecar || return
+	exec "$IL_ENVEXEC" bind 9 "$IL_DATA"/volumes/work logs 1 '' :/work -- singularity --quiet run --containall --no-home --no-eval --env-file "$IL_DATA"/env/sidecar.env --bind :/work /images/tools.sif watch
 }
 
 # Init containers run in order; the first that fails ends the job.

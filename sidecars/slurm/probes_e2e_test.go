@@ -1,0 +1,106 @@
+//go:build e2e
+
+package slurm
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/seed-3f807049/interlink/functions/api"
+)
+
+// TestE2EProbes runs probes, hooks and termination messages in real jobs
+// with Charliecloud: exec probes through nsenter into the container.
+func TestE2EProbes(t *testing.T) {
+	s := newSidecar(t, "")
+	execProbe := func(cmd string, period int32) *corev1.Probe {
+		return &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"/bin/sh", "-c", cmd}}},
+			PeriodSeconds: period, FailureThreshold: 1}
+	}
+
+	t.Run("ReadinessAndPreStop", func(t *testing.T) {
+		t.Parallel()
+		// Ready once /tmp/ready exists (in the container's private /tmp);
+		// the preStop hook writes to an emptyDir, and the postStart hook
+		// ran before (it made /tmp/hooked).
+		d := e2ePod("probes-ready", `trap 'exit 0' TERM; sleep 4; touch /tmp/ready; while :; do sleep 1; done`)
+		d.Pod.Spec.TerminationGracePeriodSeconds = ptr(int64(10))
+		d.Pod.Spec.Volumes = []corev1.Volume{{Name: "shared", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+		c := &d.Pod.Spec.Containers[0]
+		c.VolumeMounts = []corev1.VolumeMount{{Name: "shared", MountPath: "/shared"}}
+		c.ReadinessProbe = execProbe("test -e /tmp/ready", 1)
+		c.Lifecycle = &corev1.Lifecycle{
+			PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"/bin/sh", "-c", "touch /tmp/hooked"}}},
+			PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"/bin/sh", "-c",
+				"test -e /tmp/hooked && echo bye from $GREETING > /shared/bye; sleep 3"}}},
+		}
+		c.Env = []corev1.EnvVar{{Name: "GREETING", Value: "main"}}
+		create(t, s, d)
+		waitFor(t, s, &d.Pod, 90*time.Second, "running, not ready", func(st api.PodStatus) bool {
+			cs := st.Containers[0]
+			return cs.State.Running != nil && !cs.Ready && cs.Started != nil && *cs.Started
+		})
+		waitFor(t, s, &d.Pod, 60*time.Second, "ready", func(st api.PodStatus) bool { return st.Containers[0].Ready })
+
+		bye := filepath.Join(s.rootDir, d.Pod.Namespace+"-"+string(d.Pod.UID), dataDirName, "volumes", "shared", "bye")
+		done := make(chan error, 1)
+		start := time.Now()
+		go func() { done <- s.Delete(context.Background(), &d.Pod) }()
+		var got []byte
+		for got == nil {
+			select {
+			case err := <-done:
+				t.Fatalf("deleted (%v) before the preStop hook wrote %s", err, bye)
+			case <-time.After(50 * time.Millisecond):
+			}
+			if b, err := os.ReadFile(bye); err == nil && len(b) > 0 {
+				got = b
+			}
+		}
+		if string(got) != "bye from main\n" {
+			t.Errorf("the preStop hook wrote %q", got)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d > 30*time.Second {
+			t.Errorf("delete took %s", d)
+		}
+	})
+
+	t.Run("LivenessRestarts", func(t *testing.T) {
+		t.Parallel()
+		d := e2ePod("probes-live", `touch /tmp/alive; sleep 3; rm /tmp/alive; while :; do sleep 1; done`)
+		d.Pod.Spec.RestartPolicy = corev1.RestartPolicyAlways
+		d.Pod.Spec.Containers[0].LivenessProbe = execProbe("test -e /tmp/alive", 1)
+		create(t, s, d)
+		st := waitFor(t, s, &d.Pod, 120*time.Second, "restarted by its liveness probe", func(st api.PodStatus) bool {
+			cs := st.Containers[0]
+			return cs.RestartCount >= 1 && cs.LastTerminationState.Terminated != nil
+		})
+		if m := st.Containers[0].LastTerminationState.Terminated.Message; !strings.Contains(m, "Liveness probe failed") {
+			t.Errorf("last state %+v, want the liveness failure", st.Containers[0].LastTerminationState.Terminated)
+		}
+	})
+
+	t.Run("TerminationMessage", func(t *testing.T) {
+		t.Parallel()
+		// ch-run binds the host's /dev: the message goes elsewhere.
+		d := e2ePod("probes-msg", `printf 'all done' > /tmp/msg; exit 3`, `echo first; echo last words; exit 4`)
+		d.Pod.Spec.Containers[0].TerminationMessagePath = "/tmp/msg"
+		d.Pod.Spec.Containers[1].TerminationMessagePolicy = corev1.TerminationMessageFallbackToLogsOnError
+		create(t, s, d)
+		st := waitFor(t, s, &d.Pod, 90*time.Second, "terminated", terminated)
+		for i, want := range []string{"all done", "first\nlast words\n"} {
+			if tm := st.Containers[i].State.Terminated; tm == nil || tm.Message != want {
+				t.Errorf("container %d: %+v, want message %q", i, st.Containers[i].State.Terminated, want)
+			}
+		}
+	})
+}
