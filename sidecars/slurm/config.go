@@ -219,6 +219,7 @@ type Config struct {
 	Auth                      server.Auth       `json:"Auth" envPrefix:"INTERLINK_SLURM_AUTH_" doc:"How callers (interlink) authenticate on TCP: a token or a client certificate, or Insecure. A unix socket needs none: its mode (0660) admits the sidecar's account and the socket's group."`
 	SbatchPath                string            `json:"SbatchPath" env:"SBATCHPATH" doc:"sbatch command (original key)."`
 	ScancelPath               string            `json:"ScancelPath" env:"SCANCELPATH" doc:"scancel command (original key)."`
+	SrunPath                  string            `json:"SrunPath" env:"INTERLINK_SLURM_SRUN_PATH" doc:"srun command, with which kubectl exec reaches a running job's node (srun --overlap --jobid) and enters the container there with interlink-prober."`
 	SqueuePath                string            `json:"SqueuePath" env:"SQUEUEPATH" doc:"squeue command (original key)."`
 	Socket                    string            `json:"Socket" doc:"unix:///path: serve on that unix socket, as Listen; SidecarPort is then unused, as in the original (original key)."`
 	SinfoPath                 string            `json:"SinfoPath" env:"SINFOPATH" doc:"sinfo command, for the free resources a ping reports (original key)."`
@@ -466,6 +467,7 @@ func DefaultConfig() Config {
 		Listen:                    DefaultListen,
 		SbatchPath:                "sbatch",
 		ScancelPath:               "scancel",
+		SrunPath:                  "srun",
 		SqueuePath:                "squeue",
 		SinfoPath:                 "sinfo",
 		SacctPath:                 "sacct",

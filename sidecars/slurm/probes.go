@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -151,18 +152,11 @@ func (b *builder) proberSpec(rtName string, mains []*container) ([]byte, error) 
 		if !probed(c) {
 			continue
 		}
-		pc := prober.Container{Name: c.Name, StartupProbe: c.StartupProbe, LivenessProbe: c.LivenessProbe,
-			ReadinessProbe: c.ReadinessProbe, Lifecycle: c.Lifecycle, Ports: c.Ports, Host: "127.0.0.1"}
-		ct := mains[i]
-		if ct.envDir != "" {
-			// The helper sets the container's env, as for its command.
-			pc.Inner = helperArgv("", nil, "")
-		}
-		if rtName == RuntimePodman {
-			pc.Exec = []string{b.cfg.PodmanPath, "exec", ct.id}
-			pc.Inner = helperArgv(ct.workDir, nil, "")
-		} else if hasExec(c) {
-			pc.Nsenter = b.cfg.NsenterPath
+		pc := b.entry(rtName, mains[i])
+		pc.StartupProbe, pc.LivenessProbe, pc.ReadinessProbe = c.StartupProbe, c.LivenessProbe, c.ReadinessProbe
+		pc.Lifecycle, pc.Ports, pc.Host = c.Lifecycle, c.Ports, "127.0.0.1"
+		if !hasExec(c) {
+			pc.Nsenter = "" // nothing to enter with: the site need not have nsenter
 		}
 		spec.Containers = append(spec.Containers, pc)
 	}
@@ -170,6 +164,34 @@ func (b *builder) proberSpec(rtName string, mains []*container) ([]byte, error) 
 		return nil, nil
 	}
 	return json.Marshal(spec)
+}
+
+// entry is how a command runs inside the container ct (exec probes and
+// hooks, kubectl exec): podman exec, or nsenter (when the site has it),
+// behind the helper that sets the container's env (as for its command).
+func (b *builder) entry(rtName string, ct *container) prober.Container {
+	pc := prober.Container{Name: ct.name}
+	if ct.envDir != "" {
+		pc.Inner = helperArgv("", nil, "")
+	}
+	switch {
+	case rtName == RuntimePodman:
+		pc.Exec = []string{b.cfg.PodmanPath, "exec", ct.id}
+		pc.Inner = helperArgv(ct.workDir, nil, "")
+	case filepath.IsAbs(b.cfg.NsenterPath):
+		pc.Nsenter = b.cfg.NsenterPath
+	}
+	return pc
+}
+
+// entries are the entries of the pod's containers, kept in its record for
+// kubectl exec.
+func (b *builder) entries(rtName string, mains []*container) []prober.Container {
+	out := make([]prober.Container, len(mains))
+	for i, ct := range mains {
+		out[i] = b.entry(rtName, ct)
+	}
+	return out
 }
 
 // stopGrace is how long the job takes to stop on SIGUSR1 (the pod's grace
@@ -257,6 +279,8 @@ type podProbes struct {
 	// StopGrace > 0: the job stops gracefully on SIGUSR1 within that many
 	// seconds (stopGrace).
 	StopGrace int64 `json:"stopGrace,omitempty"`
+	// Entries are how a command runs in each container (kubectl exec).
+	Entries []prober.Container `json:"entries,omitempty"`
 }
 
 func (b *builder) podProbes(inits, mains []*container) podProbes {
@@ -275,6 +299,7 @@ func (b *builder) podProbes(inits, mains []*container) podProbes {
 		}
 	}
 	pp.StopGrace = b.grace
+	pp.Entries = b.entered
 	return pp
 }
 

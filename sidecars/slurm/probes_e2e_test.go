@@ -89,6 +89,38 @@ func TestE2EProbes(t *testing.T) {
 		}
 	})
 
+	t.Run("Exec", func(t *testing.T) {
+		t.Parallel()
+		// kubectl exec: srun joins the job, the prober enters the
+		// container's current run (its private /tmp, its env), and the
+		// command's output and exit code come back.
+		d := e2ePod("probes-exec", `echo inside > /tmp/made-by-main; while :; do sleep 1; done`)
+		d.Pod.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "GREETING", Value: "it's 'quoted' $HOME"}}
+		create(t, s, d)
+		waitFor(t, s, &d.Pod, 90*time.Second, "running", func(st api.PodStatus) bool { return st.Containers[0].State.Running != nil })
+		req := &api.ExecRequest{Namespace: d.Pod.Namespace, PodName: d.Pod.Name, PodUID: string(d.Pod.UID), ContainerName: "c0",
+			Command: []string{"/bin/sh", "-c", `cat /tmp/made-by-main; printf '%s\n' "$GREETING"; exit 7`}}
+		var out strings.Builder
+		var code int
+		var err error
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			out.Reset()
+			code, err = s.Exec(context.Background(), req, &out)
+			if err != nil || code != 126 || time.Now().After(deadline) {
+				break // 126: the runtime had not entered the container yet
+			}
+			time.Sleep(time.Second)
+		}
+		if err != nil || code != 7 || out.String() != "inside\nit's 'quoted' $HOME\n" {
+			t.Errorf("exec: code %d, err %v, output %q", code, err, out.String())
+		}
+		req.ContainerName = "nope"
+		if _, err := s.Exec(context.Background(), req, &out); !api.IsNotFound(err) {
+			t.Errorf("exec in a container the pod lacks: %v, want not found", err)
+		}
+	})
+
 	t.Run("TerminationMessage", func(t *testing.T) {
 		t.Parallel()
 		// ch-run binds the host's /dev: the message goes elsewhere.

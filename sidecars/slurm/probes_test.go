@@ -63,6 +63,13 @@ func TestProberSpec(t *testing.T) {
 			if tt.runtime == RuntimeApptainer {
 				want.Messages = []string{"setup", "main"} // the sidecar runs its image (no helper)
 			}
+			// Every container's entry is kept for kubectl exec, nsenter
+			// whether or not its probes need it.
+			wantEntry := prober.Container{Name: "main", Exec: tt.wantExec, Nsenter: tt.wantNs, Inner: tt.wantInner}
+			if len(j.status.Entries) != len(data.Pod.Spec.Containers) || !cmp.Equal(j.status.Entries[0], wantEntry) {
+				t.Errorf("entries %+v, want %+v first, one per container", j.status.Entries, wantEntry)
+			}
+			want.Entries = j.status.Entries
 			if diff := cmp.Diff(want, j.status); diff != "" {
 				t.Errorf("status needs (-want +got):\n%s", diff)
 			}

@@ -31,7 +31,7 @@ func programKeys(cfg *Config) map[string]*string {
 		"SinfoPath": &cfg.SinfoPath, "SacctPath": &cfg.SacctPath, "SingularityPath": &cfg.SingularityPath,
 		"ApptainerPath": &cfg.ApptainerPath, "EnrootPath": &cfg.EnrootPath, "ChRunPath": &cfg.ChRunPath,
 		"PodmanPath": &cfg.PodmanPath, "MpiexecPath": &cfg.MpiexecPath, "SSHPath": &cfg.SSHPath,
-		"NsenterPath": &cfg.NsenterPath,
+		"NsenterPath": &cfg.NsenterPath, "SrunPath": &cfg.SrunPath,
 	}
 }
 

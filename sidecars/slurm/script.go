@@ -22,6 +22,7 @@ import (
 	"github.com/seed-3f807049/interlink/functions/api"
 	"github.com/seed-3f807049/interlink/sidecars/poddata"
 	"github.com/seed-3f807049/interlink/sidecars/slurm/envexec"
+	"github.com/seed-3f807049/interlink/sidecars/slurm/prober"
 )
 
 // Annotations a pod may carry: the original SLURM plugin's, and ours.
@@ -172,6 +173,7 @@ func buildJob(cfg *Config, st *site, data *api.RetrievedPodData, dir string) (*j
 	if b.spec, err = b.proberSpec(rtName, mains); err != nil {
 		return nil, invalid(err)
 	}
+	b.entered = b.entries(rtName, mains)
 	b.grace = stopGrace(pod)
 	script, err := b.script(rt, inits, mains, files)
 	if err != nil {
@@ -290,6 +292,8 @@ type builder struct {
 	// the job's stop time on SIGUSR1 (stopGrace), 0 when it does not trap it.
 	spec  []byte
 	grace int64
+	// entered are how a command runs in each container (kubectl exec).
+	entered []prober.Container
 }
 
 // sbatchArgs are the job's options: name, output, resources, partition,

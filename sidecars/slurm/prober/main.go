@@ -25,13 +25,18 @@ import (
 //	                             until killed or its parent ends
 //	interlink-prober stop SPEC   on the pod's deletion: preStop hooks, then
 //	                             SIGTERM, SIGKILL after the grace period
-const usage = "usage: interlink-prober run|stop SPEC"
+//	interlink-prober exec PIDFILE CONTAINER -- COMMAND...
+//	                             kubectl exec, through srun (execUsage)
+const usage = "usage: interlink-prober run|stop SPEC, or exec PIDFILE CONTAINER -- COMMAND [ARG...]"
 
 // MaxSpecBytes caps the Spec file read.
 const MaxSpecBytes = 4 << 20
 
 // Main runs the prober with args (os.Args) and returns its exit code.
 func Main(args []string, stderr io.Writer) int {
+	if len(args) > 1 && args[1] == "exec" {
+		return execMain(args[2:], os.Stdout, stderr)
+	}
 	if len(args) != 3 || args[1] != "run" && args[1] != "stop" {
 		fmt.Fprintln(stderr, usage)
 		return 2

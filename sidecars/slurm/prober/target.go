@@ -30,24 +30,31 @@ func target(c *Container, pid int, proc procFS) probe.Target {
 	if t.Host == "" {
 		t.Host = DefaultHost
 	}
-	switch {
-	case len(c.Exec) > 0:
+	if len(c.Exec) > 0 || c.Nsenter != "" {
 		t.Exec = func(ctx context.Context, cmd []string) (int, []byte, error) {
-			// The runtime's own exec (podman exec), with the prober's env.
-			return runCapped(ctx, execArgv(c.Exec, pid, cmd), nil)
-		}
-	case c.Nsenter != "":
-		t.Exec = func(ctx context.Context, cmd []string) (int, []byte, error) {
-			argv, err := nsenterArgv(c, pid, proc, cmd)
+			argv, env, err := inContainer(c, pid, proc, cmd)
 			if err != nil {
 				return 0, nil, err
 			}
-			// None of the job's variables reach the container: the helper
-			// (Inner) sets the container's.
-			return runCapped(ctx, argv, []string{"PATH=" + envexec.DefaultPath})
+			return runCapped(ctx, argv, env)
 		}
 	}
 	return t
+}
+
+// inContainer is the command line, and its env (nil: the prober's), that
+// runs cmd inside c's container during the run of pid: the runtime's own
+// exec (podman exec), with the prober's env; or nsenter, with none of the
+// job's variables (the helper, Inner, sets the container's).
+func inContainer(c *Container, pid int, proc procFS, cmd []string) ([]string, []string, error) {
+	switch {
+	case len(c.Exec) > 0:
+		return execArgv(c.Exec, pid, cmd), nil, nil
+	case c.Nsenter != "":
+		argv, err := nsenterArgv(c, pid, proc, cmd)
+		return argv, []string{"PATH=" + envexec.DefaultPath}, err
+	}
+	return nil, nil, probe.ErrNoExec
 }
 
 // execArgv is exec + cmd, each word of exec equal to PIDPlaceholder

@@ -1,0 +1,138 @@
+package slurm
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sync"
+	"syscall"
+
+	"github.com/seed-3f807049/interlink/functions/api"
+	"github.com/seed-3f807049/interlink/sidecars"
+	"github.com/seed-3f807049/interlink/sidecars/slurm/prober"
+)
+
+var _ sidecars.Execer = (*Slurm)(nil)
+
+// Exec runs a command in a running container of a pod (kubectl exec): srun
+// joins the pod's job on its node (--overlap, beside its containers), where
+// interlink-prober enters the container's current run as exec probes do
+// (nsenter into its namespaces, or podman exec) and runs the command there,
+// never on the host. Its output streams to out; the command's exit code is
+// returned (126 when the container could not be entered).
+func (s *Slurm) Exec(ctx context.Context, req *api.ExecRequest, out io.Writer) (int, error) {
+	rec, ok := s.store.get(req.PodUID)
+	if !ok {
+		return 0, api.NotFound("pod %s/%s (uid %s) not found", req.Namespace, req.PodName, req.PodUID)
+	}
+	i := slices.IndexFunc(rec.Entries, func(c prober.Container) bool { return c.Name == req.ContainerName })
+	switch {
+	case len(req.Command) == 0:
+		return 0, api.Invalid("exec in pod %s/%s: no command", req.Namespace, req.PodName)
+	case i < 0 && slices.Contains(rec.Containers, req.ContainerName):
+		return 0, api.Invalid("exec in container %q of pod %s/%s: the pod was created by an older sidecar, which kept no way into it", req.ContainerName, req.Namespace, req.PodName)
+	case i < 0:
+		return 0, api.NotFound("pod %s/%s has no container %q", req.Namespace, req.PodName, req.ContainerName)
+	case rec.Final != nil:
+		return 0, api.Invalid("exec in container %q of pod %s/%s: its job has ended", req.ContainerName, req.Namespace, req.PodName)
+	}
+	entry := rec.Entries[i]
+	for _, key := range []string{"SrunPath", "ProberPath"} {
+		if err := s.missing[key]; err != nil {
+			return 0, api.Invalid("exec needs %s, which the sidecar did not find at start: %v", key, err)
+		}
+	}
+	if len(entry.Exec) == 0 && entry.Nsenter == "" {
+		return 0, api.Invalid("exec in container %q of pod %s/%s: NsenterPath was not found when the sidecar started, and this runtime has no exec of its own", req.ContainerName, req.Namespace, req.PodName)
+	}
+	spec, err := json.Marshal(entry)
+	if err != nil {
+		return 0, err
+	}
+	pidFile := filepath.Join(s.rootDir, rec.Dir, containersDir, entry.Name+".pid")
+	argv := append([]string{s.cfg.SrunPath, "--overlap", "--jobid=" + rec.JobID, "--nodes=1", "--ntasks=1",
+		"--quiet", "--input=none", "--", s.cfg.ProberPath, "exec", pidFile, string(spec), "--"}, req.Command...)
+	return s.cmd.stream(ctx, argv, out)
+}
+
+// stream runs argv (never through a shell) until it ends or ctx does,
+// its output and errors going to out as they come, and returns its exit
+// code. It has no timeout: an exec lasts as long as its caller wants.
+func (c *commands) stream(ctx context.Context, argv []string, out io.Writer) (int, error) {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...) //nolint:gosec // the operator's programs; the command's words are argv elements
+	cmd.Env = c.env
+	w := &lockedWriter{w: out}
+	errw := &srunFilter{w: w}
+	cmd.Stdout, cmd.Stderr = w, errw
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// srun, interrupted, cancels the step: the command ends on the node too.
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = commandWaitDelay
+	err := cmd.Run()
+	errw.flush()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		return ee.ExitCode(), nil
+	case err != nil:
+		return 0, api.Unavailable("%s: %w", argv[0], err)
+	}
+	return 0, nil
+}
+
+// lockedWriter serializes the writes of a command's stdout and stderr.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// srunExit is srun's own line telling a task's exit code, which the exit
+// code already says.
+var srunExit = regexp.MustCompile(`^srun: error: [^ ]+: tasks? [0-9,-]+: Exited with exit code [0-9]+\n$`)
+
+// srunFilter passes standard error on, line by line, without srunExit's
+// lines. A line longer than 64 KiB is passed on in pieces.
+type srunFilter struct {
+	w   io.Writer
+	buf []byte
+}
+
+func (f *srunFilter) Write(p []byte) (int, error) {
+	f.buf = append(f.buf, p...)
+	for {
+		i := bytes.IndexByte(f.buf, '\n')
+		if i < 0 {
+			if len(f.buf) > 64<<10 {
+				f.flush()
+			}
+			return len(p), nil
+		}
+		line := f.buf[:i+1]
+		if !srunExit.Match(line) {
+			if _, err := f.w.Write(line); err != nil {
+				return len(p), err
+			}
+		}
+		f.buf = f.buf[i+1:]
+	}
+}
+
+// flush passes on what is left of an unfinished line.
+func (f *srunFilter) flush() {
+	if len(f.buf) > 0 {
+		_, _ = f.w.Write(f.buf)
+		f.buf = nil
+	}
+}
