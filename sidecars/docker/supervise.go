@@ -151,7 +151,11 @@ func (d *Docker) probeRun(ctx context.Context, in container.InspectResponse, l l
 			return
 		}
 	}
-	probe.Run(ctx, l.container(in.Config.Labels[LabelContainer]), t, probe.Report{
+	started, err := time.Parse(time.RFC3339Nano, in.State.StartedAt)
+	if err != nil {
+		started = time.Now()
+	}
+	probe.Run(ctx, l.container(in.Config.Labels[LabelContainer]), t, started, probe.Report{
 		Started: func() { update(func(h *history) { h.started = true }) },
 		Ready:   func(ready bool) { update(func(h *history) { h.ready = ready }) },
 		Kill: func(_ probe.Kind, msg string) {

@@ -47,7 +47,17 @@ type Result struct {
 	Message string
 }
 
-func fail(format string, args ...any) Result { return Result{Message: fmt.Sprintf(format, args...)} }
+// MaxResultBytes caps a failure's message: it reaches the pod's status and
+// the logs (a probe's reply body may be a whole HTML page).
+const MaxResultBytes = 1 << 10
+
+func fail(format string, args ...any) Result {
+	msg := fmt.Sprintf(format, args...)
+	if len(msg) > MaxResultBytes {
+		msg = strings.ToValidUTF8(msg[:MaxResultBytes], "") + "…"
+	}
+	return Result{Message: msg}
+}
 
 // httpClient is shared by every httpGet try: probes connect to whatever
 // certificate the container serves, and follow no redirect (a redirect

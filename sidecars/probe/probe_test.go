@@ -107,6 +107,10 @@ func TestActions(t *testing.T) {
 			}
 		})
 	}
+	loud := Target{Exec: func(context.Context, []string) (int, []byte, error) { return 1, []byte(strings.Repeat("<html>", 2000)), nil }}
+	if r := (Action{Exec: &corev1.ExecAction{Command: []string{"x"}}}).Run(context.Background(), loud, time.Second); r.OK || len(r.Message) > MaxResultBytes+len("…") {
+		t.Errorf("a failure's message holds %d bytes, want at most %d", len(r.Message), MaxResultBytes)
+	}
 	if r := (Action{Exec: &corev1.ExecAction{Command: []string{"true"}}}).Run(context.Background(), Target{}, time.Second); r.OK || !strings.Contains(r.Message, ErrNoExec.Error()) {
 		t.Errorf("exec without Target.Exec = %+v", r)
 	}
@@ -214,7 +218,7 @@ func TestRun(t *testing.T) {
 			var e events
 			ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
 			defer cancel()
-			Run(ctx, &c.c, Target{Exec: s.exec}, e.report())
+			Run(ctx, &c.c, Target{Exec: s.exec}, time.Now(), e.report())
 			if got := e.String(); got != c.want {
 				t.Errorf("events %q, want %q", got, c.want)
 			}
@@ -234,7 +238,7 @@ func TestInitialDelay(t *testing.T) {
 	var e events
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
-	Run(ctx, &corev1.Container{ReadinessProbe: p}, Target{Exec: s.exec}, e.report())
+	Run(ctx, &corev1.Container{ReadinessProbe: p}, Target{Exec: s.exec}, time.Now(), e.report())
 	if s.tries["r"] != 0 || e.String() != "started" {
 		t.Errorf("before initialDelaySeconds: %d tries, events %q", s.tries["r"], e.String())
 	}

@@ -91,13 +91,14 @@ func Has(c *corev1.Container) bool {
 	return c.StartupProbe != nil || c.LivenessProbe != nil || c.ReadinessProbe != nil
 }
 
-// Run runs c's probes against t, from the container's start, until ctx ends
-// or a failing startup or liveness probe calls r.Kill. The startup probe
-// runs first; liveness and readiness only once it has passed.
-func Run(ctx context.Context, c *corev1.Container, t Target, r Report) {
+// Run runs c's probes against t until ctx ends or a failing startup or
+// liveness probe calls r.Kill. The startup probe runs first; liveness and
+// readiness only once it has passed. initialDelaySeconds count from start,
+// the container's start (a postStart hook's time included, as the
+// kubelet counts it).
+func Run(ctx context.Context, c *corev1.Container, t Target, start time.Time, r Report) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	start := time.Now()
 	var killOnce sync.Once
 	kill := func(k Kind, msg string) {
 		killOnce.Do(func() {

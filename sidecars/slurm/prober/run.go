@@ -131,6 +131,7 @@ func (p *prober) runOnce(ctx context.Context, c *Container, id procID, st *state
 			log.Error("write probe state", "err", err)
 		}
 	}
+	started := time.Now() // the run's start, as near as the prober sees it
 	write(func(s *State) { *s = State{PID: id.pid} })
 	t := target(c, id.pid, p.proc)
 	if !p.waitContainer(ctx, c, id) {
@@ -150,7 +151,7 @@ func (p *prober) runOnce(ctx context.Context, c *Container, id procID, st *state
 	var killMsg string
 	probes := &corev1.Container{Name: c.Name, StartupProbe: c.StartupProbe, LivenessProbe: c.LivenessProbe,
 		ReadinessProbe: c.ReadinessProbe, Ports: c.Ports}
-	probe.Run(ctx, probes, t, probe.Report{
+	probe.Run(ctx, probes, t, started, probe.Report{
 		Started: func() { write(func(s *State) { s.Started = true }) },
 		Ready: func(ready bool) {
 			write(func(s *State) { s.Ready, s.Since = ready, now() })
