@@ -317,10 +317,7 @@ func (d *Docker) Delete(ctx context.Context, p *corev1.Pod) error {
 		return api.NotFound("pod %s/%s (uid %s) not found", p.Namespace, p.Name, uid)
 	}
 	d.stopDriver(ctx, uid)
-	grace := int64(DefaultGracePeriod / time.Second)
-	if g := p.Spec.TerminationGracePeriodSeconds; g != nil {
-		grace = max(*g, 0)
-	}
+	grace := podGrace(p.Spec.TerminationGracePeriodSeconds)
 	var wg sync.WaitGroup
 	errs := make([]error, len(cs))
 	for i, c := range cs {
@@ -331,7 +328,7 @@ func (d *Docker) Delete(ctx context.Context, p *corev1.Pod) error {
 		go func() {
 			defer wg.Done()
 			// Its preStop hook, then SIGTERM, all within the grace period.
-			if err := d.stopRun(ctx, c.ID, lifecycleOf(c.Labels), &grace); err != nil {
+			if err := d.stopRun(ctx, c.ID, lifecycleOf(c.Labels), grace, false); err != nil {
 				errs[i] = fmt.Errorf("container %s: %w", c.Labels[LabelContainer], err)
 			}
 		}()

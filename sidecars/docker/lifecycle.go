@@ -7,6 +7,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/moby/moby/api/types/mount"
 	corev1 "k8s.io/api/core/v1"
@@ -69,6 +70,33 @@ func (l *lifecycle) preStop() *corev1.LifecycleHandler {
 		return nil
 	}
 	return l.Lifecycle.PreStop
+}
+
+// killGrace is the grace period, in seconds, of a run the sidecar stops
+// because its kind of probe failed (kind "" for the postStart hook): the
+// probe's terminationGracePeriodSeconds when set, as the kubelet gives,
+// else the pod's.
+func (l *lifecycle) killGrace(kind probe.Kind) int64 {
+	var p *corev1.Probe
+	switch kind {
+	case probe.Startup:
+		p = l.Startup
+	case probe.Liveness:
+		p = l.Liveness
+	}
+	if p != nil && p.TerminationGracePeriodSeconds != nil {
+		return *p.TerminationGracePeriodSeconds
+	}
+	return podGrace(l.Grace)
+}
+
+// podGrace is a pod's terminationGracePeriodSeconds (g), or the default.
+// stopRun bounds it.
+func podGrace(g *int64) int64 {
+	if g == nil {
+		return int64(DefaultGracePeriod / time.Second)
+	}
+	return *g
 }
 
 // messagePath is the container's terminationMessagePath.
@@ -183,10 +211,12 @@ func hostField(a probe.Action) string {
 
 // terminationMounts binds a fresh, empty file of the pod's data (under
 // dataDir on the Docker host) at each container's terminationMessagePath,
-// and returns the files to write: mode 0666, as the kubelet makes it,
-// whatever user the container runs as.
+// and returns the files to write: mode 0666, as the kubelet makes it, so
+// that the container writes it whatever user it runs as. Their directory
+// is 0700, like the pod's data directory: the bind mount reaches the file
+// without it, other users of the Docker host do not.
 func terminationMounts(specs []spec, dataDir string) []poddata.File {
-	files := []poddata.File{{Path: terminationDir, Dir: true, Mode: 0o755}}
+	files := []poddata.File{{Path: terminationDir, Dir: true, Mode: 0o700}}
 	for i := range specs {
 		s := &specs[i]
 		l := lifecycleOf(s.create.Labels)

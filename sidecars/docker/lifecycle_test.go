@@ -81,13 +81,13 @@ func TestNetworkHandlersWithoutNetwork(t *testing.T) {
 	}
 }
 
-// TestTerminationMounts: each container gets its own file at its
-// terminationMessagePath.
+// TestTerminationMounts: each container gets its own file (0666) at its
+// terminationMessagePath, in a directory closed to other users (0700).
 func TestTerminationMounts(t *testing.T) {
 	specs := []spec{{name: "a", create: container.Config{Labels: map[string]string{}}},
 		{name: "b", create: container.Config{Labels: map[string]string{LabelLifecycle: `{"path":"/tmp/msg"}`}}}}
 	files := terminationMounts(specs, "/data/ns-uid")
-	if len(files) != 3 || files[1].Path != "termination-log/a" || files[1].Mode != 0o666 {
+	if len(files) != 3 || files[0].Mode != 0o700 || files[1].Path != "termination-log/a" || files[1].Mode != 0o666 {
 		t.Errorf("files %+v", files)
 	}
 	for i, want := range []string{"/dev/termination-log", "/tmp/msg"} {

@@ -5,6 +5,7 @@ package docker
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -195,6 +196,15 @@ func TestE2EProbes(t *testing.T) {
 			if got := cs.State.Terminated.Message; got != want[cs.Name] {
 				t.Errorf("%s: message %q, want %q", cs.Name, got, want[cs.Name])
 			}
+		}
+		// The files are the containers' to write, their directory closed to
+		// other users of the host.
+		dir := filepath.Join(d.dataDir, data.Pod.Namespace+"-"+string(data.Pod.UID), terminationDir)
+		if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: %v %v, want mode 0700", dir, fi, err)
+		}
+		if fi, err := os.Stat(filepath.Join(dir, "file")); err != nil || fi.Mode().Perm() != 0o666 {
+			t.Errorf("termination-log/file: %v %v, want mode 0666", fi, err)
 		}
 	})
 }

@@ -30,6 +30,10 @@ const (
 	// minKillGrace is the least time a container stopped by the sidecar is
 	// given to stop after SIGTERM, as the kubelet gives 2 s.
 	minKillGrace = 2
+	// maxGrace bounds a grace period, in seconds: the API allows values
+	// that would overflow a time.Duration (which would skip preStop and
+	// kill at once).
+	maxGrace = 3600
 	// backoffReset: a run that lasted this long resets the backoff of the
 	// restarts the sidecar makes after a failed probe or hook.
 	backoffReset = 10 * time.Minute
@@ -45,7 +49,6 @@ const (
 // when the sidecar started had its postStart hook run before).
 func (d *Docker) supervise(ctx context.Context, c container.Summary, fresh bool) error {
 	l := lifecycleOf(c.Labels)
-	name := c.Labels[LabelContainer]
 	last, kills := "", 0
 	for {
 		w := d.waitNextExit(ctx, c.ID)
@@ -67,7 +70,7 @@ func (d *Docker) supervise(ctx context.Context, c container.Summary, fresh bool)
 			if err != nil {
 				return err
 			}
-			if err := d.afterRun(ctx, c.ID, name, l, last, why, &kills); err != nil {
+			if err := d.afterRun(ctx, c, l, last, why, &kills); err != nil {
 				return err
 			}
 		case st.Status == container.StateRunning:
@@ -106,7 +109,7 @@ func (d *Docker) superviseRun(ctx context.Context, in container.InspectResponse,
 	run := in.State.StartedAt
 	d.setProbed(in.ID, func(h *history) { h.run, h.started, h.ready, h.killed, h.backoff = run, false, false, "", "" })
 	rctx, cancel := context.WithCancel(ctx)
-	killed := make(chan string, 1)
+	killed := make(chan stopCause, 1)
 	var wg sync.WaitGroup
 	wg.Go(func() { d.probeRun(rctx, in, l, hook, killed) })
 	defer func() { cancel(); wg.Wait() }()
@@ -115,23 +118,30 @@ func (d *Docker) superviseRun(ctx context.Context, in container.InspectResponse,
 	select {
 	case err := <-exited:
 		return "", err
-	case why := <-killed:
+	case k := <-killed:
 		cancel()
 		d.setProbed(in.ID, func(h *history) {
 			if h.run == run {
-				h.killed = why
+				h.killed = k.why
 			}
 		})
 		d.log.Info("stopping a container", "pod", in.Config.Labels[LabelName], "namespace", in.Config.Labels[LabelNamespace],
-			"container", in.Config.Labels[LabelContainer], "why", why)
-		d.stopRun(ctx, in.ID, l, nil)
-		return why, <-exited
+			"container", in.Config.Labels[LabelContainer], "why", k.why)
+		_ = d.stopRun(ctx, in.ID, l, l.killGrace(k.kind), true)
+		return k.why, <-exited
 	}
+}
+
+// stopCause is why the sidecar stops a run: the probe that failed (kind,
+// empty for the postStart hook) and its message.
+type stopCause struct {
+	kind probe.Kind
+	why  string
 }
 
 // probeRun runs the hook and probes of one run, telling the sidecar's
 // state what they find; a failure that kills the run is sent on killed.
-func (d *Docker) probeRun(ctx context.Context, in container.InspectResponse, l lifecycle, hook bool, killed chan<- string) {
+func (d *Docker) probeRun(ctx context.Context, in container.InspectResponse, l lifecycle, hook bool, killed chan<- stopCause) {
 	id, run := in.ID, in.State.StartedAt
 	update := func(f func(h *history)) {
 		d.setProbed(id, func(h *history) {
@@ -147,7 +157,7 @@ func (d *Docker) probeRun(ctx context.Context, in container.InspectResponse, l l
 			return
 		}
 		if !res.OK {
-			killed <- "FailedPostStartHook: " + res.Message
+			killed <- stopCause{why: "FailedPostStartHook: " + res.Message}
 			return
 		}
 	}
@@ -158,9 +168,9 @@ func (d *Docker) probeRun(ctx context.Context, in container.InspectResponse, l l
 	probe.Run(ctx, l.container(in.Config.Labels[LabelContainer]), t, started, probe.Report{
 		Started: func() { update(func(h *history) { h.started = true }) },
 		Ready:   func(ready bool) { update(func(h *history) { h.ready = ready }) },
-		Kill: func(_ probe.Kind, msg string) {
+		Kill: func(k probe.Kind, msg string) {
 			select {
-			case killed <- msg:
+			case killed <- stopCause{kind: k, why: msg}:
 			default:
 			}
 		},
@@ -168,16 +178,12 @@ func (d *Docker) probeRun(ctx context.Context, in container.InspectResponse, l l
 }
 
 // stopRun stops a running container as the kubelet kills one: its preStop
-// hook (unless skipped), then SIGTERM, SIGKILL at the end of the grace
-// period (the pod's, or grace) counted from the hook's start.
-func (d *Docker) stopRun(ctx context.Context, id string, l lifecycle, grace *int64) error {
-	g := int64(DefaultGracePeriod / time.Second)
-	switch {
-	case grace != nil:
-		g = *grace
-	case l.Grace != nil:
-		g = *l.Grace
-	}
+// hook (unless the grace period is 0), then SIGTERM, SIGKILL at the end of
+// the grace period (grace seconds, within [0, maxGrace]) counted from the
+// hook's start; a kill by the sidecar (not a deletion) gives at least
+// minKillGrace after SIGTERM.
+func (d *Docker) stopRun(ctx context.Context, id string, l lifecycle, grace int64, kill bool) error {
+	g := min(max(grace, 0), maxGrace)
 	deadline := time.Now().Add(time.Duration(g) * time.Second)
 	if h := l.preStop(); h != nil && g > 0 {
 		in, err := d.inspect(ctx, id)
@@ -191,8 +197,8 @@ func (d *Docker) stopRun(ctx context.Context, id string, l lifecycle, grace *int
 		}
 	}
 	left := max(int(time.Until(deadline)/time.Second), 0)
-	if grace == nil {
-		left = max(left, minKillGrace) // a kill by the sidecar, not a deletion
+	if kill {
+		left = max(left, minKillGrace)
 	}
 	t0 := time.Now()
 	_, err := d.api.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: &left})
@@ -203,17 +209,27 @@ func (d *Docker) stopRun(ctx context.Context, id string, l lifecycle, grace *int
 	return nil
 }
 
-// afterRun follows the end of a run (run, Docker's StartedAt): its
+// afterRun follows the end of a run (run, Docker's StartedAt) of c: its
 // termination message is recorded, unless Docker started the container
 // again already; a run the sidecar stopped (why) is started again when the
 // pod's restartPolicy says, after a backoff, and counted as a restart.
-func (d *Docker) afterRun(ctx context.Context, id, name string, l lifecycle, run, why string, kills *int) error {
+func (d *Docker) afterRun(ctx context.Context, c container.Summary, l lifecycle, run, why string, kills *int) error {
+	id, name := c.ID, c.Labels[LabelContainer]
 	in, err := d.inspect(ctx, id)
 	if err != nil {
 		return err
 	}
-	if in.State.StartedAt != run || in.State.Status == container.StateRunning {
-		return nil // started again already: the run's message is lost
+	in.Config = withLabels(in.Config, c.Labels)
+	if in.State.StartedAt != run {
+		// Docker started it again already: the run's message is lost, and
+		// its file is emptied before the new run's hooks, so that the new
+		// run does not inherit it (a message the new run wrote in its
+		// first moments is lost with it).
+		d.clearMessage(in.Config.Labels)
+		return nil
+	}
+	if in.State.Status == container.StateRunning {
+		return nil
 	}
 	d.recordEnd(ctx, in, l, why)
 	if why == "" || !restartsAfter(in.HostConfig, in.State.ExitCode) {
@@ -265,7 +281,12 @@ func (d *Docker) recordEnd(ctx context.Context, in container.InspectResponse, l 
 		msg = why
 	}
 	d.addMessage(in.ID, finished, msg)
-	labels := in.Config.Labels
+	d.clearMessage(in.Config.Labels)
+}
+
+// clearMessage empties the termination message file of the container that
+// labels tell, for its next run.
+func (d *Docker) clearMessage(labels map[string]string) {
 	name := path.Join(labels[LabelNamespace]+"-"+labels[LabelUID], terminationDir, labels[LabelContainer])
 	if f, err := d.data.OpenFile(name, os.O_WRONLY|os.O_TRUNC, 0); err == nil {
 		_ = f.Close()

@@ -73,10 +73,14 @@ func hasExec(c *corev1.Container) bool {
 	return false
 }
 
-// gracePeriod is the pod's terminationGracePeriodSeconds, or the default.
+
+// gracePeriod is the pod's terminationGracePeriodSeconds, or the default,
+// at most prober.MaxGracePeriodSeconds (the job script, the prober and
+// Delete all take it in seconds; a longer stop would hold a deleted pod's
+// job).
 func gracePeriod(p *corev1.Pod) int64 {
 	if g := p.Spec.TerminationGracePeriodSeconds; g != nil && *g >= 0 {
-		return *g
+		return min(*g, prober.MaxGracePeriodSeconds)
 	}
 	return DefaultGracePeriodSeconds
 }
@@ -177,6 +181,7 @@ func (b *builder) entry(rtName string, ct *container) prober.Container {
 	switch {
 	case rtName == RuntimePodman:
 		pc.Exec = []string{b.cfg.PodmanPath, "exec", ct.id}
+		pc.Running = []string{b.cfg.PodmanPath, "container", "inspect", "--format", "{{.State.Running}}", ct.id}
 		pc.Inner = helperArgv(ct.workDir, nil, "")
 	case filepath.IsAbs(b.cfg.NsenterPath):
 		pc.Nsenter = b.cfg.NsenterPath
@@ -321,32 +326,36 @@ var stopMargin = 10 * time.Second
 // stopPoll is how often Delete asks Slurm whether a stopping job ended.
 var stopPoll = time.Second
 
-// stopJob stops a running job gracefully: SIGUSR1 to its batch shell alone
-// (scancel --batch), whose trap runs the preStop hooks and stops the
-// containers (il_stop), then waits for the job to end, within the grace
-// period (the deletion's, when shorter than the pod's) plus stopMargin and
-// ctx. A job that is gone, pending or does not answer is left to scancel.
-func (s *Slurm) stopJob(ctx context.Context, rec *record, p *corev1.Pod) {
-	grace := time.Duration(rec.StopGrace) * time.Second
-	if g := p.DeletionGracePeriodSeconds; g != nil && *g >= 0 && time.Duration(*g)*time.Second < grace {
-		grace = time.Duration(*g) * time.Second
+// signalStop starts a running job's graceful stop: SIGUSR1 to its batch
+// shell alone (scancel --batch), whose trap runs the preStop hooks and
+// stops the containers (il_stop). It returns the grace period (the
+// deletion's, when shorter than the pod's), and false when there is
+// nothing to stop gracefully: the job is pending (no container runs),
+// ended, unknown, or does not answer (it is then left to scancel).
+func (s *Slurm) signalStop(ctx context.Context, rec *record, p *corev1.Pod) (time.Duration, bool) {
+	secs := rec.StopGrace
+	if g := p.DeletionGracePeriodSeconds; g != nil && *g >= 0 && *g < secs {
+		secs = *g
 	}
-	if grace <= 0 {
-		return
+	if secs <= 0 {
+		return 0, false
 	}
 	states, _, err := s.queryJobs(ctx, []string{rec.JobID})
 	if js, ok := states[rec.JobID]; err != nil || !ok || js.State != "RUNNING" {
-		return // pending (no container runs), ended, or unknown
+		return 0, false
 	}
-	log := s.log.With("pod", rec.Name, "namespace", rec.Namespace, "uid", rec.UID, "job_id", rec.JobID)
 	if _, err := s.cmd.run(ctx, s.cfg.ScancelPath, "--batch", "--signal=USR1", rec.JobID); err != nil {
 		if !jobGone(err) {
-			log.Warn("could not signal the job to stop gracefully: cancelling it", "err", err)
+			s.log.Warn("could not signal the job to stop gracefully: cancelling it", "pod", rec.Name, "namespace", rec.Namespace, "uid", rec.UID, "job_id", rec.JobID, "err", err)
 		}
-		return
+		return 0, false
 	}
-	ctx, cancel := context.WithTimeout(ctx, grace+stopMargin)
-	defer cancel()
+	return time.Duration(secs) * time.Second, true
+}
+
+// waitStopped waits for a signalled job to end, until ctx does.
+func (s *Slurm) waitStopped(ctx context.Context, rec *record) {
+	log := s.log.With("pod", rec.Name, "namespace", rec.Namespace, "uid", rec.UID, "job_id", rec.JobID)
 	start := time.Now()
 	t := time.NewTicker(stopPoll)
 	defer t.Stop()
@@ -418,7 +427,9 @@ func readProbeState(root *poddata.Dir, pidFile, stateFile string) (prober.State,
 	if err != nil || pid <= 0 {
 		return st, false
 	}
-	b, err = readSmall(root, stateFile)
+	// A state's message is capped (probe.MaxResultBytes), but JSON may
+	// escape each of its bytes in six.
+	b, err = readUpTo(root, stateFile, 8*probe.MaxResultBytes)
 	if err != nil || json.Unmarshal(b, &st) != nil {
 		return st, false
 	}

@@ -66,6 +66,9 @@ func TestProberSpec(t *testing.T) {
 			// Every container's entry is kept for kubectl exec, nsenter
 			// whether or not its probes need it.
 			wantEntry := prober.Container{Name: "main", Exec: tt.wantExec, Nsenter: tt.wantNs, Inner: tt.wantInner}
+			if tt.runtime == RuntimePodman {
+				wantEntry.Running = []string{"podman", "container", "inspect", "--format", "{{.State.Running}}", tt.wantExec[2]}
+			}
 			if len(j.status.Entries) != len(data.Pod.Spec.Containers) || !cmp.Equal(j.status.Entries[0], wantEntry) {
 				t.Errorf("entries %+v, want %+v first, one per container", j.status.Entries, wantEntry)
 			}
@@ -242,9 +245,14 @@ func TestDeleteStopsGracefully(t *testing.T) {
 	stopPoll, stopMargin = 10*time.Millisecond, 200*time.Millisecond
 	t.Cleanup(func() { stopPoll, stopMargin = oldPoll, oldMargin })
 	ctx := context.Background()
+	// The calls since the last look: the file is moved aside first, so
+	// that a call appending meanwhile is not lost.
 	cancelled := func() string {
-		b, _ := os.ReadFile(filepath.Join(dir, "cancelled"))
-		_ = os.Remove(filepath.Join(dir, "cancelled"))
+		taken := filepath.Join(dir, "cancelled.taken")
+		if os.Rename(filepath.Join(dir, "cancelled"), taken) != nil {
+			return ""
+		}
+		b, _ := os.ReadFile(taken)
 		return string(b)
 	}
 	queue := func(q string) {
@@ -263,12 +271,35 @@ func TestDeleteStopsGracefully(t *testing.T) {
 	} else if st, _ := os.Stat(filepath.Join(dir, "jobs", "team-a-"+testUID, prober.SpecFile)); st.Mode().Perm() != 0o600 {
 		t.Errorf("the spec file's mode is %v, want 0600", st.Mode())
 	}
+	// The calls to scancel, once the background stop has ended.
+	settled := func(want string) {
+		t.Helper()
+		var got string
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if got += cancelled(); got == want {
+				return
+			}
+		}
+		t.Errorf("scancel calls %q, want %q", got, want)
+	}
 	queue("100|RUNNING|None\n")
+	start := time.Now()
 	if err := s.Delete(ctx, &data.Pod); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := cancelled(), "--batch --signal=USR1 100\n100\n"; got != want {
-		t.Errorf("scancel calls %q, want %q", got, want)
+	// Delete returns once the job is signalled; a second Delete meanwhile
+	// signals nothing more.
+	if err := s.Delete(ctx, &data.Pod); err != nil || time.Since(start) > time.Second {
+		t.Errorf("Delete: %v after %s", err, time.Since(start))
+	}
+	settled("--batch --signal=USR1 100\n100\n")
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, ok := s.store.get(string(data.Pod.UID)); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the pod's record is left after its graceful stop")
+		}
 	}
 
 	// Without a preStop hook: scancel alone.
@@ -297,14 +328,33 @@ func TestDeleteStopsGracefully(t *testing.T) {
 		t.Fatal(err)
 	}
 	queue("102|RUNNING|None\n")
-	start := time.Now()
+	start = time.Now()
 	if err := s.Delete(ctx, &stuck.Pod); err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(start); d < time.Second || d > 5*time.Second {
-		t.Errorf("Delete of a stuck job took %s, want about 1.2 s", d)
+	if got := cancelled(); got != "--batch --signal=USR1 102\n" {
+		t.Errorf("scancel calls %q, want the signal alone before the grace period", got)
 	}
-	if got := cancelled(); got != "--batch --signal=USR1 102\n102\n" {
-		t.Errorf("scancel calls %q", got)
+	settled("102\n")
+	if d := time.Since(start); d < time.Second || d > 5*time.Second {
+		t.Errorf("the stuck job was cancelled after %s, want about 1.2 s (grace + margin)", d)
+	}
+
+	// Close cancels a job still stopping, at once.
+	stuck.Pod.UID, stuck.Pod.Name = "3f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a", "closing"
+	stuck.Pod.Spec.TerminationGracePeriodSeconds = ptr(int64(600))
+	if _, err := s.Create(ctx, stuck); err != nil {
+		t.Fatal(err)
+	}
+	queue("103|RUNNING|None\n")
+	if err := s.Delete(ctx, &stuck.Pod); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	if err := s.Close(); err != nil || time.Since(start) > 3*time.Second {
+		t.Errorf("Close: %v after %s", err, time.Since(start))
+	}
+	if got := cancelled(); got != "--batch --signal=USR1 103\n103\n" {
+		t.Errorf("scancel calls %q, want the job cancelled by Close", got)
 	}
 }

@@ -44,6 +44,13 @@ type Slurm struct {
 	// absent counts, per job ID, the polls in a row in which Slurm said it
 	// does not know the job.
 	absent sync.Map // string -> int
+	// stopping are the pods (by UID) whose jobs stop gracefully in the
+	// background (Delete); bg owns those goroutines, ended by Close
+	// through stopAll.
+	stopping sync.Map // string -> struct{}
+	bg       sync.WaitGroup
+	stopAll  context.CancelFunc
+	bgCtx    context.Context //nolint:containedctx // the background stops' lifetime, ended by Close
 }
 
 var (
@@ -103,6 +110,7 @@ func New(cfg Config, log *slog.Logger) (*Slurm, error) {
 		log.Warn("config key without effect", "detail", w)
 	}
 	s := &Slurm{cfg: cfg, log: log, cmd: newCommands(&cfg), store: st, root: root, rootDir: rootDir, lock: lock, missing: missing, jobTemplate: tmpl}
+	s.bgCtx, s.stopAll = context.WithCancel(context.Background())
 	log.Info("slurm sidecar state loaded", "pods", st.len(), "state", statePath, "data", rootDir)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.CommandTimeout.Duration)
 	defer cancel()
@@ -140,6 +148,9 @@ func (s *Slurm) reconcile(ctx context.Context) error {
 
 // Close releases the store and the data root.
 func (s *Slurm) Close() error {
+	// Jobs stopping gracefully are cancelled now, and their pods removed.
+	s.stopAll()
+	s.bg.Wait()
 	return errors.Join(s.store.close(), s.lock.Close(), s.root.Close())
 }
 
@@ -325,11 +336,36 @@ func (s *Slurm) giveTo(dir string, uid, gid int) error {
 // Delete cancels the pod's job and removes its directory and record.
 func (s *Slurm) Delete(ctx context.Context, p *corev1.Pod) error {
 	uid := string(p.UID)
-	// The graceful stop waits without the pod's lock, which a status
-	// recording the job's end takes.
-	if rec, ok := s.store.get(uid); ok && rec.Final == nil && rec.StopGrace > 0 {
-		s.stopJob(ctx, &rec, p)
+	if _, ok := s.stopping.Load(uid); ok {
+		return nil // stopping gracefully already
 	}
+	// A pod with preStop hooks stops gracefully: its job is signalled, and
+	// the rest of the deletion waits for it in the background (as a
+	// kubelet's does: the pod stays Terminating meanwhile), so that no
+	// caller's timeout cuts the grace period short. The wait holds no lock:
+	// a status recording the job's end takes the pod's.
+	if rec, ok := s.store.get(uid); ok && rec.Final == nil && rec.StopGrace > 0 {
+		if grace, ok := s.signalStop(ctx, &rec, p); ok {
+			s.stopping.Store(uid, struct{}{})
+			p := p.DeepCopy() // the caller's may change once Delete returns
+			s.bg.Go(func() {
+				defer s.stopping.Delete(uid)
+				ctx, cancel := context.WithTimeout(s.bgCtx, grace+stopMargin)
+				s.waitStopped(ctx, &rec)
+				cancel()
+				if err := s.remove(context.Background(), p); err != nil && !api.IsNotFound(err) {
+					s.log.Error("could not delete a pod after its graceful stop", "pod", p.Name, "namespace", p.Namespace, "uid", uid, "err", err)
+				}
+			})
+			return nil
+		}
+	}
+	return s.remove(ctx, p)
+}
+
+// remove cancels the pod's job and removes what it left.
+func (s *Slurm) remove(ctx context.Context, p *corev1.Pod) error {
+	uid := string(p.UID)
 	unlock := s.locks.Lock(uid)
 	defer unlock()
 	rec, ok := s.store.get(uid)

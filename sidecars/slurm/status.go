@@ -304,13 +304,16 @@ func openJobFile(root *poddata.Dir, name string) (*os.File, error) {
 }
 
 // readSmall reads at most 4 KiB of a file the job writes under root.
-func readSmall(root *poddata.Dir, name string) ([]byte, error) {
+func readSmall(root *poddata.Dir, name string) ([]byte, error) { return readUpTo(root, name, 4096) }
+
+// readUpTo reads at most n bytes of a job's file, as readSmall.
+func readUpTo(root *poddata.Dir, name string, n int64) ([]byte, error) {
 	f, err := openJobFile(root, name)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = f.Close() }()
-	return io.ReadAll(io.LimitReader(f, 4096))
+	return io.ReadAll(io.LimitReader(f, n))
 }
 
 // outputTail returns the end of the job's output, for messages.

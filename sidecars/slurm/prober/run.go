@@ -3,7 +3,10 @@ package prober
 import (
 	"context"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,15 +18,9 @@ import (
 // PollInterval is how often the prober reads each container's pid file.
 const PollInterval = 200 * time.Millisecond
 
-// Grace periods, in seconds.
-const (
-	// DefaultGracePeriodSeconds is used when the Spec says 0 (the API
-	// server defaults a pod's to 30).
-	DefaultGracePeriodSeconds = 30
-	// MaxGracePeriodSeconds caps any grace period: the job's time limit
-	// ends it anyway.
-	MaxGracePeriodSeconds = 3600
-)
+// MaxGracePeriodSeconds caps any grace period, as the sidecar caps the
+// pod's: the job's time limit ends it anyway.
+const MaxGracePeriodSeconds = 3600
 
 // hookTimeout is a postStart hook's: none but the run's end.
 const hookTimeout = 100 * 365 * 24 * time.Hour
@@ -178,13 +175,17 @@ func (p *prober) runOnce(ctx context.Context, c *Container, id procID, st *state
 // recorded its pid. Hooks and probes start then. It is false when ctx
 // ends first.
 func (p *prober) waitContainer(ctx context.Context, c *Container, id procID) bool {
-	if len(c.Exec) > 0 || c.Nsenter == "" {
+	if len(c.Running) == 0 && c.Nsenter == "" {
 		return true
 	}
-	tick := time.NewTicker(p.poll / 4)
+	every := p.poll / 4
+	if len(c.Running) > 0 {
+		every = p.poll * 2 // a runtime's command: not 20 times a second
+	}
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
-		if _, err := containerProcess(p.proc, id.pid); err == nil {
+		if entered(ctx, c, id.pid, p.proc) {
 			return true
 		}
 		select {
@@ -193,6 +194,29 @@ func (p *prober) waitContainer(ctx context.Context, c *Container, id procID) boo
 		case <-tick.C:
 		}
 	}
+}
+
+// entered tells whether the container of the run of pid can be entered:
+// with Running, once that command prints "true" (podman: the container
+// runs, not only its podman run); with nsenter, once a process of the run
+// is in a mount namespace of its own whose root holds the helper (Inner's
+// program): the runtime has then moved into the image, not only unshared.
+func entered(ctx context.Context, c *Container, pid int, proc procFS) bool {
+	if len(c.Running) > 0 {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		code, out, err := runCapped(ctx, execArgv(c.Running, pid, nil), nil)
+		return err == nil && code == 0 && strings.TrimSpace(string(out)) == "true"
+	}
+	cp, err := containerProcess(proc, pid)
+	if err != nil {
+		return false
+	}
+	if len(c.Inner) == 0 || !filepath.IsAbs(c.Inner[0]) || proc.root != "/proc" {
+		return true
+	}
+	_, err = os.Stat(filepath.Join(proc.root, strconv.Itoa(cp), "root", c.Inner[0]))
+	return err == nil
 }
 
 // now is the time a state records.
@@ -209,16 +233,15 @@ func (p *prober) kill(ctx context.Context, log *slog.Logger, id procID, st *stat
 
 // grace is the grace period of a container stopped for a failing probe
 // (nil: for another reason): the probe's terminationGracePeriodSeconds,
-// else the pod's, within (0, MaxGracePeriodSeconds].
+// else the pod's, within [1, MaxGracePeriodSeconds] seconds: 0 (stop at
+// once) still gives SIGTERM a second before SIGKILL, as the job's own stop
+// does.
 func grace(pod int64, p *corev1.Probe) time.Duration {
 	s := pod
 	if p != nil && p.TerminationGracePeriodSeconds != nil {
 		s = *p.TerminationGracePeriodSeconds
 	}
-	if s <= 0 {
-		s = DefaultGracePeriodSeconds
-	}
-	return time.Duration(min(s, MaxGracePeriodSeconds)) * time.Second
+	return time.Duration(min(max(s, 1), MaxGracePeriodSeconds)) * time.Second
 }
 
 // terminate sends SIGTERM to id, then SIGKILL at killAt if it is still

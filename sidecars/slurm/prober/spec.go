@@ -54,6 +54,11 @@ type Container struct {
 	// handlers fail (the runtime cannot).
 	Exec    []string `json:"exec,omitempty"`
 	Nsenter string   `json:"nsenter,omitempty"`
+	// Running, with Exec, is the argv (PIDPlaceholder replaced) that
+	// prints "true" once the container runs and Exec can enter it
+	// (podman container inspect --format {{.State.Running}} NAME): hooks
+	// and probes wait for it.
+	Running []string `json:"running,omitempty"`
 	// Inner are the words run inside the container before the command: the
 	// env helper, so that the command sees the container's env
 	// (/.interlink/envexec /.interlink/env --).
