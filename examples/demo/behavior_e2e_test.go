@@ -629,12 +629,14 @@ func buildImages(t *testing.T) string {
 func behaviorBackends() []backend {
 	return []backend{
 		{name: "Charliecloud", start: func(t *testing.T, images string) *stack {
-			return runDemo(t, "AUTH=static", "RUNTIME=charliecloud", "DEMO_IMAGE_ROOT="+filepath.Join(images, "ch"), "SLURM_NODE_CPUS=16")
+			return runDemo(t, "AUTH=static", "RUNTIME=charliecloud", "DEMO_IMAGE_ROOT="+filepath.Join(images, "ch"), "SLURM_NODE_CPUS=48")
+		}, unsupported: map[string]string{
+			"termination-message": "ch-run binds the host's /dev, where a container has no /dev/termination-log of its own",
 		}},
 		// Apptainer on the same image directories, as sandboxes (the demo
 		// builds it, and sets ApptainerPath and --userns).
 		{name: "Apptainer", start: func(t *testing.T, images string) *stack {
-			return runDemo(t, "AUTH=static", "RUNTIME=apptainer", "DEMO_IMAGE_ROOT="+filepath.Join(images, "ch"), "SLURM_NODE_CPUS=16")
+			return runDemo(t, "AUTH=static", "RUNTIME=apptainer", "DEMO_IMAGE_ROOT="+filepath.Join(images, "ch"), "SLURM_NODE_CPUS=48")
 		}},
 		// Podman (Debian's 4.3) in the jobs, on a private storage the demo
 		// makes (.ci/podman.sh up) and loads with the test images. The
@@ -642,7 +644,7 @@ func behaviorBackends() []backend {
 		// PodmanLocalStorage): it checks the images at create (a missing
 		// one is ErrImagePull).
 		{name: "Podman", start: func(t *testing.T, images string) *stack {
-			return runDemo(t, "AUTH=static", "RUNTIME=podman", "SLURM_NODE_CPUS=16")
+			return runDemo(t, "AUTH=static", "RUNTIME=podman", "SLURM_NODE_CPUS=48")
 		}},
 		{name: "Docker", start: func(t *testing.T, images string) *stack {
 			s := runDemo(t, "AUTH=static", "SIDECAR=docker")

@@ -29,33 +29,33 @@ func lifecycleCases(port int) []*behaviorCase {
 	}
 
 	// Not ready for 12 s, ready for 15 s, then not ready again.
-	p := behaviorPod("", imgBusybox, "sh", "-c", "sleep 12; touch /tmp/ready; sleep 15; rm /tmp/ready; sleep 600")
+	p := behaviorPod("", imgBusybox, "sh", "-c", "sleep 12; touch /tmp/ready; sleep 15; rm /tmp/ready; sleep 40")
 	p.Spec.Containers[0].ReadinessProbe = execProbe(1, 1, "cat", "/tmp/ready")
-	add("probe-readiness", "a readiness probe failing, passing, failing: Ready flips", p, readinessFlips)
+	add("probe-readiness", "a readiness probe failing, passing, failing: Ready flips", p, deleted(readinessFlips))
 
-	p = behaviorPod("", imgBusybox, "sh", "-c", "touch /tmp/alive; sleep 8; rm /tmp/alive; sleep 600")
+	p = behaviorPod("", imgBusybox, "sh", "-c", "touch /tmp/alive; sleep 8; rm /tmp/alive; sleep 120")
 	p.Spec.RestartPolicy = corev1.RestartPolicyAlways
 	p.Spec.Containers[0].LivenessProbe = execProbe(1, 2, "cat", "/tmp/alive")
-	add("probe-liveness", "a failing liveness probe restarts the container", p, livenessRestarts)
+	add("probe-liveness", "a failing liveness probe restarts the container", p, deleted(livenessRestarts))
 
 	// The liveness probe would fail at once: it must not run before the
 	// startup probe passes (after 8 s).
-	p = behaviorPod("", imgBusybox, "sh", "-c", "sleep 8; touch /tmp/started; sleep 600")
+	p = behaviorPod("", imgBusybox, "sh", "-c", "sleep 8; touch /tmp/started; sleep 120")
 	p.Spec.RestartPolicy = corev1.RestartPolicyAlways
 	p.Spec.Containers[0].StartupProbe = execProbe(1, 60, "cat", "/tmp/started")
 	p.Spec.Containers[0].LivenessProbe = execProbe(1, 1, "cat", "/tmp/started")
-	add("probe-startup", "a startup probe gates liveness; started follows it", p, startupGates)
+	add("probe-startup", "a startup probe gates liveness; started follows it", p, deleted(startupGates))
 
 	p = behaviorPod("", imgBusybox, "sh", "-c", fmt.Sprintf("sleep 6; mkdir -p /tmp/www && echo ok > /tmp/www/healthz && exec httpd -f -p %d -h /tmp/www", port+1))
-	p.Spec.Containers[0].Ports = []corev1.ContainerPort{{Name: "web", ContainerPort: int32(port + 1)}}
+	p.Spec.Containers[0].Ports = []corev1.ContainerPort{{Name: "web", ContainerPort: port32(port + 1)}}
 	p.Spec.Containers[0].ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("web")}},
 		PeriodSeconds: 1, TimeoutSeconds: 2, FailureThreshold: 1, SuccessThreshold: 1}
-	add("probe-http", "an httpGet readiness probe against a real listener", p, becomesReady)
+	add("probe-http", "an httpGet readiness probe against a real listener", p, deleted(becomesReady))
 
 	p = behaviorPod("", imgBusybox, "sh", "-c", fmt.Sprintf("sleep 6; mkdir -p /tmp/www && exec httpd -f -p %d -h /tmp/www", port+2))
-	p.Spec.Containers[0].ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(int32(port + 2))}},
+	p.Spec.Containers[0].ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(port32(port + 2))}},
 		PeriodSeconds: 1, TimeoutSeconds: 2, FailureThreshold: 1, SuccessThreshold: 1}
-	add("probe-tcp", "a tcpSocket readiness probe against a real listener", p, becomesReady)
+	add("probe-tcp", "a tcpSocket readiness probe against a real listener", p, deleted(becomesReady))
 
 	p = behaviorPod("", imgBusybox, "sh", "-c", "for i in $(seq 300); do [ -s /tmp/hook ] && break; sleep 0.1; done; cat /tmp/hook")
 	p.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{
@@ -65,7 +65,7 @@ func lifecycleCases(port int) []*behaviorCase {
 	// preStop tells a listener pod (by its pod IP) that it ran, then the
 	// container gets its stop signal.
 	p = behaviorPod("", imgBusybox, "sh", "-c", fmt.Sprintf("while :; do nc -l -p %d </dev/null; done", port+3))
-	add("hook-prestop", "preStop runs on delete, before the container stops", p, preStopRuns(port+3))
+	add("hook-prestop", "preStop runs on delete, before the container stops", p, deleted(preStopRuns(port+3)))
 
 	p = behaviorPod("", imgBusybox, "sh", "-c", "printf 'bye\\nnow' > /dev/termination-log; exit 3")
 	add("termination-message", "the message of /dev/termination-log", p, terminatedWith(3, "bye\nnow"))
@@ -81,6 +81,22 @@ func lifecycleCases(port int) []*behaviorCase {
 	add("termination-fallback", "FallbackToLogsOnError: the log's last 80 lines", p, terminatedWith(2, want))
 	return cs
 }
+
+// deleted runs check, then deletes the case's pod (without waiting): a
+// pod that would run on does not hold a slot of the node for the others.
+func deleted(check func(*testing.T, *run, *behaviorCase) error) func(*testing.T, *run, *behaviorCase) error {
+	return func(t *testing.T, s *run, c *behaviorCase) error {
+		err := check(t, s, c)
+		if out, derr := s.kubectlRun(t, "delete", "pod", "-n", nsBehave, c.pod.Name, "--wait=false"); derr != nil {
+			t.Logf("kubectl delete %s: %v: %s", c.pod.Name, derr, out)
+		}
+		return err
+	}
+}
+
+// port32 is a port as the API types hold it (the suite's ports are below
+// 41000).
+func port32(n int) int32 { return int32(n) } //nolint:gosec // see above
 
 func podReady(p *corev1.Pod) (bool, time.Time) {
 	for _, c := range p.Status.Conditions {
@@ -164,7 +180,7 @@ func startupGates(t *testing.T, s *run, c *behaviorCase) error {
 	}); err != nil {
 		return err
 	}
-	p, err := s.waitPod(t, c.pod.Name, func(p *corev1.Pod) error {
+	_, err := s.waitPod(t, c.pod.Name, func(p *corev1.Pod) error {
 		cs := statusOf(p, "main")
 		if cs == nil || cs.Started == nil || !*cs.Started || !cs.Ready {
 			return fmt.Errorf("container %+v, want started and ready", cs)
@@ -175,7 +191,8 @@ func startupGates(t *testing.T, s *run, c *behaviorCase) error {
 		return err
 	}
 	time.Sleep(5 * time.Second) // the liveness probe now runs, and passes
-	if p, err = s.getPod(t, nsBehave, c.pod.Name); err != nil {
+	p, err := s.getPod(t, nsBehave, c.pod.Name)
+	if err != nil {
 		return err
 	}
 	if cs := statusOf(p, "main"); cs.RestartCount != 0 {
@@ -234,7 +251,7 @@ func preStopRuns(port int) func(*testing.T, *run, *behaviorCase) error {
 		}
 		logs, err := s.logsOf(t, c.pod.Name, "main")
 		if err != nil || !strings.Contains(logs, "GET /prestop-ran") {
-			return fmt.Errorf("listener's log %q (%v), want the preStop hook's request", logs, err)
+			return fmt.Errorf("listener's log %q (%w), want the preStop hook's request", logs, err)
 		}
 		return nil
 	}

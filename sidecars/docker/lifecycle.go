@@ -180,14 +180,14 @@ func (d *Docker) checkHandlers(p *corev1.Pod, c *corev1.Container, l *lifecycle)
 		p *corev1.Probe
 	}{{"startupProbe", l.Startup}, {"livenessProbe", l.Liveness}, {"readinessProbe", l.Readiness}} {
 		if pr.p != nil {
-			all = append(all, named{pr.f, probe.ProbeAction(pr.p)})
+			all = append(all, named{pr.f, probe.ForProbe(pr.p)})
 		}
 	}
 	if h := l.postStart(); h != nil {
-		all = append(all, named{"lifecycle.postStart", probe.HookAction(h)})
+		all = append(all, named{"lifecycle.postStart", probe.ForHook(h)})
 	}
 	if h := l.preStop(); h != nil {
-		all = append(all, named{"lifecycle.preStop", probe.HookAction(h)})
+		all = append(all, named{"lifecycle.preStop", probe.ForHook(h)})
 	}
 	noNet := !p.Spec.HostNetwork && d.cfg.NetworkMode == "none"
 	for _, n := range all {

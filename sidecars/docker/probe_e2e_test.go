@@ -100,7 +100,7 @@ func TestE2EProbes(t *testing.T) {
 		if cs := container0(st); cs.Started == nil || *cs.Started || cs.Ready {
 			t.Errorf("started or ready before the startup probe passed: %+v", cs)
 		}
-		st = waitFor(t, d, &data.Pod, "started", func(st api.PodStatus) bool { cs := container0(st); return cs.Started != nil && *cs.Started && cs.Ready })
+		waitFor(t, d, &data.Pod, "started", func(st api.PodStatus) bool { cs := container0(st); return cs.Started != nil && *cs.Started && cs.Ready })
 		time.Sleep(2 * time.Second)
 		st = waitFor(t, d, &data.Pod, "status", func(api.PodStatus) bool { return true })
 		if cs := container0(st); cs.RestartCount != 0 {

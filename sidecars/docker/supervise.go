@@ -152,7 +152,7 @@ func (d *Docker) probeRun(ctx context.Context, in container.InspectResponse, l l
 	}
 	t := d.target(ctx, in, l)
 	if h := l.postStart(); h != nil && hook {
-		res := probe.HookAction(h).Run(ctx, t, postStartTimeout)
+		res := probe.ForHook(h).Run(ctx, t, postStartTimeout)
 		if ctx.Err() != nil {
 			return
 		}
@@ -189,7 +189,7 @@ func (d *Docker) stopRun(ctx context.Context, id string, l lifecycle, grace int6
 		in, err := d.inspect(ctx, id)
 		if err == nil && in.State.Status == container.StateRunning {
 			hctx, cancel := context.WithDeadline(ctx, deadline)
-			res := probe.HookAction(h).Run(hctx, d.target(hctx, in, l), time.Until(deadline))
+			res := probe.ForHook(h).Run(hctx, d.target(hctx, in, l), time.Until(deadline))
 			cancel()
 			if !res.OK {
 				d.log.Info("preStop hook failed", "container", in.Config.Labels[LabelContainer], "err", res.Message)
@@ -319,12 +319,12 @@ func needsAddress(l lifecycle) bool {
 	acts := []probe.Action{}
 	for _, p := range []*corev1.Probe{l.Startup, l.Liveness, l.Readiness} {
 		if p != nil {
-			acts = append(acts, probe.ProbeAction(p))
+			acts = append(acts, probe.ForProbe(p))
 		}
 	}
 	for _, h := range []*corev1.LifecycleHandler{l.postStart(), l.preStop()} {
 		if h != nil {
-			acts = append(acts, probe.HookAction(h))
+			acts = append(acts, probe.ForHook(h))
 		}
 	}
 	for _, a := range acts {

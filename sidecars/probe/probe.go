@@ -80,13 +80,13 @@ type Action struct {
 	Sleep     *corev1.SleepAction
 }
 
-// ProbeAction is the action of a probe.
-func ProbeAction(p *corev1.Probe) Action {
+// ForProbe is the action of a probe.
+func ForProbe(p *corev1.Probe) Action {
 	return Action{Exec: p.Exec, HTTPGet: p.HTTPGet, TCPSocket: p.TCPSocket, GRPC: p.GRPC}
 }
 
-// HookAction is the action of a lifecycle hook.
-func HookAction(h *corev1.LifecycleHandler) Action {
+// ForHook is the action of a lifecycle hook.
+func ForHook(h *corev1.LifecycleHandler) Action {
 	return Action{Exec: h.Exec, HTTPGet: h.HTTPGet, TCPSocket: h.TCPSocket, Sleep: h.Sleep}
 }
 

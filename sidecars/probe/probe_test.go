@@ -19,14 +19,17 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
-func hostPort(t *testing.T, addr string) (string, int) {
+func hostPort(t *testing.T, addr string) (string, int32) {
 	t.Helper()
 	h, p, err := net.SplitHostPort(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, _ := strconv.Atoi(p)
-	return h, n
+	n, err := strconv.ParseInt(p, 10, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, int32(n)
 }
 
 func TestActions(t *testing.T) {
@@ -73,7 +76,7 @@ func TestActions(t *testing.T) {
 		}
 		return 3, []byte("not healthy\n"), nil
 	}
-	tg := Target{Host: host, Exec: exec, Ports: []corev1.ContainerPort{{Name: "web", ContainerPort: int32(port)}}}
+	tg := Target{Host: host, Exec: exec, Ports: []corev1.ContainerPort{{Name: "web", ContainerPort: port}}}
 	down := "down"
 	cases := []struct {
 		name string
@@ -87,13 +90,13 @@ func TestActions(t *testing.T) {
 		{"exec error", Action{Exec: &corev1.ExecAction{Command: []string{"broken"}}}, false, "no such container"},
 		{"http ok, named port, headers", Action{HTTPGet: &corev1.HTTPGetAction{Path: "ok", Port: intstr.FromString("web"),
 			HTTPHeaders: []corev1.HTTPHeader{{Name: "X-Probe", Value: "yes"}, {Name: "Host", Value: "app.example"}}}}, true, ""},
-		{"http redirect is success", Action{HTTPGet: &corev1.HTTPGetAction{Path: "/redirect", Port: intstr.FromInt32(int32(port))}}, true, ""},
-		{"http 503", Action{HTTPGet: &corev1.HTTPGetAction{Path: "/x", Port: intstr.FromInt32(int32(port))}}, false, "HTTP 503"},
+		{"http redirect is success", Action{HTTPGet: &corev1.HTTPGetAction{Path: "/redirect", Port: intstr.FromInt32(port)}}, true, ""},
+		{"http 503", Action{HTTPGet: &corev1.HTTPGetAction{Path: "/x", Port: intstr.FromInt32(port)}}, false, "HTTP 503"},
 		{"http unknown port name", Action{HTTPGet: &corev1.HTTPGetAction{Port: intstr.FromString("nope")}}, false, `port "nope" names no port`},
-		{"tcp ok", Action{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(int32(port))}}, true, ""},
-		{"tcp refused", Action{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(int32(closedPort))}}, false, "refused"},
-		{"grpc serving", Action{GRPC: &corev1.GRPCAction{Port: int32(gport)}}, true, ""},
-		{"grpc not serving", Action{GRPC: &corev1.GRPCAction{Port: int32(gport), Service: &down}}, false, "NOT_SERVING"},
+		{"tcp ok", Action{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(port)}}, true, ""},
+		{"tcp refused", Action{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(closedPort)}}, false, "refused"},
+		{"grpc serving", Action{GRPC: &corev1.GRPCAction{Port: gport}}, true, ""},
+		{"grpc not serving", Action{GRPC: &corev1.GRPCAction{Port: gport, Service: &down}}, false, "NOT_SERVING"},
 		{"sleep", Action{Sleep: &corev1.SleepAction{Seconds: 0}}, true, ""},
 	}
 	for _, c := range cases {
@@ -107,7 +110,9 @@ func TestActions(t *testing.T) {
 			}
 		})
 	}
-	loud := Target{Exec: func(context.Context, []string) (int, []byte, error) { return 1, []byte(strings.Repeat("<html>", 2000)), nil }}
+	loud := Target{Exec: func(context.Context, []string) (int, []byte, error) {
+		return 1, []byte(strings.Repeat("<html>", 2000)), nil
+	}}
 	if r := (Action{Exec: &corev1.ExecAction{Command: []string{"x"}}}).Run(context.Background(), loud, time.Second); r.OK || len(r.Message) > MaxResultBytes+len("…") {
 		t.Errorf("a failure's message holds %d bytes, want at most %d", len(r.Message), MaxResultBytes)
 	}

@@ -55,18 +55,18 @@ func Validate(c *corev1.Container) error {
 		if p.probe == nil {
 			continue
 		}
-		if err := ProbeAction(p.probe).Validate(); err != nil {
+		if err := ForProbe(p.probe).Validate(); err != nil {
 			return fieldErr(c.Name, p.name, err)
 		}
 	}
 	if l := c.Lifecycle; l != nil {
 		if l.PostStart != nil {
-			if err := HookAction(l.PostStart).Validate(); err != nil {
+			if err := ForHook(l.PostStart).Validate(); err != nil {
 				return fieldErr(c.Name, "lifecycle.postStart", err)
 			}
 		}
 		if l.PreStop != nil {
-			if err := HookAction(l.PreStop).Validate(); err != nil {
+			if err := ForHook(l.PreStop).Validate(); err != nil {
 				return fieldErr(c.Name, "lifecycle.preStop", err)
 			}
 		}
@@ -188,7 +188,7 @@ func loop(ctx context.Context, p *corev1.Probe, t Target, start time.Time, next 
 	if !sleepUntil(ctx, start.Add(time.Duration(p.InitialDelaySeconds)*unit)) {
 		return
 	}
-	a := ProbeAction(p)
+	a := ForProbe(p)
 	var successes, failures int32
 	for {
 		began := time.Now()

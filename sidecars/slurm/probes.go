@@ -73,7 +73,6 @@ func hasExec(c *corev1.Container) bool {
 	return false
 }
 
-
 // gracePeriod is the pod's terminationGracePeriodSeconds, or the default,
 // at most prober.MaxGracePeriodSeconds (the job script, the prober and
 // Delete all take it in seconds; a longer stop would hold a deleted pod's
@@ -346,14 +345,14 @@ func (s *Slurm) signalStop(ctx context.Context, rec *record, p *corev1.Pod) (tim
 	}
 	if _, err := s.cmd.run(ctx, s.cfg.ScancelPath, "--batch", "--signal=USR1", rec.JobID); err != nil {
 		if !jobGone(err) {
-			s.log.Warn("could not signal the job to stop gracefully: cancelling it", "pod", rec.Name, "namespace", rec.Namespace, "uid", rec.UID, "job_id", rec.JobID, "err", err)
+			s.log.Warn("could not signal the job to stop gracefully: canceling it", "pod", rec.Name, "namespace", rec.Namespace, "uid", rec.UID, "job_id", rec.JobID, "err", err)
 		}
 		return 0, false
 	}
 	return time.Duration(secs) * time.Second, true
 }
 
-// waitStopped waits for a signalled job to end, until ctx does.
+// waitStopped waits for a signaled job to end, until ctx does.
 func (s *Slurm) waitStopped(ctx context.Context, rec *record) {
 	log := s.log.With("pod", rec.Name, "namespace", rec.Namespace, "uid", rec.UID, "job_id", rec.JobID)
 	start := time.Now()
@@ -362,7 +361,7 @@ func (s *Slurm) waitStopped(ctx context.Context, rec *record) {
 	for {
 		select {
 		case <-ctx.Done():
-			log.Warn("the job did not stop within its grace period: cancelling it", "duration_seconds", time.Since(start).Seconds())
+			log.Warn("the job did not stop within its grace period: canceling it", "duration_seconds", time.Since(start).Seconds())
 			return
 		case <-t.C:
 		}

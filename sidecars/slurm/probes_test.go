@@ -287,7 +287,7 @@ func TestDeleteStopsGracefully(t *testing.T) {
 	if err := s.Delete(ctx, &data.Pod); err != nil {
 		t.Fatal(err)
 	}
-	// Delete returns once the job is signalled; a second Delete meanwhile
+	// Delete returns once the job is signaled; a second Delete meanwhile
 	// signals nothing more.
 	if err := s.Delete(ctx, &data.Pod); err != nil || time.Since(start) > time.Second {
 		t.Errorf("Delete: %v after %s", err, time.Since(start))

@@ -339,7 +339,7 @@ func (s *Slurm) Delete(ctx context.Context, p *corev1.Pod) error {
 	if _, ok := s.stopping.Load(uid); ok {
 		return nil // stopping gracefully already
 	}
-	// A pod with preStop hooks stops gracefully: its job is signalled, and
+	// A pod with preStop hooks stops gracefully: its job is signaled, and
 	// the rest of the deletion waits for it in the background (as a
 	// kubelet's does: the pod stays Terminating meanwhile), so that no
 	// caller's timeout cuts the grace period short. The wait holds no lock:

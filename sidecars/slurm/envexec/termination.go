@@ -82,7 +82,9 @@ func supervise(prog string, argv []string, t *termination, stderr io.Writer) int
 	signal.Stop(sigs)
 	code := codeError
 	if err == nil {
-		code = waitCode(unix.WaitStatus(state.Sys().(syscall.WaitStatus)))
+		if ws, ok := state.Sys().(syscall.WaitStatus); ok {
+			code = waitCode(unix.WaitStatus(ws))
+		}
 	} else {
 		fmt.Fprintf(stderr, "interlink-envexec: wait: %v\n", err)
 	}

@@ -13,9 +13,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/seed-3f807049/interlink/sidecars/probe"
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/seed-3f807049/interlink/sidecars/probe"
 )
 
 // usage is how the job calls the prober. SPEC is DIR/probes.json; the

@@ -10,9 +10,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/seed-3f807049/interlink/sidecars/probe"
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/seed-3f807049/interlink/sidecars/probe"
 )
 
 // PollInterval is how often the prober reads each container's pid file.
@@ -135,7 +136,7 @@ func (p *prober) runOnce(ctx context.Context, c *Container, id procID, st *state
 		return
 	}
 	if c.Lifecycle != nil && c.Lifecycle.PostStart != nil {
-		res := probe.HookAction(c.Lifecycle.PostStart).Run(ctx, t, hookTimeout)
+		res := probe.ForHook(c.Lifecycle.PostStart).Run(ctx, t, hookTimeout)
 		if ctx.Err() != nil {
 			return
 		}

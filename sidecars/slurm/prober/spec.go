@@ -15,7 +15,7 @@ import (
 // SpecFile is the Spec's name in the pod's directory.
 const SpecFile = "probes.json"
 
-// PIDPlaceholder, as a whole word of Spec.Exec, stands for the pid of the
+// PIDPlaceholder stands, as a whole word of Spec.Exec, for the pid of the
 // container's process.
 const PIDPlaceholder = "{{pid}}"
 

@@ -51,7 +51,7 @@ func (p *prober) stopOne(ctx context.Context, c *Container, deadline time.Time) 
 	log := p.log.With("container", c.Name, "pid", id.pid)
 	killAt := deadline
 	if c.Lifecycle != nil && c.Lifecycle.PreStop != nil {
-		res := probe.HookAction(c.Lifecycle.PreStop).Run(ctx, target(c, id.pid, p.proc), time.Until(deadline))
+		res := probe.ForHook(c.Lifecycle.PreStop).Run(ctx, target(c, id.pid, p.proc), time.Until(deadline))
 		if !res.OK {
 			log.Warn("preStop hook failed", "message", res.Message)
 		}

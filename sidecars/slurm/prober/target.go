@@ -9,9 +9,10 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/seed-3f807049/interlink/sidecars/probe"
 	"github.com/seed-3f807049/interlink/sidecars/slurm/envexec"
-	"golang.org/x/sys/unix"
 )
 
 // DefaultHost is where network probes connect when neither the handler

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/seed-3f807049/interlink/sidecars/probe"
 	"github.com/seed-3f807049/interlink/sidecars/slurm/envexec"
 )
