@@ -28,8 +28,9 @@ func lifecycleCases(port int) []*behaviorCase {
 		cs = append(cs, &behaviorCase{name: name, what: what, pod: pod, objs: []any{pod}, check: check})
 	}
 
-	// Not ready for 12 s, ready for 15 s, then not ready again.
-	p := behaviorPod("", imgBusybox, "sh", "-c", "sleep 12; touch /tmp/ready; sleep 15; rm /tmp/ready; sleep 40")
+	// Not ready for 20 s, ready for 20 s, then not ready again (each longer
+	// than the status takes to reach the API server).
+	p := behaviorPod("", imgBusybox, "sh", "-c", "sleep 20; touch /tmp/ready; sleep 20; rm /tmp/ready; sleep 40")
 	p.Spec.Containers[0].ReadinessProbe = execProbe(1, 1, "cat", "/tmp/ready")
 	add("probe-readiness", "a readiness probe failing, passing, failing: Ready flips", p, deleted(readinessFlips))
 
@@ -39,20 +40,20 @@ func lifecycleCases(port int) []*behaviorCase {
 	add("probe-liveness", "a failing liveness probe restarts the container", p, deleted(livenessRestarts))
 
 	// The liveness probe would fail at once: it must not run before the
-	// startup probe passes (after 8 s).
-	p = behaviorPod("", imgBusybox, "sh", "-c", "sleep 8; touch /tmp/started; sleep 120")
+	// startup probe passes (after 20 s).
+	p = behaviorPod("", imgBusybox, "sh", "-c", "sleep 20; touch /tmp/started; sleep 120")
 	p.Spec.RestartPolicy = corev1.RestartPolicyAlways
 	p.Spec.Containers[0].StartupProbe = execProbe(1, 60, "cat", "/tmp/started")
 	p.Spec.Containers[0].LivenessProbe = execProbe(1, 1, "cat", "/tmp/started")
 	add("probe-startup", "a startup probe gates liveness; started follows it", p, deleted(startupGates))
 
-	p = behaviorPod("", imgBusybox, "sh", "-c", fmt.Sprintf("sleep 6; mkdir -p /tmp/www && echo ok > /tmp/www/healthz && exec httpd -f -p %d -h /tmp/www", port+1))
+	p = behaviorPod("", imgBusybox, "sh", "-c", fmt.Sprintf("sleep 20; mkdir -p /tmp/www && echo ok > /tmp/www/healthz && exec httpd -f -p %d -h /tmp/www", port+1))
 	p.Spec.Containers[0].Ports = []corev1.ContainerPort{{Name: "web", ContainerPort: port32(port + 1)}}
 	p.Spec.Containers[0].ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("web")}},
 		PeriodSeconds: 1, TimeoutSeconds: 2, FailureThreshold: 1, SuccessThreshold: 1}
 	add("probe-http", "an httpGet readiness probe against a real listener", p, deleted(becomesReady))
 
-	p = behaviorPod("", imgBusybox, "sh", "-c", fmt.Sprintf("sleep 6; mkdir -p /tmp/www && exec httpd -f -p %d -h /tmp/www", port+2))
+	p = behaviorPod("", imgBusybox, "sh", "-c", fmt.Sprintf("sleep 20; mkdir -p /tmp/www && exec httpd -f -p %d -h /tmp/www", port+2))
 	p.Spec.Containers[0].ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(port32(port + 2))}},
 		PeriodSeconds: 1, TimeoutSeconds: 2, FailureThreshold: 1, SuccessThreshold: 1}
 	add("probe-tcp", "a tcpSocket readiness probe against a real listener", p, deleted(becomesReady))
@@ -234,7 +235,8 @@ func preStopRuns(port int) func(*testing.T, *run, *behaviorCase) error {
 		name := c.pod.Name + "-stopped"
 		p := behaviorPod(name, imgBusybox, "sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done")
 		p.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
-			Command: []string{"wget", "-q", "-T", "3", "-O-", fmt.Sprintf("http://%s:%d/prestop-ran", ip, port)}}}}
+			// busybox 1.35's wget -T crashes: timeout bounds it instead.
+			Command: []string{"timeout", "3", "wget", "-q", "-O-", fmt.Sprintf("http://%s:%d/prestop-ran", ip, port)}}}}
 		if out, err := s.apply(t, p); err != nil {
 			return fmt.Errorf("kubectl apply: %w: %s", err, out)
 		}
