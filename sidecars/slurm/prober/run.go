@@ -141,7 +141,7 @@ func (p *prober) runOnce(ctx context.Context, c *Container, id procID, st *state
 			return
 		}
 		if !res.OK {
-			p.kill(ctx, log, id, st, "PostStart hook failed: "+res.Message, grace(p.spec.GracePeriodSeconds, nil))
+			p.kill(ctx, log, id, st, "FailedPostStartHook: "+res.Message, grace(p.spec.GracePeriodSeconds, nil))
 			return
 		}
 	}

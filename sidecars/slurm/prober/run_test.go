@@ -134,7 +134,7 @@ func TestPostStartFailureKills(t *testing.T) {
 	cmd := p.startProcess(t, "app", "sleep", "100")
 	runProber(t, p)
 	st := p.waitState(t, "app", func(s State) bool { return s.Killed != "" })
-	if !strings.HasPrefix(st.Killed, "PostStart hook failed: ") || !strings.Contains(st.Killed, "no config") || st.Started || st.Ready {
+	if !strings.HasPrefix(st.Killed, "FailedPostStartHook: ") || !strings.Contains(st.Killed, "no config") || st.Started || st.Ready {
 		t.Errorf("state %+v", st)
 	}
 	if s := signalOf(cmd); s != syscall.SIGTERM {

@@ -78,6 +78,6 @@ type State struct {
 	// Since is when Ready last changed (RFC 3339, UTC).
 	Since string `json:"since,omitempty"`
 	// Killed says why the prober stopped the run: "Liveness probe failed:
-	// …", "Startup probe failed: …" or "PostStart hook failed: …".
+	// …", "Startup probe failed: …" or "FailedPostStartHook: …" (the kubelet's event reasons).
 	Killed string `json:"killed,omitempty"`
 }
