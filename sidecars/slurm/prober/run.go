@@ -225,6 +225,11 @@ func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
 
 // kill records why the run is stopped, then stops it.
 func (p *prober) kill(ctx context.Context, log *slog.Logger, id procID, st *stateFile, msg string, g time.Duration) {
+	if !p.proc.alive(id) {
+		// The run ended by itself as its probe failed (a probe of an
+		// ending container): its end is its own, not the prober's.
+		return
+	}
 	log.Info("stopping the container", "reason", msg)
 	if err := st.update(func(s *State) { s.Killed, s.Ready, s.Since = msg, false, now() }); err != nil {
 		log.Error("write probe state", "err", err)
