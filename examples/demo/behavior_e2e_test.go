@@ -285,7 +285,7 @@ cat /shared/w`},
 	}
 	add("image-missing", "a missing image: waiting ErrImagePull/ImagePullBackOff, Pending",
 		behaviorPod("", "interlink-test/absent:1", "true"), waitsForImage("interlink-test/absent:1"))
-	return append(cs, lifecycleCases(port)...)
+	return cs
 }
 
 func withEnv(p *corev1.Pod, env ...corev1.EnvVar) *corev1.Pod {
@@ -629,14 +629,14 @@ func buildImages(t *testing.T) string {
 func behaviorBackends() []backend {
 	return []backend{
 		{name: "Charliecloud", start: func(t *testing.T, images string) *stack {
-			return runDemo(t, "AUTH=static", "RUNTIME=charliecloud", "DEMO_IMAGE_ROOT="+filepath.Join(images, "ch"), "SLURM_NODE_CPUS=48")
+			return runDemo(t, "AUTH=static", "RUNTIME=charliecloud", "DEMO_IMAGE_ROOT="+filepath.Join(images, "ch"), "SLURM_NODE_CPUS=16")
 		}, unsupported: map[string]string{
 			"termination-message": "ch-run binds the host's /dev, where a container has no /dev/termination-log of its own",
 		}},
 		// Apptainer on the same image directories, as sandboxes (the demo
 		// builds it, and sets ApptainerPath and --userns).
 		{name: "Apptainer", start: func(t *testing.T, images string) *stack {
-			return runDemo(t, "AUTH=static", "RUNTIME=apptainer", "DEMO_IMAGE_ROOT="+filepath.Join(images, "ch"), "SLURM_NODE_CPUS=48")
+			return runDemo(t, "AUTH=static", "RUNTIME=apptainer", "DEMO_IMAGE_ROOT="+filepath.Join(images, "ch"), "SLURM_NODE_CPUS=16")
 		}},
 		// Podman (Debian's 4.3) in the jobs, on a private storage the demo
 		// makes (.ci/podman.sh up) and loads with the test images. The
@@ -644,7 +644,7 @@ func behaviorBackends() []backend {
 		// PodmanLocalStorage): it checks the images at create (a missing
 		// one is ErrImagePull).
 		{name: "Podman", start: func(t *testing.T, images string) *stack {
-			return runDemo(t, "AUTH=static", "RUNTIME=podman", "SLURM_NODE_CPUS=48")
+			return runDemo(t, "AUTH=static", "RUNTIME=podman", "SLURM_NODE_CPUS=16")
 		}},
 		{name: "Docker", start: func(t *testing.T, images string) *stack {
 			s := runDemo(t, "AUTH=static", "SIDECAR=docker")
@@ -671,7 +671,8 @@ func TestE2EPodBehavior(t *testing.T) {
 	images := buildImages(t)
 	port := 20000 + rand.IntN(20000) //nolint:gosec // a port, not a secret
 	backends := behaviorBackends()
-	cases := behaviorCases(port)
+	waves := [][]*behaviorCase{behaviorCases(port), lifecycleCases(port)}
+	cases := slices.Concat(waves...)
 	results := map[string]map[string]string{}
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
@@ -690,26 +691,6 @@ func TestE2EPodBehavior(t *testing.T) {
 				}
 				return nil
 			})
-			var objs []any
-			seen := map[string]bool{}
-			for _, c := range cases {
-				if _, skip := b.unsupported[c.name]; skip {
-					continue
-				}
-				for _, o := range c.objs {
-					if m, ok := o.(metav1.ObjectMetaAccessor); ok {
-						k := fmt.Sprintf("%T/%s", o, m.GetObjectMeta().GetName())
-						if seen[k] {
-							continue
-						}
-						seen[k] = true
-					}
-					objs = append(objs, o)
-				}
-			}
-			if out, err := s.apply(t, objs...); err != nil {
-				t.Fatalf("kubectl apply: %v\n%s", err, out)
-			}
 			r := &run{stack: s}
 			ctx, cancel := context.WithCancel(context.Background())
 			watched := make(chan struct{})
@@ -720,27 +701,14 @@ func TestE2EPodBehavior(t *testing.T) {
 				results[b.name][c] = result
 				mu.Unlock()
 			}
-			// Every case at once: their pods run side by side, as users' do.
-			t.Run("cases", func(t *testing.T) {
-				for _, c := range cases {
-					if why, ok := b.unsupported[c.name]; ok {
-						record(c.name, "unsupported: "+why)
-						continue
-					}
-					t.Run(c.name, func(t *testing.T) {
-						t.Parallel()
-						if err := c.check(t, r, c); err != nil {
-							t.Errorf("%s: %v", c.what, err)
-							record(c.name, "FAIL")
-							if p, perr := s.getPod(t, nsBehave, c.name); perr == nil {
-								t.Logf("pod status: %+v", p.Status)
-							}
-							return
-						}
-						record(c.name, "pass")
-					})
-				}
-			})
+			// Every case of a wave at once: their pods run side by side, as
+			// users' do. The lifecycle cases come second: their timing is
+			// what they check, on a node not loaded with the first wave.
+			for i, wave := range waves {
+				t.Run(fmt.Sprintf("wave-%d", i+1), func(t *testing.T) {
+					runWave(t, b, r, wave, record)
+				})
+			}
 			cancel()
 			<-watched
 			s.mustKubectl(t, "delete", "namespace", nsBehave, "--wait=true", "--timeout=120s")
@@ -761,6 +729,55 @@ func TestE2EPodBehavior(t *testing.T) {
 }
 
 // docTable reads docs/slurm.md's table: backend -> case -> result.
+// runWave applies the objects of a wave's cases (but those the backend
+// cannot run) and checks every case at once.
+func runWave(t *testing.T, b backend, r *run, cases []*behaviorCase, record func(c, result string)) {
+	var objs []any
+	seen := map[string]bool{}
+	for _, c := range cases {
+		if _, skip := b.unsupported[c.name]; skip {
+			continue
+		}
+		for _, o := range c.objs {
+			if m, ok := o.(metav1.ObjectMetaAccessor); ok {
+				k := fmt.Sprintf("%T/%s", o, m.GetObjectMeta().GetName())
+				if seen[k] {
+					continue
+				}
+				seen[k] = true
+			}
+			objs = append(objs, o)
+		}
+	}
+	if out, err := r.apply(t, objs...); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s", err, out)
+	}
+	t.Run("cases", func(t *testing.T) {
+		for _, c := range cases {
+			if why, ok := b.unsupported[c.name]; ok {
+				record(c.name, "unsupported: "+why)
+				continue
+			}
+			t.Run(c.name, func(t *testing.T) {
+				t.Parallel()
+				if err := c.check(t, r, c); err != nil {
+					t.Errorf("%s: %v", c.what, err)
+					record(c.name, "FAIL")
+					if p, perr := r.getPod(t, nsBehave, c.name); perr == nil {
+						t.Logf("pod status: %+v", p.Status)
+					}
+					return
+				}
+				record(c.name, "pass")
+			})
+		}
+	})
+	// The next wave starts on an empty node.
+	if out, err := r.kubectlRun(t, "delete", "pods", "--all", "-n", nsBehave, "--wait=true", "--timeout=180s"); err != nil {
+		t.Errorf("kubectl delete pods: %v\n%s", err, out)
+	}
+}
+
 func docTable(t *testing.T) map[string]map[string]string {
 	t.Helper()
 	doc, err := os.ReadFile(filepath.Join(repoDir, "docs", "slurm.md"))
