@@ -3,7 +3,10 @@
 package demo
 
 import (
+	"bytes"
+	"context"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -32,12 +35,12 @@ func lifecycleCases(port int) []*behaviorCase {
 	// than the status takes to reach the API server).
 	p := behaviorPod("", imgBusybox, "sh", "-c", "sleep 20; touch /tmp/ready; sleep 20; rm /tmp/ready; sleep 40")
 	p.Spec.Containers[0].ReadinessProbe = execProbe(1, 1, "cat", "/tmp/ready")
-	add("probe-readiness", "a readiness probe failing, passing, failing: Ready flips", p, deleted(readinessFlips))
+	add("probe-readiness", "a readiness probe failing, passing, failing: Ready flips", p, deleted(watched(readinessFlips)))
 
 	p = behaviorPod("", imgBusybox, "sh", "-c", "touch /tmp/alive; sleep 8; rm /tmp/alive; sleep 120")
 	p.Spec.RestartPolicy = corev1.RestartPolicyAlways
 	p.Spec.Containers[0].LivenessProbe = execProbe(1, 2, "cat", "/tmp/alive")
-	add("probe-liveness", "a failing liveness probe restarts the container", p, deleted(livenessRestarts))
+	add("probe-liveness", "a failing liveness probe restarts the container", p, deleted(watched(livenessRestarts)))
 
 	// The liveness probe would fail at once: it must not run before the
 	// startup probe passes (after 20 s).
@@ -81,6 +84,26 @@ func lifecycleCases(port int) []*behaviorCase {
 	}
 	add("termination-fallback", "FallbackToLogsOnError: the log's last 80 lines", p, terminatedWith(2, want))
 	return cs
+}
+
+// watched runs check while `kubectl get pod -w` follows the case's pod,
+// and logs what it printed (the closing notes show it).
+func watched(check func(*testing.T, *run, *behaviorCase) error) func(*testing.T, *run, *behaviorCase) error {
+	return func(t *testing.T, s *run, c *behaviorCase) error {
+		ctx, cancel := context.WithCancel(context.Background())
+		var out bytes.Buffer
+		cmd := exec.CommandContext(ctx, s.kubectl, "--kubeconfig", s.kubeconfig, "get", "pod", "-n", nsBehave, c.pod.Name, "-w")
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			cancel()
+			return fmt.Errorf("kubectl get -w: %w", err)
+		}
+		err := check(t, s, c)
+		cancel()
+		_ = cmd.Wait()
+		t.Logf("kubectl get pod %s -w:\n%s", c.pod.Name, out.String())
+		return err
+	}
 }
 
 // deleted runs check, then deletes the case's pod (without waiting): a
