@@ -48,22 +48,13 @@ func reapMain(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "interlink-envexec reap: become a subreaper: %v\n", err)
 		return codeError
 	}
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, forwarded...)
 	// The job's own program (the runtime, by absolute path), never pod data.
-	proc, err := os.StartProcess(argv[0], argv, &os.ProcAttr{Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}}) //nolint:gosec // see above
-	if err != nil {
-		fmt.Fprintf(stderr, "interlink-envexec reap: %v\n", err)
-		if errors.Is(err, os.ErrNotExist) {
-			return codeNotFound
-		}
-		return codeNotRunnable
+	proc, stop, fail := startPassingOn(argv[0], argv, &os.ProcAttr{Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}},
+		forwarded, stderr, "interlink-envexec reap")
+	if proc == nil {
+		return fail
 	}
-	go func() {
-		for s := range sigs {
-			_ = proc.Signal(s)
-		}
-	}()
+	defer stop()
 	code := -1
 	for {
 		var ws unix.WaitStatus
@@ -86,6 +77,30 @@ func reapMain(args []string, stderr io.Writer) int {
 		return codeError // never seen: PROGRAM was not ours to wait for
 	}
 	return code
+}
+
+// startPassingOn starts prog as a child and passes the signals sigs the
+// helper gets on to it until stop is called. It returns a nil process,
+// and the exit code to give (127: not found; 126: not runnable), when
+// prog does not start; the failure is written to stderr after prefix.
+func startPassingOn(prog string, argv []string, attr *os.ProcAttr, sigs []os.Signal, stderr io.Writer, prefix string) (proc *os.Process, stop func(), fail int) {
+	ch := make(chan os.Signal, 16)
+	signal.Notify(ch, sigs...)
+	proc, err := os.StartProcess(prog, argv, attr) //nolint:gosec // the callers say whose program it is
+	if err != nil {
+		signal.Stop(ch)
+		fmt.Fprintf(stderr, "%s: %s: %v\n", prefix, argv[0], err)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil, codeNotFound
+		}
+		return nil, nil, codeNotRunnable
+	}
+	go func() {
+		for s := range ch {
+			_ = proc.Signal(s)
+		}
+	}()
+	return proc, func() { signal.Stop(ch) }, 0
 }
 
 // waitCode is a wait status as a shell gives it: the exit code, or 128+N

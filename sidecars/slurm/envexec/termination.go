@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
 	"syscall"
 
@@ -57,29 +56,18 @@ func supervise(prog string, argv []string, t *termination, stderr io.Writer) int
 		fmt.Fprintf(stderr, "interlink-envexec: %v\n", err)
 		return codeError
 	}
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, supervised...)
 	// Inside the container: running the pod's command is the helper's job.
-	proc, err := os.StartProcess(prog, argv, &os.ProcAttr{ //nolint:gosec // see above
+	proc, stop, fail := startPassingOn(prog, argv, &os.ProcAttr{
 		Env:   os.Environ(),
 		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
 		// A helper killed outright takes the command with it.
 		Sys: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
-	})
-	if err != nil {
-		fmt.Fprintf(stderr, "interlink-envexec: %s: %v\n", argv[0], err)
-		if errors.Is(err, os.ErrNotExist) {
-			return codeNotFound
-		}
-		return codeNotRunnable
+	}, supervised, stderr, "interlink-envexec")
+	if proc == nil {
+		return fail
 	}
-	go func() {
-		for s := range sigs {
-			_ = proc.Signal(s)
-		}
-	}()
 	state, err := proc.Wait()
-	signal.Stop(sigs)
+	stop()
 	code := codeError
 	if err == nil {
 		if ws, ok := state.Sys().(syscall.WaitStatus); ok {

@@ -3,12 +3,9 @@ package prober
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"os/exec"
 	"os/signal"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -56,26 +53,10 @@ func execMain(args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
-// runStreaming runs argv in a process group of its own, its output going
-// to stdout and stderr as it comes, killed whole when ctx ends (srun
-// signals the step when the caller goes away).
+// runStreaming runs argv (command), its output going to stdout and stderr
+// as it comes (srun signals the step when the caller goes away).
 func runStreaming(ctx context.Context, argv, env []string, stdout, stderr io.Writer) (int, error) {
-	// argv is the sidecar's program followed by the command's words, each
-	// one argv element: no shell ever reads them.
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...) //nolint:gosec // see above
-	cmd.Env = env
-	cmd.Dir = "/"
+	cmd := command(ctx, argv, env)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Cancel = func() error { return unix.Kill(-cmd.Process.Pid, unix.SIGKILL) }
-	cmd.WaitDelay = execWaitDelay
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal()), nil
-		}
-		return ee.ExitCode(), nil
-	}
-	return 0, err
+	return exitCode(cmd.Run())
 }

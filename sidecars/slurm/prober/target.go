@@ -149,29 +149,41 @@ func nsenterArgv(c *Container, pid int, proc procFS, cmd []string) ([]string, er
 	return append(argv, cmd...), nil
 }
 
-// runCapped runs argv (env nil: the prober's) in a process group of its
-// own, killed whole when ctx ends, and returns its exit code (128+N for
-// signal N) and the first probe.MaxOutputBytes of its output.
+// runCapped runs argv (command) and returns its exit code and the first
+// probe.MaxOutputBytes of its output.
 func runCapped(ctx context.Context, argv []string, env []string) (int, []byte, error) {
+	cmd := command(ctx, argv, env)
+	out := &capped{max: probe.MaxOutputBytes}
+	cmd.Stdout, cmd.Stderr = out, out
+	code, err := exitCode(cmd.Run())
+	return code, out.b, err
+}
+
+// command runs argv (env nil: the prober's) at /, in a process group of
+// its own killed whole when ctx ends, and killed when the prober dies.
+func command(ctx context.Context, argv []string, env []string) *exec.Cmd {
 	// argv is the sidecar's program followed by the command's words, each
 	// one argv element: no shell ever reads them.
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...) //nolint:gosec // see above
 	cmd.Env = env
 	cmd.Dir = "/"
-	out := &capped{max: probe.MaxOutputBytes}
-	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return unix.Kill(-cmd.Process.Pid, unix.SIGKILL) }
 	cmd.WaitDelay = execWaitDelay
-	err := cmd.Run()
+	return cmd
+}
+
+// exitCode is the exit code of a command that ran with error err: its
+// own, 128+N for a signal N; err when it did not run.
+func exitCode(err error) (int, error) {
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal()), out.b, nil
+			return 128 + int(ws.Signal()), nil
 		}
-		return ee.ExitCode(), out.b, nil
+		return ee.ExitCode(), nil
 	}
-	return 0, out.b, err
+	return 0, err
 }
 
 // capped keeps the first max bytes written to it.
