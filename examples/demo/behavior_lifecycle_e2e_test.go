@@ -131,48 +131,52 @@ func podReady(p *corev1.Pod) (bool, time.Time) {
 	return false, time.Time{}
 }
 
-func runningNotReady(p *corev1.Pod) error {
-	cs := statusOf(p, "main")
-	if ready, _ := podReady(p); p.Status.Phase != corev1.PodRunning || cs == nil || cs.State.Running == nil || ready || cs.Ready {
-		return fmt.Errorf("phase %s, container %+v, want running and not ready", p.Status.Phase, cs)
-	}
-	return nil
-}
-
-func readyAfter(after time.Time) func(p *corev1.Pod) error {
-	return func(p *corev1.Pod) error {
-		ready, since := podReady(p)
-		if cs := statusOf(p, "main"); !ready || cs == nil || !cs.Ready || since.Before(after.Truncate(time.Second)) {
-			return fmt.Errorf("Ready %v since %s (want after %s)", ready, since, after)
+// readyLate waits until the pod is Ready, and checks that it turned Ready
+// at least late after its container started: its probe held it back
+// until its command made the probe pass. It returns when Ready turned.
+func readyLate(t *testing.T, s *run, name string, late time.Duration) (time.Time, error) {
+	p, err := s.waitPod(t, name, func(p *corev1.Pod) error {
+		if ready, since := podReady(p); !ready {
+			return fmt.Errorf("phase %s, Ready false since %s", p.Status.Phase, since)
 		}
 		return nil
+	})
+	if err != nil {
+		return time.Time{}, err
 	}
+	_, since := podReady(p)
+	cs := statusOf(p, "main")
+	if cs == nil || cs.State.Running == nil || !cs.Ready {
+		return since, fmt.Errorf("container %+v, want running and ready", cs)
+	}
+	if started := cs.State.Running.StartedAt.Time; since.Sub(started) < late-time.Second {
+		return since, fmt.Errorf("Ready since %s, only %s after the container started (%s): its probe did not hold it back", since, since.Sub(started), started)
+	}
+	if cs.RestartCount != 0 {
+		return since, fmt.Errorf("restarted %d times", cs.RestartCount)
+	}
+	return since, nil
 }
 
-// readinessFlips: running and not ready, then ready, then not ready, each
-// transition time after the one before.
+// readinessFlips: Ready only once the probe passes (20 s after the start),
+// then not Ready again once it fails (20 s later), without a restart.
 func readinessFlips(t *testing.T, s *run, c *behaviorCase) error {
-	p, err := s.waitPod(t, c.pod.Name, runningNotReady)
+	became, err := readyLate(t, s, c.pod.Name, 15*time.Second)
 	if err != nil {
 		return err
 	}
-	_, first := podReady(p)
-	if p, err = s.waitPod(t, c.pod.Name, readyAfter(first)); err != nil {
-		return err
-	}
-	_, became := podReady(p)
-	p, err = s.waitPod(t, c.pod.Name, func(p *corev1.Pod) error {
+	p, err := s.waitPod(t, c.pod.Name, func(p *corev1.Pod) error {
 		ready, since := podReady(p)
 		if ready || !since.After(became) {
 			return fmt.Errorf("Ready %v since %s, want false after %s", ready, since, became)
 		}
-		return runningNotReady(p)
+		return nil
 	})
 	if err != nil {
 		return err
 	}
-	if cs := statusOf(p, "main"); cs.RestartCount != 0 {
-		return fmt.Errorf("restarted %d times: readiness must not restart", cs.RestartCount)
+	if cs := statusOf(p, "main"); cs == nil || cs.RestartCount != 0 || cs.State.Running == nil || cs.Ready {
+		return fmt.Errorf("container %+v, want running, not ready, never restarted: readiness must not restart", cs)
 	}
 	return nil
 }
@@ -194,24 +198,12 @@ func livenessRestarts(t *testing.T, s *run, c *behaviorCase) error {
 	return nil
 }
 
+// startupGates: started (and so ready) only once the startup probe passes,
+// 20 s after the start, though a liveness probe with a failure threshold
+// of 1 that would fail before then runs beside it: it must not have run
+// (no restart), then or 5 s later.
 func startupGates(t *testing.T, s *run, c *behaviorCase) error {
-	if _, err := s.waitPod(t, c.pod.Name, func(p *corev1.Pod) error {
-		cs := statusOf(p, "main")
-		if cs == nil || cs.State.Running == nil || cs.Started == nil || *cs.Started || cs.Ready {
-			return fmt.Errorf("container %+v, want running, not started, not ready", cs)
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
-	_, err := s.waitPod(t, c.pod.Name, func(p *corev1.Pod) error {
-		cs := statusOf(p, "main")
-		if cs == nil || cs.Started == nil || !*cs.Started || !cs.Ready {
-			return fmt.Errorf("container %+v, want started and ready", cs)
-		}
-		return nil
-	})
-	if err != nil {
+	if _, err := readyLate(t, s, c.pod.Name, 15*time.Second); err != nil {
 		return err
 	}
 	time.Sleep(5 * time.Second) // the liveness probe now runs, and passes
@@ -219,19 +211,14 @@ func startupGates(t *testing.T, s *run, c *behaviorCase) error {
 	if err != nil {
 		return err
 	}
-	if cs := statusOf(p, "main"); cs.RestartCount != 0 {
-		return fmt.Errorf("restarted %d times: liveness ran before the startup probe passed", cs.RestartCount)
+	if cs := statusOf(p, "main"); cs == nil || cs.RestartCount != 0 || cs.Started == nil || !*cs.Started {
+		return fmt.Errorf("container %+v: want started and never restarted", cs)
 	}
 	return nil
 }
 
 func becomesReady(t *testing.T, s *run, c *behaviorCase) error {
-	p, err := s.waitPod(t, c.pod.Name, runningNotReady)
-	if err != nil {
-		return err
-	}
-	_, first := podReady(p)
-	_, err = s.waitPod(t, c.pod.Name, readyAfter(first))
+	_, err := readyLate(t, s, c.pod.Name, 15*time.Second)
 	return err
 }
 

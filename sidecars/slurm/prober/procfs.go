@@ -22,10 +22,12 @@ type procFS struct {
 	// userNSDepth tells how deep pid's user namespace is nested in the
 	// prober's (0: the same); false when it is not within it.
 	userNSDepth func(pid int) (int, bool)
+	// rootHolds tells whether name exists under pid's root (nil: always).
+	rootHolds func(pid int, name string) bool
 }
 
 // hostProc is the real /proc.
-var hostProc = procFS{root: "/proc", self: "self", userNSDepth: userNSDepth}
+var hostProc = procFS{root: "/proc", self: "self", userNSDepth: userNSDepth, rootHolds: rootHolds}
 
 // procID tells one process apart from an earlier one of the same pid.
 type procID struct {

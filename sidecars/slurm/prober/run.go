@@ -3,9 +3,7 @@ package prober
 import (
 	"context"
 	"log/slog"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -200,8 +198,7 @@ func (p *prober) waitContainer(ctx context.Context, c *Container, id procID) boo
 // entered tells whether the container of the run of pid can be entered:
 // with Running, once that command prints "true" (podman: the container
 // runs, not only its podman run); with nsenter, once a process of the run
-// is in a mount namespace of its own whose root holds the helper (Inner's
-// program): the runtime has then moved into the image, not only unshared.
+// is in the image (containerProcess), not only in a namespace of its own.
 func entered(ctx context.Context, c *Container, pid int, proc procFS) bool {
 	if len(c.Running) > 0 {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -209,14 +206,7 @@ func entered(ctx context.Context, c *Container, pid int, proc procFS) bool {
 		code, out, err := runCapped(ctx, execArgv(c.Running, pid, nil), nil)
 		return err == nil && code == 0 && strings.TrimSpace(string(out)) == "true"
 	}
-	cp, err := containerProcess(proc, pid)
-	if err != nil {
-		return false
-	}
-	if len(c.Inner) == 0 || !filepath.IsAbs(c.Inner[0]) || proc.root != "/proc" {
-		return true
-	}
-	_, err = os.Stat(filepath.Join(proc.root, strconv.Itoa(cp), "root", c.Inner[0]))
+	_, err := containerProcess(proc, pid, c)
 	return err == nil
 }
 

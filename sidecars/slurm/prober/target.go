@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -71,21 +73,23 @@ func execArgv(exec []string, pid int, cmd []string) []string {
 	return append(argv, cmd...)
 }
 
-// containerProcess finds the container's first process: pid itself when
-// it is in a mount namespace other than the prober's (ch-run execs the
-// container), else such a descendant (a runtime that starts the container
-// as a child): the one in the least nested user namespace, the first
-// breadth first among those. A user namespace that a container's process
-// made within the container's (where its root could trace what enters)
-// is always more nested than the container's own.
-func containerProcess(proc procFS, pid int) (int, error) {
+// containerProcess finds the container's first process among pid and
+// its descendants: one in a mount namespace other than the prober's whose
+// root holds the helper c runs inside (Inner's program), so that its root
+// is the container's (ch-run execs the container in pid itself; Apptainer's
+// starter, in a mount namespace of its own, runs the container as a child,
+// whose root is the image). Of those, the one in the least nested user
+// namespace, the first breadth first among them: a user namespace that a
+// container's process made within the container's (where its root could
+// trace what enters) is always more nested than the container's own.
+func containerProcess(proc procFS, pid int, c *Container) (int, error) {
 	own, err := proc.ns(0, "mnt")
 	if err != nil {
 		return 0, fmt.Errorf("own mount namespace: %w", err)
 	}
 	depth := func(p int) (int, bool) {
 		mnt, err := proc.ns(p, "mnt")
-		if err != nil || mnt == own {
+		if err != nil || mnt == own || !proc.holds(p, c) {
 			return 0, false
 		}
 		if proc.userNSDepth == nil {
@@ -93,11 +97,8 @@ func containerProcess(proc procFS, pid int) (int, error) {
 		}
 		return proc.userNSDepth(p)
 	}
-	if _, ok := depth(pid); ok {
-		return pid, nil
-	}
 	best, bestDepth := 0, maxUserNSDepth+1
-	for _, p := range descendants(proc.parents(), pid) {
+	for _, p := range append([]int{pid}, descendants(proc.parents(), pid)...) {
 		if d, ok := depth(p); ok && d < bestDepth {
 			best, bestDepth = p, d
 		}
@@ -106,6 +107,23 @@ func containerProcess(proc procFS, pid int) (int, error) {
 		return 0, errNotRunning
 	}
 	return best, nil
+}
+
+// holds tells whether the root of process pid holds the program c runs
+// inside the container (Inner's first word): the process has entered the
+// image. An entry without Inner, or a proc tree without rootHolds
+// (tests), holds anything.
+func (p procFS) holds(pid int, c *Container) bool {
+	if c == nil || len(c.Inner) == 0 || !filepath.IsAbs(c.Inner[0]) || p.rootHolds == nil {
+		return true
+	}
+	return p.rootHolds(pid, c.Inner[0])
+}
+
+// rootHolds tells whether name exists under the root of process pid.
+func rootHolds(pid int, name string) bool {
+	_, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid), "root", name))
+	return err == nil
 }
 
 // nsFlags are the namespaces entered only when the container's differs
@@ -128,7 +146,7 @@ var nsFlags = []struct {
 // the run of pid: in the namespaces of its first process, at that
 // process's root and working directory, behind c.Inner.
 func nsenterArgv(c *Container, pid int, proc procFS, cmd []string) ([]string, error) {
-	p, err := containerProcess(proc, pid)
+	p, err := containerProcess(proc, pid, c)
 	if err != nil {
 		return nil, err
 	}

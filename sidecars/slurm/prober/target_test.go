@@ -74,27 +74,35 @@ func TestNsenterArgv(t *testing.T) {
 		name    string
 		tree    fakeProc
 		nested  int // its user namespace is nested in the container's
+		outside int // its root is not the image's: no helper in it
 		want    int
 		options []string
 	}{
 		{"ch-run: the recorded pid", fakeProc{"self": {1, host}, "10": {1, with("mnt", "m", "user", "u")}},
-			0, 10, []string{"--user", "--preserve-credentials"}},
+			0, 0, 10, []string{"--user", "--preserve-credentials"}},
 		{"apptainer: a descendant", fakeProc{"self": {1, host}, "10": {1, host}, "11": {10, host},
 			"12": {11, with("mnt", "m", "pid", "p", "ipc", "i")}, "13": {10, with("mnt", "x")}},
-			0, 13, nil},
+			0, 0, 13, nil},
 		{"breadth first, own pid ns", fakeProc{"self": {1, host}, "10": {1, host}, "11": {10, host},
 			"12": {11, with("mnt", "m", "pid", "p", "ipc", "i", "uts", "h", "net", "n")}},
-			0, 12, []string{"--ipc", "--uts", "--net", "--pid"}},
+			0, 0, 12, []string{"--ipc", "--uts", "--net", "--pid"}},
 		{"nested user namespace passed over", fakeProc{"self": {1, host}, "10": {1, host},
 			"11": {10, with("mnt", "evil", "user", "evil")}, "12": {10, with("mnt", "m", "user", "u")}},
-			11, 12, []string{"--user", "--preserve-credentials"}},
-		{"not running yet", fakeProc{"self": {1, host}, "10": {1, host}, "11": {10, host}}, 0, 0, nil},
+			11, 0, 12, []string{"--user", "--preserve-credentials"}},
+		{"not running yet", fakeProc{"self": {1, host}, "10": {1, host}, "11": {10, host}}, 0, 0, 0, nil},
+		// Apptainer's starter has a mount namespace of its own, but its
+		// root is not the image's (pid 99 never holds the helper).
+		{"apptainer: the starter's root is not the image", fakeProc{"self": {1, host}, "10": {1, with("mnt", "s", "user", "u")},
+			"12": {10, with("mnt", "m", "user", "u")}}, 0, 10, 12, []string{"--user", "--preserve-credentials"}},
+		{"not in the image yet", fakeProc{"self": {1, host}, "10": {1, with("mnt", "s", "user", "u")}}, 0, 10, 0, nil},
 	} {
 		proc := procFS{root: tc.tree.write(t), self: "self", userNSDepth: func(pid int) (int, bool) {
 			if pid == tc.nested {
 				return 2, true
 			}
 			return 1, true
+		}, rootHolds: func(pid int, name string) bool {
+			return name == c.Inner[0] && pid != tc.outside
 		}}
 		got, err := nsenterArgv(c, 10, proc, cmd)
 		if tc.want == 0 {
