@@ -262,8 +262,11 @@ func preStopRuns(port int) func(*testing.T, *run, *behaviorCase) error {
 			return fmt.Errorf("kubectl delete: %w: %s", err, out)
 		}
 		logs, err := s.logsOf(t, c.pod.Name, "main")
-		if err != nil || !strings.Contains(logs, "GET /prestop-ran") {
-			return fmt.Errorf("listener's log %q (%w), want the preStop hook's request", logs, err)
+		if err != nil {
+			return fmt.Errorf("the listener's log: %w: %s", err, logs)
+		}
+		if !strings.Contains(logs, "GET /prestop-ran") {
+			return fmt.Errorf("listener's log %q, want the preStop hook's request", logs)
 		}
 		return nil
 	}
