@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -78,7 +79,14 @@ func (c *commands) stream(ctx context.Context, argv []string, out io.Writer) (in
 	errw.flush()
 	var ee *exec.ExitError
 	switch {
+	case errors.As(err, &ee) && errw.failed != "":
+		// srun itself failed (no step: the job just ended, say): not the
+		// command's exit code.
+		return 0, api.Unavailable("%s", errw.failed)
 	case errors.As(err, &ee):
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal()), nil
+		}
 		return ee.ExitCode(), nil
 	case err != nil:
 		return 0, api.Unavailable("%s: %w", argv[0], err)
@@ -103,10 +111,12 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 var srunExit = regexp.MustCompile(`^srun: error: [^ ]+: tasks? [0-9,-]+: Exited with exit code [0-9]+\n$`)
 
 // srunFilter passes standard error on, line by line, without srunExit's
-// lines. A line longer than 64 KiB is passed on in pieces.
+// lines, and keeps the first of srun's own errors (failed). A line longer
+// than 64 KiB is passed on in pieces.
 type srunFilter struct {
-	w   io.Writer
-	buf []byte
+	w      io.Writer
+	buf    []byte
+	failed string
 }
 
 func (f *srunFilter) Write(p []byte) (int, error) {
@@ -120,6 +130,9 @@ func (f *srunFilter) Write(p []byte) (int, error) {
 			return len(p), nil
 		}
 		line := f.buf[:i+1]
+		if f.failed == "" && bytes.HasPrefix(line, []byte("srun: error: ")) && !srunExit.Match(line) {
+			f.failed = strings.TrimSpace(string(line))
+		}
 		if !srunExit.Match(line) {
 			if _, err := f.w.Write(line); err != nil {
 				return len(p), err

@@ -72,6 +72,21 @@ func TestExec(t *testing.T) {
 	}
 }
 
+// TestExecSrunFails: srun's own failure is no exit code of the command.
+func TestExecSrunFails(t *testing.T) {
+	var out strings.Builder
+	c := &commands{}
+	code, err := c.stream(context.Background(), []string{"/bin/sh", "-c",
+		"echo 'srun: error: Unable to create step for job 7: Job/step already completing or completed' >&2; exit 1"}, &out)
+	if api.ReasonOf(err) != api.ReasonUnavailable || !strings.Contains(err.Error(), "Unable to create step") {
+		t.Errorf("srun failing: %d, %v; want unavailable naming srun's error", code, err)
+	}
+	code, err = c.stream(context.Background(), []string{"/bin/sh", "-c", "kill -TERM $$"}, &out)
+	if err != nil || code != 143 {
+		t.Errorf("srun killed by SIGTERM: %d, %v; want 143", code, err)
+	}
+}
+
 func TestSrunFilter(t *testing.T) {
 	var b strings.Builder
 	f := &srunFilter{w: &b}

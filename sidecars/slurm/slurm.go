@@ -18,6 +18,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/seed-3f807049/interlink/functions/api"
 	"github.com/seed-3f807049/interlink/observability/config"
@@ -48,6 +50,8 @@ type Slurm struct {
 	// background (Delete); bg owns those goroutines, ended by Close
 	// through stopAll.
 	stopping sync.Map // string -> struct{}
+	bgMu     sync.Mutex
+	closed   bool // under bgMu: no background stop starts
 	bg       sync.WaitGroup
 	stopAll  context.CancelFunc
 	bgCtx    context.Context //nolint:containedctx // the background stops' lifetime, ended by Close
@@ -117,6 +121,7 @@ func New(cfg Config, log *slog.Logger) (*Slurm, error) {
 	if err := s.reconcile(ctx); err != nil {
 		log.Warn("could not look for jobs left by an interrupted submission", "err", err)
 	}
+	s.resumeStops()
 	return s, nil
 }
 
@@ -148,7 +153,10 @@ func (s *Slurm) reconcile(ctx context.Context) error {
 
 // Close releases the store and the data root.
 func (s *Slurm) Close() error {
-	// Jobs stopping gracefully are cancelled now, and their pods removed.
+	// Jobs stopping gracefully are canceled now, and their pods removed.
+	s.bgMu.Lock()
+	s.closed = true
+	s.bgMu.Unlock()
 	s.stopAll()
 	s.bg.Wait()
 	return errors.Join(s.store.close(), s.lock.Close(), s.root.Close())
@@ -340,27 +348,88 @@ func (s *Slurm) Delete(ctx context.Context, p *corev1.Pod) error {
 		return nil // stopping gracefully already
 	}
 	// A pod with preStop hooks stops gracefully: its job is signaled, and
-	// the rest of the deletion waits for it in the background (as a
-	// kubelet's does: the pod stays Terminating meanwhile), so that no
-	// caller's timeout cuts the grace period short. The wait holds no lock:
-	// a status recording the job's end takes the pod's.
+	// the rest of the deletion waits for it in the background, so that no
+	// caller's timeout cuts the grace period short (virtual-kubelet keeps
+	// the pod object for its grace period meanwhile). The wait holds no
+	// lock: a status recording the job's end takes the pod's.
 	if rec, ok := s.store.get(uid); ok && rec.Final == nil && rec.StopGrace > 0 {
-		if grace, ok := s.signalStop(ctx, &rec, p); ok {
-			s.stopping.Store(uid, struct{}{})
-			p := p.DeepCopy() // the caller's may change once Delete returns
-			s.bg.Go(func() {
-				defer s.stopping.Delete(uid)
-				ctx, cancel := context.WithTimeout(s.bgCtx, grace+stopMargin)
-				s.waitStopped(ctx, &rec)
-				cancel()
-				if err := s.remove(context.Background(), p); err != nil && !api.IsNotFound(err) {
-					s.log.Error("could not delete a pod after its graceful stop", "pod", p.Name, "namespace", p.Namespace, "uid", uid, "err", err)
-				}
-			})
+		if _, busy := s.stopping.LoadOrStore(uid, struct{}{}); busy {
 			return nil
 		}
+		grace, ok := s.signalStop(ctx, &rec, p)
+		if ok {
+			// The caller's pod may change once Delete returns.
+			ok = s.stopLater(rec, p.DeepCopy(), time.Now().Add(grace+stopMargin))
+		}
+		if ok {
+			return nil
+		}
+		s.stopping.Delete(uid)
 	}
 	return s.remove(ctx, p)
+}
+
+// stopLater records that the pod's job stops until until (a sidecar
+// started again goes on with it: resumeStops), and removes the pod in the
+// background once the job ended, or at until, or when the sidecar closes.
+// It is false when the sidecar is closing: the caller removes the pod.
+func (s *Slurm) stopLater(rec record, p *corev1.Pod, until time.Time) bool {
+	s.bgMu.Lock()
+	defer s.bgMu.Unlock()
+	if s.closed {
+		return false
+	}
+	uid := string(p.UID)
+	unlock := s.locks.Lock(uid)
+	if cur, ok := s.store.get(uid); ok {
+		cur.StopUntil = until
+		if err := s.store.put(cur); err != nil {
+			s.log.Warn("could not record a pod's graceful stop; a sidecar started again meanwhile leaves its directory", "pod", p.Name, "namespace", p.Namespace, "uid", uid, "err", err)
+		}
+	}
+	unlock()
+	s.bg.Go(func() {
+		defer s.stopping.Delete(uid)
+		ctx, cancel := context.WithDeadline(s.bgCtx, until)
+		s.waitStopped(ctx, &rec)
+		cancel()
+		if err := s.remove(context.Background(), p); err != nil && !api.IsNotFound(err) {
+			s.log.Error("could not delete a pod after its graceful stop", "pod", p.Name, "namespace", p.Namespace, "uid", uid, "err", err)
+		}
+	})
+	return true
+}
+
+// resumeStops goes on with the graceful stops a sidecar that stopped left
+// recorded (stopLater).
+func (s *Slurm) resumeStops() {
+	var stops []record
+	s.store.each(func(r *record) {
+		if !r.StopUntil.IsZero() {
+			stops = append(stops, *r)
+		}
+	})
+	for _, r := range stops {
+		s.stopping.Store(r.UID, struct{}{})
+		s.stopLater(r, podOfRecord(&r), r.StopUntil)
+	}
+}
+
+// podOfRecord is as much of a pod as its record keeps: enough to remove it.
+func podOfRecord(r *record) *corev1.Pod {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: r.Name, UID: types.UID(r.UID)}}
+	for _, n := range r.InitContainers {
+		p.Spec.InitContainers = append(p.Spec.InitContainers, corev1.Container{Name: n})
+	}
+	for _, n := range r.Containers {
+		p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: n})
+	}
+	for _, e := range r.Entries {
+		if len(e.Exec) > 0 { // podman exec: the pod ran with Podman
+			p.Annotations = map[string]string{AnnotationRuntime: RuntimePodman}
+		}
+	}
+	return p
 }
 
 // remove cancels the pod's job and removes what it left.

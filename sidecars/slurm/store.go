@@ -26,6 +26,9 @@ type record struct {
 	Final *jobState `json:"final,omitempty"`
 	// Probes, hooks and termination messages (absent in older records).
 	podProbes
+	// StopUntil, when set, is the end of the job's graceful stop: Delete
+	// signaled it and removes the pod once it ended (Slurm.stopLater).
+	StopUntil time.Time `json:"stopUntil,omitzero"`
 }
 
 // store maps pod UIDs to records, in memory and in a bbolt file, so that a

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os/signal"
+	"path/filepath"
 
 	"golang.org/x/sys/unix"
 )
@@ -33,8 +34,14 @@ func execMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "interlink-prober: %v\n", err)
 		return 2
 	}
+	// The run the pid file names, if it is still the current one: once a
+	// run ended, its pid may be another process's, another pod's even.
 	pid := readPID(args[0])
-	if pid == 0 {
+	_, start, err := hostProc.stat(pid)
+	if err == nil {
+		err = hostProc.isRun(filepath.Dir(args[0]), c.Name, procID{pid: pid, start: start})
+	}
+	if pid == 0 || err != nil {
 		fmt.Fprintf(stderr, "interlink-prober: container %s is not running\n", c.Name)
 		return 126
 	}

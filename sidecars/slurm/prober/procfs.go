@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -195,4 +197,33 @@ func (p procFS) descends(pid, ancestor int) bool {
 		pid = ppid
 	}
 	return false
+}
+
+// userHZ is the kernel's clock tick for /proc/PID/stat's starttime:
+// USER_HZ, 100 on every architecture Linux and Go share.
+const userHZ = 100
+
+// startedAt is the wall time process start (a procID's) began, from the
+// boot time of the proc file system's stat.
+func (p procFS) startedAt(start uint64) (time.Time, error) {
+	f, err := os.Open(filepath.Join(p.root, "stat"))
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer func() { _ = f.Close() }()
+	b, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	if err != nil {
+		return time.Time{}, err
+	}
+	for line := range bytes.Lines(b) {
+		if v, ok := bytes.CutPrefix(bytes.TrimSpace(line), []byte("btime ")); ok {
+			boot, err := strconv.ParseInt(string(v), 10, 64)
+			if err != nil {
+				return time.Time{}, fmt.Errorf("%s/stat: btime %q", p.root, v)
+			}
+			ticks := int64(start) //nolint:gosec // clock ticks since boot: far below 2^63
+			return time.Unix(boot, 0).Add(time.Duration(ticks) * (time.Second / userHZ)), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%s/stat: no btime", p.root)
 }

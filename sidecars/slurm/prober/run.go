@@ -75,9 +75,14 @@ func (p *prober) watch(ctx context.Context, c *Container) {
 		}
 		if ok && id != last {
 			last = id
-			if p.ancestor == 0 || p.proc.descends(id.pid, p.ancestor) {
+			switch err := p.proc.isRun(p.dir, c.Name, id); {
+			case err != nil:
+				// A pid file left by a run that ended: its pid may be
+				// another process's now, another pod's even.
+				p.log.Info("pid file names no current run: ignored", "container", c.Name, "pid", id.pid, "err", err)
+			case p.ancestor == 0 || p.proc.descends(id.pid, p.ancestor):
 				cur = p.start(ctx, c, id)
-			} else {
+			default:
 				p.log.Warn("pid file names a process outside the job: ignored", "container", c.Name, "pid", id.pid)
 			}
 		}

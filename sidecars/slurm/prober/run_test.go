@@ -33,6 +33,12 @@ func newProber(t *testing.T, spec Spec) *prober {
 // start starts a container's process and records it, as the job does.
 func (p *prober) startProcess(t *testing.T, name string, argv ...string) *exec.Cmd {
 	t.Helper()
+	// As il_run: the run's start, then its process, then its pid file.
+	_ = os.Remove(filepath.Join(p.dir, name+exitSuffix))
+	started := time.Now().UTC().Format(time.RFC3339Nano) + "\n"
+	if err := os.WriteFile(filepath.Join(p.dir, name+startedSuffix), []byte(started), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -153,9 +159,17 @@ func TestStop(t *testing.T) {
 		{Name: "gentle"},
 		{Name: "gone"},
 	}})
-	stubborn := p.startProcess(t, "stubborn", "/bin/sh", "-c", `trap "" TERM; while :; do sleep 0.1; done`)
+	trapped := filepath.Join(t.TempDir(), "trapped")
+	stubborn := p.startProcess(t, "stubborn", "/bin/sh", "-c", `trap "" TERM; : >"$0"; while :; do sleep 0.1; done`, trapped)
 	gentle := p.startProcess(t, "gentle", "sleep", "100")
-	time.Sleep(100 * time.Millisecond) // the shell sets its trap
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(trapped); err == nil {
+			break // the shell has set its trap
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the shell never set its trap")
+		}
+	}
 	began := time.Now()
 	ended := make(chan syscall.Signal, 2)
 	go func() { ended <- signalOf(gentle) }()

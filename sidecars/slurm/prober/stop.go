@@ -42,8 +42,8 @@ func (p *prober) stop(ctx context.Context) error {
 // stopOne runs c's preStop hook, if its run is live, then stops it.
 func (p *prober) stopOne(ctx context.Context, c *Container, deadline time.Time) error {
 	id, ok := p.current(filepath.Join(p.dir, c.Name+pidSuffix))
-	if !ok {
-		return nil
+	if !ok || p.proc.isRun(p.dir, c.Name, id) != nil {
+		return nil // not running (its pid file may name another's process)
 	}
 	if p.ancestor != 0 && !p.proc.descends(id.pid, p.ancestor) {
 		return fmt.Errorf("container %s: pid %d is not the job's", c.Name, id.pid)
