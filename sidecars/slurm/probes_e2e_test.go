@@ -49,16 +49,18 @@ func TestE2EProbes(t *testing.T) {
 		waitFor(t, s, &d.Pod, 60*time.Second, "ready", func(st api.PodStatus) bool { return st.Containers[0].Ready })
 
 		bye := filepath.Join(s.rootDir, d.Pod.Namespace+"-"+string(d.Pod.UID), dataDirName, "volumes", "shared", "bye")
-		done := make(chan error, 1)
+		// Delete returns once the job is signaled; the preStop hook writes,
+		// then sleeps 3 s before the container gets SIGTERM, and the pod is
+		// removed once the job ended.
 		start := time.Now()
-		go func() { done <- s.Delete(context.Background(), &d.Pod) }()
+		if err := s.Delete(context.Background(), &d.Pod); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took > 10*time.Second {
+			t.Errorf("Delete took %s: it should return once the job is signaled", took)
+		}
 		var got []byte
-		for got == nil {
-			select {
-			case err := <-done:
-				t.Fatalf("deleted (%v) before the preStop hook wrote %s", err, bye)
-			case <-time.After(50 * time.Millisecond):
-			}
+		for deadline := time.Now().Add(20 * time.Second); got == nil && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 			if b, err := os.ReadFile(bye); err == nil && len(b) > 0 {
 				got = b
 			}
@@ -66,11 +68,13 @@ func TestE2EProbes(t *testing.T) {
 		if string(got) != "bye from main\n" {
 			t.Errorf("the preStop hook wrote %q", got)
 		}
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-		if d := time.Since(start); d > 30*time.Second {
-			t.Errorf("delete took %s", d)
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			if _, ok := s.store.get(string(d.Pod.UID)); !ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the pod is still there 30 s after its deletion (grace 10 s)")
+			}
 		}
 	})
 
