@@ -89,7 +89,9 @@ tier_hostile() {
 # are built locally (.ci/images.sh: mmdebstrap, docker build).
 tier_behavior() {
 	.ci/slurm.sh install && .ci/docker.sh install && .ci/images.sh install && .ci/podman.sh install && need_apptainer || return 1
-	go test -count=1 -timeout 45m -tags e2e -run 'TestE2EPodBehavior' -v ./examples/demo/
+	# -parallel: every case's check waits on the pods at once (Go's default,
+	# GOMAXPROCS, would hold most back until the first end).
+	go test -count=1 -timeout 45m -parallel 64 -tags e2e -run 'TestE2EPodBehavior' -v ./examples/demo/
 }
 
 # The Docker tier: a private dockerd and containerd (Debian's docker.io,

@@ -238,13 +238,19 @@ docker)
 	progress "a private dockerd and containerd" "$STEPS/docker-up.log" .ci/docker.sh up "$DEMO_DIR/docker"
 	. "$DEMO_DIR/docker/env"
 	export DOCKER_HOST
+	# The private dockerd has no default bridge (--bridge=none): the pods
+	# get a bridge network of their own, which this host reaches (network
+	# probes, one pod calling another by its pod IP).
+	docker network inspect interlink-demo >/dev/null 2>&1 ||
+		docker network create --driver bridge interlink-demo >"$STEPS/docker-network.log" 2>&1 ||
+		die "docker network create: $(tail -5 "$STEPS/docker-network.log")"
 	cat >"$DEMO_DIR/config/docker.yaml" <<YAML
-# interlink-docker: pods as containers on the private dockerd (no bridge
-# network there, so pods get none; busybox holds each pod's namespaces).
+# interlink-docker: pods as containers on the private dockerd, on its
+# interlink-demo bridge network; busybox holds each pod's namespaces.
 Listen: unix://$SOCK
 DockerHost: $DOCKER_HOST
 DataRootFolder: $DEMO_DIR/pods
-NetworkMode: none
+NetworkMode: interlink-demo
 PauseImage: busybox:latest
 PauseCommand: [sleep, "2147483647"]
 YAML
