@@ -254,7 +254,7 @@ func TestE2EDemoSlurm(t *testing.T) {
 		`ticker\s+Running`, `default-ticker\s+RUNNING`,
 		// The job's script runs the container with Apptainer (make demo's
 		// default runtime), as root in a user namespace.
-		`scontrol write batch_script \d+ -`, `/apptainer --quiet exec --containall --no-home --userns .* /\.interlink/envexec /\.interlink/env -- `,
+		`scontrol write batch_script \d+ -`, `/apptainer --quiet exec --containall --no-home --userns .* /\.interlink/envexec (-t \S+ )?/\.interlink/env -- `,
 		`tick 2`, `pod "ticker" deleted`,
 		`nothing is left running`)
 	s.checkSecretFiles(t, "client-secret", "client.json", "vk-token")
