@@ -30,10 +30,6 @@ const (
 	// minKillGrace is the least time a container stopped by the sidecar is
 	// given to stop after SIGTERM, as the kubelet gives 2 s.
 	minKillGrace = 2
-	// maxGrace bounds a grace period, in seconds: the API allows values
-	// that would overflow a time.Duration (which would skip preStop and
-	// kill at once).
-	maxGrace = 3600
 	// backoffReset: a run that lasted this long resets the backoff of the
 	// restarts the sidecar makes after a failed probe or hook.
 	backoffReset = 10 * time.Minute
@@ -179,11 +175,11 @@ func (d *Docker) probeRun(ctx context.Context, in container.InspectResponse, l l
 
 // stopRun stops a running container as the kubelet kills one: its preStop
 // hook (unless the grace period is 0), then SIGTERM, SIGKILL at the end of
-// the grace period (grace seconds, within [0, maxGrace]) counted from the
+// the grace period (grace seconds, within [0, probe.MaxGracePeriodSeconds]) counted from the
 // hook's start; a kill by the sidecar (not a deletion) gives at least
 // minKillGrace after SIGTERM.
 func (d *Docker) stopRun(ctx context.Context, id string, l lifecycle, grace int64, kill bool) error {
-	g := min(max(grace, 0), maxGrace)
+	g := min(max(grace, 0), probe.MaxGracePeriodSeconds)
 	deadline := time.Now().Add(time.Duration(g) * time.Second)
 	if h := l.preStop(); h != nil && g > 0 {
 		in, err := d.inspect(ctx, id)

@@ -100,7 +100,7 @@ func TestKillGrace(t *testing.T) {
 }
 
 // TestStopRunGrace: the grace period reaches Docker's stop, bounded to
-// maxGrace (a huge one still runs preStop, then waits at most an hour
+// probe.MaxGracePeriodSeconds (a huge one still runs preStop, then waits at most an hour
 // after SIGTERM) and to at least minKillGrace for a kill by the sidecar.
 func TestStopRunGrace(t *testing.T) {
 	huge := int64(math.MaxInt64)
@@ -113,10 +113,10 @@ func TestStopRunGrace(t *testing.T) {
 		min, max  int // the stop's timeout
 		wantExecs int
 	}{
-		{name: "HugePodGraceDelete", l: lifecycle{Lifecycle: preStop}, grace: huge, min: maxGrace - 1, max: maxGrace, wantExecs: 1},
+		{name: "HugePodGraceDelete", l: lifecycle{Lifecycle: preStop}, grace: huge, min: probe.MaxGracePeriodSeconds - 1, max: probe.MaxGracePeriodSeconds, wantExecs: 1},
 		{name: "HugeProbeGraceKill", l: lifecycle{Lifecycle: preStop, Liveness: &corev1.Probe{TerminationGracePeriodSeconds: &huge}},
 			grace: (&lifecycle{Liveness: &corev1.Probe{TerminationGracePeriodSeconds: &huge}}).killGrace(probe.Liveness),
-			kill:  true, min: maxGrace - 1, max: maxGrace, wantExecs: 1},
+			kill:  true, min: probe.MaxGracePeriodSeconds - 1, max: probe.MaxGracePeriodSeconds, wantExecs: 1},
 		{name: "NegativeDelete", l: lifecycle{Lifecycle: preStop}, grace: -5, min: 0, max: 0},
 		{name: "ZeroKill", l: lifecycle{Lifecycle: preStop}, grace: 0, kill: true, min: minKillGrace, max: minKillGrace},
 		{name: "ProbeGraceKill", grace: 7, kill: true, min: 6, max: 7},

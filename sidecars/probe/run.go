@@ -26,6 +26,12 @@ const (
 	DefaultSuccessThreshold = 1
 )
 
+// MaxGracePeriodSeconds caps a grace period (a pod's
+// terminationGracePeriodSeconds, or a probe's) where the sidecars use it:
+// the API allows far larger values, which would overflow a time.Duration
+// or hold a deleted pod's job for good.
+const MaxGracePeriodSeconds = 3600
+
 // unit is a probe's second (shortened by tests).
 var unit = time.Second
 

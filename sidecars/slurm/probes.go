@@ -74,12 +74,12 @@ func hasExec(c *corev1.Container) bool {
 }
 
 // gracePeriod is the pod's terminationGracePeriodSeconds, or the default,
-// at most prober.MaxGracePeriodSeconds (the job script, the prober and
+// at most probe.MaxGracePeriodSeconds (the job script, the prober and
 // Delete all take it in seconds; a longer stop would hold a deleted pod's
 // job).
 func gracePeriod(p *corev1.Pod) int64 {
 	if g := p.Spec.TerminationGracePeriodSeconds; g != nil && *g >= 0 {
-		return min(*g, prober.MaxGracePeriodSeconds)
+		return min(*g, probe.MaxGracePeriodSeconds)
 	}
 	return DefaultGracePeriodSeconds
 }

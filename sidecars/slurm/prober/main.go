@@ -94,12 +94,7 @@ func watchParent(ctx context.Context, cancel context.CancelFunc) error {
 
 // ReadSpec reads and checks a Spec file.
 func ReadSpec(path string) (Spec, error) {
-	f, err := os.Open(path) //nolint:gosec // the job names the sidecar's file
-	if err != nil {
-		return Spec{}, err
-	}
-	defer func() { _ = f.Close() }()
-	b, err := io.ReadAll(io.LimitReader(f, MaxSpecBytes+1))
+	b, err := readCapped(path, MaxSpecBytes+1)
 	if err != nil {
 		return Spec{}, err
 	}

@@ -17,10 +17,6 @@ import (
 // PollInterval is how often the prober reads each container's pid file.
 const PollInterval = 200 * time.Millisecond
 
-// MaxGracePeriodSeconds caps any grace period, as the sidecar caps the
-// pod's: the job's time limit ends it anyway.
-const MaxGracePeriodSeconds = 3600
-
 // hookTimeout is a postStart hook's: none but the run's end.
 const hookTimeout = 100 * 365 * 24 * time.Hour
 
@@ -234,7 +230,7 @@ func (p *prober) kill(ctx context.Context, log *slog.Logger, id procID, st *stat
 
 // grace is the grace period of a container stopped for a failing probe
 // (nil: for another reason): the probe's terminationGracePeriodSeconds,
-// else the pod's, within [1, MaxGracePeriodSeconds] seconds: 0 (stop at
+// else the pod's, within [1, probe.MaxGracePeriodSeconds] seconds: 0 (stop at
 // once) still gives SIGTERM a second before SIGKILL, as the job's own stop
 // does.
 func grace(pod int64, p *corev1.Probe) time.Duration {
@@ -242,7 +238,7 @@ func grace(pod int64, p *corev1.Probe) time.Duration {
 	if p != nil && p.TerminationGracePeriodSeconds != nil {
 		s = *p.TerminationGracePeriodSeconds
 	}
-	return time.Duration(min(max(s, 1), MaxGracePeriodSeconds)) * time.Second
+	return time.Duration(min(max(s, 1), probe.MaxGracePeriodSeconds)) * time.Second
 }
 
 // terminate sends SIGTERM to id, then SIGKILL at killAt if it is still
