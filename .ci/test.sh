@@ -147,27 +147,34 @@ tier_e2e-chart() {
 }
 
 # digest LOG: what the failed tests of a tier's output said: with go test
-# -v the lines each failed test printed under its === headers, its
-# subtests' included; without -v the indented lines after its --- FAIL. At
-# most 25 lines a test and 200 in all, so that the end of a long run tells
-# why it failed.
+# -v the lines each failed leaf test (one with no failed subtest) printed
+# under its === headers; without -v the indented lines after its --- FAIL.
+# At most 25 lines a test and 200 in all, so that the end of a long run
+# tells why it failed.
 digest() {
 	awk '
 		FNR == 1 { pass++ }
+		pass == 2 && FNR == 1 {
+			for (n in failed) { leaf[n] = 1 }
+			for (n in failed) {
+				p = n
+				while (sub(/\/[^\/]*$/, "", p)) { delete leaf[p] }
+			}
+		}
 		/^[[:space:]]*--- FAIL: / {
 			if (pass == 1) { failed[$3] = 1 }
-			if (pass == 2 && total < 200) { print; total++; after = 1 }
+			if (pass == 2 && ($3 in leaf) && total < 200) { print; total++; after = 1 }
 			next
 		}
 		pass == 2 && after && /^[[:space:]]+/ && !/^[[:space:]]*--- (PASS|SKIP)/ && total < 200 { print; total++; next }
 		{ after = 0 }
 		/^=== (RUN|CONT|NAME|PAUSE) / { cur = $3; next }
-		pass == 2 && cur != "" && (cur in failed) && lines[cur] < 25 && total < 200 &&
+		pass == 2 && cur != "" && (cur in leaf) && lines[cur] < 25 && total < 200 &&
 			!/^[[:space:]]*(--- (PASS|SKIP)|PASS$|FAIL$|ok |FAIL\t)/ {
 			if (!(cur in said)) { print "[" cur "]"; said[cur] = 1 }
 			print; lines[cur]++; total++
 		}
-		pass == 2 && /^(panic:|fatal error:|FAIL\t)/ && total < 200 { print; total++ }
+		pass == 2 && /^(panic:|fatal error:)/ && total < 200 { print; total++ }
 	' "$1" "$1"
 }
 
@@ -187,15 +194,16 @@ for tier in $TIERS; do
 	log "tier $tier $status in ${secs}s"
 done
 
+echo
+echo "tier       result   time"
+printf '%s\n' "${summary[@]}"
+echo "tiers: $passed passed, $failed failed"
+
+# Why, last: CI shows the end of the output.
 for tier in "${failures[@]}"; do
 	echo
 	log "why tier $tier failed (its failed tests' output; the whole of it is above)"
 	d=$(digest "$logs/$tier.log")
 	if [ -n "$d" ]; then printf '%s\n' "$d"; else tail -n 40 "$logs/$tier.log"; fi
 done
-
-echo
-echo "tier       result   time"
-printf '%s\n' "${summary[@]}"
-echo "tiers: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

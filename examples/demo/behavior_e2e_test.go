@@ -664,9 +664,6 @@ func behaviorBackends() []backend {
 				t.Fatalf("docker load: %v\n%s", err, out)
 			}
 			return s
-		}, notYet: map[string]string{
-			"hook-prestop":         "the preStop hook's call to another pod's IP was not seen by it in CI (it passes in the Docker tier against a hostPath)",
-			"termination-fallback": "a container that fails at once sometimes ends with no message (a race in the sidecar's watcher)",
 		}},
 	}
 }
@@ -681,6 +678,12 @@ func TestE2EPodBehavior(t *testing.T) {
 	waves := [][]*behaviorCase{behaviorCases(port), lifecycleCases(port)}
 	cases := slices.Concat(waves...)
 	results := map[string]map[string]string{}
+	var recap []string // the failed cases, said again at the end
+	t.Cleanup(func() {
+		if len(recap) > 0 {
+			t.Logf("failed cases:\n%s", strings.Join(recap, "\n"))
+		}
+	})
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			results[b.name] = map[string]string{}
@@ -703,9 +706,12 @@ func TestE2EPodBehavior(t *testing.T) {
 			watched := make(chan struct{})
 			go func() { r.watch(ctx, t); close(watched) }()
 			var mu sync.Mutex
-			record := func(c, result string) {
+			record := func(c, result string, err error) {
 				mu.Lock()
 				results[b.name][c] = result
+				if err != nil {
+					recap = append(recap, fmt.Sprintf("%s/%s: %v", b.name, c, err))
+				}
 				mu.Unlock()
 			}
 			// Every case of a wave at once: their pods run side by side, as
@@ -738,7 +744,7 @@ func TestE2EPodBehavior(t *testing.T) {
 // docTable reads docs/slurm.md's table: backend -> case -> result.
 // runWave applies the objects of a wave's cases (but those the backend
 // cannot run) and checks every case at once.
-func runWave(t *testing.T, b backend, r *run, cases []*behaviorCase, record func(c, result string)) {
+func runWave(t *testing.T, b backend, r *run, cases []*behaviorCase, record func(c, result string, err error)) {
 	var objs []any
 	seen := map[string]bool{}
 	for _, c := range cases {
@@ -765,24 +771,24 @@ func runWave(t *testing.T, b backend, r *run, cases []*behaviorCase, record func
 	t.Run("cases", func(t *testing.T) {
 		for _, c := range cases {
 			if why, ok := b.notYet[c.name]; ok {
-				record(c.name, "not yet: "+why)
+				record(c.name, "not yet: "+why, nil)
 				continue
 			}
 			if why, ok := b.unsupported[c.name]; ok {
-				record(c.name, "unsupported: "+why)
+				record(c.name, "unsupported: "+why, nil)
 				continue
 			}
 			t.Run(c.name, func(t *testing.T) {
 				t.Parallel()
 				if err := c.check(t, r, c); err != nil {
 					t.Errorf("%s: %v", c.what, err)
-					record(c.name, "FAIL")
+					record(c.name, "FAIL", fmt.Errorf("%s: %w", c.what, err))
 					if p, perr := r.getPod(t, nsBehave, c.name); perr == nil {
 						t.Logf("pod status: %+v", p.Status)
 					}
 					return
 				}
-				record(c.name, "pass")
+				record(c.name, "pass", nil)
 			})
 		}
 	})

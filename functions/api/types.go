@@ -66,6 +66,37 @@ type PodStatus struct {
 	// the status of this pod could not be read (its sidecar failed). The
 	// receiver keeps the pod's last known status.
 	Error *Status `json:"error,omitempty"`
+	// Usage is an extension: what the pod's running containers use at the
+	// remote side. A sidecar that measures nothing (an original plugin)
+	// sends none; none is ever invented.
+	Usage *PodUsage `json:"usage,omitempty"`
+}
+
+// PodUsage is what a pod's running containers used, as sampled at Time.
+type PodUsage struct {
+	// Time is when the sample was taken.
+	Time time.Time `json:"time"`
+	// Containers lists the running containers the sample covers: a
+	// container left out has no figures (not zero ones).
+	Containers []ContainerUsage `json:"containers"`
+}
+
+// ContainerUsage is one container's usage, in the kubelet's stats units
+// (k8s.io/kubelet/pkg/apis/stats/v1alpha1).
+type ContainerUsage struct {
+	Name string `json:"name"`
+	// StartTime is when the container's current run started.
+	StartTime time.Time `json:"startTime"`
+	// CPUCoreNanoSeconds is the CPU time the run used, all cores
+	// together: cumulative.
+	CPUCoreNanoSeconds uint64 `json:"cpuCoreNanoSeconds"`
+	// CPUNanoCores is the rate of use over the sampler's last interval;
+	// nil until two samples were taken.
+	CPUNanoCores *uint64 `json:"cpuNanoCores,omitempty"`
+	// MemoryWorkingSetBytes is the memory the run uses that the kernel
+	// cannot reclaim at once, as the kubelet counts it (usage less
+	// inactive file pages; the resident set where there is no cgroup).
+	MemoryWorkingSetBytes uint64 `json:"memoryWorkingSetBytes"`
 }
 
 // ContainerLogOpts are the options of a log request.

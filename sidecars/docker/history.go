@@ -178,7 +178,16 @@ func (d *Docker) record(m events.Message) {
 		h := d.historyOf(m.Actor.ID)
 		h.startedAt, h.oom = at, false
 	case events.ActionOOM:
-		d.historyOf(m.Actor.ID).oom = true
+		h := d.historyOf(m.Actor.ID)
+		// Docker may send a run's oom after its die (see oomSettle).
+		if n := len(h.ends); n > 0 {
+			if last := &h.ends[n-1]; last.ExitCode == 128+9 && last.Reason == "Error" &&
+				!h.startedAt.After(last.FinishedAt.Time) && at.Sub(last.FinishedAt.Time) < oomSettle {
+				last.Reason = "OOMKilled"
+				return
+			}
+		}
+		h.oom = true
 	case events.ActionDie:
 		h := d.historyOf(m.Actor.ID)
 		code, _ := strconv.Atoi(m.Actor.Attributes["exitCode"])

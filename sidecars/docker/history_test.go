@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -42,13 +43,13 @@ func TestLastState(t *testing.T) {
 	app := container.Summary{ID: "c1", Labels: map[string]string{LabelContainer: "c0", LabelRole: roleApp}}
 	in := &container.InspectResponse{RestartCount: 2, HostConfig: &container.HostConfig{},
 		State: &container.State{Status: container.StateExited, StartedAt: at(4).Format(time.RFC3339Nano), FinishedAt: at(5).Format(time.RFC3339Nano)}}
-	cs := containerStatus(app, in, true, h)
+	cs := containerStatus(app, in, true, h, time.Now())
 	if diff := cmp.Diff(&want[0], cs.LastTerminationState.Terminated); diff != "" || cs.RestartCount != 2 {
 		t.Errorf("restarts %d, last state (-want +got):\n%s", cs.RestartCount, diff)
 	}
 	// Never restarted: no last state.
 	in.RestartCount = 0
-	if cs := containerStatus(app, in, true, h); cs.LastTerminationState.Terminated != nil {
+	if cs := containerStatus(app, in, true, h, time.Now()); cs.LastTerminationState.Terminated != nil {
 		t.Errorf("last state %+v of a container that never restarted", cs.LastTerminationState)
 	}
 
@@ -96,5 +97,64 @@ func TestRunWindow(t *testing.T) {
 		if !from.Equal(tc.from) || !till.Equal(tc.till) || ok != tc.ok {
 			t.Errorf("%s: %v..%v %v, want %v..%v %v", tc.name, from, till, ok, tc.from, tc.till, tc.ok)
 		}
+	}
+}
+
+// TestLateOOM: Docker may send a run's oom after its die; the run still
+// ends OOMKilled, and the next run does not.
+func TestLateOOM(t *testing.T) {
+	d := &Docker{}
+	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	ev := func(action events.Action, ms int, attrs map[string]string) events.Message {
+		return events.Message{Type: events.ContainerEventType, Action: action, Actor: events.Actor{ID: "c1", Attributes: attrs},
+			TimeNano: base.Add(time.Duration(ms) * time.Millisecond).UnixNano()}
+	}
+	for _, m := range []events.Message{
+		ev(events.ActionStart, 0, nil), ev(events.ActionDie, 1000, map[string]string{"exitCode": "137"}), ev(events.ActionOOM, 1200, nil),
+		ev(events.ActionStart, 2000, nil), ev(events.ActionDie, 3000, map[string]string{"exitCode": "137"}), // a kill, no OOM
+		ev(events.ActionOOM, 9000, nil), // long after: not that run's
+	} {
+		d.record(m)
+	}
+	h := d.historyCopy("c1")
+	if len(h.ends) != 2 || h.ends[0].Reason != "OOMKilled" || h.ends[1].Reason != "Error" {
+		t.Errorf("ends %+v, want OOMKilled then Error", h.ends)
+	}
+}
+
+// TestOOMUnsettled: a container with a memory limit SIGKILLed a moment ago
+// is still reported running, until Docker could have learnt of an OOM.
+func TestOOMUnsettled(t *testing.T) {
+	end := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	app := container.Summary{ID: "c1", Labels: map[string]string{LabelContainer: "c0", LabelRole: roleApp}}
+	for _, tc := range []struct {
+		name   string
+		code   int
+		oom    bool
+		memory int64
+		after  time.Duration
+		want   string // running or the terminated reason
+	}{
+		{"killed just now", 137, false, 50 << 20, time.Second, "running"},
+		{"killed a while ago", 137, false, 50 << 20, oomSettle, "Error"},
+		{"OOM known", 137, true, 50 << 20, 0, "OOMKilled"},
+		{"no memory limit", 137, false, 0, 0, "Error"},
+		{"other exit code", 1, false, 50 << 20, 0, "Error"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := &container.InspectResponse{HostConfig: &container.HostConfig{Resources: container.Resources{Memory: tc.memory}},
+				State: &container.State{Status: container.StateExited, ExitCode: tc.code, OOMKilled: tc.oom,
+					StartedAt: end.Add(-time.Minute).Format(time.RFC3339Nano), FinishedAt: end.Format(time.RFC3339Nano)}}
+			cs := containerStatus(app, in, true, history{}, end.Add(tc.after))
+			got := "running"
+			if t := cs.State.Terminated; t != nil {
+				got = t.Reason
+			} else if cs.State.Running == nil {
+				got = fmt.Sprintf("%+v", cs.State)
+			}
+			if got != tc.want {
+				t.Errorf("state %s, want %s", got, tc.want)
+			}
+		})
 	}
 }

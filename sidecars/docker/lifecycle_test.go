@@ -175,7 +175,7 @@ func TestSupervisedStatus(t *testing.T) {
 			waiting: "CrashLoopBackOff", lastStateMsg: "Liveness probe failed: x"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cs := containerStatus(container.Summary{ID: "c1", Labels: tc.labels}, tc.in, true, tc.h)
+			cs := containerStatus(container.Summary{ID: "c1", Labels: tc.labels}, tc.in, true, tc.h, time.Now())
 			if cs.State.Running != nil && (cs.Ready != tc.ready || cs.Started == nil || *cs.Started != tc.start) {
 				t.Errorf("ready %v started %v, want %v %v", cs.Ready, cs.Started, tc.ready, tc.start)
 			}

@@ -67,14 +67,14 @@ func (d *Docker) Status(ctx context.Context, pods []corev1.Pod) ([]api.PodStatus
 		if len(asked[i]) == 0 {
 			continue
 		}
-		out = append(out, podStatus(asked[i], inspected[i], d.historyCopy))
+		out = append(out, podStatus(asked[i], inspected[i], d.historyCopy, time.Now()))
 	}
 	return out, nil
 }
 
-// podStatus maps the pod's containers (cs, as inspected in), with what
-// the sidecar knows of their pasts (hist).
-func podStatus(cs []container.Summary, in []*container.InspectResponse, hist func(id string) history) api.PodStatus {
+// podStatus maps the pod's containers (cs, as inspected in at now), with
+// what the sidecar knows of their pasts (hist).
+func podStatus(cs []container.Summary, in []*container.InspectResponse, hist func(id string) history, now time.Time) api.PodStatus {
 	st := api.PodStatus{PodUID: cs[0].Labels[LabelUID], PodNamespace: cs[0].Labels[LabelNamespace], PodName: cs[0].Labels[LabelName]}
 	if h, ok := holder(cs); ok {
 		st.JobID = h.ID[:12]
@@ -91,7 +91,7 @@ func podStatus(cs []container.Summary, in []*container.InspectResponse, hist fun
 		if c.Labels[LabelRole] == rolePause {
 			continue
 		}
-		cst := containerStatus(c, in[i], initDone, hist(c.ID))
+		cst := containerStatus(c, in[i], initDone, hist(c.ID), now)
 		if c.Labels[LabelRole] == roleInit {
 			initDone = initDone && cst.State.Terminated != nil && cst.State.Terminated.ExitCode == 0
 			st.InitContainers = append(st.InitContainers, cst)
@@ -110,10 +110,10 @@ func parseTime(s string) metav1.Time {
 	return metav1.NewTime(t)
 }
 
-// containerStatus maps Docker's state of one container, and what the
-// sidecar saw of it (h): starts it retried, which count as restarts, and
-// how its last run ended.
-func containerStatus(c container.Summary, in *container.InspectResponse, initDone bool, h history) corev1.ContainerStatus {
+// containerStatus maps Docker's state of one container, inspected at now,
+// and what the sidecar saw of it (h): starts it retried, which count as
+// restarts, and how its last run ended.
+func containerStatus(c container.Summary, in *container.InspectResponse, initDone bool, h history, now time.Time) corev1.ContainerStatus {
 	cs := corev1.ContainerStatus{Name: c.Labels[LabelContainer], Image: c.Image, ImageID: c.ImageID, ContainerID: "docker://" + c.ID}
 	if in == nil || in.State == nil {
 		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "Unknown", Message: "the container could not be inspected"}
@@ -140,6 +140,10 @@ func containerStatus(c container.Summary, in *container.InspectResponse, initDon
 		} else {
 			cs.State.Terminated = t
 		}
+	case (s.Status == container.StateExited || s.Status == container.StateDead) && oomUnsettled(in, now):
+		// Its end is told once it is known whether it was an OOM kill.
+		cs.State.Running = &corev1.ContainerStateRunning{StartedAt: parseTime(s.StartedAt)}
+		cs.Started = ptr(true)
 	case s.Status == container.StateExited || s.Status == container.StateDead:
 		cs.State.Terminated = terminated(s)
 	default: // created, paused, removing
@@ -185,6 +189,25 @@ func supervised(cs *corev1.ContainerStatus, s *container.State, l lifecycle, h h
 		cs.State.Terminated, cs.LastTerminationState.Terminated = nil, t
 		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: "back-off restarting the container after: " + h.backoff}
 	}
+}
+
+// oomSettle is how long after a container's SIGKILL Docker may still learn
+// that the kernel's OOM killer sent it: containerd sends the task's exit
+// and its OOM apart, and Docker 20.10 sets OOMKilled when the OOM comes,
+// even after the exit.
+const oomSettle = 3 * time.Second
+
+// oomUnsettled tells whether in, a container with a memory limit killed by
+// SIGKILL (137) less than oomSettle before now, may yet turn out OOMKilled.
+// Its end is then not reported, since an ended container's status is
+// final: the kubelet never changes a terminated state's reason.
+func oomUnsettled(in *container.InspectResponse, now time.Time) bool {
+	s := in.State
+	if s.OOMKilled || s.ExitCode != 128+9 || in.HostConfig == nil || in.HostConfig.Memory <= 0 {
+		return false
+	}
+	end := parseTime(s.FinishedAt)
+	return !end.IsZero() && now.Sub(end.Time) < oomSettle
 }
 
 // ReasonCannotRun is the reason of a container that Docker could not

@@ -61,7 +61,7 @@ func TestContainerStatus(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := &container.InspectResponse{State: &tc.state, HostConfig: &container.HostConfig{RestartPolicy: tc.policy}, RestartCount: tc.restarts}
-			got := containerStatus(app, in, tc.initDone, history{retries: tc.retried})
+			got := containerStatus(app, in, tc.initDone, history{retries: tc.retried}, time.Now())
 			tc.want.Name, tc.want.Image, tc.want.ContainerID = "c0", "busybox", "docker://0123456789abcdef"
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)

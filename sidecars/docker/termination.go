@@ -54,9 +54,11 @@ func messageFromTar(r io.Reader, name string) []byte {
 // probe.MaxLogMessageBytes), for FallbackToLogsOnError.
 func (d *Docker) logTail(ctx context.Context, in container.InspectResponse) []byte {
 	opts := client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: fmt.Sprint(probe.MaxLogMessageLines)}
-	if t := parseTime(in.State.StartedAt); !t.IsZero() {
-		since := t.Add(-runMargin)
-		opts.Since = fmt.Sprintf("%d.%09d", since.Unix(), since.Nanosecond())
+	// The run's lines, as kubectl logs shows them: never cut at its start,
+	// which Docker records after the process may have written (and Docker
+	// stamped) its first lines.
+	if from, _, _ := runWindow(in, d.historyCopy(in.ID).ends, false); !from.IsZero() {
+		opts.Since = fmt.Sprintf("%d.%09d", from.Unix(), from.Nanosecond())
 	}
 	rc, err := d.api.ContainerLogs(ctx, in.ID, opts)
 	if err != nil {
