@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
 	vkapi "github.com/virtual-kubelet/virtual-kubelet/node/api"
 	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
@@ -24,7 +23,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	corev1listers "k8s.io/client-go/listers/core/v1"
-	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 	utilexec "k8s.io/utils/exec"
 
 	"github.com/seed-3f807049/interlink/functions/api"
@@ -54,6 +52,11 @@ type tracked struct {
 	submitting bool
 	tries      int
 	nextTry    time.Time
+	// usage is what the pod's running containers used at the last poll
+	// that said (nil: nothing known); cpuSeen is how much of each
+	// container's CPU the node's counter has counted (usage.go).
+	usage   *api.PodUsage
+	cpuSeen map[string]cpuMark
 }
 
 // Provider implements virtual-kubelet's nodeutil.Provider and
@@ -84,6 +87,11 @@ type Provider struct {
 	pods   map[types.UID]*tracked
 	byName map[string]types.UID
 	notify func(*corev1.Pod)
+	// nodeCPU is the node's cumulative CPU (core-ns): the sum of what its
+	// pods' containers used, counted as sampled, so that it never goes down
+	// (usage.go). nodeCPUTime is the latest sample counted (zero: none).
+	nodeCPU     uint64
+	nodeCPUTime time.Time
 }
 
 var _ nodeutil.Provider = (*Provider)(nil)
@@ -331,7 +339,7 @@ func (p *Provider) fail(pod *corev1.Pod, reason, msg string) {
 	p.mu.Lock()
 	t, ok := p.pods[pod.UID]
 	if ok {
-		t.pod = cp
+		t.pod, t.usage = cp, nil
 	}
 	p.mu.Unlock()
 	if ok { // a pod deleted meanwhile stays deleted
@@ -566,6 +574,7 @@ func (p *Provider) syncStatus(ctx context.Context) {
 		}
 		t.missing = 0
 		next := podStatus(t.pod, st, p.hostIP, now)
+		p.setUsageLocked(t, st.Usage, &next)
 		if ip, err := annotatedPodIP(t.pod, p.podNet); err != nil {
 			p.log.Warn("pod IP annotation ignored", "pod", t.pod.Name, "namespace", t.pod.Namespace, "err", err)
 		} else if ip != "" {
@@ -621,7 +630,7 @@ func (p *Provider) syncStatus(ctx context.Context) {
 			cp := t.pod.DeepCopy()
 			cp.Status = terminate(cp.Status, "JobLost", now)
 			cp.Status.Reason, cp.Status.Message = "JobLost", fmt.Sprintf("the sidecar has no job %s for this pod", t.jobID)
-			t.pod = cp
+			t.pod, t.usage = cp, nil
 			changed = append(changed, cp)
 			p.log.Warn("pod's job lost by its sidecar", "pod", pod.Name, "namespace", pod.Namespace, "job_id", t.jobID)
 		}
@@ -693,26 +702,4 @@ func (p *Provider) AttachToContainer(context.Context, string, string, string, vk
 // PortForward is not offered by the sidecars yet.
 func (p *Provider) PortForward(context.Context, string, string, int32, io.ReadWriteCloser) error {
 	return errNoExec
-}
-
-// GetStatsSummary lists the node and its pods. Sidecars report no usage
-// figures yet, and none are invented: the usage fields stay empty.
-func (p *Provider) GetStatsSummary(context.Context) (*statsv1alpha1.Summary, error) {
-	s := &statsv1alpha1.Summary{Node: statsv1alpha1.NodeStats{NodeName: p.nodeName, StartTime: metav1.NewTime(p.started)}}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, t := range p.pods {
-		ps := statsv1alpha1.PodStats{PodRef: statsv1alpha1.PodReference{Name: t.pod.Name, Namespace: t.pod.Namespace, UID: string(t.pod.UID)}}
-		if t.pod.Status.StartTime != nil {
-			ps.StartTime = *t.pod.Status.StartTime
-		}
-		s.Pods = append(s.Pods, ps)
-	}
-	return s, nil
-}
-
-// GetMetricsResource reports no resource metrics: sidecars report no usage
-// figures yet.
-func (p *Provider) GetMetricsResource(context.Context) ([]*dto.MetricFamily, error) {
-	return nil, nil
 }

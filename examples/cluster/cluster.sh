@@ -7,6 +7,12 @@
 #   cluster.sh up DIR     start one; writes DIR/kubeconfig and DIR/env
 #   cluster.sh down DIR   stop it, by PID (apiserver before etcd)
 #   cluster.sh kubelet-cert DIR NODE   issue a kubelet serving cert for NODE
+#   cluster.sh metrics-server DIR      start metrics-server (built once, build.sh)
+#                                 as a host process on this machine's first
+#                                 non-loopback IPv4 address (the API server
+#                                 refuses loopback endpoints), register it as
+#                                 the metrics.k8s.io APIService, and wait
+#                                 until the API server serves it: kubectl top
 #   cluster.sh restart DIR NAME   stop etcd or kube-apiserver by PID and start
 #                                 it again as before, waiting until it serves
 #
@@ -16,13 +22,14 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../../.ci/lib.sh"
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 2; }
 [ $# -ge 2 ] || usage
 cmd=$1 dir=$2
 
-# cert NAME CN [O] [SAN] [EXT]: a key and a certificate signed by the CA.
+# cert NAME CN [O] [SAN] [EXT]: a key and a certificate signed by the CA
+# (CA=NAME: by pki/NAME.crt instead).
 cert() {
-	local name=$1 cn=$2 org=${3:-} san=${4:-} ext=${5:-clientAuth} subj="/CN=$2"
+	local name=$1 cn=$2 org=${3:-} san=${4:-} ext=${5:-clientAuth} subj="/CN=$2" ca=${CA:-ca}
 	[ -n "$org" ] && subj="/O=$org/CN=$cn"
 	openssl req -new -newkey rsa:2048 -nodes -keyout "$dir/pki/$name.key" -subj "$subj" \
 		-out "$dir/pki/$name.csr" 2>/dev/null
@@ -32,7 +39,7 @@ cert() {
 		echo "extendedKeyUsage=$ext"
 		[ -n "$san" ] && echo "subjectAltName=$san"
 	} >"$dir/pki/$name.ext"
-	openssl x509 -req -in "$dir/pki/$name.csr" -CA "$dir/pki/ca.crt" -CAkey "$dir/pki/ca.key" \
+	openssl x509 -req -in "$dir/pki/$name.csr" -CA "$dir/pki/$ca.crt" -CAkey "$dir/pki/$ca.key" \
 		-CAcreateserial -days 30 -extfile "$dir/pki/$name.ext" -out "$dir/pki/$name.crt" 2>/dev/null
 	chmod 600 "$dir/pki/$name.key"
 }
@@ -48,7 +55,8 @@ start() {
 # wait_for WHAT SECONDS CMD...: poll until CMD succeeds.
 wait_for() {
 	local what=$1 secs=$2; shift 2
-	for _ in $(seq $((secs * 10))); do
+	local end=$((SECONDS + secs))
+	while [ "$SECONDS" -lt "$end" ]; do
 		"$@" >/dev/null 2>&1 && return 0
 		sleep 0.1
 	done
@@ -85,6 +93,13 @@ up() {
 	chmod 600 "$dir/pki/ca.key"
 	cert apiserver kube-apiserver "" "IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes.default.svc" serverAuth
 	cert apiserver-kubelet-client kube-apiserver-kubelet-client system:masters
+	# The front proxy's CA and client cert: the API server calls aggregated
+	# APIs (metrics-server's metrics.k8s.io) with them, naming the user in
+	# request headers that only this CA's front-proxy-client may set.
+	openssl req -x509 -newkey rsa:2048 -nodes -keyout "$dir/pki/front-proxy-ca.key" -out "$dir/pki/front-proxy-ca.crt" \
+		-days 30 -subj "/CN=interlink-test-front-proxy-ca" 2>/dev/null
+	chmod 600 "$dir/pki/front-proxy-ca.key"
+	CA=front-proxy-ca cert front-proxy-client front-proxy-client
 	openssl genrsa -out "$dir/pki/sa.key" 2048 2>/dev/null
 	openssl rsa -in "$dir/pki/sa.key" -pubout -out "$dir/pki/sa.pub" 2>/dev/null
 	chmod 600 "$dir/pki/sa.key"
@@ -132,7 +147,11 @@ KC
 		--allow-privileged=true --kubelet-client-certificate "$dir/pki/apiserver-kubelet-client.crt" \
 		--kubelet-client-key "$dir/pki/apiserver-kubelet-client.key" \
 		--kubelet-certificate-authority "$dir/pki/ca.crt" --kubelet-preferred-address-types InternalIP \
-		--max-requests-inflight 2000 --max-mutating-requests-inflight 1000
+		--max-requests-inflight 2000 --max-mutating-requests-inflight 1000 \
+		--requestheader-client-ca-file "$dir/pki/front-proxy-ca.crt" --requestheader-allowed-names front-proxy-client \
+		--requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+		--requestheader-extra-headers-prefix X-Remote-Extra- --proxy-client-cert-file "$dir/pki/front-proxy-client.crt" \
+		--proxy-client-key-file "$dir/pki/front-proxy-client.key" --enable-aggregator-routing=true
 	wait_for kube-apiserver 60 "$K8S_BIN/kubectl" --kubeconfig "$dir/kubeconfig" get --raw /readyz
 
 	start kube-scheduler "$K8S_BIN/kube-scheduler" --kubeconfig "$dir/kubeconfig" --leader-elect=false \
@@ -158,7 +177,67 @@ ENV
 
 down() {
 	# The apiserver before etcd: the other order hangs it for a minute.
-	for d in kube-controller-manager kube-scheduler kube-apiserver etcd; do stop_pid "$d"; done
+	for d in metrics-server kube-controller-manager kube-scheduler kube-apiserver etcd; do stop_pid "$d"; done
+}
+
+# host_address prints this machine's first global IPv4 address.
+host_address() {
+	local a
+	a=$(ip -4 -o addr show scope global 2>/dev/null | awk '{ sub("/.*", "", $4); print $4; exit }')
+	[ -n "$a" ] || a=$(hostname -I 2>/dev/null | awk '{ print $1 }')
+	[ -n "$a" ] || die "no non-loopback IPv4 address on this machine: the API server refuses loopback endpoints, so metrics-server cannot be registered"
+	printf '%s\n' "$a"
+}
+
+metrics_server() {
+	[ -f "$dir/env" ] || die "no control plane in $dir (cluster.sh up $dir first)"
+	. "$dir/env"
+	local bin addr port
+	bin=$("$here/build.sh" metrics-server)/metrics-server
+	addr=${METRICS_SERVER_ADDRESS:-$(host_address)}
+	port=$(free_port)
+	stop_pid metrics-server
+	# Its serving cert, for the name the API server checks (the Service's).
+	cert metrics-server metrics-server "" "IP:$addr,DNS:metrics-server.kube-system.svc" serverAuth
+	# It reads the kubelets' /metrics/resource with the admin's credentials
+	# (a kubelet API checks them with TokenReview and SubjectAccessReview),
+	# verifying their serving certs against the cluster's CA (cluster.sh
+	# kubelet-cert); it serves metrics.k8s.io on addr:port.
+	start metrics-server "$bin" --kubeconfig "$dir/kubeconfig" --authentication-kubeconfig "$dir/kubeconfig" \
+		--authorization-kubeconfig "$dir/kubeconfig" --bind-address "$addr" --secure-port "$port" \
+		--tls-cert-file "$dir/pki/metrics-server.crt" --tls-private-key-file "$dir/pki/metrics-server.key" \
+		--kubelet-certificate-authority "$dir/pki/ca.crt" \
+		--kubelet-preferred-address-types InternalIP --kubelet-use-node-status-port --metric-resolution 10s --kubelet-request-timeout 5s
+	"$K8S_BIN/kubectl" --kubeconfig "$dir/kubeconfig" apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Service
+metadata: {name: metrics-server, namespace: kube-system}
+spec:
+  ports: [{name: https, port: 443, targetPort: $port}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: metrics-server
+  namespace: kube-system
+  labels: {kubernetes.io/service-name: metrics-server}
+addressType: IPv4
+endpoints: [{addresses: [$addr], conditions: {ready: true}}]
+ports: [{name: https, port: $port, protocol: TCP}]
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {name: v1beta1.metrics.k8s.io}
+spec:
+  group: metrics.k8s.io
+  version: v1beta1
+  groupPriorityMinimum: 100
+  versionPriority: 100
+  caBundle: $(base64 -w0 "$dir/pki/ca.crt")
+  service: {name: metrics-server, namespace: kube-system, port: 443}
+YAML
+	wait_for "metrics-server's metrics.k8s.io API" 60 "$K8S_BIN/kubectl" --kubeconfig "$dir/kubeconfig" get --raw /apis/metrics.k8s.io/v1beta1
+	log "metrics-server serves metrics.k8s.io from $addr:$port: kubectl top pod"
 }
 
 restart() {
@@ -180,6 +259,7 @@ restart)
 	[ $# -eq 3 ] || usage
 	case $3 in etcd | kube-apiserver | kube-scheduler | kube-controller-manager) restart "$3" ;; *) usage ;; esac
 	;;
+metrics-server) metrics_server ;;
 kubelet-cert)
 	[ $# -eq 3 ] || usage
 	cert "kubelet-$3" "system:node:$3" system:nodes "IP:127.0.0.1,DNS:localhost,DNS:$3" serverAuth,clientAuth

@@ -675,7 +675,7 @@ func TestE2EPodBehavior(t *testing.T) {
 	images := buildImages(t)
 	port := 20000 + rand.IntN(20000) //nolint:gosec // a port, not a secret
 	backends := behaviorBackends()
-	waves := [][]*behaviorCase{behaviorCases(port), lifecycleCases(port)}
+	waves := [][]*behaviorCase{behaviorCases(port), lifecycleCases(port), usageCases()}
 	cases := slices.Concat(waves...)
 	results := map[string]map[string]string{}
 	var recap []string // the failed cases, said again at the end
@@ -688,6 +688,11 @@ func TestE2EPodBehavior(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			results[b.name] = map[string]string{}
 			s := b.start(t, images)
+			t.Cleanup(func() {
+				if t.Failed() {
+					s.keep(t, nil)
+				}
+			})
 			ns := &corev1.Namespace{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"}, ObjectMeta: metav1.ObjectMeta{Name: nsBehave}}
 			if out, err := s.apply(t, ns); err != nil {
 				t.Fatalf("kubectl apply: %v\n%s", err, out)
@@ -716,7 +721,8 @@ func TestE2EPodBehavior(t *testing.T) {
 			}
 			// Every case of a wave at once: their pods run side by side, as
 			// users' do. The lifecycle cases come second: their timing is
-			// what they check, on a node not loaded with the first wave.
+			// what they check, on a node not loaded with the first wave;
+			// the usage cases last, alone, so that their CPU is theirs.
 			for i, wave := range waves {
 				t.Run(fmt.Sprintf("wave-%d", i+1), func(t *testing.T) {
 					runWave(t, b, r, wave, record)

@@ -692,6 +692,11 @@ func (s *stack) keep(t *testing.T, p *corev1.Pod) {
 		}
 	}
 	copyFile(filepath.Join(s.Dir, "sidecar.log"), filepath.Join(kept.dir, "sidecar.log"))
+	for _, f := range []string{"interlink-vk.log", "docker/dockerd.log", "docker/containerd/containerd.log"} {
+		if _, err := os.Stat(filepath.Join(s.Dir, f)); err == nil {
+			copyFile(filepath.Join(s.Dir, f), filepath.Join(kept.dir, f))
+		}
+	}
 	if p == nil {
 		return
 	}

@@ -176,6 +176,10 @@ slurm)
 	;;
 docker) progress "Docker Engine (Debian's docker.io, with apt when missing)" "$STEPS/docker-install.log" .ci/docker.sh install ;;
 esac
+if [ -z "$EXTERNAL" ]; then
+	progress "metrics-server from its Go module (once; about 5 minutes)" "$STEPS/metrics-server-build.log" \
+		examples/cluster/build.sh metrics-server
+fi
 if [ "$AUTH" = oidc ]; then
 	progress "Ory Hydra, the OIDC provider, from its Go modules (once; about 4 minutes)" "$STEPS/hydra-build.log" .ci/hydra.sh build
 fi
@@ -355,6 +359,10 @@ if [ -n "$EXTERNAL" ]; then
 fi
 node_ready() { [ "$(kubectl get node "$NODE" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]; }
 wait_until "the virtual node $NODE Ready" 60 node_ready
+if [ -z "$EXTERNAL" ]; then
+	# kubectl top: metrics-server reads the virtual node's /metrics/resource.
+	progress "metrics-server (kubectl top)" "$STEPS/metrics-server.log" examples/cluster/cluster.sh metrics-server "$DEMO_DIR/cluster"
+fi
 
 # remote: how the remote side sees the pods (squeue, or docker ps).
 remote() {
@@ -442,6 +450,7 @@ and the $SIDECAR sidecar$runs.$(printf '\033[0m') Try the other examples:
   alias kubectl=$K8S_BIN/kubectl
   kubectl apply -f examples/pods/     # hello, env and args, volumes, init containers, a Job, a GPU, SLURM flags ...
   kubectl get pods -w
+  kubectl top pod                     # what the pods use at the remote side$( [ -n "$EXTERNAL" ] && printf ' (with the cluster'"'"'s metrics-server)')
   $look
 
 Configuration and logs are in $DEMO_DIR. Stop everything with: make demo-down

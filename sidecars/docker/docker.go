@@ -47,7 +47,14 @@ type Docker struct {
 	// does not: its last terminations and the starts the sidecar retried
 	// (history.go). Guarded by mu.
 	histories map[string]*history
-	metrics   atomic.Pointer[metrics] // nil until Register
+	// usage holds, by container ID, its last stats sample (usage.go).
+	// Guarded by mu.
+	usage map[string]*usageCache
+	// usageEvery is the least time between two stats calls for one
+	// container: usageInterval (shorter in tests).
+	usageEvery time.Duration
+	sampling   singleflight.Group
+	metrics    atomic.Pointer[metrics] // nil until Register
 }
 
 var (
@@ -76,7 +83,8 @@ func New(cfg Config, log *slog.Logger) (*Docker, error) {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &Docker{cfg: cfg, log: log, api: c, data: data, dataDir: dataDir, ctx: ctx, cancel: cancel, driving: map[string]*driverRun{}}
+	d := &Docker{cfg: cfg, log: log, api: c, data: data, dataDir: dataDir, ctx: ctx, cancel: cancel, driving: map[string]*driverRun{},
+		usageEvery: usageInterval}
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()

@@ -135,6 +135,7 @@ func (d *Docker) forget(ids ...string) {
 	defer d.mu.Unlock()
 	for _, id := range ids {
 		delete(d.histories, id)
+		delete(d.usage, id)
 	}
 }
 
@@ -174,6 +175,7 @@ func (d *Docker) record(m events.Message) {
 	switch m.Action {
 	case events.ActionDestroy:
 		delete(d.histories, m.Actor.ID)
+		delete(d.usage, m.Actor.ID)
 	case events.ActionStart:
 		h := d.historyOf(m.Actor.ID)
 		h.startedAt, h.oom = at, false

@@ -123,7 +123,8 @@ func TestLateOOM(t *testing.T) {
 }
 
 // TestOOMUnsettled: a container with a memory limit SIGKILLed a moment ago
-// is still reported running, until Docker could have learnt of an OOM.
+// is still reported running, until Docker could have learnt of an OOM;
+// then a SIGKILL the sidecar did not send is an OOM kill.
 func TestOOMUnsettled(t *testing.T) {
 	end := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	app := container.Summary{ID: "c1", Labels: map[string]string{LabelContainer: "c0", LabelRole: roleApp}}
@@ -133,19 +134,25 @@ func TestOOMUnsettled(t *testing.T) {
 		oom    bool
 		memory int64
 		after  time.Duration
+		killed bool   // by the sidecar (a failed probe)
 		want   string // running or the terminated reason
 	}{
-		{"killed just now", 137, false, 50 << 20, time.Second, "running"},
-		{"killed a while ago", 137, false, 50 << 20, oomSettle, "Error"},
-		{"OOM known", 137, true, 50 << 20, 0, "OOMKilled"},
-		{"no memory limit", 137, false, 0, 0, "Error"},
-		{"other exit code", 1, false, 50 << 20, 0, "Error"},
+		{"killed just now", 137, false, 50 << 20, time.Second, false, "running"},
+		{"killed a while ago, no OOM reported", 137, false, 50 << 20, oomSettle, false, "OOMKilled"},
+		{"stopped by the sidecar", 137, false, 50 << 20, oomSettle, true, "Error"},
+		{"OOM known", 137, true, 50 << 20, 0, false, "OOMKilled"},
+		{"no memory limit", 137, false, 0, 0, false, "Error"},
+		{"other exit code", 1, false, 50 << 20, 0, false, "Error"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := &container.InspectResponse{HostConfig: &container.HostConfig{Resources: container.Resources{Memory: tc.memory}},
 				State: &container.State{Status: container.StateExited, ExitCode: tc.code, OOMKilled: tc.oom,
 					StartedAt: end.Add(-time.Minute).Format(time.RFC3339Nano), FinishedAt: end.Format(time.RFC3339Nano)}}
-			cs := containerStatus(app, in, true, history{}, end.Add(tc.after))
+			h := history{}
+			if tc.killed {
+				h.run, h.killed = in.State.StartedAt, "Liveness probe failed"
+			}
+			cs := containerStatus(app, in, true, h, end.Add(tc.after))
 			got := "running"
 			if t := cs.State.Terminated; t != nil {
 				got = t.Reason

@@ -30,7 +30,7 @@ func (d *Docker) Register(reg prometheus.Registerer) error {
 			Buckets: []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60},
 		}),
 	}
-	for _, op := range []string{"list", "inspect", "create", "start", "stop", "remove", "pull", "info"} {
+	for _, op := range []string{"list", "inspect", "create", "start", "stop", "remove", "pull", "info", "stats"} {
 		m.apiErrors.WithLabelValues(op) // 0 rather than absent
 	}
 	containers := &containersCollector{d: d, desc: prometheus.NewDesc("interlink_docker_containers",

@@ -9,17 +9,21 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/seed-3f807049/interlink/functions/api"
 )
 
-// inspectConcurrency bounds the inspect calls of one status request.
+// inspectConcurrency bounds the inspect and stats calls of one status
+// request: each container's stats call follows its inspect.
 const inspectConcurrency = 8
 
 // Status answers for the known pods of the batch: one list call for all
 // the sidecar's containers, then one inspect per container of the pods
-// asked (exit codes, times, OOM kills and restarts are only there).
+// asked (exit codes, times, OOM kills and restarts are only there), and for
+// each running app container its usage (usage.go: a stats call at most
+// every usageEvery).
 func (d *Docker) Status(ctx context.Context, pods []corev1.Pod) ([]api.PodStatus, error) {
 	all, err := d.pods(ctx, "")
 	if err != nil {
@@ -37,9 +41,12 @@ func (d *Docker) Status(ctx context.Context, pods []corev1.Pod) ([]api.PodStatus
 			jobs = append(jobs, job{i, j, c})
 		}
 	}
+	d.pruneUsage(all)
 	inspected := make([][]*container.InspectResponse, len(pods))
+	usage := make([][]*usageSample, len(pods))
 	for i := range asked {
 		inspected[i] = make([]*container.InspectResponse, len(asked[i]))
+		usage[i] = make([]*usageSample, len(asked[i]))
 	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, inspectConcurrency)
@@ -51,13 +58,23 @@ func (d *Docker) Status(ctx context.Context, pods []corev1.Pod) ([]api.PodStatus
 			start := time.Now()
 			res, err := d.api.ContainerInspect(ctx, j.c.ID, client.ContainerInspectOptions{})
 			d.observe("inspect", start, err)
-			if err == nil {
-				inspected[j.pod][j.i] = &res.Container
-				if st := res.Container.State; st != nil && (st.Status == container.StateExited || st.Status == container.StateDead) && started(st) {
-					in := res.Container
-					in.Config = withLabels(in.Config, j.c.Labels)
-					d.recordEnd(ctx, in, lifecycleOf(j.c.Labels), "")
-				}
+			if err != nil {
+				return
+			}
+			inspected[j.pod][j.i] = &res.Container
+			st := res.Container.State
+			if st == nil {
+				return
+			}
+			if st.Status != container.StateRunning {
+				d.dropUsage(j.c.ID)
+			} else if j.c.Labels[LabelRole] == roleApp {
+				usage[j.pod][j.i] = d.usageOf(ctx, j.c, st.StartedAt)
+			}
+			if (st.Status == container.StateExited || st.Status == container.StateDead) && started(st) {
+				in := res.Container
+				in.Config = withLabels(in.Config, j.c.Labels)
+				d.recordEnd(ctx, in, lifecycleOf(j.c.Labels), "")
 			}
 		}()
 	}
@@ -67,7 +84,9 @@ func (d *Docker) Status(ctx context.Context, pods []corev1.Pod) ([]api.PodStatus
 		if len(asked[i]) == 0 {
 			continue
 		}
-		out = append(out, podStatus(asked[i], inspected[i], d.historyCopy, time.Now()))
+		st := podStatus(asked[i], inspected[i], d.historyCopy, time.Now())
+		st.Usage = podUsage(asked[i], usage[i])
+		out = append(out, st)
 	}
 	return out, nil
 }
@@ -146,6 +165,11 @@ func containerStatus(c container.Summary, in *container.InspectResponse, initDon
 		cs.Started = ptr(true)
 	case s.Status == container.StateExited || s.Status == container.StateDead:
 		cs.State.Terminated = terminated(s)
+		if oomMissed(in, h) {
+			cs.State.Terminated.Reason = "OOMKilled"
+			cs.State.Terminated.Message = "exit code 137 (SIGKILL) with a memory limit of " + resource.NewQuantity(in.HostConfig.Memory, resource.BinarySI).String() +
+				", not stopped by the sidecar: taken for the kernel's OOM kill, which Docker did not report"
+		}
 	default: // created, paused, removing
 		reason := "ContainerCreating"
 		if !initDone && c.Labels[LabelRole] == roleApp {
@@ -208,6 +232,20 @@ func oomUnsettled(in *container.InspectResponse, now time.Time) bool {
 	}
 	end := parseTime(s.FinishedAt)
 	return !end.IsZero() && now.Sub(end.Time) < oomSettle
+}
+
+// oomMissed tells whether in, a container with a memory limit that ended
+// by SIGKILL (137) over oomSettle ago, with no OOM kill that Docker knows
+// of, was OOM-killed all the same: the sidecar did not stop it (h), and
+// nothing in the container can SIGKILL its PID 1. Docker 20.10 misses the
+// OOM kills the kernel makes before containerd watches the container's
+// memory cgroup, early in a run on a busy host.
+func oomMissed(in *container.InspectResponse, h history) bool {
+	s := in.State
+	if s.OOMKilled || s.ExitCode != 128+9 || in.HostConfig == nil || in.HostConfig.Memory <= 0 {
+		return false
+	}
+	return h.run != s.StartedAt || h.killed == ""
 }
 
 // ReasonCannotRun is the reason of a container that Docker could not

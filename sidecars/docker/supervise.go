@@ -80,9 +80,20 @@ func (d *Docker) supervise(ctx context.Context, c container.Summary, fresh bool)
 			}
 		default: // exited, dead or never started: Docker does not start it again
 			w.stop()
-			if started(st) {
-				d.recordEnd(ctx, in, l, "")
+			if !started(st) {
+				return nil
 			}
+			if h := d.historyCopy(c.ID); h.run == st.StartedAt && h.killed != "" && restartsAfter(in.HostConfig, st.ExitCode) {
+				// The sidecar stopped this run (a failed probe or hook),
+				// and an error broke off its supervision (the driver runs
+				// it again) before the restart: restart it now.
+				last = st.StartedAt
+				if err := d.afterRun(ctx, c, l, last, h.killed, &kills); err != nil {
+					return err
+				}
+				continue
+			}
+			d.recordEnd(ctx, in, l, "")
 			return nil
 		}
 	}

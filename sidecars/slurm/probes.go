@@ -22,8 +22,10 @@ import (
 )
 
 // Probes, lifecycle hooks and termination messages in the job. A pod whose
-// containers have probes or hooks gets a prober.Spec, DIR/probes.json; the
-// job starts interlink-prober on it before its init containers. Each run
+// containers have probes or hooks gets a prober.Spec, DIR/probes.json, as
+// does every pod at a site that has the prober (it samples the containers'
+// usage, usage.go); the job starts interlink-prober on it before its init
+// containers. Each run
 // of a container records its pid (containers/NAME.pid) just before the
 // runtime starts in its place (exec), and the prober writes what it finds
 // to containers/NAME.probe. When a run starts, the previous run's pid and
@@ -146,10 +148,17 @@ func messageArgs(msg string) []string {
 	return []string{"-t", msg + "=" + helperMsg}
 }
 
-// proberSpec is the prober's spec for the pod's containers (mains, in the
-// pod's order), or nil when none has probes or hooks.
-func (b *builder) proberSpec(rtName string, mains []*container) ([]byte, error) {
+// proberSpec is the prober's spec for the pod's containers (inits and
+// mains, in the pod's order): the probes and hooks of the containers that
+// have them, and, when the site has the prober, every container to sample
+// for its usage. It is nil when the prober has nothing to do.
+func (b *builder) proberSpec(rtName string, inits, mains []*container) ([]byte, error) {
 	spec := prober.Spec{GracePeriodSeconds: gracePeriod(b.pod)}
+	if b.hasProber() {
+		for _, ct := range append(append([]*container{}, inits...), mains...) {
+			spec.Sampled = append(spec.Sampled, b.sampled(rtName, ct))
+		}
+	}
 	for i := range b.pod.Spec.Containers {
 		c := &b.pod.Spec.Containers[i]
 		if !probed(c) {
@@ -163,10 +172,27 @@ func (b *builder) proberSpec(rtName string, mains []*container) ([]byte, error) 
 		}
 		spec.Containers = append(spec.Containers, pc)
 	}
-	if len(spec.Containers) == 0 {
+	if len(spec.Containers) == 0 && len(spec.Sampled) == 0 {
 		return nil, nil
 	}
 	return json.Marshal(spec)
+}
+
+// hasProber tells whether the site has the prober: every job then starts
+// it, to sample its containers' usage.
+func (b *builder) hasProber() bool {
+	return b.cfg.ProberPath != "" && b.site.missing["ProberPath"] == nil
+}
+
+// sampled is how the prober finds the processes of ct: below the run's
+// pid, or, with Podman, below the container's first process, which conmon
+// holds (podman container inspect prints its pid).
+func (b *builder) sampled(rtName string, ct *container) prober.Sampled {
+	s := prober.Sampled{Name: ct.name}
+	if rtName == RuntimePodman {
+		s.PIDOf = []string{b.cfg.PodmanPath, "container", "inspect", "--format", "{{.State.Pid}}", ct.id}
+	}
+	return s
 }
 
 // entry is how a command runs inside the container ct (exec probes and
@@ -264,7 +290,11 @@ trap il_stop USR1
 `, names, names, names)
 	}
 	if spec != nil {
-		w("# The prober runs the containers' probes and hooks for the job's life.\n")
+		what := "samples the containers' usage"
+		if slices.ContainsFunc(b.pod.Spec.Containers, func(c corev1.Container) bool { return probed(&c) }) {
+			what = "runs the containers' probes and hooks, and samples their usage,"
+		}
+		w("# The prober %s for the job's life.\n", what)
 		w("\"$IL_PROBER\" run \"$IL_DIR\"/%s &\nIL_PROBER_PID=$!\n", prober.SpecFile)
 	}
 }
@@ -285,6 +315,9 @@ type podProbes struct {
 	StopGrace int64 `json:"stopGrace,omitempty"`
 	// Entries are how a command runs in each container (kubectl exec).
 	Entries []prober.Container `json:"entries,omitempty"`
+	// Usage: the job's prober samples the containers' usage
+	// (prober.UsageFile).
+	Usage bool `json:"usage,omitempty"`
 }
 
 func (b *builder) podProbes(inits, mains []*container) podProbes {
@@ -304,6 +337,7 @@ func (b *builder) podProbes(inits, mains []*container) podProbes {
 	}
 	pp.StopGrace = b.grace
 	pp.Entries = b.entered
+	pp.Usage = b.hasProber()
 	return pp
 }
 

@@ -3,6 +3,7 @@ package slurm
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,6 +50,25 @@ func TestProberSpec(t *testing.T) {
 			if len(spec.Containers) != 1 || spec.GracePeriodSeconds != 20 {
 				t.Fatalf("spec %+v, want the main container and a grace of 20 s", spec)
 			}
+			// Every container is sampled, init containers too; Podman's
+			// processes are found below the container's own first process.
+			var pidOf func(string) []string
+			if tt.runtime == RuntimePodman {
+				pidOf = func(n string) []string {
+					return []string{"podman", "container", "inspect", "--format", "{{.State.Pid}}", "il-" + testUID + "-" + n}
+				}
+			}
+			var wantSampled []prober.Sampled
+			for _, n := range []string{"setup", "main", "sidecar"} {
+				s := prober.Sampled{Name: n}
+				if pidOf != nil {
+					s.PIDOf = pidOf(n)
+				}
+				wantSampled = append(wantSampled, s)
+			}
+			if d := cmp.Diff(wantSampled, spec.Sampled); d != "" || spec.UsageInterval != 0 {
+				t.Errorf("sampled (-want +got):\n%s", d)
+			}
 			c := spec.Containers[0]
 			if c.Name != "main" || c.Host != "127.0.0.1" || c.LivenessProbe == nil || c.Lifecycle == nil || len(c.Ports) != 1 {
 				t.Errorf("container %+v", c)
@@ -56,7 +76,7 @@ func TestProberSpec(t *testing.T) {
 			if diff := cmp.Diff(tt.wantExec, c.Exec); diff != "" || c.Nsenter != tt.wantNs || !cmp.Equal(tt.wantInner, c.Inner) {
 				t.Errorf("exec %q nsenter %q inner %q, want %q %q %q", c.Exec, c.Nsenter, c.Inner, tt.wantExec, tt.wantNs, tt.wantInner)
 			}
-			want := podProbes{Probed: []string{"main"}, Messages: []string{"setup", "main", "sidecar"}, FallbackToLogs: []string{"main"}, StopGrace: 20}
+			want := podProbes{Probed: []string{"main"}, Messages: []string{"setup", "main", "sidecar"}, FallbackToLogs: []string{"main"}, StopGrace: 20, Usage: true}
 			if tt.runtime == RuntimeCharliecloud {
 				want.Messages = []string{"main"} // /dev/termination-log is the host's
 			}
@@ -79,11 +99,27 @@ func TestProberSpec(t *testing.T) {
 			bashSyntax(t, j.script)
 		})
 	}
-	// Without probes or hooks: no spec, no prober, no trap.
+	// Without probes or hooks: the prober samples the usage alone; no
+	// trap.
 	j := mustJob(t, testConfig(t), testPod())
-	if j.spec != nil || strings.Contains(j.script, "IL_PROBER") || strings.Contains(j.script, "trap il_stop") {
-		t.Errorf("a pod without probes got the prober")
+	var spec prober.Spec
+	if err := json.Unmarshal(j.spec, &spec); err != nil || len(spec.Containers) != 0 || len(spec.Sampled) != 3 {
+		t.Errorf("spec %s (%v), want the three containers sampled, none probed", j.spec, err)
 	}
+	if !strings.Contains(j.script, `"$IL_PROBER" run "$IL_DIR"/probes.json &`) || strings.Contains(j.script, "trap il_stop") ||
+		strings.Contains(j.script, `"$IL_PROBER" stop`) || !j.status.Usage {
+		t.Errorf("a pod without probes: the prober does not sample it, or stops it")
+	}
+	// A site without the prober: no spec, no prober, no usage.
+	cfg := testConfig(t)
+	j, err := buildJob(&cfg, &site{missing: map[string]error{"ProberPath": errors.New("not found")}}, testPod(), "/d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.spec != nil || strings.Contains(j.script, "IL_PROBER") || j.status.Usage {
+		t.Errorf("a site without the prober: spec %s, usage %v", j.spec, j.status.Usage)
+	}
+	bashSyntax(t, j.script)
 }
 
 // TestProbeValidation: a probe or hook the prober cannot run, one on an

@@ -90,7 +90,7 @@ type job struct {
 	podmanImages []podmanImage
 	// spec is the prober's spec (prober.SpecFile), written by the sidecar
 	// in the pod's directory with SharedFS (else embedded in the script);
-	// nil when no container has probes or hooks.
+	// nil when the prober has nothing to do (proberSpec).
 	spec []byte
 	// status is what the status of the pod's containers needs to know.
 	status podProbes
@@ -170,7 +170,7 @@ func buildJob(cfg *Config, st *site, data *api.RetrievedPodData, dir string) (*j
 		}
 		return nil, invalid(err)
 	}
-	if b.spec, err = b.proberSpec(rtName, mains); err != nil {
+	if b.spec, err = b.proberSpec(rtName, inits, mains); err != nil {
 		return nil, invalid(err)
 	}
 	b.entered = b.entries(rtName, mains)
@@ -288,7 +288,7 @@ type builder struct {
 	// dataFiles are the data-relative paths of the pod's data files (not
 	// directories): a subPath naming one binds a file.
 	dataFiles map[string]bool
-	// spec is the prober's spec, nil without probes and hooks; grace is
+	// spec is the prober's spec, nil when it has nothing to do; grace is
 	// the job's stop time on SIGUSR1 (stopGrace), 0 when it does not trap it.
 	spec  []byte
 	grace int64

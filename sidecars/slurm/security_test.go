@@ -357,7 +357,7 @@ func TestNoPodWordInCommandPosition(t *testing.T) {
 				for _, a := range assigned {
 					if a != "IL_DIR" && a != "IL_DATA" && a != "IL_NOW" && a != "IL_SSH_PID" && a != "IL_SOCKS_PORT" && a != "code" &&
 						a != "il_exit" && a != "il_pids" && a != "il_code" && a != "t" && a != "s" && a != "line" && a != "name" && a != "IFS" &&
-						a != "TZ" && a != "IL_ENVEXEC" && a != "il_ep" && a != "il_cmd" &&
+						a != "TZ" && a != "IL_ENVEXEC" && a != "IL_PROBER" && a != "IL_PROBER_PID" && a != "il_ep" && a != "il_cmd" &&
 						!slices.Contains([]string{"base", "started", "ended", "last", "backoff", "since", "delay", "restarts"}, a) {
 						t.Errorf("%s: the script assigns %q", rt, a)
 					}

@@ -10,6 +10,7 @@ import (
 	"os/user"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -565,6 +566,17 @@ func (s *Slurm) podStatus(rec *record, states map[string]jobState) api.PodStatus
 	}
 	for _, n := range rec.Containers {
 		st.Containers = append(st.Containers, containerStatus(n, rec.JobID, js, files[n], output, initDone))
+	}
+	if rec.Usage {
+		running := map[string]time.Time{}
+		for _, cs := range append(append([]corev1.ContainerStatus{}, st.InitContainers...), st.Containers...) {
+			if f := files[cs.Name]; cs.State.Running != nil && !f.exited {
+				running[cs.Name] = f.started
+			}
+		}
+		if len(running) > 0 {
+			st.Usage = readUsage(s.root, dir, slices.Concat(rec.InitContainers, rec.Containers), running, time.Now())
+		}
 	}
 	return st
 }

@@ -41,24 +41,30 @@ var errNotTheRun = errors.New("container not running")
 // outlives its run until the next one starts, and the pid may meanwhile be
 // another process's, of another pod: nothing is done to it then.
 func (p procFS) isRun(dir, name string, id procID) error {
+	_, err := p.runStart(dir, name, id)
+	return err
+}
+
+// runStart is isRun, and the run's start as the job recorded it.
+func (p procFS) runStart(dir, name string, id procID) (time.Time, error) {
 	if _, err := os.Lstat(filepath.Join(dir, name+exitSuffix)); err == nil {
-		return errNotTheRun
+		return time.Time{}, errNotTheRun
 	}
 	b, err := readCapped(filepath.Join(dir, name+startedSuffix), 4096)
 	if err != nil {
-		return fmt.Errorf("%w: %w", errNotTheRun, err)
+		return time.Time{}, fmt.Errorf("%w: %w", errNotTheRun, err)
 	}
 	word, _, _ := bytes.Cut(bytes.TrimSpace(b), []byte(" "))
 	recorded, err := time.Parse(time.RFC3339Nano, string(word))
 	if err != nil {
-		return fmt.Errorf("%w: %s: %w", errNotTheRun, name+startedSuffix, err)
+		return time.Time{}, fmt.Errorf("%w: %s: %w", errNotTheRun, name+startedSuffix, err)
 	}
 	began, err := p.startedAt(id.start)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	if d := began.Sub(recorded); d < -runSlack || d > runSlack {
-		return fmt.Errorf("%w: process %d began at %s, the run at %s", errNotTheRun, id.pid, began.Format(time.RFC3339), recorded.Format(time.RFC3339))
+		return time.Time{}, fmt.Errorf("%w: process %d began at %s, the run at %s", errNotTheRun, id.pid, began.Format(time.RFC3339), recorded.Format(time.RFC3339))
 	}
-	return nil
+	return recorded, nil
 }

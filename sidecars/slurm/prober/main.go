@@ -109,12 +109,13 @@ func ReadSpec(path string) (Spec, error) {
 }
 
 // Validate reports every problem of a Spec: a container name that is no
-// file name, a repeated name, a probe or hook the prober cannot run.
+// file name, a repeated name, a probe or hook the prober cannot run, an
+// interval out of bounds.
 func (s Spec) Validate() error {
 	var errs []error
-	seen := map[string]bool{}
+	seen, sampled := map[string]bool{}, map[string]bool{}
 	for _, c := range s.Containers {
-		if c.Name == "" || strings.ContainsAny(c.Name, "/\x00") || strings.HasPrefix(c.Name, ".") {
+		if !fileName(c.Name) {
 			errs = append(errs, fmt.Errorf("container name %q is not a file name", c.Name))
 		}
 		if seen[c.Name] {
@@ -129,5 +130,25 @@ func (s Spec) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	for _, c := range s.Sampled {
+		if !fileName(c.Name) {
+			errs = append(errs, fmt.Errorf("sampled container name %q is not a file name", c.Name))
+		}
+		if sampled[c.Name] {
+			errs = append(errs, fmt.Errorf("sampled container %q appears twice", c.Name))
+		}
+		sampled[c.Name] = true
+		if len(c.PIDOf) > 0 && c.PIDOf[0] == "" {
+			errs = append(errs, fmt.Errorf("sampled container %q: pidOf names no program", c.Name))
+		}
+	}
+	if s.UsageInterval != 0 && (s.UsageInterval < minUsageInterval || s.UsageInterval > maxUsageInterval) {
+		errs = append(errs, fmt.Errorf("usageInterval %v is not within [%v, %v]", s.UsageInterval, minUsageInterval, maxUsageInterval))
+	}
 	return errors.Join(errs...)
+}
+
+// fileName tells whether a container name is a plain file name.
+func fileName(name string) bool {
+	return name != "" && !strings.ContainsAny(name, "/\x00") && !strings.HasPrefix(name, ".")
 }

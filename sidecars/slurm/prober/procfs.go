@@ -1,16 +1,14 @@
 package prober
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"time"
 
+	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -37,32 +35,50 @@ type procID struct {
 	start uint64 // starttime of /proc/PID/stat, in clock ticks since boot
 }
 
+// procStat reads /proc/PID/stat; a missing process is fs.ErrNotExist.
+func (p procFS) procStat(pid int) (procfs.ProcStat, error) {
+	fs, err := procfs.NewFS(p.root)
+	if err != nil {
+		return procfs.ProcStat{}, err
+	}
+	proc, err := fs.Proc(pid)
+	if err != nil {
+		return procfs.ProcStat{}, err
+	}
+	st, err := proc.Stat()
+	if err != nil {
+		return procfs.ProcStat{}, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return st, nil
+}
+
+// gone tells whether a process's stat is a zombie's (or a dead one's).
+func gone(st procfs.ProcStat) bool { return st.State == "Z" || st.State == "X" }
+
 // stat reads a process's parent and start time; a missing process is
 // fs.ErrNotExist. A zombie counts as gone.
 func (p procFS) stat(pid int) (ppid int, start uint64, err error) {
-	b, err := os.ReadFile(filepath.Join(p.root, strconv.Itoa(pid), "stat"))
+	st, err := p.procStat(pid)
 	if err != nil {
 		return 0, 0, err
 	}
-	// The command name, in parentheses, may hold anything: fields follow
-	// its last ')'. They are then: state ppid ... (starttime is field 22).
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
-	}
-	f := bytes.Fields(b[i+1:])
-	if len(f) < 20 {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f)+2)
-	}
-	if f[0][0] == 'Z' || f[0][0] == 'X' {
+	if gone(st) {
 		return 0, 0, fmt.Errorf("process %d: %w (a zombie)", pid, os.ErrNotExist)
 	}
-	ppid, err1 := strconv.Atoi(string(f[1]))
-	start, err2 := strconv.ParseUint(string(f[19]), 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	return st.PPID, st.Starttime, nil
+}
+
+// current is the live process a pid file names.
+func (p procFS) current(pidPath string) (procID, bool) {
+	pid := readPID(pidPath)
+	if pid == 0 {
+		return procID{}, false
 	}
-	return ppid, start, nil
+	_, start, err := p.stat(pid)
+	if err != nil {
+		return procID{}, false
+	}
+	return procID{pid: pid, start: start}, true
 }
 
 // alive tells whether id is still the process it was.
@@ -71,17 +87,42 @@ func (p procFS) alive(id procID) bool {
 	return err == nil && start == id.start
 }
 
-// parents maps each process to its parent.
-func (p procFS) parents() map[int]int {
-	entries, _ := os.ReadDir(p.root)
-	m := make(map[int]int, len(entries))
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid <= 0 {
+// snapshot reads the stat of every process, zombies included: one pass
+// over the proc file system. A process that ends during the pass is left
+// out.
+func (p procFS) snapshot() map[int]procfs.ProcStat {
+	fs, err := procfs.NewFS(p.root)
+	if err != nil {
+		return nil
+	}
+	all, err := fs.AllProcs()
+	if err != nil {
+		return nil
+	}
+	m := make(map[int]procfs.ProcStat, len(all))
+	for _, proc := range all {
+		if proc.PID <= 0 {
 			continue
 		}
-		if ppid, _, err := p.stat(pid); err == nil {
-			m[pid] = ppid
+		if st, err := proc.Stat(); err == nil {
+			m[proc.PID] = st
+		}
+	}
+	return m
+}
+
+// parents maps each live process to its parent.
+func (p procFS) parents() map[int]int {
+	return parentsOf(p.snapshot(), false)
+}
+
+// parentsOf maps each process of a snapshot to its parent, zombies only
+// with withZombies.
+func parentsOf(snap map[int]procfs.ProcStat, withZombies bool) map[int]int {
+	m := make(map[int]int, len(snap))
+	for pid, st := range snap {
+		if withZombies || !gone(st) {
+			m[pid] = st.PPID
 		}
 	}
 	return m
@@ -206,24 +247,22 @@ const userHZ = 100
 // startedAt is the wall time process start (a procID's) began, from the
 // boot time of the proc file system's stat.
 func (p procFS) startedAt(start uint64) (time.Time, error) {
-	f, err := os.Open(filepath.Join(p.root, "stat"))
+	fs, err := procfs.NewFS(p.root)
 	if err != nil {
 		return time.Time{}, err
 	}
-	defer func() { _ = f.Close() }()
-	b, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	st, err := fs.Stat()
 	if err != nil {
 		return time.Time{}, err
 	}
-	for line := range bytes.Lines(b) {
-		if v, ok := bytes.CutPrefix(bytes.TrimSpace(line), []byte("btime ")); ok {
-			boot, err := strconv.ParseInt(string(v), 10, 64)
-			if err != nil {
-				return time.Time{}, fmt.Errorf("%s/stat: btime %q", p.root, v)
-			}
-			ticks := int64(start) //nolint:gosec // clock ticks since boot: far below 2^63
-			return time.Unix(boot, 0).Add(time.Duration(ticks) * (time.Second / userHZ)), nil
-		}
+	if st.BootTime == 0 {
+		return time.Time{}, fmt.Errorf("%s/stat: no btime", p.root)
 	}
-	return time.Time{}, fmt.Errorf("%s/stat: no btime", p.root)
+	boot := int64(st.BootTime) //nolint:gosec // seconds since 1970: far below 2^63
+	return time.Unix(boot, 0).Add(ticks(start)), nil
+}
+
+// ticks is n clock ticks of /proc/PID/stat as a duration.
+func ticks(n uint64) time.Duration {
+	return time.Duration(n) * (time.Second / userHZ) //nolint:gosec // clock ticks: far below 2^63 ns
 }

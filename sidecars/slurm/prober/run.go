@@ -32,12 +32,17 @@ type prober struct {
 	log      *slog.Logger
 }
 
-// run watches every container of the Spec until ctx ends.
+// run watches every container of the Spec, and samples the usage of the
+// Sampled ones, until ctx ends.
 func (p *prober) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for i := range p.spec.Containers {
 		c := &p.spec.Containers[i]
 		wg.Go(func() { p.watch(ctx, c) })
+	}
+	if len(p.spec.Sampled) > 0 {
+		s := p.newSampler()
+		wg.Go(func() { s.run(ctx) })
 	}
 	wg.Wait()
 }
@@ -94,17 +99,7 @@ func (p *prober) watch(ctx context.Context, c *Container) {
 }
 
 // current is the live process a pid file names.
-func (p *prober) current(pidPath string) (procID, bool) {
-	pid := readPID(pidPath)
-	if pid == 0 {
-		return procID{}, false
-	}
-	_, start, err := p.proc.stat(pid)
-	if err != nil {
-		return procID{}, false
-	}
-	return procID{pid: pid, start: start}, true
-}
+func (p *prober) current(pidPath string) (procID, bool) { return p.proc.current(pidPath) }
 
 // start begins a run of c: its hooks and probes, in a goroutine.
 func (p *prober) start(ctx context.Context, c *Container, id procID) *activeRun {

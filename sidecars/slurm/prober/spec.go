@@ -1,14 +1,17 @@
 // Package prober is the job side of a SLURM pod's probes and lifecycle
-// hooks. The sidecar writes a Spec into the pod's directory; the job starts
-// interlink-prober beside its containers, which runs each container's
-// postStart hook and probes (package probe) from the moment the job records
-// the container's start, writes what they find to containers/NAME.probe
-// for the sidecar's status, stops a container whose liveness or startup
-// probe fails, and on a pod's deletion runs the preStop hooks before the
-// containers are stopped.
+// hooks, and of its resource usage. The sidecar writes a Spec into the
+// pod's directory; the job starts interlink-prober beside its containers,
+// which runs each container's postStart hook and probes (package probe)
+// from the moment the job records the container's start, writes what they
+// find to containers/NAME.probe for the sidecar's status, stops a container
+// whose liveness or startup probe fails, and on a pod's deletion runs the
+// preStop hooks before the containers are stopped. It samples the CPU and
+// memory of every running container into UsageFile (usage.go).
 package prober
 
 import (
+	"time"
+
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -22,10 +25,27 @@ const PIDPlaceholder = "{{pid}}"
 // Spec is what the prober of one job does.
 type Spec struct {
 	// Containers are the pod's containers that have probes or hooks.
-	Containers []Container `json:"containers"`
+	Containers []Container `json:"containers,omitempty"`
 	// GracePeriodSeconds is the pod's terminationGracePeriodSeconds: how
 	// long preStop hooks and the stop signal have before SIGKILL.
 	GracePeriodSeconds int64 `json:"gracePeriodSeconds"`
+	// Sampled are the containers whose usage the prober samples: all the
+	// pod's, init containers too.
+	Sampled []Sampled `json:"sampled,omitempty"`
+	// UsageInterval is how often they are sampled (0: UsageInterval).
+	UsageInterval time.Duration `json:"usageInterval,omitempty"`
+}
+
+// Sampled is a container whose usage the prober samples.
+type Sampled struct {
+	// Name is the container's name (containers/NAME.pid).
+	Name string `json:"name"`
+	// PIDOf, when set, is the argv (PIDPlaceholder replaced by the run's
+	// pid) that prints the pid of the container's first process, when the
+	// container's processes do not descend from the run's (Podman: podman
+	// container inspect --format {{.State.Pid}} NAME, conmon's child). It
+	// is asked once per run, once the container runs.
+	PIDOf []string `json:"pidOf,omitempty"`
 }
 
 // Container is one container's probes and hooks.

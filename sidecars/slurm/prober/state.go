@@ -37,7 +37,7 @@ func (s *stateFile) update(f func(*State)) error {
 		return nil
 	}
 	f(&s.st)
-	return writeState(s.path, s.st)
+	return writeJSON(s.path, s.st)
 }
 
 // end stops the run's writes.
@@ -47,10 +47,10 @@ func (s *stateFile) end() {
 	s.mu.Unlock()
 }
 
-// writeState replaces path with st as JSON (mode 0600): a temporary file
+// writeJSON replaces path with v as JSON (mode 0600): a temporary file
 // beside it, renamed over it.
-func writeState(path string, st State) error {
-	b, err := json.Marshal(st)
+func writeJSON(path string, v any) error {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}

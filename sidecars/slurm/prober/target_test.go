@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -38,8 +39,8 @@ func (f fakeProc) write(t *testing.T) string {
 		if err := os.MkdirAll(filepath.Join(dir, "ns"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		stat := fmt.Sprintf("%s (a) b) S %d 1 1 0 -1 0 0 0 0 0 0 0 0 20 0 1 0 777 0 0\n", name, p.ppid)
-		_ = os.WriteFile(filepath.Join(dir, "stat"), []byte(stat), 0o644)
+		pid, _ := strconv.Atoi(name)
+		_ = os.WriteFile(filepath.Join(dir, "stat"), []byte(statLine(pid, statFields{ppid: p.ppid, start: 777})), 0o644)
 		for kind, id := range p.ns {
 			_ = os.Symlink(kind+":["+id+"]", filepath.Join(dir, "ns", kind))
 		}

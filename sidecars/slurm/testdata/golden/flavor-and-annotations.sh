@@ -18,16 +18,19 @@
 # file .interlink/main/env -rw------- 
 # dir  volumes/work/logs
 # file env/sidecar.env -rw------- 
+# file probes.json {"gracePeriodSeconds":30,"sampled":[{"name":"setup"},{"name":"main"},{"name":"sidecar"}]}
 #!/bin/bash
 # Job of pod team-a/web, written by interlink-slurm. The containers' output goes to
 # containers/NAME.log, their exit codes to containers/NAME.exit.
 umask 077
 IL_DIR=/data/interlink/jobs/team-a-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a
 IL_ENVEXEC=/opt/interlink/bin/interlink-envexec
+IL_PROBER=/opt/interlink/bin/interlink-prober
 IL_DATA="$IL_DIR"/data
 mkdir -p "$IL_DIR"/containers "$IL_DATA" && cd "$IL_DIR" || exit 1
 il_cleanup() {
 	[[ -n ${IL_SSH_PID-} ]] && kill "$IL_SSH_PID" 2>/dev/null
+	[[ -n ${IL_PROBER_PID-} ]] && kill "$IL_PROBER_PID" 2>/dev/null
 	return 0
 }
 trap il_cleanup EXIT
@@ -110,6 +113,9 @@ il_c2() {
 	il_pid sidecar || return
 	exec "$IL_ENVEXEC" bind 9 "$IL_DATA"/volumes/work logs 1 '' :/work -- singularity --quiet run --containall --no-home --no-eval --env-file "$IL_DATA"/env/sidecar.env --bind :/work /images/tools.sif watch
 }
+# The prober samples the containers' usage for the job's life.
+"$IL_PROBER" run "$IL_DIR"/probes.json &
+IL_PROBER_PID=$!
 
 # Init containers run in order; the first that fails ends the job.
 il_run setup il_c0 Never || exit $?

@@ -143,7 +143,8 @@ eGVjIjp7ImNvbW1hbmQiOlsiL2Jpbi9zaCIsIi1jIiwiZWNobyBieWUgXHUwMDNlIC93b3JrL2J5
 ZSJdfX19LCJwb3J0cyI6W3sibmFtZSI6Imh0dHAiLCJjb250YWluZXJQb3J0Ijo4MDgwfV0sImhv
 c3QiOiIxMjcuMC4wLjEiLCJuc2VudGVyIjoiL3Vzci9iaW4vbnNlbnRlciIsImlubmVyIjpbIi8u
 aW50ZXJsaW5rL2VudmV4ZWMiLCIvLmludGVybGluay9lbnYiLCItLSJdfV0sImdyYWNlUGVyaW9k
-U2Vjb25kcyI6MjB9
+U2Vjb25kcyI6MjAsInNhbXBsZWQiOlt7Im5hbWUiOiJzZXR1cCJ9LHsibmFtZSI6Im1haW4ifSx7
+Im5hbWUiOiJzaWRlY2FyIn1dfQ==
 IL_EOF
 # il_signal SIG NAME... sends SIG to the running containers among NAMEs; false
 # when none runs.
@@ -172,7 +173,7 @@ il_stop() {
 	exit 143
 }
 trap il_stop USR1
-# The prober runs the containers' probes and hooks for the job's life.
+# The prober runs the containers' probes and hooks, and samples their usage, for the job's life.
 "$IL_PROBER" run "$IL_DIR"/probes.json &
 IL_PROBER_PID=$!
 

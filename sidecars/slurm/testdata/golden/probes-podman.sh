@@ -17,7 +17,7 @@
 # dir  .interlink/sidecar
 # dir  .interlink/sidecar/msg
 # file .interlink/sidecar/env -rw------- 
-# file probes.json {"containers":[{"name":"main","startupProbe":{"tcpSocket":{"port":"http"},"periodSeconds":1},"livenessProbe":{"exec":{"command":["/bin/sh","-c","test -e /tmp/alive; echo $(id)"]},"failureThreshold":2},"readinessProbe":{"httpGet":{"path":"/ready","port":8080}},"lifecycle":{"postStart":{"exec":{"command":["touch","/tmp/alive"]}},"preStop":{"exec":{"command":["/bin/sh","-c","echo bye \u003e /work/bye"]}}},"ports":[{"name":"http","containerPort":8080}],"host":"127.0.0.1","exec":["podman","exec","il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main"],"running":["podman","container","inspect","--format","{{.State.Running}}","il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main"],"inner":["/.interlink/envexec","-C","/srv","/.interlink/env","--"]}],"gracePeriodSeconds":20}
+# file probes.json {"containers":[{"name":"main","startupProbe":{"tcpSocket":{"port":"http"},"periodSeconds":1},"livenessProbe":{"exec":{"command":["/bin/sh","-c","test -e /tmp/alive; echo $(id)"]},"failureThreshold":2},"readinessProbe":{"httpGet":{"path":"/ready","port":8080}},"lifecycle":{"postStart":{"exec":{"command":["touch","/tmp/alive"]}},"preStop":{"exec":{"command":["/bin/sh","-c","echo bye \u003e /work/bye"]}}},"ports":[{"name":"http","containerPort":8080}],"host":"127.0.0.1","exec":["podman","exec","il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main"],"running":["podman","container","inspect","--format","{{.State.Running}}","il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main"],"inner":["/.interlink/envexec","-C","/srv","/.interlink/env","--"]}],"gracePeriodSeconds":20,"sampled":[{"name":"setup","pidOf":["podman","container","inspect","--format","{{.State.Pid}}","il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-setup"]},{"name":"main","pidOf":["podman","container","inspect","--format","{{.State.Pid}}","il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main"]},{"name":"sidecar","pidOf":["podman","container","inspect","--format","{{.State.Pid}}","il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar"]}]}
 #!/bin/bash
 # Job of pod team-a/web, written by interlink-slurm. The containers' output goes to
 # containers/NAME.log, their exit codes to containers/NAME.exit.
@@ -160,7 +160,7 @@ il_stop() {
 	exit 143
 }
 trap il_stop USR1
-# The prober runs the containers' probes and hooks for the job's life.
+# The prober runs the containers' probes and hooks, and samples their usage, for the job's life.
 "$IL_PROBER" run "$IL_DIR"/probes.json &
 IL_PROBER_PID=$!
 

@@ -17,16 +17,19 @@
 # dir  .interlink/sidecar
 # dir  .interlink/sidecar/msg
 # file .interlink/sidecar/env -rw------- 
+# file probes.json {"gracePeriodSeconds":30,"sampled":[{"name":"setup","pidOf":["podman","container","inspect","--format","{{.State.Pid}}","il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-setup"]},{"name":"main","pidOf":["podman","container","inspect","--format","{{.State.Pid}}","il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-main"]},{"name":"sidecar","pidOf":["podman","container","inspect","--format","{{.State.Pid}}","il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar"]}]}
 #!/bin/bash
 # Job of pod team-a/web, written by interlink-slurm. The containers' output goes to
 # containers/NAME.log, their exit codes to containers/NAME.exit.
 umask 077
 IL_DIR=/data/interlink/jobs/team-a-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a
 IL_ENVEXEC=/opt/interlink/bin/interlink-envexec
+IL_PROBER=/opt/interlink/bin/interlink-prober
 IL_DATA="$IL_DIR"/data
 mkdir -p "$IL_DIR"/containers "$IL_DATA" && cd "$IL_DIR" || exit 1
 il_cleanup() {
 	[[ -n ${IL_SSH_PID-} ]] && kill "$IL_SSH_PID" 2>/dev/null
+	[[ -n ${IL_PROBER_PID-} ]] && kill "$IL_PROBER_PID" 2>/dev/null
 	return 0
 }
 trap il_cleanup EXIT
@@ -130,6 +133,9 @@ il_c2_cleanup() {
 	podman rm --force --ignore il-0f5e8a52-4b1f-4c3e-9d2a-6f1e2d3c4b5a-sidecar >/dev/null 2>&1
 	return 0
 }
+# The prober samples the containers' usage for the job's life.
+"$IL_PROBER" run "$IL_DIR"/probes.json &
+IL_PROBER_PID=$!
 
 # Init containers run in order, each started again until it succeeds.
 il_run setup il_c0 OnFailure il_c0_cleanup || exit $?
