@@ -880,7 +880,7 @@ func checkBehaviorTable(t *testing.T, table string) {
 		return
 	}
 	if !*updateDocs {
-		t.Errorf("docs/slurm.md's pod-behavior table is not this run's: run the suite with INTERLINK_UPDATE_DOCS=1 (make behavior-docs). This run's:\n%s", table)
+		t.Errorf("docs/slurm.md's pod-behavior table is not this run's: run the suite with INTERLINK_UPDATE_DOCS=1 (INTERLINK_UPDATE_DOCS=1 make behavior). This run's:\n%s", table)
 		return
 	}
 	out := slices.Concat(doc[:begin+len(tableBegin)], []byte(table), doc[end:])
