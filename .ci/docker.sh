@@ -77,36 +77,6 @@ install() {
 	done
 }
 
-# stop_pid FILE NAME [SECONDS]: SIGTERM the process whose PID is in FILE if it
-# is still NAME (a recycled PID is left alone), SIGKILL after SECONDS (15).
-stop_pid() {
-	local f=$1 name=$2 secs=${3:-15} pid
-	[ -f "$f" ] || return 0
-	pid=$(cat "$f")
-	if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ]; then
-		kill -TERM "$pid" 2>/dev/null || true
-		for _ in $(seq $((secs * 10))); do
-			alive "$pid" || break
-			sleep 0.1
-		done
-		if alive "$pid"; then
-			log "$name ($pid) ignored SIGTERM for $secs s; killing it"
-			kill -KILL "$pid" 2>/dev/null || true
-			for _ in $(seq 50); do
-				alive "$pid" || break
-				sleep 0.1
-			done
-		fi
-	fi
-	rm -f "$f"
-}
-
-alive() { # alive PID: the process exists and is no zombie (PID 1 here reaps late)
-	local st
-	st=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 1
-	[ -n "$st" ] && [ "$st" != Z ]
-}
-
 running() { # running FILE NAME: the PID in FILE is a live NAME
 	[ -s "$1" ] && [ "$(cat "/proc/$(cat "$1")/comm" 2>/dev/null)" = "$2" ] && alive "$(cat "$1")"
 }

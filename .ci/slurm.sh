@@ -63,26 +63,6 @@ image() {
 	printf '%s\n' "$root"
 }
 
-# stop_pid FILE NAME: SIGTERM the process whose PID is in FILE if it is still
-# NAME (a recycled PID is left alone), SIGKILL after 10 s.
-stop_pid() {
-	local f=$1 name=$2 pid
-	[ -f "$f" ] || return 0
-	pid=$(cat "$f")
-	if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ]; then
-		kill -TERM "$pid" 2>/dev/null || true
-		for _ in $(seq 100); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		if kill -0 "$pid" 2>/dev/null; then
-			log "$name ($pid) ignored SIGTERM for 10 s; killing it"
-			kill -KILL "$pid" 2>/dev/null || true
-		fi
-	fi
-	rm -f "$f"
-}
-
 # wait_pidfile FILE NAME LOG: wait up to 10 s for a daemon to write FILE.
 wait_pidfile() {
 	for _ in $(seq 100); do

@@ -65,17 +65,8 @@ wait_for() {
 	die "$what did not come up within ${secs}s"
 }
 
-stop_pid() {
-	local f="$dir/$1.pid"
-	[ -f "$f" ] || return 0
-	local pid; pid=$(cat "$f")
-	if kill -0 "$pid" 2>/dev/null; then
-		kill "$pid" 2>/dev/null || true
-		for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		kill -9 "$pid" 2>/dev/null || true
-	fi
-	rm -f "$f"
-}
+# stop NAME: stop the daemon NAME started (.ci/lib.sh's stop_pid).
+stop() { stop_pid "$dir/$1.pid" "$1"; }
 
 up() {
 	local t0; t0=$(date +%s%N)
@@ -177,7 +168,7 @@ ENV
 
 down() {
 	# The apiserver before etcd: the other order hangs it for a minute.
-	for d in metrics-server kube-controller-manager kube-scheduler kube-apiserver etcd; do stop_pid "$d"; done
+	for d in metrics-server kube-controller-manager kube-scheduler kube-apiserver etcd; do stop "$d"; done
 }
 
 # host_address prints this machine's first global IPv4 address.
@@ -196,7 +187,7 @@ metrics_server() {
 	bin=$("$here/build.sh" metrics-server)/metrics-server
 	addr=${METRICS_SERVER_ADDRESS:-$(host_address)}
 	port=$(free_port)
-	stop_pid metrics-server
+	stop metrics-server
 	# Its serving cert, for the name the API server checks (the Service's).
 	cert metrics-server metrics-server "" "IP:$addr,DNS:metrics-server.kube-system.svc" serverAuth
 	# It reads the kubelets' /metrics/resource with the admin's credentials
@@ -244,7 +235,7 @@ restart() {
 	local name=$1
 	[ -f "$dir/$name.cmd" ] || die "$name was not started in $dir"
 	. "$dir/env"
-	stop_pid "$name"
+	stop "$name"
 	eval "start $name $(cat "$dir/$name.cmd")"
 	case $name in
 	etcd) wait_for etcd 20 curl -fsS "http://127.0.0.1:$ETCD_PORT/health" ;;
