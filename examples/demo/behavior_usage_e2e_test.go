@@ -24,9 +24,6 @@ import (
 // host measures of the same processes (make demo's remote side is this
 // host: its SLURM node, its dockerd).
 
-// usageNode is make demo's virtual node.
-const usageNode = "interlink-demo"
-
 func usageCases() []*behaviorCase {
 	var cs []*behaviorCase
 	add := func(name, what string, pod *corev1.Pod, check func(*testing.T, *run, *behaviorCase) error) {
@@ -61,12 +58,13 @@ func usageCases() []*behaviorCase {
 // own measure of the process whose command line holds marker.
 func usageShows(marker string, ok func(cpu, mem resource.Quantity) error) func(*testing.T, *run, *behaviorCase) error {
 	return func(t *testing.T, s *run, c *behaviorCase) error {
-		if _, err := s.waitPod(t, c.pod.Name, func(p *corev1.Pod) error {
+		running, err := s.waitPod(t, c.pod.Name, func(p *corev1.Pod) error {
 			if p.Status.Phase != corev1.PodRunning {
 				return fmt.Errorf("phase %s", p.Status.Phase)
 			}
 			return nil
-		}); err != nil {
+		})
+		if err != nil {
 			return err
 		}
 		var shown string
@@ -98,14 +96,14 @@ func usageShows(marker string, ok func(cpu, mem resource.Quantity) error) func(*
 			time.Sleep(3 * time.Second)
 		}
 		t.Logf("kubectl top pod %s: %s", c.pod.Name, shown)
-		return summaryAgrees(t, s, c.pod.Name, marker)
+		return summaryAgrees(t, s, running.Spec.NodeName, c.pod.Name, marker)
 	}
 }
 
-// summaryAgrees compares the pod's figures in /stats/summary with the
+// summaryAgrees compares the pod's figures in node's /stats/summary with the
 // host's: the resident set and the CPU rate of the process (and its
 // children) whose command line holds marker.
-func summaryAgrees(t *testing.T, s *run, pod, marker string) error {
+func summaryAgrees(t *testing.T, s *run, node, pod, marker string) error {
 	fs, err := procfs.NewFS("/proc")
 	if err != nil {
 		return err
@@ -127,7 +125,7 @@ func summaryAgrees(t *testing.T, s *run, pod, marker string) error {
 	hostCores := (st1.CPUTime() - st0.CPUTime()) / time.Since(t0).Seconds()
 	hostRSS := float64(st1.ResidentMemory())
 
-	raw, err := s.kubectlRun(t, "get", "--raw", "/api/v1/nodes/"+usageNode+"/proxy/stats/summary")
+	raw, err := s.kubectlRun(t, "get", "--raw", "/api/v1/nodes/"+node+"/proxy/stats/summary")
 	if err != nil {
 		return fmt.Errorf("/stats/summary: %w: %s", err, raw)
 	}
