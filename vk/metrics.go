@@ -35,7 +35,10 @@ func newAPIRequests() *prometheus.CounterVec {
 		[]string{"method", "resource"})
 }
 
-func newVKMetrics(reg prometheus.Registerer, p *Provider, tokenFile string, apiRequests *prometheus.CounterVec) *vkMetrics {
+// newVKMetrics makes the VK's metrics and registers them on reg; the
+// gauges that read the provider's pods are registered by
+// registerPodMetrics once it is built.
+func newVKMetrics(reg prometheus.Registerer, tokenFile string, apiRequests *prometheus.CounterVec) *vkMetrics {
 	m := &vkMetrics{
 		pollDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "interlink_vk_status_poll_duration_seconds",
 			Help: "Duration of one batched status call for all of the node's pods.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
@@ -50,6 +53,18 @@ func newVKMetrics(reg prometheus.Registerer, p *Provider, tokenFile string, apiR
 			Help: "Writes of the VK to the API server that failed (node taints; pod status writes are retried by the pod controller)."}),
 		apiRequests: apiRequests,
 	}
+	reg.MustRegister(m.pollDuration, m.pollErrors, m.nodeReady, m.createToRunning, m.writeErrors, m.apiRequests)
+	if tokenFile != "" {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "interlink_vk_token_expiry_seconds",
+			Help: "Seconds until the VK's bearer token (a JWT) expires; negative once expired, NaN when it is not a JWT."},
+			func() float64 { return tokenExpiry(tokenFile, time.Now()) }))
+	}
+	return m
+}
+
+// registerPodMetrics registers on reg the gauges read from p: the
+// staleness of its pods' status and how many pods it runs, by phase.
+func registerPodMetrics(reg prometheus.Registerer, p *Provider) {
 	staleness := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "interlink_vk_status_staleness_seconds",
 		Help: "Seconds since the VK last read its pods' status from interLink."},
 		func() float64 {
@@ -68,14 +83,8 @@ func newVKMetrics(reg prometheus.Registerer, p *Provider, tokenFile string, apiR
 			Help: "Pods of the virtual node by phase.", ConstLabels: prometheus.Labels{"phase": string(ph)}},
 			func() float64 { return float64(p.countPhase(ph)) }))
 	}
-	reg.MustRegister(m.pollDuration, m.pollErrors, m.nodeReady, m.createToRunning, m.writeErrors, m.apiRequests, staleness, pods)
+	reg.MustRegister(staleness, pods)
 	reg.MustRegister(byPhase...)
-	if tokenFile != "" {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "interlink_vk_token_expiry_seconds",
-			Help: "Seconds until the VK's bearer token (a JWT) expires; negative once expired, NaN when it is not a JWT."},
-			func() float64 { return tokenExpiry(tokenFile, time.Now()) }))
-	}
-	return m
 }
 
 func (p *Provider) countPhase(ph corev1.PodPhase) int {

@@ -168,7 +168,7 @@ func containerNames(cs []corev1.Container) []string {
 // with reason NotOffloaded, and the phase follows the others.
 func TestDisableOffloadAnnotations(t *testing.T) {
 	il := &recordingIL{fakeIL: &fakeIL{statuses: map[string]api.PodStatus{}}}
-	p, pushed := newProvider(t, il.fakeIL)
+	p, pushed := testProvider(t, il.fakeIL)
 	p.il = il
 	ctx := context.Background()
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "a", Namespace: "ns", UID: "u1", Annotations: map[string]string{
@@ -235,7 +235,7 @@ func TestDisableOffloadAnnotations(t *testing.T) {
 // fails with a reason, and is never sent.
 func TestEveryContainerNotOffloaded(t *testing.T) {
 	il := &fakeIL{}
-	p, pushed := newProvider(t, il)
+	p, pushed := testProvider(t, il)
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "a", Namespace: "ns", UID: "u1",
 		Annotations: map[string]string{AnnotationDisableOffloadContainers: "a,b"}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "a"}, {Name: "b"}}}}
@@ -271,7 +271,7 @@ func TestPodIPAnnotations(t *testing.T) {
 		}
 	}
 	il := &fakeIL{statuses: map[string]api.PodStatus{}}
-	p, pushed := newProvider(t, il)
+	p, pushed := testProvider(t, il)
 	p.podNet = podNet
 	ipPod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "ip", Namespace: "ns", UID: "u0", Annotations: map[string]string{AnnotationPodIP: "10.7.0.9"}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "a"}}}}

@@ -24,7 +24,6 @@ import (
 	"golang.org/x/time/rate"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apiserver/pkg/server/dynamiccertificates"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -78,6 +77,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	events, eb := warningEvents(cs, cfg.NodeName, log.With("component", "events"))
 	defer eb.Shutdown()
+	reg := metrics.New("interlink-vk")
+	m := newVKMetrics(reg, cfg.VKTokenFile, apiRequests)
 	var prov *Provider
 	np := &nodeProvider{il: il, client: cs, interval: cfg.PingInterval.Duration, log: log.With("component", "node"), baseTaints: taints}
 	mux := http.NewServeMux()
@@ -91,16 +92,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			if cfg.PodCIDR.Subnet != "" {
 				_, podNet, _ = net.ParseCIDR(cfg.PodCIDR.Subnet) // validated with the config
 			}
-			prov = &Provider{podNet: podNet,
+			prov = newProvider(providerConfig{podNet: podNet,
 				il: il, client: cs, nodeName: cfg.NodeName, hostIP: cfg.NodeAddress, interval: cfg.StatusInterval.Duration,
-				log: log.With("component", "pods"), started: time.Now(),
+				log: log.With("component", "pods"),
 				data: &dataSource{client: cs, configMaps: pc.ConfigMaps, secrets: pc.Secrets, wait: cfg.DataWait.Duration,
 					kubeconfig: &kubeconfigSource{client: cs, rest: podsRestConfig(rc, &cfg), serviceAccount: cfg.ServiceAccount, namespace: cfg.Namespace,
 						customPath: cfg.CustomKubeconfig, ttlSeconds: int64(cfg.KubeconfigTokenTTL.Seconds())},
 					pods: pc.Pods, kubeAPIHost: cfg.KubernetesAPIAddr, kubeAPIPort: cfg.KubernetesAPIPort, kubeRootCA: cfg.KubernetesAPICaCrt,
 					noProjected: cfg.DisableProjectedVolumes, jobScriptURL: cfg.JobScriptBuilderURL},
-				pods: map[types.UID]*tracked{}, byName: map[string]types.UID{}, retries: make(chan types.UID, 4096), podLister: pc.Pods,
-			}
+				podLister: pc.Pods,
+			}, m)
 			return prov, np, nil
 		},
 		nodeutil.WithClient(cs),
@@ -137,9 +138,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("virtual node: %w", err)
 	}
-	reg := metrics.New("interlink-vk")
-	m := newVKMetrics(reg, prov, cfg.VKTokenFile, apiRequests)
-	prov.metrics = m
+	registerPodMetrics(reg, prov)
 	np.writeFailed = m.writeErrors.Inc
 	np.ready = func(ok bool) {
 		if ok {

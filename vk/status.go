@@ -197,3 +197,59 @@ func terminate(s corev1.PodStatus, reason string, now metav1.Time) corev1.PodSta
 	}
 	return out
 }
+
+// failedStatus is the status of a pod that cannot run: Failed with reason,
+// every container waiting with it.
+func failedStatus(pod *corev1.Pod, hostIP, reason, msg string, now metav1.Time) corev1.PodStatus {
+	out := *pod.Status.DeepCopy()
+	out.Phase, out.Reason, out.Message = corev1.PodFailed, reason, msg
+	if out.StartTime == nil {
+		out.StartTime = &now
+	}
+	out.HostIP = hostIP
+	out.ContainerStatuses = nil
+	for _, c := range pod.Spec.Containers {
+		out.ContainerStatuses = append(out.ContainerStatuses, corev1.ContainerStatus{Name: c.Name, Image: c.Image,
+			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: msg}}})
+	}
+	return out
+}
+
+// retryStatus is the status of a pod whose submission failed transiently
+// (tries times so far) with err, while it waits for the next attempt.
+func retryStatus(pod *corev1.Pod, err error, tries int) corev1.PodStatus {
+	out := *pod.Status.DeepCopy()
+	out.Phase = corev1.PodPending
+	if api.ReasonOf(err) == api.ReasonImageNotFound {
+		// As a kubelet shows a failed pull: the containers wait with
+		// ErrImagePull, then ImagePullBackOff while the pull is retried.
+		reason := "ErrImagePull"
+		if tries > 1 {
+			reason = "ImagePullBackOff"
+		}
+		out.Reason, out.Message = "", ""
+		out.InitContainerStatuses = waitingStatuses(pod.Spec.InitContainers, reason, err.Error())
+		out.ContainerStatuses = waitingStatuses(pod.Spec.Containers, reason, err.Error())
+	} else {
+		out.Reason, out.Message = "SubmissionRetry", "waiting for interLink: "+err.Error()
+	}
+	return out
+}
+
+// waitingStatuses are the statuses of containers waiting for reason.
+func waitingStatuses(cs []corev1.Container, reason, msg string) []corev1.ContainerStatus {
+	out := make([]corev1.ContainerStatus, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, corev1.ContainerStatus{Name: c.Name, Image: c.Image,
+			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: msg}}})
+	}
+	return out
+}
+
+// jobLostStatus is the status of a pod whose sidecar no longer knows its
+// job jobID: its containers terminated, the pod failed with reason JobLost.
+func jobLostStatus(s corev1.PodStatus, jobID string, now metav1.Time) corev1.PodStatus {
+	out := terminate(s, "JobLost", now)
+	out.Reason, out.Message = "JobLost", fmt.Sprintf("the sidecar has no job %s for this pod", jobID)
+	return out
+}

@@ -35,7 +35,7 @@ type usageEnv struct {
 
 func newUsageEnv(t *testing.T) *usageEnv {
 	il := &fakeIL{statuses: map[string]api.PodStatus{}}
-	p, _ := newProvider(t, il)
+	p, _ := testProvider(t, il)
 	return &usageEnv{t: t, p: p, il: il}
 }
 

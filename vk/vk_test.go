@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -316,11 +317,15 @@ func (f *fakeIL) Exec(context.Context, string, *api.ExecRequest, io.Writer) (int
 	return 0, nil
 }
 
-func newProvider(t *testing.T, il *fakeIL) (*Provider, *[]*corev1.Pod) {
+func testProvider(t *testing.T, il *fakeIL) (*Provider, *[]*corev1.Pod) {
 	t.Helper()
 	cs := fake.NewClientset()
-	p := &Provider{il: il, client: cs, data: newData(t), nodeName: "vk", interval: time.Second, log: slog.New(slog.DiscardHandler),
-		pods: map[types.UID]*tracked{}, byName: map[string]types.UID{}}
+	m := newVKMetrics(prometheus.NewRegistry(), "", newAPIRequests())
+	p := newProvider(providerConfig{il: il, client: cs, data: newData(t), nodeName: "vk", interval: time.Second, log: slog.New(slog.DiscardHandler)}, m)
+	// Started at the zero time: the tests' containers run at fixed times
+	// (around now), which must not predate this VK (usage.go counts the CPU
+	// of runs older than the VK from their first sample only).
+	p.started = time.Time{}
 	var pushed []*corev1.Pod
 	p.NotifyPods(context.Background(), func(pod *corev1.Pod) { pushed = append(pushed, pod) })
 	return p, &pushed
@@ -328,7 +333,7 @@ func newProvider(t *testing.T, il *fakeIL) (*Provider, *[]*corev1.Pod) {
 
 func TestProviderStatusAndRecovery(t *testing.T) {
 	il := &fakeIL{statuses: map[string]api.PodStatus{}}
-	p, pushed := newProvider(t, il)
+	p, pushed := testProvider(t, il)
 	ctx := context.Background()
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "a", Namespace: "ns", UID: "u1"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c"}}}}
 	if _, err := p.client.CoreV1().Pods("ns").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
@@ -364,7 +369,7 @@ func TestProviderStatusAndRecovery(t *testing.T) {
 	}
 	// A VK restart: the pod comes back with its annotation; no new create.
 	il.statusErr = nil
-	p2, _ := newProvider(t, il)
+	p2, _ := testProvider(t, il)
 	if err := p2.CreatePod(ctx, got); err != nil {
 		t.Fatal(err)
 	}
@@ -452,7 +457,7 @@ func apiPod(t *testing.T, p *Provider, name string, uid types.UID) *corev1.Pod {
 
 func TestSubmissionRetriedWhileInterlinkIsDown(t *testing.T) {
 	il := &fakeIL{statuses: map[string]api.PodStatus{}, createErr: api.Unavailable("connection refused")}
-	p, pushed := newProvider(t, il)
+	p, pushed := testProvider(t, il)
 	ctx := context.Background()
 	pod := apiPod(t, p, "a", "u1")
 	if err := p.CreatePod(ctx, pod); err != nil {
@@ -491,7 +496,7 @@ func TestSubmissionRetriedWhileInterlinkIsDown(t *testing.T) {
 // submitted again until the image is there.
 func TestMissingImageWaitsAsAPullDoes(t *testing.T) {
 	il := &fakeIL{statuses: map[string]api.PodStatus{}, createErr: api.ImageNotFound(`image "nope:1" is not at this site`)}
-	p, pushed := newProvider(t, il)
+	p, pushed := testProvider(t, il)
 	ctx := context.Background()
 	pod := apiPod(t, p, "a", "u1")
 	pod.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "nope:1"}}
@@ -532,7 +537,7 @@ func TestMissingImageWaitsAsAPullDoes(t *testing.T) {
 // the retry), deleting the pod must still delete that job.
 func TestFailedAfterATransientCreateIsDeletedRemotely(t *testing.T) {
 	il := &fakeIL{statuses: map[string]api.PodStatus{}, createErr: api.Unavailable("timeout")}
-	p, _ := newProvider(t, il)
+	p, _ := testProvider(t, il)
 	ctx := context.Background()
 	pod := apiPod(t, p, "a", "u1")
 	if err := p.CreatePod(ctx, pod); err != nil {
@@ -570,7 +575,7 @@ func TestFailedAfterATransientCreateIsDeletedRemotely(t *testing.T) {
 
 func TestDeleteDuringSubmissionDeletesTheNewJob(t *testing.T) {
 	il := &fakeIL{statuses: map[string]api.PodStatus{}, createGate: make(chan struct{})}
-	p, _ := newProvider(t, il)
+	p, _ := testProvider(t, il)
 	ctx := context.Background()
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "a", Namespace: "ns", UID: "u1"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c"}}}}
 	done := make(chan struct{})
@@ -600,7 +605,7 @@ func TestDeleteDuringSubmissionDeletesTheNewJob(t *testing.T) {
 
 func TestNewPodUnderAKnownName(t *testing.T) {
 	il := &fakeIL{statuses: map[string]api.PodStatus{}}
-	p, _ := newProvider(t, il)
+	p, _ := testProvider(t, il)
 	ctx := context.Background()
 	old := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-0", Namespace: "ns", UID: "old"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c"}}}}
 	if err := p.CreatePod(ctx, old); err != nil {
