@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/seed-3f807049/interlink/functions/api"
 	"github.com/seed-3f807049/interlink/observability/config"
 	"github.com/seed-3f807049/interlink/observability/logging"
 	"github.com/seed-3f807049/interlink/observability/server"
@@ -30,7 +31,7 @@ const (
 	DefaultSidecarName = "default"
 	// DefaultMaxBodyBytes caps request bodies (a 10,000-pod status batch is
 	// about 40 MiB).
-	DefaultMaxBodyBytes = 128 << 20
+	DefaultMaxBodyBytes = api.DefaultMaxBodyBytes
 )
 
 // TLSConfig is the original's TLS block: serving certificate, and a CA that,

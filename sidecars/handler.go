@@ -1,7 +1,6 @@
 package sidecars
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +15,7 @@ import (
 
 // DefaultMaxBodyBytes caps request bodies (a /status batch of 10,000 full pods
 // is about 40 MiB).
-const DefaultMaxBodyBytes = 128 << 20
+const DefaultMaxBodyBytes = api.DefaultMaxBodyBytes
 
 // HandlerConfig configures NewHandler. The zero value is usable.
 type HandlerConfig struct {
@@ -46,11 +45,11 @@ func NewHandler(p Plugin, cfg HandlerConfig) http.Handler {
 		h.log = slog.Default()
 	}
 	h.ping, _ = p.(Pinger)
-	h.mux.HandleFunc(api.PathCreate, h.methods(h.create, http.MethodPost, http.MethodPut))
-	h.mux.HandleFunc(api.PathDelete, h.methods(h.delete, http.MethodPost, http.MethodDelete))
-	h.mux.HandleFunc(api.PathStatus, h.methods(h.status, http.MethodGet, http.MethodPost))
-	h.mux.HandleFunc(api.PathLogs, h.methods(h.logs, http.MethodGet, http.MethodPost))
-	h.mux.HandleFunc(api.PathExec, h.methods(h.exec, http.MethodPost))
+	h.route(api.PathCreate, h.create, http.MethodPost, http.MethodPut)
+	h.route(api.PathDelete, h.delete, http.MethodPost, http.MethodDelete)
+	h.route(api.PathStatus, h.status, http.MethodGet, http.MethodPost)
+	h.route(api.PathLogs, h.logs, http.MethodGet, http.MethodPost)
+	h.route(api.PathExec, h.exec, http.MethodPost)
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, r, api.NotFound("no such path %q", r.URL.Path))
 	})
@@ -65,25 +64,15 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mux.ServeHTTP(w, r)
 }
 
-// methods allows only the given methods on fn.
-func (h *handler) methods(fn func(http.ResponseWriter, *http.Request) error, allowed ...string) http.HandlerFunc {
-	allow := fmt.Sprint(allowed)
-	return func(w http.ResponseWriter, r *http.Request) {
-		ok := false
-		for _, m := range allowed {
-			ok = ok || r.Method == m
-		}
-		if !ok {
-			w.Header().Set("Allow", allow[1:len(allow)-1])
-			api.WriteError(w, r, api.NewError(api.ReasonMethodNotAllowed, "method %s not allowed on %s", r.Method, r.URL.Path))
-			return
-		}
-		if err := fn(w, r); err != nil {
-			h.log.LogAttrs(r.Context(), slog.LevelWarn, "request failed",
-				slog.String("path", r.URL.Path), slog.String("reason", string(api.ReasonOf(err))), slog.Any("err", err))
-			api.WriteError(w, r, err)
-		}
-	}
+// route serves fn on path for the allowed methods (api.Route), logging
+// each failed request.
+func (h *handler) route(path string, fn func(http.ResponseWriter, *http.Request) error, allowed ...string) {
+	h.mux.HandleFunc(path, api.Route(path, fn, h.logErr, allowed...))
+}
+
+func (h *handler) logErr(r *http.Request, err error) {
+	h.log.LogAttrs(r.Context(), slog.LevelWarn, "request failed",
+		slog.String("path", r.URL.Path), slog.String("reason", string(api.ReasonOf(err))), slog.Any("err", err))
 }
 
 func (h *handler) create(w http.ResponseWriter, r *http.Request) error {
@@ -98,22 +87,19 @@ func (h *handler) create(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("create pod %s/%s: %w", data.Pod.Namespace, data.Pod.Name, err)
 	}
-	return writeJSON(w, res)
+	return api.WriteJSON(w, res)
 }
 
 func (h *handler) delete(w http.ResponseWriter, r *http.Request) error {
-	var pod corev1.Pod
-	if err := api.ReadJSON(w, r, h.cfg.MaxBodyBytes, &pod); err != nil {
+	pod, err := api.ReadPod(w, r, h.cfg.MaxBodyBytes)
+	if err != nil {
 		return err
 	}
-	if err := api.ValidatePod(&pod); err != nil {
-		return err
-	}
-	if err := h.p.Delete(r.Context(), &pod); err != nil {
+	if err := h.p.Delete(r.Context(), pod); err != nil {
 		return fmt.Errorf("delete pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	_, err := fmt.Fprintf(w, "pod %s/%s deleted\n", pod.Namespace, pod.Name)
+	_, err = fmt.Fprintf(w, "pod %s/%s deleted\n", pod.Namespace, pod.Name) //nolint:gosec // G705: text/plain, and ValidatePod allows only DNS names
 	return err
 }
 
@@ -130,16 +116,12 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) error {
 				return api.Unavailable("ping: %w", err)
 			}
 		}
-		return writeJSON(w, resp)
+		return api.WriteJSON(w, resp)
 	}
-	var errs []error
-	for i := range pods {
-		if pods[i].UID == "" {
-			errs = append(errs, fmt.Errorf("pod %d (%s/%s) has no metadata.uid", i, pods[i].Namespace, pods[i].Name))
-		}
-	}
-	if len(errs) > 0 {
-		return api.Invalid("invalid status request: %w", api.JoinErrors(errs))
+	if err := api.ValidateStatusBatch(len(pods), func(i int) (string, string, string, error) {
+		return pods[i].Namespace, pods[i].Name, string(pods[i].UID), nil
+	}); err != nil {
+		return err
 	}
 	st, err := h.p.Status(r.Context(), pods)
 	if err != nil {
@@ -148,11 +130,11 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) error {
 	if st == nil {
 		st = []api.PodStatus{}
 	}
-	return writeJSON(w, st)
+	return api.WriteJSON(w, st)
 }
 
 func (h *handler) logs(w http.ResponseWriter, r *http.Request) error {
-	req, err := ReadLogRequest(w, r, h.cfg.MaxBodyBytes)
+	req, err := api.ReadLogRequest(w, r, h.cfg.MaxBodyBytes)
 	if err != nil {
 		return err
 	}
@@ -165,7 +147,7 @@ func (h *handler) logs(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) exec(w http.ResponseWriter, r *http.Request) error {
-	req, err := ReadExecRequest(w, r, h.cfg.MaxBodyBytes)
+	req, err := api.ReadExecRequest(w, r, h.cfg.MaxBodyBytes)
 	if err != nil {
 		return err
 	}
@@ -174,24 +156,6 @@ func (h *handler) exec(w http.ResponseWriter, r *http.Request) error {
 		return api.NewError(api.ReasonNotImplemented, "this sidecar does not offer exec")
 	}
 	return ServeExec(w, r, ex, req, h.log)
-}
-
-// ReadLogRequest decodes and validates a /getLogs body.
-func ReadLogRequest(w http.ResponseWriter, r *http.Request, limit int64) (*api.LogStruct, error) {
-	var req api.LogStruct
-	if err := api.ReadJSON(w, r, limit, &req); err != nil {
-		return nil, err
-	}
-	return &req, api.ValidateLogRequest(&req)
-}
-
-// ReadExecRequest decodes and validates an /exec body.
-func ReadExecRequest(w http.ResponseWriter, r *http.Request, limit int64) (*api.ExecRequest, error) {
-	var req api.ExecRequest
-	if err := api.ReadJSON(w, r, limit, &req); err != nil {
-		return nil, err
-	}
-	return &req, api.ValidateExecRequest(&req)
 }
 
 // ServeLogs streams rc (then closes it) as the text/plain reply, flushed as
@@ -241,9 +205,4 @@ func StreamLogs(w http.ResponseWriter, rc io.Reader) error {
 			return err
 		}
 	}
-}
-
-func writeJSON(w http.ResponseWriter, v any) error {
-	w.Header().Set("Content-Type", "application/json")
-	return json.NewEncoder(w).Encode(v)
 }

@@ -33,6 +33,35 @@ func ValidatePod(pod *corev1.Pod) error {
 	return nil
 }
 
+// RequireContainers checks that pod has at least one container: a pod
+// without any cannot be run.
+func RequireContainers(pod *corev1.Pod) error {
+	if len(pod.Spec.Containers) == 0 {
+		return Invalid("pod %s/%s has no containers", pod.Namespace, pod.Name)
+	}
+	return nil
+}
+
+// ValidateStatusBatch checks the n pods of a /status batch: each must have
+// a metadata.uid. meta returns the i-th pod's namespace, name and UID, or
+// the error that kept them from being read. Every problem is reported in one
+// Invalid error.
+func ValidateStatusBatch(n int, meta func(i int) (namespace, name, uid string, err error)) error {
+	var errs []error
+	for i := range n {
+		ns, name, uid, err := meta(i)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("pod %d: %w", i, err))
+		} else if uid == "" {
+			errs = append(errs, fmt.Errorf("pod %d (%s/%s) has no metadata.uid", i, ns, name))
+		}
+	}
+	if len(errs) > 0 {
+		return Invalid("invalid status request: %w", JoinErrors(errs))
+	}
+	return nil
+}
+
 // ValidateLogRequest checks a log request as the original interLink does:
 // DNS-label namespace and container name, a UUID pod UID, and no
 // contradictory options.
