@@ -25,6 +25,23 @@ tier_verify() {
 	out=$(gofmt -l $(git ls-files '*.go')) || return 1
 	[ -z "$out" ] || { echo "not gofmt'ed: $out"; return 1; }
 	go mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; return 1; }
+	# The fixed functions of every SLURM job script (sidecars/slurm/prelude.sh,
+	# embedded in the sidecar): bash -n, then Debian's shellcheck (installed
+	# with apt-get when missing, as root; under CI=true it must be there).
+	bash -n sidecars/slurm/prelude.sh || return 1
+	if ! command -v shellcheck >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+		log "installing shellcheck"
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 &&
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends shellcheck >&2
+	fi
+	if command -v shellcheck >/dev/null 2>&1; then
+		shellcheck sidecars/slurm/prelude.sh || return 1
+	elif [ "${CI:-}" = true ]; then
+		echo "shellcheck is missing and could not be installed (apt-get install shellcheck, as root)"
+		return 1
+	else
+		log "shellcheck is missing (apt-get install shellcheck, as root): sidecars/slurm/prelude.sh is not checked"
+	fi
 	go test -count=1 ./docs/ -run 'TestConfigDocIsFresh|TestMetricsDocIsFresh|TestDashboardsAndAlertsUseDeclaredMetrics|TestLinks' -v
 }
 tier_unit() { go test -race -count=1 ./...; }

@@ -133,3 +133,23 @@ func checkNeverSbatch(allowed []allowedOption) error {
 	}
 	return nil
 }
+
+// allowedWords splits an annotation into words and checks them against the
+// allow-list of config key key.
+func allowedWords(s string, list []string, key string) ([]string, error) {
+	allowed, err := parseAllowList(list)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	if len(allowed) == 0 {
+		return nil, fmt.Errorf("refused: %s in the sidecar's config is empty", key)
+	}
+	w, err := words(s)
+	if err == nil {
+		w, err = checkOptions(w, allowed, key)
+	}
+	if err != nil && !strings.Contains(err.Error(), key) {
+		err = fmt.Errorf("%w (only options listed in %s in the sidecar's config, each with a plain value, are accepted)", err, key)
+	}
+	return w, err
+}

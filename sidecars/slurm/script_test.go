@@ -3,6 +3,8 @@ package slurm
 import (
 	"errors"
 	"flag"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -435,4 +437,97 @@ func withProbes(d *api.RetrievedPodData) {
 	c.Lifecycle = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"touch", "/tmp/alive"}}},
 		PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"/bin/sh", "-c", "echo bye > /work/bye"}}}}
 	c.TerminationMessagePath, c.TerminationMessagePolicy = "/tmp/termination-log", corev1.TerminationMessageFallbackToLogsOnError
+}
+
+// TestScriptRefusalsReachTheUser pins what a user gets for the refusals of
+// what goes into the job script (pre-exec, MPI flags, restart policy, the
+// site's template) and which refusal wins when a pod has several: the HTTP
+// status and the whole message.
+func TestScriptRefusalsReachTheUser(t *testing.T) {
+	big := jobTemplateFile(t, `{{range .Containers}}{{printf "%0900000d" 0}}{{end}}`)
+	mpiN := func(c *Config) { c.AllowedMPIFlags = []string{"-n="} }
+	tests := []struct {
+		name   string
+		config func(*Config)
+		pod    func(*api.RetrievedPodData)
+		want   string
+	}{
+		{"pre-exec off", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationPreExec] = "rm -rf ~" }, "pod team-a/web: annotation slurm-job.vk.io/pre-exec is refused: AllowPreExec is off in the sidecar's config"},
+		{"mpi flags refused by default", nil, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationMPIFlags] = "-n 2" }, "pod team-a/web: annotation slurm-job.vk.io/mpi-flags: refused: AllowedMPIFlags in the sidecar's config is empty"},
+		{"mpi flags naming a program", mpiN, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationMPIFlags] = "-n 1 /bin/sh" }, `pod team-a/web: annotation slurm-job.vk.io/mpi-flags: "/bin/sh" is not an allowed option: only options listed in AllowedMPIFlags are accepted, and no program, path or argument (AllowedMPIFlags in the sidecar's config)`},
+		{"mpi flags with a substitution", mpiN, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationMPIFlags] = "-n $(id)" }, `pod team-a/web: annotation slurm-job.vk.io/mpi-flags: "-n $(id)": "$(id)" would be expanded by a shell; only plain and quoted words are accepted (only options listed in AllowedMPIFlags in the sidecar's config, each with a plain value, are accepted)`},
+		{"mpiexec missing", mpiN, func(d *api.RetrievedPodData) { d.Pod.Annotations[AnnotationMPIFlags] = "-n 2" }, "pod team-a/web: annotation slurm-job.vk.io/mpi-flags: mpiexec cannot run at this site: not found (MpiexecPath in the sidecar's config)"},
+		{"unknown restart policy", nil, func(d *api.RetrievedPodData) { d.Pod.Spec.RestartPolicy = "Sometimes" }, `pod team-a/web: restartPolicy "Sometimes" is not Always, OnFailure or Never`},
+		{"NUL for the template", func(c *Config) { c.JobScriptTemplate = big }, func(d *api.RetrievedPodData) { d.Pod.Labels = map[string]string{"l": "a\x00b"} }, "pod team-a/web: a NUL byte cannot reach the job's shell (JobScriptTemplate): label l"},
+		{"template output too large", func(c *Config) { c.JobScriptTemplate = big }, func(*api.RetrievedPodData) {}, "pod team-a/web: JobScriptTemplate TMPL: its output is larger than 1048576 bytes"},
+		{"NUL in an argument", nil, func(d *api.RetrievedPodData) {
+			d.Pod.Spec.Containers[0].Args = []string{"a\x00b"}
+			d.Pod.Spec.Containers[1].Args = []string{"c\x00"}
+		}, "pod team-a/web: cannot quote \"a\\x00b\": cannot quote character at byte 1: shell strings cannot contain null bytes\n" +
+			"cannot quote \"c\\x00\": cannot quote character at byte 1: shell strings cannot contain null bytes"},
+		// Which refusal wins.
+		{"a bad image before pre-exec", nil, func(d *api.RetrievedPodData) {
+			d.Pod.Annotations[AnnotationPreExec] = "id"
+			d.Pod.Spec.Containers[0].Image = "--privileged"
+		}, `pod team-a/web: container main: image "--privileged" is empty or starts with '-'`},
+		{"template before pre-exec", func(c *Config) { c.JobScriptTemplate = big }, func(d *api.RetrievedPodData) {
+			d.Pod.Annotations[AnnotationPreExec] = "id"
+		}, "pod team-a/web: JobScriptTemplate TMPL: its output is larger than 1048576 bytes"},
+		{"pre-exec before mpi flags", nil, func(d *api.RetrievedPodData) {
+			d.Pod.Annotations[AnnotationPreExec] = "id"
+			d.Pod.Annotations[AnnotationMPIFlags] = "-n 2"
+		}, "pod team-a/web: annotation slurm-job.vk.io/pre-exec is refused: AllowPreExec is off in the sidecar's config"},
+		{"mpi flags before restart policy", nil, func(d *api.RetrievedPodData) {
+			d.Pod.Annotations[AnnotationMPIFlags] = "-n 2"
+			d.Pod.Spec.RestartPolicy = "Sometimes"
+		}, "pod team-a/web: annotation slurm-job.vk.io/mpi-flags: refused: AllowedMPIFlags in the sidecar's config is empty"},
+		{"restart policy before a NUL in an argument", nil, func(d *api.RetrievedPodData) {
+			d.Pod.Spec.RestartPolicy = "Sometimes"
+			d.Pod.Spec.Containers[0].Args = []string{"a\x00b"}
+		}, `pod team-a/web: restartPolicy "Sometimes" is not Always, OnFailure or Never`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			if tt.config != nil {
+				tt.config(&cfg)
+			}
+			st := &site{missing: map[string]error{"MpiexecPath": errors.New("not found")}}
+			if cfg.JobScriptTemplate != "" {
+				tmpl, err := loadJobTemplate(cfg.JobScriptTemplate)
+				if err != nil {
+					t.Fatal(err)
+				}
+				st.jobTemplate = tmpl
+			}
+			data := testPod()
+			tt.pod(data)
+			_, err := buildJob(&cfg, st, data, "/d")
+			if err == nil {
+				t.Fatal("the pod was accepted")
+			}
+			rec := httptest.NewRecorder()
+			api.WriteError(rec, nil, err)
+			if rec.Code != http.StatusBadRequest {
+				t.Errorf("status %d, want %d", rec.Code, http.StatusBadRequest)
+			}
+			want := strings.ReplaceAll(tt.want, "TMPL", cfg.JobScriptTemplate)
+			if got := strings.TrimSuffix(rec.Body.String(), "\n"); got != want {
+				t.Errorf("message\n got %q\nwant %q", got, want)
+			}
+		})
+	}
+}
+
+// TestPrelude: prelude.sh goes into every job script without its
+// shellcheck directives, and il_run stops starting containers again once
+// the pod's stopping file is there.
+func TestPrelude(t *testing.T) {
+	if strings.Contains(prelude, "shellcheck") {
+		t.Errorf("the prelude holds a shellcheck directive:\n%s", prelude)
+	}
+	stopping := "$IL_DIR/" + containersDir + "/" + stoppingFile + " "
+	if n := strings.Count(prelude, stopping); n != 2 {
+		t.Errorf("il_run names %q %d times, want 2 (before and after its back-off)", stopping, n)
+	}
 }
