@@ -61,3 +61,37 @@ func TestMarkdown(t *testing.T) {
 		}
 	}
 }
+
+// Common is a block of keys embedded in other configs.
+type Common struct {
+	Level string `json:"Level" env:"SAMPLE_LEVEL" doc:"A level."`
+}
+
+type embedding struct {
+	Common
+	Own string `json:"Own" env:"SAMPLE_OWN"`
+}
+
+func TestEmbeddedStructKeys(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte("Level: debug\nOwn: file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SAMPLE_OWN", "env")
+	var cfg embedding
+	unknown, err := Load(&cfg, path)
+	if err != nil || len(unknown) > 0 {
+		t.Fatalf("load: unknown %v, %v", unknown, err)
+	}
+	if cfg.Level != "debug" || cfg.Own != "env" {
+		t.Errorf("loaded %+v", cfg)
+	}
+	t.Setenv("SAMPLE_LEVEL", "warn")
+	if _, err := Load(&cfg, ""); err != nil || cfg.Level != "warn" {
+		t.Errorf("env of an embedded key: %+v, %v", cfg, err)
+	}
+	md := Markdown("sample", "Intro.", &cfg)
+	if want := "| `Level` | `SAMPLE_LEVEL` | string | `warn` | A level. |"; !strings.Contains(md, want) {
+		t.Errorf("markdown lacks %q:\n%s", want, md)
+	}
+}

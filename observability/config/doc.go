@@ -37,10 +37,16 @@ func fields(v reflect.Value, prefix, envPrefix string) []Field {
 		if key == "-" {
 			continue
 		}
+		fv := v.Field(i)
+		if sf.Anonymous && key == "" && sf.Type.Kind() == reflect.Struct {
+			// An embedded struct's keys are its container's, as
+			// encoding/json (and so the YAML file) reads them.
+			out = append(out, fields(fv, prefix, envPrefix+sf.Tag.Get("envPrefix"))...)
+			continue
+		}
 		if key == "" {
 			key = sf.Name
 		}
-		fv := v.Field(i)
 		if sf.Type.Kind() == reflect.Struct && !sf.Type.Implements(textMarshaler) {
 			out = append(out, fields(fv, prefix+key+".", envPrefix+sf.Tag.Get("envPrefix"))...)
 			continue

@@ -10,7 +10,7 @@ import (
 	"github.com/seed-3f807049/interlink/observability/config"
 	"github.com/seed-3f807049/interlink/observability/logging"
 	"github.com/seed-3f807049/interlink/observability/server"
-	"github.com/seed-3f807049/interlink/observability/tracing"
+	"github.com/seed-3f807049/interlink/sidecars/serve"
 )
 
 // Defaults of Config.
@@ -57,11 +57,9 @@ type Config struct {
 	APITimeout             config.Duration `json:"APITimeout" env:"INTERLINK_DOCKER_API_TIMEOUT" doc:"Time limit of each Docker API call (image pulls and log streams excepted)."`
 	PullTimeout            config.Duration `json:"PullTimeout" env:"INTERLINK_DOCKER_PULL_TIMEOUT" doc:"Time limit of an image pull. A pull outlives the create that started it: a create that cannot wait longer (interLink's CallTimeout) gets a 503, and its retry finds the pull going on or done."`
 	MaxBodyBytes           int64           `json:"MaxBodyBytes" env:"INTERLINK_DOCKER_MAX_BODY_BYTES" doc:"Request bodies larger than this are refused with 413."`
-	LogFormat              string          `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
-	Tracing                tracing.Config  `json:"Tracing" envPrefix:"INTERLINK_TRACING_" doc:"OpenTelemetry tracing."`
-	LogLevel               string          `json:"LogLevel" env:"INTERLINK_LOG_LEVEL" doc:"Log level: debug, info, warn or error."`
-	VerboseLogging         bool            `json:"VerboseLogging" env:"VERBOSELOGGING" doc:"Log at debug level (original key)."`
-	ErrorsOnlyLogging      bool            `json:"ErrorsOnlyLogging" env:"ERRORSONLYLOGGING" doc:"Log errors only (original key)."`
+	serve.Config
+	VerboseLogging    bool `json:"VerboseLogging" env:"VERBOSELOGGING" doc:"Log at debug level (original key)."`
+	ErrorsOnlyLogging bool `json:"ErrorsOnlyLogging" env:"ERRORSONLYLOGGING" doc:"Log errors only (original key)."`
 }
 
 // LogSettings implements cli.Config.
@@ -72,6 +70,7 @@ func (c *Config) LogSettings() (format, level string) {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
+		Config:         serve.DefaultConfig(),
 		Listen:         DefaultListen,
 		DockerHost:     DefaultDockerHost,
 		DataRootFolder: DefaultDataRootFolder,
@@ -82,9 +81,6 @@ func DefaultConfig() Config {
 		APITimeout:     config.D(DefaultAPITimeout),
 		PullTimeout:    config.D(DefaultPullTimeout),
 		MaxBodyBytes:   64 << 20,
-		Tracing:        tracing.DefaultConfig(),
-		LogFormat:      "json",
-		LogLevel:       "info",
 	}
 }
 
@@ -96,6 +92,13 @@ func (c *Config) ListenAddr() string {
 		return c.Listen // Validate reports it
 	}
 	return addr
+}
+
+var _ serve.Settings = (*Config)(nil)
+
+// Serving implements serve.Settings.
+func (c *Config) Serving() serve.Serving {
+	return serve.Serving{Addr: c.ListenAddr(), Auth: &c.Auth, MaxBodyBytes: c.MaxBodyBytes}
 }
 
 // Validate reports every problem at once.

@@ -64,8 +64,9 @@ var (
 )
 
 // New connects to the Docker Engine and resumes the pods it finds there
-// (init containers that had not finished, containers not yet started).
-func New(cfg Config, log *slog.Logger) (*Docker, error) {
+// (init containers that had not finished, containers not yet started),
+// listing them within ctx. The pods' drivers outlive ctx: Close stops them.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Docker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("docker config: %w", err)
 	}
@@ -82,13 +83,13 @@ func New(cfg Config, log *slog.Logger) (*Docker, error) {
 		_ = data.Close()
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	d := &Docker{cfg: cfg, log: log, api: c, data: data, dataDir: dataDir, ctx: ctx, cancel: cancel, driving: map[string]*driverRun{},
+	life, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	d := &Docker{cfg: cfg, log: log, api: c, data: data, dataDir: dataDir, ctx: life, cancel: cancel, driving: map[string]*driverRun{},
 		usageEvery: usageInterval}
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		d.watchEvents(ctx)
+		d.watchEvents(life)
 	}()
 	pods, err := d.pods(ctx, "")
 	if err != nil {
@@ -191,8 +192,8 @@ func (d *Docker) Create(ctx context.Context, data *api.RetrievedPodData) (api.Cr
 	if err != nil {
 		return api.CreateStruct{}, err
 	}
-	if len(p.Spec.Containers) == 0 {
-		return api.CreateStruct{}, api.Invalid("pod %s/%s has no containers", p.Namespace, p.Name)
+	if err := api.RequireContainers(p); err != nil {
+		return api.CreateStruct{}, err
 	}
 	if data.JobScript != "" {
 		return api.CreateStruct{}, api.Invalid("pod %s/%s carries a job script from interlink (the original interLink's JobScriptTemplate or jobscriptURL builder): the Docker sidecar runs containers, never scripts", p.Namespace, p.Name)

@@ -93,7 +93,7 @@ func testConfig(t testing.TB) Config {
 
 func newSidecar(t testing.TB, cfg Config) *Docker {
 	t.Helper()
-	d, err := New(cfg, nil)
+	d, err := New(t.Context(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,9 +434,9 @@ func TestE2EMetrics(t *testing.T) {
 	}
 }
 
-// serve puts d behind the sidecar's HTTP handler, as interLink reaches it,
+// overHTTP puts d behind the sidecar's HTTP handler, as interLink reaches it,
 // and returns a client of it.
-func serve(t *testing.T, d *Docker) *sidecars.Client {
+func overHTTP(t *testing.T, d *Docker) *sidecars.Client {
 	t.Helper()
 	srv := httptest.NewServer(sidecars.NewHandler(d, sidecars.HandlerConfig{MaxBodyBytes: 1 << 20}))
 	t.Cleanup(srv.Close)
@@ -452,7 +452,7 @@ func serve(t *testing.T, d *Docker) *sidecars.Client {
 // before any container is made.
 func TestE2ESecurityContext(t *testing.T) {
 	d := newSidecar(t, testConfig(t))
-	c := serve(t, d)
+	c := overHTTP(t, d)
 	t.Run("Restricted", func(t *testing.T) {
 		t.Parallel()
 		data := pod("restricted", `id -u; cat /proc/self/status | grep -E 'CapEff|NoNewPrivs|Seccomp'; touch /x`)
@@ -524,7 +524,7 @@ func TestE2ESecurityContext(t *testing.T) {
 func TestE2ELongLine(t *testing.T) {
 	const size = 200 << 20
 	d := newSidecar(t, testConfig(t))
-	c := serve(t, d)
+	c := overHTTP(t, d)
 	data := pod("long-line", `head -c 209715200 /dev/zero | tr '\0' x`)
 	create(t, d, data)
 	waitFor(t, d, &data.Pod, "terminated", allTerminated)
@@ -958,7 +958,7 @@ func TestE2EKubeletBehavior(t *testing.T) {
 		t.Parallel()
 		data := podOf("logs-since", sh("c0", "echo old; sleep 6; echo new; for i in 1 2 3 4 5 6; do echo tick$i; sleep 0.5; done"))
 		create(t, d, data)
-		c := serve(t, d)
+		c := overHTTP(t, d)
 		waitFor(t, d, &data.Pod, "running", func(st api.PodStatus) bool { return st.Containers[0].State.Running != nil })
 		req := &api.LogStruct{Namespace: data.Pod.Namespace, PodUID: string(data.Pod.UID), PodName: data.Pod.Name, ContainerName: "c0",
 			Opts: api.ContainerLogOpts{Follow: true, Timestamps: true}}
@@ -1023,7 +1023,7 @@ func TestE2EKubeletBehavior(t *testing.T) {
 
 	t.Run("MissingImage", func(t *testing.T) {
 		t.Parallel()
-		c := serve(t, d)
+		c := overHTTP(t, d)
 		for _, pol := range []corev1.PullPolicy{corev1.PullIfNotPresent, corev1.PullNever, corev1.PullAlways} {
 			img := "e2e/missing-" + strings.ToLower(string(pol)) + ":" + uuid.NewString()[:8]
 			data := podOf("missing-image", sh("c0", "echo must-not-run"), sh("c1", "true"))

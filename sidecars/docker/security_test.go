@@ -389,7 +389,7 @@ func TestCreateRefusesBeforeAnyContainer(t *testing.T) {
 			cfg := DefaultConfig()
 			cfg.DockerHost = "tcp://" + srv.Listener.Addr().String()
 			cfg.DataRootFolder = t.TempDir()
-			d, err := New(cfg, nil)
+			d, err := New(t.Context(), cfg, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

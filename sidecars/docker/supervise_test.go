@@ -64,7 +64,7 @@ func (e *stopEngine) serve(t *testing.T) *Docker {
 	cfg := DefaultConfig()
 	cfg.DockerHost = "tcp://" + srv.Listener.Addr().String()
 	cfg.DataRootFolder = t.TempDir()
-	d, err := New(cfg, nil)
+	d, err := New(t.Context(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -116,7 +116,7 @@ func (e *statsEngine) serve(t *testing.T) *Docker {
 	cfg := DefaultConfig()
 	cfg.DockerHost = "tcp://" + srv.Listener.Addr().String()
 	cfg.DataRootFolder = t.TempDir()
-	d, err := New(cfg, nil)
+	d, err := New(t.Context(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/seed-3f807049/interlink/observability/config"
-	"github.com/seed-3f807049/interlink/observability/tracing"
+	"github.com/seed-3f807049/interlink/sidecars/serve"
 )
 
 // Defaults of Config.
@@ -38,11 +38,9 @@ type Config struct {
 	Memory       string          `json:"Memory" env:"INTERLINK_SIM_MEMORY" doc:"Memory capacity reported by a ping (a Kubernetes quantity)."`
 	Pods         string          `json:"Pods" env:"INTERLINK_SIM_PODS" doc:"Pod capacity reported by a ping."`
 	MaxBodyBytes int64           `json:"MaxBodyBytes" env:"INTERLINK_SIM_MAX_BODY_BYTES" doc:"Request bodies larger than this are refused with 413."`
-	LogFormat    string          `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
-	Tracing      tracing.Config  `json:"Tracing" envPrefix:"INTERLINK_TRACING_" doc:"OpenTelemetry tracing."`
-	LogLevel     string          `json:"LogLevel" env:"INTERLINK_LOG_LEVEL" doc:"Log level: debug, info, warn or error."`
-	StateFile    string          `json:"StateFile" env:"INTERLINK_SIM_STATE_FILE" doc:"File the sim saves its jobs to when it stops and reads when it starts, so that a restarted sim keeps them (as a real sidecar does); empty: jobs live in memory only."`
-	Faults       Faults          `json:"Faults" envPrefix:"INTERLINK_SIM_FAULT_" doc:"Faults injected into the protocol's calls, for fault tests (off by default); also set at run time with POST /sim/faults."`
+	serve.Config
+	StateFile string `json:"StateFile" env:"INTERLINK_SIM_STATE_FILE" doc:"File the sim saves its jobs to when it stops and reads when it starts, so that a restarted sim keeps them (as a real sidecar does); empty: jobs live in memory only."`
+	Faults    Faults `json:"Faults" envPrefix:"INTERLINK_SIM_FAULT_" doc:"Faults injected into the protocol's calls, for fault tests (off by default); also set at run time with POST /sim/faults."`
 	// OriginalPlugin makes every create that reaches the sim for a pod it
 	// holds a duplicate job, so a test sees any that interLink and the VK
 	// let through.
@@ -72,12 +70,17 @@ type Faults struct {
 // Active tells whether f changes anything.
 func (f *Faults) Active() bool { return f.Delay.Duration > 0 || f.ErrorRate > 0 }
 
-// LogSettings implements cli.Config.
-func (c *Config) LogSettings() (format, level string) { return c.LogFormat, c.LogLevel }
+var _ serve.Settings = (*Config)(nil)
+
+// Serving implements serve.Settings: the sim authenticates no caller.
+func (c *Config) Serving() serve.Serving {
+	return serve.Serving{Addr: c.Listen, MaxBodyBytes: c.MaxBodyBytes}
+}
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
+		Config:       serve.DefaultConfig(),
 		Listen:       DefaultListen,
 		PendingDelay: config.D(DefaultPendingDelay),
 		RunDuration:  config.D(DefaultRunDuration),
@@ -86,9 +89,6 @@ func DefaultConfig() Config {
 		Memory:       DefaultMemory,
 		Pods:         DefaultPods,
 		MaxBodyBytes: 128 << 20,
-		Tracing:      tracing.DefaultConfig(),
-		LogFormat:    "json",
-		LogLevel:     "info",
 		OriginalPing: PingObject,
 	}
 }

@@ -104,8 +104,8 @@ func (s *Sim) Create(_ context.Context, data *api.RetrievedPodData) (api.CreateS
 		return api.CreateStruct{}, api.Invalid("annotation %s=%q: want %s, %s, %s or %s",
 			AnnotationOutcome, o, OutcomeSucceeded, OutcomeFailed, OutcomeRunning, OutcomeCreateError)
 	}
-	if len(p.Spec.Containers) == 0 {
-		return api.CreateStruct{}, api.Invalid("pod %s/%s has no containers", p.Namespace, p.Name)
+	if err := api.RequireContainers(p); err != nil {
+		return api.CreateStruct{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -22,7 +22,7 @@ import (
 	"github.com/seed-3f807049/interlink/observability/config"
 	"github.com/seed-3f807049/interlink/observability/logging"
 	"github.com/seed-3f807049/interlink/observability/server"
-	"github.com/seed-3f807049/interlink/observability/tracing"
+	"github.com/seed-3f807049/interlink/sidecars/serve"
 )
 
 // Defaults of Config.
@@ -279,14 +279,12 @@ type Config struct {
 	SSHArgs                   []string          `json:"SSHArgs" env:"INTERLINK_SLURM_SSH_ARGS" doc:"Extra ssh arguments of the tunnel (e.g. -F /path/ssh_config or -i KEY)."`
 	LogPollInterval           config.Duration   `json:"LogPollInterval" env:"INTERLINK_SLURM_LOG_POLL_INTERVAL" doc:"How often a followed log is read."`
 	MaxBodyBytes              int64             `json:"MaxBodyBytes" env:"INTERLINK_SLURM_MAX_BODY_BYTES" doc:"Request bodies larger than this are refused with 413."`
-	LogFormat                 string            `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
-	Tracing                   tracing.Config    `json:"Tracing" envPrefix:"INTERLINK_TRACING_" doc:"OpenTelemetry tracing."`
-	LogLevel                  string            `json:"LogLevel" env:"INTERLINK_LOG_LEVEL" doc:"Log level: debug, info, warn or error."`
-	VerboseLogging            bool              `json:"VerboseLogging" env:"VERBOSELOGGING" doc:"Log at debug level (original key)."`
-	ErrorsOnlyLogging         bool              `json:"ErrorsOnlyLogging" env:"ERRORSONLYLOGGING" doc:"Log errors only (original key)."`
-	EnableProbes              bool              `json:"EnableProbes" doc:"No effect: probes and lifecycle hooks always run in the job (ProberPath); accepted with a warning when on (original key)."`
-	VKConfigPath              string            `json:"VKConfigPath" doc:"No effect (nor in the original): accepted with a warning."`
-	Namespace                 string            `json:"Namespace" doc:"No effect (nor in the original): accepted with a warning."`
+	serve.Config
+	VerboseLogging    bool   `json:"VerboseLogging" env:"VERBOSELOGGING" doc:"Log at debug level (original key)."`
+	ErrorsOnlyLogging bool   `json:"ErrorsOnlyLogging" env:"ERRORSONLYLOGGING" doc:"Log errors only (original key)."`
+	EnableProbes      bool   `json:"EnableProbes" doc:"No effect: probes and lifecycle hooks always run in the job (ProberPath); accepted with a warning when on (original key)."`
+	VKConfigPath      string `json:"VKConfigPath" doc:"No effect (nor in the original): accepted with a warning."`
+	Namespace         string `json:"Namespace" doc:"No effect (nor in the original): accepted with a warning."`
 }
 
 // geteuid is the sidecar's effective uid (a variable for tests).
@@ -464,6 +462,7 @@ func (c *Config) LogSettings() (format, level string) {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
+		Config:                    serve.DefaultConfig(),
 		Listen:                    DefaultListen,
 		SbatchPath:                "sbatch",
 		ScancelPath:               "scancel",
@@ -494,9 +493,6 @@ func DefaultConfig() Config {
 		SSHPath:                   "ssh",
 		LogPollInterval:           config.D(DefaultLogPollInterval),
 		MaxBodyBytes:              64 << 20,
-		Tracing:                   tracing.DefaultConfig(),
-		LogFormat:                 "json",
-		LogLevel:                  "info",
 	}
 }
 
@@ -508,6 +504,13 @@ func (c *Config) ListenAddr() string {
 		return c.Listen // Validate reports it
 	}
 	return addr
+}
+
+var _ serve.Settings = (*Config)(nil)
+
+// Serving implements serve.Settings.
+func (c *Config) Serving() serve.Serving {
+	return serve.Serving{Addr: c.ListenAddr(), Auth: &c.Auth, MaxBodyBytes: c.MaxBodyBytes}
 }
 
 // Validate reports every problem at once.

@@ -118,7 +118,7 @@ func newSidecar(t testing.TB, stateDir string) *Slurm {
 	cfg.Accounting = true
 	cfg.SacctArgs = []string{"-c"} // the jobcomp file: no slurmdbd here
 	cfg.LogPollInterval = config.D(100 * time.Millisecond)
-	s, err := New(cfg, nil)
+	s, err := New(t.Context(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -653,7 +653,7 @@ func TestE2ETsocks(t *testing.T) {
 	cfg.Runtime, cfg.ImageRoot, cfg.EnvExecPath = RuntimeCharliecloud, images, envExec
 	cfg.Tsocks, cfg.TsocksPath, cfg.TsocksLoginNode = true, env["TSOCKS_LIB"], "login"
 	cfg.SSHArgs = []string{"-F", env["SSH_CONFIG"]}
-	s, err := New(cfg, nil)
+	s, err := New(t.Context(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,7 @@ func TestExec(t *testing.T) {
 	}
 	cfg.ProberPath = cfg.EnvExecPath // found: any file
 	cfg.NsenterPath = "/usr/bin/nsenter"
-	s, err := New(cfg, nil)
+	s, err := New(t.Context(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

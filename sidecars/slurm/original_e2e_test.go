@@ -157,7 +157,7 @@ LogPollInterval: 100ms
 	if cfg.Runtime != RuntimeSingularity || len(cfg.Flavors) != 2 {
 		t.Errorf("loaded runtime %q, %d flavors; want singularity and 2", cfg.Runtime, len(cfg.Flavors))
 	}
-	s, err := New(cfg, nil)
+	s, err := New(t.Context(), cfg, nil)
 	if err != nil {
 		t.Fatalf("New with the original-style config: %v", err)
 	}

@@ -461,7 +461,7 @@ func TestCreateGivesTheJobsFilesToItsUID(t *testing.T) {
 	uid, _ := strconv.ParseInt(nobody.Uid, 10, 64)
 	gid, _ := strconv.ParseInt(nobody.Gid, 10, 64)
 	cfg.AllowedUIDs = []string{nobody.Uid}
-	s, err := New(cfg, nil)
+	s, err := New(t.Context(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -502,7 +502,7 @@ func TestCreateGivesTheJobsFilesToItsUID(t *testing.T) {
 	data.Pod.UID = "other"
 	cfg2, _ := fakeSlurm(t)
 	cfg2.AllowedUIDs = []string{"4242"}
-	s2, err := New(cfg2, nil)
+	s2, err := New(t.Context(), cfg2, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -700,7 +700,7 @@ func TestOriginalSlurmEnv(t *testing.T) {
 // another pod's data, is not followed, and a FIFO does not block the read.
 func TestJobFilesFollowNoSymlink(t *testing.T) {
 	cfg, dir := fakeSlurm(t)
-	s, err := New(cfg, nil)
+	s, err := New(t.Context(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -855,7 +855,7 @@ func TestFailedSubmissionRemovesOutput(t *testing.T) {
 	cfg, dir := fakeSlurm(t)
 	me := os.Geteuid()
 	cfg.AllowedUIDs = []string{strconv.Itoa(me)}
-	s, err := New(cfg, nil)
+	s, err := New(t.Context(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,7 +89,7 @@ func TestE2EPodman(t *testing.T) {
 	cfg.EnvExecPath = envExec
 	cfg.Accounting, cfg.SacctArgs = true, []string{"-c"}
 	cfg.LogPollInterval = config.D(100 * time.Millisecond)
-	s, err := New(cfg, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	s, err := New(t.Context(), cfg, slog.New(slog.NewTextHandler(testWriter{t}, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

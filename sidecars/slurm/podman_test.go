@@ -46,7 +46,7 @@ func TestPodmanImagesAtCreate(t *testing.T) {
 	cfg, dir := fakeSlurm(t)
 	cfg.Runtime, cfg.PodmanPath, cfg.PodmanLocalStorage = RuntimePodman, fakePodman(t, dir), true
 	cfg.JobEnv = map[string]string{"CONTAINERS_CONF": "/site/containers.conf"}
-	s, err := New(cfg, nil)
+	s, err := New(t.Context(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestPodmanImagesAtCreate(t *testing.T) {
 func TestPodmanImagesUnchecked(t *testing.T) {
 	cfg, dir := fakeSlurm(t)
 	cfg.Runtime, cfg.PodmanPath = RuntimePodman, fakePodman(t, dir)
-	s, err := New(cfg, nil)
+	s, err := New(t.Context(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -272,7 +272,7 @@ func TestDeleteStopsGracefully(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.ProberPath = cfg.EnvExecPath // found: any file
-	s, err := New(cfg, nil)
+	s, err := New(t.Context(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,7 +401,7 @@ func TestDeleteStopsGracefully(t *testing.T) {
 func TestGracefulStopResumes(t *testing.T) {
 	cfg, dir := fakeSlurm(t)
 	cfg.ProberPath = cfg.EnvExecPath
-	s, err := New(cfg, nil)
+	s, err := New(t.Context(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,7 +422,7 @@ func TestGracefulStopResumes(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "queue"), []byte(rec.JobID+"|RUNNING|None\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s, err = New(cfg, nil)
+	s, err = New(t.Context(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

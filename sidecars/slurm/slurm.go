@@ -63,8 +63,10 @@ var (
 	_ sidecars.Pinger = (*Slurm)(nil)
 )
 
-// New opens the state store and the data root.
-func New(cfg Config, log *slog.Logger) (*Slurm, error) {
+// New opens the state store and the data root, and cancels the jobs an
+// interrupted submission left (within ctx and CommandTimeout). The graceful
+// stops it resumes outlive ctx: Close ends them.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Slurm, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("slurm config: %w", err)
 	}
@@ -115,11 +117,11 @@ func New(cfg Config, log *slog.Logger) (*Slurm, error) {
 		log.Warn("config key without effect", "detail", w)
 	}
 	s := &Slurm{cfg: cfg, log: log, cmd: newCommands(&cfg), store: st, root: root, rootDir: rootDir, lock: lock, missing: missing, jobTemplate: tmpl}
-	s.bgCtx, s.stopAll = context.WithCancel(context.Background())
+	s.bgCtx, s.stopAll = context.WithCancel(context.WithoutCancel(ctx))
 	log.Info("slurm sidecar state loaded", "pods", st.len(), "state", statePath, "data", rootDir)
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.CommandTimeout.Duration)
+	rctx, cancel := context.WithTimeout(ctx, cfg.CommandTimeout.Duration)
 	defer cancel()
-	if err := s.reconcile(ctx); err != nil {
+	if err := s.reconcile(rctx); err != nil {
 		log.Warn("could not look for jobs left by an interrupted submission", "err", err)
 	}
 	s.resumeStops()
@@ -172,8 +174,8 @@ func (s *Slurm) Create(ctx context.Context, data *api.RetrievedPodData) (api.Cre
 	if err != nil {
 		return api.CreateStruct{}, err
 	}
-	if len(p.Spec.Containers) == 0 {
-		return api.CreateStruct{}, api.Invalid("pod %s/%s has no containers", p.Namespace, p.Name)
+	if err := api.RequireContainers(p); err != nil {
+		return api.CreateStruct{}, err
 	}
 	unlock := s.locks.Lock(uid)
 	defer unlock()
@@ -394,7 +396,8 @@ func (s *Slurm) stopLater(rec record, p *corev1.Pod, until time.Time) bool {
 		ctx, cancel := context.WithDeadline(s.bgCtx, until)
 		s.waitStopped(ctx, &rec)
 		cancel()
-		if err := s.remove(context.Background(), p); err != nil && !api.IsNotFound(err) {
+		// The pod is removed even when Close canceled its stop.
+		if err := s.remove(context.WithoutCancel(s.bgCtx), p); err != nil && !api.IsNotFound(err) {
 			s.log.Error("could not delete a pod after its graceful stop", "pod", p.Name, "namespace", p.Namespace, "uid", uid, "err", err)
 		}
 	})

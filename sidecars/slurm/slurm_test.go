@@ -85,7 +85,7 @@ func testEnvExec(t *testing.T) string {
 
 func TestCreateStatusDelete(t *testing.T) {
 	cfg, dir := fakeSlurm(t)
-	s, err := New(cfg, nil)
+	s, err := New(t.Context(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ interlink_slurm_command_errors_total{command="squeue"} 1
 
 func TestRefusedSubmissionLeavesNothing(t *testing.T) {
 	cfg, dir := fakeSlurm(t)
-	s, err := New(cfg, nil)
+	s, err := New(t.Context(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func TestRefusedSubmissionLeavesNothing(t *testing.T) {
 
 func TestStateSurvivesRestart(t *testing.T) {
 	cfg, _ := fakeSlurm(t)
-	s, err := New(cfg, nil)
+	s, err := New(t.Context(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, err = New(cfg, nil)
+	s, err = New(t.Context(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,13 +239,13 @@ func TestStateSurvivesRestart(t *testing.T) {
 
 func TestOneSidecarPerDataRootFolder(t *testing.T) {
 	cfg, _ := fakeSlurm(t)
-	s, err := New(cfg, nil)
+	s, err := New(t.Context(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = s.Close() }()
 	cfg.StatePath += ".other"
-	if other, err := New(cfg, nil); err == nil || !strings.Contains(err.Error(), "used by another interlink-slurm") {
+	if other, err := New(t.Context(), cfg, nil); err == nil || !strings.Contains(err.Error(), "used by another interlink-slurm") {
 		if other != nil {
 			_ = other.Close()
 		}
@@ -259,7 +259,7 @@ func TestOneSidecarPerDataRootFolder(t *testing.T) {
 // create.
 func TestOnePodNeverLosesAnother(t *testing.T) {
 	cfg, dir := fakeSlurm(t)
-	s, err := New(cfg, nil)
+	s, err := New(t.Context(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

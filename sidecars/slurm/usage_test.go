@@ -129,7 +129,7 @@ func TestStatusUsage(t *testing.T) {
 			if withProber {
 				cfg.ProberPath = cfg.EnvExecPath // any file: it never runs here
 			}
-			s, err := New(cfg, nil)
+			s, err := New(t.Context(), cfg, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -4,53 +4,19 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
+	"log/slog"
 
-	"github.com/seed-3f807049/interlink/observability/cli"
-	"github.com/seed-3f807049/interlink/observability/metrics"
-	"github.com/seed-3f807049/interlink/observability/server"
-	"github.com/seed-3f807049/interlink/sidecars"
 	"github.com/seed-3f807049/interlink/sidecars/docker"
+	"github.com/seed-3f807049/interlink/sidecars/serve"
 )
 
 func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "interlink-docker:", err)
-		os.Exit(1)
-	}
-}
-
-func run() error {
 	cfg := docker.DefaultConfig()
-	log, flags, err := cli.Start("interlink-docker", "INTERLINK_DOCKER_CONFIG", &cfg)
-	if err != nil || flags.Test {
-		if err == nil {
-			fmt.Println("config OK")
+	serve.Main("interlink-docker", "INTERLINK_DOCKER_CONFIG", &cfg, func(ctx context.Context, log *slog.Logger) (*serve.Sidecar, error) {
+		d, err := docker.New(ctx, cfg, log)
+		if err != nil {
+			return nil, err
 		}
-		return err
-	}
-	s, err := docker.New(cfg, log)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = s.Close() }()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	endTracing, err := cli.StartTracing(ctx, cfg.Tracing, "interlink-docker")
-	if err != nil {
-		return err
-	}
-	defer endTracing()
-	reg := metrics.New("interlink-docker")
-	if err := s.Register(reg); err != nil {
-		return err
-	}
-	api := sidecars.NewHandler(s, sidecars.HandlerConfig{MaxBodyBytes: cfg.MaxBodyBytes, Logger: log})
-	// /metrics needs no credential: Prometheus scrapes it, and its labels
-	// carry no pod data.
-	return server.RunSidecar(ctx, cfg.ListenAddr(), cfg.Auth, api, map[string]http.Handler{"/metrics": metrics.Handler(reg)}, log)
+		return &serve.Sidecar{Plugin: d, Register: d.Register, Close: d.Close}, nil
+	})
 }
