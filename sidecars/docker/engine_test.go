@@ -84,14 +84,7 @@ func (e *engine) serve(t *testing.T) *Docker {
 		}
 	}))
 	t.Cleanup(srv.Close)
-	cfg := DefaultConfig()
-	cfg.DockerHost = "tcp://" + srv.Listener.Addr().String()
-	cfg.DataRootFolder = t.TempDir()
-	d, err := New(t.Context(), cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = d.Close() })
+	d := onEngine(t, srv)
 	return d
 }
 
@@ -196,4 +189,19 @@ func TestBackoff(t *testing.T) {
 			break
 		}
 	}
+}
+
+// onEngine is a Docker sidecar (default config, its data in a temporary
+// directory) on the fake Engine srv, closed when the test ends.
+func onEngine(t *testing.T, srv *httptest.Server) *Docker {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.DockerHost = "tcp://" + srv.Listener.Addr().String()
+	cfg.DataRootFolder = t.TempDir()
+	d, err := New(t.Context(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	return d
 }

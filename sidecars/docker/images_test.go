@@ -48,17 +48,10 @@ func TestPullOutlivesItsCreate(t *testing.T) {
 	release := make(chan struct{})
 	var pulls atomic.Int32
 	srv := fakeEngine(t, release, &pulls)
-	cfg := DefaultConfig()
-	cfg.DockerHost = "tcp://" + srv.Listener.Addr().String()
-	cfg.DataRootFolder = t.TempDir()
-	d, err := New(t.Context(), cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = d.Close() })
+	d := onEngine(t, srv)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	err = d.pull(ctx, "registry.example.org/big/image:1", nil, false)
+	err := d.pull(ctx, "registry.example.org/big/image:1", nil, false)
 	cancel()
 	if api.ReasonOf(err) != api.ReasonUnavailable || !strings.Contains(err.Error(), "still being pulled") {
 		t.Fatalf("a create that stops waiting: %v, want a 503 saying the pull goes on", err)

@@ -179,16 +179,10 @@ func logsEngine(t *testing.T, tail *atomic.Value) *httptest.Server {
 func TestLogsLongLineBounded(t *testing.T) {
 	var tail atomic.Value
 	srv := logsEngine(t, &tail)
-	cfg := DefaultConfig()
-	cfg.DockerHost = "tcp://" + srv.Listener.Addr().String()
-	cfg.DataRootFolder = t.TempDir()
-	d, err := New(t.Context(), cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = d.Close() })
+	d := onEngine(t, srv)
 
 	var out pieces
+	var err error
 	alloc := allocated(func() {
 		var rc io.ReadCloser
 		rc, err = d.Logs(context.Background(), &api.LogStruct{Namespace: "ns", PodName: "p", PodUID: "uid-1", ContainerName: "c0", Opts: api.ContainerLogOpts{Tail: 1}})

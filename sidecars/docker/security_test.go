@@ -386,15 +386,8 @@ func TestCreateRefusesBeforeAnyContainer(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var creates atomic.Int32
 			srv := imageEngine(t, tc.imageUser, &creates)
-			cfg := DefaultConfig()
-			cfg.DockerHost = "tcp://" + srv.Listener.Addr().String()
-			cfg.DataRootFolder = t.TempDir()
-			d, err := New(t.Context(), cfg, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = d.Close() })
-			_, err = d.Create(context.Background(), secPod(tc.pod))
+			d := onEngine(t, srv)
+			_, err := d.Create(context.Background(), secPod(tc.pod))
 			if api.ReasonOf(err) != api.ReasonInvalid || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("create: %v; want a 400 saying %q", err, tc.want)
 			}

@@ -61,14 +61,7 @@ func (e *stopEngine) serve(t *testing.T) *Docker {
 		}
 	}))
 	t.Cleanup(srv.Close)
-	cfg := DefaultConfig()
-	cfg.DockerHost = "tcp://" + srv.Listener.Addr().String()
-	cfg.DataRootFolder = t.TempDir()
-	d, err := New(t.Context(), cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = d.Close() })
+	d := onEngine(t, srv)
 	return d
 }
 

@@ -113,14 +113,7 @@ func (e *statsEngine) serve(t *testing.T) *Docker {
 		}
 	}))
 	t.Cleanup(srv.Close)
-	cfg := DefaultConfig()
-	cfg.DockerHost = "tcp://" + srv.Listener.Addr().String()
-	cfg.DataRootFolder = t.TempDir()
-	d, err := New(t.Context(), cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = d.Close() })
+	d := onEngine(t, srv)
 	e.mu.Lock()
 	e.listed = true
 	e.mu.Unlock()
