@@ -189,8 +189,13 @@ func (b *builder) hasProber() bool {
 // holds (podman container inspect prints its pid).
 func (b *builder) sampled(rtName string, ct *container) prober.Sampled {
 	s := prober.Sampled{Name: ct.name}
-	if rtName == RuntimePodman {
+	switch {
+	case rtName == RuntimePodman:
 		s.PIDOf = []string{b.cfg.PodmanPath, "container", "inspect", "--format", "{{.State.Pid}}", ct.id}
+	case ct.envDir != "":
+		// Not the runtime's own processes (Apptainer's starter): those
+		// in the container, whose root holds the helper.
+		s.Inside = helperPath
 	}
 	return s
 }

@@ -51,7 +51,8 @@ func TestProberSpec(t *testing.T) {
 				t.Fatalf("spec %+v, want the main container and a grace of 20 s", spec)
 			}
 			// Every container is sampled, init containers too; Podman's
-			// processes are found below the container's own first process.
+			// processes are found below the container's own first process,
+			// the others' below the first that holds the helper.
 			var pidOf func(string) []string
 			if tt.runtime == RuntimePodman {
 				pidOf = func(n string) []string {
@@ -61,8 +62,13 @@ func TestProberSpec(t *testing.T) {
 			var wantSampled []prober.Sampled
 			for _, n := range []string{"setup", "main", "sidecar"} {
 				s := prober.Sampled{Name: n}
-				if pidOf != nil {
+				switch {
+				case pidOf != nil:
 					s.PIDOf = pidOf(n)
+				case tt.runtime == RuntimeApptainer && n == "sidecar":
+					// Run under mpiexec, with apptainer run and an env file, not the helper: rooted at the run.
+				default: // rooted in the container, not at the runtime
+					s.Inside = "/.interlink/envexec"
 				}
 				wantSampled = append(wantSampled, s)
 			}

@@ -46,6 +46,12 @@ type Sampled struct {
 	// container inspect --format {{.State.Pid}} NAME, conmon's child). It
 	// is asked once per run, once the container runs.
 	PIDOf []string `json:"pidOf,omitempty"`
+	// Inside, when set, is a path in the container's root (the helper the
+	// job runs in it) that tells the container's first process from the
+	// runtime's own (Apptainer's starter, a FUSE mount): the tree measured
+	// is rooted at the first process, at or below the run's, that is in
+	// another mount namespace and whose root holds it.
+	Inside string `json:"inside,omitempty"`
 }
 
 // Container is one container's probes and hooks.

@@ -178,7 +178,7 @@ func (s *sampler) follow(ctx context.Context, t *Sampled) *measured {
 			s.log.Warn("pid file names a process outside the job: not measured", "container", t.Name, "pid", id.pid)
 		default:
 			r.started = started
-			if len(t.PIDOf) == 0 {
+			if len(t.PIDOf) == 0 && t.Inside == "" {
 				r.root = id
 			}
 		}
@@ -190,7 +190,7 @@ func (s *sampler) follow(ctx context.Context, t *Sampled) *measured {
 		return nil // the run ended: its pid file stays until the next one
 	}
 	if r.root.pid != 0 && !s.proc.alive(r.root) {
-		if len(t.PIDOf) == 0 {
+		if len(t.PIDOf) == 0 && t.Inside == "" {
 			return nil // the run just ended
 		}
 		r.root, r.last = procID{}, time.Time{} // a new first process: a new tree
@@ -205,11 +205,22 @@ func (s *sampler) follow(ctx context.Context, t *Sampled) *measured {
 // it began with the run or after: a process older than the run is not its
 // container.
 func (s *sampler) findRoot(ctx context.Context, t *Sampled, r *measured) bool {
-	ctx, cancel := context.WithTimeout(ctx, pidOfTimeout)
-	defer cancel()
-	pid, err := s.pidOf(ctx, execArgv(t.PIDOf, r.id.pid, nil))
-	if err != nil || pid <= 1 {
-		return false // not running yet
+	var pid int
+	if len(t.PIDOf) == 0 {
+		// The container's first process, below the runtime's own.
+		p, err := containerProcess(s.proc, r.id.pid, &Container{Inner: []string{t.Inside}})
+		if err != nil {
+			return false // not in the container yet
+		}
+		pid = p
+	} else {
+		ctx, cancel := context.WithTimeout(ctx, pidOfTimeout)
+		defer cancel()
+		p, err := s.pidOf(ctx, execArgv(t.PIDOf, r.id.pid, nil))
+		if err != nil || p <= 1 {
+			return false // not running yet
+		}
+		pid = p
 	}
 	_, start, err := s.proc.stat(pid)
 	if err != nil {

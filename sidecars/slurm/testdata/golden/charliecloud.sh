@@ -17,7 +17,7 @@
 # dir  .interlink/sidecar
 # dir  .interlink/sidecar/msg
 # file .interlink/sidecar/env -rw------- 
-# file probes.json {"gracePeriodSeconds":30,"sampled":[{"name":"setup"},{"name":"main"},{"name":"sidecar"}]}
+# file probes.json {"gracePeriodSeconds":30,"sampled":[{"name":"setup","inside":"/.interlink/envexec"},{"name":"main","inside":"/.interlink/envexec"},{"name":"sidecar","inside":"/.interlink/envexec"}]}
 #!/bin/bash
 # Job of pod team-a/web, written by interlink-slurm. The containers' output goes to
 # containers/NAME.log, their exit codes to containers/NAME.exit.

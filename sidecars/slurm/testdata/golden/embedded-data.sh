@@ -135,8 +135,9 @@ il_c2() {
 	exec "$IL_ENVEXEC" bind 9 "$IL_DATA"/volumes/work logs 1 '' :/work -- singularity --quiet run --containall --no-home --no-eval --env-file "$IL_DATA"/env/sidecar.env --bind :/work /images/tools.sif watch
 }
 base64 -d >"$IL_DIR"/probes.json <<'IL_EOF' || exit 1
-eyJncmFjZVBlcmlvZFNlY29uZHMiOjMwLCJzYW1wbGVkIjpbeyJuYW1lIjoic2V0dXAifSx7Im5h
-bWUiOiJtYWluIn0seyJuYW1lIjoic2lkZWNhciJ9XX0=
+eyJncmFjZVBlcmlvZFNlY29uZHMiOjMwLCJzYW1wbGVkIjpbeyJuYW1lIjoic2V0dXAiLCJpbnNp
+ZGUiOiIvLmludGVybGluay9lbnZleGVjIn0seyJuYW1lIjoibWFpbiIsImluc2lkZSI6Ii8uaW50
+ZXJsaW5rL2VudmV4ZWMifSx7Im5hbWUiOiJzaWRlY2FyIn1dfQ==
 IL_EOF
 # The prober samples the containers' usage for the job's life.
 "$IL_PROBER" run "$IL_DIR"/probes.json &

@@ -17,7 +17,7 @@
 # dir  .interlink/sidecar
 # dir  .interlink/sidecar/msg
 # file .interlink/sidecar/env -rw------- 
-# file probes.json {"containers":[{"name":"main","startupProbe":{"tcpSocket":{"port":"http"},"periodSeconds":1},"livenessProbe":{"exec":{"command":["/bin/sh","-c","test -e /tmp/alive; echo $(id)"]},"failureThreshold":2},"readinessProbe":{"httpGet":{"path":"/ready","port":8080}},"lifecycle":{"postStart":{"exec":{"command":["touch","/tmp/alive"]}},"preStop":{"exec":{"command":["/bin/sh","-c","echo bye \u003e /work/bye"]}}},"ports":[{"name":"http","containerPort":8080}],"host":"127.0.0.1","nsenter":"/usr/bin/nsenter","inner":["/.interlink/envexec","/.interlink/env","--"]}],"gracePeriodSeconds":20,"sampled":[{"name":"setup"},{"name":"main"},{"name":"sidecar"}]}
+# file probes.json {"containers":[{"name":"main","startupProbe":{"tcpSocket":{"port":"http"},"periodSeconds":1},"livenessProbe":{"exec":{"command":["/bin/sh","-c","test -e /tmp/alive; echo $(id)"]},"failureThreshold":2},"readinessProbe":{"httpGet":{"path":"/ready","port":8080}},"lifecycle":{"postStart":{"exec":{"command":["touch","/tmp/alive"]}},"preStop":{"exec":{"command":["/bin/sh","-c","echo bye \u003e /work/bye"]}}},"ports":[{"name":"http","containerPort":8080}],"host":"127.0.0.1","nsenter":"/usr/bin/nsenter","inner":["/.interlink/envexec","/.interlink/env","--"]}],"gracePeriodSeconds":20,"sampled":[{"name":"setup","inside":"/.interlink/envexec"},{"name":"main","inside":"/.interlink/envexec"},{"name":"sidecar","inside":"/.interlink/envexec"}]}
 #!/bin/bash
 # Job of pod team-a/web, written by interlink-slurm. The containers' output goes to
 # containers/NAME.log, their exit codes to containers/NAME.exit.

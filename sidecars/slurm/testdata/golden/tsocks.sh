@@ -18,7 +18,7 @@
 # file .interlink/main/env -rw------- 
 # dir  volumes/work/logs
 # file env/sidecar.env -rw------- LD_PRELOAD=/opt/interlink-tsocks/libtsocks.so\nTSOCKS_CONF_FILE=/etc/interlink-tsocks/tsocks.conf\n
-# file probes.json {"gracePeriodSeconds":30,"sampled":[{"name":"setup"},{"name":"main"},{"name":"sidecar"}]}
+# file probes.json {"gracePeriodSeconds":30,"sampled":[{"name":"setup","inside":"/.interlink/envexec"},{"name":"main","inside":"/.interlink/envexec"},{"name":"sidecar"}]}
 #!/bin/bash
 # Job of pod team-a/web, written by interlink-slurm. The containers' output goes to
 # containers/NAME.log, their exit codes to containers/NAME.exit.
