@@ -664,8 +664,6 @@ func behaviorBackends() []backend {
 				t.Fatalf("docker load: %v\n%s", err, out)
 			}
 			return s
-		}, notYet: map[string]string{
-			"hook-prestop": "the listener sometimes sees no call from the preStop hook (2 runs of 4 here); cause not found",
 		}},
 	}
 }

@@ -68,7 +68,10 @@ func lifecycleCases(port int) []*behaviorCase {
 
 	// preStop tells a listener pod (by its pod IP) that it ran, then the
 	// container gets its stop signal.
-	p = behaviorPod("", imgBusybox, "sh", "-c", fmt.Sprintf("while :; do nc -l -p %d </dev/null; done", port+3))
+	// nc's input never ends: with </dev/null, busybox nc could end a
+	// connection at its input's end before the request came (over a
+	// bridge, the data comes a moment after the connection).
+	p = behaviorPod("", imgBusybox, "sh", "-c", fmt.Sprintf("tail -f /dev/null | nc -l -p %d", port+3))
 	add("hook-prestop", "preStop runs on delete, before the container stops", p, deleted(preStopRuns(port+3)))
 
 	p = behaviorPod("", imgBusybox, "sh", "-c", "printf 'bye\\nnow' > /dev/termination-log; exit 3")
