@@ -53,26 +53,15 @@ type tracked struct {
 // Provider implements virtual-kubelet's nodeutil.Provider and
 // node.PodNotifier on top of interLink.
 type Provider struct {
-	il       Interlink
-	client   kubernetes.Interface
-	data     *dataSource
-	nodeName string
-	hostIP   string
-	// podNet is PodCIDR.Subnet (nil: none), where pod-ip annotations must lie.
-	podNet   *net.IPNet
-	interval time.Duration
-	log      *slog.Logger
-	started  time.Time
-	metrics  *vkMetrics
+	providerConfig
+	started time.Time
+	metrics *vkMetrics
 	// lastPoll is when the node's pods' status was last read (unix nanos).
 	lastPoll atomic.Int64
 
 	// retries receives pods whose submission backoff ended (when it is
 	// full, the sweep at each status interval retries them).
 	retries chan types.UID
-	// podLister reads the informer's pods (nil: submitted pods keep their
-	// own spec).
-	podLister corev1listers.PodLister
 
 	pushMu sync.Mutex // serializes pushes to the pod controller
 	mu     sync.Mutex
@@ -110,9 +99,7 @@ const retryQueue = 4096
 
 // newProvider builds a Provider that records its figures in m.
 func newProvider(cfg providerConfig, m *vkMetrics) *Provider {
-	return &Provider{il: cfg.il, client: cfg.client, data: cfg.data, nodeName: cfg.nodeName, hostIP: cfg.hostIP,
-		podNet: cfg.podNet, interval: cfg.interval, log: cfg.log, started: time.Now(), metrics: m,
-		retries: make(chan types.UID, retryQueue), podLister: cfg.podLister,
+	return &Provider{providerConfig: cfg, started: time.Now(), metrics: m, retries: make(chan types.UID, retryQueue),
 		pods: map[types.UID]*tracked{}, byName: map[string]types.UID{}}
 }
 
