@@ -664,8 +664,6 @@ func behaviorBackends() []backend {
 				t.Fatalf("docker load: %v\n%s", err, out)
 			}
 			return s
-		}, notYet: map[string]string{
-			"hook-prestop": "the listener sees no call from the preStop hook (3 runs of 5 here, with two listeners); cause not found",
 		}},
 	}
 }

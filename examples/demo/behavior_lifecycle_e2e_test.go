@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -240,8 +241,12 @@ func preStopRuns(port int) func(*testing.T, *run, *behaviorCase) error {
 			return err
 		}
 		// SLURM's pods share the node's network (make demo's node is this
-		// host) and report no pod IP.
+		// host) and report no pod IP; a Docker pod has its own network,
+		// and is Running only with its address known.
 		ip := l.Status.PodIP
+		if ip == "" && slices.Contains(s.Env, "SIDECAR=docker") {
+			return fmt.Errorf("pod %s is Running without a pod IP", c.pod.Name)
+		}
 		if ip == "" {
 			ip = "127.0.0.1"
 		}

@@ -2,11 +2,13 @@ package docker
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -98,10 +100,14 @@ func podStatus(cs []container.Summary, in []*container.InspectResponse, hist fun
 	if h, ok := holder(cs); ok {
 		st.JobID = h.ID[:12]
 		if n := h.NetworkSettings; n != nil {
-			for _, ep := range n.Networks {
-				if ep != nil && ep.IPAddress.IsValid() {
-					st.PodIP = ep.IPAddress.String()
-				}
+			st.PodIP = endpointIP(n.Networks)
+		}
+		// The list may date from before the holder joined its network
+		// (the pod then looked Running without an IP): its inspect, made
+		// after the list, has the last word.
+		if k := slices.IndexFunc(cs, func(c container.Summary) bool { return c.ID == h.ID }); in[k] != nil && in[k].NetworkSettings != nil {
+			if ip := endpointIP(in[k].NetworkSettings.Networks); ip != "" {
+				st.PodIP = ip
 			}
 		}
 	}
@@ -274,3 +280,15 @@ func terminated(s *container.State) *corev1.ContainerStateTerminated {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// endpointIP is the address of a container on its network (the last one
+// listed that has an address), or "".
+func endpointIP(nets map[string]*network.EndpointSettings) string {
+	ip := ""
+	for _, ep := range nets {
+		if ep != nil && ep.IPAddress.IsValid() {
+			ip = ep.IPAddress.String()
+		}
+	}
+	return ip
+}

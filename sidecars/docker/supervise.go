@@ -366,10 +366,8 @@ func (d *Docker) podAddress(ctx context.Context, in container.InspectResponse) s
 		return d.dockerHostAddress()
 	}
 	if n := holder.NetworkSettings; n != nil {
-		for _, ep := range n.Networks {
-			if ep != nil && ep.IPAddress.IsValid() {
-				return ep.IPAddress.String()
-			}
+		if ip := endpointIP(n.Networks); ip != "" {
+			return ip
 		}
 	}
 	return noAddress
