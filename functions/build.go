@@ -65,6 +65,7 @@ func FromConfig(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Handl
 			CallTimeout: cfg.CallTimeout.Duration,
 			Retries:     cfg.Retries,
 			Header:      header,
+			TLS:         tlsCfg,
 		})
 		if err != nil {
 			return nil, srv, fmt.Errorf("sidecar %s: %w", name, err)
@@ -106,6 +107,7 @@ func FromConfig(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Handl
 		Default:         cfg.Default(),
 		MaxBodyBytes:    cfg.MaxBodyBytes,
 		StatusBatchSize: cfg.StatusBatchSize,
+		StreamLimits:    api.Limits{Idle: cfg.StreamIdleTimeout.Duration, Total: cfg.StreamMaxDuration.Duration},
 		Logger:          log,
 	})
 	return h, srv, err

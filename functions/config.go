@@ -32,6 +32,12 @@ const (
 	// DefaultMaxBodyBytes caps request bodies (a 10,000-pod status batch is
 	// about 40 MiB).
 	DefaultMaxBodyBytes = api.DefaultMaxBodyBytes
+	// DefaultStreamIdleTimeout closes a stream through which nothing passed
+	// for this long (the kubelet's streaming idle timeout is 4 h; a
+	// forgotten port-forward should not hold a site's resources that long).
+	DefaultStreamIdleTimeout = 30 * time.Minute
+	// DefaultStreamMaxDuration is the longest any stream stays open.
+	DefaultStreamMaxDuration = 24 * time.Hour
 )
 
 // TLSConfig is the original's TLS block: serving certificate, and a CA that,
@@ -62,6 +68,8 @@ type Config struct {
 	CallTimeout       config.Duration   `json:"CallTimeout" env:"INTERLINK_CALL_TIMEOUT" doc:"Timeout of one call to a sidecar (followed logs excepted)."`
 	Retries           int               `json:"Retries" env:"INTERLINK_RETRIES" doc:"Tries of an idempotent sidecar call (status, delete, logs, ping); create is never retried."`
 	StatusBatchSize   int               `json:"StatusBatchSize" env:"INTERLINK_STATUS_BATCH_SIZE" doc:"Largest number of pods in one status call to a sidecar; 0 sends each sidecar its whole share."`
+	StreamIdleTimeout config.Duration   `json:"StreamIdleTimeout" env:"INTERLINK_STREAM_IDLE_TIMEOUT" doc:"A stream (exec -it, attach, port-forward) through which no byte passed for this long is closed."`
+	StreamMaxDuration config.Duration   `json:"StreamMaxDuration" env:"INTERLINK_STREAM_MAX_DURATION" doc:"A stream is closed after this long, whatever passes through it."`
 	MaxBodyBytes      int64             `json:"MaxBodyBytes" env:"INTERLINK_MAX_BODY_BYTES" doc:"Request bodies larger than this are refused with 413."`
 	MetricsListen     string            `json:"MetricsListen" env:"INTERLINK_METRICS_LISTEN" doc:"host:port of a listener that serves only /metrics, without authentication, for a Prometheus that should hold no API token; empty: /metrics is served on the API listener, behind its authentication."`
 	VerboseLogging    bool              `json:"VerboseLogging" env:"VERBOSELOGGING" doc:"Log at debug level (original key)."`
@@ -87,16 +95,18 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		InterlinkAddress: DefaultAddress,
-		InterlinkPort:    DefaultPort,
-		SidecarURL:       DefaultSidecarURL,
-		SidecarPort:      DefaultSidecarPort,
-		CallTimeout:      config.D(sidecars.DefaultCallTimeout),
-		Retries:          sidecars.DefaultRetries,
-		MaxBodyBytes:     DefaultMaxBodyBytes,
-		Tracing:          tracing.DefaultConfig(),
-		LogFormat:        "json",
-		Auth:             proxy.DefaultConfig(),
+		InterlinkAddress:  DefaultAddress,
+		InterlinkPort:     DefaultPort,
+		SidecarURL:        DefaultSidecarURL,
+		SidecarPort:       DefaultSidecarPort,
+		CallTimeout:       config.D(sidecars.DefaultCallTimeout),
+		Retries:           sidecars.DefaultRetries,
+		MaxBodyBytes:      DefaultMaxBodyBytes,
+		StreamIdleTimeout: config.D(DefaultStreamIdleTimeout),
+		StreamMaxDuration: config.D(DefaultStreamMaxDuration),
+		Tracing:           tracing.DefaultConfig(),
+		LogFormat:         "json",
+		Auth:              proxy.DefaultConfig(),
 
 		JobScriptBuilderTimeout: config.D(DefaultJobScriptBuilderTimeout),
 		JobScriptMaxBytes:       DefaultJobScriptMaxBytes,
@@ -130,6 +140,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Retries < 1 {
 		errs = append(errs, errors.New("Retries must be at least 1"))
+	}
+	if c.StreamIdleTimeout.Duration <= 0 || c.StreamMaxDuration.Duration <= 0 {
+		errs = append(errs, fmt.Errorf("StreamIdleTimeout %s and StreamMaxDuration %s must be positive", c.StreamIdleTimeout, c.StreamMaxDuration))
 	}
 	if c.StatusBatchSize < 0 {
 		errs = append(errs, errors.New("StatusBatchSize must not be negative"))

@@ -43,6 +43,8 @@ type HandlerConfig struct {
 	Logger *slog.Logger
 	// Metrics; nil counts nothing.
 	Metrics *Metrics
+	// StreamLimits bound each stream (exec -it, attach, port-forward).
+	StreamLimits api.Limits
 	// JobScript fills the jobScript of a create (JobScripter.Fill); nil is
 	// the zero JobScripter's, which renders nothing and refuses creates
 	// that name a jobscriptURL.
@@ -90,6 +92,7 @@ func New(cfg HandlerConfig) (*Handler, error) {
 	h.route(api.PathPing, h.ping, http.MethodPost, http.MethodGet)
 	h.route(api.PathUpdateCache, h.updateCache, http.MethodPost, http.MethodPut)
 	h.route(api.PathExec, h.exec, http.MethodPost)
+	h.route(api.PathStream, h.stream, http.MethodGet)
 	h.mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, r, api.NotFound("no such path %q", r.URL.Path))

@@ -21,6 +21,9 @@ type Metrics struct {
 	sidecarErrors *prometheus.CounterVec
 	batchSize     *prometheus.HistogramVec
 	sidecarUp     *prometheus.GaugeVec
+	streams       *prometheus.GaugeVec
+	streamBytesC  *prometheus.CounterVec
+	streamEnds    *prometheus.CounterVec
 }
 
 // sidecarReasons are the reasons counted for each sidecar from the start,
@@ -42,13 +45,19 @@ func NewMetrics(reg prometheus.Registerer, sidecarNames []string) *Metrics {
 			Help: "Pods per status call sent to a sidecar.", Buckets: prometheus.ExponentialBuckets(1, 4, 9)}, []string{"sidecar"}),
 		sidecarUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "interlink_sidecar_up",
 			Help: "1 when the sidecar answered interLink's last ping, else 0."}, []string{"sidecar"}),
+		streams: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "interlink_streams_active",
+			Help: "Streams (exec -it, attach, port-forward) open through interLink, by kind."}, []string{"kind"}),
+		streamBytesC: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "interlink_stream_bytes_total",
+			Help: "Bytes carried by streams, by kind and direction (in: towards the sidecar)."}, []string{"kind", "direction"}),
+		streamEnds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "interlink_streams_ended_total",
+			Help: "Streams ended, by kind and reason (ok for a close by either side)."}, []string{"kind", "reason"}),
 	}
 	for _, s := range sidecarNames {
 		for _, r := range sidecarReasons {
 			m.sidecarErrors.WithLabelValues(s, string(r))
 		}
 	}
-	reg.MustRegister(m.requests, m.duration, m.inflight, m.sidecarErrors, m.batchSize, m.sidecarUp)
+	reg.MustRegister(m.requests, m.duration, m.inflight, m.sidecarErrors, m.batchSize, m.sidecarUp, m.streams, m.streamBytesC, m.streamEnds)
 	return m
 }
 
@@ -92,6 +101,43 @@ func (m *Metrics) up(name string, ok bool) {
 		v = 1
 	}
 	m.sidecarUp.WithLabelValues(name).Set(v)
+}
+
+// streamStarted counts an open stream until the returned func is called.
+func (m *Metrics) streamStarted(kind string) func() {
+	if m == nil {
+		return func() {}
+	}
+	g := m.streams.WithLabelValues(kind)
+	g.Inc()
+	return g.Dec
+}
+
+// streamBytes returns the counter of a stream's bytes by direction.
+func (m *Metrics) streamBytes(kind string) func(dir string, n int) {
+	if m == nil {
+		return nil
+	}
+	in, out := m.streamBytesC.WithLabelValues(kind, "in"), m.streamBytesC.WithLabelValues(kind, "out")
+	return func(dir string, n int) {
+		if dir == "in" {
+			in.Add(float64(n))
+		} else {
+			out.Add(float64(n))
+		}
+	}
+}
+
+// streamEnded counts a stream's end by its reason.
+func (m *Metrics) streamEnded(kind string, err error) {
+	if m == nil {
+		return
+	}
+	reason := "ok"
+	if err != nil {
+		reason = string(api.ReasonOf(err))
+	}
+	m.streamEnds.WithLabelValues(kind, reason).Inc()
 }
 
 // instrument wraps one route's handler.

@@ -2,6 +2,7 @@ package sidecars
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -43,13 +44,17 @@ type ClientConfig struct {
 	// of a sidecar that requires one (a bearer token read again from its
 	// file, say).
 	Header func() (http.Header, error)
+	// TLS configures the streams' connections to an https sidecar (nil:
+	// the system roots).
+	TLS *tls.Config
 }
 
 // Client calls a sidecar over the wire protocol. It implements Plugin and
 // Pinger, so interLink and the conformance suite use any sidecar through it.
 type Client struct {
-	caller api.Caller
-	ours   atomic.Bool
+	caller  api.Caller
+	streams api.StreamDialer
+	ours    atomic.Bool
 }
 
 var (
@@ -84,7 +89,14 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	c := &Client{}
 	base.Transport = &versionSniffer{next: base.Transport, ours: &c.ours}
 	c.caller = api.Caller{HTTP: &base, Endpoint: ep, Timeout: cfg.CallTimeout, Retries: cfg.Retries, Backoff: cfg.Backoff, Header: cfg.Header}
+	c.streams = api.StreamDialer{Endpoint: ep, TLS: cfg.TLS, Header: cfg.Header}
 	return c, nil
+}
+
+// DialStream opens a stream (exec -it, attach, port-forward) on the
+// sidecar; a sidecar without streams is api.ReasonNotImplemented.
+func (c *Client) DialStream(ctx context.Context, req *api.StreamRequest) (*api.StreamConn, error) {
+	return c.streams.Dial(ctx, req, nil)
 }
 
 // IdempotentCreate tells whether the peer has shown (by HeaderAPIVersion on

@@ -50,6 +50,7 @@ func NewHandler(p Plugin, cfg HandlerConfig) http.Handler {
 	h.route(api.PathStatus, h.status, http.MethodGet, http.MethodPost)
 	h.route(api.PathLogs, h.logs, http.MethodGet, http.MethodPost)
 	h.route(api.PathExec, h.exec, http.MethodPost)
+	h.route(api.PathStream, h.stream, http.MethodGet)
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, r, api.NotFound("no such path %q", r.URL.Path))
 	})
@@ -156,6 +157,14 @@ func (h *handler) exec(w http.ResponseWriter, r *http.Request) error {
 		return api.NewError(api.ReasonNotImplemented, "this sidecar does not offer exec")
 	}
 	return ServeExec(w, r, ex, req, h.log)
+}
+
+func (h *handler) stream(w http.ResponseWriter, r *http.Request) error {
+	st, ok := h.p.(Streamer)
+	if !ok {
+		return api.NewError(api.ReasonNotImplemented, "this sidecar does not offer exec -it, attach or port-forward")
+	}
+	return ServeStream(w, r, st, h.log)
 }
 
 // ServeLogs streams rc (then closes it) as the text/plain reply, flushed as

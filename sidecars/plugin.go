@@ -41,3 +41,17 @@ type Execer interface {
 type Pinger interface {
 	Ping(ctx context.Context) (api.PingResponse, error)
 }
+
+// Streamer is implemented by plugins that offer kubectl exec -it, attach
+// and port-forward (api.PathStream). Errors carry an api.Reason; a kind a
+// runtime cannot offer is api.ReasonNotImplemented, with the reason why.
+type Streamer interface {
+	// ExecStream runs req.Command in a running container with sio as its
+	// standard streams (a TTY when req.TTY) and returns its exit code.
+	ExecStream(ctx context.Context, req *api.StreamRequest, sio api.StreamIO) (exitCode int, err error)
+	// Attach joins a running container's standard streams until it ends
+	// or ctx does, and returns its exit code when it ended.
+	Attach(ctx context.Context, req *api.StreamRequest, sio api.StreamIO) (exitCode int, err error)
+	// PortForward connects to req.Port in the pod's network.
+	PortForward(ctx context.Context, req *api.StreamRequest) (io.ReadWriteCloser, error)
+}

@@ -39,6 +39,8 @@ const (
 	// 5 pods/s).
 	DefaultKubeAPIQPS   = 200
 	DefaultKubeAPIBurst = 400
+	// DefaultStreamMaxConcurrent caps the node's open streams.
+	DefaultStreamMaxConcurrent = 256
 	// DefaultWorkers is the number of pod sync workers.
 	DefaultWorkers = 20
 	// DefaultClientCAConfigMap is where clusters publish the CA of the API
@@ -88,37 +90,38 @@ type PodCIDRConfig struct {
 // Config is the virtual kubelet's configuration. The original's keys and
 // environment variables keep working.
 type Config struct {
-	NodeName           string          `json:"NodeName" env:"NODENAME" doc:"Name of the virtual node (original env NODENAME)."`
-	InterlinkURL       string          `json:"InterlinkURL" env:"INTERLINKURL" doc:"URL of interLink: http(s)://host or unix:///path.sock (original key)."`
-	InterlinkPort      string          `json:"InterlinkPort" env:"INTERLINKPORT" doc:"Port of interLink, unused for a unix socket (original key)."`
-	VKTokenFile        string          `json:"VKTokenFile" env:"VKTOKENFILE" doc:"File holding the bearer token sent to interLink; re-read when it changes (original key)."`
-	InterlinkCAFile    string          `json:"InterlinkCAFile" env:"INTERLINK_CA_FILE" doc:"PEM CA trusted for an https interLink."`
-	Kubeconfig         string          `json:"Kubeconfig" env:"KUBECONFIG" doc:"Kubeconfig of the cluster; empty means in-cluster config."`
-	KubeletPort        string          `json:"KubeletPort" env:"KUBELET_PORT" doc:"Port of the kubelet API (original env KUBELET_PORT)."`
-	NodeAddress        string          `json:"NodeAddress" env:"POD_IP" doc:"Address of the node (InternalIP) where the API server reaches the kubelet API (original env POD_IP)."`
-	KubeletCertMode    string          `json:"KubeletCertMode" env:"INTERLINK_KUBELET_CERT_MODE" doc:"Where the kubelet API's serving certificate comes from: files (KubeletCertFile/KubeletKeyFile), csr (the CSR API's kubelet-serving signer, renewed before expiry, kept in KubeletCertDir), self-signed, or auto (files when set, else self-signed)."`
-	KubeletCertDir     string          `json:"KubeletCertDir" env:"INTERLINK_KUBELET_CERT_DIR" doc:"Directory where csr mode keeps its key and certificates."`
-	KubeletCertFile    string          `json:"KubeletCertFile" env:"INTERLINK_KUBELET_CERT_FILE" doc:"PEM serving certificate of the kubelet API."`
-	KubeletKeyFile     string          `json:"KubeletKeyFile" env:"INTERLINK_KUBELET_KEY_FILE" doc:"PEM private key of that certificate."`
-	ClientCAFile       string          `json:"ClientCAFile" env:"INTERLINK_KUBELET_CLIENT_CA_FILE" doc:"PEM CA of the client certificates the kubelet API accepts (the API server's); bearer tokens are checked with TokenReview."`
-	ClientCAConfigMap  string          `json:"ClientCAConfigMap" env:"INTERLINK_KUBELET_CLIENT_CA_CONFIGMAP" doc:"When ClientCAFile is empty: namespace/name:key of a ConfigMap holding that CA, read and watched (where every cluster publishes the CA of its API server's client certificates; reading it needs the built-in Role extension-apiserver-authentication-reader in kube-system); empty: bearer tokens only."`
-	Resources          Resources       `json:"Resources" doc:"Node capacity."`
-	NodeLabels         Labels          `json:"NodeLabels" env:"INTERLINK_NODE_LABELS" envSeparator:"," envKeyValSeparator:"=" doc:"Extra node labels, overriding the default ones: a map, or the original's list of \"key=value\" strings (env: key=value,...)."`
-	ServiceAccount     string          `json:"ServiceAccount" env:"SERVICEACCOUNT" doc:"Service account whose kubeconfig (a bound token from the TokenRequest API) is delivered to every pod, mounted at /var/run/interlink/kubeconfig with KUBECONFIG set (original key)."`
-	Namespace          string          `json:"Namespace" env:"NAMESPACE" doc:"Namespace of ServiceAccount (original key)."`
-	CustomKubeconfig   string          `json:"CustomKubeconfig" env:"CUSTOMKUBECONF" doc:"A kubeconfig file delivered to every pod as is, instead of one built for ServiceAccount (original env CUSTOMKUBECONF)."`
-	KubeconfigTokenTTL config.Duration `json:"KubeconfigTokenTTL" env:"INTERLINK_KUBECONFIG_TOKEN_TTL" doc:"Lifetime of the ServiceAccount token in a delivered kubeconfig."`
-	NodeTaints         Taints          `json:"NodeTaints" env:"INTERLINK_NODE_TAINTS" envSeparator:"," doc:"Node taints as key=value:Effect; an empty list removes the default taint. The original's list of {Key, Value, Effect} is accepted too, and then added after the default taint, as the original does."`
-	StatusInterval     config.Duration `json:"StatusInterval" env:"INTERLINK_STATUS_INTERVAL" doc:"How often the status of all pods is read, in one batched call."`
-	PingInterval       config.Duration `json:"PingInterval" env:"INTERLINK_PING_INTERVAL" doc:"How often interLink's health and capacity are read."`
-	DataWait           config.Duration `json:"DataWait" env:"INTERLINK_DATA_WAIT" doc:"How long a pod waits for a missing ConfigMap or Secret before it fails."`
-	KubeAPIQPS         float32         `json:"KubeAPIQPS" env:"INTERLINK_KUBE_API_QPS" doc:"Queries per second to the API server."`
-	KubeAPIBurst       int             `json:"KubeAPIBurst" env:"INTERLINK_KUBE_API_BURST" doc:"Burst of queries to the API server."`
-	Workers            int             `json:"Workers" env:"INTERLINK_WORKERS" doc:"Pod sync workers."`
-	VerboseLogging     bool            `json:"VerboseLogging" env:"VERBOSELOGGING" doc:"Log at debug level (original key)."`
-	ErrorsOnlyLogging  bool            `json:"ErrorsOnlyLogging" env:"ERRORSONLYLOGGING" doc:"Log errors only (original key)."`
-	LogFormat          string          `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
-	Tracing            tracing.Config  `json:"Tracing" envPrefix:"INTERLINK_TRACING_" doc:"OpenTelemetry tracing."`
+	NodeName            string          `json:"NodeName" env:"NODENAME" doc:"Name of the virtual node (original env NODENAME)."`
+	InterlinkURL        string          `json:"InterlinkURL" env:"INTERLINKURL" doc:"URL of interLink: http(s)://host or unix:///path.sock (original key)."`
+	InterlinkPort       string          `json:"InterlinkPort" env:"INTERLINKPORT" doc:"Port of interLink, unused for a unix socket (original key)."`
+	VKTokenFile         string          `json:"VKTokenFile" env:"VKTOKENFILE" doc:"File holding the bearer token sent to interLink; re-read when it changes (original key)."`
+	InterlinkCAFile     string          `json:"InterlinkCAFile" env:"INTERLINK_CA_FILE" doc:"PEM CA trusted for an https interLink."`
+	Kubeconfig          string          `json:"Kubeconfig" env:"KUBECONFIG" doc:"Kubeconfig of the cluster; empty means in-cluster config."`
+	KubeletPort         string          `json:"KubeletPort" env:"KUBELET_PORT" doc:"Port of the kubelet API (original env KUBELET_PORT)."`
+	NodeAddress         string          `json:"NodeAddress" env:"POD_IP" doc:"Address of the node (InternalIP) where the API server reaches the kubelet API (original env POD_IP)."`
+	KubeletCertMode     string          `json:"KubeletCertMode" env:"INTERLINK_KUBELET_CERT_MODE" doc:"Where the kubelet API's serving certificate comes from: files (KubeletCertFile/KubeletKeyFile), csr (the CSR API's kubelet-serving signer, renewed before expiry, kept in KubeletCertDir), self-signed, or auto (files when set, else self-signed)."`
+	KubeletCertDir      string          `json:"KubeletCertDir" env:"INTERLINK_KUBELET_CERT_DIR" doc:"Directory where csr mode keeps its key and certificates."`
+	KubeletCertFile     string          `json:"KubeletCertFile" env:"INTERLINK_KUBELET_CERT_FILE" doc:"PEM serving certificate of the kubelet API."`
+	KubeletKeyFile      string          `json:"KubeletKeyFile" env:"INTERLINK_KUBELET_KEY_FILE" doc:"PEM private key of that certificate."`
+	ClientCAFile        string          `json:"ClientCAFile" env:"INTERLINK_KUBELET_CLIENT_CA_FILE" doc:"PEM CA of the client certificates the kubelet API accepts (the API server's); bearer tokens are checked with TokenReview."`
+	ClientCAConfigMap   string          `json:"ClientCAConfigMap" env:"INTERLINK_KUBELET_CLIENT_CA_CONFIGMAP" doc:"When ClientCAFile is empty: namespace/name:key of a ConfigMap holding that CA, read and watched (where every cluster publishes the CA of its API server's client certificates; reading it needs the built-in Role extension-apiserver-authentication-reader in kube-system); empty: bearer tokens only."`
+	Resources           Resources       `json:"Resources" doc:"Node capacity."`
+	NodeLabels          Labels          `json:"NodeLabels" env:"INTERLINK_NODE_LABELS" envSeparator:"," envKeyValSeparator:"=" doc:"Extra node labels, overriding the default ones: a map, or the original's list of \"key=value\" strings (env: key=value,...)."`
+	ServiceAccount      string          `json:"ServiceAccount" env:"SERVICEACCOUNT" doc:"Service account whose kubeconfig (a bound token from the TokenRequest API) is delivered to every pod, mounted at /var/run/interlink/kubeconfig with KUBECONFIG set (original key)."`
+	Namespace           string          `json:"Namespace" env:"NAMESPACE" doc:"Namespace of ServiceAccount (original key)."`
+	CustomKubeconfig    string          `json:"CustomKubeconfig" env:"CUSTOMKUBECONF" doc:"A kubeconfig file delivered to every pod as is, instead of one built for ServiceAccount (original env CUSTOMKUBECONF)."`
+	KubeconfigTokenTTL  config.Duration `json:"KubeconfigTokenTTL" env:"INTERLINK_KUBECONFIG_TOKEN_TTL" doc:"Lifetime of the ServiceAccount token in a delivered kubeconfig."`
+	NodeTaints          Taints          `json:"NodeTaints" env:"INTERLINK_NODE_TAINTS" envSeparator:"," doc:"Node taints as key=value:Effect; an empty list removes the default taint. The original's list of {Key, Value, Effect} is accepted too, and then added after the default taint, as the original does."`
+	StatusInterval      config.Duration `json:"StatusInterval" env:"INTERLINK_STATUS_INTERVAL" doc:"How often the status of all pods is read, in one batched call."`
+	PingInterval        config.Duration `json:"PingInterval" env:"INTERLINK_PING_INTERVAL" doc:"How often interLink's health and capacity are read."`
+	DataWait            config.Duration `json:"DataWait" env:"INTERLINK_DATA_WAIT" doc:"How long a pod waits for a missing ConfigMap or Secret before it fails."`
+	KubeAPIQPS          float32         `json:"KubeAPIQPS" env:"INTERLINK_KUBE_API_QPS" doc:"Queries per second to the API server."`
+	KubeAPIBurst        int             `json:"KubeAPIBurst" env:"INTERLINK_KUBE_API_BURST" doc:"Burst of queries to the API server."`
+	Workers             int             `json:"Workers" env:"INTERLINK_WORKERS" doc:"Pod sync workers."`
+	StreamMaxConcurrent int             `json:"StreamMaxConcurrent" env:"INTERLINK_STREAM_MAX_CONCURRENT" doc:"Most streams (exec -it, attach, port-forward connections) open at once on the node; one more is refused with TooManyStreams."`
+	VerboseLogging      bool            `json:"VerboseLogging" env:"VERBOSELOGGING" doc:"Log at debug level (original key)."`
+	ErrorsOnlyLogging   bool            `json:"ErrorsOnlyLogging" env:"ERRORSONLYLOGGING" doc:"Log errors only (original key)."`
+	LogFormat           string          `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
+	Tracing             tracing.Config  `json:"Tracing" envPrefix:"INTERLINK_TRACING_" doc:"OpenTelemetry tracing."`
 	// The original's keys below have no name of ours.
 	KubeletAddress            string             `json:"KubeletAddress" env:"KUBELET_URL" doc:"Listen address (host, no port) of the kubelet API; empty: all interfaces (original env KUBELET_URL)."`
 	KubernetesAPIAddr         string             `json:"KubernetesApiAddr" env:"INTERLINK_KUBERNETES_API_ADDR" doc:"Host of the Kubernetes API as the remote side reaches it. With KubernetesApiPort, every offloaded container gets KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT, KUBERNETES_SERVICE_PORT_HTTPS, KUBERNETES_PORT and KUBERNETES_PORT_443_TCP(_ADDR, _PORT, _PROTO) pointing there (a name the container sets in its own env wins), and the kubeconfig delivered for ServiceAccount points there too (original key)."`
@@ -152,26 +155,27 @@ const (
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		NodeName:           DefaultNodeName,
-		InterlinkURL:       DefaultInterlinkURL,
-		InterlinkPort:      DefaultInterlinkPort,
-		KubeletPort:        DefaultKubeletPort,
-		KubeletCertMode:    CertModeAuto,
-		NodeAddress:        "127.0.0.1",
-		ClientCAConfigMap:  DefaultClientCAConfigMap,
-		Resources:          Resources{CPU: "100", Memory: "256Gi", Pods: "1000"},
-		NodeTaints:         Taints{DefaultTaint},
-		StatusInterval:     config.D(DefaultStatusInterval),
-		PingInterval:       config.D(DefaultPingInterval),
-		DataWait:           config.D(DefaultDataWait),
-		Namespace:          "default",
-		KubeconfigTokenTTL: config.D(24 * time.Hour),
-		KubeAPIQPS:         DefaultKubeAPIQPS,
-		KubeAPIBurst:       DefaultKubeAPIBurst,
-		Workers:            DefaultWorkers,
-		Tracing:            tracing.DefaultConfig(),
-		Pprof:              server.PprofConfig{Address: DefaultPprofAddress, Port: DefaultPprofPort},
-		LogFormat:          "json",
+		NodeName:            DefaultNodeName,
+		InterlinkURL:        DefaultInterlinkURL,
+		InterlinkPort:       DefaultInterlinkPort,
+		KubeletPort:         DefaultKubeletPort,
+		KubeletCertMode:     CertModeAuto,
+		NodeAddress:         "127.0.0.1",
+		ClientCAConfigMap:   DefaultClientCAConfigMap,
+		Resources:           Resources{CPU: "100", Memory: "256Gi", Pods: "1000"},
+		NodeTaints:          Taints{DefaultTaint},
+		StatusInterval:      config.D(DefaultStatusInterval),
+		PingInterval:        config.D(DefaultPingInterval),
+		DataWait:            config.D(DefaultDataWait),
+		Namespace:           "default",
+		KubeconfigTokenTTL:  config.D(24 * time.Hour),
+		KubeAPIQPS:          DefaultKubeAPIQPS,
+		KubeAPIBurst:        DefaultKubeAPIBurst,
+		Workers:             DefaultWorkers,
+		StreamMaxConcurrent: DefaultStreamMaxConcurrent,
+		Tracing:             tracing.DefaultConfig(),
+		Pprof:               server.PprofConfig{Address: DefaultPprofAddress, Port: DefaultPprofPort},
+		LogFormat:           "json",
 		// On by default: a stopped VK's node does not linger NotReady.
 		DeleteNodeOnShutdown: true,
 	}
@@ -283,8 +287,8 @@ func (c *Config) Validate() error {
 	if c.StatusInterval.Duration < 100*time.Millisecond || c.PingInterval.Duration < 100*time.Millisecond {
 		errs = append(errs, errors.New("StatusInterval and PingInterval must be at least 100ms"))
 	}
-	if c.KubeAPIQPS <= 0 || c.KubeAPIBurst <= 0 || c.Workers <= 0 {
-		errs = append(errs, errors.New("KubeAPIQPS, KubeAPIBurst and Workers must be positive"))
+	if c.KubeAPIQPS <= 0 || c.KubeAPIBurst <= 0 || c.Workers <= 0 || c.StreamMaxConcurrent <= 0 {
+		errs = append(errs, errors.New("KubeAPIQPS, KubeAPIBurst, Workers and StreamMaxConcurrent must be positive"))
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		errs = append(errs, fmt.Errorf("LogFormat %q: want json or text", c.LogFormat))

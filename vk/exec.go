@@ -35,14 +35,13 @@ func (p *Provider) GetContainerLogs(ctx context.Context, namespace, podName, con
 	return rc, err
 }
 
-var errNoExec = errdefs.InvalidInput("this virtual node's sidecars do not offer attach or port-forward")
-
-// RunInContainer runs a command through the pod's sidecar (kubectl exec).
-// Standard input and terminals are not supported yet; a non-zero exit code
-// reaches kubectl as the command's exit code.
+// RunInContainer runs a command through the pod's sidecar (kubectl exec):
+// with standard input or a terminal (-i, -t) as a stream (stream.go),
+// else as one /exec call. A non-zero exit code reaches kubectl as the
+// command's exit code.
 func (p *Provider) RunInContainer(ctx context.Context, namespace, podName, containerName string, cmd []string, attach vkapi.AttachIO) error {
-	if attach.Stdin() != nil {
-		return errdefs.InvalidInput("exec with standard input (-i) is not supported by this virtual node yet; run the command without -i/-t")
+	if attach.Stdin() != nil || attach.TTY() {
+		return p.ioStream(ctx, &api.StreamRequest{Kind: api.StreamExec, Namespace: namespace, PodName: podName, ContainerName: containerName, Command: cmd}, attach)
 	}
 	pod, err := p.GetPod(ctx, namespace, podName)
 	if err != nil {
@@ -67,14 +66,4 @@ func (p *Provider) RunInContainer(ctx context.Context, namespace, podName, conta
 		return utilexec.CodeExitError{Err: fmt.Errorf("command terminated with exit code %d", code), Code: code}
 	}
 	return nil
-}
-
-// AttachToContainer is not offered by the sidecars yet.
-func (p *Provider) AttachToContainer(context.Context, string, string, string, vkapi.AttachIO) error {
-	return errNoExec
-}
-
-// PortForward is not offered by the sidecars yet.
-func (p *Provider) PortForward(context.Context, string, string, int32, io.ReadWriteCloser) error {
-	return errNoExec
 }

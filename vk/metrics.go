@@ -25,6 +25,7 @@ type vkMetrics struct {
 	writeErrors     prometheus.Counter
 	// apiRequests counts the VK's own requests to the API server.
 	apiRequests *prometheus.CounterVec
+	streams     *streamMetrics
 }
 
 // newAPIRequests makes the counter of the VK's API server requests; it is
@@ -54,6 +55,7 @@ func newVKMetrics(reg prometheus.Registerer, tokenFile string, apiRequests *prom
 		apiRequests: apiRequests,
 	}
 	reg.MustRegister(m.pollDuration, m.pollErrors, m.nodeReady, m.createToRunning, m.writeErrors, m.apiRequests)
+	m.streams = newStreamMetrics(reg)
 	if tokenFile != "" {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "interlink_vk_token_expiry_seconds",
 			Help: "Seconds until the VK's bearer token (a JWT) expires; negative once expired, NaN when it is not a JWT."},

@@ -62,6 +62,10 @@ type Provider struct {
 	// retries receives pods whose submission backoff ended (when it is
 	// full, the sweep at each status interval retries them).
 	retries chan types.UID
+	// streamSlots holds a token per open stream (its capacity is the
+	// node's cap, StreamMaxConcurrent).
+	streamSlots   chan struct{}
+	streamMetrics *streamMetrics
 
 	pushMu sync.Mutex // serializes pushes to the pod controller
 	mu     sync.Mutex
@@ -91,6 +95,8 @@ type providerConfig struct {
 	// podLister reads the informer's pods (nil: submitted pods keep their
 	// own spec).
 	podLister corev1listers.PodLister
+	// maxStreams caps the node's open streams (0: DefaultStreamMaxConcurrent).
+	maxStreams int
 }
 
 // retryQueue is how many pods whose submission backoff ended may wait for
@@ -99,7 +105,11 @@ const retryQueue = 4096
 
 // newProvider builds a Provider that records its figures in m.
 func newProvider(cfg providerConfig, m *vkMetrics) *Provider {
+	if cfg.maxStreams <= 0 {
+		cfg.maxStreams = DefaultStreamMaxConcurrent
+	}
 	return &Provider{providerConfig: cfg, started: time.Now(), metrics: m, retries: make(chan types.UID, retryQueue),
+		streamSlots: make(chan struct{}, cfg.maxStreams), streamMetrics: m.streams,
 		pods: map[types.UID]*tracked{}, byName: map[string]types.UID{}}
 }
 

@@ -92,7 +92,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			if cfg.PodCIDR.Subnet != "" {
 				_, podNet, _ = net.ParseCIDR(cfg.PodCIDR.Subnet) // validated with the config
 			}
-			prov = newProvider(providerConfig{podNet: podNet,
+			prov = newProvider(providerConfig{podNet: podNet, maxStreams: cfg.StreamMaxConcurrent,
 				il: il, client: cs, nodeName: cfg.NodeName, hostIP: cfg.NodeAddress, interval: cfg.StatusInterval.Duration,
 				log: log.With("component", "pods"),
 				data: &dataSource{client: cs, configMaps: pc.ConfigMaps, secrets: pc.Secrets, wait: cfg.DataWait.Duration,

@@ -23,7 +23,9 @@ func Route(path string, fn func(http.ResponseWriter, *http.Request) error, onErr
 			if onErr != nil {
 				onErr(r, err)
 			}
-			WriteError(w, r, err)
+			if !IsWritten(err) { // a stream's refusal went on the stream
+				WriteError(w, r, err)
+			}
 		}
 	}
 }

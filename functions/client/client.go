@@ -51,9 +51,10 @@ type Config struct {
 
 // Client calls interLink.
 type Client struct {
-	caller api.Caller
-	cfg    Config
-	token  *TokenFile
+	caller  api.Caller
+	streams api.StreamDialer
+	cfg     Config
+	token   *TokenFile
 	// trimmed is whether interLink's last reply set HeaderTrimmedStatus.
 	trimmed atomic.Bool
 }
@@ -95,7 +96,15 @@ func New(cfg Config) (*Client, error) {
 	rt := &trimSniffer{next: tracing.Transport(api.NewTransport(ep, tc)), trimmed: &c.trimmed}
 	c.caller = api.Caller{HTTP: &http.Client{Transport: rt}, Endpoint: ep, Timeout: cfg.Timeout,
 		Retries: cfg.Retries, Backoff: 200 * time.Millisecond, Header: c.authHeader}
+	c.streams = api.StreamDialer{Endpoint: ep, TLS: tc, Header: c.authHeader}
 	return c, nil
+}
+
+// Stream opens a stream (exec -it, attach, port-forward) through interLink
+// to the pod's sidecar. An interLink or sidecar without streams is
+// api.ReasonNotImplemented.
+func (c *Client) Stream(ctx context.Context, sidecar string, req *api.StreamRequest) (*api.StreamConn, error) {
+	return c.streams.Dial(ctx, req, sidecarHeader(sidecar))
 }
 
 // authHeader carries the bearer token, read from its file when it changed.

@@ -96,7 +96,7 @@ func (d *Docker) Logs(ctx context.Context, req *api.LogStruct) (io.ReadCloser, e
 		if o.LimitBytes > 0 {
 			w = &limitWriter{w: pw, n: o.LimitBytes}
 		}
-		_, err := demux(w, rc)
+		_, err := output(w, rc, c.Labels[LabelTTY] == "true")
 		if errors.Is(err, errLimit) {
 			err = nil
 		}
@@ -164,6 +164,15 @@ const (
 // whole, whatever the size announced. A stream that ends within a frame
 // ends the copy without error, as StdCopy does.
 func demux(w io.Writer, src io.Reader) (int64, error) {
+	return output(w, src, false)
+}
+
+// output copies a container's output stream to w: as it came for a
+// container with a TTY, else demultiplexed (demux).
+func output(w io.Writer, src io.Reader, tty bool) (int64, error) {
+	if tty {
+		return io.Copy(w, src)
+	}
 	var hdr [8]byte
 	buf := make([]byte, outputChunk)
 	var written int64
@@ -289,17 +298,5 @@ func (d *Docker) execIn(ctx context.Context, id, name string, cmd []string, out 
 		return 0, fmt.Errorf("exec output: %w", err)
 	}
 	// The output ends a moment before Docker records the exit code.
-	for range 20 {
-		res, err := d.api.ExecInspect(ctx, ex.ID, client.ExecInspectOptions{})
-		if err != nil {
-			return 0, unavailable("exec in "+name, err)
-		}
-		if !res.Running {
-			return res.ExitCode, nil
-		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
-			return 0, err
-		}
-	}
-	return 0, unavailable("exec in "+name, errors.New("the command's output ended but Docker says it still runs"))
+	return d.execExit(ctx, ex.ID, name)
 }

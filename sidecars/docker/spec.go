@@ -27,6 +27,9 @@ const (
 	LabelContainer = "interlink.io/container"
 	LabelRole      = "interlink.io/role" // pause, init or app
 	LabelIndex     = "interlink.io/index"
+	// LabelTTY marks a container made with tty: true, whose output Docker
+	// keeps as it came, not multiplexed.
+	LabelTTY = "interlink.io/tty"
 )
 
 // Roles of a pod's containers.
@@ -188,9 +191,6 @@ func (d *Docker) containerSpec(p *corev1.Pod, c *corev1.Container, role string, 
 	if c.Image == "" {
 		return spec{}, nil, fmt.Errorf("no image")
 	}
-	if c.Stdin || c.TTY {
-		return spec{}, nil, fmt.Errorf("stdin and tty are not supported")
-	}
 	if c.RestartPolicy != nil {
 		// A sidecar container: it runs beside the others, which start once
 		// it has; the VK waits for every init container to end.
@@ -211,6 +211,13 @@ func (d *Docker) containerSpec(p *corev1.Pod, c *corev1.Container, role string, 
 		Env:        dockerEnv(env),
 		WorkingDir: c.WorkingDir,
 		Labels:     labels(p, c.Name, role, index),
+		// kubectl attach reaches these (stream.go).
+		OpenStdin: c.Stdin,
+		StdinOnce: c.StdinOnce,
+		Tty:       c.TTY,
+	}
+	if c.TTY {
+		s.create.Labels[LabelTTY] = "true"
 	}
 	if errs := d.containerSecurity(p, c, &s); len(errs) > 0 {
 		return spec{}, nil, api.JoinErrors(errs)

@@ -66,7 +66,7 @@ func (d *Docker) logTail(ctx context.Context, in container.InspectResponse) []by
 	}
 	defer func() { _ = rc.Close() }()
 	var tail tailBuffer
-	_, _ = demux(&tail, rc)
+	_, _ = output(&tail, rc, in.Config != nil && in.Config.Tty)
 	return tail.b
 }
 

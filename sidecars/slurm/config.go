@@ -223,6 +223,7 @@ type Config struct {
 	SqueuePath                string            `json:"SqueuePath" env:"SQUEUEPATH" doc:"squeue command (original key)."`
 	Socket                    string            `json:"Socket" doc:"unix:///path: serve on that unix socket, as Listen; SidecarPort is then unused, as in the original (original key)."`
 	SinfoPath                 string            `json:"SinfoPath" env:"SINFOPATH" doc:"sinfo command, for the free resources a ping reports (original key)."`
+	PortForwardVia            string            `json:"PortForwardVia" env:"INTERLINK_SLURM_PORT_FORWARD_VIA" doc:"How kubectl port-forward reaches a pod's port: node (the sidecar connects to the job's node, at its NodeAddr) or job (tunnelled through the job with srun --overlap and interlink-prober, for sites whose compute nodes the sidecar's host cannot reach). Either way only a TCP containerPort the pod declared is forwarded: the pods share their node's network."`
 	ResourceScriptPath        string            `json:"ResourceScriptPath" env:"INTERLINK_SLURM_RESOURCE_SCRIPT_PATH" doc:"Program (absolute path) whose standard output, a ping reply in JSON ({\"resources\": {\"cpu\": ..., \"memory\": ...}}), gives the resources a ping reports instead of sinfo (original key). Run without arguments, with the jobs' environment, within CommandTimeout; at most 1 MiB of output is read."`
 	Taints                    []api.Taint       `json:"Taints" doc:"Taints ({Key, Value, Effect}) every ping reply asks the virtual node to carry, replacing its non-system taints (original key)."`
 	SacctPath                 string            `json:"SacctPath" env:"INTERLINK_SLURM_SACCT_PATH" doc:"sacct command, asked when Accounting is on."`
@@ -469,6 +470,7 @@ func DefaultConfig() Config {
 		SrunPath:                  "srun",
 		SqueuePath:                "squeue",
 		SinfoPath:                 "sinfo",
+		PortForwardVia:            PortForwardViaNode,
 		SacctPath:                 "sacct",
 		CommandTimeout:            config.D(DefaultCommandTimeout),
 		ExportPodData:             true,
@@ -520,6 +522,9 @@ func (c *Config) Validate() error {
 	}
 	errs := c.resolveOriginal()
 	errs = append(errs, c.checkUIDs()...)
+	if c.PortForwardVia != PortForwardViaNode && c.PortForwardVia != PortForwardViaJob {
+		errs = append(errs, fmt.Errorf("PortForwardVia %q: want %s or %s", c.PortForwardVia, PortForwardViaNode, PortForwardViaJob))
+	}
 	if addr, err := server.SidecarListen(c.Listen, c.SidecarPort); c.Listen == "" {
 		errs = append(errs, errors.New("Listen is empty"))
 	} else if err != nil {

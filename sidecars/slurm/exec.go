@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"os/exec"
 	"path/filepath"
@@ -28,38 +27,51 @@ var _ sidecars.Execer = (*Slurm)(nil)
 // never on the host. Its output streams to out; the command's exit code is
 // returned (126 when the container could not be entered).
 func (s *Slurm) Exec(ctx context.Context, req *api.ExecRequest, out io.Writer) (int, error) {
-	rec, ok := s.store.get(req.PodUID)
-	if !ok {
-		return 0, api.NotFound("pod %s/%s (uid %s) not found", req.Namespace, req.PodName, req.PodUID)
-	}
-	i := slices.IndexFunc(rec.Entries, func(c prober.Container) bool { return c.Name == req.ContainerName })
-	switch {
-	case len(req.Command) == 0:
+	if len(req.Command) == 0 {
 		return 0, api.Invalid("exec in pod %s/%s: no command", req.Namespace, req.PodName)
-	case i < 0 && slices.Contains(rec.Containers, req.ContainerName):
-		return 0, api.Invalid("exec in container %q of pod %s/%s: the pod was created by an older sidecar, which kept no way into it", req.ContainerName, req.Namespace, req.PodName)
+	}
+	argv, err := s.execArgv(req.Namespace, req.PodName, req.PodUID, req.ContainerName, "--input=none", nil)
+	if err != nil {
+		return 0, err
+	}
+	return s.cmd.stream(ctx, append(argv, req.Command...), out)
+}
+
+// execArgv is the srun command line (but the command's words, to append)
+// that runs a command inside a running container of a pod: srun joins the
+// job (with srunOpts), interlink-prober enters the container (with
+// proberOpts).
+func (s *Slurm) execArgv(namespace, podName, uid, container string, srunOpt string, proberOpts []string) ([]string, error) {
+	rec, ok := s.store.get(uid)
+	if !ok {
+		return nil, api.NotFound("pod %s/%s (uid %s) not found", namespace, podName, uid)
+	}
+	i := slices.IndexFunc(rec.Entries, func(c prober.Container) bool { return c.Name == container })
+	switch {
+	case i < 0 && slices.Contains(rec.Containers, container):
+		return nil, api.Invalid("exec in container %q of pod %s/%s: the pod was created by an older sidecar, which kept no way into it", container, namespace, podName)
 	case i < 0:
-		return 0, api.NotFound("pod %s/%s has no container %q", req.Namespace, req.PodName, req.ContainerName)
+		return nil, api.NotFound("pod %s/%s has no container %q", namespace, podName, container)
 	case rec.Final != nil:
-		return 0, api.Invalid("exec in container %q of pod %s/%s: its job has ended", req.ContainerName, req.Namespace, req.PodName)
+		return nil, api.Invalid("exec in container %q of pod %s/%s: its job has ended", container, namespace, podName)
 	}
 	entry := rec.Entries[i]
 	for _, key := range []string{"SrunPath", "ProberPath"} {
 		if err := s.missing[key]; err != nil {
-			return 0, api.Invalid("exec needs %s, which the sidecar did not find at start: %v", key, err)
+			return nil, api.Invalid("exec needs %s, which the sidecar did not find at start: %v", key, err)
 		}
 	}
 	if len(entry.Exec) == 0 && entry.Nsenter == "" {
-		return 0, api.Invalid("exec in container %q of pod %s/%s: NsenterPath was not found when the sidecar started, and this runtime has no exec of its own", req.ContainerName, req.Namespace, req.PodName)
+		return nil, api.Invalid("exec in container %q of pod %s/%s: NsenterPath was not found when the sidecar started, and this runtime has no exec of its own", container, namespace, podName)
 	}
 	spec, err := json.Marshal(entry)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	pidFile := filepath.Join(s.rootDir, rec.Dir, containersDir, entry.Name+".pid")
-	argv := append([]string{s.cfg.SrunPath, "--overlap", "--jobid=" + rec.JobID, "--nodes=1", "--ntasks=1",
-		"--quiet", "--input=none", "--", s.cfg.ProberPath, "exec", pidFile, string(spec), "--"}, req.Command...)
-	return s.cmd.stream(ctx, argv, out)
+	argv := []string{s.cfg.SrunPath, "--overlap", "--jobid=" + rec.JobID, "--nodes=1", "--ntasks=1", "--quiet", srunOpt, "--", s.cfg.ProberPath, "exec"}
+	argv = append(argv, proberOpts...)
+	return append(argv, pidFile, string(spec), "--"), nil
 }
 
 // stream runs argv (never through a shell) until it ends or ctx does,
@@ -77,21 +89,7 @@ func (c *commands) stream(ctx context.Context, argv []string, out io.Writer) (in
 	cmd.WaitDelay = commandWaitDelay
 	err := cmd.Run()
 	errw.flush()
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee) && errw.failed != "":
-		// srun itself failed (no step: the job just ended, say): not the
-		// command's exit code.
-		return 0, api.Unavailable("%s", errw.failed)
-	case errors.As(err, &ee):
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal()), nil
-		}
-		return ee.ExitCode(), nil
-	case err != nil:
-		return 0, api.Unavailable("%s: %w", argv[0], err)
-	}
-	return 0, nil
+	return exitOf(err, errw.failed, argv[0])
 }
 
 // lockedWriter serializes the writes of a command's stdout and stderr.

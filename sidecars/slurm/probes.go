@@ -211,6 +211,8 @@ func (b *builder) entry(rtName string, ct *container) prober.Container {
 	switch {
 	case rtName == RuntimePodman:
 		pc.Exec = []string{b.cfg.PodmanPath, "exec", ct.id}
+		pc.ExecStdin = []string{b.cfg.PodmanPath, "exec", "--interactive", ct.id}
+		pc.ExecTTY = []string{b.cfg.PodmanPath, "exec", "--interactive", "--tty", ct.id}
 		pc.Running = []string{b.cfg.PodmanPath, "container", "inspect", "--format", "{{.State.Running}}", ct.id}
 		pc.Inner = helperArgv(ct.workDir, nil, "")
 	case filepath.IsAbs(b.cfg.NsenterPath):

@@ -94,6 +94,8 @@ func TestProberSpec(t *testing.T) {
 			wantEntry := prober.Container{Name: "main", Exec: tt.wantExec, Nsenter: tt.wantNs, Inner: tt.wantInner}
 			if tt.runtime == RuntimePodman {
 				wantEntry.Running = []string{"podman", "container", "inspect", "--format", "{{.State.Running}}", tt.wantExec[2]}
+				wantEntry.ExecStdin = []string{"podman", "exec", "--interactive", tt.wantExec[2]}
+				wantEntry.ExecTTY = []string{"podman", "exec", "--interactive", "--tty", tt.wantExec[2]}
 			}
 			if len(j.status.Entries) != len(data.Pod.Spec.Containers) || !cmp.Equal(j.status.Entries[0], wantEntry) {
 				t.Errorf("entries %+v, want %+v first, one per container", j.status.Entries, wantEntry)

@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"os/signal"
+	"time"
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
@@ -15,12 +18,20 @@ import (
 // job (kubectl exec), through srun on the job's node: PIDFILE is the
 // container's containers/NAME.pid, CONTAINER a JSON Container holding how
 // to enter it (Name, Exec, Nsenter, Inner).
-const execUsage = "usage: interlink-prober exec PIDFILE CONTAINER -- COMMAND [ARG...]"
+// -i passes standard input on to the command; -t tells it is a terminal,
+// whose foreground the command then holds.
+const execUsage = "usage: interlink-prober exec [-i] [-t] PIDFILE CONTAINER -- COMMAND [ARG...]"
 
 // execMain runs a command inside the current run of a container, with its
 // output on stdout and stderr, and returns the command's exit code (128+N
 // for a signal N); 126 when the container cannot be entered.
 func execMain(args []string, stdout, stderr io.Writer) int {
+	var stdin, tty bool
+	for len(args) > 0 && (args[0] == "-i" || args[0] == "-t") {
+		stdin = stdin || args[0] == "-i"
+		tty = tty || args[0] == "-t"
+		args = args[1:]
+	}
 	if len(args) < 4 || args[2] != "--" {
 		fmt.Fprintln(stderr, execUsage)
 		return 2
@@ -45,6 +56,12 @@ func execMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "interlink-prober: container %s is not running\n", c.Name)
 		return 126
 	}
+	switch {
+	case tty && len(c.ExecTTY) > 0:
+		c.Exec = c.ExecTTY
+	case stdin && len(c.ExecStdin) > 0:
+		c.Exec = c.ExecStdin
+	}
 	argv, env, err := inContainer(&c, pid, hostProc, args[3:])
 	if err != nil {
 		fmt.Fprintf(stderr, "interlink-prober: container %s: %v\n", c.Name, err)
@@ -52,7 +69,20 @@ func execMain(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
 	defer stop()
-	code, err := runStreaming(ctx, argv, env, stdout, stderr)
+	cmd := command(ctx, argv, env)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if stdin {
+		cmd.Stdin = os.Stdin
+	}
+	if tty {
+		// The command's group takes the terminal's foreground, so that it
+		// reads it and gets its ^C (the prober's group stays behind).
+		cmd.SysProcAttr.Foreground = true
+		cmd.SysProcAttr.Ctty = int(os.Stdin.Fd())
+		// A terminal's process keeps running when the prober is told to
+		// stop by its hang-up; srun ends the step.
+	}
+	code, err := exitCode(cmd.Run())
 	if err != nil {
 		fmt.Fprintf(stderr, "interlink-prober: container %s: %v\n", c.Name, err)
 		return 126
@@ -60,10 +90,29 @@ func execMain(args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
-// runStreaming runs argv (command), its output going to stdout and stderr
-// as it comes (srun signals the step when the caller goes away).
-func runStreaming(ctx context.Context, argv, env []string, stdout, stderr io.Writer) (int, error) {
-	cmd := command(ctx, argv, env)
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	return exitCode(cmd.Run())
+// dialMain joins its standard input and output to a TCP connection to
+// addr (kubectl port-forward tunnelled through the job, where the node
+// cannot be reached from the sidecar): what comes in goes to the port, what
+// the port answers comes out, until either side ends.
+func dialMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprintln(stderr, "usage: interlink-prober dial HOST:PORT")
+		return 2
+	}
+	conn, err := net.DialTimeout("tcp", args[0], 10*time.Second)
+	if err != nil {
+		fmt.Fprintf(stderr, "interlink-prober: dial %s: %v\n", args[0], err)
+		return 1
+	}
+	go func() {
+		// The input's end is passed on as a half close: the port may still
+		// answer. The sidecar ends the step when its client goes.
+		_, _ = io.Copy(conn, stdin)
+		if tc, ok := conn.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+	}()
+	_, _ = io.Copy(stdout, conn)
+	_ = conn.Close()
+	return 0
 }

@@ -28,7 +28,7 @@ import (
 //	                             SIGTERM, SIGKILL after the grace period
 //	interlink-prober exec PIDFILE CONTAINER -- COMMAND...
 //	                             kubectl exec, through srun (execUsage)
-const usage = "usage: interlink-prober run|stop SPEC, or exec PIDFILE CONTAINER -- COMMAND [ARG...]"
+const usage = "usage: interlink-prober run|stop SPEC, exec [-i] [-t] PIDFILE CONTAINER -- COMMAND [ARG...], or dial HOST:PORT"
 
 // MaxSpecBytes caps the Spec file read.
 const MaxSpecBytes = 4 << 20
@@ -37,6 +37,9 @@ const MaxSpecBytes = 4 << 20
 func Main(args []string, stderr io.Writer) int {
 	if len(args) > 1 && args[1] == "exec" {
 		return execMain(args[2:], os.Stdout, stderr)
+	}
+	if len(args) > 1 && args[1] == "dial" {
+		return dialMain(args[2:], os.Stdin, os.Stdout, stderr)
 	}
 	if len(args) != 3 || args[1] != "run" && args[1] != "stop" {
 		fmt.Fprintln(stderr, usage)

@@ -85,6 +85,11 @@ type Container struct {
 	// (podman container inspect --format {{.State.Running}} NAME): hooks
 	// and probes wait for it.
 	Running []string `json:"running,omitempty"`
+	// ExecStdin and ExecTTY, when set, replace Exec for a kubectl exec
+	// with standard input (-i), and with a terminal too (-it): podman exec
+	// -i NAME, podman exec -i -t NAME.
+	ExecStdin []string `json:"execStdin,omitempty"`
+	ExecTTY   []string `json:"execTTY,omitempty"`
 	// Inner are the words run inside the container before the command: the
 	// env helper, so that the command sees the container's env
 	// (/.interlink/envexec /.interlink/env --).
