@@ -6,7 +6,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . .ci/lib.sh
 
-TIERS=${TIERS:-"lint verify unit e2e-api e2e-auth e2e-vk e2e-slurm hostile behavior e2e-docker demo observability faults fuzz installer e2e-chart"}
+TIERS=${TIERS:-"lint verify unit e2e-api e2e-auth e2e-vk e2e-slurm hostile behavior e2e-docker demo streams observability faults fuzz installer e2e-chart"}
 passed=0 failed=0 summary=()
 
 # need_apptainer: Apptainer's packages installed and Apptainer built (once
@@ -136,7 +136,16 @@ tier_installer() {
 tier_demo() {
 	.ci/slurm.sh install && .ci/docker.sh install && .ci/images.sh install && need_apptainer || return 1
 	.ci/hydra.sh build >/dev/null || return 1
-	go test -p 1 -count=1 -timeout 25m -tags e2e -run 'TestE2E' -skip 'TestE2EHostilePods|TestE2EPodBehavior' -v ./examples/demo/ ./docs/
+	go test -p 1 -count=1 -timeout 25m -tags e2e -run 'TestE2E' -skip 'TestE2EHostilePods|TestE2EPodBehavior|TestE2EStreams' -v ./examples/demo/ ./docs/
+}
+
+# The streams tier: kubectl port-forward (100 connections at once, on SLURM
+# through the node and through the job), exec -it on a pty, exec -i,
+# attach, RBAC refusals, the idle timeout, and no remote process left by a
+# client gone, on make demo's SLURM and Docker stacks.
+tier_streams() {
+	.ci/slurm.sh install && .ci/docker.sh install && .ci/images.sh install && need_apptainer || return 1
+	go test -count=1 -timeout 30m -tags e2e -run 'TestE2EStreams' -v ./examples/demo/
 }
 
 # The fault tier: the whole chain (a real control plane, the VK, interlink

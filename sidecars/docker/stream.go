@@ -47,10 +47,43 @@ func (d *Docker) ExecStream(ctx context.Context, req *api.StreamRequest, sio api
 		_, err := d.api.ExecResize(ctx, ex.ID, client.ExecResizeOptions{Height: uint(ts.Height), Width: uint(ts.Width)})
 		return err
 	}
-	if err := d.pump(ctx, &att.HijackedResponse, sio, req.TTY, resize); err != nil {
+	err = d.pump(ctx, &att.HijackedResponse, sio, req.TTY, resize)
+	if ctx.Err() != nil {
+		// The client went away: Docker would let the command run on.
+		d.endExec(ex.ID)
+		return 0, ctx.Err()
+	}
+	if err != nil {
 		return 0, err
 	}
 	return d.execExit(ctx, ex.ID, req.ContainerName)
+}
+
+// endExec stops a command exec'd in a container whose client went away:
+// Docker has no call for it, so on a local engine its process (and its
+// process group, a shell's jobs) gets SIGHUP, as a closed terminal would
+// send, then SIGKILL. On a remote engine the command runs until it ends.
+func (d *Docker) endExec(execID string) {
+	if !d.localEngine() {
+		d.log.Info("a command exec'd for a client that went away runs on: the engine is remote", "exec", execID)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(d.ctx), 10*time.Second)
+	defer cancel()
+	res, err := d.api.ExecInspect(ctx, execID, client.ExecInspectOptions{})
+	if err != nil || !res.Running || res.PID <= 1 {
+		return
+	}
+	for _, sig := range []unix.Signal{unix.SIGHUP, unix.SIGKILL} {
+		_ = unix.Kill(-res.PID, sig)
+		_ = unix.Kill(res.PID, sig)
+		if sleep(ctx, 2*time.Second) != nil {
+			return
+		}
+		if res, err = d.api.ExecInspect(ctx, execID, client.ExecInspectOptions{}); err != nil || !res.Running {
+			return
+		}
+	}
 }
 
 // Attach joins a running container's standard streams; it returns the

@@ -106,7 +106,7 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 
 // srunExit is srun's own line telling a task's exit code, which the exit
 // code already says.
-var srunExit = regexp.MustCompile(`^srun: error: [^ ]+: tasks? [0-9,-]+: Exited with exit code [0-9]+\n$`)
+var srunExit = regexp.MustCompile(`^srun: error: [^ ]+: tasks? [0-9,-]+: Exited with exit code [0-9]+\r?\n$`)
 
 // srunFilter passes standard error on, line by line, without srunExit's
 // lines, and keeps the first of srun's own errors (failed). A line longer

@@ -222,11 +222,12 @@ func (b *builder) entry(rtName string, ct *container) prober.Container {
 }
 
 // entries are the entries of the pod's containers, kept in its record for
-// kubectl exec.
+// kubectl exec, with their declared ports for kubectl port-forward.
 func (b *builder) entries(rtName string, mains []*container) []prober.Container {
 	out := make([]prober.Container, len(mains))
 	for i, ct := range mains {
 		out[i] = b.entry(rtName, ct)
+		out[i].Ports = b.pod.Spec.Containers[i].Ports
 	}
 	return out
 }

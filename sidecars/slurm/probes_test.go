@@ -91,7 +91,8 @@ func TestProberSpec(t *testing.T) {
 			}
 			// Every container's entry is kept for kubectl exec, nsenter
 			// whether or not its probes need it.
-			wantEntry := prober.Container{Name: "main", Exec: tt.wantExec, Nsenter: tt.wantNs, Inner: tt.wantInner}
+			wantEntry := prober.Container{Name: "main", Exec: tt.wantExec, Nsenter: tt.wantNs, Inner: tt.wantInner,
+				Ports: data.Pod.Spec.Containers[0].Ports} // for kubectl port-forward
 			if tt.runtime == RuntimePodman {
 				wantEntry.Running = []string{"podman", "container", "inspect", "--format", "{{.State.Running}}", tt.wantExec[2]}
 				wantEntry.ExecStdin = []string{"podman", "exec", "--interactive", tt.wantExec[2]}

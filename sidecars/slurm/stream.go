@@ -66,6 +66,10 @@ func (s *Slurm) ExecStream(ctx context.Context, req *api.StreamRequest, sio api.
 	// srun --pty needs a terminal: a pty of the sidecar's, whose size
 	// follows the client's (srun passes it on to the job's).
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	// The task's output comes on srun's standard output (the step's
+	// terminal); srun's own messages, on its standard error, are filtered.
+	errw := &srunFilter{w: &lockedWriter{w: sio.Stdout}}
+	cmd.Stderr = errw
 	tty, err := pty.Start(cmd)
 	if err != nil {
 		return 0, api.Unavailable("%s on a terminal: %w", argv[0], err)
@@ -80,8 +84,10 @@ func (s *Slurm) ExecStream(ctx context.Context, req *api.StreamRequest, sio api.
 		go func() { _, _ = io.Copy(tty, sio.Stdin) }()
 	}
 	// The terminal's output ends (EIO) once srun and the step are gone.
-	_, _ = io.Copy(sio.Stdout, tty)
-	return exitOf(cmd.Wait(), "", argv[0])
+	_, _ = io.Copy(ptyFilter{sio.Stdout}, tty)
+	waitErr := cmd.Wait()
+	errw.flush()
+	return exitOf(waitErr, errw.failed, argv[0])
 }
 
 // exitOf maps srun's end to the command's exit code: srun's own failure
@@ -89,6 +95,9 @@ func (s *Slurm) ExecStream(ctx context.Context, req *api.StreamRequest, sio api.
 func exitOf(err error, failed, name string) (int, error) {
 	var ee *exec.ExitError
 	switch {
+	case errors.Is(err, exec.ErrWaitDelay):
+		// It exited 0 while its client's input stayed open: a success.
+		return 0, nil
 	case errors.As(err, &ee) && failed != "":
 		return 0, api.Unavailable("%s", failed)
 	case errors.As(err, &ee):
@@ -243,4 +252,18 @@ func (t *tunnelConn) Close() error {
 		t.err = t.stop()
 	})
 	return t.err
+}
+
+// srunExitTTY is srun's line telling a task's exit code as it comes on a
+// terminal, which the exit code already says.
+var srunExitTTY = regexp.MustCompile(`srun: error: [^ \r\n]+: tasks? [0-9,-]+: Exited with exit code [0-9]+\r?\n`)
+
+// ptyFilter passes a terminal's output on without srunExitTTY's lines.
+type ptyFilter struct{ w io.Writer }
+
+func (f ptyFilter) Write(p []byte) (int, error) {
+	if _, err := f.w.Write(srunExitTTY.ReplaceAll(p, nil)); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
