@@ -384,7 +384,7 @@ func Splice(ctx context.Context, a, b *StreamConn, lim Limits, count func(dir st
 	}
 	a.Close()
 	b.Close()
-	<-errs // the other pump ends on the closes
+	_ = <-errs // the other pump ends on the closes
 	if errors.Is(err, io.EOF) {
 		return nil
 	}

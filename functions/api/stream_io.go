@@ -225,7 +225,7 @@ func (c *StreamConn) Pipe(ctx context.Context, conn io.ReadWriteCloser, out, in 
 	cancel()
 	c.Close()
 	_ = conn.Close()
-	<-errs
+	_ = <-errs
 	return err
 }
 

@@ -23,8 +23,8 @@ import (
 
 // Streams (sidecars.Streamer): kubectl exec -it inside the running job
 // (srun --overlap, with --pty on a terminal of the sidecar's for -t), and
-// port-forward to a port the pod declared, on the job's node: dialled from
-// the sidecar (PortForwardVia node), or tunnelled through the job (job).
+// port-forward to a port the pod declared, on the job's node: dialed from
+// the sidecar (PortForwardVia node), or tunneled through the job (job).
 // Attach is not offered: a job's containers write to its files and read
 // no input.
 

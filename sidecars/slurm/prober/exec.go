@@ -8,8 +8,8 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"time"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -91,7 +91,7 @@ func execMain(args []string, stdout, stderr io.Writer) int {
 }
 
 // dialMain joins its standard input and output to a TCP connection to
-// addr (kubectl port-forward tunnelled through the job, where the node
+// addr (kubectl port-forward tunneled through the job, where the node
 // cannot be reached from the sidecar): what comes in goes to the port, what
 // the port answers comes out, until either side ends.
 func dialMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
