@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -323,16 +322,6 @@ func (p *proc) stop(sig syscall.Signal) {
 	}
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
-}
-
 // TestE2EChartOnARealAPIServer: the chart's manifests against a real control
 // plane (server-side dry-run of every scenario, a real helm install), then
 // the VK run outside the cluster with exactly the chart's ServiceAccount in
@@ -422,7 +411,7 @@ func TestE2EChartOnARealAPIServer(t *testing.T) {
 	}
 	var vk *proc
 	var vkEnv []string
-	kubeletPort := freePort(t)
+	kubeletPort := e2eenv.FreePort(t)
 	parent := t
 	t.Run("VKWithTheChartsServiceAccount", func(t *testing.T) {
 		kubeconfig := serviceAccountKubeconfig(t, c, vkDir, fullname)
@@ -442,7 +431,7 @@ func TestE2EChartOnARealAPIServer(t *testing.T) {
 		if err := os.WriteFile(tokensCSV, []byte(token+","+nodeName+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		simSock, ilPort := filepath.Join(vkDir, "sim.sock"), freePort(t)
+		simSock, ilPort := filepath.Join(vkDir, "sim.sock"), e2eenv.FreePort(t)
 		startProc(parent, vkDir, "interlink-sim", []string{"INTERLINK_SIM_LISTEN=unix://" + simSock, "INTERLINK_SIM_RUN_DURATION=2s"})
 		startProc(parent, vkDir, "interlink", []string{"SIDECARSERVICE=sim", "SIDECARURL=unix://" + simSock, "INTERLINKPORT=" + ilPort,
 			"INTERLINK_AUTH_STATIC_TOKENS_FILE=" + tokensCSV})

@@ -86,7 +86,7 @@ func TestE2EComposeRemoteSide(t *testing.T) {
 	if err := syscall.Stat(filepath.Join(dockerDir, "docker.sock"), &st); err != nil {
 		t.Fatal(err)
 	}
-	ilPort := freePort(t)
+	ilPort := e2eenv.FreePort(t)
 	env := []string{dockerHost, "INTERLINK_PORT=" + ilPort,
 		"DOCKER_SOCK=" + filepath.Join(dockerDir, "docker.sock"), fmt.Sprintf("DOCKER_GID=%d", st.Gid),
 		"INTERLINK_TOKENS_FILE=" + tokens, "INTERLINK_DATA_DIR=" + data, "INTERLINK_RUN_DIR=" + runDir, "INTERLINK_POD_NETWORK=host"}

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,6 +23,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/seed-3f807049/interlink/functions/api"
+
+	"github.com/seed-3f807049/interlink/observability/e2eenv"
 )
 
 // binDir holds the binaries built once for the e2e tests.
@@ -98,16 +99,6 @@ func (p *proc) stop() {
 	}
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
-}
-
 // waitFor polls fn until it succeeds or 20 s pass.
 func waitFor(t *testing.T, what string, fn func() error) {
 	t.Helper()
@@ -138,9 +129,9 @@ func startStack(t *testing.T) *stack {
 	sock := filepath.Join(dir, "hpc.sock")
 	simEnv := []string{"INTERLINK_SIM_PENDING_DELAY=200ms", "INTERLINK_SIM_RUN_DURATION=1s", "INTERLINK_SIM_LOG_INTERVAL=200ms"}
 	start(t, "interlink-sim", append(simEnv, "INTERLINK_SIM_LISTEN=unix://"+sock))
-	cloudPort := freePort(t)
+	cloudPort := e2eenv.FreePort(t)
 	cloud := start(t, "interlink-sim", append(simEnv, "INTERLINK_SIM_LISTEN=127.0.0.1:"+cloudPort))
-	port := freePort(t)
+	port := e2eenv.FreePort(t)
 	tokens := filepath.Join(dir, "tokens.csv")
 	if err := os.WriteFile(tokens, []byte(e2eToken+",vk-e2e\n"), 0o600); err != nil {
 		t.Fatal(err)

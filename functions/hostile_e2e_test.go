@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/seed-3f807049/interlink/functions/api"
+
+	"github.com/seed-3f807049/interlink/observability/e2eenv"
 )
 
 // hostileMaxBody is interlink's body cap in this test.
@@ -63,7 +65,7 @@ func TestE2EHostileInput(t *testing.T) {
 	if err := os.WriteFile(tokens, []byte(e2eToken+",vk-e2e\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
+	port := e2eenv.FreePort(t)
 	il := start(t, "interlink", []string{"SIDECARURL=unix://" + sock, "INTERLINKPORT=" + port, "ERRORSONLYLOGGING=true",
 		"INTERLINK_AUTH_STATIC_TOKENS_FILE=" + tokens, "INTERLINK_MAX_BODY_BYTES=" + strconv.Itoa(hostileMaxBody)})
 	url := "http://127.0.0.1:" + port

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -35,16 +34,6 @@ import (
 // dockerd) — while a small workload runs with failures: a failing pod, a bad
 // token, a sidecar stopped for a while. Then every panel's query of every
 // dashboard, evaluated through Prometheus's HTTP API, must return data.
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = l.Close() }()
-	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
-}
 
 // daemon runs one binary of the stack with its log in dir.
 type daemon struct {
@@ -155,7 +144,7 @@ func TestE2EDashboardsHaveData(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "sidecar-token"), []byte("sidecar-token-0123456789abcdef\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	simPort, slurmPort, dockerPort, ilPort, kubeletPort := freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
+	simPort, slurmPort, dockerPort, ilPort, kubeletPort := e2eenv.FreePort(t), e2eenv.FreePort(t), e2eenv.FreePort(t), e2eenv.FreePort(t), e2eenv.FreePort(t)
 	start(t, dir, filepath.Join(bin, "interlink-sim"), []string{"INTERLINK_SIM_LISTEN=127.0.0.1:" + simPort, "INTERLINK_SIM_RUN_DURATION=3s"})
 	start(t, dir, filepath.Join(bin, "interlink-slurm"), []string{"INTERLINK_SLURM_LISTEN=127.0.0.1:" + slurmPort,
 		"INTERLINK_SLURM_AUTH_TOKEN_FILE=" + sidecarTokens,
@@ -194,7 +183,7 @@ func TestE2EDashboardsHaveData(t *testing.T) {
 		"INTERLINK_STATUS_INTERVAL=1s", "INTERLINK_PING_INTERVAL=1s"})
 
 	// Prometheus scraping all of them every second.
-	promPort := freePort(t)
+	promPort := e2eenv.FreePort(t)
 	pki := filepath.Join(cluster, "pki")
 	promCfg := fmt.Sprintf(`global: {scrape_interval: 1s, evaluation_interval: 1s}
 scrape_configs:

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/seed-3f807049/interlink/observability/e2eenv"
 )
 
 // sideBySide is interlink behind our embedded proxy, and the same interlink
@@ -37,7 +39,7 @@ func startSideBySide(t testing.TB) *sideBySide {
 	s := &sideBySide{h: h}
 	s.ours = startInterlink(t, sock, "INTERLINK_AUTH_ISSUERS="+h.Public, "INTERLINK_AUTH_AUDIENCES=interlink")
 	s.plain = startInterlink(t, sock, "INTERLINK_AUTH_INSECURE=true")
-	port := freePort(t)
+	port := e2eenv.FreePort(t)
 	s.theirs = "http://127.0.0.1:" + port
 	logPath := filepath.Join(t.TempDir(), "oauth2-proxy.log")
 	f, _ := os.Create(logPath)

@@ -15,7 +15,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -53,16 +52,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-func freePort(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
 }
 
 func start(t testing.TB, name string, env []string, args ...string) {
@@ -178,7 +167,7 @@ func status(t testing.TB, url, authz string) (int, string) {
 // given auth settings and returns its URL.
 func startInterlink(t testing.TB, sock string, auth ...string) string {
 	t.Helper()
-	port := freePort(t)
+	port := e2eenv.FreePort(t)
 	url := "http://127.0.0.1:" + port
 	start(t, "interlink", append([]string{"SIDECARURL=unix://" + sock, "INTERLINKPORT=" + port, "ERRORSONLYLOGGING=true"}, auth...))
 	waitUp(t, url+"/healthz")
@@ -239,7 +228,7 @@ func TestE2EHydra(t *testing.T) {
 	}
 	t.Run("standalone proxy in front of an upstream", func(t *testing.T) {
 		upstream := startInterlink(t, sock, "INTERLINK_AUTH_INSECURE=true")
-		port := freePort(t)
+		port := e2eenv.FreePort(t)
 		front := "http://127.0.0.1:" + port
 		start(t, "interlink-proxy", []string{"INTERLINK_PROXY_LISTEN=127.0.0.1:" + port, "INTERLINK_PROXY_UPSTREAM=" + upstream,
 			"INTERLINK_AUTH_ISSUERS=" + h.Public, "INTERLINK_AUTH_AUDIENCES=interlink"})

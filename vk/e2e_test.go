@@ -106,16 +106,6 @@ type stack struct {
 	traces  *otlpReceiver
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
-}
-
 // startStack starts a control plane, the sim, interlink and the VK.
 func startStack(t *testing.T) *stack {
 	t.Helper()
@@ -164,7 +154,7 @@ func startStack(t *testing.T) *stack {
 	tracing := "INTERLINK_TRACING_ENDPOINT=" + s.traces.url
 	s.start(t, "interlink-sim", []string{"INTERLINK_SIM_LISTEN=unix://" + s.simSock, "INTERLINK_SIM_PENDING_DELAY=500ms",
 		"INTERLINK_SIM_RUN_DURATION=3s", "INTERLINK_SIM_LOG_INTERVAL=500ms", tracing})
-	ilPort := freePort(t)
+	ilPort := e2eenv.FreePort(t)
 	tokens, tokenFile := filepath.Join(dir, "tokens.csv"), filepath.Join(dir, "vk-token")
 	if err := os.WriteFile(tokens, []byte("vk-e2e-token-0123456789,"+s.node+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -174,7 +164,7 @@ func startStack(t *testing.T) *stack {
 	}
 	s.il = s.start(t, "interlink", []string{"SIDECARSERVICE=sim", "SIDECARURL=unix://" + s.simSock, "INTERLINKPORT=" + ilPort,
 		"INTERLINK_AUTH_STATIC_TOKENS_FILE=" + tokens, tracing})
-	s.kubelet = freePort(t)
+	s.kubelet = e2eenv.FreePort(t)
 	s.vk = s.start(t, "interlink-vk", []string{
 		"NODENAME=" + s.node, "KUBECONFIG=" + kubeconfig, "INTERLINKPORT=" + ilPort, "KUBELET_PORT=" + s.kubelet,
 		"VKTOKENFILE=" + tokenFile,

@@ -27,6 +27,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/seed-3f807049/interlink/observability/e2eenv"
 )
 
 // streamIdle is interlink's StreamIdleTimeout in these stacks.
@@ -67,7 +69,7 @@ func TestE2EStreams(t *testing.T) {
 					portForward100(t, s)
 				})
 				t.Run("PortForwardUndeclaredPort", func(t *testing.T) {
-					local := freeLocalPort(t)
+					local := e2eenv.FreePortNumber(t)
 					pf := s.portForward(t, local, 22)
 					_, err := httpGet(local)
 					pf.stop()
@@ -124,7 +126,7 @@ func TestE2EStreams(t *testing.T) {
 			})
 			t.Run("Forbidden", func(t *testing.T) { s.forbidden(t) })
 			t.Run("IdleTimeout", func(t *testing.T) {
-				local := freeLocalPort(t)
+				local := e2eenv.FreePortNumber(t)
 				pf := s.portForward(t, local, 18080)
 				defer pf.stop()
 				conn, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(local)), 5*time.Second)
@@ -181,7 +183,7 @@ func TestE2EStreams(t *testing.T) {
 // portForward100 fetches the pod's page through one kubectl port-forward,
 // 100 connections at once (each a stream of its own).
 func portForward100(t *testing.T, s *stack) {
-	local := freeLocalPort(t)
+	local := e2eenv.FreePortNumber(t)
 	pf := s.portForward(t, local, 18080)
 	defer pf.stop()
 	eventually(t, "a page through port-forward", 60*time.Second, func() error {
@@ -227,16 +229,6 @@ func httpGet(port int) (string, error) {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-func freeLocalPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 type lockedBuffer struct {

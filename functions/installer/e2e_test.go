@@ -93,16 +93,6 @@ func build(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func currentUser(t *testing.T) string {
 	me, err := osuser.Current()
 	if err != nil {
@@ -342,7 +332,7 @@ func TestE2EDockerDeviceCode(t *testing.T) {
 
 	f := newFakeIssuer(t, "interlink-vk")
 	f.pending = 1
-	port, sidecarPort := freePort(t), freePort(t)
+	port, sidecarPort := e2eenv.FreePortNumber(t), e2eenv.FreePortNumber(t)
 	// interlink serves https with a certificate of a private CA, which the
 	// cluster side gets in a Secret.
 	caFile, certFile, keyFile := writeTLS(t, filepath.Join(base, "tls"))
@@ -464,7 +454,7 @@ func TestE2ESlurmStatic(t *testing.T) {
 	}
 	t.Cleanup(func() { script(t, ".ci/slurm.sh", "down", slurmDir); _ = os.RemoveAll(slurmDir) })
 	script(t, ".ci/slurm.sh", "up", slurmDir)
-	port := freePort(t)
+	port := e2eenv.FreePortNumber(t)
 	// No SidecarPort: interlink reaches the sidecar on a unix socket in
 	// StateDir.
 	a := map[string]any{

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -229,3 +231,18 @@ func (d *Demo) Down(repo string) (string, error) {
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
+
+// FreePortNumber is a TCP port free on loopback now, for a daemon a test
+// starts (another process may take it meanwhile: start the daemon at once).
+func FreePortNumber(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// FreePort is FreePortNumber as a string.
+func FreePort(t testing.TB) string { return strconv.Itoa(FreePortNumber(t)) }

@@ -28,6 +28,8 @@ import (
 	"github.com/seed-3f807049/interlink/observability/server"
 	"github.com/seed-3f807049/interlink/sidecars"
 	"github.com/seed-3f807049/interlink/sidecars/serve"
+
+	"github.com/seed-3f807049/interlink/observability/e2eenv"
 )
 
 // testConfig is a sidecar's Config: it embeds the shared block.
@@ -222,23 +224,13 @@ func TestRunServesUnixSocketAndStopsOnCancel(t *testing.T) {
 }
 
 // freePort returns a TCP port nothing listens on (for a moment).
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = l.Close() }()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return port
-}
 
 func TestRunTCPNeedsTheToken(t *testing.T) {
 	tokens := filepath.Join(t.TempDir(), "tokens.csv")
 	if err := os.WriteFile(tokens, []byte("right-token,interlink\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := net.JoinHostPort("127.0.0.1", freePort(t))
+	addr := net.JoinHostPort("127.0.0.1", e2eenv.FreePort(t))
 	cfg := &testConfig{Config: serve.DefaultConfig(), Listen: addr, auth: &server.Auth{TokenFile: tokens}}
 	p := &plugin{}
 	cancel, done := start(t, cfg, p)

@@ -151,16 +151,6 @@ type stack struct {
 	tokenFile    string
 }
 
-func freePort(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
-}
-
 // startStack starts a control plane, the sim, interlink (its embedded proxy
 // on) and the VK, and waits for the node to be Ready.
 func startStack(t testing.TB, o options) *stack {
@@ -200,7 +190,7 @@ func startStack(t testing.TB, o options) *stack {
 	s.simSock = filepath.Join(dir, "sim.sock")
 	s.sim = s.start(t, "interlink-sim", append([]string{"INTERLINK_SIM_LISTEN=unix://" + s.simSock,
 		"INTERLINK_SIM_STATE_FILE=" + filepath.Join(dir, "sim-state.json"), "INTERLINK_LOG_LEVEL=warn"}, o.simEnv...)...)
-	s.ilPort = freePort(t)
+	s.ilPort = e2eenv.FreePort(t)
 	s.tokenFile = filepath.Join(dir, "vk-token")
 	ilEnv := []string{"SIDECARSERVICE=sim", "SIDECARURL=unix://" + s.simSock, "INTERLINKPORT=" + s.ilPort, "ERRORSONLYLOGGING=true"}
 	if o.hydraTTL != "" {
@@ -226,7 +216,7 @@ func startStack(t testing.TB, o options) *stack {
 		ilEnv = append(ilEnv, "INTERLINK_AUTH_STATIC_TOKENS_FILE="+tokens)
 	}
 	s.il = s.start(t, "interlink", append(ilEnv, o.ilEnv...)...)
-	s.kubelet = freePort(t)
+	s.kubelet = e2eenv.FreePort(t)
 	s.vk = s.start(t, "interlink-vk", append([]string{
 		"NODENAME=" + s.node, "KUBECONFIG=" + kubeconfig, "INTERLINKPORT=" + s.ilPort, "KUBELET_PORT=" + s.kubelet,
 		"VKTOKENFILE=" + s.tokenFile, "INTERLINK_KUBELET_CERT_MODE=self-signed",
