@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"golang.org/x/sync/errgroup"
 	"net/http"
-	"sync"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 
@@ -35,14 +35,16 @@ type pingReply struct {
 // of h.names.
 func (h *Handler) pingEach(ctx context.Context) []pingReply {
 	replies := make([]pingReply, len(h.names))
-	var wg sync.WaitGroup
+	var g errgroup.Group
+	g.SetLimit(maxFanOut)
 	for i, name := range h.names {
-		wg.Go(func() {
+		g.Go(func() error {
 			res, err := h.cfg.Sidecars[name].Ping(ctx)
 			replies[i] = pingReply{res, err}
+			return nil
 		})
 	}
-	wg.Wait()
+	_ = g.Wait() // each reply holds its error
 	return replies
 }
 

@@ -5,8 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"golang.org/x/sync/errgroup"
 	"net/http"
-	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -45,6 +45,10 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request) error {
 	_, _ = bw.WriteString("]\n")
 	return bw.Flush()
 }
+
+// maxFanOut bounds the concurrent calls of one request to the sidecars
+// (a status batch split by sidecar and StatusBatchSize, a ping).
+const maxFanOut = 64
 
 // podRef is one pod of a status batch: the little metadata interLink reads to
 // route it. The pod's JSON itself is forwarded to its sidecar unchanged.
@@ -103,11 +107,12 @@ func (h *Handler) Status(ctx context.Context, pods []json.RawMessage) (StatusRes
 		}
 	}
 	parts := make([]statusPart, len(calls))
-	var wg sync.WaitGroup
+	var g errgroup.Group
+	g.SetLimit(maxFanOut)
 	for i, call := range calls {
-		wg.Go(func() { parts[i] = call() })
+		g.Go(func() error { parts[i] = call(); return nil })
 	}
-	wg.Wait()
+	_ = g.Wait() // each part holds its failures
 	for _, p := range parts {
 		res.Statuses = append(res.Statuses, p.st...)
 		res.Failed = append(res.Failed, p.bad...)

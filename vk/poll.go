@@ -20,9 +20,12 @@ import (
 const missingPolls = 5
 
 // RunStatus reads the status of every running pod in one call each
-// interval, until ctx ends.
+// interval, and retries the submissions that failed, until ctx ends.
 func (p *Provider) RunStatus(ctx context.Context) error {
-	go p.retryDue(ctx)
+	// The retried submissions are cancelled with ctx; RunStatus returns
+	// once they ended.
+	defer p.inflight.Wait()
+	p.inflight.Go(func() { p.retryDue(ctx) })
 	t := time.NewTicker(p.interval)
 	defer t.Stop()
 	for {

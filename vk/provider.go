@@ -62,6 +62,9 @@ type Provider struct {
 	// retries receives pods whose submission backoff ended (when it is
 	// full, the sweep at each status interval retries them).
 	retries chan types.UID
+	// inflight owns the goroutines of retried submissions (and of
+	// retryDue): RunStatus waits for them.
+	inflight sync.WaitGroup
 	// streamSlots holds a token per open stream (its capacity is the
 	// node's cap, StreamMaxConcurrent).
 	streamSlots   chan struct{}

@@ -190,7 +190,7 @@ func (p *Provider) retrySubmits(ctx context.Context) {
 	}
 	p.mu.Unlock()
 	for _, uid := range due {
-		go p.submit(ctx, uid)
+		p.inflight.Go(func() { p.submit(ctx, uid) })
 	}
 }
 
@@ -211,7 +211,7 @@ func (p *Provider) retryDue(ctx context.Context) {
 			due := ok && p.dueLocked(t, time.Now())
 			p.mu.Unlock()
 			if due {
-				go p.submit(ctx, uid)
+				p.inflight.Go(func() { p.submit(ctx, uid) })
 			}
 		}
 	}

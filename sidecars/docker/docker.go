@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sync/errgroup"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -327,22 +328,22 @@ func (d *Docker) Delete(ctx context.Context, p *corev1.Pod) error {
 	}
 	d.stopDriver(ctx, uid)
 	grace := podGrace(p.Spec.TerminationGracePeriodSeconds)
-	var wg sync.WaitGroup
+	// All together (no limit): each has the same grace period.
+	var g errgroup.Group
 	errs := make([]error, len(cs))
 	for i, c := range cs {
 		if c.Labels[LabelRole] == rolePause || c.State != container.StateRunning && c.State != container.StateRestarting {
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		g.Go(func() error {
 			// Its preStop hook, then SIGTERM, all within the grace period.
 			if err := d.stopRun(ctx, c.ID, lifecycleOf(c.Labels), grace, false); err != nil {
 				errs[i] = fmt.Errorf("container %s: %w", c.Labels[LabelContainer], err)
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}

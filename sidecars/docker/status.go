@@ -2,9 +2,9 @@ package docker
 
 import (
 	"context"
+	"golang.org/x/sync/errgroup"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
@@ -50,23 +50,20 @@ func (d *Docker) Status(ctx context.Context, pods []corev1.Pod) ([]api.PodStatus
 		inspected[i] = make([]*container.InspectResponse, len(asked[i]))
 		usage[i] = make([]*usageSample, len(asked[i]))
 	}
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, inspectConcurrency)
+	var g errgroup.Group
+	g.SetLimit(inspectConcurrency)
 	for _, j := range jobs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
+		g.Go(func() error {
 			start := time.Now()
 			res, err := d.api.ContainerInspect(ctx, j.c.ID, client.ContainerInspectOptions{})
 			d.observe("inspect", start, err)
 			if err != nil {
-				return
+				return nil // a container gone meanwhile: left out
 			}
 			inspected[j.pod][j.i] = &res.Container
 			st := res.Container.State
 			if st == nil {
-				return
+				return nil
 			}
 			if st.Status != container.StateRunning {
 				d.dropUsage(j.c.ID)
@@ -78,9 +75,10 @@ func (d *Docker) Status(ctx context.Context, pods []corev1.Pod) ([]api.PodStatus
 				in.Config = withLabels(in.Config, j.c.Labels)
 				d.recordEnd(ctx, in, lifecycleOf(j.c.Labels), "")
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait() // every container answers for itself
 	var out []api.PodStatus
 	for i := range pods {
 		if len(asked[i]) == 0 {

@@ -54,8 +54,11 @@ type Slurm struct {
 	bgMu     sync.Mutex
 	closed   bool // under bgMu: no background stop starts
 	bg       sync.WaitGroup
-	stopAll  context.CancelFunc
-	bgCtx    context.Context //nolint:containedctx // the background stops' lifetime, ended by Close
+	// late holds the pending late cleanups (under bgMu), by their
+	// timers: Close runs them at once.
+	late    map[*time.Timer]string
+	stopAll context.CancelFunc
+	bgCtx   context.Context //nolint:containedctx // the background stops' lifetime, ended by Close
 }
 
 var (
@@ -159,7 +162,17 @@ func (s *Slurm) Close() error {
 	// Jobs stopping gracefully are canceled now, and their pods removed.
 	s.bgMu.Lock()
 	s.closed = true
+	var late []string
+	for t, dir := range s.late {
+		if t.Stop() {
+			late = append(late, dir)
+		}
+	}
+	s.late = nil
 	s.bgMu.Unlock()
+	for _, dir := range late {
+		s.removeLate(dir)
+	}
 	s.stopAll()
 	s.bg.Wait()
 	return errors.Join(s.store.close(), s.lock.Close(), s.root.Close())
@@ -468,13 +481,42 @@ func (s *Slurm) remove(ctx context.Context, p *corev1.Pod) error {
 	if rec.Final == nil {
 		// A job being cancelled may still write (slurmstepd appends its
 		// CANCELLED line to the output): clean up again once it is gone.
-		time.AfterFunc(lateCleanup, func() {
-			_ = s.root.Remove(rec.Dir + outputSuffix)
-			_ = s.root.RemoveAll(rec.Dir)
-		})
+		s.cleanLater(rec.Dir)
 	}
 	s.log.Info("job deleted", "pod", p.Name, "namespace", p.Namespace, "uid", uid, "job_id", rec.JobID)
 	return nil
+}
+
+// cleanLater removes dir (and its output) again after lateCleanup, or
+// when the sidecar closes, whichever comes first.
+func (s *Slurm) cleanLater(dir string) {
+	s.bgMu.Lock()
+	defer s.bgMu.Unlock()
+	if s.closed {
+		return
+	}
+	if s.late == nil {
+		s.late = map[*time.Timer]string{}
+	}
+	var t *time.Timer
+	t = time.AfterFunc(lateCleanup, func() {
+		s.bgMu.Lock()
+		if _, pending := s.late[t]; !pending {
+			s.bgMu.Unlock()
+			return // Close took it
+		}
+		delete(s.late, t)
+		s.bg.Add(1)
+		s.bgMu.Unlock()
+		defer s.bg.Done()
+		s.removeLate(dir)
+	})
+	s.late[t] = dir
+}
+
+func (s *Slurm) removeLate(dir string) {
+	_ = s.root.Remove(dir + outputSuffix)
+	_ = s.root.RemoveAll(dir)
 }
 
 // Status answers for the known pods of the batch with one squeue call (and
