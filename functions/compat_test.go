@@ -282,16 +282,16 @@ func TestOriginalFlags(t *testing.T) {
 
 // scriptCapture is a sidecar that keeps what each create sent it.
 type scriptCapture struct {
-	*sim.Sim
+	*sim.Sidecar
 	mu  sync.Mutex
 	got []*api.RetrievedPodData
 }
 
-func (s *scriptCapture) Create(ctx context.Context, d *api.RetrievedPodData) (api.CreateStruct, error) {
+func (s *scriptCapture) Create(ctx context.Context, d *api.RetrievedPodData) (api.CreateResult, error) {
 	s.mu.Lock()
 	s.got = append(s.got, d)
 	s.mu.Unlock()
-	return s.Sim.Create(ctx, d)
+	return s.Sidecar.Create(ctx, d)
 }
 
 func (s *scriptCapture) last(t *testing.T) *api.RetrievedPodData {
@@ -311,7 +311,7 @@ func scriptEnv(t *testing.T, cfg Config) (string, *scriptCapture) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc := &scriptCapture{Sim: newSim(t)}
+	sc := &scriptCapture{Sidecar: newSim(t)}
 	h, err := New(HandlerConfig{Sidecars: map[string]Sidecar{"default": sc}, Default: "default", JobScript: js.Fill})
 	if err != nil {
 		t.Fatal(err)
@@ -675,7 +675,7 @@ func TestJobScriptURLWithoutBuilders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bare, err := New(HandlerConfig{Sidecars: map[string]Sidecar{"default": &scriptCapture{Sim: newSim(t)}}, Default: "default"})
+	bare, err := New(HandlerConfig{Sidecars: map[string]Sidecar{"default": &scriptCapture{Sidecar: newSim(t)}}, Default: "default"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -751,7 +751,7 @@ func TestOriginalVKMethods(t *testing.T) {
 		{http.MethodPost, api.PathPing, nil},
 		{http.MethodPost, api.PathCreate, api.PodCreateRequests{Pod: pod}},
 		{http.MethodGet, api.PathStatus, []corev1.Pod{pod}},
-		{http.MethodGet, api.PathLogs, api.LogStruct{Namespace: pod.Namespace, PodUID: string(pod.UID), PodName: pod.Name, ContainerName: "main"}},
+		{http.MethodGet, api.PathLogs, api.LogRequest{Namespace: pod.Namespace, PodUID: string(pod.UID), PodName: pod.Name, ContainerName: "main"}},
 		{http.MethodPost, api.PathUpdateCache, pod},
 		{http.MethodDelete, api.PathDelete, pod},
 	} {

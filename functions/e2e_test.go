@@ -232,7 +232,7 @@ func TestE2EOriginalVKFlow(t *testing.T) {
 	uid := uuid.NewString()
 	raw = bytes.ReplaceAll(raw, []byte(orig.Pod.UID), []byte(uid))
 	code, body := call(t, http.MethodPost, s.url+api.PathCreate, raw, false)
-	var created api.CreateStruct
+	var created api.CreateResult
 	if err := json.Unmarshal(body, &created); code != 200 || err != nil || created.PodUID != uid || created.PodJID == "" {
 		t.Fatalf("create: %d %s", code, body)
 	}
@@ -253,7 +253,7 @@ func TestE2EOriginalVKFlow(t *testing.T) {
 		return nil
 	})
 
-	logReq := api.LogStruct{Namespace: p.Namespace, PodUID: uid, PodName: p.Name, ContainerName: "main", Opts: api.ContainerLogOpts{Timestamps: true}}
+	logReq := api.LogRequest{Namespace: p.Namespace, PodUID: uid, PodName: p.Name, ContainerName: "main", Opts: api.ContainerLogOpts{Timestamps: true}}
 	code, body = call(t, http.MethodGet, s.url+api.PathLogs, logReq, false)
 	if code != 200 || !strings.Contains(string(body), "sim: container main of pod default/test-pod started") {
 		t.Errorf("logs: %d %q", code, body)
@@ -352,7 +352,7 @@ func TestE2EBadInput(t *testing.T) {
 		{"no uid", http.MethodPost, api.PathCreate, api.PodCreateRequests{Pod: noUID}, 400, "metadata.uid is empty"},
 		{"unknown sidecar", http.MethodPost, api.PathCreate, api.PodCreateRequests{Pod: pod("x", "mars")}, 400, `"mars" names no configured sidecar`},
 		{"oversized", http.MethodPost, api.PathCreate, []byte(`{"pod":"` + strings.Repeat("x", 129<<20) + `"}`), 413, "larger than"},
-		{"contradictory logs", http.MethodGet, api.PathLogs, api.LogStruct{Namespace: "e2e", PodUID: uuid.NewString(), PodName: "p", ContainerName: "main", Opts: api.ContainerLogOpts{SinceSeconds: 5, SinceTime: time.Now()}}, 400, "SinceSeconds and SinceTime"},
+		{"contradictory logs", http.MethodGet, api.PathLogs, api.LogRequest{Namespace: "e2e", PodUID: uuid.NewString(), PodName: "p", ContainerName: "main", Opts: api.ContainerLogOpts{SinceSeconds: 5, SinceTime: time.Now()}}, 400, "SinceSeconds and SinceTime"},
 		{"wrong method", http.MethodPut, api.PathStatus, []byte(`[]`), 405, "not allowed"},
 	}
 	for _, tt := range tests {

@@ -172,12 +172,12 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) error {
 		if err == nil {
 			for _, s := range st {
 				if s.PodUID == string(pod.UID) && s.Error == nil {
-					return api.WriteJSON(w, api.CreateStruct{PodUID: s.PodUID, PodJID: s.JobID})
+					return api.WriteJSON(w, api.CreateResult{PodUID: s.PodUID, PodJID: s.JobID})
 				}
 			}
 		}
 	}
-	data := RetrievePodData(&req)
+	data := SplitPodData(&req)
 	if err := h.cfg.JobScript(r.Context(), r.Header.Get(api.HeaderSession), &req, data); err != nil {
 		return err
 	}

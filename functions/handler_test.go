@@ -33,7 +33,7 @@ type counting struct {
 	creates, statuses atomic.Int64
 }
 
-func (c *counting) Create(ctx context.Context, d *api.RetrievedPodData) (api.CreateStruct, error) {
+func (c *counting) Create(ctx context.Context, d *api.RetrievedPodData) (api.CreateResult, error) {
 	c.creates.Add(1)
 	return c.Plugin.Create(ctx, d)
 }
@@ -51,7 +51,7 @@ func (c *counting) Exec(ctx context.Context, req *api.ExecRequest, out io.Writer
 	return c.Plugin.(sidecars.Execer).Exec(ctx, req, out)
 }
 
-func newSim(t testing.TB) *sim.Sim {
+func newSim(t testing.TB) *sim.Sidecar {
 	cfg := sim.DefaultConfig()
 	cfg.PendingDelay = config.D(10 * time.Millisecond)
 	cfg.RunDuration = config.D(200 * time.Millisecond)
@@ -181,7 +181,7 @@ func TestCreateRoutesBySidecarAnnotation(t *testing.T) {
 		if code != 200 {
 			t.Fatalf("create: %d %s", code, body)
 		}
-		var res api.CreateStruct
+		var res api.CreateResult
 		if err := json.Unmarshal(body, &res); err != nil || res.PodUID != string(pod.UID) || res.PodJID == "" {
 			t.Errorf("create reply %s (%v)", body, err)
 		}
@@ -209,8 +209,8 @@ func TestBadInputIsRejectedAndNotForwarded(t *testing.T) {
 		{"oversized", http.MethodPost, api.PathCreate, `{"pod":{"metadata":{"name":"` + strings.Repeat("a", 2<<20) + `"}}}`, 413, "larger than"},
 		{"status no UID", http.MethodGet, api.PathStatus, []corev1.Pod{noUID}, 400, "no metadata.uid"},
 		{"delete no UID", http.MethodDelete, api.PathDelete, noUID, 400, "metadata.uid"},
-		{"logs both limits", http.MethodGet, api.PathLogs, api.LogStruct{Namespace: "default", PodUID: uuid.NewString(), PodName: "p", ContainerName: "main", Opts: api.ContainerLogOpts{Tail: 1, LimitBytes: 1}}, 400, "Tail and Bytes"},
-		{"logs bad uid", http.MethodGet, api.PathLogs, api.LogStruct{Namespace: "default", PodUID: "123", PodName: "p", ContainerName: "main"}, 400, "not a UUID"},
+		{"logs both limits", http.MethodGet, api.PathLogs, api.LogRequest{Namespace: "default", PodUID: uuid.NewString(), PodName: "p", ContainerName: "main", Opts: api.ContainerLogOpts{Tail: 1, LimitBytes: 1}}, 400, "Tail and Bytes"},
+		{"logs bad uid", http.MethodGet, api.PathLogs, api.LogRequest{Namespace: "default", PodUID: "123", PodName: "p", ContainerName: "main"}, 400, "not a UUID"},
 		{"wrong method", http.MethodPatch, api.PathStatus, "[]", 405, "not allowed"},
 		{"unknown path", http.MethodGet, "/nope", nil, 404, "no such path"},
 		{"empty body", http.MethodPost, api.PathCreate, nil, 400, "empty"},
@@ -341,7 +341,7 @@ func TestCreateInFrontOfOriginalPluginIsIdempotent(t *testing.T) {
 	var jids []string
 	for range 2 {
 		code, body := do(t, http.MethodPost, srv.URL+api.PathCreate, api.PodCreateRequests{Pod: pod}, false)
-		var res api.CreateStruct
+		var res api.CreateResult
 		_ = json.Unmarshal(body, &res)
 		if code != 200 {
 			t.Fatalf("create: %d %s", code, body)
@@ -359,7 +359,7 @@ func TestLogsAcrossSidecarsAndDelete(t *testing.T) {
 	if code, body := do(t, http.MethodPost, e.url+api.PathCreate, api.PodCreateRequests{Pod: pod}, false); code != 200 {
 		t.Fatalf("create: %d %s", code, body)
 	}
-	req := api.LogStruct{Namespace: pod.Namespace, PodUID: string(pod.UID), PodName: pod.Name, ContainerName: "main", Opts: api.ContainerLogOpts{Follow: true}}
+	req := api.LogRequest{Namespace: pod.Namespace, PodUID: string(pod.UID), PodName: pod.Name, ContainerName: "main", Opts: api.ContainerLogOpts{Follow: true}}
 	// No sidecar header: the default (hpc) answers NotFound, then cloud.
 	code, body := do(t, http.MethodGet, e.url+api.PathLogs, req, false)
 	if code != 200 || !strings.Contains(string(body), "started") || !strings.Contains(string(body), "exited with code 0") {
@@ -414,7 +414,7 @@ type blockingLogs struct {
 	canceled chan struct{}
 }
 
-func (b *blockingLogs) Logs(ctx context.Context, _ *api.LogStruct) (io.ReadCloser, error) {
+func (b *blockingLogs) Logs(ctx context.Context, _ *api.LogRequest) (io.ReadCloser, error) {
 	pr, pw := io.Pipe()
 	go func() {
 		_, _ = pw.Write([]byte("first line\n"))
@@ -435,7 +435,7 @@ func TestLogsCancelSidecarWhenClientLeaves(t *testing.T) {
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	raw, _ := json.Marshal(api.LogStruct{Namespace: "default", PodUID: uuid.NewString(), PodName: "p", ContainerName: "main", Opts: api.ContainerLogOpts{Follow: true}})
+	raw, _ := json.Marshal(api.LogRequest{Namespace: "default", PodUID: uuid.NewString(), PodName: "p", ContainerName: "main", Opts: api.ContainerLogOpts{Follow: true}})
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+api.PathLogs, bytes.NewReader(raw))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

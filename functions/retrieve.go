@@ -6,12 +6,12 @@ import (
 	"github.com/seed-3f807049/interlink/functions/api"
 )
 
-// RetrievePodData turns a VK create request into what a sidecar receives:
+// SplitPodData turns a VK create request into what a sidecar receives:
 // one entry per container (init containers first) holding the ConfigMaps,
 // Secrets and projected-volume maps that container uses through its volume
 // mounts or its environment, plus the pod's imagePullSecrets. A projected or downwardAPI volume's map is the
 // one named after the volume.
-func RetrievePodData(req *api.PodCreateRequests) *api.RetrievedPodData {
+func SplitPodData(req *api.PodCreateRequests) *api.RetrievedPodData {
 	pod := &req.Pod
 	volumes := make(map[string]*corev1.Volume, len(pod.Spec.Volumes))
 	for i := range pod.Spec.Volumes {

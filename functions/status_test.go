@@ -40,11 +40,11 @@ func (b *batchSidecar) Status(_ context.Context, pods []corev1.Pod) ([]api.PodSt
 	return out, nil
 }
 
-func (b *batchSidecar) Create(context.Context, *api.RetrievedPodData) (api.CreateStruct, error) {
-	return api.CreateStruct{}, errors.New("not used")
+func (b *batchSidecar) Create(context.Context, *api.RetrievedPodData) (api.CreateResult, error) {
+	return api.CreateResult{}, errors.New("not used")
 }
 func (b *batchSidecar) Delete(context.Context, *corev1.Pod) error { return errors.New("not used") }
-func (b *batchSidecar) Logs(context.Context, *api.LogStruct) (io.ReadCloser, error) {
+func (b *batchSidecar) Logs(context.Context, *api.LogRequest) (io.ReadCloser, error) {
 	return nil, errors.New("not used")
 }
 func (b *batchSidecar) Ping(context.Context) (api.PingResponse, error) {

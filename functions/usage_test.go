@@ -19,12 +19,12 @@ import (
 
 // withUsage is a sidecar whose statuses carry usage (sim reports none).
 type withUsage struct {
-	*sim.Sim
+	*sim.Sidecar
 	usage api.PodUsage
 }
 
 func (w *withUsage) Status(ctx context.Context, pods []corev1.Pod) ([]api.PodStatus, error) {
-	st, err := w.Sim.Status(ctx, pods)
+	st, err := w.Sidecar.Status(ctx, pods)
 	for i := range st {
 		u := w.usage
 		st[i].Usage = &u
@@ -44,9 +44,9 @@ func TestStatusPassesUsageThrough(t *testing.T) {
 		{Name: "main", StartTime: at.Add(-time.Hour), CPUCoreNanoSeconds: 1<<53 + 1, CPUNanoCores: ptr.To(uint64(250_000_000)), MemoryWorkingSetBytes: 1 << 40},
 		{Name: "side", StartTime: at.Add(-time.Minute), CPUCoreNanoSeconds: 7, MemoryWorkingSetBytes: 4096},
 	}}
-	overHTTP := &withUsage{Sim: newSim(t), usage: usage}
+	overHTTP := &withUsage{Sidecar: newSim(t), usage: usage}
 	httpClient, _ := sidecarServer(t, overHTTP, false)
-	direct := &withUsage{Sim: newSim(t), usage: usage}
+	direct := &withUsage{Sidecar: newSim(t), usage: usage}
 	h, err := New(HandlerConfig{Sidecars: map[string]Sidecar{"http": httpClient, "direct": direct}, Default: "http", MaxBodyBytes: 1 << 20})
 	if err != nil {
 		t.Fatal(err)

@@ -119,8 +119,8 @@ func (v *versionSniffer) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // Create implements Plugin. It is not retried: a retry could create twice on
 // a plugin that is not idempotent.
-func (c *Client) Create(ctx context.Context, data *api.RetrievedPodData) (api.CreateStruct, error) {
-	var out api.CreateStruct
+func (c *Client) Create(ctx context.Context, data *api.RetrievedPodData) (api.CreateResult, error) {
+	var out api.CreateResult
 	err := c.caller.Call(ctx, false, api.Request{Method: http.MethodPost, Path: api.PathCreate, In: data}, &out)
 	return out, err
 }
@@ -176,7 +176,7 @@ func (c *Client) Exec(ctx context.Context, req *api.ExecRequest, out io.Writer) 
 }
 
 // Logs implements Plugin. A followed stream has no timeout but ctx's.
-func (c *Client) Logs(ctx context.Context, req *api.LogStruct) (io.ReadCloser, error) {
+func (c *Client) Logs(ctx context.Context, req *api.LogRequest) (io.ReadCloser, error) {
 	// A followed stream is not retried: part of it may have been read.
 	resp, err := c.caller.Stream(ctx, !req.Opts.Follow, api.Request{Method: http.MethodGet, Path: api.PathLogs, In: req}) //nolint:bodyclose // the caller closes it
 	if err != nil {

@@ -95,7 +95,7 @@ func FuzzClientReplies(f *testing.F) {
 		// The raw form interLink forwards batches with.
 		_, err = c.StatusRaw(ctx, []json.RawMessage{podJSON})
 		check("raw status", err)
-		if rc, err := c.Logs(ctx, &api.LogStruct{Namespace: "n", PodUID: "u", PodName: "a", ContainerName: "m"}); err != nil {
+		if rc, err := c.Logs(ctx, &api.LogRequest{Namespace: "n", PodUID: "u", PodName: "a", ContainerName: "m"}); err != nil {
 			check("logs", err)
 		} else {
 			_, _ = io.Copy(io.Discard, rc)

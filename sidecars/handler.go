@@ -170,7 +170,7 @@ func (h *handler) stream(w http.ResponseWriter, r *http.Request) error {
 // ServeLogs streams rc (then closes it) as the text/plain reply, flushed as
 // it comes. Once streaming, an error can no longer change the status: it is
 // logged.
-func ServeLogs(w http.ResponseWriter, r *http.Request, rc io.ReadCloser, req *api.LogStruct, log *slog.Logger) {
+func ServeLogs(w http.ResponseWriter, r *http.Request, rc io.ReadCloser, req *api.LogRequest, log *slog.Logger) {
 	defer func() { _ = rc.Close() }()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusOK)

@@ -21,9 +21,9 @@ type recorder struct {
 	calls []string
 }
 
-func (p *recorder) Create(_ context.Context, d *api.RetrievedPodData) (api.CreateStruct, error) {
+func (p *recorder) Create(_ context.Context, d *api.RetrievedPodData) (api.CreateResult, error) {
 	p.calls = append(p.calls, "create "+d.Pod.Name)
-	return api.CreateStruct{PodUID: string(d.Pod.UID), PodJID: "j1"}, nil
+	return api.CreateResult{PodUID: string(d.Pod.UID), PodJID: "j1"}, nil
 }
 
 func (p *recorder) Delete(_ context.Context, pod *corev1.Pod) error {
@@ -36,7 +36,7 @@ func (p *recorder) Status(_ context.Context, pods []corev1.Pod) ([]api.PodStatus
 	return nil, nil
 }
 
-func (p *recorder) Logs(_ context.Context, req *api.LogStruct) (io.ReadCloser, error) {
+func (p *recorder) Logs(_ context.Context, req *api.LogRequest) (io.ReadCloser, error) {
 	p.calls = append(p.calls, "logs "+req.PodName)
 	return io.NopCloser(strings.NewReader("line\n")), nil
 }

@@ -16,7 +16,7 @@ import (
 type Plugin interface {
 	// Create starts a pod. It is idempotent by pod UID: creating a pod that
 	// already exists returns its job, never a second one.
-	Create(ctx context.Context, data *api.RetrievedPodData) (api.CreateStruct, error)
+	Create(ctx context.Context, data *api.RetrievedPodData) (api.CreateResult, error)
 	// Delete stops a pod and removes what it left. An unknown pod is
 	// api.NotFound.
 	Delete(ctx context.Context, pod *corev1.Pod) error
@@ -26,7 +26,7 @@ type Plugin interface {
 	// Logs returns one container's logs. With Opts.Follow the stream ends
 	// when the container ends or ctx is done. An unknown pod or container is
 	// api.NotFound.
-	Logs(ctx context.Context, req *api.LogStruct) (io.ReadCloser, error)
+	Logs(ctx context.Context, req *api.LogRequest) (io.ReadCloser, error)
 }
 
 // Execer is implemented by plugins that run commands in a pod's containers

@@ -22,7 +22,7 @@ func (p *Provider) GetContainerLogs(ctx context.Context, namespace, podName, con
 	if err != nil {
 		return nil, err
 	}
-	req := &api.LogStruct{Namespace: namespace, PodName: podName, PodUID: string(pod.UID), ContainerName: containerName,
+	req := &api.LogRequest{Namespace: namespace, PodName: podName, PodUID: string(pod.UID), ContainerName: containerName,
 		Opts: api.ContainerLogOpts{Tail: opts.Tail, LimitBytes: opts.LimitBytes, Timestamps: opts.Timestamps, Follow: opts.Follow,
 			Previous: opts.Previous, SinceSeconds: opts.SinceSeconds, SinceTime: opts.SinceTime}}
 	rc, err := p.il.Logs(ctx, pod.Annotations[api.AnnotationSidecar], req)

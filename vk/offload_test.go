@@ -140,7 +140,7 @@ type recordingIL struct {
 	createdPods, statusPods, deletedPods []*corev1.Pod
 }
 
-func (r *recordingIL) Create(ctx context.Context, req *api.PodCreateRequests) (api.CreateStruct, error) {
+func (r *recordingIL) Create(ctx context.Context, req *api.PodCreateRequests) (api.CreateResult, error) {
 	r.createdPods = append(r.createdPods, req.Pod.DeepCopy())
 	return r.fakeIL.Create(ctx, req)
 }

@@ -26,10 +26,10 @@ import (
 
 // Interlink is what the provider needs of interLink; functions/client is one.
 type Interlink interface {
-	Create(ctx context.Context, req *api.PodCreateRequests) (api.CreateStruct, error)
+	Create(ctx context.Context, req *api.PodCreateRequests) (api.CreateResult, error)
 	Delete(ctx context.Context, pod *corev1.Pod) error
 	Status(ctx context.Context, pods []*corev1.Pod) ([]api.PodStatus, error)
-	Logs(ctx context.Context, sidecar string, req *api.LogStruct) (io.ReadCloser, error)
+	Logs(ctx context.Context, sidecar string, req *api.LogRequest) (io.ReadCloser, error)
 	Ping(ctx context.Context) (api.PingResponse, error)
 	Exec(ctx context.Context, sidecar string, req *api.ExecRequest, out io.Writer) (int, error)
 }

@@ -94,7 +94,7 @@ func (p *Provider) submit(ctx context.Context, uid types.UID) {
 		p.fail(pod, "CreateContainerConfigError", err.Error())
 		return
 	}
-	var res api.CreateStruct
+	var res api.CreateResult
 	if err == nil {
 		start := time.Now()
 		res, err = p.il.Create(ctx, req)

@@ -283,15 +283,15 @@ type fakeIL struct {
 	pingErr    error
 }
 
-func (f *fakeIL) Create(_ context.Context, r *api.PodCreateRequests) (api.CreateStruct, error) {
+func (f *fakeIL) Create(_ context.Context, r *api.PodCreateRequests) (api.CreateResult, error) {
 	if f.createGate != nil {
 		<-f.createGate
 	}
 	if f.createErr != nil {
-		return api.CreateStruct{}, f.createErr
+		return api.CreateResult{}, f.createErr
 	}
 	f.created = append(f.created, string(r.Pod.UID))
-	return api.CreateStruct{PodUID: string(r.Pod.UID), PodJID: "job-" + string(r.Pod.UID)}, nil
+	return api.CreateResult{PodUID: string(r.Pod.UID), PodJID: "job-" + string(r.Pod.UID)}, nil
 }
 func (f *fakeIL) Delete(_ context.Context, pod *corev1.Pod) error {
 	f.deleted = append(f.deleted, string(pod.UID))
@@ -309,7 +309,7 @@ func (f *fakeIL) Status(_ context.Context, pods []*corev1.Pod) ([]api.PodStatus,
 	}
 	return out, nil
 }
-func (f *fakeIL) Logs(context.Context, string, *api.LogStruct) (io.ReadCloser, error) {
+func (f *fakeIL) Logs(context.Context, string, *api.LogRequest) (io.ReadCloser, error) {
 	return io.NopCloser(strings.NewReader("")), nil
 }
 func (f *fakeIL) Ping(context.Context) (api.PingResponse, error) { return f.ping, f.pingErr }

@@ -58,16 +58,16 @@ func New() *Sidecar { return &Sidecar{pods: map[string]*pod{}} }
 
 // Create starts every container of the pod; creating a known pod again
 // returns it (creates are idempotent by UID).
-func (s *Sidecar) Create(_ context.Context, data *api.RetrievedPodData) (api.CreateStruct, error) {
+func (s *Sidecar) Create(_ context.Context, data *api.RetrievedPodData) (api.CreateResult, error) {
 	p := &data.Pod
 	uid := string(p.UID)
 	if len(p.Spec.InitContainers) > 0 {
-		return api.CreateStruct{}, api.Invalid("pod %s/%s: this sidecar runs no init containers", p.Namespace, p.Name)
+		return api.CreateResult{}, api.Invalid("pod %s/%s: this sidecar runs no init containers", p.Namespace, p.Name)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.pods[uid]; ok {
-		return api.CreateStruct{PodUID: uid, PodJID: uid}, nil
+		return api.CreateResult{PodUID: uid, PodJID: uid}, nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	np := &pod{name: p.Name, namespace: p.Namespace, cancel: cancel}
@@ -75,7 +75,7 @@ func (s *Sidecar) Create(_ context.Context, data *api.RetrievedPodData) (api.Cre
 		argv := append(append([]string{}, c.Command...), c.Args...)
 		if len(argv) == 0 {
 			cancel()
-			return api.CreateStruct{}, api.Invalid("pod %s/%s: container %s has no command", p.Namespace, p.Name, c.Name)
+			return api.CreateResult{}, api.Invalid("pod %s/%s: container %s has no command", p.Namespace, p.Name, c.Name)
 		}
 		pr := &proc{name: c.Name, done: make(chan struct{})}
 		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...) // #nosec G204 -- the example's point
@@ -86,7 +86,7 @@ func (s *Sidecar) Create(_ context.Context, data *api.RetrievedPodData) (api.Cre
 		}
 		if err := cmd.Start(); err != nil {
 			cancel()
-			return api.CreateStruct{}, api.Invalid("pod %s/%s: container %s: %v", p.Namespace, p.Name, c.Name, err)
+			return api.CreateResult{}, api.Invalid("pod %s/%s: container %s: %v", p.Namespace, p.Name, c.Name, err)
 		}
 		pr.started = time.Now()
 		go func() {
@@ -102,7 +102,7 @@ func (s *Sidecar) Create(_ context.Context, data *api.RetrievedPodData) (api.Cre
 		np.containers = append(np.containers, pr)
 	}
 	s.pods[uid] = np
-	return api.CreateStruct{PodUID: uid, PodJID: uid}, nil
+	return api.CreateResult{PodUID: uid, PodJID: uid}, nil
 }
 
 // Delete stops the pod's processes and forgets it.
@@ -152,7 +152,7 @@ func (s *Sidecar) Status(_ context.Context, pods []corev1.Pod) ([]api.PodStatus,
 
 // Logs returns a container's output; with Follow it streams until the
 // container ends or ctx is done.
-func (s *Sidecar) Logs(ctx context.Context, req *api.LogStruct) (io.ReadCloser, error) {
+func (s *Sidecar) Logs(ctx context.Context, req *api.LogRequest) (io.ReadCloser, error) {
 	s.mu.Lock()
 	p, ok := s.pods[req.PodUID]
 	s.mu.Unlock()

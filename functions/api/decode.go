@@ -78,8 +78,8 @@ func ReadPod(w http.ResponseWriter, r *http.Request, limit int64) (*corev1.Pod, 
 }
 
 // ReadLogRequest decodes and validates a /getLogs body.
-func ReadLogRequest(w http.ResponseWriter, r *http.Request, limit int64) (*LogStruct, error) {
-	var req LogStruct
+func ReadLogRequest(w http.ResponseWriter, r *http.Request, limit int64) (*LogRequest, error) {
+	var req LogRequest
 	if err := ReadJSON(w, r, limit, &req); err != nil {
 		return nil, err
 	}

@@ -92,19 +92,19 @@ func TestDecodeJSON(t *testing.T) {
 }
 
 func TestValidateLogRequest(t *testing.T) {
-	ok := LogStruct{Namespace: "default", PodUID: "5f0c4b3e-2a1d-4c8e-9b7a-1e2f3a4b5c6d", PodName: "p", ContainerName: "main"}
+	ok := LogRequest{Namespace: "default", PodUID: "5f0c4b3e-2a1d-4c8e-9b7a-1e2f3a4b5c6d", PodName: "p", ContainerName: "main"}
 	tests := []struct {
 		name string
-		mod  func(*LogStruct)
+		mod  func(*LogRequest)
 		want string
 	}{
-		{"valid", func(*LogStruct) {}, ""},
-		{"namespace", func(l *LogStruct) { l.Namespace = "Bad_NS" }, "Namespace"},
-		{"container", func(l *LogStruct) { l.ContainerName = "../etc" }, "ContainerName"},
-		{"uid", func(l *LogStruct) { l.PodUID = "not-a-uuid" }, "PodUID"},
-		{"tail and bytes", func(l *LogStruct) { l.Opts.Tail, l.Opts.LimitBytes = 1, 1 }, "Tail and Bytes"},
-		{"since both", func(l *LogStruct) { l.Opts.SinceSeconds, l.Opts.SinceTime = 1, time.Now() }, "SinceSeconds and SinceTime"},
-		{"negative", func(l *LogStruct) { l.Opts.Tail = -1 }, "negative"},
+		{"valid", func(*LogRequest) {}, ""},
+		{"namespace", func(l *LogRequest) { l.Namespace = "Bad_NS" }, "Namespace"},
+		{"container", func(l *LogRequest) { l.ContainerName = "../etc" }, "ContainerName"},
+		{"uid", func(l *LogRequest) { l.PodUID = "not-a-uuid" }, "PodUID"},
+		{"tail and bytes", func(l *LogRequest) { l.Opts.Tail, l.Opts.LimitBytes = 1, 1 }, "Tail and Bytes"},
+		{"since both", func(l *LogRequest) { l.Opts.SinceSeconds, l.Opts.SinceTime = 1, time.Now() }, "SinceSeconds and SinceTime"},
+		{"negative", func(l *LogRequest) { l.Opts.Tail = -1 }, "negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -37,8 +37,8 @@ var decoders = []struct {
 		return ValidatePod(&v)
 	}},
 	{"[]PodStatus", func(b []byte) error { var v []PodStatus; return DecodeJSON(bytes.NewReader(b), &v) }},
-	{"LogStruct", func(b []byte) error {
-		var v LogStruct
+	{"LogRequest", func(b []byte) error {
+		var v LogRequest
 		if err := DecodeJSON(bytes.NewReader(b), &v); err != nil {
 			return err
 		}
@@ -52,7 +52,7 @@ var decoders = []struct {
 		return ValidateExecRequest(&v)
 	}},
 	{"PingResponse", func(b []byte) error { var v PingResponse; return DecodeJSON(bytes.NewReader(b), &v) }},
-	{"CreateStruct", func(b []byte) error { var v CreateStruct; return DecodeJSON(bytes.NewReader(b), &v) }},
+	{"CreateResult", func(b []byte) error { var v CreateResult; return DecodeJSON(bytes.NewReader(b), &v) }},
 }
 
 // FuzzDecode feeds arbitrary bodies to every decoder and its validation: it

@@ -26,7 +26,7 @@ const (
 	HeaderAPIVersion = "Interlink-Api-Version"
 	// HeaderSession correlates log lines across hops (original name).
 	HeaderSession = "InterLink-Http-Session"
-	// HeaderSidecar names the sidecar of a log request (a LogStruct carries
+	// HeaderSidecar names the sidecar of a log request (a LogRequest carries
 	// no annotations). Without it interLink asks its sidecars in turn.
 	HeaderSidecar = "Interlink-Sidecar"
 	// HeaderTrimmedStatus is set by interLink on its replies when every one

@@ -75,14 +75,14 @@ func TestRoute(t *testing.T) {
 
 func TestWriteJSON(t *testing.T) {
 	rec := httptest.NewRecorder()
-	if err := WriteJSON(rec, CreateStruct{PodUID: "u", PodJID: "j"}); err != nil {
+	if err := WriteJSON(rec, CreateResult{PodUID: "u", PodJID: "j"}); err != nil {
 		t.Fatal(err)
 	}
 	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type %q", ct)
 	}
-	var got CreateStruct
-	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || got != (CreateStruct{PodUID: "u", PodJID: "j"}) {
+	var got CreateResult
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || got != (CreateResult{PodUID: "u", PodJID: "j"}) {
 		t.Errorf("body %q: %+v (%v)", rec.Body, got, err)
 	}
 }
@@ -131,7 +131,7 @@ func TestReadLogAndExecRequest(t *testing.T) {
 		return httptest.NewRequest(http.MethodPost, "/x", strings.NewReader(body))
 	}
 	l, err := ReadLogRequest(httptest.NewRecorder(), post(`{"Namespace":"default","PodUID":"`+testUID+`","PodName":"p","ContainerName":"main","Opts":{"Tail":3}}`), 1<<10)
-	want := &LogStruct{Namespace: "default", PodUID: testUID, PodName: "p", ContainerName: "main", Opts: ContainerLogOpts{Tail: 3}}
+	want := &LogRequest{Namespace: "default", PodUID: testUID, PodName: "p", ContainerName: "main", Opts: ContainerLogOpts{Tail: 3}}
 	if err != nil || !cmp.Equal(l, want) {
 		t.Errorf("log request: %v, diff (-got +want):\n%s", err, cmp.Diff(l, want))
 	}

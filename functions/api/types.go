@@ -45,8 +45,8 @@ type RetrievedPodData struct {
 	JobScript string          `json:"jobScript,omitempty"`
 }
 
-// CreateStruct is the reply to a create.
-type CreateStruct struct {
+// CreateResult is the reply to a create (the original's CreateStruct).
+type CreateResult struct {
 	PodUID string `json:"PodUID"`
 	PodJID string `json:"PodJID"`
 }
@@ -110,8 +110,8 @@ type ContainerLogOpts struct {
 	SinceTime    time.Time `json:"SinceTime"`
 }
 
-// LogStruct is the body of a log request.
-type LogStruct struct {
+// LogRequest is the body of a log request (the original's LogStruct).
+type LogRequest struct {
 	Namespace     string           `json:"Namespace"`
 	PodUID        string           `json:"PodUID"`
 	PodName       string           `json:"PodName"`

@@ -41,13 +41,13 @@ func TestGoldenRoundTrip(t *testing.T) {
 				t.Errorf("decoded %+v", r)
 			}
 		}},
-		{"create_struct.json", func() any { return &CreateStruct{} }, func(t *testing.T, v any) {
-			if r := v.(*CreateStruct); r.PodJID != "4242" {
+		{"create_struct.json", func() any { return &CreateResult{} }, func(t *testing.T, v any) {
+			if r := v.(*CreateResult); r.PodJID != "4242" {
 				t.Errorf("decoded %+v", r)
 			}
 		}},
-		{"log_struct.json", func() any { return &LogStruct{} }, func(t *testing.T, v any) {
-			r := v.(*LogStruct)
+		{"log_struct.json", func() any { return &LogRequest{} }, func(t *testing.T, v any) {
+			r := v.(*LogRequest)
 			if r.Opts.Tail != 10 || !r.Opts.Timestamps || r.ContainerName != "main" {
 				t.Errorf("decoded %+v", r)
 			}

@@ -65,7 +65,7 @@ func ValidateStatusBatch(n int, meta func(i int) (namespace, name, uid string, e
 // ValidateLogRequest checks a log request as the original interLink does:
 // DNS-label namespace and container name, a UUID pod UID, and no
 // contradictory options.
-func ValidateLogRequest(l *LogStruct) error {
+func ValidateLogRequest(l *LogRequest) error {
 	errs := validateContainerRef(l.Namespace, l.ContainerName, l.PodUID, "Namespace", "ContainerName", "PodUID")
 	o := l.Opts
 	if o.Tail < 0 || o.LimitBytes < 0 || o.SinceSeconds < 0 {

@@ -124,8 +124,8 @@ func sidecarHeader(sidecar string) http.Header {
 
 // Create submits a pod. It is not retried here: the caller retries, and
 // interLink's create is idempotent by pod UID.
-func (c *Client) Create(ctx context.Context, req *api.PodCreateRequests) (api.CreateStruct, error) {
-	var out api.CreateStruct
+func (c *Client) Create(ctx context.Context, req *api.PodCreateRequests) (api.CreateResult, error) {
+	var out api.CreateResult
 	err := c.caller.Call(ctx, false, api.Request{Method: http.MethodPost, Path: api.PathCreate, In: req}, &out)
 	return out, err
 }
@@ -235,7 +235,7 @@ func (c *Client) Ping(ctx context.Context) (api.PingResponse, error) {
 
 // Logs streams a container's logs from the named sidecar ("" lets interLink
 // find it). The caller closes the stream.
-func (c *Client) Logs(ctx context.Context, sidecar string, req *api.LogStruct) (io.ReadCloser, error) {
+func (c *Client) Logs(ctx context.Context, sidecar string, req *api.LogRequest) (io.ReadCloser, error) {
 	resp, err := c.caller.Stream(ctx, false, api.Request{Method: http.MethodPost, Path: api.PathLogs, In: req, Header: sidecarHeader(sidecar)}) //nolint:bodyclose // returned to the caller
 	if err != nil {
 		return nil, err

@@ -58,7 +58,7 @@ func FuzzClientReplies(f *testing.F) {
 		_, err = c.Ping(ctx)
 		check("ping", err)
 		check("delete", c.Delete(ctx, pod))
-		rc, err := c.Logs(ctx, "", &api.LogStruct{Namespace: "n", PodName: "a", PodUID: "u", ContainerName: "m"})
+		rc, err := c.Logs(ctx, "", &api.LogRequest{Namespace: "n", PodName: "a", PodUID: "u", ContainerName: "m"})
 		check("logs", err)
 		if err == nil {
 			_, _ = io.Copy(io.Discard, rc)

@@ -26,7 +26,7 @@ import (
 )
 
 // Docker is the Docker sidecar.
-type Docker struct {
+type Sidecar struct {
 	cfg  Config
 	log  *slog.Logger
 	api  *client.Client
@@ -59,15 +59,15 @@ type Docker struct {
 }
 
 var (
-	_ sidecars.Plugin = (*Docker)(nil)
-	_ sidecars.Pinger = (*Docker)(nil)
-	_ sidecars.Execer = (*Docker)(nil)
+	_ sidecars.Plugin = (*Sidecar)(nil)
+	_ sidecars.Pinger = (*Sidecar)(nil)
+	_ sidecars.Execer = (*Sidecar)(nil)
 )
 
 // New connects to the Docker Engine and resumes the pods it finds there
 // (init containers that had not finished, containers not yet started),
 // listing them within ctx. The pods' drivers outlive ctx: Close stops them.
-func New(ctx context.Context, cfg Config, log *slog.Logger) (*Docker, error) {
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Sidecar, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("docker config: %w", err)
 	}
@@ -85,7 +85,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Docker, error) {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
 	life, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	d := &Docker{cfg: cfg, log: log, api: c, data: data, dataDir: dataDir, ctx: life, cancel: cancel, driving: map[string]*driverRun{},
+	d := &Sidecar{cfg: cfg, log: log, api: c, data: data, dataDir: dataDir, ctx: life, cancel: cancel, driving: map[string]*driverRun{},
 		usageEvery: usageInterval}
 	d.wg.Add(1)
 	go func() {
@@ -104,14 +104,15 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Docker, error) {
 }
 
 // Close stops the drivers and releases the client.
-func (d *Docker) Close() error {
+func (d *Sidecar) Close() error {
 	d.cancel()
 	d.wg.Wait()
 	return errors.Join(d.api.Close(), d.data.Close())
 }
 
-// unavailable makes a Docker API error an api error of the right reason.
-func unavailable(what string, err error) error {
+// engineError makes a Docker Engine error an api error of its reason:
+// NotFound, Invalid, else Unavailable.
+func engineError(what string, err error) error {
 	switch {
 	case cerrdefs.IsNotFound(err):
 		return api.NotFound("%s: %w", what, err)
@@ -123,7 +124,7 @@ func unavailable(what string, err error) error {
 }
 
 // pods lists the containers of one pod (uid) or of all pods (""), by UID.
-func (d *Docker) pods(ctx context.Context, uid string) (map[string][]container.Summary, error) {
+func (d *Sidecar) pods(ctx context.Context, uid string) (map[string][]container.Summary, error) {
 	f := client.Filters{}
 	if uid == "" {
 		f.Add("label", LabelUID)
@@ -134,7 +135,7 @@ func (d *Docker) pods(ctx context.Context, uid string) (map[string][]container.S
 	res, err := d.api.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	d.observe("list", start, err)
 	if err != nil {
-		return nil, unavailable("list containers", err)
+		return nil, engineError("list containers", err)
 	}
 	out := map[string][]container.Summary{}
 	for _, c := range res.Items {
@@ -186,52 +187,52 @@ func jobID(cs []container.Summary) string {
 // policy, data written, the pause container started, the others created;
 // a driver then runs the init containers in order and starts the rest. A
 // second create of the same UID returns the existing pod.
-func (d *Docker) Create(ctx context.Context, data *api.RetrievedPodData) (api.CreateStruct, error) {
+func (d *Sidecar) Create(ctx context.Context, data *api.RetrievedPodData) (api.CreateResult, error) {
 	p := &data.Pod
 	uid := string(p.UID)
 	dir, err := poddata.DirName(p)
 	if err != nil {
-		return api.CreateStruct{}, err
+		return api.CreateResult{}, err
 	}
 	if err := api.RequireContainers(p); err != nil {
-		return api.CreateStruct{}, err
+		return api.CreateResult{}, err
 	}
 	if data.JobScript != "" {
-		return api.CreateStruct{}, api.Invalid("pod %s/%s carries a job script from interlink (the original interLink's JobScriptTemplate or jobscriptURL builder): the Docker sidecar runs containers, never scripts", p.Namespace, p.Name)
+		return api.CreateResult{}, api.Invalid("pod %s/%s carries a job script from interlink (the original interLink's JobScriptTemplate or jobscriptURL builder): the Docker sidecar runs containers, never scripts", p.Namespace, p.Name)
 	}
 	unlock := d.locks.Lock(uid)
 	defer unlock()
 	existing, err := d.pods(ctx, uid)
 	if err != nil {
-		return api.CreateStruct{}, err
+		return api.CreateResult{}, err
 	}
 	if id := jobID(existing[uid]); id != "" {
 		d.startDriver(uid)
-		return api.CreateStruct{PodUID: uid, PodJID: id}, nil
+		return api.CreateResult{PodUID: uid, PodJID: id}, nil
 	}
 	created0 := time.Now()
 	specs, files, err := d.podSpecs(data, d.dataDir+"/"+dir)
 	if err != nil {
-		return api.CreateStruct{}, err
+		return api.CreateResult{}, err
 	}
 	files = append(files, terminationMounts(specs, d.dataDir+"/"+dir)...)
 	auths, err := pullAuths(data)
 	if err != nil {
-		return api.CreateStruct{}, api.Invalid("pod %s/%s: %w", p.Namespace, p.Name, err)
+		return api.CreateResult{}, api.Invalid("pod %s/%s: %w", p.Namespace, p.Name, err)
 	}
 	if err := d.pullImages(ctx, specs, auths); err != nil {
-		return api.CreateStruct{}, err
+		return api.CreateResult{}, err
 	}
 	if err := d.imageUsers(ctx, p, specs); err != nil {
-		return api.CreateStruct{}, err
+		return api.CreateResult{}, err
 	}
 	var created []string
-	fail := func(err error) (api.CreateStruct, error) {
+	fail := func(err error) (api.CreateResult, error) {
 		for _, id := range created {
 			_, _ = d.api.ContainerRemove(context.WithoutCancel(ctx), id, client.ContainerRemoveOptions{Force: true})
 		}
 		_ = d.data.RemoveAll(dir)
-		return api.CreateStruct{}, err
+		return api.CreateResult{}, err
 	}
 	if len(files) > 0 {
 		if err := d.data.Write(dir, files); err != nil {
@@ -255,7 +256,7 @@ func (d *Docker) Create(ctx context.Context, data *api.RetrievedPodData) (api.Cr
 		res, err := d.api.ContainerCreate(ctx, client.ContainerCreateOptions{Name: containerName(uid, s.name), Config: &s.create, HostConfig: &s.host})
 		d.observe("create", start, err)
 		if err != nil {
-			return fail(unavailable(fmt.Sprintf("pod %s/%s: create container %s", p.Namespace, p.Name, s.name), err))
+			return fail(engineError(fmt.Sprintf("pod %s/%s: create container %s", p.Namespace, p.Name, s.name), err))
 		}
 		created = append(created, res.ID)
 	}
@@ -265,30 +266,30 @@ func (d *Docker) Create(ctx context.Context, data *api.RetrievedPodData) (api.Cr
 		m.createDuration.Observe(time.Since(created0).Seconds())
 	}
 	d.log.Info("pod created", "pod", p.Name, "namespace", p.Namespace, "uid", uid, "job_id", jid, "containers", len(specs))
-	return api.CreateStruct{PodUID: uid, PodJID: jid}, nil
+	return api.CreateResult{PodUID: uid, PodJID: jid}, nil
 }
 
 // startPause creates and starts the pod's pause container.
-func (d *Docker) startPause(ctx context.Context, p *corev1.Pod) (string, error) {
+func (d *Sidecar) startPause(ctx context.Context, p *corev1.Pod) (string, error) {
 	start := time.Now()
 	cfg, host := d.pauseSpec(p)
 	res, err := d.api.ContainerCreate(ctx, client.ContainerCreateOptions{Name: containerName(string(p.UID), "pause"), Config: &cfg, HostConfig: &host})
 	d.observe("create", start, err)
 	if err != nil {
-		return "", unavailable(fmt.Sprintf("pod %s/%s: create its pause container", p.Namespace, p.Name), err)
+		return "", engineError(fmt.Sprintf("pod %s/%s: create its pause container", p.Namespace, p.Name), err)
 	}
 	start = time.Now()
 	_, err = d.api.ContainerStart(ctx, res.ID, client.ContainerStartOptions{})
 	d.observe("start", start, err)
 	if err != nil {
-		return res.ID, unavailable(fmt.Sprintf("pod %s/%s: start its pause container", p.Namespace, p.Name), err)
+		return res.ID, engineError(fmt.Sprintf("pod %s/%s: start its pause container", p.Namespace, p.Name), err)
 	}
 	return res.ID, nil
 }
 
 // pauseSpec is the pod's pause container: the operator's image, on the
 // pod's network, its IPC namespace shared (or the host's, with hostIPC).
-func (d *Docker) pauseSpec(p *corev1.Pod) (container.Config, container.HostConfig) {
+func (d *Sidecar) pauseSpec(p *corev1.Pod) (container.Config, container.HostConfig) {
 	cfg := container.Config{Image: d.cfg.PauseImage, Cmd: d.cfg.PauseCommand, Labels: labels(p, "pause", rolePause, 0)}
 	host := container.HostConfig{NetworkMode: d.networkMode(p), IpcMode: container.IPCModeShareable,
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped}}
@@ -314,7 +315,7 @@ func hostname(p *corev1.Pod) string {
 
 // Delete stops the pod's containers within its grace period, removes them
 // and its data.
-func (d *Docker) Delete(ctx context.Context, p *corev1.Pod) error {
+func (d *Sidecar) Delete(ctx context.Context, p *corev1.Pod) error {
 	uid := string(p.UID)
 	unlock := d.locks.Lock(uid)
 	defer unlock()
@@ -352,7 +353,7 @@ func (d *Docker) Delete(ctx context.Context, p *corev1.Pod) error {
 		_, err := d.api.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true})
 		d.observe("remove", start, err)
 		if err != nil && !cerrdefs.IsNotFound(err) {
-			return unavailable("remove container "+c.Labels[LabelContainer], err)
+			return engineError("remove container "+c.Labels[LabelContainer], err)
 		}
 	}
 	ids := make([]string, len(cs))
@@ -368,14 +369,14 @@ func (d *Docker) Delete(ctx context.Context, p *corev1.Pod) error {
 }
 
 // Ping reports the Docker host's CPUs and memory.
-func (d *Docker) Ping(ctx context.Context) (api.PingResponse, error) {
+func (d *Sidecar) Ping(ctx context.Context) (api.PingResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.APITimeout.Duration)
 	defer cancel()
 	start := time.Now()
 	info, err := d.api.Info(ctx, client.InfoOptions{})
 	d.observe("info", start, err)
 	if err != nil {
-		return api.PingResponse{}, unavailable("docker info", err)
+		return api.PingResponse{}, engineError("docker info", err)
 	}
 	return api.PingResponse{Status: api.PingOK, Resources: &api.Resources{
 		CPU:    strconv.Itoa(info.Info.NCPU),

@@ -26,7 +26,7 @@ type driverRun struct {
 }
 
 // startDriver runs drive for uid unless it already runs.
-func (d *Docker) startDriver(uid string) {
+func (d *Sidecar) startDriver(uid string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if _, ok := d.driving[uid]; ok || d.ctx.Err() != nil {
@@ -60,7 +60,7 @@ func (d *Docker) startDriver(uid string) {
 
 // stopDriver stops the driver of uid, its probes and hooks with it, and
 // waits for its end (or for the end of ctx).
-func (d *Docker) stopDriver(ctx context.Context, uid string) {
+func (d *Sidecar) stopDriver(ctx context.Context, uid string) {
 	d.mu.Lock()
 	run := d.driving[uid]
 	d.mu.Unlock()
@@ -77,7 +77,7 @@ func (d *Docker) stopDriver(ctx context.Context, uid string) {
 // drive runs the pod's init containers in order (the first that fails for
 // good stops the pod from starting), then starts its other containers. It
 // is resumable: what already ran is not run again.
-func (d *Docker) drive(ctx context.Context, uid string) error {
+func (d *Sidecar) drive(ctx context.Context, uid string) error {
 	pods, err := d.pods(ctx, uid)
 	if err != nil {
 		return err
@@ -122,7 +122,7 @@ func (d *Docker) drive(ctx context.Context, uid string) error {
 // says so (Docker restarts it after an exit: its restart policy is
 // on-failure; the sidecar after a failed start, with backoff); otherwise
 // it failed for good (false), and so did its pod.
-func (d *Docker) runInit(ctx context.Context, c container.Summary) (bool, error) {
+func (d *Sidecar) runInit(ctx context.Context, c container.Summary) (bool, error) {
 	name := c.Labels[LabelContainer]
 	for failures := 0; ; {
 		// The wait is in place before the state is read: no exit is missed.
@@ -135,7 +135,7 @@ func (d *Docker) runInit(ctx context.Context, c container.Summary) (bool, error)
 		st, restart := in.State, restarts(in.HostConfig)
 		if st.Status == container.StateRunning || st.Status == container.StateRestarting {
 			if err := w.await(ctx); err != nil {
-				return false, unavailable("wait for init container "+name, err)
+				return false, engineError("wait for init container "+name, err)
 			}
 			continue
 		}
@@ -162,7 +162,7 @@ func (d *Docker) runInit(ctx context.Context, c container.Summary) (bool, error)
 // and its pod's restartPolicy restarts it, the start is retried with
 // backoff, each retry counted as a restart; otherwise its status tells the
 // failure (ContainerCannotRun).
-func (d *Docker) startApp(ctx context.Context, c container.Summary) error {
+func (d *Sidecar) startApp(ctx context.Context, c container.Summary) error {
 	name := c.Labels[LabelContainer]
 	for failures := 0; ; {
 		in, err := d.inspect(ctx, c.ID)
@@ -193,7 +193,7 @@ func (d *Docker) startApp(ctx context.Context, c container.Summary) error {
 // container's own sake (its command missing or not executable, a mount
 // that failed) is no error: the container's state records it (startFailed)
 // and its caller reads it. Other errors are.
-func (d *Docker) start(ctx context.Context, id, name string) error {
+func (d *Sidecar) start(ctx context.Context, id, name string) error {
 	t0 := time.Now()
 	_, err := d.api.ContainerStart(ctx, id, client.ContainerStartOptions{})
 	d.observe("start", t0, err)
@@ -204,15 +204,15 @@ func (d *Docker) start(ctx context.Context, id, name string) error {
 		d.log.Info("docker could not start a container", "container", name, "exit_code", in.State.ExitCode, "err", in.State.Error)
 		return nil
 	}
-	return unavailable("start container "+name, err)
+	return engineError("start container "+name, err)
 }
 
-func (d *Docker) inspect(ctx context.Context, id string) (container.InspectResponse, error) {
+func (d *Sidecar) inspect(ctx context.Context, id string) (container.InspectResponse, error) {
 	t0 := time.Now()
 	res, err := d.api.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 	d.observe("inspect", t0, err)
 	if err != nil {
-		return container.InspectResponse{}, unavailable("inspect container", err)
+		return container.InspectResponse{}, engineError("inspect container", err)
 	}
 	if res.Container.State == nil {
 		res.Container.State = &container.State{}
@@ -274,7 +274,7 @@ type exitWait struct {
 	res    client.ContainerWaitResult
 }
 
-func (d *Docker) waitNextExit(ctx context.Context, id string) *exitWait {
+func (d *Sidecar) waitNextExit(ctx context.Context, id string) *exitWait {
 	wctx, cancel := context.WithCancel(ctx)
 	return &exitWait{cancel: cancel, res: d.api.ContainerWait(wctx, id, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})}
 }

@@ -91,7 +91,7 @@ func testConfig(t testing.TB) Config {
 	return cfg
 }
 
-func newSidecar(t testing.TB, cfg Config) *Docker {
+func newSidecar(t testing.TB, cfg Config) *Sidecar {
 	t.Helper()
 	d, err := New(t.Context(), cfg, nil)
 	if err != nil {
@@ -120,7 +120,7 @@ func pod(name string, cmds ...string) *api.RetrievedPodData {
 	return d
 }
 
-func create(t *testing.T, d *Docker, data *api.RetrievedPodData) string {
+func create(t *testing.T, d *Sidecar, data *api.RetrievedPodData) string {
 	t.Helper()
 	res, err := d.Create(context.Background(), data)
 	if err != nil {
@@ -130,7 +130,7 @@ func create(t *testing.T, d *Docker, data *api.RetrievedPodData) string {
 	return res.PodJID
 }
 
-func waitFor(t *testing.T, d *Docker, p *corev1.Pod, what string, ok func(api.PodStatus) bool) api.PodStatus {
+func waitFor(t *testing.T, d *Sidecar, p *corev1.Pod, what string, ok func(api.PodStatus) bool) api.PodStatus {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	var last api.PodStatus
@@ -156,9 +156,9 @@ func allTerminated(st api.PodStatus) bool {
 	return len(st.Containers) > 0
 }
 
-func logs(t *testing.T, d *Docker, p *corev1.Pod, c string, o api.ContainerLogOpts) string {
+func logs(t *testing.T, d *Sidecar, p *corev1.Pod, c string, o api.ContainerLogOpts) string {
 	t.Helper()
-	rc, err := d.Logs(context.Background(), &api.LogStruct{Namespace: p.Namespace, PodUID: string(p.UID), PodName: p.Name, ContainerName: c, Opts: o})
+	rc, err := d.Logs(context.Background(), &api.LogRequest{Namespace: p.Namespace, PodUID: string(p.UID), PodName: p.Name, ContainerName: c, Opts: o})
 	if err != nil {
 		t.Fatalf("logs %s: %v", c, err)
 	}
@@ -436,7 +436,7 @@ func TestE2EMetrics(t *testing.T) {
 
 // overHTTP puts d behind the sidecar's HTTP handler, as interLink reaches it,
 // and returns a client of it.
-func overHTTP(t *testing.T, d *Docker) *sidecars.Client {
+func overHTTP(t *testing.T, d *Sidecar) *sidecars.Client {
 	t.Helper()
 	srv := httptest.NewServer(sidecars.NewHandler(d, sidecars.HandlerConfig{MaxBodyBytes: 1 << 20}))
 	t.Cleanup(srv.Close)
@@ -547,8 +547,8 @@ func TestE2ELongLine(t *testing.T) {
 			}
 		}
 	}()
-	req := func(o api.ContainerLogOpts) *api.LogStruct {
-		return &api.LogStruct{Namespace: data.Pod.Namespace, PodUID: string(data.Pod.UID), PodName: data.Pod.Name, ContainerName: "c0", Opts: o}
+	req := func(o api.ContainerLogOpts) *api.LogRequest {
+		return &api.LogRequest{Namespace: data.Pod.Namespace, PodUID: string(data.Pod.UID), PodName: data.Pod.Name, ContainerName: "c0", Opts: o}
 	}
 	start := time.Now()
 	rc, err := c.Logs(context.Background(), req(api.ContainerLogOpts{Tail: 1}))
@@ -960,7 +960,7 @@ func TestE2EKubeletBehavior(t *testing.T) {
 		create(t, d, data)
 		c := overHTTP(t, d)
 		waitFor(t, d, &data.Pod, "running", func(st api.PodStatus) bool { return st.Containers[0].State.Running != nil })
-		req := &api.LogStruct{Namespace: data.Pod.Namespace, PodUID: string(data.Pod.UID), PodName: data.Pod.Name, ContainerName: "c0",
+		req := &api.LogRequest{Namespace: data.Pod.Namespace, PodUID: string(data.Pod.UID), PodName: data.Pod.Name, ContainerName: "c0",
 			Opts: api.ContainerLogOpts{Follow: true, Timestamps: true}}
 		rc, err := c.Logs(context.Background(), req)
 		if err != nil {

@@ -35,7 +35,7 @@ type engine struct {
 
 const cannotRunMsg = `failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: "/no/such": stat /no/such: no such file or directory: unknown`
 
-func (e *engine) serve(t *testing.T) *Docker {
+func (e *engine) serve(t *testing.T) *Sidecar {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Api-Version", "1.41")
@@ -193,7 +193,7 @@ func TestBackoff(t *testing.T) {
 
 // onEngine is a Docker sidecar (default config, its data in a temporary
 // directory) on the fake Engine srv, closed when the test ends.
-func onEngine(t *testing.T, srv *httptest.Server) *Docker {
+func onEngine(t *testing.T, srv *httptest.Server) *Sidecar {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.DockerHost = "tcp://" + srv.Listener.Addr().String()

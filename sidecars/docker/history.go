@@ -76,7 +76,7 @@ func messageOf(msgs []runMessage, finished time.Time, within time.Duration) (str
 
 // addMessage records the termination message of the run of a container
 // that ended at finished; a message recorded already stays unless empty.
-func (d *Docker) addMessage(id string, finished time.Time, text string) {
+func (d *Sidecar) addMessage(id string, finished time.Time, text string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	h := d.historyOf(id)
@@ -95,13 +95,13 @@ func (d *Docker) addMessage(id string, finished time.Time, text string) {
 }
 
 // setProbed records what the supervisor found of a container's run.
-func (d *Docker) setProbed(id string, update func(h *history)) {
+func (d *Sidecar) setProbed(id string, update func(h *history)) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	update(d.historyOf(id))
 }
 
-func (d *Docker) historyOf(id string) *history {
+func (d *Sidecar) historyOf(id string) *history {
 	if d.histories == nil {
 		d.histories = map[string]*history{}
 	}
@@ -114,14 +114,14 @@ func (d *Docker) historyOf(id string) *history {
 }
 
 // addRetry counts one start of a container retried by the sidecar.
-func (d *Docker) addRetry(id string) {
+func (d *Sidecar) addRetry(id string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.historyOf(id).retries++
 }
 
 // retried is the number of starts of a container the sidecar retried.
-func (d *Docker) retried(id string) int {
+func (d *Sidecar) retried(id string) int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if h := d.histories[id]; h != nil {
@@ -130,7 +130,7 @@ func (d *Docker) retried(id string) int {
 	return 0
 }
 
-func (d *Docker) forget(ids ...string) {
+func (d *Sidecar) forget(ids ...string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, id := range ids {
@@ -140,7 +140,7 @@ func (d *Docker) forget(ids ...string) {
 }
 
 // historyCopy is a copy of a container's history (empty if none).
-func (d *Docker) historyCopy(id string) history {
+func (d *Sidecar) historyCopy(id string) history {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	h := d.histories[id]
@@ -165,7 +165,7 @@ func previousEnd(ends []corev1.ContainerStateTerminated, startedAt metav1.Time) 
 }
 
 // record notes one event of a pod's container.
-func (d *Docker) record(m events.Message) {
+func (d *Sidecar) record(m events.Message) {
 	at := metav1.NewTime(time.Unix(0, m.TimeNano))
 	if m.TimeNano == 0 {
 		at = metav1.NewTime(time.Unix(m.Time, 0))
@@ -212,7 +212,7 @@ func (d *Docker) record(m events.Message) {
 
 // watchEvents records the events of the pods' containers until ctx ends,
 // subscribing again (from the last event seen) when the stream breaks.
-func (d *Docker) watchEvents(ctx context.Context) {
+func (d *Sidecar) watchEvents(ctx context.Context) {
 	f := client.Filters{}
 	f.Add("type", string(events.ContainerEventType))
 	f.Add("label", LabelUID)

@@ -15,7 +15,7 @@ import (
 // TestLastState: Docker's events make a restarted container's last state,
 // as a kubelet reports it: how the run before the current one ended.
 func TestLastState(t *testing.T) {
-	d := &Docker{}
+	d := &Sidecar{}
 	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	ev := func(action events.Action, sec int, attrs map[string]string) events.Message {
 		return events.Message{Type: events.ContainerEventType, Action: action, Actor: events.Actor{ID: "c1", Attributes: attrs},
@@ -103,7 +103,7 @@ func TestRunWindow(t *testing.T) {
 // TestLateOOM: Docker may send a run's oom after its die; the run still
 // ends OOMKilled, and the next run does not.
 func TestLateOOM(t *testing.T) {
-	d := &Docker{}
+	d := &Sidecar{}
 	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	ev := func(action events.Action, ms int, attrs map[string]string) events.Message {
 		return events.Message{Type: events.ContainerEventType, Action: action, Actor: events.Actor{ID: "c1", Attributes: attrs},

@@ -108,7 +108,7 @@ func registryHost(server string) string {
 // kubelet does. Docker normalizes references ("busybox",
 // "busybox:latest" and "docker.io/library/busybox:latest" are one image):
 // they are passed to it as written.
-func (d *Docker) pullImages(ctx context.Context, specs []spec, auths map[string]registry.AuthConfig) error {
+func (d *Sidecar) pullImages(ctx context.Context, specs []spec, auths map[string]registry.AuthConfig) error {
 	images := specs
 	if len(specs) > 1 {
 		images = append([]spec{{image: d.cfg.PauseImage, policy: corev1.PullIfNotPresent}}, specs...)
@@ -127,7 +127,7 @@ func (d *Docker) pullImages(ctx context.Context, specs []spec, auths map[string]
 			case err == nil:
 				continue
 			case !cerrdefs.IsNotFound(err):
-				return unavailable(fmt.Sprintf("inspect image %q", s.image), err)
+				return engineError(fmt.Sprintf("inspect image %q", s.image), err)
 			case s.policy == corev1.PullNever:
 				return api.ImageNotFound("image %q is not on the Docker host and its pull policy is Never", s.image)
 			}
@@ -141,7 +141,7 @@ func (d *Docker) pullImages(ctx context.Context, specs []spec, auths map[string]
 
 // pull pulls image; always tells that the pull policy asked for it (the
 // image may be on the host), for the message of a failed pull.
-func (d *Docker) pull(ctx context.Context, image string, auths map[string]registry.AuthConfig, always bool) error {
+func (d *Sidecar) pull(ctx context.Context, image string, auths map[string]registry.AuthConfig, always bool) error {
 	ref, err := reference.ParseNormalizedNamed(image)
 	if err != nil {
 		return api.Invalid("image %q: %w", image, err)

@@ -124,7 +124,7 @@ func lifecycleOf(labels map[string]string) lifecycle {
 // settings and records them in s's labels. Init containers may have none
 // (as the API server says); handlers that name a host are refused: the
 // sidecar would connect to it from the Docker host, not from the pod.
-func (d *Docker) setLifecycle(p *corev1.Pod, c *corev1.Container, s *spec) error {
+func (d *Sidecar) setLifecycle(p *corev1.Pod, c *corev1.Container, s *spec) error {
 	if err := probe.Validate(c); err != nil {
 		// It names the container: the caller does too.
 		return errors.New(strings.TrimPrefix(err.Error(), "container "+c.Name+": "))
@@ -169,7 +169,7 @@ func (d *Docker) setLifecycle(p *corev1.Pod, c *corev1.Container, s *spec) error
 // checkHandlers refuses what the sidecar cannot probe: a handler naming a
 // host of its own, and network handlers in a pod without a network the
 // sidecar reaches (NetworkMode none).
-func (d *Docker) checkHandlers(p *corev1.Pod, c *corev1.Container, l *lifecycle) error {
+func (d *Sidecar) checkHandlers(p *corev1.Pod, c *corev1.Container, l *lifecycle) error {
 	type named struct {
 		field string
 		a     probe.Action

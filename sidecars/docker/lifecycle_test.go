@@ -204,7 +204,7 @@ func TestMessageOf(t *testing.T) {
 	if _, ok := messageOf(msgs, base.Add(3*time.Second), time.Second); ok {
 		t.Error("matched a run ended seconds apart")
 	}
-	d := &Docker{}
+	d := &Sidecar{}
 	d.addMessage("c", base, "")
 	d.addMessage("c", base, "why")
 	d.addMessage("c", base, "later")

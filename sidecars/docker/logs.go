@@ -18,7 +18,7 @@ import (
 )
 
 // find returns the container of a pod by its name in the pod.
-func (d *Docker) find(ctx context.Context, namespace, podName, uid, name string) (container.Summary, error) {
+func (d *Sidecar) find(ctx context.Context, namespace, podName, uid, name string) (container.Summary, error) {
 	pods, err := d.pods(ctx, uid)
 	if err != nil {
 		return container.Summary{}, err
@@ -40,7 +40,7 @@ func (d *Docker) find(ctx context.Context, namespace, podName, uid, name string)
 // for all the runs of a restarted container: as a kubelet does, it shows
 // the current run's, or with Previous the run's before (by time: runs are
 // apart by Docker's restart delay, at least 100 ms).
-func (d *Docker) Logs(ctx context.Context, req *api.LogStruct) (io.ReadCloser, error) {
+func (d *Sidecar) Logs(ctx context.Context, req *api.LogRequest) (io.ReadCloser, error) {
 	c, err := d.find(ctx, req.Namespace, req.PodName, req.PodUID, req.ContainerName)
 	if err != nil {
 		return nil, err
@@ -87,7 +87,7 @@ func (d *Docker) Logs(ctx context.Context, req *api.LogStruct) (io.ReadCloser, e
 	}
 	rc, err := d.api.ContainerLogs(ctx, c.ID, opts)
 	if err != nil {
-		return nil, unavailable("logs of "+req.ContainerName, err)
+		return nil, engineError("logs of "+req.ContainerName, err)
 	}
 	pr, pw := io.Pipe()
 	go func() {
@@ -218,7 +218,7 @@ func output(w io.Writer, src io.Reader, tty bool) (int64, error) {
 // waitStarted polls until the container has left the created state, or
 // Docker failed to start it (its log is then empty; a retried start is
 // not waited for).
-func (d *Docker) waitStarted(ctx context.Context, id string) error {
+func (d *Sidecar) waitStarted(ctx context.Context, id string) error {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -264,7 +264,7 @@ func (l *limitWriter) Write(b []byte) (int, error) {
 
 // Exec runs a command in a running container (kubectl exec, without stdin
 // or a TTY) and returns its exit code.
-func (d *Docker) Exec(ctx context.Context, req *api.ExecRequest, out io.Writer) (int, error) {
+func (d *Sidecar) Exec(ctx context.Context, req *api.ExecRequest, out io.Writer) (int, error) {
 	c, err := d.find(ctx, req.Namespace, req.PodName, req.PodUID, req.ContainerName)
 	if err != nil {
 		return 0, err
@@ -279,14 +279,14 @@ func (d *Docker) Exec(ctx context.Context, req *api.ExecRequest, out io.Writer) 
 // exit code once its output ended. When ctx ends the output is no longer
 // read (Docker has no way to stop the command: it runs on in the
 // container).
-func (d *Docker) execIn(ctx context.Context, id, name string, cmd []string, out io.Writer) (int, error) {
+func (d *Sidecar) execIn(ctx context.Context, id, name string, cmd []string, out io.Writer) (int, error) {
 	ex, err := d.api.ExecCreate(ctx, id, client.ExecCreateOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
 	if err != nil {
-		return 0, unavailable("exec in "+name, err)
+		return 0, engineError("exec in "+name, err)
 	}
 	att, err := d.api.ExecAttach(ctx, ex.ID, client.ExecAttachOptions{})
 	if err != nil {
-		return 0, unavailable("exec in "+name, err)
+		return 0, engineError("exec in "+name, err)
 	}
 	defer att.Close()
 	stop := context.AfterFunc(ctx, att.Close)

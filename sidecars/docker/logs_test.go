@@ -185,7 +185,7 @@ func TestLogsLongLineBounded(t *testing.T) {
 	var err error
 	alloc := allocated(func() {
 		var rc io.ReadCloser
-		rc, err = d.Logs(context.Background(), &api.LogStruct{Namespace: "ns", PodName: "p", PodUID: "uid-1", ContainerName: "c0", Opts: api.ContainerLogOpts{Tail: 1}})
+		rc, err = d.Logs(context.Background(), &api.LogRequest{Namespace: "ns", PodName: "p", PodUID: "uid-1", ContainerName: "c0", Opts: api.ContainerLogOpts{Tail: 1}})
 		if err != nil {
 			return
 		}

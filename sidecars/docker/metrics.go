@@ -16,7 +16,7 @@ type metrics struct {
 }
 
 // Register adds the sidecar's metrics to reg.
-func (d *Docker) Register(reg prometheus.Registerer) error {
+func (d *Sidecar) Register(reg prometheus.Registerer) error {
 	m := &metrics{
 		apiDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "interlink_docker_api_duration_seconds", Help: "Duration of Docker Engine API calls, by operation.",
@@ -46,7 +46,7 @@ func (d *Docker) Register(reg prometheus.Registerer) error {
 }
 
 // observe records one Docker API call that began at start.
-func (d *Docker) observe(op string, start time.Time, err error) {
+func (d *Sidecar) observe(op string, start time.Time, err error) {
 	m := d.metrics.Load()
 	if m == nil {
 		return
@@ -60,7 +60,7 @@ func (d *Docker) observe(op string, start time.Time, err error) {
 // containersCollector counts the pods' containers at scrape time (one list
 // call of the Docker API).
 type containersCollector struct {
-	d    *Docker
+	d    *Sidecar
 	desc *prometheus.Desc
 }
 

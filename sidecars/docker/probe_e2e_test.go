@@ -20,7 +20,7 @@ import (
 // probeSidecar is a sidecar whose pods are on a bridge network of their
 // own (the test dockerd has no default bridge), which the sidecar reaches
 // from the host: network probes connect to the pod's address there.
-func probeSidecar(t *testing.T) *Docker {
+func probeSidecar(t *testing.T) *Sidecar {
 	t.Helper()
 	name := "ilprobe-" + uuid.NewString()[:8]
 	dockerCLI(t, "network", "create", "--driver", "bridge", name)

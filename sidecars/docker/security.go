@@ -58,7 +58,7 @@ func capName(s string) (string, bool) {
 
 // capAllowed tells whether AllowedCapabilities lets a pod add the
 // capability name (as capName spells it).
-func (d *Docker) capAllowed(name string) bool {
+func (d *Sidecar) capAllowed(name string) bool {
 	for _, a := range d.cfg.AllowedCapabilities {
 		if n, _ := capName(a); n == "ALL" || n == name {
 			return true
@@ -69,7 +69,7 @@ func (d *Docker) capAllowed(name string) bool {
 
 // podSecurity checks the fields of the pod itself that no container's
 // securityContext overrides.
-func (d *Docker) podSecurity(p *corev1.Pod) []error {
+func (d *Sidecar) podSecurity(p *corev1.Pod) []error {
 	var errs []error
 	for _, ns := range []struct {
 		field string
@@ -162,7 +162,7 @@ func pick[T any](c, p *T, field string) (*T, string) {
 
 // containerSecurity maps the container's securityContext, merged with the
 // pod's, onto s; it reports every field it refuses.
-func (d *Docker) containerSecurity(p *corev1.Pod, c *corev1.Container, s *spec) []error {
+func (d *Sidecar) containerSecurity(p *corev1.Pod, c *corev1.Container, s *spec) []error {
 	psc := p.Spec.SecurityContext
 	if psc == nil {
 		psc = &corev1.PodSecurityContext{}
@@ -337,7 +337,7 @@ func imageUser(configUser string, want fromImage) (string, error) {
 
 // imageUsers sets the user of the containers whose securityContext needs
 // their image's (pulled by then), refusing those imageUser refuses.
-func (d *Docker) imageUsers(ctx context.Context, p *corev1.Pod, specs []spec) error {
+func (d *Sidecar) imageUsers(ctx context.Context, p *corev1.Pod, specs []spec) error {
 	users := map[string]string{}
 	var errs []error
 	for i := range specs {
@@ -349,7 +349,7 @@ func (d *Docker) imageUsers(ctx context.Context, p *corev1.Pod, specs []spec) er
 		if !ok {
 			res, err := d.api.ImageInspect(ctx, s.image)
 			if err != nil {
-				return unavailable(fmt.Sprintf("pod %s/%s: inspect image %q", p.Namespace, p.Name, s.image), err)
+				return engineError(fmt.Sprintf("pod %s/%s: inspect image %q", p.Namespace, p.Name, s.image), err)
 			}
 			if res.Config != nil {
 				u = res.Config.User
@@ -371,7 +371,7 @@ func (d *Docker) imageUsers(ctx context.Context, p *corev1.Pod, specs []spec) er
 
 // networkMode is the network of the pod's namespace: the host's with
 // hostNetwork (allowed by then), else NetworkMode.
-func (d *Docker) networkMode(p *corev1.Pod) container.NetworkMode {
+func (d *Sidecar) networkMode(p *corev1.Pod) container.NetworkMode {
 	if p.Spec.HostNetwork {
 		return network.NetworkHost
 	}
@@ -382,7 +382,7 @@ func (d *Docker) networkMode(p *corev1.Pod) container.NetworkMode {
 // container ("container:ID", netns), or, for a pod that needs no pause
 // container, the pod's network. A container on the host's IPC namespace
 // (hostIPC) stays there.
-func (d *Docker) join(p *corev1.Pod, s *spec, netns string) {
+func (d *Sidecar) join(p *corev1.Pod, s *spec, netns string) {
 	if netns != "" {
 		s.host.NetworkMode = container.NetworkMode(netns)
 		if s.host.IpcMode == "" {

@@ -46,7 +46,7 @@ func psc(p *corev1.Pod) *corev1.PodSecurityContext {
 	return p.Spec.SecurityContext
 }
 
-func testDocker(t *testing.T, mut func(*Config)) *Docker {
+func testDocker(t *testing.T, mut func(*Config)) *Sidecar {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.DataRootFolder = t.TempDir()
@@ -56,7 +56,7 @@ func testDocker(t *testing.T, mut func(*Config)) *Docker {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	return &Docker{cfg: cfg}
+	return &Sidecar{cfg: cfg}
 }
 
 // mapped is what the securityContext sets of one container.

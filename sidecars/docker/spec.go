@@ -70,7 +70,7 @@ func containerName(uid, name string) string { return "il_" + uid + "_" + name }
 // podSpecs turns a pod into its containers (init containers first, in
 // order) and the data files to write under dataDir (the pod's data
 // directory on the Docker host). Every problem is an api.Invalid error.
-func (d *Docker) podSpecs(data *api.RetrievedPodData, dataDir string) ([]spec, []poddata.File, error) {
+func (d *Sidecar) podSpecs(data *api.RetrievedPodData, dataDir string) ([]spec, []poddata.File, error) {
 	p := &data.Pod
 	vols, files, err := poddata.Volumes(data, poddata.Options{ExportPodData: d.cfg.ExportPodData, AllowedHostPaths: d.cfg.AllowedHostPaths, ContainerModes: true})
 	if err != nil {
@@ -184,7 +184,7 @@ func labels(p *corev1.Pod, name, role string, index int) map[string]string {
 	}
 }
 
-func (d *Docker) containerSpec(p *corev1.Pod, c *corev1.Container, role string, index int, vols map[string]poddata.Volume, dataDir string) (spec, []poddata.File, error) {
+func (d *Sidecar) containerSpec(p *corev1.Pod, c *corev1.Container, role string, index int, vols map[string]poddata.Volume, dataDir string) (spec, []poddata.File, error) {
 	if msgs := validation.IsDNS1123Label(c.Name); len(msgs) > 0 {
 		return spec{}, nil, fmt.Errorf("name %q: %s", c.Name, strings.Join(msgs, "; "))
 	}

@@ -26,7 +26,7 @@ const inspectConcurrency = 8
 // asked (exit codes, times, OOM kills and restarts are only there), and for
 // each running app container its usage (usage.go: a stats call at most
 // every usageEvery).
-func (d *Docker) Status(ctx context.Context, pods []corev1.Pod) ([]api.PodStatus, error) {
+func (d *Sidecar) Status(ctx context.Context, pods []corev1.Pod) ([]api.PodStatus, error) {
 	all, err := d.pods(ctx, "")
 	if err != nil {
 		return nil, err

@@ -25,11 +25,11 @@ import (
 // hijacked exec and attach connections; port-forward to the port in the
 // pod's network namespace.
 
-var _ sidecars.Streamer = (*Docker)(nil)
+var _ sidecars.Streamer = (*Sidecar)(nil)
 
 // ExecStream runs a command in a running container with the stream as its
 // standard streams (a TTY when asked), and returns its exit code.
-func (d *Docker) ExecStream(ctx context.Context, req *api.StreamRequest, sio api.StreamIO) (int, error) {
+func (d *Sidecar) ExecStream(ctx context.Context, req *api.StreamRequest, sio api.StreamIO) (int, error) {
 	c, err := d.runningContainer(ctx, req)
 	if err != nil {
 		return 0, err
@@ -37,11 +37,11 @@ func (d *Docker) ExecStream(ctx context.Context, req *api.StreamRequest, sio api
 	ex, err := d.api.ExecCreate(ctx, c.ID, client.ExecCreateOptions{Cmd: req.Command, TTY: req.TTY,
 		AttachStdin: sio.Stdin != nil, AttachStdout: true, AttachStderr: true})
 	if err != nil {
-		return 0, unavailable("exec in "+req.ContainerName, err)
+		return 0, engineError("exec in "+req.ContainerName, err)
 	}
 	att, err := d.api.ExecAttach(ctx, ex.ID, client.ExecAttachOptions{TTY: req.TTY})
 	if err != nil {
-		return 0, unavailable("exec in "+req.ContainerName, err)
+		return 0, engineError("exec in "+req.ContainerName, err)
 	}
 	resize := func(ctx context.Context, ts api.TermSize) error {
 		_, err := d.api.ExecResize(ctx, ex.ID, client.ExecResizeOptions{Height: uint(ts.Height), Width: uint(ts.Width)})
@@ -63,7 +63,7 @@ func (d *Docker) ExecStream(ctx context.Context, req *api.StreamRequest, sio api
 // Docker has no call for it, so on a local engine its process (and its
 // process group, a shell's jobs) gets SIGHUP, as a closed terminal would
 // send, then SIGKILL. On a remote engine the command runs until it ends.
-func (d *Docker) endExec(execID string) {
+func (d *Sidecar) endExec(execID string) {
 	if !d.localEngine() {
 		d.log.Info("a command exec'd for a client that went away runs on: the engine is remote", "exec", execID)
 		return
@@ -89,7 +89,7 @@ func (d *Docker) endExec(execID string) {
 // Attach joins a running container's standard streams; it returns the
 // container's exit code when it ended, 0 when the client left first.
 // Standard input reaches only a container made with stdin: true.
-func (d *Docker) Attach(ctx context.Context, req *api.StreamRequest, sio api.StreamIO) (int, error) {
+func (d *Sidecar) Attach(ctx context.Context, req *api.StreamRequest, sio api.StreamIO) (int, error) {
 	c, err := d.runningContainer(ctx, req)
 	if err != nil {
 		return 0, err
@@ -104,7 +104,7 @@ func (d *Docker) Attach(ctx context.Context, req *api.StreamRequest, sio api.Str
 	}
 	att, err := d.api.ContainerAttach(ctx, c.ID, client.ContainerAttachOptions{Stream: true, Stdin: sio.Stdin != nil, Stdout: true, Stderr: true})
 	if err != nil {
-		return 0, unavailable("attach to "+req.ContainerName, err)
+		return 0, engineError("attach to "+req.ContainerName, err)
 	}
 	resize := func(ctx context.Context, ts api.TermSize) error {
 		_, err := d.api.ContainerResize(ctx, c.ID, client.ContainerResizeOptions{Height: uint(ts.Height), Width: uint(ts.Width)})
@@ -123,7 +123,7 @@ func (d *Docker) Attach(ctx context.Context, req *api.StreamRequest, sio api.Str
 }
 
 // runningContainer finds req's container, which must be running.
-func (d *Docker) runningContainer(ctx context.Context, req *api.StreamRequest) (container.Summary, error) {
+func (d *Sidecar) runningContainer(ctx context.Context, req *api.StreamRequest) (container.Summary, error) {
 	c, err := d.find(ctx, req.Namespace, req.PodName, req.PodUID, req.ContainerName)
 	if err != nil {
 		return c, err
@@ -138,7 +138,7 @@ func (d *Docker) runningContainer(ctx context.Context, req *api.StreamRequest) (
 // streams until the output ends or ctx does: stdin goes in (then its end,
 // as a half close), the output comes out (multiplexed unless tty), and
 // resizes reach resize (when set).
-func (d *Docker) pump(ctx context.Context, h *client.HijackedResponse, sio api.StreamIO, tty bool, resize func(context.Context, api.TermSize) error) error {
+func (d *Sidecar) pump(ctx context.Context, h *client.HijackedResponse, sio api.StreamIO, tty bool, resize func(context.Context, api.TermSize) error) error {
 	defer h.Close()
 	stop := context.AfterFunc(ctx, h.Close)
 	defer stop()
@@ -170,11 +170,11 @@ func (d *Docker) pump(ctx context.Context, h *client.HijackedResponse, sio api.S
 
 // execExit waits (briefly) for Docker to record an exec's exit code, which
 // comes a moment after its output ends.
-func (d *Docker) execExit(ctx context.Context, execID, name string) (int, error) {
+func (d *Sidecar) execExit(ctx context.Context, execID, name string) (int, error) {
 	for range 20 {
 		res, err := d.api.ExecInspect(ctx, execID, client.ExecInspectOptions{})
 		if err != nil {
-			return 0, unavailable("exec in "+name, err)
+			return 0, engineError("exec in "+name, err)
 		}
 		if !res.Running {
 			return res.ExitCode, nil
@@ -183,13 +183,13 @@ func (d *Docker) execExit(ctx context.Context, execID, name string) (int, error)
 			return 0, err
 		}
 	}
-	return 0, unavailable("exec in "+name, errors.New("the command's output ended but Docker says it still runs"))
+	return 0, engineError("exec in "+name, errors.New("the command's output ended but Docker says it still runs"))
 }
 
 // PortForward connects to req.Port in the pod's network namespace: from
 // inside it when the engine is on this host (a listener on the pod's
 // loopback is reached too), else at the pod's address.
-func (d *Docker) PortForward(ctx context.Context, req *api.StreamRequest) (io.ReadWriteCloser, error) {
+func (d *Sidecar) PortForward(ctx context.Context, req *api.StreamRequest) (io.ReadWriteCloser, error) {
 	pods, err := d.pods(ctx, req.PodUID)
 	if err != nil {
 		return nil, err
@@ -229,7 +229,7 @@ func (d *Docker) PortForward(ctx context.Context, req *api.StreamRequest) (io.Re
 }
 
 // localEngine tells whether dockerd runs on this host (a unix socket).
-func (d *Docker) localEngine() bool {
+func (d *Sidecar) localEngine() bool {
 	u, err := url.Parse(d.cfg.DockerHost)
 	return err == nil && u.Scheme == "unix"
 }

@@ -43,7 +43,7 @@ const (
 // end it records the run's termination message. fresh tells that the
 // container's first run was started by the driver (a run already going on
 // when the sidecar started had its postStart hook run before).
-func (d *Docker) supervise(ctx context.Context, c container.Summary, fresh bool) error {
+func (d *Sidecar) supervise(ctx context.Context, c container.Summary, fresh bool) error {
 	l := lifecycleOf(c.Labels)
 	last, kills := "", 0
 	for {
@@ -112,7 +112,7 @@ func withLabels(cfg *container.Config, labels map[string]string) *container.Conf
 // superviseRun runs the postStart hook (with hook) and the probes of the
 // run in tells until it ends (w) or they fail: the run is then stopped, and
 // why says what failed. An error is the end of ctx.
-func (d *Docker) superviseRun(ctx context.Context, in container.InspectResponse, l lifecycle, w *exitWait, hook bool) (string, error) {
+func (d *Sidecar) superviseRun(ctx context.Context, in container.InspectResponse, l lifecycle, w *exitWait, hook bool) (string, error) {
 	run := in.State.StartedAt
 	d.setProbed(in.ID, func(h *history) { h.run, h.started, h.ready, h.killed, h.backoff = run, false, false, "", "" })
 	rctx, cancel := context.WithCancel(ctx)
@@ -148,7 +148,7 @@ type stopCause struct {
 
 // probeRun runs the hook and probes of one run, telling the sidecar's
 // state what they find; a failure that kills the run is sent on killed.
-func (d *Docker) probeRun(ctx context.Context, in container.InspectResponse, l lifecycle, hook bool, killed chan<- stopCause) {
+func (d *Sidecar) probeRun(ctx context.Context, in container.InspectResponse, l lifecycle, hook bool, killed chan<- stopCause) {
 	id, run := in.ID, in.State.StartedAt
 	update := func(f func(h *history)) {
 		d.setProbed(id, func(h *history) {
@@ -189,7 +189,7 @@ func (d *Docker) probeRun(ctx context.Context, in container.InspectResponse, l l
 // the grace period (grace seconds, within [0, probe.MaxGracePeriodSeconds]) counted from the
 // hook's start; a kill by the sidecar (not a deletion) gives at least
 // minKillGrace after SIGTERM.
-func (d *Docker) stopRun(ctx context.Context, id string, l lifecycle, grace int64, kill bool) error {
+func (d *Sidecar) stopRun(ctx context.Context, id string, l lifecycle, grace int64, kill bool) error {
 	g := min(max(grace, 0), probe.MaxGracePeriodSeconds)
 	deadline := time.Now().Add(time.Duration(g) * time.Second)
 	if h := l.preStop(); h != nil && g > 0 {
@@ -211,7 +211,7 @@ func (d *Docker) stopRun(ctx context.Context, id string, l lifecycle, grace int6
 	_, err := d.api.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: &left})
 	d.observe("stop", t0, err)
 	if err != nil && !cerrdefs.IsNotFound(err) {
-		return unavailable("stop container", err)
+		return engineError("stop container", err)
 	}
 	return nil
 }
@@ -220,7 +220,7 @@ func (d *Docker) stopRun(ctx context.Context, id string, l lifecycle, grace int6
 // termination message is recorded, unless Docker started the container
 // again already; a run the sidecar stopped (why) is started again when the
 // pod's restartPolicy says, after a backoff, and counted as a restart.
-func (d *Docker) afterRun(ctx context.Context, c container.Summary, l lifecycle, run, why string, kills *int) error {
+func (d *Sidecar) afterRun(ctx context.Context, c container.Summary, l lifecycle, run, why string, kills *int) error {
 	id, name := c.ID, c.Labels[LabelContainer]
 	in, err := d.inspect(ctx, id)
 	if err != nil {
@@ -271,7 +271,7 @@ func restartsAfter(h *container.HostConfig, code int) bool {
 // ended (why, if it wrote none), unless recorded already; the run's file
 // is then emptied for the next run, as the kubelet gives each run a new
 // one.
-func (d *Docker) recordEnd(ctx context.Context, in container.InspectResponse, l lifecycle, why string) {
+func (d *Sidecar) recordEnd(ctx context.Context, in container.InspectResponse, l lifecycle, why string) {
 	finished := parseTime(in.State.FinishedAt).Time
 	h := d.historyCopy(in.ID)
 	if why == "" && h.run == in.State.StartedAt {
@@ -293,7 +293,7 @@ func (d *Docker) recordEnd(ctx context.Context, in container.InspectResponse, l 
 
 // clearMessage empties the termination message file of the container that
 // labels tell, for its next run.
-func (d *Docker) clearMessage(labels map[string]string) {
+func (d *Sidecar) clearMessage(labels map[string]string) {
 	name := path.Join(labels[LabelNamespace]+"-"+labels[LabelUID], terminationDir, labels[LabelContainer])
 	if f, err := d.data.OpenFile(name, os.O_WRONLY|os.O_TRUNC, 0); err == nil {
 		_ = f.Close()
@@ -303,7 +303,7 @@ func (d *Docker) clearMessage(labels map[string]string) {
 // target is where the probes and hooks of a run act: commands run in the
 // container through Docker's exec API (their output capped), network
 // handlers reach the address of the pod's network namespace.
-func (d *Docker) target(ctx context.Context, in container.InspectResponse, l lifecycle) probe.Target {
+func (d *Sidecar) target(ctx context.Context, in container.InspectResponse, l lifecycle) probe.Target {
 	name := in.Config.Labels[LabelContainer]
 	t := probe.Target{Ports: l.Ports, Host: noAddress}
 	t.Exec = func(ctx context.Context, cmd []string) (int, []byte, error) {
@@ -346,7 +346,7 @@ func needsAddress(l lifecycle) bool {
 // namespace of the container in: the IP of its pod's holder (the pause
 // container, or itself) on its Docker network, or with hostNetwork the
 // Docker host's own.
-func (d *Docker) podAddress(ctx context.Context, in container.InspectResponse) string {
+func (d *Sidecar) podAddress(ctx context.Context, in container.InspectResponse) string {
 	holder := in
 	mode := container.NetworkMode("")
 	if in.HostConfig != nil {
@@ -375,7 +375,7 @@ func (d *Docker) podAddress(ctx context.Context, in container.InspectResponse) s
 
 // dockerHostAddress is the Docker host's address as the sidecar reaches
 // it: loopback when the engine is on a local socket.
-func (d *Docker) dockerHostAddress() string {
+func (d *Sidecar) dockerHostAddress() string {
 	u, err := url.Parse(d.cfg.DockerHost)
 	if err != nil || u.Scheme == "unix" || u.Scheme == "npipe" {
 		return "127.0.0.1"

@@ -31,7 +31,7 @@ type stopEngine struct {
 	starts int
 }
 
-func (e *stopEngine) serve(t *testing.T) *Docker {
+func (e *stopEngine) serve(t *testing.T) *Sidecar {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Api-Version", "1.41")

@@ -19,7 +19,7 @@ import (
 // stopped container (at most probe.MaxMessageBytes; a path that is not a
 // regular file gives none), or with FallbackToLogsOnError the tail of
 // that run's log when it failed without writing one.
-func (d *Docker) terminationMessage(ctx context.Context, in container.InspectResponse, l lifecycle) string {
+func (d *Sidecar) terminationMessage(ctx context.Context, in container.InspectResponse, l lifecycle) string {
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.APITimeout.Duration)
 	defer cancel()
 	file := d.readMessageFile(ctx, in.ID, l.messagePath())
@@ -29,7 +29,7 @@ func (d *Docker) terminationMessage(ctx context.Context, in container.InspectRes
 
 // readMessageFile reads the file at p in the container through Docker's
 // archive API, which works on stopped containers.
-func (d *Docker) readMessageFile(ctx context.Context, id, p string) []byte {
+func (d *Sidecar) readMessageFile(ctx context.Context, id, p string) []byte {
 	res, err := d.api.CopyFromContainer(ctx, id, client.CopyFromContainerOptions{SourcePath: p})
 	if err != nil {
 		return nil
@@ -52,7 +52,7 @@ func messageFromTar(r io.Reader, name string) []byte {
 
 // logTail is the end of the log of the run in tells (at most
 // probe.MaxLogMessageBytes), for FallbackToLogsOnError.
-func (d *Docker) logTail(ctx context.Context, in container.InspectResponse) []byte {
+func (d *Sidecar) logTail(ctx context.Context, in container.InspectResponse) []byte {
 	opts := client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: fmt.Sprint(probe.MaxLogMessageLines)}
 	// The run's lines, as kubectl logs shows them: never cut at its start,
 	// which Docker records after the process may have written (and Docker

@@ -50,7 +50,7 @@ type usageCache struct {
 // usageOf is the usage of the run of c (Docker's StartedAt) now running:
 // its cached sample if one was asked for less than usageEvery ago, else a
 // new one; nil when Docker gives none.
-func (d *Docker) usageOf(ctx context.Context, c container.Summary, run string) *usageSample {
+func (d *Sidecar) usageOf(ctx context.Context, c container.Summary, run string) *usageSample {
 	d.mu.Lock()
 	if e := d.usage[c.ID]; e != nil && e.run == run && time.Since(e.tried) < d.usageEvery {
 		defer d.mu.Unlock()
@@ -68,7 +68,7 @@ func (d *Docker) usageOf(ctx context.Context, c container.Summary, run string) *
 
 // takeSample asks Docker for the figures of c's run and caches them, with
 // the rate since the run's previous sample.
-func (d *Docker) takeSample(ctx context.Context, c container.Summary, run string) *usageSample {
+func (d *Sidecar) takeSample(ctx context.Context, c container.Summary, run string) *usageSample {
 	tried := time.Now()
 	st, err := d.stats(ctx, c.ID)
 	var s *usageSample
@@ -101,7 +101,7 @@ func (d *Docker) takeSample(ctx context.Context, c container.Summary, run string
 // stats is one sample of Docker's stats of container id, taken at once
 // (one-shot: without the second read Docker otherwise makes a second
 // later for its precpu figures).
-func (d *Docker) stats(ctx context.Context, id string) (container.StatsResponse, error) {
+func (d *Sidecar) stats(ctx context.Context, id string) (container.StatsResponse, error) {
 	start := time.Now()
 	var st container.StatsResponse
 	res, err := d.api.ContainerStats(ctx, id, client.ContainerStatsOptions{Stream: false, IncludePreviousSample: false})
@@ -181,7 +181,7 @@ func podUsage(cs []container.Summary, samples []*usageSample) *api.PodUsage {
 }
 
 // dropUsage forgets the samples of containers that stopped or are gone.
-func (d *Docker) dropUsage(ids ...string) {
+func (d *Sidecar) dropUsage(ids ...string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, id := range ids {
@@ -192,7 +192,7 @@ func (d *Docker) dropUsage(ids ...string) {
 // pruneUsage forgets the samples of the containers not in all (every
 // container of the sidecar's pods, as listed), should a destroy event have
 // been missed.
-func (d *Docker) pruneUsage(all map[string][]container.Summary) {
+func (d *Sidecar) pruneUsage(all map[string][]container.Summary) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if len(d.usage) == 0 {

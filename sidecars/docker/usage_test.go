@@ -52,7 +52,7 @@ func (e *statsEngine) find(id string) *fakeCtr {
 	return nil
 }
 
-func (e *statsEngine) serve(t *testing.T) *Docker {
+func (e *statsEngine) serve(t *testing.T) *Sidecar {
 	t.Helper()
 	e.calls = map[string]int{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -187,7 +187,7 @@ func newStatsEngine() *statsEngine {
 	}}
 }
 
-func statusUsage(t *testing.T, d *Docker) *api.PodUsage {
+func statusUsage(t *testing.T, d *Sidecar) *api.PodUsage {
 	t.Helper()
 	st, err := d.Status(context.Background(), []corev1.Pod{usagePod})
 	if err != nil {

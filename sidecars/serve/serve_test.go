@@ -53,8 +53,8 @@ func (c *testConfig) Validate() error {
 // plugin answers every status with job-<name>; it counts its Close calls.
 type plugin struct{ closed atomic.Int32 }
 
-func (p *plugin) Create(_ context.Context, d *api.RetrievedPodData) (api.CreateStruct, error) {
-	return api.CreateStruct{PodUID: string(d.Pod.UID), PodJID: "job-" + d.Pod.Name}, nil
+func (p *plugin) Create(_ context.Context, d *api.RetrievedPodData) (api.CreateResult, error) {
+	return api.CreateResult{PodUID: string(d.Pod.UID), PodJID: "job-" + d.Pod.Name}, nil
 }
 
 func (p *plugin) Delete(context.Context, *corev1.Pod) error { return nil }
@@ -67,7 +67,7 @@ func (p *plugin) Status(_ context.Context, pods []corev1.Pod) ([]api.PodStatus, 
 	return out, nil
 }
 
-func (p *plugin) Logs(context.Context, *api.LogStruct) (io.ReadCloser, error) {
+func (p *plugin) Logs(context.Context, *api.LogRequest) (io.ReadCloser, error) {
 	return io.NopCloser(strings.NewReader("log\n")), nil
 }
 

@@ -102,7 +102,7 @@ func (s *suite) ctx(t *testing.T) context.Context {
 	return ctx
 }
 
-func (s *suite) create(ctx context.Context, t *testing.T, pod *corev1.Pod) api.CreateStruct {
+func (s *suite) create(ctx context.Context, t *testing.T, pod *corev1.Pod) api.CreateResult {
 	t.Helper()
 	res, err := s.c.Create(ctx, &api.RetrievedPodData{Pod: *pod, Containers: []api.RetrievedContainer{{Name: "main"}}})
 	if err != nil {
@@ -139,7 +139,7 @@ func (s *suite) waitTerminated(ctx context.Context, t *testing.T, pod *corev1.Po
 
 func (s *suite) readLogs(ctx context.Context, t *testing.T, pod *corev1.Pod, opts api.ContainerLogOpts) string {
 	t.Helper()
-	rc, err := s.c.Logs(ctx, &api.LogStruct{Namespace: pod.Namespace, PodUID: string(pod.UID), PodName: pod.Name, ContainerName: "main", Opts: opts})
+	rc, err := s.c.Logs(ctx, &api.LogRequest{Namespace: pod.Namespace, PodUID: string(pod.UID), PodName: pod.Name, ContainerName: "main", Opts: opts})
 	if err != nil {
 		t.Fatalf("logs %s: %v", pod.Name, err)
 	}
@@ -182,7 +182,7 @@ func (s *suite) lifecycle(t *testing.T) {
 	if len(st2) != 0 {
 		t.Errorf("status after delete returned %+v, want the pod left out", st2)
 	}
-	if _, err := s.c.Logs(ctx, &api.LogStruct{Namespace: pod.Namespace, PodUID: string(pod.UID), PodName: pod.Name, ContainerName: "main"}); !api.IsNotFound(err) {
+	if _, err := s.c.Logs(ctx, &api.LogRequest{Namespace: pod.Namespace, PodUID: string(pod.UID), PodName: pod.Name, ContainerName: "main"}); !api.IsNotFound(err) {
 		t.Errorf("logs after delete: %v, want NotFound", err)
 	}
 }
@@ -217,7 +217,7 @@ func (s *suite) unknownPod(t *testing.T) {
 	if err := s.c.Delete(ctx, pod); !api.IsNotFound(err) {
 		t.Errorf("delete of unknown pod: %v, want NotFound", err)
 	}
-	if _, err := s.c.Logs(ctx, &api.LogStruct{Namespace: pod.Namespace, PodUID: string(pod.UID), PodName: pod.Name, ContainerName: "main"}); !api.IsNotFound(err) {
+	if _, err := s.c.Logs(ctx, &api.LogRequest{Namespace: pod.Namespace, PodUID: string(pod.UID), PodName: pod.Name, ContainerName: "main"}); !api.IsNotFound(err) {
 		t.Errorf("logs of unknown pod: %v, want NotFound", err)
 	}
 	st, err := s.c.Status(ctx, []corev1.Pod{*pod})
@@ -267,7 +267,7 @@ func (s *suite) followLogs(t *testing.T) {
 	s.create(ctx, t, pod)
 	done := make(chan string, 1)
 	go func() {
-		rc, err := s.c.Logs(ctx, &api.LogStruct{Namespace: pod.Namespace, PodUID: string(pod.UID), PodName: pod.Name, ContainerName: "main", Opts: api.ContainerLogOpts{Follow: true}})
+		rc, err := s.c.Logs(ctx, &api.LogRequest{Namespace: pod.Namespace, PodUID: string(pod.UID), PodName: pod.Name, ContainerName: "main", Opts: api.ContainerLogOpts{Follow: true}})
 		if err != nil {
 			done <- "error: " + err.Error()
 			return

@@ -50,7 +50,7 @@ const (
 )
 
 // Sim is the simulated sidecar.
-type Sim struct {
+type Sidecar struct {
 	cfg  Config
 	now  func() time.Time
 	seq  atomic.Uint64
@@ -61,17 +61,17 @@ type Sim struct {
 }
 
 var (
-	_ sidecars.Plugin = (*Sim)(nil)
-	_ sidecars.Pinger = (*Sim)(nil)
-	_ sidecars.Execer = (*Sim)(nil)
+	_ sidecars.Plugin = (*Sidecar)(nil)
+	_ sidecars.Pinger = (*Sidecar)(nil)
+	_ sidecars.Execer = (*Sidecar)(nil)
 )
 
 // New returns a simulated sidecar.
-func New(cfg Config) (*Sim, error) {
+func New(cfg Config) (*Sidecar, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("sim config: %w", err)
 	}
-	s := &Sim{cfg: cfg, now: time.Now, pods: make(map[types.UID]*pod), counts: newCounters(time.Now(), cfg.Faults)}
+	s := &Sidecar{cfg: cfg, now: time.Now, pods: make(map[types.UID]*pod), counts: newCounters(time.Now(), cfg.Faults)}
 	if err := s.load(); err != nil {
 		return nil, err
 	}
@@ -79,7 +79,7 @@ func New(cfg Config) (*Sim, error) {
 }
 
 // Len returns the number of pods held.
-func (s *Sim) Len() int {
+func (s *Sidecar) Len() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return len(s.pods)
@@ -87,7 +87,7 @@ func (s *Sim) Len() int {
 
 // Create implements sidecars.Plugin; it is idempotent by pod UID, unless
 // OriginalPlugin: then a pod held gets another job (a duplicate).
-func (s *Sim) Create(_ context.Context, data *api.RetrievedPodData) (api.CreateStruct, error) {
+func (s *Sidecar) Create(_ context.Context, data *api.RetrievedPodData) (api.CreateResult, error) {
 	s.counts.add(&s.counts.creates, 1)
 	p := &data.Pod
 	var outcome uint8
@@ -99,19 +99,19 @@ func (s *Sim) Create(_ context.Context, data *api.RetrievedPodData) (api.CreateS
 	case OutcomeRunning:
 		outcome = runForever
 	case OutcomeCreateError:
-		return api.CreateStruct{}, api.Unavailable("simulated create error for pod %s/%s", p.Namespace, p.Name)
+		return api.CreateResult{}, api.Unavailable("simulated create error for pod %s/%s", p.Namespace, p.Name)
 	default:
-		return api.CreateStruct{}, api.Invalid("annotation %s=%q: want %s, %s, %s or %s",
+		return api.CreateResult{}, api.Invalid("annotation %s=%q: want %s, %s, %s or %s",
 			AnnotationOutcome, o, OutcomeSucceeded, OutcomeFailed, OutcomeRunning, OutcomeCreateError)
 	}
 	if err := api.RequireContainers(p); err != nil {
-		return api.CreateStruct{}, err
+		return api.CreateResult{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if old, ok := s.pods[p.UID]; ok {
 		if !s.cfg.OriginalPlugin {
-			return api.CreateStruct{PodUID: string(p.UID), PodJID: old.jid}, nil
+			return api.CreateResult{PodUID: string(p.UID), PodJID: old.jid}, nil
 		}
 		s.counts.add(&s.counts.duplicates, 1)
 	}
@@ -123,7 +123,7 @@ func (s *Sim) Create(_ context.Context, data *api.RetrievedPodData) (api.CreateS
 		data:           summarize(data.Containers),
 	}
 	s.pods[p.UID] = np
-	return api.CreateStruct{PodUID: string(p.UID), PodJID: np.jid}, nil
+	return api.CreateResult{PodUID: string(p.UID), PodJID: np.jid}, nil
 }
 
 // summarize lists what each container received, as
@@ -175,7 +175,7 @@ func names(cs []corev1.Container) []string {
 }
 
 // Delete implements sidecars.Plugin.
-func (s *Sim) Delete(_ context.Context, p *corev1.Pod) error {
+func (s *Sidecar) Delete(_ context.Context, p *corev1.Pod) error {
 	s.counts.add(&s.counts.deletes, 1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -187,7 +187,7 @@ func (s *Sim) Delete(_ context.Context, p *corev1.Pod) error {
 }
 
 // Status implements sidecars.Plugin.
-func (s *Sim) Status(_ context.Context, pods []corev1.Pod) ([]api.PodStatus, error) {
+func (s *Sidecar) Status(_ context.Context, pods []corev1.Pod) ([]api.PodStatus, error) {
 	s.counts.mu.Lock()
 	s.counts.statuses++
 	s.counts.statusPods += uint64(len(pods))
@@ -207,20 +207,20 @@ func (s *Sim) Status(_ context.Context, pods []corev1.Pod) ([]api.PodStatus, err
 }
 
 // phase times of a pod.
-func (s *Sim) times(p *pod) (start, end time.Time) {
+func (s *Sidecar) times(p *pod) (start, end time.Time) {
 	start = p.created.Add(s.cfg.PendingDelay.Duration)
 	end = start.Add(s.cfg.RunDuration.Duration)
 	return start, end
 }
 
-func (s *Sim) exitCode(p *pod) int32 {
+func (s *Sidecar) exitCode(p *pod) int32 {
 	if p.outcome == fail {
 		return 1
 	}
 	return 0
 }
 
-func (s *Sim) status(uid types.UID, p *pod, now time.Time) api.PodStatus {
+func (s *Sidecar) status(uid types.UID, p *pod, now time.Time) api.PodStatus {
 	start, end := s.times(p)
 	st := api.PodStatus{PodName: p.name, PodUID: string(uid), PodNamespace: p.namespace, JobID: p.jid}
 	for _, n := range p.initContainers {
@@ -258,7 +258,7 @@ func (s *Sim) status(uid types.UID, p *pod, now time.Time) api.PodStatus {
 
 // Exec implements sidecars.Execer: it runs nothing, and writes one line
 // naming the command. The command "false" exits with 1, any other with 0.
-func (s *Sim) Exec(_ context.Context, req *api.ExecRequest, out io.Writer) (int, error) {
+func (s *Sidecar) Exec(_ context.Context, req *api.ExecRequest, out io.Writer) (int, error) {
 	s.mu.RLock()
 	p, ok := s.pods[types.UID(req.PodUID)]
 	s.mu.RUnlock()
@@ -278,14 +278,14 @@ func (s *Sim) Exec(_ context.Context, req *api.ExecRequest, out io.Writer) (int,
 }
 
 // Ping implements sidecars.Pinger.
-func (s *Sim) Ping(context.Context) (api.PingResponse, error) {
+func (s *Sidecar) Ping(context.Context) (api.PingResponse, error) {
 	s.counts.add(&s.counts.pings, 1)
 	return api.PingResponse{Status: api.PingOK, Resources: &api.Resources{CPU: s.cfg.CPU, Memory: s.cfg.Memory, Pods: s.cfg.Pods}}, nil
 }
 
 // Logs implements sidecars.Plugin with synthetic lines: one at start, one
 // every LogInterval while running, one at exit.
-func (s *Sim) Logs(ctx context.Context, req *api.LogStruct) (io.ReadCloser, error) {
+func (s *Sidecar) Logs(ctx context.Context, req *api.LogRequest) (io.ReadCloser, error) {
 	s.mu.RLock()
 	p, ok := s.pods[types.UID(req.PodUID)]
 	s.mu.RUnlock()
@@ -323,8 +323,8 @@ func contains(list []string, s string) bool {
 
 // logGen writes a container's synthetic log, honoring the log options.
 type logGen struct {
-	sim        *Sim
-	req        *api.LogStruct
+	sim        *Sidecar
+	req        *api.LogRequest
 	start, end time.Time // end is zero for a container that never ends
 	code       int32
 	data       string // what the container received, if anything
@@ -421,7 +421,7 @@ func (g *logGen) write(ctx context.Context, w io.Writer) error {
 	}
 }
 
-func (s *Sim) has(uid types.UID) bool {
+func (s *Sidecar) has(uid types.UID) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	_, ok := s.pods[uid]

@@ -22,7 +22,7 @@ type fakeClock struct{ t time.Time }
 
 func (c *fakeClock) now() time.Time { return c.t }
 
-func newSim(t testing.TB) (*Sim, *fakeClock) {
+func newSim(t testing.TB) (*Sidecar, *fakeClock) {
 	t.Helper()
 	s, err := New(testConfig())
 	if err != nil {
@@ -96,7 +96,7 @@ func TestLogOptions(t *testing.T) {
 	}
 	clock.t = clock.t.Add(time.Minute)
 	read := func(o api.ContainerLogOpts) string {
-		rc, err := s.Logs(ctx, &api.LogStruct{Namespace: "ns", PodName: "p", PodUID: string(p.UID), ContainerName: "main", Opts: o})
+		rc, err := s.Logs(ctx, &api.LogRequest{Namespace: "ns", PodName: "p", PodUID: string(p.UID), ContainerName: "main", Opts: o})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -120,7 +120,7 @@ func TestLogOptions(t *testing.T) {
 	if since := read(api.ContainerLogOpts{SinceTime: clock.t.Add(-time.Minute + 320*time.Millisecond)}); strings.Count(since, "\n") != 3 {
 		t.Errorf("since: %q", since)
 	}
-	if _, err := s.Logs(ctx, &api.LogStruct{Namespace: "ns", PodName: "p", PodUID: string(p.UID), ContainerName: "nope"}); !api.IsNotFound(err) {
+	if _, err := s.Logs(ctx, &api.LogRequest{Namespace: "ns", PodName: "p", PodUID: string(p.UID), ContainerName: "nope"}); !api.IsNotFound(err) {
 		t.Errorf("unknown container: %v", err)
 	}
 }

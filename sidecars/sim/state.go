@@ -30,7 +30,7 @@ type savedState struct {
 }
 
 // load reads the state file, if there is one.
-func (s *Sim) load() error {
+func (s *Sidecar) load() error {
 	if s.cfg.StateFile == "" {
 		return nil
 	}
@@ -54,7 +54,7 @@ func (s *Sim) load() error {
 }
 
 // Save writes the jobs to the state file (atomically), if one is set.
-func (s *Sim) Save() error {
+func (s *Sidecar) Save() error {
 	if s.cfg.StateFile == "" {
 		return nil
 	}

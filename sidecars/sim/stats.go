@@ -92,11 +92,11 @@ func (c *counters) add(field *uint64, n uint64) {
 }
 
 // Stats returns the current counts.
-func (s *Sim) Stats() Stats {
+func (s *Sidecar) Stats() Stats {
 	return s.stats(false, false)
 }
 
-func (s *Sim) stats(pods, perSecond bool) Stats {
+func (s *Sidecar) stats(pods, perSecond bool) Stats {
 	st := Stats{JobsCreated: s.seq.Load(), PodsHeld: s.Len()}
 	c := s.counts
 	c.mu.Lock()
@@ -126,7 +126,7 @@ func (s *Sim) stats(pods, perSecond bool) Stats {
 }
 
 // SetFaults replaces the faults; their Start counts from now.
-func (s *Sim) SetFaults(f Faults) error {
+func (s *Sidecar) SetFaults(f Faults) error {
 	if err := f.Validate(); err != nil {
 		return err
 	}
@@ -180,7 +180,7 @@ func (c *counters) leave(path string) {
 
 // Handler serves the wire protocol (protocol, from sidecars.NewHandler),
 // with the configured faults and call counts, and the sim's own paths.
-func (s *Sim) Handler(protocol http.Handler) http.Handler {
+func (s *Sidecar) Handler(protocol http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	if s.cfg.OriginalPlugin {
 		protocol = withoutVersion(s.originalPing(protocol))
@@ -213,7 +213,7 @@ func (s *Sim) Handler(protocol http.Handler) http.Handler {
 }
 
 // faulty counts each call and applies the faults in force when it arrives.
-func (s *Sim) faulty(next http.Handler) http.Handler {
+func (s *Sidecar) faulty(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		path := countedPath(r.URL.Path)
 		now := s.now()
@@ -255,7 +255,7 @@ func countedPath(path string) string {
 // originalPing answers a ping (a status call for no pod) as the kind of
 // original plugin OriginalPing names; an object is the PingResponse of
 // Ping, as ours.
-func (s *Sim) originalPing(next http.Handler) http.Handler {
+func (s *Sidecar) originalPing(next http.Handler) http.Handler {
 	var body string
 	switch s.cfg.OriginalPing {
 	case PingArray:

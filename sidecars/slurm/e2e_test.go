@@ -102,7 +102,7 @@ func runMain(m *testing.M) int {
 
 // newSidecar returns a SLURM sidecar running containers with Charliecloud,
 // its data and state under a fresh directory (or stateDir, to restart one).
-func newSidecar(t testing.TB, stateDir string) *Slurm {
+func newSidecar(t testing.TB, stateDir string) *Sidecar {
 	t.Helper()
 	if stateDir == "" {
 		stateDir = t.TempDir()
@@ -146,7 +146,7 @@ func e2ePod(name string, cmds ...string) *api.RetrievedPodData {
 	return data
 }
 
-func create(t *testing.T, s *Slurm, d *api.RetrievedPodData) string {
+func create(t *testing.T, s *Sidecar, d *api.RetrievedPodData) string {
 	t.Helper()
 	res, err := s.Create(context.Background(), d)
 	if err != nil {
@@ -157,7 +157,7 @@ func create(t *testing.T, s *Slurm, d *api.RetrievedPodData) string {
 }
 
 // waitFor polls the pod's status until ok says so.
-func waitFor(t *testing.T, s *Slurm, p *corev1.Pod, timeout time.Duration, what string, ok func(api.PodStatus) bool) api.PodStatus {
+func waitFor(t *testing.T, s *Sidecar, p *corev1.Pod, timeout time.Duration, what string, ok func(api.PodStatus) bool) api.PodStatus {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last api.PodStatus
@@ -184,9 +184,9 @@ func terminated(st api.PodStatus) bool {
 	return len(st.Containers) > 0
 }
 
-func logs(t *testing.T, s *Slurm, p *corev1.Pod, container string, opts api.ContainerLogOpts) string {
+func logs(t *testing.T, s *Sidecar, p *corev1.Pod, container string, opts api.ContainerLogOpts) string {
 	t.Helper()
-	rc, err := s.Logs(context.Background(), &api.LogStruct{Namespace: p.Namespace, PodUID: string(p.UID), PodName: p.Name, ContainerName: container, Opts: opts})
+	rc, err := s.Logs(context.Background(), &api.LogRequest{Namespace: p.Namespace, PodUID: string(p.UID), PodName: p.Name, ContainerName: container, Opts: opts})
 	if err != nil {
 		t.Fatalf("logs %s/%s: %v", p.Name, container, err)
 	}

@@ -18,7 +18,7 @@ import (
 	"github.com/seed-3f807049/interlink/sidecars/slurm/prober"
 )
 
-var _ sidecars.Execer = (*Slurm)(nil)
+var _ sidecars.Execer = (*Sidecar)(nil)
 
 // Exec runs a command in a running container of a pod (kubectl exec): srun
 // joins the pod's job on its node (--overlap, beside its containers), where
@@ -26,7 +26,7 @@ var _ sidecars.Execer = (*Slurm)(nil)
 // (nsenter into its namespaces, or podman exec) and runs the command there,
 // never on the host. Its output streams to out; the command's exit code is
 // returned (126 when the container could not be entered).
-func (s *Slurm) Exec(ctx context.Context, req *api.ExecRequest, out io.Writer) (int, error) {
+func (s *Sidecar) Exec(ctx context.Context, req *api.ExecRequest, out io.Writer) (int, error) {
 	if len(req.Command) == 0 {
 		return 0, api.Invalid("exec in pod %s/%s: no command", req.Namespace, req.PodName)
 	}
@@ -41,7 +41,7 @@ func (s *Slurm) Exec(ctx context.Context, req *api.ExecRequest, out io.Writer) (
 // that runs a command inside a running container of a pod: srun joins the
 // job (with srunOpts), interlink-prober enters the container (with
 // proberOpts).
-func (s *Slurm) execArgv(namespace, podName, uid, container string, srunOpt string, proberOpts []string) ([]string, error) {
+func (s *Sidecar) execArgv(namespace, podName, uid, container string, srunOpt string, proberOpts []string) ([]string, error) {
 	rec, ok := s.store.get(uid)
 	if !ok {
 		return nil, api.NotFound("pod %s/%s (uid %s) not found", namespace, podName, uid)

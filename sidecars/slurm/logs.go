@@ -17,7 +17,7 @@ import (
 // Logs streams one container's log: each line of containers/NAME.log is
 // "TIME TEXT", as the job script wrote it, so every option of kubectl logs
 // (tail, limit bytes, since, timestamps, follow) is honored here.
-func (s *Slurm) Logs(ctx context.Context, req *api.LogStruct) (io.ReadCloser, error) {
+func (s *Sidecar) Logs(ctx context.Context, req *api.LogRequest) (io.ReadCloser, error) {
 	rec, ok := s.store.get(req.PodUID)
 	if !ok {
 		return nil, api.NotFound("pod %s/%s (uid %s) not found", req.Namespace, req.PodName, req.PodUID)
@@ -45,9 +45,9 @@ func (s *Slurm) Logs(ctx context.Context, req *api.LogStruct) (io.ReadCloser, er
 }
 
 type logWriter struct {
-	s      *Slurm
+	s      *Sidecar
 	rec    record
-	req    *api.LogStruct
+	req    *api.LogRequest
 	name   string
 	w      io.Writer
 	budget int

@@ -17,7 +17,7 @@ type metrics struct {
 
 // Register adds the sidecar's metrics to reg: Slurm command latency and
 // errors, submission latency, and the jobs it holds by state.
-func (s *Slurm) Register(reg prometheus.Registerer) error {
+func (s *Sidecar) Register(reg prometheus.Registerer) error {
 	m := &metrics{
 		commandDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "interlink_slurm_command_duration_seconds", Help: "Duration of the Slurm commands the sidecar runs.",
@@ -54,7 +54,7 @@ func (s *Slurm) Register(reg prometheus.Registerer) error {
 
 // jobsCollector counts the store's records by state at scrape time.
 type jobsCollector struct {
-	s    *Slurm
+	s    *Sidecar
 	desc *prometheus.Desc
 }
 

@@ -623,7 +623,7 @@ func TestResourceScriptAndTaints(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.CommandTimeout = config.D(2 * time.Second)
 	cfg.Taints = []api.Taint{{Key: "site/slurm", Value: "x", Effect: "NoSchedule"}}
-	s := &Slurm{cfg: cfg, cmd: newCommands(&cfg)}
+	s := &Sidecar{cfg: cfg, cmd: newCommands(&cfg)}
 	s.cfg.ResourceScriptPath = script("ok.sh", `echo '{"resources": {"cpu": "128", "memory": "512Gi", "pods": "1000"}}'`)
 	resp, err := s.Ping(context.Background())
 	if err != nil {
@@ -738,7 +738,7 @@ func TestJobFilesFollowNoSymlink(t *testing.T) {
 	}
 	logs := func(container string) string {
 		t.Helper()
-		rc, err := s.Logs(context.Background(), &api.LogStruct{Namespace: "team-a", PodUID: testUID, PodName: "web", ContainerName: container})
+		rc, err := s.Logs(context.Background(), &api.LogRequest{Namespace: "team-a", PodUID: testUID, PodName: "web", ContainerName: container})
 		if err != nil {
 			return err.Error()
 		}
@@ -827,7 +827,7 @@ func TestResourceScriptChildHoldsOutput(t *testing.T) {
 	dir := t.TempDir()
 	cfg := DefaultConfig()
 	cfg.CommandTimeout = config.D(500 * time.Millisecond)
-	s := &Slurm{cfg: cfg, cmd: newCommands(&cfg)}
+	s := &Sidecar{cfg: cfg, cmd: newCommands(&cfg)}
 	for name, body := range map[string]string{
 		"background.sh": `sleep 30 & echo '{"resources": {"cpu": "1"}}'`,
 		"foreground.sh": `sleep 30`,

@@ -27,7 +27,7 @@ type sinfoNode struct {
 // Ping reports the cluster's free CPUs, memory and GPUs, summed over the
 // nodes that take jobs (or what ResourceScriptPath says), and the
 // configured Taints.
-func (s *Slurm) Ping(ctx context.Context) (api.PingResponse, error) {
+func (s *Sidecar) Ping(ctx context.Context) (api.PingResponse, error) {
 	var resp api.PingResponse
 	var err error
 	if s.cfg.ResourceScriptPath != "" {
@@ -44,7 +44,7 @@ func (s *Slurm) Ping(ctx context.Context) (api.PingResponse, error) {
 
 // resourceScript runs ResourceScriptPath and reads its standard output, a
 // ping reply, within CommandTimeout and MaxPingReply bytes.
-func (s *Slurm) resourceScript(ctx context.Context) (api.PingResponse, error) {
+func (s *Sidecar) resourceScript(ctx context.Context) (api.PingResponse, error) {
 	out, err := s.cmd.runCapped(ctx, api.MaxPingReply, s.cfg.ResourceScriptPath)
 	if err != nil {
 		return api.PingResponse{}, api.Unavailable("ResourceScriptPath: %w", err)
@@ -61,7 +61,7 @@ func (s *Slurm) resourceScript(ctx context.Context) (api.PingResponse, error) {
 }
 
 // sinfoResources sums the free resources of the nodes sinfo lists.
-func (s *Slurm) sinfoResources(ctx context.Context) (api.PingResponse, error) {
+func (s *Sidecar) sinfoResources(ctx context.Context) (api.PingResponse, error) {
 	out, err := s.cmd.run(ctx, s.cfg.SinfoPath, "--json")
 	if err != nil {
 		return api.PingResponse{}, fmt.Errorf("sinfo: %w", err)

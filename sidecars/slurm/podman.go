@@ -43,7 +43,7 @@ func podmanImages(pod *corev1.Pod, inits, mains []*container) []podmanImage {
 // api.ImageNotFound: the VK shows the pod as a kubelet shows a failed pull
 // (ErrImagePull, ImagePullBackOff) and creates it again later. podman
 // failing otherwise is Unavailable.
-func (s *Slurm) checkPodmanImages(ctx context.Context, pod *corev1.Pod, images []podmanImage) error {
+func (s *Sidecar) checkPodmanImages(ctx context.Context, pod *corev1.Pod, images []podmanImage) error {
 	var errs []error
 	done := map[string]error{}
 	for _, im := range images {
@@ -68,7 +68,7 @@ func (s *Slurm) checkPodmanImages(ctx context.Context, pod *corev1.Pod, images [
 }
 
 // podmanImage checks one image: podman image exists, then podman pull.
-func (s *Slurm) podmanImage(ctx context.Context, im podmanImage) error {
+func (s *Sidecar) podmanImage(ctx context.Context, im podmanImage) error {
 	_, err := s.cmd.run(ctx, s.cfg.PodmanPath, "image", "exists", "--", im.image)
 	var ce *cmdError
 	switch {
@@ -92,7 +92,7 @@ func (s *Slurm) podmanImage(ctx context.Context, im podmanImage) error {
 func containerID(uid types.UID, name string) string { return "il-" + string(uid) + "-" + name }
 
 // podmanPod tells whether the pod's containers run with podman.
-func (s *Slurm) podmanPod(p *corev1.Pod) bool {
+func (s *Sidecar) podmanPod(p *corev1.Pod) bool {
 	rt := s.cfg.Runtime
 	if r, ok := p.Annotations[AnnotationRuntime]; ok {
 		rt = r
@@ -104,7 +104,7 @@ func (s *Slurm) podmanPod(p *corev1.Pod) bool {
 // storage: a job killed at once (over its memory limit, SIGKILL) leaves
 // them there, with their mounts, since no podman process lived to remove
 // them. A failure is logged: the pod is gone either way.
-func (s *Slurm) removePodmanContainers(ctx context.Context, p *corev1.Pod) {
+func (s *Sidecar) removePodmanContainers(ctx context.Context, p *corev1.Pod) {
 	args := []string{s.cfg.PodmanPath, "rm", "--force", "--ignore", "--time=0", "--"}
 	for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
 		for _, c := range cs {

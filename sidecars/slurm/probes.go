@@ -350,7 +350,7 @@ func (b *builder) podProbes(inits, mains []*container) podProbes {
 }
 
 // writeSpec writes the prober's spec in the pod's directory (mode 0600).
-func (s *Slurm) writeSpec(dir string, spec []byte) error {
+func (s *Sidecar) writeSpec(dir string, spec []byte) error {
 	if spec == nil {
 		return nil
 	}
@@ -373,7 +373,7 @@ var stopPoll = time.Second
 // deletion's, when shorter than the pod's), and false when there is
 // nothing to stop gracefully: the job is pending (no container runs),
 // ended, unknown, or does not answer (it is then left to scancel).
-func (s *Slurm) signalStop(ctx context.Context, rec *record, p *corev1.Pod) (time.Duration, bool) {
+func (s *Sidecar) signalStop(ctx context.Context, rec *record, p *corev1.Pod) (time.Duration, bool) {
 	secs := rec.StopGrace
 	if g := p.DeletionGracePeriodSeconds; g != nil && *g >= 0 && *g < secs {
 		secs = *g
@@ -395,7 +395,7 @@ func (s *Slurm) signalStop(ctx context.Context, rec *record, p *corev1.Pod) (tim
 }
 
 // waitStopped waits for a signaled job to end, until ctx does.
-func (s *Slurm) waitStopped(ctx context.Context, rec *record) {
+func (s *Sidecar) waitStopped(ctx context.Context, rec *record) {
 	log := s.log.With("pod", rec.Name, "namespace", rec.Namespace, "uid", rec.UID, "job_id", rec.JobID)
 	start := time.Now()
 	t := time.NewTicker(stopPoll)

@@ -29,7 +29,7 @@ import (
 )
 
 // Slurm is the SLURM sidecar.
-type Slurm struct {
+type Sidecar struct {
 	cfg   Config
 	log   *slog.Logger
 	cmd   *commands
@@ -62,14 +62,14 @@ type Slurm struct {
 }
 
 var (
-	_ sidecars.Plugin = (*Slurm)(nil)
-	_ sidecars.Pinger = (*Slurm)(nil)
+	_ sidecars.Plugin = (*Sidecar)(nil)
+	_ sidecars.Pinger = (*Sidecar)(nil)
 )
 
 // New opens the state store and the data root, and cancels the jobs an
 // interrupted submission left (within ctx and CommandTimeout). The graceful
 // stops it resumes outlive ctx: Close ends them.
-func New(ctx context.Context, cfg Config, log *slog.Logger) (*Slurm, error) {
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Sidecar, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("slurm config: %w", err)
 	}
@@ -119,7 +119,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Slurm, error) {
 	for _, w := range cfg.Warnings() {
 		log.Warn("config key without effect", "detail", w)
 	}
-	s := &Slurm{cfg: cfg, log: log, cmd: newCommands(&cfg), store: st, root: root, rootDir: rootDir, lock: lock, missing: missing, jobTemplate: tmpl}
+	s := &Sidecar{cfg: cfg, log: log, cmd: newCommands(&cfg), store: st, root: root, rootDir: rootDir, lock: lock, missing: missing, jobTemplate: tmpl}
 	s.bgCtx, s.stopAll = context.WithCancel(context.WithoutCancel(ctx))
 	log.Info("slurm sidecar state loaded", "pods", st.len(), "state", statePath, "data", rootDir)
 	rctx, cancel := context.WithTimeout(ctx, cfg.CommandTimeout.Duration)
@@ -135,7 +135,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Slurm, error) {
 // names a pod, their working directory is DataRootFolder) but has no record
 // of: it stopped between sbatch and saving the job ID, so it never answered
 // that create, and the retried create makes the pod's job anew.
-func (s *Slurm) reconcile(ctx context.Context) error {
+func (s *Sidecar) reconcile(ctx context.Context) error {
 	out, err := s.cmd.run(ctx, s.cfg.SqueuePath, "--noheader", "--states=PENDING,RUNNING,SUSPENDED,CONFIGURING,REQUEUED", "--format=%i|%k|%Z")
 	if err != nil {
 		return err
@@ -158,7 +158,7 @@ func (s *Slurm) reconcile(ctx context.Context) error {
 }
 
 // Close releases the store and the data root.
-func (s *Slurm) Close() error {
+func (s *Sidecar) Close() error {
 	// Jobs stopping gracefully are canceled now, and their pods removed.
 	s.bgMu.Lock()
 	s.closed = true
@@ -180,37 +180,37 @@ func (s *Slurm) Close() error {
 
 // Create submits the pod's job; a second create of the same UID returns
 // the job of the first.
-func (s *Slurm) Create(ctx context.Context, data *api.RetrievedPodData) (api.CreateStruct, error) {
+func (s *Sidecar) Create(ctx context.Context, data *api.RetrievedPodData) (api.CreateResult, error) {
 	p := &data.Pod
 	uid := string(p.UID)
 	dir, err := poddata.DirName(p)
 	if err != nil {
-		return api.CreateStruct{}, err
+		return api.CreateResult{}, err
 	}
 	if err := api.RequireContainers(p); err != nil {
-		return api.CreateStruct{}, err
+		return api.CreateResult{}, err
 	}
 	unlock := s.locks.Lock(uid)
 	defer unlock()
 	if rec, ok := s.store.get(uid); ok {
-		return api.CreateStruct{PodUID: uid, PodJID: rec.JobID}, nil
+		return api.CreateResult{PodUID: uid, PodJID: rec.JobID}, nil
 	}
 	begin := time.Now()
 	rec := record{UID: uid, Namespace: p.Namespace, Name: p.Name, Dir: dir, Created: time.Now().UTC(),
 		InitContainers: names(p.Spec.InitContainers), Containers: names(p.Spec.Containers)}
 	j, err := buildJob(&s.cfg, &site{missing: s.missing, images: localImages{}, jobTemplate: s.jobTemplate, statHost: os.Stat, primaryGID: primaryGID}, data, filepath.Join(s.rootDir, dir))
 	if err != nil {
-		return api.CreateStruct{}, err
+		return api.CreateResult{}, err
 	}
 	if s.cfg.PodmanLocalStorage && len(j.podmanImages) > 0 {
 		if err := s.checkPodmanImages(ctx, p, j.podmanImages); err != nil {
-			return api.CreateStruct{}, err
+			return api.CreateResult{}, err
 		}
 	}
-	fail := func(err error) (api.CreateStruct, error) {
+	fail := func(err error) (api.CreateResult, error) {
 		_ = s.root.RemoveAll(dir)
 		_ = s.root.Remove(dir + outputSuffix) // giveTo made it for the job's uid
-		return api.CreateStruct{}, err
+		return api.CreateResult{}, err
 	}
 	if err := s.writeData(dir, j.files); err != nil {
 		return fail(fmt.Errorf("pod %s/%s: write its data: %w", p.Namespace, p.Name, err))
@@ -269,7 +269,7 @@ func (s *Slurm) Create(ctx context.Context, data *api.RetrievedPodData) (api.Cre
 	}
 	s.log.Info("job submitted", "pod", p.Name, "namespace", p.Namespace, "uid", uid, "job_id", id,
 		"duration_seconds", time.Since(start).Seconds())
-	return api.CreateStruct{PodUID: uid, PodJID: id}, nil
+	return api.CreateResult{PodUID: uid, PodJID: id}, nil
 }
 
 // refusals are what sbatch says of a job it will never accept; anything
@@ -289,7 +289,7 @@ func refused(stderr string) bool {
 }
 
 // findJob looks for a live or ended job of the pod by its comment.
-func (s *Slurm) findJob(ctx context.Context, p *corev1.Pod) (string, error) {
+func (s *Sidecar) findJob(ctx context.Context, p *corev1.Pod) (string, error) {
 	out, err := s.cmd.run(ctx, s.cfg.SqueuePath, "--noheader", "--states=all", "--name="+p.Namespace+"-"+p.Name, "--format=%i|%k")
 	if err != nil {
 		return "", err
@@ -322,7 +322,7 @@ func names(cs []corev1.Container) []string {
 
 // writeData writes the pod's data files under its directory. A pod without
 // data writes nothing.
-func (s *Slurm) writeData(dir string, files []poddata.File) error {
+func (s *Sidecar) writeData(dir string, files []poddata.File) error {
 	if len(files) == 0 {
 		return nil
 	}
@@ -335,7 +335,7 @@ func (s *Slurm) writeData(dir string, files []poddata.File) error {
 // giveTo makes the pod's directory, its files and its job output (made
 // empty here) belong to uid, the job's (sbatch --uid): the job writes
 // there as that uid. The group is left as it is.
-func (s *Slurm) giveTo(dir string, uid, gid int) error {
+func (s *Sidecar) giveTo(dir string, uid, gid int) error {
 	if err := s.root.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
@@ -358,7 +358,7 @@ func (s *Slurm) giveTo(dir string, uid, gid int) error {
 }
 
 // Delete cancels the pod's job and removes its directory and record.
-func (s *Slurm) Delete(ctx context.Context, p *corev1.Pod) error {
+func (s *Sidecar) Delete(ctx context.Context, p *corev1.Pod) error {
 	uid := string(p.UID)
 	if _, ok := s.stopping.Load(uid); ok {
 		return nil // stopping gracefully already
@@ -389,7 +389,7 @@ func (s *Slurm) Delete(ctx context.Context, p *corev1.Pod) error {
 // started again goes on with it: resumeStops), and removes the pod in the
 // background once the job ended, or at until, or when the sidecar closes.
 // It is false when the sidecar is closing: the caller removes the pod.
-func (s *Slurm) stopLater(rec record, p *corev1.Pod, until time.Time) bool {
+func (s *Sidecar) stopLater(rec record, p *corev1.Pod, until time.Time) bool {
 	s.bgMu.Lock()
 	defer s.bgMu.Unlock()
 	if s.closed {
@@ -419,7 +419,7 @@ func (s *Slurm) stopLater(rec record, p *corev1.Pod, until time.Time) bool {
 
 // resumeStops goes on with the graceful stops a sidecar that stopped left
 // recorded (stopLater).
-func (s *Slurm) resumeStops() {
+func (s *Sidecar) resumeStops() {
 	var stops []record
 	s.store.each(func(r *record) {
 		if !r.StopUntil.IsZero() {
@@ -450,7 +450,7 @@ func podOfRecord(r *record) *corev1.Pod {
 }
 
 // remove cancels the pod's job and removes what it left.
-func (s *Slurm) remove(ctx context.Context, p *corev1.Pod) error {
+func (s *Sidecar) remove(ctx context.Context, p *corev1.Pod) error {
 	uid := string(p.UID)
 	unlock := s.locks.Lock(uid)
 	defer unlock()
@@ -489,7 +489,7 @@ func (s *Slurm) remove(ctx context.Context, p *corev1.Pod) error {
 
 // cleanLater removes dir (and its output) again after lateCleanup, or
 // when the sidecar closes, whichever comes first.
-func (s *Slurm) cleanLater(dir string) {
+func (s *Sidecar) cleanLater(dir string) {
 	s.bgMu.Lock()
 	defer s.bgMu.Unlock()
 	if s.closed {
@@ -514,7 +514,7 @@ func (s *Slurm) cleanLater(dir string) {
 	s.late[t] = dir
 }
 
-func (s *Slurm) removeLate(dir string) {
+func (s *Sidecar) removeLate(dir string) {
 	_ = s.root.Remove(dir + outputSuffix)
 	_ = s.root.RemoveAll(dir)
 }
@@ -523,7 +523,7 @@ func (s *Slurm) removeLate(dir string) {
 // one sacct call when Accounting is on), whatever their number. A job Slurm
 // does not list is lost only after lostAfterPolls definite answers in a
 // row; a failed call declares nothing.
-func (s *Slurm) Status(ctx context.Context, pods []corev1.Pod) ([]api.PodStatus, error) {
+func (s *Sidecar) Status(ctx context.Context, pods []corev1.Pod) ([]api.PodStatus, error) {
 	recs := make([]record, 0, len(pods))
 	var ids []string
 	for i := range pods {
@@ -565,7 +565,7 @@ func (s *Slurm) Status(ctx context.Context, pods []corev1.Pod) ([]api.PodStatus,
 	return out, nil
 }
 
-func (s *Slurm) podStatus(rec *record, states map[string]jobState) api.PodStatus {
+func (s *Sidecar) podStatus(rec *record, states map[string]jobState) api.PodStatus {
 	dir := rec.Dir
 	st := api.PodStatus{PodName: rec.Name, PodUID: rec.UID, PodNamespace: rec.Namespace, JobID: rec.JobID}
 	files := map[string]ctrFiles{}
@@ -627,7 +627,7 @@ func (s *Slurm) podStatus(rec *record, states map[string]jobState) api.PodStatus
 }
 
 // saveFinal keeps a job's end, unless its pod was deleted meanwhile.
-func (s *Slurm) saveFinal(rec record) {
+func (s *Sidecar) saveFinal(rec record) {
 	unlock := s.locks.Lock(rec.UID)
 	defer unlock()
 	if cur, ok := s.store.get(rec.UID); !ok || cur.JobID != rec.JobID {

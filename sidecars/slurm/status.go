@@ -82,7 +82,7 @@ const squeueFormat = "%i|%T|%r"
 // neither knows are left out of the result; definite tells whether Slurm
 // was fully asked, so that a job left out is one it does not know (a
 // failed sacct call leaves that open).
-func (s *Slurm) queryJobs(ctx context.Context, ids []string) (states map[string]jobState, definite bool, err error) {
+func (s *Sidecar) queryJobs(ctx context.Context, ids []string) (states map[string]jobState, definite bool, err error) {
 	out := make(map[string]jobState, len(ids))
 	if len(ids) == 0 {
 		return out, true, nil

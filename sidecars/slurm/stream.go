@@ -28,7 +28,7 @@ import (
 // Attach is not offered: a job's containers write to its files and read
 // no input.
 
-var _ sidecars.Streamer = (*Slurm)(nil)
+var _ sidecars.Streamer = (*Sidecar)(nil)
 
 // PortForwardVia values.
 const (
@@ -38,7 +38,7 @@ const (
 
 // ExecStream runs a command inside a running container of the pod with the
 // stream as its standard streams.
-func (s *Slurm) ExecStream(ctx context.Context, req *api.StreamRequest, sio api.StreamIO) (int, error) {
+func (s *Sidecar) ExecStream(ctx context.Context, req *api.StreamRequest, sio api.StreamIO) (int, error) {
 	srunOpt, proberOpts := "--input=none", []string(nil)
 	if sio.Stdin != nil {
 		srunOpt, proberOpts = "--input=0", []string{"-i"}
@@ -112,7 +112,7 @@ func exitOf(err error, failed, name string) (int, error) {
 }
 
 // Attach is not offered by the SLURM sidecar.
-func (s *Slurm) Attach(_ context.Context, req *api.StreamRequest, _ api.StreamIO) (int, error) {
+func (s *Sidecar) Attach(_ context.Context, req *api.StreamRequest, _ api.StreamIO) (int, error) {
 	return 0, api.NewError(api.ReasonNotImplemented, "attach to container %q of pod %s/%s: a Slurm job's containers write to the job's files and read no input, so there is nothing to attach to; use kubectl logs -f, or kubectl exec -it", req.ContainerName, req.Namespace, req.PodName)
 }
 
@@ -120,7 +120,7 @@ func (s *Slurm) Attach(_ context.Context, req *api.StreamRequest, _ api.StreamIO
 // port must be one the pod declared (containerPort): the runtimes here
 // share the node's network, so any other port there may be another
 // tenant's.
-func (s *Slurm) PortForward(ctx context.Context, req *api.StreamRequest) (io.ReadWriteCloser, error) {
+func (s *Sidecar) PortForward(ctx context.Context, req *api.StreamRequest) (io.ReadWriteCloser, error) {
 	rec, ok := s.store.get(req.PodUID)
 	if !ok {
 		return nil, api.NotFound("pod %s/%s (uid %s) not found", req.Namespace, req.PodName, req.PodUID)
@@ -159,7 +159,7 @@ var nodeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$`)
 
 // jobNodeAddress is the address of the node running job's batch script:
 // its NodeAddr, as sinfo tells it (else its name).
-func (s *Slurm) jobNodeAddress(ctx context.Context, job string) (string, error) {
+func (s *Sidecar) jobNodeAddress(ctx context.Context, job string) (string, error) {
 	// %B: the node running the batch script, where the containers are.
 	out, err := s.cmd.run(ctx, s.cfg.SqueuePath, "--noheader", "--jobs="+job, "--format=%B")
 	if err != nil {
@@ -196,7 +196,7 @@ func (s *Slurm) jobNodeAddress(ctx context.Context, job string) (string, error) 
 // tunnel carries the connection through the job: srun joins it and
 // interlink-prober dials the port on the node's loopback, its standard
 // input and output joined to the connection.
-func (s *Slurm) tunnel(ctx context.Context, rec record, port string) (io.ReadWriteCloser, error) {
+func (s *Sidecar) tunnel(ctx context.Context, rec record, port string) (io.ReadWriteCloser, error) {
 	for _, key := range []string{"SrunPath", "ProberPath"} {
 		if err := s.missing[key]; err != nil {
 			return nil, api.Invalid("port-forward through the job needs %s, which the sidecar did not find at start: %v", key, err)

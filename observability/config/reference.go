@@ -1,5 +1,8 @@
 package config
 
+// The config reference (docs/config.md): every key of a Config struct, from
+// its tags, as a Markdown table.
+
 import (
 	"encoding"
 	"fmt"
