@@ -211,7 +211,7 @@ func (c *Config) SidecarURLs() (map[string]string, error) {
 		out[name] = u
 	}
 	var errs []error
-	for n, u := range out {
+	for n, u := range config.SortedByKey(out) {
 		if n == "" {
 			errs = append(errs, errors.New("a sidecar has an empty name"))
 		}

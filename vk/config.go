@@ -229,7 +229,7 @@ func (c *Config) Capacity() (corev1.ResourceList, error) {
 	add("cpu", c.Resources.CPU)
 	add("memory", c.Resources.Memory)
 	add("pods", c.Resources.Pods)
-	for k, v := range c.Resources.Accelerators {
+	for k, v := range config.SortedByKey(c.Resources.Accelerators) {
 		add(k, v)
 	}
 	return out, errors.Join(errs...)
@@ -300,7 +300,7 @@ func (c *Config) Validate() error {
 // validateOriginal checks the original's keys that have no name of ours.
 func (c *Config) validateOriginal() []error {
 	var errs []error
-	for k, v := range c.NodeLabels {
+	for k, v := range config.SortedByKey(c.NodeLabels) {
 		for _, msg := range append(validation.IsQualifiedName(k), validation.IsValidLabelValue(v)...) {
 			errs = append(errs, fmt.Errorf("NodeLabels %s=%s: %s", k, v, msg))
 		}

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/seed-3f807049/interlink/observability/config"
 )
 
 // This file reads the shapes of the original interLink VK's config file
@@ -262,7 +264,7 @@ func (n Network) on(key string) bool {
 // idle lists the keys set that have no effect with the tunnel and mesh off.
 func (n Network) idle() []string {
 	var out []string
-	for k, v := range n {
+	for k, v := range config.SortedByKey(n) {
 		if b, isBool := v.(bool); (k == "EnableTunnel" || k == "FullMesh") && (!isBool || !b) {
 			continue
 		}

@@ -408,3 +408,24 @@ func TestKubeconfigForRemotePods(t *testing.T) {
 		t.Errorf("rest config %+v (given %+v)", got, rc)
 	}
 }
+
+// TestValidationOrderIsStable: the errors about a map's entries come out
+// in the same order every time (by key), not in map order.
+func TestValidationOrderIsStable(t *testing.T) {
+	var first string
+	for range 20 {
+		cfg := DefaultConfig()
+		cfg.NodeName = "n"
+		cfg.InterlinkURL = "http://127.0.0.1:3000"
+		cfg.NodeLabels = Labels{"bad key 1": "x", "bad key 2": "y", "bad key 3": "z", "bad key 4": "w"}
+		err := cfg.Validate()
+		if err == nil {
+			t.Fatal("invalid labels accepted")
+		}
+		if first == "" {
+			first = err.Error()
+		} else if err.Error() != first {
+			t.Fatalf("the errors changed order:\n%s\n---\n%s", first, err)
+		}
+	}
+}

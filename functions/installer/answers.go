@@ -14,6 +14,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/seed-3f807049/interlink/observability/config"
 )
 
 // Sidecars the installer sets up.
@@ -224,7 +226,7 @@ func (a *Answers) Validate() error {
 	if msgs := validation.IsDNS1123Label(a.Namespace); len(msgs) > 0 {
 		bad("Namespace", "%q is not a valid namespace: %s", a.Namespace, strings.Join(msgs, "; "))
 	}
-	for key, q := range map[string]string{"Node.CPU": a.Node.CPU, "Node.Memory": a.Node.Memory, "Node.Pods": a.Node.Pods} {
+	for key, q := range config.SortedByKey(map[string]string{"Node.CPU": a.Node.CPU, "Node.Memory": a.Node.Memory, "Node.Pods": a.Node.Pods}) {
 		if _, err := resource.ParseQuantity(q); err != nil || !chartQuantity.MatchString(q) {
 			bad(key, "%q is not a Kubernetes quantity such as 100, 500m or 256Gi", q)
 		}
@@ -238,7 +240,7 @@ func (a *Answers) Validate() error {
 	if !posixName.MatchString(a.User) {
 		bad("User", "%q is not a valid user name (lower case letters, digits, _ and -; at most 32)", a.User)
 	}
-	for key, p := range map[string]string{"BinDir": a.BinDir, "ConfigDir": a.ConfigDir, "StateDir": a.StateDir, "UnitDir": a.UnitDir} {
+	for key, p := range config.SortedByKey(map[string]string{"BinDir": a.BinDir, "ConfigDir": a.ConfigDir, "StateDir": a.StateDir, "UnitDir": a.UnitDir}) {
 		if err := unitPath(p); err != nil {
 			bad(key, "%v", err)
 		}
@@ -283,7 +285,7 @@ func (a *Answers) validateNetwork(bad func(string, string, ...any)) {
 	if a.TLSCAFile != "" && a.TLSCertFile == "" {
 		bad("TLSCAFile", "set without TLSCertFile")
 	}
-	for key, p := range map[string]string{"TLSCertFile": a.TLSCertFile, "TLSKeyFile": a.TLSKeyFile, "TLSCAFile": a.TLSCAFile} {
+	for key, p := range config.SortedByKey(map[string]string{"TLSCertFile": a.TLSCertFile, "TLSKeyFile": a.TLSKeyFile, "TLSCAFile": a.TLSCAFile}) {
 		if p != "" && !filepath.IsAbs(p) {
 			bad(key, "%q must be an absolute path", p)
 		}
@@ -318,7 +320,7 @@ func (a *Answers) validateAuth(bad func(string, string, ...any)) {
 		return
 	}
 	if au.Mode == AuthStatic {
-		for key, v := range map[string]string{"Auth.Issuer": au.Issuer, "Auth.ClientID": au.ClientID, "Auth.ClientSecretFile": au.ClientSecretFile} {
+		for key, v := range config.SortedByKey(map[string]string{"Auth.Issuer": au.Issuer, "Auth.ClientID": au.ClientID, "Auth.ClientSecretFile": au.ClientSecretFile}) {
 			if v != "" {
 				bad(key, "set, but Auth.Mode is static: remove it or choose device-code or client-credentials")
 			}
@@ -369,12 +371,12 @@ func (a *Answers) validateSlurm(bad func(string, string, ...any)) {
 	if !slices.Contains(slurmRuntimes, s.Runtime) {
 		bad("Slurm.Runtime", "%q: want one of %s", s.Runtime, strings.Join(slurmRuntimes, ", "))
 	}
-	for key, v := range map[string]string{"Slurm.Partition": s.Partition, "Slurm.Account": s.Account} {
+	for key, v := range config.SortedByKey(map[string]string{"Slurm.Partition": s.Partition, "Slurm.Account": s.Account}) {
 		if v != "" && !slurmName.MatchString(v) {
 			bad(key, "%q is not a valid Slurm name (letters, digits, _ . -)", v)
 		}
 	}
-	for key, p := range map[string]string{"Slurm.ImageRoot": s.ImageRoot, "Slurm.SlurmConf": s.SlurmConf, "Slurm.CommandsDir": s.CommandsDir} {
+	for key, p := range config.SortedByKey(map[string]string{"Slurm.ImageRoot": s.ImageRoot, "Slurm.SlurmConf": s.SlurmConf, "Slurm.CommandsDir": s.CommandsDir}) {
 		if p == "" {
 			continue
 		}

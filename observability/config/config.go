@@ -8,14 +8,18 @@
 package config
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"iter"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -189,4 +193,16 @@ func WithPort(listen, port string) string {
 		host = listen
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// SortedByKey ranges over m in the order of its keys, so that what a
+// validation reports of a map comes out in the same order every time.
+func SortedByKey[M ~map[K]V, K cmp.Ordered, V any](m M) iter.Seq2[K, V] {
+	return func(yield func(K, V) bool) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			if !yield(k, m[k]) {
+				return
+			}
+		}
+	}
 }

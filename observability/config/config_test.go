@@ -95,3 +95,20 @@ func TestEmbeddedStructKeys(t *testing.T) {
 		t.Errorf("markdown lacks %q:\n%s", want, md)
 	}
 }
+
+func TestSortedByKey(t *testing.T) {
+	m := map[string]int{"c": 3, "a": 1, "b": 2, "e": 5, "d": 4}
+	var keys []string
+	for k, v := range SortedByKey(m) {
+		if m[k] != v {
+			t.Fatalf("%s=%d, want %d", k, v, m[k])
+		}
+		keys = append(keys, k)
+		if k == "d" {
+			break
+		}
+	}
+	if strings.Join(keys, "") != "abcd" {
+		t.Fatalf("keys %v, want a b c d (then the break)", keys)
+	}
+}

@@ -110,7 +110,7 @@ func (c *Config) Validate() error {
 	if c.LogInterval.Duration <= 0 {
 		errs = append(errs, errors.New("LogInterval must be positive"))
 	}
-	for name, q := range map[string]string{"CPU": c.CPU, "Memory": c.Memory, "Pods": c.Pods} {
+	for name, q := range config.SortedByKey(map[string]string{"CPU": c.CPU, "Memory": c.Memory, "Pods": c.Pods}) {
 		if _, err := resource.ParseQuantity(q); err != nil {
 			errs = append(errs, fmt.Errorf("%s %q is not a quantity: %w", name, q, err))
 		}

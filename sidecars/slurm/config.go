@@ -294,8 +294,8 @@ var geteuid = os.Geteuid
 // Warnings lists the original's keys that are accepted without effect.
 func (c *Config) Warnings() []string {
 	var out []string
-	for key, set := range map[string]bool{"SingularityPrefix": c.SingularityPrefix != "", "EnrootPrefix": c.EnrootPrefix != "",
-		"VKConfigPath": c.VKConfigPath != "", "Namespace": c.Namespace != ""} {
+	for key, set := range config.SortedByKey(map[string]bool{"SingularityPrefix": c.SingularityPrefix != "", "EnrootPrefix": c.EnrootPrefix != "",
+		"VKConfigPath": c.VKConfigPath != "", "Namespace": c.Namespace != ""}) {
 		if set {
 			out = append(out, key+" has no effect (nor in the original SLURM plugin)")
 		}
@@ -532,12 +532,12 @@ func (c *Config) Validate() error {
 	} else if err := c.Auth.Validate(addr, "INTERLINK_SLURM_AUTH_"); err != nil {
 		errs = append(errs, err)
 	}
-	for name, p := range map[string]string{"SbatchPath": c.SbatchPath, "ScancelPath": c.ScancelPath, "SqueuePath": c.SqueuePath} {
+	for name, p := range config.SortedByKey(map[string]string{"SbatchPath": c.SbatchPath, "ScancelPath": c.ScancelPath, "SqueuePath": c.SqueuePath}) {
 		if p == "" {
 			errs = append(errs, fmt.Errorf("%s is empty", name))
 		}
 	}
-	for name, p := range map[string]string{"DataRootFolder": c.DataRootFolder, "StatePath": c.StatePath} {
+	for name, p := range config.SortedByKey(map[string]string{"DataRootFolder": c.DataRootFolder, "StatePath": c.StatePath}) {
 		switch abs, err := config.ExpandHome(p); {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
@@ -556,7 +556,7 @@ func (c *Config) Validate() error {
 	if c.GPUFlag != "gres" && c.GPUFlag != "gpus" {
 		errs = append(errs, fmt.Errorf("GPUFlag %q: want gres or gpus", c.GPUFlag))
 	}
-	for name, v := range map[string]string{"Partition": c.Partition, "Account": c.Account, "QOS": c.QOS} {
+	for name, v := range config.SortedByKey(map[string]string{"Partition": c.Partition, "Account": c.Account, "QOS": c.QOS}) {
 		if err := checkSlurmName(v); v != "" && err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 		}
@@ -585,7 +585,7 @@ func (c *Config) Validate() error {
 	if c.DefaultUID.Set && c.DefaultUID.UID < 0 {
 		errs = append(errs, fmt.Errorf("DefaultUID %d is negative", c.DefaultUID.UID))
 	}
-	for ns := range c.NamespaceUIDs {
+	for ns := range config.SortedByKey(c.NamespaceUIDs) {
 		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
 			errs = append(errs, fmt.Errorf("NamespaceUIDs: %q is not a namespace name", ns))
 		}
@@ -624,8 +624,8 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("AllowedRuntimes: %q: want one of %s", r, strings.Join(runtimes, ", ")))
 		}
 	}
-	for key, list := range map[string][]string{"AllowedSbatchFlags": c.AllowedSbatchFlags, "AllowedMPIFlags": c.AllowedMPIFlags,
-		"AllowedSingularityOptions": c.AllowedSingularityOptions, "AllowedEnrootOptions": c.AllowedEnrootOptions} {
+	for key, list := range config.SortedByKey(map[string][]string{"AllowedSbatchFlags": c.AllowedSbatchFlags, "AllowedMPIFlags": c.AllowedMPIFlags,
+		"AllowedSingularityOptions": c.AllowedSingularityOptions, "AllowedEnrootOptions": c.AllowedEnrootOptions}) {
 		allowed, err := parseAllowList(list)
 		if err == nil && key == "AllowedSbatchFlags" {
 			err = checkNeverSbatch(allowed)
