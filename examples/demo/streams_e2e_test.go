@@ -198,7 +198,7 @@ func portForward100(t *testing.T, s *stack) {
 	for range 100 {
 		wg.Go(func() {
 			if body, err := httpGet(local); err != nil || !strings.Contains(body, "hello-from-") {
-				errs <- fmt.Errorf("%q, %v", body, err)
+				errs <- fmt.Errorf("%q: %w", body, err)
 			}
 		})
 	}

@@ -384,7 +384,7 @@ func Splice(ctx context.Context, a, b *StreamConn, lim Limits, count func(dir st
 	}
 	a.Close()
 	b.Close()
-	_ = <-errs // the other pump ends on the closes
+	<-errs //nolint:errcheck // the other pump ends on the closes: its error is their consequence
 	if errors.Is(err, io.EOF) {
 		return nil
 	}

@@ -225,7 +225,7 @@ func (c *StreamConn) Pipe(ctx context.Context, conn io.ReadWriteCloser, out, in 
 	cancel()
 	c.Close()
 	_ = conn.Close()
-	_ = <-errs
+	<-errs //nolint:errcheck // the other side ends on the closes: its error is their consequence
 	return err
 }
 

@@ -241,7 +241,11 @@ func FreePortNumber(t testing.TB) int {
 		t.Fatal(err)
 	}
 	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port
+	a, ok := l.Addr().(*net.TCPAddr)
+	if !ok {
+		t.Fatalf("listener address %v is not TCP", l.Addr())
+	}
+	return a.Port
 }
 
 // FreePort is FreePortNumber as a string.

@@ -5,13 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"golang.org/x/sync/errgroup"
 	"log/slog"
 	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
@@ -25,7 +26,7 @@ import (
 	"github.com/seed-3f807049/interlink/sidecars/poddata"
 )
 
-// Docker is the Docker sidecar.
+// Sidecar is the Docker sidecar.
 type Sidecar struct {
 	cfg  Config
 	log  *slog.Logger

@@ -2,10 +2,11 @@ package docker
 
 import (
 	"context"
-	"golang.org/x/sync/errgroup"
 	"slices"
 	"strconv"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"

@@ -49,7 +49,7 @@ const (
 	runForever
 )
 
-// Sim is the simulated sidecar.
+// Sidecar is the simulated sidecar.
 type Sidecar struct {
 	cfg  Config
 	now  func() time.Time

@@ -28,7 +28,7 @@ import (
 	"github.com/seed-3f807049/interlink/sidecars/poddata"
 )
 
-// Slurm is the SLURM sidecar.
+// Sidecar is the SLURM sidecar.
 type Sidecar struct {
 	cfg   Config
 	log   *slog.Logger
