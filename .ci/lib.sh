@@ -30,15 +30,19 @@ free_port() {
 # progress WHAT LOG CMD...: run a long step with its output in LOG, showing
 # what is happening and for how long (a live counter on a terminal, a line
 # every 30 s otherwise), then how long it took; on failure the log's tail.
+# With EXPECT=SECONDS in its environment (EXPECT=720 progress ...), the
+# elapsed time is shown against that expected time (measured on a 2-core
+# machine, README).
 progress() {
-	local what=$1 logf=$2 pid t0 secs rc=0
+	local what=$1 logf=$2 pid t0 secs rc=0 of=""
 	shift 2
+	[ -n "${EXPECT:-}" ] && of=" of about ${EXPECT}s"
 	t0=$(date +%s)
 	"$@" >"$logf" 2>&1 &
 	pid=$!
 	if [ -t 2 ]; then
 		while kill -0 "$pid" 2>/dev/null; do
-			printf '\r    %s ... %ds ' "$what" $(($(date +%s) - t0)) >&2
+			printf '\r    %s ... %ds%s ' "$what" $(($(date +%s) - t0)) "$of" >&2
 			sleep 1
 		done
 		printf '\r\033[K' >&2
@@ -46,7 +50,7 @@ progress() {
 		printf '    %s ...\n' "$what" >&2
 		while kill -0 "$pid" 2>/dev/null; do
 			for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null && sleep 1; done
-			kill -0 "$pid" 2>/dev/null && printf '    %s: still working, %ds (log: %s)\n' "$what" $(($(date +%s) - t0)) "$logf" >&2
+			kill -0 "$pid" 2>/dev/null && printf '    %s: still working, %ds%s (log: %s)\n' "$what" $(($(date +%s) - t0)) "$of" "$logf" >&2
 		done
 	fi
 	wait "$pid" || rc=$?
@@ -56,7 +60,8 @@ progress() {
 		tail -n 20 "$logf" >&2
 		return "$rc"
 	fi
-	printf '    %s: done in %ds\n' "$what" "$secs" >&2
+	[ -n "$of" ] && of=" (expected about ${EXPECT}s)"
+	printf '    %s: done in %ds%s\n' "$what" "$secs" "$of" >&2
 }
 
 # alive PID: the process exists and is no zombie (PID 1 here reaps late).

@@ -147,11 +147,11 @@ if [ -n "$EXTERNAL" ]; then
 	if command -v kubectl >/dev/null; then
 		K8S_BIN=$(dirname "$(command -v kubectl)")
 	else
-		progress "building kubectl from the Kubernetes Go modules (once; about 8 minutes)" "$STEPS/k8s-build.log" examples/cluster/build.sh
+		EXPECT=720 progress "building kubectl from the Kubernetes Go modules (once)" "$STEPS/k8s-build.log" examples/cluster/build.sh
 		K8S_BIN=$(examples/cluster/build.sh)
 	fi
 else
-	progress "control-plane binaries from the Kubernetes Go modules (once; about 8 minutes)" "$STEPS/k8s-build.log" examples/cluster/build.sh
+	EXPECT=720 progress "control-plane binaries from the Kubernetes Go modules (once)" "$STEPS/k8s-build.log" examples/cluster/build.sh
 	K8S_BIN=$(examples/cluster/build.sh)
 fi
 case $SIDECAR in
@@ -161,7 +161,7 @@ slurm)
 	apptainer)
 		progress "Apptainer's build and run dependencies (Debian packages, with apt when missing)" \
 			"$STEPS/apptainer-install.log" .ci/apptainer.sh install
-		progress "Apptainer from its Go module (once; about 15 minutes)" "$STEPS/apptainer-build.log" .ci/apptainer.sh build
+		EXPECT=900 progress "Apptainer from its Go module (once)" "$STEPS/apptainer-build.log" .ci/apptainer.sh build
 		APPTAINER_BIN=$(.ci/apptainer.sh build 2>/dev/null)
 		;;
 	podman) progress "Podman and runc (Debian packages, with apt when missing)" "$STEPS/podman-install.log" .ci/podman.sh install ;;
@@ -171,17 +171,17 @@ slurm)
 		# busybox and the pod-behavior suite's images, built offline once
 		# (mmdebstrap, docker build), as ch-image storage and a docker save.
 		progress "the test images' tools (Debian packages, with apt when missing)" "$STEPS/images-install.log" .ci/images.sh install
-		progress "the test images (once; a few minutes)" "$STEPS/images.log" .ci/images.sh build "$DEMO_DIR/images"
+		EXPECT=180 progress "the test images (once)" "$STEPS/images.log" .ci/images.sh build "$DEMO_DIR/images"
 	fi
 	;;
 docker) progress "Docker Engine (Debian's docker.io, with apt when missing)" "$STEPS/docker-install.log" .ci/docker.sh install ;;
 esac
 if [ -z "$EXTERNAL" ]; then
-	progress "metrics-server from its Go module (once; about 5 minutes)" "$STEPS/metrics-server-build.log" \
+	EXPECT=450 progress "metrics-server from its Go module (once)" "$STEPS/metrics-server-build.log" \
 		examples/cluster/build.sh metrics-server
 fi
 if [ "$AUTH" = oidc ]; then
-	progress "Ory Hydra, the OIDC provider, from its Go modules (once; about 4 minutes)" "$STEPS/hydra-build.log" .ci/hydra.sh build
+	EXPECT=210 progress "Ory Hydra, the OIDC provider, from its Go modules (once)" "$STEPS/hydra-build.log" .ci/hydra.sh build
 fi
 kubectl() { "$K8S_BIN/kubectl" "$@"; }
 
