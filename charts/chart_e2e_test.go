@@ -280,46 +280,12 @@ func (c *cluster) helm(args ...string) (string, error) {
 }
 
 // proc is a daemon of the test, stopped by PID.
-type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  string
-}
+// proc is one daemon of a test.
+type proc = e2eenv.Process
 
 func startProc(t *testing.T, dir, name string, env []string) *proc {
 	t.Helper()
-	p := &proc{log: filepath.Join(dir, name+".log"), done: make(chan struct{})}
-	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cmd = exec.Command(filepath.Join(binDir, name))
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = f, f
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = p.cmd.Wait(); _ = f.Close(); close(p.done) }()
-	t.Cleanup(func() {
-		p.stop(syscall.SIGTERM)
-		if t.Failed() {
-			b, _ := os.ReadFile(p.log)
-			lines := strings.Split(string(b), "\n")
-			t.Logf("--- last lines of %s.log ---\n%s", name, strings.Join(lines[max(0, len(lines)-30):], "\n"))
-		}
-	})
-	return p
-}
-
-// stop signals the process and waits up to 15 s for it, then kills it.
-func (p *proc) stop(sig syscall.Signal) {
-	_ = p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
+	return e2eenv.StartProcess(t, filepath.Join(dir, name+".log"), env, filepath.Join(binDir, name))
 }
 
 // TestE2EChartOnARealAPIServer: the chart's manifests against a real control
@@ -509,8 +475,8 @@ func TestE2EChartOnARealAPIServer(t *testing.T) {
 	})
 
 	t.Run("VKDeletesItsNodeOnSIGTERM", func(t *testing.T) {
-		vk.stop(syscall.SIGTERM)
-		if code := vk.cmd.ProcessState.ExitCode(); code != 0 {
+		vk.Stop(syscall.SIGTERM)
+		if code := vk.ExitCode(); code != 0 {
 			t.Errorf("the VK exited with %d after SIGTERM", code)
 		}
 		_, err := c.cs.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
@@ -528,7 +494,7 @@ func TestE2EChartOnARealAPIServer(t *testing.T) {
 		vk = startProc(parent, vkDir, "interlink-vk", vkEnv)
 		nodeReady(t, c)
 		preDeleteHook(t, c, vkDir, installSets)
-		vk.stop(syscall.SIGTERM)
+		vk.Stop(syscall.SIGTERM)
 		if _, err := c.cs.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			t.Errorf("node %s after the hook and the VK's stop: %v, want NotFound", nodeName, err)
 		}

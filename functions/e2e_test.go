@@ -52,51 +52,12 @@ func TestMain(m *testing.M) {
 }
 
 // proc is a daemon started by a test and stopped by PID at its end.
-type proc struct {
-	cmd *exec.Cmd
-	log string
-}
+// proc is one daemon of a test.
+type proc = e2eenv.Process
 
 func start(t *testing.T, name string, env []string, args ...string) *proc {
 	t.Helper()
-	logPath := filepath.Join(t.TempDir(), name+".log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(filepath.Join(binDir, name), args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, log: logPath}
-	t.Cleanup(func() {
-		p.stop()
-		_ = f.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("%s log:\n%s", name, b)
-		}
-	})
-	return p
-}
-
-// stop sends SIGTERM and waits, then SIGKILL after 10 s.
-func (p *proc) stop() {
-	if p.cmd.ProcessState != nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	}
+	return e2eenv.StartProcess(t, filepath.Join(t.TempDir(), name+".log"), env, append([]string{filepath.Join(binDir, name)}, args...)...)
 }
 
 // waitFor polls fn until it succeeds or 20 s pass.
@@ -300,7 +261,7 @@ func TestE2EBatchAcrossSidecars(t *testing.T) {
 		t.Errorf("the default sidecar knows a pod created on another: %+v", st)
 	}
 
-	s.cloudSim.stop()
+	s.cloudSim.Stop(syscall.SIGTERM)
 	st := statuses(t, s.url, pods, true)
 	var ok, failed int
 	for _, e := range st {

@@ -75,7 +75,7 @@ func TestE2EHostileInput(t *testing.T) {
 		}
 		return nil
 	})
-	pid := il.cmd.Process.Pid
+	pid := il.PID()
 	idle := rssMB(t, pid)
 
 	validPod := `{"metadata":{"name":"p","namespace":"ns","uid":"5f0c4b3e-2a1d-4c8e-9b7a-1e2f3a4b5c6d"},"spec":{"containers":[{"name":"m","image":"busybox"}]}}`

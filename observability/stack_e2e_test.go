@@ -35,41 +35,10 @@ import (
 // token, a sidecar stopped for a while. Then every panel's query of every
 // dashboard, evaluated through Prometheus's HTTP API, must return data.
 
-// daemon runs one binary of the stack with its log in dir.
-type daemon struct {
-	cmd *exec.Cmd
-}
-
-func start(t *testing.T, dir, bin string, env []string, args ...string) *daemon {
+// start runs one binary of the stack with its log in dir.
+func start(t *testing.T, dir, bin string, env []string, args ...string) *e2eenv.Process {
 	t.Helper()
-	f, err := os.OpenFile(filepath.Join(dir, filepath.Base(bin)+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	d := &daemon{cmd: cmd}
-	t.Cleanup(func() { d.stop(); _ = f.Close() })
-	return d
-}
-
-func (d *daemon) stop() {
-	if d.cmd.Process == nil || d.cmd.ProcessState != nil {
-		return
-	}
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = d.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = d.cmd.Process.Kill()
-		<-done
-	}
+	return e2eenv.StartProcess(t, filepath.Join(dir, filepath.Base(bin)+".log"), env, append([]string{bin}, args...)...)
 }
 
 func run(t *testing.T, name string, args ...string) string {
@@ -246,7 +215,7 @@ scrape_configs:
 	waitPhases(t, cs, map[string]corev1.PodPhase{"hello-sim": corev1.PodSucceeded, "fails-sim": corev1.PodFailed,
 		"hello-slurm": corev1.PodSucceeded, "hello-docker": corev1.PodSucceeded})
 	// A sidecar stopped for a while: pings and status calls to it fail.
-	dockerSidecar.stop()
+	dockerSidecar.Stop(syscall.SIGTERM)
 	time.Sleep(2 * time.Second)
 	// Its logs cannot be read meanwhile: a 503 from interLink.
 	logReq := fmt.Sprintf(`{"Namespace":"default","PodName":"hello-docker","PodUID":%q,"ContainerName":"main"}`, podUID(t, cs, "hello-docker"))

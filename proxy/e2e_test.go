@@ -20,7 +20,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -56,23 +55,7 @@ func TestMain(m *testing.M) {
 
 func start(t testing.TB, name string, env []string, args ...string) {
 	t.Helper()
-	logPath := filepath.Join(t.TempDir(), name+".log")
-	f, _ := os.Create(logPath)
-	cmd := exec.Command(filepath.Join(binDir, name), args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_, _ = cmd.Process.Wait()
-		_ = f.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("%s log:\n%s", name, b)
-		}
-	})
+	e2eenv.StartProcess(t, filepath.Join(t.TempDir(), name+".log"), env, append([]string{filepath.Join(binDir, name)}, args...)...)
 }
 
 // hydra is Ory Hydra, built from its Go modules by .ci/hydra.sh.

@@ -50,49 +50,12 @@ func TestMain(m *testing.M) {
 }
 
 // proc is a daemon started by the test and stopped by PID.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	env  []string
-	args []string
-}
+// proc is one daemon of the stack.
+type proc = e2eenv.Process
 
 func (s *stack) start(t *testing.T, name string, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, log: filepath.Join(s.dir, name+".log"), env: env, args: args}
-	s.run(t, p)
-	t.Cleanup(func() { p.stop(syscall.SIGTERM) })
-	return p
-}
-
-func (s *stack) run(t *testing.T, p *proc) {
-	t.Helper()
-	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cmd = exec.Command(filepath.Join(binDir, p.name), p.args...)
-	p.cmd.Env = append(os.Environ(), p.env...)
-	p.cmd.Stdout, p.cmd.Stderr = f, f
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = p.cmd.Wait(); _ = f.Close() }()
-}
-
-func (p *proc) stop(sig syscall.Signal) {
-	if p.cmd == nil || p.cmd.Process == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(sig)
-	for i := 0; i < 100; i++ {
-		if p.cmd.Process.Signal(syscall.Signal(0)) != nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	_ = p.cmd.Process.Kill()
+	return e2eenv.StartProcess(t, filepath.Join(s.dir, name+".log"), env, append([]string{filepath.Join(binDir, name)}, args...)...)
 }
 
 type stack struct {
@@ -559,10 +522,10 @@ func TestE2EVirtualNode(t *testing.T) {
 				t.Fatal(err)
 			}
 			if i == 10 {
-				s.vk.stop(syscall.SIGKILL)
+				s.vk.Stop(syscall.SIGKILL)
 			}
 		}
-		s.run(t, s.vk)
+		s.vk.Run(t)
 		e2eenv.Eventually(t, "20 pods Running after the VK restart", 120*time.Second, func() error {
 			n := 0
 			for i := range 20 {
@@ -582,7 +545,7 @@ func TestE2EVirtualNode(t *testing.T) {
 
 	t.Run("InterlinkOutage", func(t *testing.T) {
 		jobsBefore := s.simStats(t).JobsCreated
-		s.il.stop(syscall.SIGTERM)
+		s.il.Stop(syscall.SIGTERM)
 		e2eenv.Eventually(t, "node NotReady", 30*time.Second, func() error {
 			n, err := s.cs.CoreV1().Nodes().Get(ctx, s.node, metav1.GetOptions{})
 			if err != nil {
@@ -611,7 +574,7 @@ func TestE2EVirtualNode(t *testing.T) {
 				t.Errorf("pod restart-%d is %q during the outage", i, ph)
 			}
 		}
-		s.run(t, s.il)
+		s.il.Run(t)
 		e2eenv.Eventually(t, "node Ready again", 30*time.Second, func() error {
 			n, err := s.cs.CoreV1().Nodes().Get(ctx, s.node, metav1.GetOptions{})
 			if err != nil {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -250,3 +251,90 @@ func FreePortNumber(t testing.TB) int {
 
 // FreePort is FreePortNumber as a string.
 func FreePort(t testing.TB) string { return strconv.Itoa(FreePortNumber(t)) }
+
+// Process is a daemon a test runs: its output is appended to Log; Stop
+// ends it; Run starts it again (a restart keeps the same log).
+type Process struct {
+	Name string   // shown in failures
+	Log  string   // its output, appended
+	Argv []string // program and arguments
+	Env  []string // added to the test's environment
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// StartProcess starts argv (env added to the test's environment, its
+// output appended to log) in a process group of its own. It is stopped with
+// SIGTERM when the test ends; the end of its log is shown when the test
+// failed.
+func StartProcess(t testing.TB, log string, env []string, argv ...string) *Process {
+	t.Helper()
+	p := &Process{Name: filepath.Base(argv[0]), Log: log, Argv: argv, Env: env}
+	p.Run(t)
+	t.Cleanup(func() {
+		p.Stop(syscall.SIGTERM)
+		if t.Failed() {
+			b, _ := os.ReadFile(p.Log)
+			lines := strings.Split(string(b), "\n")
+			t.Logf("--- the last lines of %s (%s) ---\n%s", p.Name, p.Log, strings.Join(lines[max(0, len(lines)-40):], "\n"))
+		}
+	})
+	return p
+}
+
+// Run starts the process (again, after Stop).
+func (p *Process) Run(t testing.TB) {
+	t.Helper()
+	f, err := os.OpenFile(p.Log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(p.Argv[0], p.Argv[1:]...) //nolint:gosec // the test's own binaries
+	cmd.Env = append(os.Environ(), p.Env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		_ = f.Close()
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); _ = f.Close(); close(done) }()
+	p.cmd, p.done = cmd, done
+}
+
+// Stop sends sig and waits for the process to end; after 10 s its whole
+// process group is killed. A process not running is left alone.
+func (p *Process) Stop(sig syscall.Signal) {
+	if p.cmd == nil {
+		return
+	}
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+// PID is the process's pid (of its last Run).
+func (p *Process) PID() int { return p.cmd.Process.Pid }
+
+// Exited is closed when the process (of the last Run) has ended.
+func (p *Process) Exited() <-chan struct{} { return p.done }
+
+// ExitCode is the exit code of the process's last Run once it ended (-1
+// while it runs, or when a signal ended it).
+func (p *Process) ExitCode() int {
+	select {
+	case <-p.done:
+		return p.cmd.ProcessState.ExitCode()
+	default:
+		return -1
+	}
+}

@@ -60,13 +60,13 @@ func TestFaults(t *testing.T) {
 	t.Run("VKKilledMidBurst", func(t *testing.T) {
 		before := s.simStats(t, "")
 		s.faultCase(t, "vk-killed", 0, func(t *testing.T, _ *tracker) {
-			s.vk.stop(syscall.SIGKILL)
+			s.vk.Stop(syscall.SIGKILL)
 			// The kill must cut the burst: pods still without a job then.
 			if made := s.simStats(t, "").JobsCreated - before.JobsCreated; made >= faultPods {
 				t.Errorf("all %d jobs existed when the VK was killed: the case tests little", made)
 			}
 			time.Sleep(2 * time.Second)
-			s.vk.run(t)
+			s.vk.Run(t)
 		})
 	})
 
@@ -75,7 +75,7 @@ func TestFaults(t *testing.T) {
 		s.faultCase(t, "il-down", 0, func(t *testing.T, tr *tracker) {
 			jobsDeletedBefore = s.simStats(t, "").DeleteCalls
 			stopped := time.Now()
-			s.il.stop(syscall.SIGTERM)
+			s.il.Stop(syscall.SIGTERM)
 			e2eenv.Eventually(t, "node NotReady", 30*time.Second, func() error {
 				if err := s.nodeReady(corev1.ConditionFalse); err != nil {
 					return err
@@ -100,7 +100,7 @@ func TestFaults(t *testing.T) {
 				}
 			}
 			tr.mu.Unlock()
-			s.il.run(t)
+			s.il.Run(t)
 			e2eenv.Eventually(t, "node Ready again", 60*time.Second, func() error { return s.nodeReady(corev1.ConditionTrue) })
 		}, func(t *testing.T) {
 			if d := s.simStats(t, "").DeleteCalls - jobsDeletedBefore; d != 0 {
@@ -111,9 +111,9 @@ func TestFaults(t *testing.T) {
 
 	t.Run("SidecarRestart", func(t *testing.T) {
 		s.faultCase(t, "sim-restart", 0, func(t *testing.T, _ *tracker) {
-			s.sim.stop(syscall.SIGTERM) // it saves its jobs, as a real sidecar keeps them
+			s.sim.Stop(syscall.SIGTERM) // it saves its jobs, as a real sidecar keeps them
 			time.Sleep(time.Second)
-			s.sim.run(t)
+			s.sim.Run(t)
 		})
 	})
 

@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -48,53 +47,13 @@ func TestMain(m *testing.M) {
 }
 
 // proc is a daemon the test starts, restarts and stops by PID.
-type proc struct {
-	name string
-	log  string
-	env  []string
-	cmd  *exec.Cmd
-	done chan struct{}
-}
+// proc is one daemon of the stack (e2eenv.Process), with its usage.
+type proc struct{ *e2eenv.Process }
 
 func (s *stack) start(t testing.TB, name string, env ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, log: filepath.Join(s.dir, name+".log"), env: env}
-	p.run(t)
-	t.Cleanup(func() { p.stop(syscall.SIGTERM) })
-	return p
+	return &proc{e2eenv.StartProcess(t, filepath.Join(s.dir, name+".log"), env, filepath.Join(binDir, name))}
 }
-
-func (p *proc) run(t testing.TB) {
-	t.Helper()
-	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cmd = exec.Command(filepath.Join(binDir, p.name))
-	p.cmd.Env = append(os.Environ(), p.env...)
-	p.cmd.Stdout, p.cmd.Stderr = f, f
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p.done = make(chan struct{})
-	go func(done chan struct{}) { _ = p.cmd.Wait(); _ = f.Close(); close(done) }(p.done)
-}
-
-// stop signals the process and waits for it (killing it after 10 s).
-func (p *proc) stop(sig syscall.Signal) {
-	if p.cmd == nil || p.cmd.Process == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
 
 // usage is a process's CPU time and memory, from /proc.
 type usage struct {
@@ -105,7 +64,7 @@ type usage struct {
 
 func (p *proc) usage() usage {
 	var u usage
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid())); err == nil {
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.PID())); err == nil {
 		// Fields after the command name (which may hold spaces).
 		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
 		if len(f) > 12 {
@@ -114,7 +73,7 @@ func (p *proc) usage() usage {
 			u.CPUSeconds = (ut + st) / 100 // USER_HZ
 		}
 	}
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.pid())); err == nil {
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.PID())); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
 			k, v, _ := strings.Cut(line, ":")
 			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
