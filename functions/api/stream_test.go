@@ -16,7 +16,7 @@ import (
 
 // streamServer serves streams: an exec echoes its stdin in upper case on
 // stdout, writes "err" on stderr and exits 3; a port-forward echoes.
-func streamServer(t *testing.T) api.StreamDialer {
+func streamServer(t testing.TB) api.StreamDialer {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, req, err := api.AcceptStream(w, r)
@@ -133,4 +133,43 @@ func TestSplice(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the idle stream was not closed")
 	}
+}
+
+// BenchmarkPortForwardThroughSplice: bytes of a port-forward through two
+// hops (a client, a splicing middle as interLink, a server that echoes),
+// 32 KiB at a time.
+func BenchmarkPortForwardThroughSplice(b *testing.B) {
+	back := streamServer(b)
+	mid := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a, req, err := api.AcceptStream(w, r)
+		if err != nil {
+			return
+		}
+		c, err := back.Dial(r.Context(), req, nil)
+		if err != nil {
+			return
+		}
+		_ = api.Splice(r.Context(), a, c, api.Limits{}, nil)
+	}))
+	defer mid.Close()
+	ep, _ := api.ParseEndpoint(mid.URL)
+	ctx := context.Background()
+	c, err := (&api.StreamDialer{Endpoint: ep}).Dial(ctx, &api.StreamRequest{Kind: api.StreamPortForward, Namespace: "n", PodName: "p", PodUID: "u", Port: 80}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	local, remote := net.Pipe()
+	go func() { _ = c.Pipe(ctx, remote, api.ChanStdin, api.ChanStdout) }()
+	chunk := make([]byte, 32<<10)
+	buf := make([]byte, len(chunk))
+	b.SetBytes(int64(len(chunk)))
+	b.ResetTimer()
+	for b.Loop() {
+		go func() { _, _ = local.Write(chunk) }()
+		if _, err := io.ReadFull(local, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	_ = local.Close()
 }
