@@ -55,6 +55,9 @@ func (c *StreamConn) ServeIO(ctx context.Context, req *StreamRequest, run func(c
 			}
 			switch ch {
 			case ChanStdin:
+				if !req.Stdin {
+					continue // input the request did not ask for: dropped
+				}
 				if _, err := pw.Write(data); err != nil {
 					continue // run no longer reads: dropped
 				}
