@@ -263,19 +263,30 @@ func (h *Handler) exec(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	name, err := h.sidecarFromHeader(r)
+	name, err := h.routedSidecar(r)
 	if err != nil {
 		return err
 	}
-	if name == "" {
-		name = h.cfg.Default
-	}
-	noteSidecar(r.Context(), name)
 	ex, ok := h.cfg.Sidecars[name].(sidecars.Execer)
 	if !ok {
 		return api.NewError(api.ReasonNotImplemented, "sidecar %s does not offer exec", name)
 	}
 	return sidecars.ServeExec(w, r, ex, req, h.log.With("sidecar", name))
+}
+
+// routedSidecar is the sidecar of a request that carries no pod (exec, a
+// stream): the one HeaderSidecar names, or the default. It is noted for the
+// request's metrics.
+func (h *Handler) routedSidecar(r *http.Request) (string, error) {
+	name, err := h.sidecarFromHeader(r)
+	if err != nil {
+		return "", err
+	}
+	if name == "" {
+		name = h.cfg.Default
+	}
+	noteSidecar(r.Context(), name)
+	return name, nil
 }
 
 // sidecarFromHeader returns the sidecar named by HeaderSidecar ("" when

@@ -17,14 +17,10 @@ type streamDialer interface {
 // HeaderSidecar, or the default): each message goes across as it came,
 // within the configured idle and total bounds.
 func (h *Handler) stream(w http.ResponseWriter, r *http.Request) error {
-	name, err := h.sidecarFromHeader(r)
+	name, err := h.routedSidecar(r)
 	if err != nil {
 		return err
 	}
-	if name == "" {
-		name = h.cfg.Default
-	}
-	noteSidecar(r.Context(), name)
 	sd, ok := h.cfg.Sidecars[name].(streamDialer)
 	if !ok {
 		return api.NewError(api.ReasonNotImplemented, "sidecar %s does not offer exec -it, attach or port-forward", name)

@@ -99,7 +99,7 @@ func TestE2EStreams(t *testing.T) {
 				cmd := exec.Command(s.kubectl, "--kubeconfig", s.kubeconfig, "attach", "-i", "web", "-c", map[bool]string{true: "talk", false: "main"}[docker])
 				pr, pw := io.Pipe()
 				cmd.Stdin = pr
-				var out lockedBuffer
+				var out e2eenv.LockedBuffer
 				cmd.Stdout, cmd.Stderr = &out, &out
 				if err := cmd.Start(); err != nil {
 					t.Fatal(err)
@@ -231,26 +231,9 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type forwarder struct {
 	cmd *exec.Cmd
-	out *lockedBuffer
+	out *e2eenv.LockedBuffer
 }
 
 func (f *forwarder) stop() {
@@ -263,7 +246,7 @@ func (f *forwarder) output() string { return f.out.String() }
 // portForward runs kubectl port-forward pod/web local:port until stopped.
 func (s *stack) portForward(t *testing.T, local, port int) *forwarder {
 	t.Helper()
-	f := &forwarder{out: &lockedBuffer{}}
+	f := &forwarder{out: &e2eenv.LockedBuffer{}}
 	f.cmd = exec.Command(s.kubectl, "--kubeconfig", s.kubeconfig, "port-forward", "pod/web", fmt.Sprintf("%d:%d", local, port), "--address", "127.0.0.1")
 	f.cmd.Stdout, f.cmd.Stderr = f.out, f.out
 	if err := f.cmd.Start(); err != nil {
@@ -288,7 +271,7 @@ func (s *stack) execTTY(t *testing.T, line string) (string, int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out lockedBuffer
+	var out e2eenv.LockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

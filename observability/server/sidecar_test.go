@@ -13,9 +13,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/seed-3f807049/interlink/observability/e2eenv"
 )
 
 func TestSidecarAuthValidate(t *testing.T) {
@@ -116,7 +117,7 @@ func TestSidecarToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The token file's watcher logs from its own goroutine.
-	var logs lockedBuffer
+	var logs e2eenv.LockedBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	h, run, err := SidecarHandler(ctx, "127.0.0.1:4001", Auth{TokenFile: tokens}, sidecarAPI, openMetrics, slog.New(slog.NewTextHandler(&logs, nil)))
@@ -263,22 +264,4 @@ func runSidecar(t *testing.T, listen string, a Auth) string {
 			t.Fatalf("%s did not listen", listen)
 		}
 	}
-}
-
-// lockedBuffer is a bytes.Buffer written and read from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
