@@ -47,10 +47,11 @@ func (c *StreamConn) ServeIO(ctx context.Context, req *StreamRequest, run func(c
 		for {
 			ch, data, err := c.Recv()
 			if err != nil {
-				// The client went away: the command's input ends, and a
-				// command still running is stopped.
-				_ = pw.CloseWithError(io.EOF)
+				// The client went away: a command still running is stopped
+				// (ctx first, so that run sees why its input ends), and its
+				// input ends.
 				cancel()
+				_ = pw.CloseWithError(io.EOF)
 				return
 			}
 			switch ch {

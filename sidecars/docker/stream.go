@@ -56,7 +56,12 @@ func (d *Sidecar) ExecStream(ctx context.Context, req *api.StreamRequest, sio ap
 	if err != nil {
 		return 0, err
 	}
-	return d.execExit(ctx, ex.ID, req.ContainerName)
+	code, err := d.execExit(ctx, ex.ID, req.ContainerName)
+	if err != nil {
+		// Its output ended while it runs on: no one sees it any more.
+		d.endExec(ex.ID)
+	}
+	return code, err
 }
 
 // endExec stops a command exec'd in a container whose client went away:
