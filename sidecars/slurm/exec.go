@@ -56,10 +56,8 @@ func (s *Sidecar) execArgv(namespace, podName, uid, container string, srunOpt st
 		return nil, api.Invalid("exec in container %q of pod %s/%s: its job has ended", container, namespace, podName)
 	}
 	entry := rec.Entries[i]
-	for _, key := range []string{"SrunPath", "ProberPath"} {
-		if err := s.missing[key]; err != nil {
-			return nil, api.Invalid("exec needs %s, which the sidecar did not find at start: %v", key, err)
-		}
+	if err := s.requireProber("exec"); err != nil {
+		return nil, err
 	}
 	if len(entry.Exec) == 0 && entry.Nsenter == "" {
 		return nil, api.Invalid("exec in container %q of pod %s/%s: NsenterPath was not found when the sidecar started, and this runtime has no exec of its own", container, namespace, podName)
@@ -69,24 +67,48 @@ func (s *Sidecar) execArgv(namespace, podName, uid, container string, srunOpt st
 		return nil, err
 	}
 	pidFile := filepath.Join(s.rootDir, rec.Dir, containersDir, entry.Name+".pid")
-	argv := []string{s.cfg.SrunPath, "--overlap", "--jobid=" + rec.JobID, "--nodes=1", "--ntasks=1", "--quiet", srunOpt, "--", s.cfg.ProberPath, "exec"}
-	argv = append(argv, proberOpts...)
-	return append(argv, pidFile, string(spec), "--"), nil
+	args := append(append([]string{"exec"}, proberOpts...), pidFile, string(spec), "--")
+	return s.proberInJob(rec.JobID, srunOpt, args...), nil
+}
+
+// requireProber fails what (exec, a port-forward) when the sidecar did not
+// find srun or interlink-prober at start.
+func (s *Sidecar) requireProber(what string) error {
+	for _, key := range []string{"SrunPath", "ProberPath"} {
+		if err := s.missing[key]; err != nil {
+			return api.Invalid("%s needs %s, which the sidecar did not find at start: %v", what, key, err)
+		}
+	}
+	return nil
+}
+
+// proberInJob is the command line that runs interlink-prober with args in
+// the running job (srun --overlap joins it, with srunOpt for its input).
+func (s *Sidecar) proberInJob(jobID, srunOpt string, args ...string) []string {
+	argv := []string{s.cfg.SrunPath, "--overlap", "--jobid=" + jobID, "--nodes=1", "--ntasks=1", "--quiet", srunOpt, "--", s.cfg.ProberPath}
+	return append(argv, args...)
+}
+
+// srunCmd is an exec.Cmd of srun (argv, never through a shell) in a process
+// group of its own: interrupted (ctx), srun gets SIGTERM and cancels the
+// step, so the command ends on the node too.
+func (c *commands) srunCmd(ctx context.Context, argv []string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...) //nolint:gosec // the operator's programs; the command's words are argv elements
+	cmd.Env = c.env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = commandWaitDelay
+	return cmd
 }
 
 // stream runs argv (never through a shell) until it ends or ctx does,
 // its output and errors going to out as they come, and returns its exit
 // code. It has no timeout: an exec lasts as long as its caller wants.
 func (c *commands) stream(ctx context.Context, argv []string, out io.Writer) (int, error) {
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...) //nolint:gosec // the operator's programs; the command's words are argv elements
-	cmd.Env = c.env
+	cmd := c.srunCmd(ctx, argv)
 	w := &lockedWriter{w: out}
 	errw := &srunFilter{w: w}
 	cmd.Stdout, cmd.Stderr = w, errw
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	// srun, interrupted, cancels the step: the command ends on the node too.
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
-	cmd.WaitDelay = commandWaitDelay
 	err := cmd.Run()
 	errw.flush()
 	return exitOf(err, errw.failed, argv[0])

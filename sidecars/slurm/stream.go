@@ -51,12 +51,8 @@ func (s *Sidecar) ExecStream(ctx context.Context, req *api.StreamRequest, sio ap
 		return 0, err
 	}
 	argv = append(argv, req.Command...)
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...) //nolint:gosec // the operator's programs; the command's words are argv elements
-	cmd.Env = s.cmd.env
-	cmd.WaitDelay = commandWaitDelay
+	cmd := s.cmd.srunCmd(ctx, argv)
 	if !req.TTY {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 		errw := &srunFilter{w: &lockedWriter{w: sio.Stderr}}
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = sio.Stdin, &lockedWriter{w: sio.Stdout}, errw
 		runErr := cmd.Run()
@@ -64,7 +60,9 @@ func (s *Sidecar) ExecStream(ctx context.Context, req *api.StreamRequest, sio ap
 		return exitOf(runErr, errw.failed, argv[0])
 	}
 	// srun --pty needs a terminal: a pty of the sidecar's, whose size
-	// follows the client's (srun passes it on to the job's).
+	// follows the client's (srun passes it on to the job's). It leads a
+	// session of its own there, not a process group.
+	cmd.SysProcAttr = nil
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	// The task's output comes on srun's standard output (the step's
 	// terminal); srun's own messages, on its standard error, are filtered.
@@ -197,19 +195,12 @@ func (s *Sidecar) jobNodeAddress(ctx context.Context, job string) (string, error
 // interlink-prober dials the port on the node's loopback, its standard
 // input and output joined to the connection.
 func (s *Sidecar) tunnel(ctx context.Context, rec record, port string) (io.ReadWriteCloser, error) {
-	for _, key := range []string{"SrunPath", "ProberPath"} {
-		if err := s.missing[key]; err != nil {
-			return nil, api.Invalid("port-forward through the job needs %s, which the sidecar did not find at start: %v", key, err)
-		}
+	if err := s.requireProber("port-forward through the job"); err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	argv := []string{s.cfg.SrunPath, "--overlap", "--jobid=" + rec.JobID, "--nodes=1", "--ntasks=1", "--quiet", "--input=0",
-		"--", s.cfg.ProberPath, "dial", net.JoinHostPort("127.0.0.1", port)}
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...) //nolint:gosec // the operator's programs
-	cmd.Env = s.cmd.env
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
-	cmd.WaitDelay = commandWaitDelay
+	argv := s.proberInJob(rec.JobID, "--input=0", "dial", net.JoinHostPort("127.0.0.1", port))
+	cmd := s.cmd.srunCmd(ctx, argv)
 	cmd.Stderr = io.Discard
 	in, err := cmd.StdinPipe()
 	if err != nil {
