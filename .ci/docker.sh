@@ -6,7 +6,8 @@
 #   .ci/docker.sh install           apt-get what is missing (root only)
 #   .ci/docker.sh up DIR            start containerd and dockerd, import busybox:latest;
 #                                   writes DIR/env (DOCKER_HOST=unix://DIR/docker.sock)
-#   .ci/docker.sh down DIR          stop them by PID, unmount what is left under DIR
+#   .ci/docker.sh down DIR          stop them by PID, unmount what is left under DIR, delete
+#                                   the host interfaces of its bridge networks
 #   .ci/docker.sh restart DIR       restart dockerd (containers and images are kept)
 #   .ci/docker.sh registry-up DIR USER PASSWORD [DOCKER_DIR]
 #                                   registry on 127.0.0.1 (plain HTTP, basic auth), holding
@@ -221,12 +222,40 @@ stop_dockerd() {
 	rm -f "$dir/docker.sock"
 }
 
+# record_bridges DIR: append the host interfaces of the bridge networks of
+# the dockerd in DIR to DIR/bridges. dockerd never deletes a bridge's
+# interface when it stops, and each one left holds an address pool (a /16 or
+# a /20 of the 31 dockerd has by default): a machine that ran the demo 31
+# times could not create another network ("could not find an available,
+# non-overlapping IPv4 address pool").
+record_bridges() {
+	local dir=$1 id name
+	for id in $(timeout 10 "$DOCKER_CLI" -H "unix://$dir/docker.sock" network ls -q --no-trunc --filter driver=bridge 2>/dev/null); do
+		name=$(timeout 10 "$DOCKER_CLI" -H "unix://$dir/docker.sock" network inspect -f '{{index .Options "com.docker.network.bridge.name"}}' "$id" 2>/dev/null) || name=
+		[ -n "$name" ] || name=br-${id:0:12}
+		grep -qxF "$name" "$dir/bridges" 2>/dev/null || printf '%s\n' "$name" >>"$dir/bridges"
+	done
+}
+
+# delete_bridges DIR: delete the interfaces DIR/bridges names that are still
+# there (a dockerd stops without deleting them; a killed one cannot).
+delete_bridges() {
+	local dir=$1 name
+	[ -s "$dir/bridges" ] || return 0
+	while IFS= read -r name; do
+		[ -n "$name" ] && [ -e "/sys/class/net/$name/bridge" ] || continue
+		ip link delete "$name" type bridge 2>/dev/null || log "could not delete the bridge $name"
+	done <"$dir/bridges"
+	rm -f "$dir/bridges"
+}
+
 down() {
 	local dir=$1 ids
 	[ -d "$dir" ] || return 0
 	dir=$(cd "$dir" && pwd)
-	# Kill running containers first: dockerd would give each 10 s to stop.
 	if running "$dir/dockerd.pid" dockerd; then
+		record_bridges "$dir"
+		# Kill running containers first: dockerd would give each 10 s to stop.
 		ids=$(timeout 10 "$DOCKER_CLI" -H "unix://$dir/docker.sock" ps -q 2>/dev/null) || ids=
 		# shellcheck disable=SC2086
 		[ -z "$ids" ] || timeout 20 "$DOCKER_CLI" -H "unix://$dir/docker.sock" kill $ids >/dev/null 2>&1 || true
@@ -235,6 +264,7 @@ down() {
 	stop_pid "$dir/containerd/containerd.pid" containerd 15
 	reap_shims "$dir"
 	unmount_under "$dir"
+	delete_bridges "$dir"
 }
 
 restart() {

@@ -204,13 +204,32 @@ digest() {
 	' "$1" "$1"
 }
 
+# bridges: the host's bridge interfaces, one a line. A tier that leaves one
+# behind (a private dockerd's network, not deleted at its down) fails: each
+# holds one of dockerd's 31 default address pools until the machine reboots.
+bridges() {
+	local b
+	for b in /sys/class/net/*/bridge; do [ -e "$b" ] && basename "$(dirname "$b")"; done | sort
+}
+
+# left_bridges BEFORE: say which bridges the tier left, delete them, fail.
+left_bridges() {
+	local left name
+	left=$(comm -13 "$1" <(bridges))
+	[ -z "$left" ] && return 0
+	echo "--- FAIL: the tier left host bridge interfaces (a dockerd's networks not deleted at .ci/docker.sh down): ${left//$'\n'/ }"
+	for name in $left; do ip link delete "$name" type bridge 2>/dev/null || true; done
+	return 1
+}
+
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
 failures=()
 for tier in $TIERS; do
 	log "tier $tier"
 	start=$(date +%s)
-	if "tier_$tier" 2>&1 | tee "$logs/$tier.log"; then
+	bridges >"$logs/$tier.bridges"
+	if { "tier_$tier" && left_bridges "$logs/$tier.bridges"; } 2>&1 | tee "$logs/$tier.log"; then
 		status=passed; passed=$((passed + 1))
 	else
 		status=FAILED; failed=$((failed + 1)); failures+=("$tier")
