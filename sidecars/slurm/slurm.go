@@ -47,6 +47,8 @@ type Sidecar struct {
 	// absent counts, per job ID, the polls in a row in which Slurm said it
 	// does not know the job.
 	absent sync.Map // string -> int
+	// nodes caches the IPs of the nodes running jobs (a pod's IP).
+	nodes nodeIPs
 	// stopping are the pods (by UID) whose jobs stop gracefully in the
 	// background (Delete); bg owns those goroutines, ended by Close
 	// through stopAll.
@@ -558,9 +560,14 @@ func (s *Sidecar) Status(ctx context.Context, pods []corev1.Pod) ([]api.PodStatu
 			states[id] = jobState{State: stateUnknown, At: now}
 		}
 	}
+	ips := s.podIPs(ctx, states)
 	out := make([]api.PodStatus, 0, len(recs))
 	for _, rec := range recs {
-		out = append(out, s.podStatus(&rec, states))
+		st := s.podStatus(&rec, states)
+		if js, ok := states[rec.JobID]; ok && rec.Final == nil && js.Node != "" {
+			st.PodIP = ips[js.Node]
+		}
+		out = append(out, st)
 	}
 	return out, nil
 }

@@ -40,6 +40,10 @@ cat "$D/queue" 2>/dev/null; exit 0
 		"scancel": `#!/bin/sh
 echo "$@" >>"$D/cancelled"
 `,
+		"sinfo": `#!/bin/sh
+echo "$@" >>"$D/sinfo.calls"
+cat "$D/nodes.json" 2>/dev/null || echo '{"nodes":[]}'
+`,
 	}
 	for name, body := range scripts {
 		body = strings.ReplaceAll(body, "$D", dir)
@@ -49,6 +53,7 @@ echo "$@" >>"$D/cancelled"
 	}
 	cfg := DefaultConfig()
 	cfg.SbatchPath, cfg.SqueuePath, cfg.ScancelPath = filepath.Join(dir, "sbatch"), filepath.Join(dir, "squeue"), filepath.Join(dir, "scancel")
+	cfg.SinfoPath = filepath.Join(dir, "sinfo")
 	cfg.DataRootFolder, cfg.StatePath = filepath.Join(dir, "jobs"), filepath.Join(dir, "state.db")
 	// Absolute: taken as is, as for a runtime the compute nodes alone have.
 	cfg.SingularityPath = "/opt/apptainer/bin/singularity"

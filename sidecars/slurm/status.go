@@ -27,6 +27,7 @@ import (
 type jobState struct {
 	State    string    `json:"state"`            // PENDING, RUNNING, COMPLETED, ...
 	Reason   string    `json:"reason,omitempty"` // why it waits (squeue's %r)
+	Node     string    `json:"node,omitempty"`   // the node running its batch script (squeue's %B)
 	ExitCode int32     `json:"exitCode,omitempty"`
 	At       time.Time `json:"at"` // when the sidecar first saw this state
 }
@@ -73,9 +74,10 @@ func (j jobState) terminal() bool {
 	return false
 }
 
-// squeueFormat is asked of squeue: job ID, state, reason. None of them holds
-// a '|'.
-const squeueFormat = "%i|%T|%r"
+// squeueFormat is asked of squeue: job ID, state, reason, and the node
+// running the batch script (where the containers are). None of them holds a
+// '|'.
+const squeueFormat = "%i|%T|%r|%B"
 
 // queryJobs asks Slurm the state of jobs: one squeue call, and one sacct
 // call (when Accounting is on) for the jobs squeue no longer lists. Jobs
@@ -99,13 +101,16 @@ func (s *Sidecar) queryJobs(ctx context.Context, ids []string) (states map[strin
 		}
 		sc := bufio.NewScanner(bytes.NewReader(stdout))
 		for sc.Scan() {
-			f := strings.SplitN(sc.Text(), "|", 3)
-			if len(f) != 3 {
+			f := strings.SplitN(sc.Text(), "|", 4)
+			if len(f) < 3 {
 				continue
 			}
 			js := jobState{State: f[1], At: now}
 			if js.pending() && f[2] != "None" {
 				js.Reason = f[2]
+			}
+			if len(f) == 4 && js.State == "RUNNING" && nodeName.MatchString(f[3]) {
+				js.Node = f[3]
 			}
 			out[f[0]] = js
 		}

@@ -2,7 +2,6 @@ package slurm
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -170,25 +169,11 @@ func (s *Sidecar) jobNodeAddress(ctx context.Context, job string) (string, error
 	if !nodeName.MatchString(first) {
 		return "", api.Invalid("job %s: node name %q", job, first)
 	}
-	info, err := s.cmd.runCapped(ctx, 1<<20, s.cfg.SinfoPath, "--json", "--nodes="+first)
+	addrs, err := s.nodeAddresses(ctx, []string{first})
 	if err != nil {
-		return "", api.Unavailable("sinfo of node %s: %w", first, err)
+		return "", err
 	}
-	var reply struct {
-		Nodes []struct {
-			Name    string `json:"name"`
-			Address string `json:"address"`
-		} `json:"nodes"`
-	}
-	if err := json.Unmarshal(info, &reply); err != nil {
-		return "", api.Unavailable("sinfo --json of node %s: %w", first, err)
-	}
-	for _, n := range reply.Nodes {
-		if n.Name == first && n.Address != "" {
-			return n.Address, nil
-		}
-	}
-	return first, nil
+	return addrs[first], nil
 }
 
 // tunnel carries the connection through the job: srun joins it and
