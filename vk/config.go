@@ -87,6 +87,13 @@ type PodCIDRConfig struct {
 	MinIP  int    `json:"MinIP" doc:"See MaxIP."`
 }
 
+// ServicesConfig turns on endpoints of Services for offloaded pods.
+type ServicesConfig struct {
+	Enabled       bool   `json:"Enabled" env:"ENABLED" doc:"Give Services endpoints that reach this node's pods annotated interlink.io/service-endpoints: \"true\": the node listens on a port of Address for each of their declared TCP containerPorts and carries every connection to the pod through interLink (as kubectl port-forward does; the site opens no inbound port). Needs get, list, watch, create, update and delete on discovery.k8s.io endpointslices."`
+	Address       string `json:"Address" env:"ADDRESS" doc:"IP published in the EndpointSlices, where the cluster reaches the node's forwarders: empty means NodeAddress. A loopback address is refused (so does the API server)."`
+	ListenAddress string `json:"ListenAddress" env:"LISTEN_ADDRESS" doc:"Host the forwarders listen on (e.g. 0.0.0.0); empty means Address."`
+}
+
 // Config is the virtual kubelet's configuration. The original's keys and
 // environment variables keep working.
 type Config struct {
@@ -117,7 +124,8 @@ type Config struct {
 	KubeAPIQPS          float32         `json:"KubeAPIQPS" env:"INTERLINK_KUBE_API_QPS" doc:"Queries per second to the API server."`
 	KubeAPIBurst        int             `json:"KubeAPIBurst" env:"INTERLINK_KUBE_API_BURST" doc:"Burst of queries to the API server."`
 	Workers             int             `json:"Workers" env:"INTERLINK_WORKERS" doc:"Pod sync workers."`
-	StreamMaxConcurrent int             `json:"StreamMaxConcurrent" env:"INTERLINK_STREAM_MAX_CONCURRENT" doc:"Most streams (exec -it, attach, port-forward connections) open at once on the node; one more is refused with TooManyStreams."`
+	StreamMaxConcurrent int             `json:"StreamMaxConcurrent" env:"INTERLINK_STREAM_MAX_CONCURRENT" doc:"Most streams (exec -it, attach, port-forward and Service connections) open at once on the node; one more is refused with TooManyStreams."`
+	Services            ServicesConfig  `json:"Services" envPrefix:"INTERLINK_SERVICES_" doc:"Endpoints of Services for offloaded pods, through the node."`
 	VerboseLogging      bool            `json:"VerboseLogging" env:"VERBOSELOGGING" doc:"Log at debug level (original key)."`
 	ErrorsOnlyLogging   bool            `json:"ErrorsOnlyLogging" env:"ERRORSONLYLOGGING" doc:"Log errors only (original key)."`
 	LogFormat           string          `json:"LogFormat" env:"INTERLINK_LOG_FORMAT" doc:"Log format: json or text."`
@@ -253,6 +261,9 @@ func (c *Config) Validate() error {
 	if (c.KubeletCertFile == "") != (c.KubeletKeyFile == "") {
 		errs = append(errs, errors.New("KubeletCertFile and KubeletKeyFile go together"))
 	}
+	if c.Services.Enabled {
+		errs = append(errs, c.Services.validate(c.NodeAddress)...)
+	}
 	if c.ServiceAccount != "" && c.CustomKubeconfig != "" {
 		errs = append(errs, errors.New("ServiceAccount and CustomKubeconfig are exclusive: set one"))
 	}
@@ -340,6 +351,32 @@ func (c *Config) validateOriginal() []error {
 		if _, err := c.Pprof.Listen(DefaultPprofPort); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	return errs
+}
+
+// ServiceAddress is the IP published in Service endpoints.
+func (c *Config) ServiceAddress() string {
+	if c.Services.Address != "" {
+		return c.Services.Address
+	}
+	return c.NodeAddress
+}
+
+func (s ServicesConfig) validate(nodeAddress string) []error {
+	var errs []error
+	addr, key := s.Address, "Services.Address"
+	if addr == "" {
+		addr, key = nodeAddress, "NodeAddress (Services.Address is empty)"
+	}
+	switch ip := net.ParseIP(addr); {
+	case ip == nil:
+		errs = append(errs, fmt.Errorf("Services.Enabled: %s %q is not an IP address", key, addr))
+	case ip.IsLoopback() || ip.IsUnspecified() || ip.IsLinkLocalUnicast() || ip.IsMulticast():
+		errs = append(errs, fmt.Errorf("Services.Enabled: %s %s cannot be an endpoint (the API server refuses loopback, unspecified, link-local and multicast ones): set Services.Address to an address the cluster reaches this node at", key, addr))
+	}
+	if s.ListenAddress != "" && net.ParseIP(s.ListenAddress) == nil {
+		errs = append(errs, fmt.Errorf("Services.ListenAddress %q is not an IP address", s.ListenAddress))
 	}
 	return errs
 }

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/seed-3f807049/interlink/functions/api"
+	"github.com/seed-3f807049/interlink/vk/services"
 )
 
 // Polling: one batched status call for the node's pods each interval, and
@@ -118,6 +119,12 @@ func (p *Provider) applyStatus(uid types.UID, st *api.PodStatus, now metav1.Time
 	t.missing = 0
 	next := podStatus(t.pod, st, p.hostIP, now)
 	p.setUsageLocked(t, st.Usage, &next)
+	if p.exposeServices && services.Exposed(t.pod) {
+		// The EndpointSlice controller would publish the site's address as
+		// a second endpoint of the pod's Services, one the cluster does not
+		// reach: the node's forwarders are its endpoints.
+		next.PodIP, next.PodIPs = "", nil
+	}
 	if ip, err := annotatedPodIP(t.pod, p.podNet); err != nil {
 		p.log.Warn("pod IP annotation ignored", "pod", t.pod.Name, "namespace", t.pod.Namespace, "err", err)
 	} else if ip != "" {

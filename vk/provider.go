@@ -100,6 +100,9 @@ type providerConfig struct {
 	podLister corev1listers.PodLister
 	// maxStreams caps the node's open streams (0: DefaultStreamMaxConcurrent).
 	maxStreams int
+	// exposeServices: pods annotated for service endpoints reach Services
+	// through the node (vk/services), and get no status.podIP.
+	exposeServices bool
 }
 
 // retryQueue is how many pods whose submission backoff ended may wait for

@@ -35,6 +35,7 @@ import (
 	"github.com/seed-3f807049/interlink/functions/client"
 	"github.com/seed-3f807049/interlink/observability/metrics"
 	"github.com/seed-3f807049/interlink/observability/server"
+	"github.com/seed-3f807049/interlink/vk/services"
 )
 
 // Run registers the virtual node and serves it until ctx ends.
@@ -80,6 +81,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	reg := metrics.New("interlink-vk")
 	m := newVKMetrics(reg, cfg.VKTokenFile, apiRequests)
 	var prov *Provider
+	var podInf, svcInf cache.SharedIndexInformer
 	np := &nodeProvider{il: il, client: cs, interval: cfg.PingInterval.Duration, log: log.With("component", "node"), baseTaints: taints}
 	mux := http.NewServeMux()
 	n, err := nodeutil.NewNode(cfg.NodeName,
@@ -100,7 +102,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 						customPath: cfg.CustomKubeconfig, ttlSeconds: int64(cfg.KubeconfigTokenTTL.Seconds())},
 					pods: pc.Pods, kubeAPIHost: cfg.KubernetesAPIAddr, kubeAPIPort: cfg.KubernetesAPIPort, kubeRootCA: cfg.KubernetesAPICaCrt,
 					noProjected: cfg.DisableProjectedVolumes, jobScriptURL: cfg.JobScriptBuilderURL},
-				podLister: pc.Pods,
+				podLister: pc.Pods, exposeServices: cfg.Services.Enabled,
 			}, m)
 			return prov, np, nil
 		},
@@ -120,6 +122,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 					return fmt.Errorf("informer transform: %w", err)
 				}
 			}
+			podInf, svcInf = pc.PodInformer.Informer(), pc.ServiceInformer.Informer()
 			pc.SyncPodsFromKubernetesRateLimiter = queueLimiter(cfg)
 			pc.SyncPodStatusFromProviderRateLimiter = queueLimiter(cfg)
 			pc.DeletePodsFromKubernetesRateLimiter = queueLimiter(cfg)
@@ -157,6 +160,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return np.Run(gctx) })
 	g.Go(func() error { return prov.RunStatus(gctx) })
+	if cfg.Services.Enabled {
+		sc, err := services.New(services.Config{NodeName: cfg.NodeName, Address: cfg.ServiceAddress(), Listen: cfg.Services.ListenAddress,
+			Client: cs, Pods: podInf, Services: svcInf, Forwarder: prov, Log: log.With("component", "services"), Registerer: reg})
+		if err != nil {
+			return err
+		}
+		log.Info("service endpoints on", "address", cfg.ServiceAddress())
+		g.Go(func() error { return sc.Run(gctx) })
+	}
 	if cfg.Pprof.Enabled {
 		addr, err := cfg.Pprof.Listen(DefaultPprofPort) // validated with the config
 		if err != nil {

@@ -48,8 +48,9 @@ func newStreamMetrics(reg prometheus.Registerer) *streamMetrics {
 const ReasonTooManyStreams = "TooManyStreams"
 
 // openStream opens a stream to the pod's sidecar, within the node's cap.
-// The returned func ends its accounting, with the stream's outcome.
-func (p *Provider) openStream(ctx context.Context, req *api.StreamRequest) (*api.StreamConn, func(error), error) {
+// The returned func ends its accounting (under kind), with the stream's
+// outcome.
+func (p *Provider) openStream(ctx context.Context, req *api.StreamRequest, kind string) (*api.StreamConn, func(error), error) {
 	pod, err := p.GetPod(ctx, req.Namespace, req.PodName)
 	if err != nil {
 		return nil, nil, err
@@ -64,7 +65,7 @@ func (p *Provider) openStream(ctx context.Context, req *api.StreamRequest) (*api
 	case p.streamSlots <- struct{}{}:
 	default:
 		if m != nil {
-			m.ended.WithLabelValues(req.Kind, ReasonTooManyStreams).Inc()
+			m.ended.WithLabelValues(kind, ReasonTooManyStreams).Inc()
 		}
 		return nil, nil, errdefs.InvalidInput(fmt.Sprintf("%s: this virtual node has %d streams open, its most (StreamMaxConcurrent)", ReasonTooManyStreams, cap(p.streamSlots)))
 	}
@@ -72,24 +73,24 @@ func (p *Provider) openStream(ctx context.Context, req *api.StreamRequest) (*api
 	if err != nil {
 		<-p.streamSlots
 		if m != nil {
-			m.ended.WithLabelValues(req.Kind, string(api.ReasonOf(err))).Inc()
+			m.ended.WithLabelValues(kind, string(api.ReasonOf(err))).Inc()
 		}
 		return nil, nil, streamErr(err)
 	}
 	if m != nil {
-		m.active.WithLabelValues(req.Kind).Inc()
+		m.active.WithLabelValues(kind).Inc()
 	}
 	return c, func(err error) {
 		<-p.streamSlots
 		if m == nil {
 			return
 		}
-		m.active.WithLabelValues(req.Kind).Dec()
+		m.active.WithLabelValues(kind).Dec()
 		reason := "ok"
 		if err != nil {
 			reason = string(api.ReasonOf(err))
 		}
-		m.ended.WithLabelValues(req.Kind, reason).Inc()
+		m.ended.WithLabelValues(kind, reason).Inc()
 	}, nil
 }
 
@@ -107,7 +108,7 @@ func streamErr(err error) error {
 // ioStream runs an exec or attach stream with the kubelet API's attach.
 func (p *Provider) ioStream(ctx context.Context, req *api.StreamRequest, attach vkapi.AttachIO) error {
 	req.Stdin, req.TTY = attach.Stdin() != nil, attach.TTY()
-	c, done, err := p.openStream(ctx, req)
+	c, done, err := p.openStream(ctx, req, req.Kind)
 	if err != nil {
 		return err
 	}
@@ -167,7 +168,21 @@ func (p *Provider) AttachToContainer(ctx context.Context, namespace, podName, co
 // PortForward carries one connection of kubectl port-forward to port in
 // the pod, through interLink and its sidecar.
 func (p *Provider) PortForward(ctx context.Context, namespace, podName string, port int32, stream io.ReadWriteCloser) error {
-	c, done, err := p.openStream(ctx, &api.StreamRequest{Kind: api.StreamPortForward, Namespace: namespace, PodName: podName, Port: port})
+	return p.forward(ctx, namespace, podName, port, stream, api.StreamPortForward)
+}
+
+// KindService counts the connections of Services (services.Forwarder) in
+// the stream metrics.
+const KindService = "service"
+
+// Forward carries one connection of a Service to port in the pod
+// (services.Forwarder), as PortForward does.
+func (p *Provider) Forward(ctx context.Context, namespace, podName string, port int32, conn io.ReadWriteCloser) error {
+	return p.forward(ctx, namespace, podName, port, conn, KindService)
+}
+
+func (p *Provider) forward(ctx context.Context, namespace, podName string, port int32, stream io.ReadWriteCloser, kind string) error {
+	c, done, err := p.openStream(ctx, &api.StreamRequest{Kind: api.StreamPortForward, Namespace: namespace, PodName: podName, Port: port}, kind)
 	if err != nil {
 		return err
 	}
@@ -175,7 +190,7 @@ func (p *Provider) PortForward(ctx context.Context, namespace, podName string, p
 		io.Reader
 		io.Writer
 		io.Closer
-	}{p.countReader(stream, api.StreamPortForward, "in"), p.countWriter(stream, api.StreamPortForward, "out"), stream}
+	}{p.countReader(stream, kind, "in"), p.countWriter(stream, kind, "out"), stream}
 	err = c.Pipe(ctx, rw, api.ChanStdin, api.ChanStdout)
 	done(err)
 	return streamErr(err)
