@@ -34,7 +34,7 @@ type streamMetrics struct {
 func newStreamMetrics(reg prometheus.Registerer) *streamMetrics {
 	m := &streamMetrics{
 		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "interlink_vk_streams_active",
-			Help: "Streams (exec -it, attach, port-forward) open on the node, by kind."}, []string{"kind"}),
+			Help: "Streams (exec -it, attach, port-forward, service) open on the node, by kind."}, []string{"kind"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "interlink_vk_stream_bytes_total",
 			Help: "Bytes carried by the node's streams, by kind and direction (in: towards the pod)."}, []string{"kind", "direction"}),
 		ended: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "interlink_vk_streams_ended_total",

@@ -20,6 +20,8 @@
 #                         node's kubelet certificate then comes from the CSR
 #                         API and is approved with your credentials
 #   DEMO_NODE             the virtual node's name (default interlink-demo)
+#   DEMO_SERVICE_ADDRESS  where Services reach the node's forwarders (default:
+#                         this machine's address; empty: Services off)
 #   DEMO_NODE_ADDRESS     the node's InternalIP, where the API server reaches
 #                         the kubelet API for kubectl logs and exec (default
 #                         127.0.0.1: set this machine's address for a cluster
@@ -45,6 +47,17 @@ RUNTIME=${RUNTIME:-apptainer}
 AUTH=${AUTH:-oidc}
 NODE=${DEMO_NODE:-interlink-demo}
 NODE_ADDRESS=${DEMO_NODE_ADDRESS:-127.0.0.1}
+# Services reach the demo's offloaded pods through the node's forwarders,
+# at an address the API server accepts in an EndpointSlice (not loopback):
+# this machine's address on its default route (else its first global IPv4
+# address), or DEMO_SERVICE_ADDRESS; none leaves Services off.
+host_address() {
+	local a
+	a=$(ip -4 -o route get 192.0.2.255 2>/dev/null | awk '{ for (i = 1; i < NF; i++) if ($i == "src") { print $(i + 1); exit } }')
+	[ -n "$a" ] || a=$(ip -4 -o addr show scope global 2>/dev/null | awk '{ sub(/\/.*/, "", $4); print $4; exit }')
+	printf '%s\n' "$a"
+}
+SERVICE_ADDRESS=${DEMO_SERVICE_ADDRESS-$(host_address)}
 AUDIENCE=interlink
 # A second run in a shell that exported the KUBECONFIG the first one printed
 # means the demo's own cluster, started again, not an existing one.
@@ -325,6 +338,9 @@ NodeAddress: $NODE_ADDRESS
 StatusInterval: 1s
 PingInterval: 2s
 YAML
+	if [ -n "$SERVICE_ADDRESS" ]; then
+		printf 'Services:\n  Enabled: true\n  Address: %s\n' "$SERVICE_ADDRESS"
+	fi
 	if [ -n "$EXTERNAL" ]; then
 		# The CA of the API server's client certificate (kubectl logs) is read by
 		# the VK from kube-system/extension-apiserver-authentication (ClientCAConfigMap).

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/procfs"
@@ -37,8 +38,9 @@ const streamIdle = 15 * time.Second
 // TestE2EStreams reaches offloaded pods as users do, on a SLURM stack and
 // a Docker stack: kubectl port-forward (100 connections at once), exec -it
 // through a pty, exec -i, attach, refusals without RBAC, the idle
-// timeout, and no remote process left by a client that went away. On
-// SLURM port-forward runs in both PortForwardVia modes.
+// timeout, no remote process left by a client that went away, and a
+// Service whose EndpointSlices reach the pods (examples/pods/web-service.yaml).
+// On SLURM port-forward runs in both PortForwardVia modes.
 func TestE2EStreams(t *testing.T) {
 	for _, b := range []struct {
 		name string
@@ -123,6 +125,10 @@ func TestE2EStreams(t *testing.T) {
 					return nil
 				})
 				_ = pw.Close()
+			})
+			t.Run("Services", func(t *testing.T) {
+				// One replica on SLURM: the demo's pods share the machine's network.
+				s.services(t, map[bool]int{true: 2, false: 1}[docker])
 			})
 			t.Run("Forbidden", func(t *testing.T) { s.forbidden(t) })
 			t.Run("IdleTimeout", func(t *testing.T) {
@@ -333,9 +339,9 @@ func (s *stack) forbidden(t *testing.T) {
 	}
 }
 
-// vkGoroutines reads go_goroutines from the VK's /metrics on its kubelet
-// API, with the cluster admin's credentials.
-func (s *stack) vkGoroutines(t *testing.T) float64 {
+// vkMetrics reads the VK's /metrics on its kubelet API, with the cluster
+// admin's credentials.
+func (s *stack) vkMetrics(t *testing.T) map[string]*dto.MetricFamily {
 	t.Helper()
 	c, base := s.kubeletClient(t, "")
 	resp, err := c.Get(base + "/metrics") //nolint:noctx // bounded by the client's timeout
@@ -348,7 +354,13 @@ func (s *stack) vkGoroutines(t *testing.T) float64 {
 	if err != nil {
 		t.Fatalf("the VK's /metrics: %v", err)
 	}
-	f, ok := fams["go_goroutines"]
+	return fams
+}
+
+// vkGoroutines reads go_goroutines from the VK's /metrics.
+func (s *stack) vkGoroutines(t *testing.T) float64 {
+	t.Helper()
+	f, ok := s.vkMetrics(t)["go_goroutines"]
 	if !ok || len(f.GetMetric()) == 0 {
 		t.Fatal("the VK's /metrics has no go_goroutines")
 	}
