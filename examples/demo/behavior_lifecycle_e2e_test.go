@@ -240,8 +240,9 @@ func preStopRuns(port int) func(*testing.T, *run, *behaviorCase) error {
 		if err != nil {
 			return err
 		}
-		// SLURM's pods share the node's network (make demo's node is this
-		// host) and report no pod IP; a Docker pod has its own network,
+		// SLURM's pods share the node's network and report the node's
+		// address (make demo's node is this host: its address, or loopback
+		// while sinfo has not answered); a Docker pod has its own network,
 		// and is Running only with its address known.
 		ip := l.Status.PodIP
 		if ip == "" && slices.Contains(s.Env, "SIDECAR=docker") {
