@@ -23,7 +23,7 @@ const servicesManagedBy = "interlink-vk.interlink.io"
 
 // services applies examples/pods/web-service.yaml (a Deployment of
 // offloaded web servers behind a Service) with replicas pods, and checks
-// what the issue asks: each EndpointSlice address and port, dialled from
+// what the issue asks: each EndpointSlice address and port, dialed from
 // this machine, answers with the pod's page; no other endpoint is
 // published for the pods; an unready pod's endpoint is not ready.
 func (s *stack) services(t *testing.T, replicas int) {
@@ -35,7 +35,7 @@ func (s *stack) services(t *testing.T, replicas int) {
 		t.Fatal("examples/pods/web-service.yaml no longer says replicas: 2")
 	}
 	f := filepath.Join(t.TempDir(), "web-service.yaml")
-	if err := os.WriteFile(f, []byte(strings.Replace(string(src), "replicas: 2\n", fmt.Sprintf("replicas: %d\n", replicas), 1)), 0o600); err != nil {
+	if err := os.WriteFile(f, []byte(strings.Replace(string(src), "replicas: 2\n", fmt.Sprintf("replicas: %d\n", replicas), 1)), 0o600); err != nil { //nolint:gosec // a file of the test's own temporary directory
 		t.Fatal(err)
 	}
 	s.mustKubectl(t, "apply", "-f", f)

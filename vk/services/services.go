@@ -51,6 +51,10 @@ const ManagedBy = "interlink-vk.interlink.io"
 // its own pods' slices.
 const LabelNode = "interlink.io/node"
 
+// MaxPortsPerPod bounds the forwarders of one pod: a pod cannot make the
+// node open more listening ports than this.
+const MaxPortsPerPod = 16
+
 // Exposed tells whether the pod asks for service endpoints.
 func Exposed(pod *corev1.Pod) bool {
 	v, err := strconv.ParseBool(pod.Annotations[AnnotationExpose])
@@ -298,7 +302,13 @@ func (c *Controller) syncListeners(ctx context.Context, ns string, exposed []*co
 	out := map[listenerKey]int32{}
 	var errs []error
 	for _, p := range exposed {
-		for _, port := range declaredTCP(p) {
+		ports := declaredTCP(p)
+		if len(ports) > MaxPortsPerPod {
+			c.cfg.Log.Warn("service endpoints: the pod declares more TCP ports than the node forwards; the first ones are exposed",
+				"namespace", ns, "pod", p.Name, "ports", len(ports), "max", MaxPortsPerPod)
+			ports = ports[:MaxPortsPerPod]
+		}
+		for _, port := range ports {
 			k := listenerKey{ns, p.UID, port}
 			l, ok := c.listeners[k]
 			if !ok {

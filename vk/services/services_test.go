@@ -235,3 +235,25 @@ func TestExposed(t *testing.T) {
 		}
 	}
 }
+
+// TestPortsPerPodCapped: a pod declaring many ports gets MaxPortsPerPod
+// forwarders, no more.
+func TestPortsPerPodCapped(t *testing.T) {
+	p := exposedPod("many", true)
+	p.Spec.Containers[0].Ports = nil
+	for i := range 100 {
+		p.Spec.Containers[0].Ports = append(p.Spec.Containers[0].Ports, corev1.ContainerPort{ContainerPort: int32(20000 + i)})
+	}
+	h := start(t, p, webService())
+	deadline := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(h.c.m.listeners) != MaxPortsPerPod {
+		if time.Now().After(deadline) {
+			t.Fatalf("forwarders %v, want %d", testutil.ToFloat64(h.c.m.listeners), MaxPortsPerPod)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := testutil.ToFloat64(h.c.m.listeners); n != MaxPortsPerPod {
+		t.Fatalf("forwarders %v, want %d", n, MaxPortsPerPod)
+	}
+}
