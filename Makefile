@@ -80,12 +80,13 @@ bench:
 	@$(MAKE) --no-print-directory bench-slurm
 	@$(MAKE) --no-print-directory bench-docker
 
-## bench-chain: the whole chain at scale (1,000 and 10,000 pods, 50 pods/s, and 10,000 pods in front of an original plugin); writes docs/bench/ and docs/benchmarks.md
+## bench-chain: the whole chain at scale (1,000 and 10,000 pods, 50 pods/s, 10,000 pods in front of an original plugin, the node Ready after a start); writes docs/bench/ and docs/benchmarks.md
 .PHONY: bench-chain
 bench-chain:
 	examples/cluster/build.sh >/dev/null
 	INTERLINK_BENCH_OUT=$(CURDIR)/docs/bench go test -tags e2e -run '^$$' -bench WholeChain -benchtime 1x -timeout 40m -v ./vk/chain/
 	go test -tags e2e -run '^$$' -bench OriginalPluginChain -benchtime 1x -timeout 40m -v ./vk/chain/
+	go test -tags e2e -run '^$$' -bench NodeReady -benchtime 1x -timeout 10m -v ./vk/chain/
 
 ## bench-docker: 100 pods through the Docker sidecar vs docker run -d (real dockerd)
 .PHONY: bench-docker

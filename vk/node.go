@@ -99,6 +99,7 @@ type nodeProvider struct {
 	mu     sync.Mutex
 	node   *corev1.Node
 	notify func(*corev1.Node)
+	pinged bool // node holds a ping's outcome
 	// baseTaints are the configured taints; a ping reply's taints replace
 	// the non-system ones.
 	baseTaints []corev1.Taint
@@ -111,11 +112,17 @@ type nodeProvider struct {
 // interLink's health is the Ready condition, set by Run.
 func (n *nodeProvider) Ping(context.Context) error { return nil }
 
-// NotifyNodeStatus implements node.NodeProvider.
+// NotifyNodeStatus implements node.NodeProvider. A ping that ended before
+// the node controller asked (both start together) is handed over at once:
+// the node is Ready as soon as it is registered, not a PingInterval later.
 func (n *nodeProvider) NotifyNodeStatus(_ context.Context, cb func(*corev1.Node)) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.notify = cb
+	if n.pinged {
+		node := n.node.DeepCopy()
+		go cb(node) // it must not block
+	}
 }
 
 // Run pings interLink each interval until ctx ends.
@@ -170,7 +177,7 @@ func (n *nodeProvider) ping(ctx context.Context) {
 	if err == nil {
 		n.applyPing(node, &res)
 	}
-	n.node = node
+	n.node, n.pinged = node, true
 	cb := n.notify
 	n.mu.Unlock()
 	if cb != nil {

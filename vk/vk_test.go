@@ -417,6 +417,37 @@ func TestPingKeepsLastGoodCapacity(t *testing.T) {
 	}
 }
 
+// TestPingBeforeNotifyIsHandedOver: the first ping may end before the node
+// controller asks for statuses; its outcome is handed over at once, not at
+// the next ping (which made the node Ready a PingInterval late).
+func TestPingBeforeNotifyIsHandedOver(t *testing.T) {
+	il := &fakeIL{ping: api.PingResponse{Status: api.PingOK}}
+	n := &nodeProvider{il: il, client: fake.NewClientset(), interval: time.Hour, log: slog.New(slog.DiscardHandler)}
+	cfg := DefaultConfig()
+	n.node = &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "vk"}}
+	if err := nodeSpec(&cfg, n.node); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *corev1.Node, 1)
+	n.NotifyNodeStatus(context.Background(), func(node *corev1.Node) { got <- node })
+	select {
+	case <-got:
+		t.Fatal("a status was handed over before any ping")
+	case <-time.After(50 * time.Millisecond):
+	}
+	n.notify = nil
+	n.ping(context.Background())
+	n.NotifyNodeStatus(context.Background(), func(node *corev1.Node) { got <- node })
+	select {
+	case node := <-got:
+		if c := node.Status.Conditions[0]; c.Type != corev1.NodeReady || c.Status != corev1.ConditionTrue {
+			t.Fatalf("handed over %+v, want Ready", c)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the ping's outcome was not handed over")
+	}
+}
+
 func TestDeliveredKubeconfig(t *testing.T) {
 	path := t.TempDir() + "/kc"
 	if err := os.WriteFile(path, []byte("apiVersion: v1\nkind: Config\n"), 0o600); err != nil {

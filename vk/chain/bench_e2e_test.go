@@ -9,9 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -526,4 +528,39 @@ func sortedKeys(m map[string]float64) []string {
 	}
 	sort.Strings(ks)
 	return ks
+}
+
+// BenchmarkNodeReady times a VK with default settings (PingInterval 5 s,
+// StatusInterval 2 s) from its process start to its node Ready in the API
+// server, over 5 starts on one control plane (each stop is graceful, so the
+// node is deleted and registered anew). Target: within 1 s.
+func BenchmarkNodeReady(b *testing.B) {
+	s := startStack(b, options{})
+	const starts = 5
+	var took []float64
+	for i := range starts {
+		s.vk.Stop(syscall.SIGTERM)
+		e2eenv.Eventually(b, "node deleted at the VK's stop", 30*time.Second, func() error {
+			if _, err := s.cs.CoreV1().Nodes().Get(context.Background(), s.node, metav1.GetOptions{}); err == nil {
+				return fmt.Errorf("node %s still there", s.node)
+			}
+			return nil
+		})
+		s.vk.Env = slices.DeleteFunc(s.vk.Env, func(e string) bool {
+			return strings.HasPrefix(e, "INTERLINK_STATUS_INTERVAL=") || strings.HasPrefix(e, "INTERLINK_PING_INTERVAL=")
+		})
+		start := time.Now()
+		s.vk.Run(b)
+		for s.nodeReady(corev1.ConditionTrue) != nil {
+			if time.Since(start) > time.Minute {
+				b.Fatalf("start %d: node not Ready after a minute", i+1)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		took = append(took, time.Since(start).Seconds())
+		b.Logf("start %d: node Ready %.2f s after the VK started", i+1, took[i])
+	}
+	slices.Sort(took)
+	b.ReportMetric(took[starts/2], "median-s-to-ready")
+	b.ReportMetric(took[starts-1], "max-s-to-ready")
 }
