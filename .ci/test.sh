@@ -152,11 +152,12 @@ tier_streams() {
 # accepting Ory Hydra's JWTs from the token refresher, the sim) through a
 # VK SIGKILL, 60 s without interlink, sidecar, API server and etcd restarts,
 # token renewals and a slow then failing sidecar, each in the middle of a
-# burst of 200 pods, counting pods, jobs and finished pods after each.
+# burst of 200 pods, counting pods, jobs and finished pods after each; then
+# two interlink replicas behind a TCP balancer, one killed mid-burst.
 tier_faults() {
 	examples/cluster/build.sh >/dev/null || return 1
 	.ci/hydra.sh build >/dev/null || return 1
-	go test -count=1 -timeout 15m -tags e2e -run 'TestFaults' -v ./vk/chain/
+	go test -count=1 -timeout 20m -tags e2e -run 'TestFaults|TestTwoReplicas' -v ./vk/chain/
 }
 # The fuzz tier: each fuzz target of the API's and the sidecar SDK's
 # decoders for a few seconds (make fuzz runs them longer).
