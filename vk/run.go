@@ -116,7 +116,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			// The informers keep no managed fields (about a third of a pod
 			// object, never read here): at 10,000 pods that is tens of MB.
 			// A status update without them leaves the server's as they are.
-			for _, inf := range []cache.SharedIndexInformer{pc.PodInformer.Informer(), pc.SecretInformer.Informer(),
+			pods := pc.PodInformer.Informer()
+			if err := pods.SetTransform(podTransform(pods.GetStore())); err != nil {
+				return fmt.Errorf("informer transform: %w", err)
+			}
+			for _, inf := range []cache.SharedIndexInformer{pc.SecretInformer.Informer(),
 				pc.ConfigMapInformer.Informer(), pc.ServiceInformer.Informer()} {
 				if err := inf.SetTransform(stripManagedFields); err != nil {
 					return fmt.Errorf("informer transform: %w", err)
@@ -415,13 +419,4 @@ func queueLimiter(cfg Config) workqueue.TypedRateLimiter[any] {
 		workqueue.NewTypedItemExponentialFailureRateLimiter[any](5*time.Millisecond, 30*time.Second),
 		&workqueue.TypedBucketRateLimiter[any]{Limiter: rate.NewLimiter(rate.Limit(cfg.KubeAPIQPS), cfg.KubeAPIBurst)},
 	)
-}
-
-// stripManagedFields drops an object's managed fields as it enters an
-// informer's cache.
-func stripManagedFields(obj any) (any, error) {
-	if m, ok := obj.(metav1.Object); ok {
-		m.SetManagedFields(nil)
-	}
-	return obj, nil
 }
