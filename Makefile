@@ -85,8 +85,14 @@ bench:
 bench-chain:
 	examples/cluster/build.sh >/dev/null
 	INTERLINK_BENCH_OUT=$(CURDIR)/docs/bench go test -tags e2e -run '^$$' -bench WholeChain -benchtime 1x -timeout 40m -v ./vk/chain/
-	go test -tags e2e -run '^$$' -bench OriginalPluginChain -benchtime 1x -timeout 40m -v ./vk/chain/
-	go test -tags e2e -run '^$$' -bench NodeReady -benchtime 1x -timeout 10m -v ./vk/chain/
+	INTERLINK_BENCH_OUT=$(CURDIR)/docs/bench go test -tags e2e -run '^$$' -bench OriginalPluginChain -benchtime 1x -timeout 40m -v ./vk/chain/
+	INTERLINK_BENCH_OUT=$(CURDIR)/docs/bench go test -tags e2e -run '^$$' -bench NodeReady -benchtime 1x -timeout 10m -v ./vk/chain/
+	@$(MAKE) --no-print-directory bench-compare
+
+## bench-compare: the last bench-chain run beside the earlier ones on the same CPU model (docs/bench/history.jsonl), as ratios
+.PHONY: bench-compare
+bench-compare:
+	@go test -count=1 -run TestBenchHistory -v ./docs/ | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS' -e '^ok'
 
 ## bench-docker: 100 pods through the Docker sidecar vs docker run -d (real dockerd)
 .PHONY: bench-docker

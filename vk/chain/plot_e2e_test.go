@@ -88,3 +88,34 @@ func plotPhases(path, title string, samples []sample) error {
 	p.Legend.Top, p.Legend.Left = true, true
 	return p.Save(plotW, plotH, path)
 }
+
+// plotRSS draws the resident memory of the VK and interlink over a run.
+func plotRSS(path, title string, samples []sample) error {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = "time (s)"
+	p.Y.Label.Text = "RSS (MB)"
+	for _, se := range []struct {
+		name string
+		c    color.RGBA
+		get  func(sample) float64
+	}{
+		{"interlink-vk", color.RGBA{R: 31, G: 119, B: 180, A: 255}, func(s sample) float64 { return s.VKRSSMB }},
+		{"interlink", color.RGBA{R: 255, G: 127, B: 14, A: 255}, func(s sample) float64 { return s.InterlinkRSSMB }},
+	} {
+		xys := make(plotter.XYs, len(samples))
+		for i, s := range samples {
+			xys[i].X, xys[i].Y = s.At, se.get(s)
+		}
+		l, err := plotter.NewLine(xys)
+		if err != nil {
+			return err
+		}
+		l.Color, l.Width = se.c, vg.Points(1.5)
+		p.Add(l)
+		p.Legend.Add(se.name, l)
+	}
+	p.Add(plotter.NewGrid())
+	p.Legend.Top, p.Legend.Left = true, true
+	return p.Save(plotW, plotH, path)
+}

@@ -34,18 +34,21 @@ type tracker struct {
 	createErrors                 atomic.Int64
 	stop                         chan struct{}
 	stopped                      sync.WaitGroup
+	// vk and il are sampled for their RSS with the phases.
+	vk, il *proc
 }
 
 // sample is the number of pods in each state at one moment of a run.
 type sample struct {
 	At                                    float64 // seconds since the run's start
 	Created, Pending, Running, Done, Gone int
+	VKRSSMB, InterlinkRSSMB               float64
 }
 
 func newTracker(t testing.TB, s *stack, ns, name string) *tracker {
 	t.Helper()
 	tr := &tracker{name: name, start: time.Now(), created: map[string]time.Time{}, running: map[string]time.Time{}, done: map[string]time.Time{},
-		gone: map[string]time.Time{}, phase: map[string]corev1.PodPhase{}, pods: map[string]*corev1.Pod{}, stop: make(chan struct{})}
+		gone: map[string]time.Time{}, phase: map[string]corev1.PodPhase{}, pods: map[string]*corev1.Pod{}, stop: make(chan struct{}), vk: s.vk, il: s.il}
 	f := informers.NewSharedInformerFactoryWithOptions(s.cs, 0, informers.WithNamespace(ns))
 	inf := f.Core().V1().Pods().Informer()
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -130,6 +133,9 @@ func (tr *tracker) sampleLoop() {
 			return
 		case <-tk.C:
 			sm := tr.snapshot()
+			if tr.vk != nil && tr.il != nil {
+				sm.VKRSSMB, sm.InterlinkRSSMB = tr.vk.usage().RSSMB, tr.il.usage().RSSMB
+			}
 			tr.mu.Lock()
 			tr.samples = append(tr.samples, sm)
 			tr.mu.Unlock()
