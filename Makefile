@@ -80,13 +80,14 @@ bench:
 	@$(MAKE) --no-print-directory bench-slurm
 	@$(MAKE) --no-print-directory bench-docker
 
-## bench-chain: the whole chain at scale (1,000 and 10,000 pods, 50 pods/s, 10,000 pods in front of an original plugin, the node Ready after a start); writes docs/bench/ and docs/benchmarks.md
+## bench-chain: the whole chain at scale (1,000 and 10,000 pods, 50 pods/s, 10,000 pods in front of an original plugin, the node Ready after a start, 10 nodes x 1,000 pods, a VK restarted with 10,000 pods); writes docs/bench/ and docs/benchmarks.md
 .PHONY: bench-chain
 bench-chain:
 	examples/cluster/build.sh >/dev/null
 	INTERLINK_BENCH_OUT=$(CURDIR)/docs/bench go test -tags e2e -run '^$$' -bench WholeChain -benchtime 1x -timeout 40m -v ./vk/chain/
 	INTERLINK_BENCH_OUT=$(CURDIR)/docs/bench go test -tags e2e -run '^$$' -bench OriginalPluginChain -benchtime 1x -timeout 40m -v ./vk/chain/
 	INTERLINK_BENCH_OUT=$(CURDIR)/docs/bench go test -tags e2e -run '^$$' -bench NodeReady -benchtime 1x -timeout 10m -v ./vk/chain/
+	INTERLINK_BENCH_OUT=$(CURDIR)/docs/bench go test -tags e2e -run '^$$' -bench 'ManyNodes|VKRestart10k' -benchtime 1x -timeout 40m -v ./vk/chain/
 	@$(MAKE) --no-print-directory bench-compare
 
 ## bench-compare: the last bench-chain run beside the earlier ones on the same CPU model (docs/bench/history.jsonl), as ratios

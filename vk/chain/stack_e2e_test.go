@@ -256,23 +256,33 @@ func (s *stack) simStats(t testing.TB, query string) sim.Stats {
 // kubelet client certificate).
 func (s *stack) vkMetrics(t testing.TB) vkMetrics {
 	t.Helper()
-	pki := filepath.Join(s.cluster, "pki")
-	cert, err := tls.LoadX509KeyPair(filepath.Join(pki, "apiserver-kubelet-client.crt"), filepath.Join(pki, "apiserver-kubelet-client.key"))
+	m, err := s.tryVKMetrics(s.kubelet)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return m
+}
+
+// tryVKMetrics is vkMetrics of the VK on kubelet port, returning its error
+// (a VK starting).
+func (s *stack) tryVKMetrics(kubelet string) (vkMetrics, error) {
+	pki := filepath.Join(s.cluster, "pki")
+	cert, err := tls.LoadX509KeyPair(filepath.Join(pki, "apiserver-kubelet-client.crt"), filepath.Join(pki, "apiserver-kubelet-client.key"))
+	if err != nil {
+		return nil, err
+	}
 	c := http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
 		Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true}}} //nolint:gosec // the VK's self-signed serving cert, on loopback
-	resp, err := c.Get("https://127.0.0.1:" + s.kubelet + "/metrics")
+	resp, err := c.Get("https://127.0.0.1:" + kubelet + "/metrics")
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	defer resp.Body.Close()
 	fams, err := parseMetrics(resp.Body)
 	if err != nil {
-		t.Fatalf("VK metrics: %v", err)
+		return nil, fmt.Errorf("VK metrics: %w", err)
 	}
-	return fams
+	return fams, nil
 }
 
 func parseMetrics(r io.Reader) (map[string]*dto.MetricFamily, error) {
