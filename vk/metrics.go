@@ -18,6 +18,7 @@ import (
 type vkMetrics struct {
 	pollDuration prometheus.Histogram
 	pollErrors   prometheus.Counter
+	statuses     *prometheus.CounterVec
 	nodeReady    prometheus.Gauge
 	// createToRunning is from the pod's creation in the API server to the
 	// VK first seeing it Running.
@@ -45,6 +46,8 @@ func newVKMetrics(reg prometheus.Registerer, tokenFile string, apiRequests *prom
 			Help: "Duration of one batched status call for all of the node's pods.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 		pollErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "interlink_vk_status_poll_errors_total",
 			Help: "Batched status calls that failed (pods kept their last status)."}),
+		statuses: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "interlink_vk_statuses_total",
+			Help: "Pod statuses read by the status polls, by how: decoded and applied, or unchanged (byte for byte the last one of the same pod, not decoded again)."}, []string{"how"}),
 		nodeReady: prometheus.NewGauge(prometheus.GaugeOpts{Name: "interlink_vk_node_ready",
 			Help: "1 when interLink answers the node's pings, else 0."}),
 		createToRunning: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "interlink_vk_create_to_running_seconds",
@@ -54,7 +57,7 @@ func newVKMetrics(reg prometheus.Registerer, tokenFile string, apiRequests *prom
 			Help: "Writes of the VK to the API server that failed (node taints; pod status writes are retried by the pod controller)."}),
 		apiRequests: apiRequests,
 	}
-	reg.MustRegister(m.pollDuration, m.pollErrors, m.nodeReady, m.createToRunning, m.writeErrors, m.apiRequests)
+	reg.MustRegister(m.pollDuration, m.pollErrors, m.statuses, m.nodeReady, m.createToRunning, m.writeErrors, m.apiRequests)
 	m.streams = newStreamMetrics(reg)
 	if tokenFile != "" {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "interlink_vk_token_expiry_seconds",

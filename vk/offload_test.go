@@ -2,6 +2,7 @@ package vk
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
@@ -148,6 +149,11 @@ func (r *recordingIL) Create(ctx context.Context, req *api.PodCreateRequests) (a
 func (r *recordingIL) Status(ctx context.Context, pods []*corev1.Pod) ([]api.PodStatus, error) {
 	r.statusPods = append(r.statusPods, pods...)
 	return r.fakeIL.Status(ctx, pods)
+}
+
+func (r *recordingIL) StatusEach(ctx context.Context, pods []*corev1.Pod, fn func(json.RawMessage) error) error {
+	r.statusPods = append(r.statusPods, pods...)
+	return r.fakeIL.StatusEach(ctx, pods, fn)
 }
 
 func (r *recordingIL) Delete(ctx context.Context, pod *corev1.Pod) error {

@@ -2,6 +2,8 @@ package vk
 
 import (
 	"context"
+	"encoding/json"
+	"hash/maphash"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -41,10 +43,11 @@ func (p *Provider) RunStatus(ctx context.Context) error {
 }
 
 // statusStreamer is implemented by clients (functions/client) that hand
-// each status over as it is decoded, so that a poll of 10,000 pods never
-// holds all their statuses at once.
+// each status over as it is read, as JSON, so that a poll of 10,000 pods
+// never holds all their statuses at once, and a status identical to the
+// last poll's is not decoded again.
 type statusStreamer interface {
-	StatusEach(ctx context.Context, pods []*corev1.Pod, fn func(*api.PodStatus)) error
+	StatusEach(ctx context.Context, pods []*corev1.Pod, fn func(raw json.RawMessage) error) error
 }
 
 // syncStatus polls once. A failed call leaves every pod's last status (but
@@ -71,25 +74,51 @@ func (p *Provider) syncStatus(ctx context.Context) {
 	}
 	now := metav1.Now()
 	var changed []*corev1.Pod
-	apply := func(st *api.PodStatus) {
+	// apply applies a status; h is the hash of its JSON (0: none).
+	apply := func(st *api.PodStatus, h uint64) {
 		uid := types.UID(st.PodUID)
 		if was, asked := seen[uid]; !asked || was {
 			return
 		}
 		seen[uid] = true
-		if cp := p.applyStatus(uid, st, now); cp != nil {
+		if cp := p.applyStatus(uid, st, h, now); cp != nil {
 			changed = append(changed, cp)
 		}
 	}
 	pollStart := time.Now()
 	var err error
 	if ss, ok := p.il.(statusStreamer); ok {
-		err = ss.StatusEach(ctx, pods, apply)
+		// A status that is byte for byte the one the last poll applied to
+		// the same, unchanged pod would compute the same status again: it
+		// is only counted as seen. At 10,000 steady pods, most of a poll.
+		raws := make(map[uint64]types.UID, len(p.lastRaw))
+		err = ss.StatusEach(ctx, pods, func(raw json.RawMessage) error {
+			h := maphash.Bytes(p.rawSeed, raw)
+			if uid, ok := p.lastRaw[h]; ok {
+				if was, asked := seen[uid]; asked && !was && p.unchanged(uid, h) {
+					seen[uid] = true
+					raws[h] = uid
+					p.metrics.statuses.WithLabelValues("unchanged").Inc()
+					return nil
+				}
+			}
+			var st api.PodStatus
+			if err := json.Unmarshal(raw, &st); err != nil {
+				return err
+			}
+			p.metrics.statuses.WithLabelValues("decoded").Inc()
+			apply(&st, h)
+			if seen[types.UID(st.PodUID)] {
+				raws[h] = types.UID(st.PodUID)
+			}
+			return nil
+		})
+		p.lastRaw = raws
 	} else {
 		var sts []api.PodStatus
 		if sts, err = p.il.Status(ctx, pods); err == nil {
 			for i := range sts {
-				apply(&sts[i])
+				apply(&sts[i], 0)
 			}
 		}
 	}
@@ -107,9 +136,23 @@ func (p *Provider) syncStatus(ctx context.Context) {
 	}
 }
 
+// unchanged tells whether the tracked pod uid was last given a status whose
+// JSON hashed to h and has not changed since; it then counts as seen.
+func (p *Provider) unchanged(uid types.UID, h uint64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t, ok := p.pods[uid]
+	if !ok || h == 0 || t.rawHash != h || t.hashedPod != t.pod {
+		return false
+	}
+	t.missing = 0
+	return true
+}
+
 // applyStatus gives the tracked pod uid the status its sidecar reported in
-// st, and returns the pod with its new status, or nil when nothing changed.
-func (p *Provider) applyStatus(uid types.UID, st *api.PodStatus, now metav1.Time) *corev1.Pod {
+// st (whose JSON hashed to h, 0 if unknown), and returns the pod with its
+// new status, or nil when nothing changed.
+func (p *Provider) applyStatus(uid types.UID, st *api.PodStatus, h uint64, now metav1.Time) *corev1.Pod {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	t, ok := p.pods[uid]
@@ -117,6 +160,7 @@ func (p *Provider) applyStatus(uid types.UID, st *api.PodStatus, now metav1.Time
 		return nil // deleted meanwhile, or its sidecar failed: keep the last status
 	}
 	t.missing = 0
+	defer func() { t.rawHash, t.hashedPod = h, t.pod }()
 	next := podStatus(t.pod, st, p.hostIP, now)
 	p.setUsageLocked(t, st.Usage, &next)
 	if p.exposeServices && services.Exposed(t.pod) {

@@ -2,6 +2,7 @@ package vk
 
 import (
 	"context"
+	"hash/maphash"
 	"io"
 	"log/slog"
 	"net"
@@ -48,6 +49,11 @@ type tracked struct {
 	// container's CPU the node's counter has counted (usage.go).
 	usage   *api.PodUsage
 	cpuSeen map[string]cpuMark
+	// rawHash is the hash of the JSON of the status last applied (0:
+	// none), to pod as it was then (hashedPod): the same JSON for the same
+	// pod is not applied again.
+	rawHash   uint64
+	hashedPod *corev1.Pod
 }
 
 // Provider implements virtual-kubelet's nodeutil.Provider and
@@ -65,6 +71,10 @@ type Provider struct {
 	// inflight owns the goroutines of retried submissions (and of
 	// retryDue): RunStatus waits for them.
 	inflight sync.WaitGroup
+	// rawSeed hashes statuses' JSON; lastRaw maps the hashes of the last
+	// streamed poll's statuses to their pods (syncStatus alone uses it).
+	rawSeed maphash.Seed
+	lastRaw map[uint64]types.UID
 	// streamSlots holds a token per open stream (its capacity is the
 	// node's cap, StreamMaxConcurrent).
 	streamSlots   chan struct{}
@@ -114,7 +124,7 @@ func newProvider(cfg providerConfig, m *vkMetrics) *Provider {
 	if cfg.maxStreams <= 0 {
 		cfg.maxStreams = DefaultStreamMaxConcurrent
 	}
-	return &Provider{providerConfig: cfg, started: time.Now(), metrics: m, retries: make(chan types.UID, retryQueue),
+	return &Provider{providerConfig: cfg, started: time.Now(), metrics: m, retries: make(chan types.UID, retryQueue), rawSeed: maphash.MakeSeed(),
 		streamSlots: make(chan struct{}, cfg.maxStreams), streamMetrics: m.streams,
 		pods: map[types.UID]*tracked{}, byName: map[string]types.UID{}}
 }

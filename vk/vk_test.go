@@ -3,6 +3,7 @@ package vk
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -309,6 +311,26 @@ func (f *fakeIL) Status(_ context.Context, pods []*corev1.Pod) ([]api.PodStatus,
 	}
 	return out, nil
 }
+
+// StatusEach streams Status's reply as the real client does: the VK takes
+// this path in production.
+func (f *fakeIL) StatusEach(ctx context.Context, pods []*corev1.Pod, fn func(json.RawMessage) error) error {
+	sts, err := f.Status(ctx, pods)
+	if err != nil {
+		return err
+	}
+	for i := range sts {
+		b, err := json.Marshal(sts[i])
+		if err != nil {
+			return err
+		}
+		if err := fn(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (f *fakeIL) Logs(context.Context, string, *api.LogRequest) (io.ReadCloser, error) {
 	return io.NopCloser(strings.NewReader("")), nil
 }
@@ -671,5 +693,57 @@ func TestTokenExpiry(t *testing.T) {
 	_ = os.WriteFile(opaque, []byte("static-token"), 0o600)
 	if got := tokenExpiry(opaque, now); !math.IsNaN(got) {
 		t.Errorf("opaque token: %v, want NaN", got)
+	}
+}
+
+// TestUnchangedStatusNotDecodedAgain: a status byte for byte the last one of
+// the same, unchanged pod is counted as seen and not decoded again; a new
+// status, or the same one for a pod that changed since, is applied.
+func TestUnchangedStatusNotDecodedAgain(t *testing.T) {
+	il := &fakeIL{statuses: map[string]api.PodStatus{}}
+	p, pushed := testProvider(t, il)
+	ctx := context.Background()
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "a", Namespace: "ns", UID: "u1"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c"}}}}
+	if _, err := p.client.CoreV1().Pods("ns").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.CreatePod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	counts := func() (float64, float64) {
+		return testutil.ToFloat64(p.metrics.statuses.WithLabelValues("decoded")), testutil.ToFloat64(p.metrics.statuses.WithLabelValues("unchanged"))
+	}
+	il.statuses["u1"] = api.PodStatus{PodUID: "u1", JobID: "job-u1", Containers: []corev1.ContainerStatus{{Name: "c", State: running()}}}
+	p.syncStatus(ctx)
+	p.syncStatus(ctx)
+	p.syncStatus(ctx)
+	if d, u := counts(); d != 1 || u != 2 {
+		t.Fatalf("three polls of one status: decoded %v, unchanged %v; want 1 and 2", d, u)
+	}
+	if len(*pushed) != 1 || (*pushed)[0].Status.Phase != corev1.PodRunning {
+		t.Fatalf("pushed %+v", *pushed)
+	}
+	// Missed polls are counted from the last poll that had the pod, skipped
+	// or not: three unchanged polls never make a pod lost.
+	p.mu.Lock()
+	missing := p.pods["u1"].missing
+	p.mu.Unlock()
+	if missing != 0 {
+		t.Errorf("missing %d after polls that had the pod", missing)
+	}
+	// The pod changes (a new tracked version): the same status is applied.
+	p.mu.Lock()
+	cp := *p.pods["u1"].pod
+	p.pods["u1"].pod = &cp
+	p.mu.Unlock()
+	p.syncStatus(ctx)
+	if d, _ := counts(); d != 2 {
+		t.Errorf("the same status for a changed pod was not applied (decoded %v)", d)
+	}
+	// A new status is applied.
+	il.statuses["u1"] = api.PodStatus{PodUID: "u1", JobID: "job-u1", Containers: []corev1.ContainerStatus{{Name: "c", State: exited(0)}}}
+	p.syncStatus(ctx)
+	if last := (*pushed)[len(*pushed)-1]; last.Status.Phase != corev1.PodSucceeded {
+		t.Errorf("a new status was not applied: %s", last.Status.Phase)
 	}
 }

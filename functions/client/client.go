@@ -141,15 +141,24 @@ func (c *Client) Delete(ctx context.Context, pod *corev1.Pod) error {
 // them, else whole.
 func (c *Client) Status(ctx context.Context, pods []*corev1.Pod) ([]api.PodStatus, error) {
 	var out []api.PodStatus
-	err := c.StatusEach(ctx, pods, func(st *api.PodStatus) { out = append(out, *st) })
+	err := c.StatusEach(ctx, pods, func(raw json.RawMessage) error {
+		var st api.PodStatus
+		if err := json.Unmarshal(raw, &st); err != nil {
+			return err
+		}
+		out = append(out, st)
+		return nil
+	})
 	return out, err
 }
 
-// StatusEach is Status that hands each status to fn as it is decoded, so
-// that a batch of 10,000 is never held whole. The call is retried while no
-// reply has come; fn may have been called for some pods when it fails
-// midway.
-func (c *Client) StatusEach(ctx context.Context, pods []*corev1.Pod, fn func(*api.PodStatus)) error {
+// StatusEach is Status that hands each status to fn, as the JSON of one
+// element of the reply, as it is read: a batch of 10,000 is never held
+// whole, and a caller may skip decoding a status it has seen before. An
+// error from fn ends the call as a reply it could not decode. The call is
+// retried while no reply has come; fn may have been called for some pods
+// when it fails midway.
+func (c *Client) StatusEach(ctx context.Context, pods []*corev1.Pod, fn func(raw json.RawMessage) error) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	body, err := c.statusBody(pods)
@@ -166,11 +175,13 @@ func (c *Client) StatusEach(ctx context.Context, pods []*corev1.Pod, fn func(*ap
 		return api.Unavailable("POST %s: reply is not a JSON list: %v", api.PathStatus, err)
 	}
 	for dec.More() {
-		var st api.PodStatus
-		if err := dec.Decode(&st); err != nil {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
 			return api.Unavailable("POST %s: decode reply: %w", api.PathStatus, err)
 		}
-		fn(&st)
+		if err := fn(raw); err != nil {
+			return api.Unavailable("POST %s: decode reply: %w", api.PathStatus, err)
+		}
 	}
 	if _, err := dec.Token(); err != nil {
 		return api.Unavailable("POST %s: decode reply: %w", api.PathStatus, err)
