@@ -213,6 +213,40 @@ func TestConfigValidation(t *testing.T) {
 	}
 }
 
+// TestServicesConfig: Services.Enabled needs an address the API server
+// takes in an EndpointSlice: Services.Address, else NodeAddress.
+func TestServicesConfig(t *testing.T) {
+	for _, c := range []struct {
+		node, addr, listen string
+		want               string // "" valid, else in the error
+	}{
+		{node: "127.0.0.1", want: "NodeAddress (Services.Address is empty) 127.0.0.1 cannot be an endpoint"},
+		{node: "127.0.0.1", addr: "10.0.0.5"},
+		{node: "10.0.0.4"},
+		{node: "10.0.0.4", addr: "::1", want: "Services.Address ::1 cannot be an endpoint"},
+		{node: "10.0.0.4", addr: "169.254.1.1", want: "cannot be an endpoint"},
+		{node: "10.0.0.4", addr: "vk.example.org", want: `Services.Address "vk.example.org" is not an IP address`},
+		{node: "10.0.0.4", listen: "0.0.0.0"},
+		{node: "10.0.0.4", listen: "any", want: `Services.ListenAddress "any"`},
+	} {
+		cfg := DefaultConfig()
+		cfg.NodeAddress = c.node
+		cfg.Services = ServicesConfig{Enabled: true, Address: c.addr, ListenAddress: c.listen}
+		err := cfg.Validate()
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%+v: %v", c, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%+v: %v, want %q", c, err, c.want)
+		}
+	}
+	cfg := DefaultConfig()
+	cfg.NodeAddress = "10.0.0.4"
+	if got := cfg.ServiceAddress(); got != "10.0.0.4" {
+		t.Errorf("ServiceAddress %q, want NodeAddress", got)
+	}
+}
+
 func newData(t *testing.T, objs ...any) *dataSource {
 	t.Helper()
 	cs := fake.NewClientset()
