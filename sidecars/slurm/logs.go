@@ -72,36 +72,41 @@ func (l *logWriter) run(ctx context.Context, f *os.File) error {
 	// What is there now: filtered, and the last Tail lines kept.
 	var tail []string
 	tailBytes := 0
+	// keep sends a line, or keeps it among the last Tail ones.
+	keep := func(out string) error {
+		if o.Tail <= 0 {
+			return l.emit(out)
+		}
+		tail = append(tail, out)
+		tailBytes += len(out)
+		for len(tail) > o.Tail || tailBytes > maxTailBytes {
+			tailBytes -= len(tail[0])
+			tail = tail[1:]
+		}
+		return nil
+	}
 	var partial string // a last line not finished yet, read again when followed
 	if r != nil {
 		for {
 			line, err := readLine(r)
 			if err != nil {
-				// A partial last line is read again when followed.
+				// A partial last line is read again when followed; else
+				// it is the last line, and counts as one for Tail.
 				if len(line) > 0 {
 					if o.Follow {
 						partial = line
 					} else if out, ok := l.format(line+"\n", since); ok {
-						tail = append(tail, out)
+						if err := keep(out); err != nil {
+							return ignoreEOF(err)
+						}
 					}
 				}
 				break
 			}
-			out, ok := l.format(line, since)
-			if !ok {
-				continue
-			}
-			if o.Tail <= 0 {
-				if err := l.emit(out); err != nil {
+			if out, ok := l.format(line, since); ok {
+				if err := keep(out); err != nil {
 					return ignoreEOF(err)
 				}
-				continue
-			}
-			tail = append(tail, out)
-			tailBytes += len(out)
-			for len(tail) > o.Tail || tailBytes > maxTailBytes {
-				tailBytes -= len(tail[0])
-				tail = tail[1:]
 			}
 		}
 	}
