@@ -387,9 +387,10 @@ func testProvider(t *testing.T, il *fakeIL) (*Provider, *[]*corev1.Pod) {
 	return p, &pushed
 }
 
-func TestProviderStatusAndRecovery(t *testing.T) {
-	il := &fakeIL{statuses: map[string]api.PodStatus{}}
-	p, pushed := testProvider(t, il)
+// submitted is pod ns/a (uid u1, one container c), created in the API
+// server and submitted through p.
+func submitted(t *testing.T, p *Provider) *corev1.Pod {
+	t.Helper()
 	ctx := context.Background()
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "a", Namespace: "ns", UID: "u1"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c"}}}}
 	if _, err := p.client.CoreV1().Pods("ns").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
@@ -398,6 +399,14 @@ func TestProviderStatusAndRecovery(t *testing.T) {
 	if err := p.CreatePod(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
+	return pod
+}
+
+func TestProviderStatusAndRecovery(t *testing.T) {
+	il := &fakeIL{statuses: map[string]api.PodStatus{}}
+	p, pushed := testProvider(t, il)
+	ctx := context.Background()
+	submitted(t, p)
 	// The job ID goes with the next status write, not a write of its own.
 	for _, a := range p.client.(*fake.Clientset).Actions() {
 		if a.GetVerb() != "create" {
@@ -737,13 +746,7 @@ func TestUnchangedStatusNotDecodedAgain(t *testing.T) {
 	il := &fakeIL{statuses: map[string]api.PodStatus{}}
 	p, pushed := testProvider(t, il)
 	ctx := context.Background()
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "a", Namespace: "ns", UID: "u1"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c"}}}}
-	if _, err := p.client.CoreV1().Pods("ns").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.CreatePod(ctx, pod); err != nil {
-		t.Fatal(err)
-	}
+	submitted(t, p)
 	counts := func() (float64, float64) {
 		return testutil.ToFloat64(p.metrics.statuses.WithLabelValues("decoded")), testutil.ToFloat64(p.metrics.statuses.WithLabelValues("unchanged"))
 	}

@@ -14,17 +14,8 @@ import (
 // the last line for Tail: --tail=1 gives it alone, not with the line
 // before (which made kubectl logs --tail=1 show two pieces of a long line).
 func TestLogTailCountsAPartialLastLine(t *testing.T) {
-	cfg, dir := fakeSlurm(t)
-	s, err := New(t.Context(), cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = s.Close() }()
+	s, dir, data := createdPod(t)
 	ctx := context.Background()
-	data := testPod()
-	if _, err := s.Create(ctx, data); err != nil {
-		t.Fatal(err)
-	}
 	podDir := filepath.Join(dir, "jobs", "team-a-"+testUID, containersDir)
 	if err := os.MkdirAll(podDir, 0o700); err != nil {
 		t.Fatal(err)

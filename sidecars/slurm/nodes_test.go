@@ -14,17 +14,8 @@ import (
 // (sinfo's NodeAddr), asked once per node; a pending pod has none, and a
 // node sinfo gives a loopback address for is this host.
 func TestPodIPIsTheJobsNode(t *testing.T) {
-	cfg, dir := fakeSlurm(t)
-	s, err := New(t.Context(), cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = s.Close() }()
+	s, dir, data := createdPod(t)
 	ctx := context.Background()
-	data := testPod()
-	if _, err := s.Create(ctx, data); err != nil {
-		t.Fatal(err)
-	}
 	write := func(name, body string) {
 		t.Helper()
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {

@@ -88,6 +88,22 @@ func testEnvExec(t *testing.T) string {
 	return envExecBin
 }
 
+// createdPod is a sidecar on fakeSlurm with testPod created (job 100).
+func createdPod(t *testing.T) (*Sidecar, string, *api.RetrievedPodData) {
+	t.Helper()
+	cfg, dir := fakeSlurm(t)
+	s, err := New(t.Context(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	data := testPod()
+	if _, err := s.Create(context.Background(), data); err != nil {
+		t.Fatal(err)
+	}
+	return s, dir, data
+}
+
 func TestCreateStatusDelete(t *testing.T) {
 	cfg, dir := fakeSlurm(t)
 	s, err := New(t.Context(), cfg, nil)

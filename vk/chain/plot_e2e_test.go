@@ -76,13 +76,9 @@ func plotPhases(path, title string, samples []sample) error {
 		if !nonzero {
 			continue
 		}
-		l, err := plotter.NewLine(xys)
-		if err != nil {
+		if err := addLine(p, se.name, se.c, xys); err != nil {
 			return err
 		}
-		l.Color, l.Width = se.c, vg.Points(1.5)
-		p.Add(l)
-		p.Legend.Add(se.name, l)
 	}
 	p.Add(plotter.NewGrid())
 	p.Legend.Top, p.Legend.Left = true, true
@@ -107,15 +103,23 @@ func plotRSS(path, title string, samples []sample) error {
 		for i, s := range samples {
 			xys[i].X, xys[i].Y = s.At, se.get(s)
 		}
-		l, err := plotter.NewLine(xys)
-		if err != nil {
+		if err := addLine(p, se.name, se.c, xys); err != nil {
 			return err
 		}
-		l.Color, l.Width = se.c, vg.Points(1.5)
-		p.Add(l)
-		p.Legend.Add(se.name, l)
 	}
 	p.Add(plotter.NewGrid())
 	p.Legend.Top, p.Legend.Left = true, true
 	return p.Save(plotW, plotH, path)
+}
+
+// addLine draws xys on p as a line named in the legend.
+func addLine(p *plot.Plot, name string, c color.RGBA, xys plotter.XYs) error {
+	l, err := plotter.NewLine(xys)
+	if err != nil {
+		return err
+	}
+	l.Color, l.Width = c, vg.Points(1.5)
+	p.Add(l)
+	p.Legend.Add(name, l)
+	return nil
 }
