@@ -87,7 +87,7 @@ bench-chain:
 	INTERLINK_BENCH_OUT=$(CURDIR)/docs/bench go test -tags e2e -run '^$$' -bench WholeChain -benchtime 1x -timeout 40m -v ./vk/chain/
 	INTERLINK_BENCH_OUT=$(CURDIR)/docs/bench go test -tags e2e -run '^$$' -bench OriginalPluginChain -benchtime 1x -timeout 40m -v ./vk/chain/
 	INTERLINK_BENCH_OUT=$(CURDIR)/docs/bench go test -tags e2e -run '^$$' -bench NodeReady -benchtime 1x -timeout 10m -v ./vk/chain/
-	INTERLINK_BENCH_OUT=$(CURDIR)/docs/bench go test -tags e2e -run '^$$' -bench 'ManyNodes|VKRestart10k' -benchtime 1x -timeout 40m -v ./vk/chain/
+	INTERLINK_BENCH_OUT=$(CURDIR)/docs/bench go test -tags e2e -run '^$$' -bench 'ManyNodes|VKRestart10k|APIServerBaseline' -benchtime 1x -timeout 40m -v ./vk/chain/
 	@$(MAKE) --no-print-directory bench-compare
 
 ## bench-compare: the last bench-chain run beside the earlier ones on the same CPU model (docs/bench/history.jsonl), as ratios

@@ -209,3 +209,54 @@ func BenchmarkVKRestart10k(b *testing.B) {
 	}
 	tr.close()
 }
+
+// BenchmarkAPIServerBaseline measures what the control plane alone allows
+// on this machine: the same driver creates 10,000 pods bound to a node no
+// VK serves (nothing else writes), then deletes them with no grace period.
+// A pod through the whole chain costs its create, about two status writes
+// and a delete besides: these figures bound what the chain can reach.
+func BenchmarkAPIServerBaseline(b *testing.B) {
+	const n = 10000
+	s := startStack(b, options{})
+	ctx := context.Background()
+	ns := "baseline"
+	s.namespace(b, ns)
+	tr := newTracker(b, s, ns, ns)
+	pods := make([]*corev1.Pod, n)
+	names := make([]string, n)
+	for i := range pods {
+		names[i] = fmt.Sprintf("p-%05d", i)
+		pods[i] = s.benchPod(ns, names[i], sim.OutcomeRunning, nil)
+		pods[i].Spec.NodeName = "no-vk-serves-this-node"
+	}
+	start := time.Now()
+	if err := tr.createAll(ctx, s, pods, createWorkers); err != nil {
+		b.Fatal(err)
+	}
+	created := time.Since(start).Seconds()
+	start = time.Now()
+	zero := int64(0)
+	var wg sync.WaitGroup
+	ch := make(chan string)
+	for range deleteWorkers {
+		wg.Go(func() {
+			for name := range ch {
+				if err := s.cs.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+					b.Error(err)
+				}
+			}
+		})
+	}
+	for _, name := range names {
+		ch <- name
+	}
+	close(ch)
+	wg.Wait()
+	deleted := time.Since(start).Seconds()
+	tr.close()
+	b.Logf("the control plane alone: %d pods created in %.1f s (%.0f/s), deleted (grace 0) in %.1f s (%.0f/s), %d create and %d delete workers",
+		n, created, n/created, deleted, n/deleted, createWorkers, deleteWorkers)
+	b.ReportMetric(created, "s-to-create")
+	b.ReportMetric(deleted, "s-to-delete")
+	s.history(b, "apiserver-baseline", map[string]float64{"seconds_to_create_10000": created, "seconds_to_delete_10000": deleted})
+}
