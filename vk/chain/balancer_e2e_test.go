@@ -22,8 +22,10 @@ type balancer struct {
 	ln       net.Listener
 	backends []string
 	next     atomic.Uint64
-	conns    []atomic.Int64 // connections that carried bytes, by backend
+	conns    []atomic.Int64 // connections made, by backend
 	wg       sync.WaitGroup
+	mu       sync.Mutex
+	open     map[net.Conn]struct{} // both sides of the relays running
 }
 
 func startBalancer(t testing.TB, backends ...string) *balancer {
@@ -32,10 +34,20 @@ func startBalancer(t testing.TB, backends ...string) *balancer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &balancer{ln: ln, backends: backends, conns: make([]atomic.Int64, len(backends))}
+	b := &balancer{ln: ln, backends: backends, conns: make([]atomic.Int64, len(backends)), open: map[net.Conn]struct{}{}}
 	b.wg.Add(1)
 	go b.serve()
-	t.Cleanup(func() { _ = ln.Close(); b.wg.Wait() })
+	// Run before the stack's processes stop (cleanups run last first):
+	// the relays' connections are closed, not waited for.
+	t.Cleanup(func() {
+		_ = ln.Close()
+		b.mu.Lock()
+		for c := range b.open {
+			_ = c.Close()
+		}
+		b.mu.Unlock()
+		b.wg.Wait()
+	})
 	return b
 }
 
@@ -59,9 +71,24 @@ func (b *balancer) serve() {
 	}
 }
 
+// track adds c to the open connections; the func it returns closes c and
+// removes it.
+func (b *balancer) track(c net.Conn) func() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.open[c] = struct{}{}
+	return func() {
+		b.mu.Lock()
+		delete(b.open, c)
+		b.mu.Unlock()
+		_ = c.Close()
+	}
+}
+
 // relay joins the client to the first backend, in turn, that accepts it.
 func (b *balancer) relay(c net.Conn) {
-	defer func() { _ = c.Close() }()
+	untrack := b.track(c)
+	defer untrack()
 	start := int(b.next.Add(1)) //nolint:gosec // a counter
 	for i := range b.backends {
 		k := (start + i) % len(b.backends)
@@ -70,20 +97,27 @@ func (b *balancer) relay(c net.Conn) {
 			continue
 		}
 		b.conns[k].Add(1)
-		done := make(chan struct{})
-		go func() {
-			_, _ = io.Copy(up, c)
-			if tc, ok := up.(*net.TCPConn); ok {
-				_ = tc.CloseWrite()
-			}
-			close(done)
-		}()
-		_, _ = io.Copy(c, up)
-		_ = up.Close()
-		_ = c.Close()
-		<-done
+		b.join(c, up)
 		return
 	}
+}
+
+// join copies between the client c and the backend up until either ends.
+func (b *balancer) join(c, up net.Conn) {
+	untrack := b.track(up)
+	defer untrack()
+	done := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(up, c)
+		if tc, ok := up.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+		close(done)
+	}()
+	_, _ = io.Copy(c, up)
+	_ = up.Close()
+	_ = c.Close()
+	<-done
 }
 
 // TestTwoReplicas runs the fault suite's burst against two interlink
