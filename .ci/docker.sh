@@ -233,6 +233,9 @@ record_bridges() {
 	for id in $(timeout 10 "$DOCKER_CLI" -H "unix://$dir/docker.sock" network ls -q --no-trunc --filter driver=bridge 2>/dev/null); do
 		name=$(timeout 10 "$DOCKER_CLI" -H "unix://$dir/docker.sock" network inspect -f '{{index .Options "com.docker.network.bridge.name"}}' "$id" 2>/dev/null) || name=
 		[ -n "$name" ] || name=br-${id:0:12}
+		# docker0 is the default bridge of the host's own dockerd (this one
+		# runs with --bridge=none): never ours to delete.
+		[ "$name" != docker0 ] || continue
 		grep -qxF "$name" "$dir/bridges" 2>/dev/null || printf '%s\n' "$name" >>"$dir/bridges"
 	done
 }
