@@ -93,6 +93,17 @@ func (d *Sidecar) supervise(ctx context.Context, c container.Summary, fresh bool
 				}
 				continue
 			}
+			if st.Error != "" && restartsAfter(in.HostConfig, st.ExitCode) {
+				// Docker failed to start it again and gave up: at its own
+				// restart it may start a pod's container before the pod's
+				// holder ("cannot join network of a non running
+				// container"). Started again here, with the backoff.
+				last = st.StartedAt
+				if err := d.afterRun(ctx, c, l, last, "start failed: "+st.Error, &kills); err != nil {
+					return err
+				}
+				continue
+			}
 			d.recordEnd(ctx, in, l, "")
 			return nil
 		}
