@@ -195,12 +195,7 @@ func (s *stack) burst(t testing.TB, name string, n int) burstResult {
 	m0, st0 := s.vkMetrics(t), s.simStats(t, "")
 	vk0, il0, sim0 := s.vk.usage(), s.il.usage(), s.sim.usage()
 	tr := newTracker(t, s, name, name)
-	pods := make([]*corev1.Pod, n)
-	names := make([]string, n)
-	for i := range pods {
-		names[i] = fmt.Sprintf("p-%05d", i)
-		pods[i] = s.benchPod(name, names[i], sim.OutcomeRunning, nil)
-	}
+	pods, names := s.benchPods(name, n)
 	if err := tr.createAll(ctx, s, pods, createWorkers); err != nil {
 		t.Fatal(err)
 	}

@@ -167,12 +167,7 @@ func BenchmarkVKRestart10k(b *testing.B) {
 	ns := "restart10k"
 	s.namespace(b, ns)
 	tr := newTracker(b, s, ns, ns)
-	pods := make([]*corev1.Pod, n)
-	names := make([]string, n)
-	for i := range pods {
-		names[i] = fmt.Sprintf("p-%05d", i)
-		pods[i] = s.benchPod(ns, names[i], sim.OutcomeRunning, nil)
-	}
+	pods, names := s.benchPods(ns, n)
 	if err := tr.createAll(ctx, s, pods, createWorkers); err != nil {
 		b.Fatal(err)
 	}
@@ -222,12 +217,9 @@ func BenchmarkAPIServerBaseline(b *testing.B) {
 	ns := "baseline"
 	s.namespace(b, ns)
 	tr := newTracker(b, s, ns, ns)
-	pods := make([]*corev1.Pod, n)
-	names := make([]string, n)
-	for i := range pods {
-		names[i] = fmt.Sprintf("p-%05d", i)
-		pods[i] = s.benchPod(ns, names[i], sim.OutcomeRunning, nil)
-		pods[i].Spec.NodeName = "no-vk-serves-this-node"
+	pods, names := s.benchPods(ns, n)
+	for _, p := range pods {
+		p.Spec.NodeName = "no-vk-serves-this-node"
 	}
 	start := time.Now()
 	if err := tr.createAll(ctx, s, pods, createWorkers); err != nil {

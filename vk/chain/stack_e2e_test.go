@@ -306,6 +306,17 @@ func (s *stack) benchPod(ns, name, outcome string, labels map[string]string) *co
 	}
 }
 
+// benchPods are n pods p-00000... of ns that run until deleted, and their
+// names.
+func (s *stack) benchPods(ns string, n int) ([]*corev1.Pod, []string) {
+	pods, names := make([]*corev1.Pod, n), make([]string, n)
+	for i := range pods {
+		names[i] = fmt.Sprintf("p-%05d", i)
+		pods[i] = s.benchPod(ns, names[i], sim.OutcomeRunning, nil)
+	}
+	return pods, names
+}
+
 // hydra is Ory Hydra started by .ci/hydra.sh.
 type hydra struct{ e2eenv.Hydra }
 
