@@ -19,6 +19,7 @@ type vkMetrics struct {
 	pollDuration prometheus.Histogram
 	pollErrors   prometheus.Counter
 	statuses     *prometheus.CounterVec
+	resends      prometheus.Counter
 	nodeReady    prometheus.Gauge
 	// createToRunning is from the pod's creation in the API server to the
 	// VK first seeing it Running.
@@ -48,16 +49,18 @@ func newVKMetrics(reg prometheus.Registerer, tokenFile string, apiRequests *prom
 			Help: "Batched status calls that failed (pods kept their last status)."}),
 		statuses: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "interlink_vk_statuses_total",
 			Help: "Pod statuses read by the status polls, by how: decoded and applied, or unchanged (byte for byte the last one of the same pod, not decoded again)."}, []string{"how"}),
+		resends: prometheus.NewCounter(prometheus.CounterOpts{Name: "interlink_vk_status_resends_total",
+			Help: "Pod statuses the VK wrote itself because the API server still showed another state 60 s after the pod controller was handed it (a status write the pod controller dropped)."}),
 		nodeReady: prometheus.NewGauge(prometheus.GaugeOpts{Name: "interlink_vk_node_ready",
 			Help: "1 when interLink answers the node's pings, else 0."}),
 		createToRunning: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "interlink_vk_create_to_running_seconds",
 			Help:    "Time from a pod's creation to the VK seeing it Running.",
 			Buckets: []float64{0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600}}),
 		writeErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "interlink_vk_apiserver_write_errors_total",
-			Help: "Writes of the VK to the API server that failed (node taints; pod status writes are retried by the pod controller)."}),
+			Help: "Writes of the VK to the API server that failed (node taints, lagging pod statuses; the pod controller's own status writes are retried by it)."}),
 		apiRequests: apiRequests,
 	}
-	reg.MustRegister(m.pollDuration, m.pollErrors, m.statuses, m.nodeReady, m.createToRunning, m.writeErrors, m.apiRequests)
+	reg.MustRegister(m.pollDuration, m.pollErrors, m.statuses, m.resends, m.nodeReady, m.createToRunning, m.writeErrors, m.apiRequests)
 	m.streams = newStreamMetrics(reg)
 	if tokenFile != "" {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "interlink_vk_token_expiry_seconds",

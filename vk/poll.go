@@ -134,6 +134,7 @@ func (p *Provider) syncStatus(ctx context.Context) {
 	for _, pod := range changed {
 		p.pushIfTracked(pod)
 	}
+	p.resync(ctx, time.Now())
 }
 
 // unchanged tells whether the tracked pod uid was last given a status whose

@@ -54,6 +54,13 @@ type tracked struct {
 	// pod is not applied again.
 	rawHash   uint64
 	hashedPod *corev1.Pod
+	// driftSince is when the API server was first seen showing another
+	// state than pod's (zero: it agrees); resentAt is the API server's
+	// version of the pod when the provider last wrote its status itself
+	// (if resent; resync.go).
+	driftSince time.Time
+	resent     bool
+	resentAt   string
 }
 
 // Provider implements virtual-kubelet's nodeutil.Provider and
@@ -79,6 +86,9 @@ type Provider struct {
 	// node's cap, StreamMaxConcurrent).
 	streamSlots   chan struct{}
 	streamMetrics *streamMetrics
+
+	// resyncAfter is statusResyncAfter (tests shorten it).
+	resyncAfter time.Duration
 
 	pushMu sync.Mutex // serializes pushes to the pod controller
 	mu     sync.Mutex
@@ -124,7 +134,7 @@ func newProvider(cfg providerConfig, m *vkMetrics) *Provider {
 	if cfg.maxStreams <= 0 {
 		cfg.maxStreams = DefaultStreamMaxConcurrent
 	}
-	return &Provider{providerConfig: cfg, started: time.Now(), metrics: m, retries: make(chan types.UID, retryQueue), rawSeed: maphash.MakeSeed(),
+	return &Provider{providerConfig: cfg, started: time.Now(), metrics: m, resyncAfter: statusResyncAfter, retries: make(chan types.UID, retryQueue), rawSeed: maphash.MakeSeed(),
 		streamSlots: make(chan struct{}, cfg.maxStreams), streamMetrics: m.streams,
 		pods: map[types.UID]*tracked{}, byName: map[string]types.UID{}}
 }
