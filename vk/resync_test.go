@@ -56,8 +56,12 @@ func TestDroppedStatusWriteIsResent(t *testing.T) {
 	var logs syncBuffer
 	p.client, p.podLister = cs, f.Core().V1().Pods().Lister()
 	p.resyncAfter = 100 * time.Millisecond
-	giveUp := func(_ context.Context, _ string, _ int, _ time.Time, err error) (*time.Duration, error) { return nil, err }
-	fast := func() workqueue.TypedRateLimiter[any] { return workqueue.NewTypedItemExponentialFailureRateLimiter[any](time.Millisecond, time.Millisecond) }
+	giveUp := func(_ context.Context, _ string, _ int, _ time.Time, err error) (*time.Duration, error) {
+		return nil, err
+	}
+	fast := func() workqueue.TypedRateLimiter[any] {
+		return workqueue.NewTypedItemExponentialFailureRateLimiter[any](time.Millisecond, time.Millisecond)
+	}
 	pc, err := node.NewPodController(node.PodControllerConfig{
 		PodClient: cs.CoreV1(), PodInformer: f.Core().V1().Pods(), EventRecorder: record.NewFakeRecorder(100), Provider: p,
 		ConfigMapInformer: f.Core().V1().ConfigMaps(), SecretInformer: f.Core().V1().Secrets(), ServiceInformer: f.Core().V1().Services(),
