@@ -148,6 +148,11 @@ func (p *Provider) track(pod *corev1.Pod, jobID string) {
 		t.pod = pod // known already: keep its submission state
 		return
 	}
+	if jobID != "" {
+		// Submitted already: the spec with its resolved environment is
+		// not needed again.
+		p.shareSpecLocked(pod)
+	}
 	p.pods[pod.UID] = &tracked{pod: pod, jobID: jobID}
 	p.byName[key(pod.Namespace, pod.Name)] = pod.UID
 }

@@ -26,13 +26,16 @@ import (
 // idempotent by pod UID anyway. CreatePod never returns an error for a
 // transient failure (the pod controller would fail a pod with restartPolicy
 // Never): the pod stays Pending and its submission is retried with backoff.
+//
+// The pod is the provider's to keep: the pod controller hands over a copy
+// of its own (as it does to UpdatePod).
 func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 	if jid := pod.Annotations[api.AnnotationJobID]; jid != "" {
-		p.track(pod.DeepCopy(), jid)
+		p.track(pod, jid)
 		p.log.Info("pod recovered from its job ID annotation", "pod", pod.Name, "namespace", pod.Namespace, "uid", pod.UID, "job_id", jid)
 		return nil
 	}
-	p.track(pod.DeepCopy(), "")
+	p.track(pod, "")
 	if reason, msg := p.unsendable(pod); reason != "" {
 		p.log.Warn("pod failed: "+msg, "pod", pod.Name, "namespace", pod.Namespace, "uid", pod.UID)
 		p.fail(pod, reason, msg)
@@ -254,8 +257,9 @@ func (p *Provider) UpdatePod(ctx context.Context, pod *corev1.Pod) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if t, ok := p.pods[pod.UID]; ok {
+		// The pod controller's copy is ours to keep (see CreatePod).
 		st := t.pod.Status
-		t.pod = pod.DeepCopy()
+		t.pod = pod
 		t.pod.Status = st
 		if t.jobID != "" {
 			if t.pod.Annotations == nil {
