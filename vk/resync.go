@@ -2,11 +2,14 @@ package vk
 
 import (
 	"context"
+	"maps"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/seed-3f807049/interlink/functions/api"
 )
 
 // Resync: a status the pod controller was handed but never wrote.
@@ -52,10 +55,17 @@ func (p *Provider) resync(ctx context.Context, now time.Time) {
 		if now.Sub(t.driftSince) < p.resyncAfter || (t.resent && t.resentAt == ip.ResourceVersion) || len(again) == maxResyncsPerPoll {
 			continue
 		}
-		// As the pod controller writes it: the provider's metadata and
-		// status at the API server's version (pods/status ignores the spec).
-		cp := statusOnly(t.pod)
-		cp.ResourceVersion = ip.ResourceVersion
+		// The API server's metadata (a label set since is kept) with the
+		// job ID annotation, which rides on status writes, and the
+		// provider's status; pods/status ignores the spec.
+		cp := &corev1.Pod{TypeMeta: ip.TypeMeta, ObjectMeta: ip.ObjectMeta, Status: t.pod.Status}
+		if jid := t.jobID; jid != "" && ip.Annotations[api.AnnotationJobID] != jid {
+			cp.Annotations = maps.Clone(ip.Annotations)
+			if cp.Annotations == nil {
+				cp.Annotations = map[string]string{}
+			}
+			cp.Annotations[api.AnnotationJobID] = jid
+		}
 		t.resent, t.resentAt = true, ip.ResourceVersion
 		again = append(again, cp)
 		p.log.Warn("pod's status in the API server lags the provider's; writing it",

@@ -114,6 +114,10 @@ func TestDroppedStatusWriteIsResent(t *testing.T) {
 	if n := testutil.ToFloat64(p.metrics.resends); n != 1 {
 		t.Errorf("resends = %v, want 1", n)
 	}
+	// The job ID rides on status writes: the lost write's, too.
+	if got, _ := cs.CoreV1().Pods("ns").Get(ctx, "a", metav1.GetOptions{}); got.Annotations[api.AnnotationJobID] != "job-u1" {
+		t.Errorf("job ID annotation %q after the resync, want job-u1", got.Annotations[api.AnnotationJobID])
+	}
 	// virtual-kubelet's own error reached our log.
 	if !strings.Contains(logs.String(), "etcd is slow") {
 		t.Errorf("the pod controller's failed write was not logged; log:\n%s", logs.String())
