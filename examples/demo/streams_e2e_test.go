@@ -189,6 +189,16 @@ func TestE2EStreams(t *testing.T) {
 // portForward100 fetches the pod's page through one kubectl port-forward,
 // 100 connections at once (each a stream of its own).
 func portForward100(t *testing.T, s *stack) {
+	// Ready means the container runs, not that httpd listens yet; and
+	// kubectl port-forward quits at the first connection the pod refuses.
+	eventually(t, "httpd serving inside the pod", 60*time.Second, func() error {
+		out, err := exec.Command(s.kubectl, "--kubeconfig", s.kubeconfig, "exec", "web", "-c", "main", "--",
+			"wget", "-q", "-O-", "http://127.0.0.1:18080/").CombinedOutput()
+		if err == nil && !strings.Contains(string(out), "hello-from-") {
+			err = fmt.Errorf("page %q", out)
+		}
+		return err
+	})
 	local := e2eenv.FreePortNumber(t)
 	pf := s.portForward(t, local, 18080)
 	defer pf.stop()
