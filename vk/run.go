@@ -40,7 +40,6 @@ import (
 
 // Run registers the virtual node and serves it until ctx ends.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	ctx = withVKLogger(ctx, log.With("component", "virtual-kubelet"))
 	rc, err := restConfig(cfg.Kubeconfig)
 	if err != nil {
 		return err
