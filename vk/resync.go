@@ -2,7 +2,6 @@ package vk
 
 import (
 	"context"
-	"maps"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -59,12 +58,8 @@ func (p *Provider) resync(ctx context.Context, now time.Time) {
 		// job ID annotation, which rides on status writes, and the
 		// provider's status; pods/status ignores the spec.
 		cp := &corev1.Pod{TypeMeta: ip.TypeMeta, ObjectMeta: ip.ObjectMeta, Status: t.pod.Status}
-		if jid := t.jobID; jid != "" && ip.Annotations[api.AnnotationJobID] != jid {
-			cp.Annotations = maps.Clone(ip.Annotations)
-			if cp.Annotations == nil {
-				cp.Annotations = map[string]string{}
-			}
-			cp.Annotations[api.AnnotationJobID] = jid
+		if t.jobID != "" && ip.Annotations[api.AnnotationJobID] != t.jobID {
+			cp.Annotations = withJobID(ip.Annotations, t.jobID)
 		}
 		t.resent, t.resentAt = true, ip.ResourceVersion
 		again = append(again, cp)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"time"
 
@@ -141,13 +142,18 @@ func (p *Provider) recordJob(ctx context.Context, t *tracked, pod *corev1.Pod, j
 	t.jobID = jobID
 	cp := *t.pod // shares the spec; the annotations are copied
 	p.shareSpecLocked(&cp)
-	cp.Annotations = make(map[string]string, len(t.pod.Annotations)+1)
-	for k, v := range t.pod.Annotations {
-		cp.Annotations[k] = v
-	}
-	cp.Annotations[api.AnnotationJobID] = jobID
+	cp.Annotations = withJobID(t.pod.Annotations, jobID)
 	t.pod = &cp
 	p.mu.Unlock()
+}
+
+// withJobID is a copy of a pod's annotations with its job ID: the
+// annotation that reaches the API server with the pod's status writes.
+func withJobID(annotations map[string]string, jobID string) map[string]string {
+	out := make(map[string]string, len(annotations)+1)
+	maps.Copy(out, annotations)
+	out[api.AnnotationJobID] = jobID
+	return out
 }
 
 // retryLater schedules another submission and shows why the pod waits.
@@ -262,10 +268,7 @@ func (p *Provider) UpdatePod(ctx context.Context, pod *corev1.Pod) error {
 		t.pod = pod
 		t.pod.Status = st
 		if t.jobID != "" {
-			if t.pod.Annotations == nil {
-				t.pod.Annotations = map[string]string{}
-			}
-			t.pod.Annotations[api.AnnotationJobID] = t.jobID
+			t.pod.Annotations = withJobID(t.pod.Annotations, t.jobID)
 			p.shareSpecLocked(t.pod)
 		}
 	}
