@@ -89,8 +89,13 @@ type Controller struct {
 	services corev1listers.ServiceLister
 	slices   discoverylisters.EndpointSliceLister
 	sliceInf cache.SharedIndexInformer
-	queue    workqueue.TypedRateLimitingInterface[string]
-	m        *ctrlMetrics
+	// mine selects the slices this node manages. The informer asks the
+	// API server for only those; the lister is read through it too, so a
+	// watch that sends more (client-go's fake does) never makes another
+	// node's slice look like ours and get deleted.
+	mine  labels.Selector
+	queue workqueue.TypedRateLimitingInterface[string]
+	m     *ctrlMetrics
 
 	mu        sync.Mutex
 	listeners map[listenerKey]*listener
@@ -126,15 +131,16 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelManagedBy: ManagedBy, LabelNode: cfg.NodeName}).String()
+	mine := labels.SelectorFromSet(labels.Set{discoveryv1.LabelManagedBy: ManagedBy, LabelNode: cfg.NodeName})
 	f := informers.NewSharedInformerFactoryWithOptions(cfg.Client, 10*time.Minute,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel }))
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = mine.String() }))
 	sl := f.Discovery().V1().EndpointSlices()
 	c := &Controller{cfg: cfg,
 		pods:      corev1listers.NewPodLister(cfg.Pods.GetIndexer()),
 		services:  corev1listers.NewServiceLister(cfg.Services.GetIndexer()),
 		slices:    sl.Lister(),
 		sliceInf:  sl.Informer(),
+		mine:      mine,
 		queue:     workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "services"}),
 		listeners: map[listenerKey]*listener{},
 	}
@@ -286,7 +292,7 @@ func (c *Controller) sync(ctx context.Context, ns string) error {
 			}
 		}
 	}
-	have, err := c.slices.EndpointSlices(ns).List(labels.Everything())
+	have, err := c.slices.EndpointSlices(ns).List(c.mine)
 	if err != nil {
 		return err
 	}
@@ -511,7 +517,9 @@ func (c *Controller) apply(ctx context.Context, ns string, want map[string]*disc
 		}
 	}
 	if c.m != nil {
-		c.m.endpoints.Set(float64(len(c.sliceInf.GetStore().List())))
+		if all, err := c.slices.List(c.mine); err == nil {
+			c.m.endpoints.Set(float64(len(all)))
+		}
 	}
 	return errors.Join(errs...)
 }

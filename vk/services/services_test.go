@@ -74,6 +74,10 @@ func start(t *testing.T, objs ...any) *harness {
 			if _, err := cs.CoreV1().Services(o.Namespace).Create(ctx, o, metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)
 			}
+		case *discoveryv1.EndpointSlice:
+			if _, err := cs.DiscoveryV1().EndpointSlices(o.Namespace).Create(ctx, o, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	f := informers.NewSharedInformerFactory(cs, 0)
@@ -187,44 +191,46 @@ func TestSliceReachesThePod(t *testing.T) {
 	h.slices(t, "no slice", func(s []discoveryv1.EndpointSlice) bool { return len(s) == 0 })
 }
 
-// TestSliceRepaired: a slice deleted by someone else comes back, and one
-// the node no longer wants (left from before a restart) goes.
+// TestSliceRepaired: a slice the node no longer wants (left from before a
+// restart) goes, one deleted by someone else comes back, and another
+// node's slice is never touched, even when the watch delivers it (the fake
+// API server's watch ignores the informer's label selector).
 func TestSliceRepaired(t *testing.T) {
 	stale := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: "web-il-stale", Namespace: "team",
 		Labels: map[string]string{discoveryv1.LabelManagedBy: ManagedBy, LabelNode: "vk", discoveryv1.LabelServiceName: "web"}},
 		AddressType: discoveryv1.AddressTypeIPv4}
 	other := stale.DeepCopy()
 	other.Name, other.Labels[LabelNode] = "web-il-other-node", "vk2"
-	h := start(t, exposedPod("web-1", true), webService())
-	for _, s := range []*discoveryv1.EndpointSlice{stale, other} {
-		if _, err := h.cs.DiscoveryV1().EndpointSlices("team").Create(t.Context(), s, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got := h.slices(t, "the pod's slice, and the other node's", func(s []discoveryv1.EndpointSlice) bool {
-		names := map[string]bool{}
+	h := start(t, exposedPod("web-1", true), webService(), stale)
+	names := func(s []discoveryv1.EndpointSlice) map[string]bool {
+		n := map[string]bool{}
 		for _, x := range s {
-			names[x.Name] = true
+			n[x.Name] = true
 		}
-		return len(s) == 2 && names["web-il-other-node"] && !names["web-il-stale"]
+		return n
+	}
+	got := h.slices(t, "the pod's slice, the stale one gone", func(s []discoveryv1.EndpointSlice) bool {
+		return len(s) == 1 && !names(s)["web-il-stale"]
 	})
-	var mine string
-	for _, s := range got {
-		if s.Name != "web-il-other-node" {
-			mine = s.Name
-		}
+	mine := got[0].Name
+	// The other node's slice arrives by watch, after the first sync.
+	if _, err := h.cs.DiscoveryV1().EndpointSlices("team").Create(t.Context(), other, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 	if err := h.cs.DiscoveryV1().EndpointSlices("team").Delete(t.Context(), mine, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	h.slices(t, "recreated", func(s []discoveryv1.EndpointSlice) bool {
-		for _, x := range s {
-			if x.Name == mine {
-				return true
-			}
-		}
-		return false
-	})
+	h.slices(t, "recreated", func(s []discoveryv1.EndpointSlice) bool { return names(s)[mine] })
+	// Both events were synced (the recreate proves the delete's was, the
+	// create came first); the other node's slice is still there.
+	time.Sleep(100 * time.Millisecond)
+	l, err := h.cs.DiscoveryV1().EndpointSlices("team").List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := names(l.Items); len(l.Items) != 2 || !n["web-il-other-node"] || !n[mine] {
+		t.Fatalf("slices %v, want %s and web-il-other-node", n, mine)
+	}
 }
 
 func TestExposed(t *testing.T) {
