@@ -9,11 +9,13 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/seed-3f807049/interlink/functions/api"
@@ -55,6 +57,13 @@ func TestFaults(t *testing.T) {
 	// 30 s stretch in which no pod changes phase.
 	t.Run("OriginalPluginBurst", func(t *testing.T) {
 		s.originalBurst(t, "original-burst", originalBurstPods, 5*time.Minute)
+	})
+
+	// Pods recreated under their names while the old ones are deleted (as
+	// a StatefulSet or a rerun does): each new pod gets a job of its own,
+	// every old job ends, none is duplicated, and no pod stalls.
+	t.Run("NamesReused", func(t *testing.T) {
+		s.namesReused(t, "names-reused", faultPods)
 	})
 
 	t.Run("VKKilledMidBurst", func(t *testing.T) {
@@ -250,6 +259,113 @@ func (s *stack) originalBurst(t testing.TB, ns string, n int, within time.Durati
 	})
 	t.Logf("%s: %d pods Running in %.1fs in front of an original plugin, all deleted in %s", ns, n, secs, time.Since(start).Round(time.Second))
 	return secs
+}
+
+// namesReused runs n pods, deletes them all at once and creates each name
+// again as soon as the API server lets it (its old pod gone), then checks
+// that every new pod runs on a job of its own and the old jobs ended.
+func (s *stack) namesReused(t *testing.T, ns string, n int) {
+	ctx := context.Background()
+	s.namespace(t, ns)
+	before := s.simStats(t, "")
+	pods := make([]*corev1.Pod, n)
+	names := make([]string, n)
+	for i := range pods {
+		names[i] = fmt.Sprintf("r-%03d", i)
+		pods[i] = s.benchPod(ns, names[i], sim.OutcomeRunning, nil)
+	}
+	// running waits until every pod of ns runs and none has a UID of old,
+	// failing when no pod's phase changes for 30 s; it returns the UIDs.
+	running := func(what string, old map[string]bool) map[string]bool {
+		t.Helper()
+		last, lastChange := "", time.Now()
+		for {
+			l, err := s.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			uids, run := map[string]bool{}, 0
+			var phases []string
+			for _, p := range l.Items {
+				uids[string(p.UID)] = true
+				phases = append(phases, string(p.UID)+string(p.Status.Phase))
+				if p.Status.Phase == corev1.PodRunning && !old[string(p.UID)] && p.DeletionTimestamp == nil {
+					run++
+				}
+			}
+			if run == n && len(l.Items) == n {
+				return uids
+			}
+			sort.Strings(phases)
+			if now := strings.Join(phases, ","); now != last {
+				last, lastChange = now, time.Now()
+			} else if time.Since(lastChange) > 30*time.Second {
+				t.Fatalf("%s: %d of %d running, no pod changed phase for 30 s", what, run, n)
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, p := range pods {
+		wg.Go(func() {
+			if _, err := s.cs.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	first := running("first pods", nil)
+	grace := int64(1)
+	for _, p := range pods {
+		wg.Go(func() {
+			if err := s.cs.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &grace}); err != nil {
+				t.Error(err)
+				return
+			}
+			deadline := time.Now().Add(2 * time.Minute)
+			for {
+				_, err := s.cs.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{})
+				if err == nil {
+					return
+				}
+				if !apierrors.IsAlreadyExists(err) || time.Now().After(deadline) {
+					t.Errorf("recreating %s: %v", p.Name, err)
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+	running("recreated pods", first)
+	e2eenv.Eventually(t, "one job per new pod", time.Minute, func() error {
+		if held := heldIn(s.simStats(t, "?pods=1"), ns); held != n {
+			return fmt.Errorf("%d jobs held, want %d (the old ones ended)", held, n)
+		}
+		return nil
+	})
+	if d := s.simStats(t, "").DuplicateJobs - before.DuplicateJobs; d != 0 {
+		t.Errorf("%d duplicate jobs", d)
+	}
+	for _, p := range pods {
+		wg.Go(func() {
+			if err := s.cs.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &grace}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	e2eenv.Eventually(t, "pods and jobs gone", 2*time.Minute, func() error {
+		held := heldIn(s.simStats(t, "?pods=1"), ns)
+		l, err := s.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		if held != 0 || len(l.Items) != 0 {
+			return fmt.Errorf("%d jobs and %d pods left", held, len(l.Items))
+		}
+		return nil
+	})
 }
 
 // faultCase creates faultPods pods in namespace ns (at rate pods/s, or at
