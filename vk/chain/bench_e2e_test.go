@@ -61,7 +61,11 @@ type burstResult struct {
 	VK                 usage   `json:"vk"`
 	Interlink          usage   `json:"interlink"`
 	Sim                usage   `json:"sim"`
-	CreateErrors       int64   `json:"createErrors"`
+	// ControlPlaneCPU is the CPU seconds each control plane daemon used
+	// from the first create to all Running: with the VK's, interlink's
+	// and the sim's, where the machine's cores went.
+	ControlPlaneCPU map[string]float64 `json:"controlPlaneCPUSecondsToRunning,omitempty"`
+	CreateErrors    int64              `json:"createErrors"`
 }
 
 // steadyResult is a steady offered load.
@@ -193,7 +197,7 @@ func (s *stack) burst(t testing.TB, name string, n int) burstResult {
 	ctx := context.Background()
 	s.namespace(t, name)
 	m0, st0 := s.vkMetrics(t), s.simStats(t, "")
-	vk0, il0, sim0 := s.vk.usage(), s.il.usage(), s.sim.usage()
+	vk0, il0, sim0, cp0 := s.vk.usage(), s.il.usage(), s.sim.usage(), s.controlPlaneCPU()
 	tr := newTracker(t, s, name, name)
 	pods, names := s.benchPods(name, n)
 	if err := tr.createAll(ctx, s, pods, createWorkers); err != nil {
@@ -209,11 +213,12 @@ func (s *stack) burst(t testing.TB, name string, n int) burstResult {
 	sorted := sortedCopy(lat)
 	r.P50, r.P99 = percentile(sorted, 0.5), percentile(sorted, 0.99)
 	vk1, il1, sim1 := s.vk.usage(), s.il.usage(), s.sim.usage()
+	r.ControlPlaneCPU = diff(s.controlPlaneCPU(), cp0)
 	r.VK = usage{CPUSeconds: vk1.CPUSeconds - vk0.CPUSeconds, RSSMB: vk1.RSSMB, PeakRSSMB: vk1.PeakRSSMB}
 	r.Interlink = usage{CPUSeconds: il1.CPUSeconds - il0.CPUSeconds, RSSMB: il1.RSSMB, PeakRSSMB: il1.PeakRSSMB}
 	r.Sim = usage{CPUSeconds: sim1.CPUSeconds - sim0.CPUSeconds, RSSMB: sim1.RSSMB, PeakRSSMB: sim1.PeakRSSMB}
-	fmt.Fprintf(os.Stderr, "  %s: %d pods Running in %.1fs (%.0f pods/s); VK RSS %.0f MB (peak %.0f), CPU %.1fs; interlink CPU %.1fs\n",
-		name, n, r.SecondsToRunning, r.PodsPerSecond, r.VK.RSSMB, r.VK.PeakRSSMB, r.VK.CPUSeconds, r.Interlink.CPUSeconds)
+	fmt.Fprintf(os.Stderr, "  %s: %d pods Running in %.1fs (%.0f pods/s); VK RSS %.0f MB (peak %.0f), CPU %.1fs; interlink CPU %.1fs; sim CPU %.1fs; control plane CPU %v\n",
+		name, n, r.SecondsToRunning, r.PodsPerSecond, r.VK.RSSMB, r.VK.PeakRSSMB, r.VK.CPUSeconds, r.Interlink.CPUSeconds, r.Sim.CPUSeconds, r.ControlPlaneCPU)
 	start := time.Now()
 	if err := tr.deleteAll(ctx, s, name, names, deleteWorkers); err != nil {
 		t.Fatal(err)
@@ -408,6 +413,9 @@ func (rep *benchReport) figures() map[string]float64 {
 		f[name+".interlink_cpu_seconds"] = r.Interlink.CPUSeconds
 		f[name+".interlink_peak_rss_mb"] = r.Interlink.PeakRSSMB
 		f[name+".vk_writes_per_pod"] = r.WritesPerPod
+		for d, cpu := range r.ControlPlaneCPU {
+			f[name+"."+strings.ReplaceAll(d, "-", "_")+"_cpu_seconds_to_running"] = cpu
+		}
 	}
 	if r := rep.Steady; r != nil {
 		f["steady50.p50_seconds"], f["steady50.p99_seconds"] = r.P50, r.P99
@@ -550,6 +558,21 @@ func (rep *benchReport) markdown(img string) string {
 		w("| %s | %d | %.1f s | %.0f | %.2f / %.2f s | %.1f s (%.0f pods/s) | %.1f s | %.0f (%.0f) MB | %.1f s | %.0f (%.0f) MB | %.2f (%.2f) | %.2f |\n", br.name, r.Pods, r.SecondsToRunning,
 			r.PodsPerSecond, r.P50, r.P99, r.DeleteSeconds, r.DeletePodsPerSecond, r.VK.CPUSeconds, r.VK.RSSMB, r.VK.PeakRSSMB, r.Interlink.CPUSeconds, r.Interlink.RSSMB, r.Interlink.PeakRSSMB,
 			r.WritesPerPod, r.RequestsPerPod, r.StatusCallsPerPoll)
+	}
+	for _, br := range []struct {
+		name string
+		r    *burstResult
+	}{{"1,000", rep.Burst1k}, {"10,000", rep.Burst10k}} {
+		r := br.r
+		if r == nil || len(r.ControlPlaneCPU) == 0 {
+			continue
+		}
+		cores, _ := strconv.ParseFloat(rep.Machine["cores"], 64)
+		w("\nWhere the cores went in the %s-pod burst, from the first create to all Running (%.1f s, so %.0f CPU seconds on %s cores), in CPU seconds:", br.name, r.SecondsToRunning, cores*r.SecondsToRunning, rep.Machine["cores"])
+		for _, d := range controlPlaneDaemons {
+			w(" %s %.1f;", d, r.ControlPlaneCPU[d])
+		}
+		w(" the VK %.1f; interlink %.1f; the sim %.1f.\n", r.VK.CPUSeconds, r.Interlink.CPUSeconds, r.Sim.CPUSeconds)
 	}
 	if r := rep.Steady; r != nil {
 		w("\nSteady %d pods/s for %d s (%d pods, each Running %s then Succeeded): create -> Running p50 **%.2f s**, p90 %.2f s, p99 **%.2f s**, max %.2f s. ",

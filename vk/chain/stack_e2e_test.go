@@ -22,6 +22,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/procfs"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -62,30 +63,42 @@ type usage struct {
 	PeakRSSMB  float64 `json:"peakRSSMB"`
 }
 
-func (p *proc) usage() usage {
+func (p *proc) usage() usage { return pidUsage(p.PID()) }
+
+// pidUsage reads a process's CPU time and memory from /proc (zero when it
+// is gone).
+func pidUsage(pid int) usage {
 	var u usage
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.PID())); err == nil {
-		// Fields after the command name (which may hold spaces).
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-		if len(f) > 12 {
-			ut, _ := strconv.ParseFloat(f[11], 64)
-			st, _ := strconv.ParseFloat(f[12], 64)
-			u.CPUSeconds = (ut + st) / 100 // USER_HZ
-		}
+	pr, err := procfs.NewProc(pid)
+	if err != nil {
+		return u
 	}
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.PID())); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			k, v, _ := strings.Cut(line, ":")
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			switch k {
-			case "VmRSS":
-				u.RSSMB = kb / 1024
-			case "VmHWM":
-				u.PeakRSSMB = kb / 1024
-			}
-		}
+	if st, err := pr.Stat(); err == nil {
+		u.CPUSeconds = st.CPUTime()
+	}
+	if ss, err := pr.NewStatus(); err == nil {
+		u.RSSMB, u.PeakRSSMB = float64(ss.VmRSS)/(1<<20), float64(ss.VmHWM)/(1<<20)
 	}
 	return u
+}
+
+// controlPlaneDaemons are the control plane's processes, by the names of
+// the PID files examples/cluster/cluster.sh writes.
+var controlPlaneDaemons = []string{"kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler"}
+
+// controlPlaneCPU is the CPU seconds each control plane daemon has used.
+func (s *stack) controlPlaneCPU() map[string]float64 {
+	out := map[string]float64{}
+	for _, d := range controlPlaneDaemons {
+		b, err := os.ReadFile(filepath.Join(s.cluster, d+".pid"))
+		if err != nil {
+			continue
+		}
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			out[d] = pidUsage(pid).CPUSeconds
+		}
+	}
+	return out
 }
 
 // options shape a stack.
