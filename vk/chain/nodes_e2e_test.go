@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -83,6 +84,14 @@ func BenchmarkManyNodes(b *testing.B) {
 		polls0[i] = s.polls(b, nd.kubelet)
 	}
 	st0 := s.simStats(b, "")
+	vkCPU := func() float64 {
+		var sum float64
+		for _, nd := range nodes {
+			sum += nd.vk.usage().CPUSeconds
+		}
+		return sum
+	}
+	vk0, il0, sim0, cp0 := vkCPU(), s.il.usage(), s.sim.usage(), s.controlPlaneCPU()
 	trackers := make([]*tracker, len(nodes))
 	names := make([][]string, len(nodes))
 	for i := range nodes {
@@ -120,6 +129,17 @@ func BenchmarkManyNodes(b *testing.B) {
 	for err := range errs {
 		b.Fatal(err)
 	}
+	// Per-pod cost, from the first create to the last node's last pod
+	// Running: comparable with BenchmarkWholeChain's 10,000 pods on one node.
+	pods := float64(nodesN * perNode)
+	cost := map[string]float64{"vk": vkCPU() - vk0, "interlink": s.il.usage().CPUSeconds - il0.CPUSeconds, "sim": s.sim.usage().CPUSeconds - sim0.CPUSeconds}
+	for d, cpu := range diff(s.controlPlaneCPU(), cp0) {
+		cost[d] = cpu
+	}
+	var peakVK float64
+	for _, nd := range nodes {
+		peakVK = max(peakVK, nd.vk.usage().PeakRSSMB)
+	}
 	var polls float64
 	for i, nd := range nodes {
 		polls += s.polls(b, nd.kubelet) - polls0[i]
@@ -133,6 +153,10 @@ func BenchmarkManyNodes(b *testing.B) {
 	}
 	b.Logf("%d nodes x %d pods: median node %.1f s, slowest %.1f s (%.2f x the median); sidecar status calls per VK poll %.2f (%.0f calls, %.0f polls)",
 		len(nodes), perNode, median, slowest, slowest/median, calls/polls, calls, polls)
+	for _, k := range sortedKeys(cost) {
+		b.Logf("CPU to all Running: %s %.1f s (%.2f ms per pod)", k, cost[k], 1000*cost[k]/pods)
+	}
+	b.Logf("largest VK peak RSS %.0f MB (1,000 pods each)", peakVK)
 	b.ReportMetric(median, "median-node-s")
 	b.ReportMetric(slowest/median, "slowest/median")
 	b.ReportMetric(calls/polls, "status-calls/poll")
@@ -142,8 +166,12 @@ func BenchmarkManyNodes(b *testing.B) {
 	if calls > polls+float64(len(nodes)) {
 		b.Errorf("%.0f sidecar status calls for %.0f VK polls: more than one per poll", calls, polls)
 	}
-	s.history(b, "many-nodes", map[string]float64{"median_node_seconds_to_running": median, "slowest_node_seconds_to_running": slowest,
-		"status_calls_per_poll": calls / polls, "interlink_cpu_seconds": s.il.usage().CPUSeconds, "interlink_peak_rss_mb": s.il.usage().PeakRSSMB})
+	figures := map[string]float64{"median_node_seconds_to_running": median, "slowest_node_seconds_to_running": slowest,
+		"status_calls_per_poll": calls / polls, "interlink_peak_rss_mb": s.il.usage().PeakRSSMB, "vk_max_peak_rss_mb": peakVK}
+	for k, cpu := range cost {
+		figures[strings.ReplaceAll(k, "-", "_")+"_cpu_ms_per_pod"] = 1000 * cpu / pods
+	}
+	s.history(b, "many-nodes", figures)
 	for i := range nodes {
 		if err := trackers[i].deleteAll(ctx, s, trackers[i].name, names[i], deleteWorkers/4+1); err != nil {
 			b.Fatal(err)
