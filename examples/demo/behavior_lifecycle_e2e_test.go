@@ -115,6 +115,13 @@ func watched(check func(*testing.T, *run, *behaviorCase) error) func(*testing.T,
 func deleted(check func(*testing.T, *run, *behaviorCase) error) func(*testing.T, *run, *behaviorCase) error {
 	return func(t *testing.T, s *run, c *behaviorCase) error {
 		err := check(t, s, c)
+		if err != nil {
+			// The job's directory (the prober's log among it) goes with
+			// the pod: keep it first.
+			if p, gerr := s.getPod(t, nsBehave, c.pod.Name); gerr == nil {
+				s.keep(t, p)
+			}
+		}
 		if out, derr := s.kubectlRun(t, "delete", "pod", "-n", nsBehave, c.pod.Name, "--wait=false"); derr != nil {
 			t.Logf("kubectl delete %s: %v: %s", c.pod.Name, derr, out)
 		}
