@@ -2,6 +2,7 @@ package prober
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -64,7 +65,10 @@ func (r *activeRun) stop() {
 // process, or another pid, ends it.
 func (p *prober) watch(ctx context.Context, c *Container) {
 	pidPath := filepath.Join(p.dir, c.Name+pidSuffix)
-	var last procID
+	// last is the process a run was started for, or found outside the job;
+	// unverified the one whose run the job's files did not (yet) confirm:
+	// it is checked again at each poll, and said once.
+	var last, unverified procID
 	var cur *activeRun
 	tick := time.NewTicker(p.poll)
 	defer tick.Stop()
@@ -75,15 +79,22 @@ func (p *prober) watch(ctx context.Context, c *Container) {
 			cur = nil
 		}
 		if ok && id != last {
-			last = id
 			switch err := p.proc.isRun(p.dir, c.Name, id); {
 			case err != nil:
 				// A pid file left by a run that ended: its pid may be
-				// another process's now, another pod's even.
-				p.log.Info("pid file names no current run: ignored", "container", c.Name, "pid", id.pid, "err", err)
+				// another process's now, another pod's even. Or a run
+				// whose record is not what the prober expects yet (its
+				// start read late on a loaded node): a run ignored for
+				// good would never be probed, so it is asked again.
+				if id != unverified {
+					unverified = id
+					p.log.Info("pid file names no current run yet: checked again at each poll", "container", c.Name, "pid", id.pid, "err", err)
+				}
 			case p.ancestor == 0 || p.proc.descends(id.pid, p.ancestor):
+				last = id
 				cur = p.start(ctx, c, id)
 			default:
+				last = id
 				p.log.Warn("pid file names a process outside the job: ignored", "container", c.Name, "pid", id.pid)
 			}
 		}
@@ -179,9 +190,19 @@ func (p *prober) waitContainer(ctx context.Context, c *Container, id procID) boo
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	since, warned := time.Now(), false
 	for {
-		if entered(ctx, c, id.pid, p.proc) {
+		err := entered(ctx, c, id.pid, p.proc)
+		if err == nil {
+			if warned {
+				p.log.Info("container entered", "container", c.Name, "pid", id.pid, "after_seconds", time.Since(since).Seconds())
+			}
 			return true
+		}
+		if !warned && time.Since(since) >= enterWarnAfter {
+			warned = true
+			p.log.Warn("container not entered yet: its hooks and probes wait", "container", c.Name, "pid", id.pid,
+				"seconds", time.Since(since).Seconds(), "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -191,20 +212,31 @@ func (p *prober) waitContainer(ctx context.Context, c *Container, id procID) boo
 	}
 }
 
-// entered tells whether the container of the run of pid can be entered:
+// entered tells whether the container of the run of pid can be entered
+// (nil), or why not:
 // with Running, once that command prints "true" (podman: the container
 // runs, not only its podman run); with nsenter, once a process of the run
 // is in the image (containerProcess), not only in a namespace of its own.
-func entered(ctx context.Context, c *Container, pid int, proc procFS) bool {
+func entered(ctx context.Context, c *Container, pid int, proc procFS) error {
 	if len(c.Running) > 0 {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		code, out, err := runCapped(ctx, execArgv(c.Running, pid, nil), nil)
-		return err == nil && code == 0 && strings.TrimSpace(string(out)) == "true"
+		switch {
+		case err != nil:
+			return err
+		case code != 0 || strings.TrimSpace(string(out)) != "true":
+			return fmt.Errorf("%s: exit code %d, output %q", c.Running[0], code, strings.TrimSpace(string(out)))
+		}
+		return nil
 	}
 	_, err := containerProcess(proc, pid, c)
-	return err == nil
+	return err
 }
+
+// enterWarnAfter is how long a run's container may stay out of reach
+// before the prober says so (its hooks and probes have not begun).
+const enterWarnAfter = 30 * time.Second
 
 // now is the time a state records.
 func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }

@@ -114,6 +114,34 @@ func TestNewRunResetsState(t *testing.T) {
 	}
 }
 
+// TestUnconfirmedRunCheckedAgain: a run whose record does not match its
+// process when the prober first reads it (its start recorded an hour
+// off) is not probed then, but is once the record matches: it is checked
+// at each poll, not ignored for good.
+func TestUnconfirmedRunCheckedAgain(t *testing.T) {
+	p := newProber(t, Spec{Containers: []Container{{Name: "app", Exec: []string{"/usr/bin/env"},
+		ReadinessProbe: execProbe(`true`)}}})
+	p.startProcess(t, "app", "sleep", "100")
+	started := filepath.Join(p.dir, "app"+startedSuffix)
+	right, err := os.ReadFile(started)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339Nano) + "\n"
+	if err := os.WriteFile(started, []byte(off), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runProber(t, p)
+	time.Sleep(10 * p.poll)
+	if _, err := os.Stat(filepath.Join(p.dir, "app"+stateSuffix)); err == nil {
+		t.Fatal("a run its record does not confirm was probed")
+	}
+	if err := os.WriteFile(started, right, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.waitState(t, "app", func(s State) bool { return s.Ready })
+}
+
 // TestLivenessFailureKills: a failing liveness probe stops the run with
 // SIGTERM and says why.
 func TestLivenessFailureKills(t *testing.T) {
