@@ -136,7 +136,7 @@ func TestUnconfirmedRunCheckedAgain(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(p.dir, "app"+stateSuffix)); err == nil {
 		t.Fatal("a run its record does not confirm was probed")
 	}
-	if err := os.WriteFile(started, right, 0o600); err != nil {
+	if err := os.WriteFile(started, right, 0o600); err != nil { //nolint:gosec // the test's own temporary directory
 		t.Fatal(err)
 	}
 	p.waitState(t, "app", func(s State) bool { return s.Ready })
