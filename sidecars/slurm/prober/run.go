@@ -69,6 +69,7 @@ func (p *prober) watch(ctx context.Context, c *Container) {
 	// unverified the one whose run the job's files did not (yet) confirm:
 	// it is checked again at each poll, and said once.
 	var last, unverified procID
+	var unverifiedSince time.Time
 	var cur *activeRun
 	tick := time.NewTicker(p.poll)
 	defer tick.Stop()
@@ -86,9 +87,15 @@ func (p *prober) watch(ctx context.Context, c *Container) {
 				// whose record is not what the prober expects yet (its
 				// start read late on a loaded node): a run ignored for
 				// good would never be probed, so it is asked again.
-				if id != unverified {
-					unverified = id
+				switch {
+				case id != unverified:
+					unverified, unverifiedSince = id, time.Now()
 					p.log.Info("pid file names no current run yet: checked again at each poll", "container", c.Name, "pid", id.pid, "err", err)
+				case !unverifiedSince.IsZero() && time.Since(unverifiedSince) >= enterWarnAfter:
+					// Still so: a live process the job's record never
+					// matched (or a pid file left over): no probe runs.
+					unverifiedSince = time.Time{}
+					p.log.Warn("pid file still names no current run: its hooks and probes wait", "container", c.Name, "pid", id.pid, "err", err)
 				}
 			case p.ancestor == 0 || p.proc.descends(id.pid, p.ancestor):
 				last = id
