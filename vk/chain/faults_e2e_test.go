@@ -355,9 +355,15 @@ func (s *stack) namesReused(t *testing.T, ns string, n int) {
 		})
 	}
 	wg.Wait()
+	s.waitGone(t, ns)
+}
+
+// waitGone waits until namespace ns holds no pod and the sim no job of it.
+func (s *stack) waitGone(t *testing.T, ns string) {
+	t.Helper()
 	e2eenv.Eventually(t, "pods and jobs gone", 2*time.Minute, func() error {
 		held := heldIn(s.simStats(t, "?pods=1"), ns)
-		l, err := s.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		l, err := s.cs.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{})
 		if err != nil {
 			return err
 		}
@@ -410,17 +416,7 @@ func (s *stack) faultCase(t *testing.T, ns string, rate int, fault func(*testing
 	if err := tr.deleteAll(ctx, s, ns, names, 8); err != nil {
 		t.Fatal(err)
 	}
-	e2eenv.Eventually(t, "pods and jobs gone", 2*time.Minute, func() error {
-		held := heldIn(s.simStats(t, "?pods=1"), ns)
-		l, err := s.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return err
-		}
-		if held != 0 || len(l.Items) != 0 {
-			return fmt.Errorf("%d jobs and %d pods left", held, len(l.Items))
-		}
-		return nil
-	})
+	s.waitGone(t, ns)
 	t.Logf("%s: %d pods submitted, finished and deleted in %s", ns, faultPods, time.Since(start).Round(time.Second))
 }
 
