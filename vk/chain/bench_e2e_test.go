@@ -414,7 +414,7 @@ func (rep *benchReport) figures() map[string]float64 {
 		f[name+".interlink_peak_rss_mb"] = r.Interlink.PeakRSSMB
 		f[name+".vk_writes_per_pod"] = r.WritesPerPod
 		for d, cpu := range r.ControlPlaneCPU {
-			f[name+"."+strings.ReplaceAll(d, "-", "_")+"_cpu_seconds_to_running"] = cpu
+			f[name+"."+figureKey(d)+"_cpu_seconds_to_running"] = cpu
 		}
 	}
 	if r := rep.Steady; r != nil {
@@ -422,6 +422,10 @@ func (rep *benchReport) figures() map[string]float64 {
 	}
 	return f
 }
+
+// figureKey is a process's name (kube-apiserver) as a history figure's
+// key takes it (kube_apiserver).
+func figureKey(process string) string { return strings.ReplaceAll(process, "-", "_") }
 
 // historyLine is one run in docs/bench/history.jsonl.
 type historyLine struct {
@@ -547,22 +551,20 @@ func (rep *benchReport) markdown(img string) string {
 	}
 	w("\n| run | pods | create -> all Running | pods/s | p50 / p99 create -> Running | delete | VK CPU | VK RSS (peak) | interlink CPU | interlink RSS (peak) | VK writes (all requests) per pod | status calls per poll |\n")
 	w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
-	for _, br := range []struct {
+	bursts := []struct {
 		name string
 		r    *burstResult
-	}{{"burst 1,000", rep.Burst1k}, {"burst 10,000", rep.Burst10k}} {
+	}{{"1,000", rep.Burst1k}, {"10,000", rep.Burst10k}}
+	for _, br := range bursts {
 		r := br.r
 		if r == nil {
 			continue
 		}
-		w("| %s | %d | %.1f s | %.0f | %.2f / %.2f s | %.1f s (%.0f pods/s) | %.1f s | %.0f (%.0f) MB | %.1f s | %.0f (%.0f) MB | %.2f (%.2f) | %.2f |\n", br.name, r.Pods, r.SecondsToRunning,
+		w("| burst %s | %d | %.1f s | %.0f | %.2f / %.2f s | %.1f s (%.0f pods/s) | %.1f s | %.0f (%.0f) MB | %.1f s | %.0f (%.0f) MB | %.2f (%.2f) | %.2f |\n", br.name, r.Pods, r.SecondsToRunning,
 			r.PodsPerSecond, r.P50, r.P99, r.DeleteSeconds, r.DeletePodsPerSecond, r.VK.CPUSeconds, r.VK.RSSMB, r.VK.PeakRSSMB, r.Interlink.CPUSeconds, r.Interlink.RSSMB, r.Interlink.PeakRSSMB,
 			r.WritesPerPod, r.RequestsPerPod, r.StatusCallsPerPoll)
 	}
-	for _, br := range []struct {
-		name string
-		r    *burstResult
-	}{{"1,000", rep.Burst1k}, {"10,000", rep.Burst10k}} {
+	for _, br := range bursts {
 		r := br.r
 		if r == nil || len(r.ControlPlaneCPU) == 0 {
 			continue

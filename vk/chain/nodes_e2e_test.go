@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -169,7 +168,7 @@ func BenchmarkManyNodes(b *testing.B) {
 	figures := map[string]float64{"median_node_seconds_to_running": median, "slowest_node_seconds_to_running": slowest,
 		"status_calls_per_poll": calls / polls, "interlink_peak_rss_mb": s.il.usage().PeakRSSMB, "vk_max_peak_rss_mb": peakVK}
 	for k, cpu := range cost {
-		figures[strings.ReplaceAll(k, "-", "_")+"_cpu_ms_per_pod"] = 1000 * cpu / pods
+		figures[figureKey(k)+"_cpu_ms_per_pod"] = 1000 * cpu / pods
 	}
 	s.history(b, "many-nodes", figures)
 	for i := range nodes {
